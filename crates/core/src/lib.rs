@@ -1,0 +1,15 @@
+//! optillm-core: the [`Backend`] trait, its request and response types, and the
+//! inference-time strategies written once over it.
+
+pub mod backend;
+pub mod error;
+#[cfg(any(test, feature = "mock"))]
+pub mod mock;
+pub mod types;
+
+pub use backend::{Backend, ChoiceAccumulator, CompletionStream, StreamEvent, StreamSender, stream_channel};
+pub use error::BackendError;
+pub use types::{
+    Capabilities, ChatRequest, Choice, Completion, FinishReason, Message, Role, Sampling, Timings,
+    TokenLogprob, TopLogprob, Usage,
+};
