@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::error::BackendError;
+use crate::token::{TokenJob, TokenSession};
 use crate::types::{Capabilities, ChatRequest, Choice, Completion, FinishReason, TokenLogprob};
 
 /// One event of a streamed completion.
@@ -114,6 +115,37 @@ pub trait Backend: Send + Sync {
     async fn complete(&self, request: ChatRequest) -> Result<Completion, BackendError> {
         self.stream(request).await?.collect().await
     }
+
+    /// Runs `job` with token-level access to the model, the request's prompt already
+    /// evaluated into sequence 0. Only backends whose capabilities say `token_control`.
+    async fn token_job(&self, request: ChatRequest, job: TokenJob) -> Result<(), BackendError> {
+        let _ = (request, job);
+        Err(BackendError::unsupported(
+            self.model(),
+            "token-level control (logits and branching)",
+        ))
+    }
+}
+
+/// Runs a token-level closure on `backend` and returns its value.
+pub async fn run_token_job<B, T, F>(
+    backend: &B,
+    request: ChatRequest,
+    f: F,
+) -> Result<T, BackendError>
+where
+    B: Backend + ?Sized,
+    T: Send + 'static,
+    F: FnOnce(&mut dyn TokenSession) -> Result<T, BackendError> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: TokenJob = Box::new(move |session| {
+        let out = f(session)?;
+        let _ = tx.send(out);
+        Ok(())
+    });
+    backend.token_job(request, job).await?;
+    rx.await.map_err(|_| BackendError::Closed)
 }
 
 #[async_trait]
@@ -130,6 +162,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     async fn complete(&self, request: ChatRequest) -> Result<Completion, BackendError> {
         (**self).complete(request).await
     }
+    async fn token_job(&self, request: ChatRequest, job: TokenJob) -> Result<(), BackendError> {
+        (**self).token_job(request, job).await
+    }
 }
 
 #[async_trait]
@@ -145,6 +180,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     async fn complete(&self, request: ChatRequest) -> Result<Completion, BackendError> {
         (**self).complete(request).await
+    }
+    async fn token_job(&self, request: ChatRequest, job: TokenJob) -> Result<(), BackendError> {
+        (**self).token_job(request, job).await
     }
 }
 

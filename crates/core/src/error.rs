@@ -12,10 +12,7 @@ pub enum BackendError {
     InvalidRequest(String),
     /// The backend cannot honour a setting that the request asked for.
     #[error("{backend} does not support {feature}")]
-    Unsupported {
-        backend: String,
-        feature: String,
-    },
+    Unsupported { backend: String, feature: String },
     /// The prompt (plus room for one token) does not fit in the context.
     #[error("the prompt has {prompt_tokens} tokens but the context holds {context_length}")]
     ContextOverflow {

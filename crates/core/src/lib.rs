@@ -5,10 +5,15 @@ pub mod backend;
 pub mod error;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
+pub mod token;
 pub mod types;
 
-pub use backend::{Backend, ChoiceAccumulator, CompletionStream, StreamEvent, StreamSender, stream_channel};
+pub use backend::{
+    Backend, ChoiceAccumulator, CompletionStream, StreamEvent, StreamSender, run_token_job,
+    stream_channel,
+};
 pub use error::BackendError;
+pub use token::{SeqId, Token, TokenJob, TokenSession};
 pub use types::{
     Capabilities, ChatRequest, Choice, Completion, FinishReason, Message, Role, Sampling, Timings,
     TokenLogprob, TopLogprob, Usage,

@@ -25,7 +25,9 @@ pub struct MockBackend {
 
 impl std::fmt::Debug for MockBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockBackend").field("name", &self.name).finish()
+        f.debug_struct("MockBackend")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -118,7 +120,11 @@ impl MockBackend {
                         logprob: -0.1,
                         top: (0..k)
                             .map(|i| crate::types::TopLogprob {
-                                token: if i == 0 { t.to_string() } else { format!("alt{i}") },
+                                token: if i == 0 {
+                                    t.to_string()
+                                } else {
+                                    format!("alt{i}")
+                                },
                                 logprob: -0.1 - i as f32,
                             })
                             .collect(),
@@ -204,7 +210,8 @@ mod tests {
     #[tokio::test]
     async fn records_requests_and_applies_limits() {
         let mock = MockBackend::scripted(["one two three four", "stop here END more"]);
-        let r1 = ChatRequest::user("hi there").with_sampling(Sampling::default().with_max_tokens(2));
+        let r1 =
+            ChatRequest::user("hi there").with_sampling(Sampling::default().with_max_tokens(2));
         let c1 = mock.complete(r1.clone()).await.unwrap();
         assert_eq!(c1.text(), "one two ");
         assert_eq!(c1.choices[0].finish_reason, FinishReason::Length);
