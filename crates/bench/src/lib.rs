@@ -1,0 +1,1 @@
+//! Benchmark and evaluation harness for optillm-rs

@@ -1,0 +1,1 @@
+//! Model and data-set manifest, download, verification and cache for optillm-rs

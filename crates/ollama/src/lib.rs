@@ -1,0 +1,1 @@
+//! Ollama HTTP backend for optillm-rs

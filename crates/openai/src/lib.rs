@@ -1,0 +1,1 @@
+//! OpenAI-compatible HTTP backend for optillm-rs (vLLM, llama-server, hosted endpoints)
