@@ -5,6 +5,8 @@ pub mod backend;
 pub mod error;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
+pub mod strategies;
+pub mod strategy;
 pub mod token;
 pub mod types;
 
@@ -13,6 +15,9 @@ pub use backend::{
     stream_channel,
 };
 pub use error::BackendError;
+pub use strategy::{
+    Answer, Budget, Ctx, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest, TraceEntry,
+};
 pub use token::{SeqId, Token, TokenJob, TokenSession};
 pub use types::{
     Capabilities, ChatRequest, Choice, Completion, FinishReason, Message, Role, Sampling, Timings,

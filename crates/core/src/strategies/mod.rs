@@ -1,0 +1,84 @@
+//! The strategy catalogue and its registry by slug.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::strategy::{Strategy, StrategyError};
+
+mod none;
+
+pub use none::NoneStrategy;
+
+/// Per-strategy parameters as given by a spec, the CLI or a request body.
+pub type Params = serde_json::Map<String, serde_json::Value>;
+
+/// Describes one approach for `optillm approaches` and `/v1/models`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApproachInfo {
+    pub slug: &'static str,
+    pub description: &'static str,
+    /// Parameter names with their default values.
+    pub params: Params,
+}
+
+/// Builds typed parameters (`#[serde(default, deny_unknown_fields)]` structs) from `params`.
+pub fn parse_params<P: DeserializeOwned>(slug: &str, params: &Params) -> Result<P, StrategyError> {
+    serde_json::from_value(serde_json::Value::Object(params.clone())).map_err(|e| {
+        StrategyError::BadParameter {
+            approach: slug.to_string(),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// The defaults of a parameter struct, as a map.
+pub fn defaults_of<P: Serialize + Default>() -> Params {
+    match serde_json::to_value(P::default()) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => Params::new(),
+    }
+}
+
+type Builder = fn(&Params) -> Result<Box<dyn Strategy>, StrategyError>;
+
+struct Entry {
+    slug: &'static str,
+    description: &'static str,
+    defaults: fn() -> Params,
+    build: Builder,
+}
+
+fn entries() -> Vec<Entry> {
+    vec![Entry {
+        slug: "none",
+        description: "Pass-through: one completion, streamed",
+        defaults: defaults_of::<none::Params>,
+        build: |p| Ok(Box::new(NoneStrategy::new(parse_params("none", p)?))),
+    }]
+}
+
+/// Every approach of the catalogue.
+pub fn catalogue() -> Vec<ApproachInfo> {
+    entries()
+        .into_iter()
+        .map(|e| ApproachInfo {
+            slug: e.slug,
+            description: e.description,
+            params: (e.defaults)(),
+        })
+        .collect()
+}
+
+/// True when `slug` names an approach.
+pub fn is_known(slug: &str) -> bool {
+    entries().iter().any(|e| e.slug == slug)
+}
+
+/// Builds the approach `slug` with `params` (unknown parameters are an error).
+pub fn build(slug: &str, params: &Params) -> Result<Box<dyn Strategy>, StrategyError> {
+    let entry = entries()
+        .into_iter()
+        .find(|e| e.slug == slug)
+        .ok_or_else(|| StrategyError::UnknownApproach(slug.to_string()))?;
+    (entry.build)(params)
+}

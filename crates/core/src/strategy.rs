@@ -1,0 +1,333 @@
+//! The [`Strategy`] abstraction: an inference-time approach written once over any [`Backend`].
+//!
+//! A strategy makes its model calls through a [`Ctx`], which sums usage, records a
+//! trace entry per call, enforces the request's [`Budget`] and keeps the best answer
+//! offered so far, so that a run cut by the budget still returns an answer.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Backend;
+use crate::error::BackendError;
+use crate::types::{ChatRequest, Completion, Message, Role, Sampling, Usage};
+
+/// Errors of a strategy run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StrategyError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The budget ran out before the strategy had any answer to offer.
+    #[error("the budget ran out before any answer was found")]
+    BudgetExhausted,
+    #[error("unknown approach `{0}`")]
+    UnknownApproach(String),
+    #[error("bad parameter for `{approach}`: {message}")]
+    BadParameter { approach: String, message: String },
+    #[error("bad approach spec at {position}: {message}")]
+    BadSpec { position: usize, message: String },
+    #[error("the request needs a user message")]
+    NoQuery,
+}
+
+/// Limits on one strategy run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Most prompt + completion tokens over all calls.
+    pub max_total_tokens: Option<u64>,
+    /// Longest wall time of the run.
+    pub max_duration: Option<Duration>,
+}
+
+/// Usage summed over every call of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunUsage {
+    pub calls: u32,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl RunUsage {
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+    fn add(&mut self, u: &Usage) {
+        self.calls += 1;
+        self.prompt_tokens += u64::from(u.prompt_tokens);
+        self.completion_tokens += u64::from(u.completion_tokens);
+    }
+}
+
+/// One model call of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceEntry {
+    /// What the call was for ("sample", "rate candidate 2", "critique", ...).
+    pub purpose: String,
+    pub messages: Vec<Message>,
+    pub sampling: Sampling,
+    pub n: u32,
+    pub outputs: Vec<String>,
+    pub usage: Usage,
+    pub elapsed: Duration,
+}
+
+/// The input of a strategy: the conversation and the caller's base settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrategyRequest {
+    pub messages: Vec<Message>,
+    /// The caller's sampling settings; strategies layer their own per step on top.
+    pub sampling: Sampling,
+    /// Choices wanted in the final answer (strategies that can give several honour it).
+    pub n: u32,
+}
+
+impl StrategyRequest {
+    pub fn new(messages: Vec<Message>) -> Self {
+        Self {
+            messages,
+            sampling: Sampling::default(),
+            n: 1,
+        }
+    }
+    pub fn user(prompt: impl Into<String>) -> Self {
+        Self::new(vec![Message::user(prompt)])
+    }
+    /// The system prompt, if any.
+    pub fn system(&self) -> Option<&str> {
+        self.messages
+            .iter()
+            .find(|m| m.role == Role::System)
+            .map(|m| m.content.as_str())
+    }
+    /// The last user message: the query.
+    pub fn query(&self) -> Result<&str, StrategyError> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .ok_or(StrategyError::NoQuery)
+    }
+    /// The conversation with its last user message replaced by `query`.
+    pub fn with_query(&self, query: &str) -> Vec<Message> {
+        let mut messages = self.messages.clone();
+        match messages.iter_mut().rev().find(|m| m.role == Role::User) {
+            Some(m) => m.content = query.to_string(),
+            None => messages.push(Message::user(query)),
+        }
+        messages
+    }
+    /// A chat request: `messages`, the caller's settings overlaid by `step`.
+    pub fn chat(&self, messages: Vec<Message>, step: &Sampling) -> ChatRequest {
+        ChatRequest::new(messages).with_sampling(self.sampling.merged(step))
+    }
+}
+
+/// What a strategy returns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// Final answers, the chosen one first (more than one for `n > 1` or `a|b`).
+    pub choices: Vec<String>,
+    /// Candidates considered on the way.
+    pub candidates: Vec<String>,
+}
+
+impl Answer {
+    pub fn one(text: impl Into<String>) -> Self {
+        Self {
+            choices: vec![text.into()],
+            candidates: Vec::new(),
+        }
+    }
+    pub fn with_candidates(mut self, candidates: Vec<String>) -> Self {
+        self.candidates = candidates;
+        self
+    }
+}
+
+/// The result of a run: the answer, its cost and its trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub approach: String,
+    pub answer: String,
+    pub choices: Vec<String>,
+    pub candidates: Vec<String>,
+    pub usage: RunUsage,
+    pub wall: Duration,
+    /// True when the budget stopped the run and `answer` is the best found so far.
+    pub budget_exhausted: bool,
+    pub trace: Vec<TraceEntry>,
+}
+
+impl Outcome {
+    /// The trace as JSON Lines, one call per line.
+    pub fn trace_jsonl(&self) -> String {
+        self.trace
+            .iter()
+            .filter_map(|e| serde_json::to_string(e).ok())
+            .map(|l| l + "\n")
+            .collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct CtxState {
+    usage: RunUsage,
+    trace: Vec<TraceEntry>,
+    best: Option<String>,
+}
+
+/// The calling context of a run: backend, budget, usage, trace. Cheap to clone, so
+/// independent calls can run concurrently.
+#[derive(Clone)]
+pub struct Ctx {
+    backend: Arc<dyn Backend>,
+    budget: Budget,
+    started: Instant,
+    state: Arc<Mutex<CtxState>>,
+}
+
+impl Ctx {
+    pub fn new(backend: Arc<dyn Backend>, budget: Budget) -> Self {
+        Self {
+            backend,
+            budget,
+            started: Instant::now(),
+            state: Arc::default(),
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&mut CtxState) -> T) -> T {
+        match self.state.lock() {
+            Ok(mut s) => f(&mut s),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    pub fn usage(&self) -> RunUsage {
+        self.with_state(|s| s.usage)
+    }
+
+    /// Tokens left in the budget (`None`: unlimited).
+    pub fn tokens_left(&self) -> Option<u64> {
+        let used = self.usage().total_tokens();
+        self.budget
+            .max_total_tokens
+            .map(|max| max.saturating_sub(used))
+    }
+
+    /// True once the token budget or the deadline is spent.
+    pub fn exhausted(&self) -> bool {
+        self.tokens_left() == Some(0)
+            || self
+                .budget
+                .max_duration
+                .is_some_and(|d| self.started.elapsed() >= d)
+    }
+
+    /// Offers the best answer so far: what the run returns if the budget cuts it.
+    pub fn offer(&self, answer: impl Into<String>) {
+        let a = answer.into();
+        self.with_state(|s| s.best = Some(a));
+    }
+
+    /// One model call, accounted and traced. Fails with `BudgetExhausted` when the
+    /// budget is spent; caps `max_tokens` to what the budget has left.
+    pub async fn call(
+        &self,
+        purpose: impl Into<String>,
+        mut request: ChatRequest,
+    ) -> Result<Completion, StrategyError> {
+        if self.exhausted() {
+            return Err(StrategyError::BudgetExhausted);
+        }
+        if let Some(left) = self.tokens_left() {
+            let per_choice = (left / u64::from(request.n.max(1))).max(1);
+            let cap = u32::try_from(per_choice).unwrap_or(u32::MAX);
+            request.sampling.max_tokens =
+                Some(request.sampling.max_tokens.map_or(cap, |m| m.min(cap)));
+        }
+        let started = Instant::now();
+        let call = self.backend.complete(request.clone());
+        let completion = match self.budget.max_duration {
+            Some(d) => {
+                let left = d.saturating_sub(self.started.elapsed());
+                tokio::time::timeout(left, call)
+                    .await
+                    .map_err(|_| StrategyError::BudgetExhausted)??
+            }
+            None => call.await?,
+        };
+        let entry = TraceEntry {
+            purpose: purpose.into(),
+            messages: request.messages,
+            sampling: request.sampling,
+            n: request.n,
+            outputs: completion.texts(),
+            usage: completion.usage,
+            elapsed: started.elapsed(),
+        };
+        self.with_state(|s| {
+            s.usage.add(&completion.usage);
+            s.trace.push(entry);
+        });
+        Ok(completion)
+    }
+
+    /// `call` for one text.
+    pub async fn text(
+        &self,
+        purpose: impl Into<String>,
+        request: ChatRequest,
+    ) -> Result<String, StrategyError> {
+        Ok(self.call(purpose, request).await?.text().to_string())
+    }
+}
+
+/// An inference-time approach.
+#[async_trait]
+pub trait Strategy: Send + Sync {
+    /// The registry slug (`moa`, `self_consistency`, ...).
+    fn slug(&self) -> &str;
+    /// Runs the approach. Calls go through `ctx`; offer intermediate answers with
+    /// [`Ctx::offer`] so a budget cut can still return one.
+    async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError>;
+}
+
+/// Runs `strategy` on `backend` and returns its outcome with usage, wall time and trace.
+pub async fn run(
+    strategy: &dyn Strategy,
+    backend: Arc<dyn Backend>,
+    request: &StrategyRequest,
+    budget: Budget,
+) -> Result<Outcome, StrategyError> {
+    let ctx = Ctx::new(backend, budget);
+    let result = strategy.run(&ctx, request).await;
+    let (usage, trace, best) =
+        ctx.with_state(|s| (s.usage, std::mem::take(&mut s.trace), s.best.take()));
+    let (answer, budget_exhausted) = match result {
+        Ok(a) => (a, false),
+        Err(StrategyError::BudgetExhausted) => match best {
+            Some(b) => (Answer::one(b), true),
+            None => return Err(StrategyError::BudgetExhausted),
+        },
+        Err(e) => return Err(e),
+    };
+    Ok(Outcome {
+        approach: strategy.slug().to_string(),
+        answer: answer.choices.first().cloned().unwrap_or_default(),
+        choices: answer.choices,
+        candidates: answer.candidates,
+        usage,
+        wall: ctx.started.elapsed(),
+        budget_exhausted,
+        trace,
+    })
+}
