@@ -5,6 +5,7 @@ pub mod backend;
 pub mod error;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
+pub mod spec;
 pub mod strategies;
 pub mod strategy;
 pub mod token;
@@ -15,6 +16,7 @@ pub use backend::{
     stream_channel,
 };
 pub use error::BackendError;
+pub use spec::{Spec, split_model_name};
 pub use strategy::{
     Answer, Budget, Ctx, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest, TraceEntry,
 };

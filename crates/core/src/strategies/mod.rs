@@ -5,8 +5,10 @@ use serde::de::DeserializeOwned;
 
 use crate::strategy::{Strategy, StrategyError};
 
+mod combinators;
 mod none;
 
+pub use combinators::{Parallel, Pipeline, build_spec};
 pub use none::NoneStrategy;
 
 /// Per-strategy parameters as given by a spec, the CLI or a request body.
