@@ -3,8 +3,11 @@
 
 pub mod backend;
 pub mod error;
+pub mod extract;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
+#[cfg(any(test, feature = "mock"))]
+pub mod mock_tokens;
 pub mod spec;
 pub mod strategies;
 pub mod strategy;
@@ -18,7 +21,8 @@ pub use backend::{
 pub use error::BackendError;
 pub use spec::{Spec, split_model_name};
 pub use strategy::{
-    Answer, Budget, Ctx, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest, TraceEntry,
+    Answer, Budget, Ctx, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest, TokenLimits,
+    TraceEntry,
 };
 pub use token::{SeqId, Token, TokenJob, TokenSession};
 pub use types::{

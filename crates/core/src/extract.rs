@@ -1,0 +1,862 @@
+//! Answer extraction and voting: the one module every voting strategy and the
+//! evaluation harness use.
+//!
+//! [`extract`] finds the final answer of a model output for a known answer kind,
+//! [`extract_any`] when the kind is unknown. Both return a canonical string (see
+//! [`normalize`]), so equal answers compare equal as strings: `"$1,234.50"` and
+//! `"1234.5"` both give `"1234.5"`; `"3/4"`, `"\frac{3}{4}"` and `"0.75"` give `"0.75"`;
+//! `"(b)"` and `"B"` give `"B"`. [`vote`] groups answers and picks the majority.
+//!
+//! Parsing is char-aware: model text is never sliced by byte index.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// What kind of answer a question expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerKind {
+    /// A number (GSM8K, MATH with numeric answers, ...).
+    Number,
+    /// An option letter A-E.
+    Choice,
+    /// Yes or no (also true / false).
+    YesNo,
+    /// Free text, compared after normalisation.
+    Text,
+}
+
+macro_rules! pattern {
+    ($name:ident, $re:expr) => {
+        static $name: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new($re).ok());
+    };
+}
+
+// A number: optional sign, optional currency, thousands groups or plain digits,
+// decimals, and an optional `/denominator`.
+pattern!(
+    NUMBER,
+    r"(-)?(?:[$€£¥]\s?)?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:\s?/\s?(\d+(?:\.\d+)?))?"
+);
+// "The answer is", "Answer:", "**Final Answer:**", "answer would be" ...
+pattern!(
+    MARKER,
+    r"(?i)\b(?:final\s+answer\b[\s*_]*(?:is\b|was\b|[:=])?|answer\b[\s*_]*(?:is\b|was\b|would\s+be\b|will\s+be\b|should\s+be\b|[:=]))[\s*_:]*"
+);
+// Markers that introduce an option letter: "correct option is", "choice:".
+pattern!(
+    CHOICE_MARKER,
+    r"(?i)\b(?:option|choice)\b[\s*_]*(?:is\b|[:=])[\s*_:]*"
+);
+// An option letter at the start of a piece of text: "(B)", "B)", "B.", "option C".
+pattern!(
+    LEADING_LETTER,
+    r"^[\s*_$\[]*(?i:(?:option|choice)\s*)?(?:\\text\{)?\(?([A-E])(?:[)\].:,*}\s]|$)"
+);
+// An option letter opening a whole output: "(B) ...", "B) ...", "B. ...", "**B:** ...".
+pattern!(OPENING_LETTER, r"^[\s*_\[]*(?:\(([A-E])\)|([A-E])[).:])");
+// A text that is nothing but a letter, in any case: "b", "(C).", "**D**".
+pattern!(LONE_LETTER, r"^[\s*_$(\[]*([A-Ea-e])[\s*_$)\].:]*$");
+// A parenthesised option letter anywhere.
+pattern!(PAREN_LETTER, r"\(([A-E])\)");
+// Option listings: "(A) ..." or "A) ..." at line starts.
+pattern!(OPTION_LINE, r"(?m)^\s*\(?([A-E])[).:]\s");
+pattern!(
+    LEADING_YES_NO,
+    r"(?i)^[\s*_$('\x22]*(?:\\text\{)?(yes|no|true|false)\b"
+);
+pattern!(ANY_YES_NO, r"(?i)\b(yes|no|true|false)\b");
+pattern!(
+    FRAC,
+    r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}"
+);
+pattern!(FRAC_SHORT, r"\\[dt]?frac(\d)(\d)");
+pattern!(
+    TEXT_CMD,
+    r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{([^{}]*)\}"
+);
+pattern!(SPACES, r"\s+");
+
+/// The final answer of `text` for a question of `kind`, canonical (see [`normalize`]).
+pub fn extract(text: &str, kind: AnswerKind) -> Option<String> {
+    match kind {
+        AnswerKind::Number => extract_number(text).map(canonical_number),
+        AnswerKind::Choice => extract_choice(text).map(String::from),
+        AnswerKind::YesNo => extract_yes_no(text).map(String::from),
+        AnswerKind::Text => extract_text(text),
+    }
+}
+
+/// The final answer of `text` when the kind is unknown: a `\boxed{}` answer, else an
+/// explicit one (`#### N`, "The answer is ..."), else an option letter when the text
+/// looks multiple-choice, else the last number, else a leading yes/no.
+pub fn extract_any(text: &str) -> Option<String> {
+    if let Some(a) = boxed(text).and_then(|b| classify(&b)) {
+        return Some(a);
+    }
+    if let Some(a) = hash_tail(text).and_then(|t| classify(&t)) {
+        return Some(a);
+    }
+    if let Some(a) = marker_tails(text).find_map(|t| classify(&t)) {
+        return Some(a);
+    }
+    if looks_multiple_choice(text) {
+        if let Some(c) = extract_choice(text) {
+            return Some(c.to_string());
+        }
+    }
+    if let Some(v) = last_number(&clean(text)) {
+        return Some(canonical_number(v));
+    }
+    leading_yes_no(text).map(String::from)
+}
+
+/// `extract` with a known kind, `extract_any` without one.
+pub fn extract_as(text: &str, kind: Option<AnswerKind>) -> Option<String> {
+    match kind {
+        Some(k) => extract(text, k),
+        None => extract_any(text),
+    }
+}
+
+/// The canonical form of a bare answer (a gold label or an extracted answer): numbers
+/// as their shortest decimal (`5.0` -> `5`, `3/4` -> `0.75`, `$1,234` -> `1234`,
+/// trailing units dropped), a lone option letter upper-cased, yes/true -> `yes`,
+/// no/false -> `no`, anything else lower-cased with whitespace collapsed and a trailing
+/// period removed.
+pub fn normalize(answer: &str) -> String {
+    let cleaned = clean(answer);
+    let s = strip_decoration(&cleaned);
+    if let Some(c) = lone_letter(s) {
+        return c.to_string();
+    }
+    if let Some(v) = whole_number(s) {
+        return canonical_number(v);
+    }
+    if let Some(yn) = LEADING_YES_NO
+        .as_ref()
+        .and_then(|re| re.captures(s))
+        .filter(|c| c.get(0).is_some_and(|m| m.end() == s.len()))
+        .and_then(|c| c.get(1))
+    {
+        return yes_no_canonical(yn.as_str()).to_string();
+    }
+    normalize_text(s)
+}
+
+/// Whether two answers are the same after normalisation (numbers compared numerically).
+pub fn answers_equal(a: &str, b: &str) -> bool {
+    let (na, nb) = (normalize(a), normalize(b));
+    if na == nb {
+        return true;
+    }
+    match (na.parse::<f64>(), nb.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        _ => false,
+    }
+}
+
+/// The result of a majority vote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vote {
+    /// The winning answer (canonical).
+    pub winner: String,
+    /// Votes for the winner.
+    pub count: usize,
+    /// Answers that took part (the `Some` ones).
+    pub voters: usize,
+    /// Every answer with its votes, most votes first (ties: first seen first).
+    pub distribution: Vec<(String, usize)>,
+    /// Indices (into the voted slice) of the answers in the winning group.
+    pub members: Vec<usize>,
+}
+
+impl Vote {
+    /// The winner's share of the votes, in 0..=1.
+    pub fn share(&self) -> f64 {
+        if self.voters == 0 {
+            0.0
+        } else {
+            self.count as f64 / self.voters as f64
+        }
+    }
+
+    /// The distribution as one line: `42: 3, 41: 1, none: 1`.
+    pub fn summary(&self, total: usize) -> String {
+        let mut parts: Vec<String> = self
+            .distribution
+            .iter()
+            .map(|(a, c)| format!("{a}: {c}"))
+            .collect();
+        if total > self.voters {
+            parts.push(format!("none: {}", total - self.voters));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Majority vote over answers (`None`: no answer found). Answers are grouped by their
+/// canonical form; ties go to the answer seen first. `None` when no answer is `Some`.
+pub fn vote(answers: &[Option<String>]) -> Option<Vote> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, a) in answers.iter().enumerate() {
+        let Some(a) = a else { continue };
+        let key = normalize(a);
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(i);
+    }
+    let mut distribution: Vec<(String, usize)> = order
+        .iter()
+        .map(|k| (k.clone(), groups.get(k).map_or(0, Vec::len)))
+        .collect();
+    // Stable sort keeps first-seen order among equal counts.
+    distribution.sort_by_key(|d| std::cmp::Reverse(d.1));
+    let (winner, count) = distribution.first().cloned()?;
+    let members = groups.remove(&winner).unwrap_or_default();
+    Some(Vote {
+        winner,
+        count,
+        voters: answers.iter().filter(|a| a.is_some()).count(),
+        distribution,
+        members,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Kind-specific extraction
+
+fn extract_number(text: &str) -> Option<f64> {
+    if let Some(v) = boxed(text).and_then(|b| number_in_answer(&b)) {
+        return Some(v);
+    }
+    if let Some(v) = hash_tail(text).and_then(|t| number_in_answer(&t)) {
+        return Some(v);
+    }
+    if let Some(v) = marker_tails(text).find_map(|t| number_in_answer(&t)) {
+        return Some(v);
+    }
+    last_number(&clean(text))
+}
+
+fn extract_choice(text: &str) -> Option<char> {
+    if let Some(c) = boxed(text).and_then(|b| {
+        let b = clean(&b);
+        lone_letter(&b).or_else(|| leading_letter(&b))
+    }) {
+        return Some(c);
+    }
+    let tails: Vec<String> = marker_tails(text).collect();
+    if let Some(c) = tails
+        .iter()
+        .chain(choice_marker_tails(text).iter())
+        .find_map(|t| leading_letter(t))
+    {
+        return Some(c);
+    }
+    if let Some(c) = lone_letter(text) {
+        return Some(c);
+    }
+    // "A) 42 apples": a leading letter, unless other options are mentioned too.
+    if let Some(c) = opening_letter(text) {
+        if option_letters(text).iter().all(|&l| l == c) {
+            return Some(c);
+        }
+    }
+    // One single parenthesised letter in the whole text: "I think (B) is right".
+    let re = PAREN_LETTER.as_ref()?;
+    let mut letters = re
+        .captures_iter(text)
+        .filter_map(|c| c.get(1))
+        .filter_map(|m| m.as_str().chars().next());
+    let first = letters.next()?;
+    letters.all(|c| c == first).then_some(first)
+}
+
+fn extract_yes_no(text: &str) -> Option<&'static str> {
+    if let Some(yn) = boxed(text).and_then(|b| leading_yes_no(&clean(&b))) {
+        return Some(yn);
+    }
+    if let Some(yn) = marker_tails(text).find_map(|t| leading_yes_no(&t)) {
+        return Some(yn);
+    }
+    if let Some(yn) = leading_yes_no(text) {
+        return Some(yn);
+    }
+    let re = ANY_YES_NO.as_ref()?;
+    re.captures_iter(text)
+        .last()
+        .and_then(|c| c.get(1))
+        .map(|m| yes_no_canonical(m.as_str()))
+}
+
+fn extract_text(text: &str) -> Option<String> {
+    let found = boxed(text)
+        .or_else(|| hash_tail(text))
+        .or_else(|| marker_tails(text).next().map(|t| first_sentence(&t)))
+        .or_else(|| {
+            text.lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty())
+                .map(str::to_string)
+        })?;
+    let n = normalize(&found);
+    (!n.is_empty()).then_some(n)
+}
+
+/// An answer in any form from a short piece of text (a boxed content or what follows
+/// "The answer is").
+fn classify(s: &str) -> Option<String> {
+    let cleaned = clean(s);
+    let after_eq = after_last_eq(&cleaned);
+    let t = strip_decoration(after_eq);
+    if t.is_empty() {
+        return None;
+    }
+    if let Some(c) = lone_letter(t).or_else(|| leading_letter(t)) {
+        return Some(c.to_string());
+    }
+    if t.contains('\\') {
+        // LaTeX we do not evaluate (\sqrt, \pi, ...): compare it as text.
+        return Some(normalize_text(t));
+    }
+    if let Some(v) = first_number(t) {
+        return Some(canonical_number(v));
+    }
+    if let Some(yn) = leading_yes_no(t) {
+        return Some(yn.to_string());
+    }
+    let n = normalize_text(&first_sentence(t));
+    (!n.is_empty()).then_some(n)
+}
+
+fn number_in_answer(s: &str) -> Option<f64> {
+    let cleaned = clean(s);
+    first_number(after_last_eq(&cleaned)).or_else(|| first_number(&cleaned))
+}
+
+// ---------------------------------------------------------------------------
+// Locating answers in text
+
+/// The content of the last `\boxed{...}` (or `\fbox{...}`), nested braces included.
+fn boxed(text: &str) -> Option<String> {
+    let start = ["\\boxed", "\\fbox"]
+        .iter()
+        .filter_map(|k| text.rfind(k).map(|p| p + k.len()))
+        .max()?;
+    let rest = text.get(start..)?.trim_start();
+    let mut chars = rest.chars();
+    if chars.next()? != '{' {
+        return None;
+    }
+    let mut depth = 1usize;
+    let mut content = String::new();
+    for c in chars {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    let c = content.trim().to_string();
+                    return (!c.is_empty()).then_some(c);
+                }
+            }
+            _ => {}
+        }
+        content.push(c);
+    }
+    None
+}
+
+/// What follows the last `####` (GSM8K style), on its line.
+fn hash_tail(text: &str) -> Option<String> {
+    let pos = text.rfind("####")?;
+    first_line(text.get(pos + 4..)?)
+}
+
+/// What follows each "answer is" marker, last marker first.
+fn marker_tails(text: &str) -> impl Iterator<Item = String> + '_ {
+    let ends: Vec<usize> = MARKER
+        .as_ref()
+        .map(|re| re.find_iter(text).map(|m| m.end()).collect())
+        .unwrap_or_default();
+    ends.into_iter()
+        .rev()
+        .filter_map(move |e| text.get(e..).and_then(first_line))
+}
+
+fn choice_marker_tails(text: &str) -> Vec<String> {
+    let ends: Vec<usize> = CHOICE_MARKER
+        .as_ref()
+        .map(|re| re.find_iter(text).map(|m| m.end()).collect())
+        .unwrap_or_default();
+    ends.into_iter()
+        .rev()
+        .filter_map(|e| text.get(e..).and_then(first_line))
+        .collect()
+}
+
+/// The first non-empty line of `s`, trimmed.
+fn first_line(s: &str) -> Option<String> {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+/// `s` up to the end of its first sentence (". " or end).
+fn first_sentence(s: &str) -> String {
+    match s.find(". ") {
+        Some(p) => s.get(..p).unwrap_or(s).to_string(),
+        None => s.to_string(),
+    }
+}
+
+fn after_last_eq(s: &str) -> &str {
+    match s.rfind('=') {
+        Some(p) => match s.get(p + 1..) {
+            Some(rest) if !rest.trim().is_empty() => rest,
+            _ => s,
+        },
+        None => s,
+    }
+}
+
+fn looks_multiple_choice(text: &str) -> bool {
+    if lone_letter(text).is_some() || opening_letter(text).is_some() {
+        return true;
+    }
+    distinct_option_letters(text) >= 2 || PAREN_LETTER.as_ref().is_some_and(|re| re.is_match(text))
+}
+
+/// How many different option letters are listed ("(A) ..." or "A) ..." at line starts).
+fn distinct_option_letters(text: &str) -> usize {
+    let Some(re) = OPTION_LINE.as_ref() else {
+        return 0;
+    };
+    let mut letters: Vec<&str> = re
+        .captures_iter(text)
+        .filter_map(|c| c.get(1).map(|m| m.as_str()))
+        .collect();
+    letters.sort_unstable();
+    letters.dedup();
+    letters.len()
+}
+
+/// The distinct option letters mentioned as "(X)" or listed at line starts.
+fn option_letters(text: &str) -> Vec<char> {
+    let mut letters: Vec<char> = [PAREN_LETTER.as_ref(), OPTION_LINE.as_ref()]
+        .into_iter()
+        .flatten()
+        .flat_map(|re| re.captures_iter(text))
+        .filter_map(|c| c.get(1).and_then(|m| m.as_str().chars().next()))
+        .collect();
+    letters.sort_unstable();
+    letters.dedup();
+    letters
+}
+
+fn lone_letter(s: &str) -> Option<char> {
+    let c = LONE_LETTER.as_ref()?.captures(s)?;
+    c.get(1)?
+        .as_str()
+        .chars()
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+}
+
+fn leading_letter(s: &str) -> Option<char> {
+    let c = LEADING_LETTER.as_ref()?.captures(s)?;
+    c.get(1)?.as_str().chars().next()
+}
+
+fn opening_letter(s: &str) -> Option<char> {
+    let c = OPENING_LETTER.as_ref()?.captures(s)?;
+    c.get(1).or_else(|| c.get(2))?.as_str().chars().next()
+}
+
+fn leading_yes_no(s: &str) -> Option<&'static str> {
+    let c = LEADING_YES_NO.as_ref()?.captures(s)?;
+    Some(yes_no_canonical(c.get(1)?.as_str()))
+}
+
+fn yes_no_canonical(word: &str) -> &'static str {
+    match word.to_ascii_lowercase().as_str() {
+        "yes" | "true" => "yes",
+        _ => "no",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Numbers
+
+/// LaTeX and typography made plain: `\frac{a}{b}` -> `a/b`, `\text{x}` -> `x`,
+/// `1{,}000` -> `1,000`, `\$` -> `$`, the Unicode minus -> `-`.
+fn clean(text: &str) -> String {
+    let mut s = text
+        .replace('\u{2212}', "-")
+        .replace("{,}", ",")
+        .replace("\\$", "$")
+        .replace("\\%", "%")
+        .replace("\\left", "")
+        .replace("\\right", "")
+        .replace("\\!", "")
+        .replace("\\,", "")
+        .replace("\\;", " ");
+    for re in [FRAC.as_ref(), FRAC_SHORT.as_ref()].into_iter().flatten() {
+        s = re.replace_all(&s, "$1/$2").into_owned();
+    }
+    if let Some(re) = TEXT_CMD.as_ref() {
+        s = re.replace_all(&s, "$1").into_owned();
+    }
+    s
+}
+
+/// Every number of (cleaned) `s`, with its byte span.
+fn numbers(s: &str) -> Vec<(usize, usize, f64)> {
+    let Some(re) = NUMBER.as_ref() else {
+        return Vec::new();
+    };
+    re.captures_iter(s)
+        .filter_map(|c| {
+            let whole = c.get(0)?;
+            let mut value: f64 = c.get(2)?.as_str().replace(',', "").parse().ok()?;
+            if let Some(den) = c.get(3).and_then(|d| d.as_str().parse::<f64>().ok()) {
+                if den != 0.0 {
+                    value /= den;
+                }
+            }
+            let negative = c.get(1).is_some_and(|sign| {
+                // "x-3" and "10-3" are not negative numbers.
+                !s.get(..sign.start())
+                    .and_then(|p| p.chars().next_back())
+                    .is_some_and(|p| p.is_alphanumeric() || p == ')')
+            });
+            Some((
+                whole.start(),
+                whole.end(),
+                if negative { -value } else { value },
+            ))
+        })
+        .collect()
+}
+
+fn first_number(s: &str) -> Option<f64> {
+    numbers(s).first().map(|n| n.2)
+}
+
+fn last_number(s: &str) -> Option<f64> {
+    numbers(s).last().map(|n| n.2)
+}
+
+/// `s` as one number with at most leading currency and trailing units or words
+/// (`"$18"`, `"18 dollars"`, `"50%"`), else `None`.
+fn whole_number(s: &str) -> Option<f64> {
+    let all = numbers(s);
+    let (start, end, v) = *all.first()?;
+    let prefix = s.get(..start)?;
+    let suffix = s.get(end..)?;
+    let prefix_ok = prefix.chars().all(|c| c.is_whitespace() || c == '(');
+    let suffix_ok = !suffix.chars().any(|c| c.is_ascii_digit());
+    (prefix_ok && suffix_ok).then_some(v)
+}
+
+/// The canonical string of a number: integers without a fraction (`5.0` -> `5`),
+/// others rounded to 10 decimals, shortest form.
+fn canonical_number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let r = if v.abs() < 1e6 {
+        (v * 1e10).round() / 1e10
+    } else {
+        v
+    };
+    if r == 0.0 {
+        return "0".to_string();
+    }
+    r.to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Text
+
+/// Trims whitespace and markdown / math decoration around an answer, and a trailing period.
+fn strip_decoration(s: &str) -> &str {
+    let decoration = |c: char| c.is_whitespace() || matches!(c, '*' | '_' | '$' | '"' | '`');
+    let s = s.trim_matches(decoration);
+    let s = s.strip_suffix('.').unwrap_or(s);
+    s.trim_matches(decoration)
+}
+
+fn normalize_text(s: &str) -> String {
+    let s = strip_decoration(s).to_lowercase();
+    match SPACES.as_ref() {
+        Some(re) => re.replace_all(&s, " ").into_owned(),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AnswerKind::*;
+
+    #[test]
+    fn all_patterns_compile() {
+        for p in [
+            &NUMBER,
+            &MARKER,
+            &CHOICE_MARKER,
+            &LEADING_LETTER,
+            &LONE_LETTER,
+            &OPENING_LETTER,
+            &PAREN_LETTER,
+            &OPTION_LINE,
+            &LEADING_YES_NO,
+            &ANY_YES_NO,
+            &FRAC,
+            &FRAC_SHORT,
+            &TEXT_CMD,
+            &SPACES,
+        ] {
+            assert!(p.is_some());
+        }
+    }
+
+    fn num(text: &str) -> Option<String> {
+        extract(text, Number)
+    }
+
+    #[test]
+    fn numbers_from_rambling_outputs() {
+        let ramble = "Janet has 16 eggs. She eats 3 for breakfast and bakes muffins with 4. \
+                      So she sells 16 - 3 - 4 = 9 eggs. Each sells for $2, so she makes 9 * 2 = 18 dollars.";
+        assert_eq!(num(ramble).as_deref(), Some("18"));
+        assert_eq!(
+            num("First 5 apples, then 7 more.\nThe answer is 42.\nI hope this helps! Step 3 done.")
+                .as_deref(),
+            Some("42")
+        );
+        assert_eq!(
+            num("Natalia sold 48/2 = 24 clips in May.\n48+24 = 72\n#### 72").as_deref(),
+            Some("72")
+        );
+        assert_eq!(num("#### 18").as_deref(), Some("18"));
+        assert_eq!(num("answer: 7 cats").as_deref(), Some("7"));
+        assert_eq!(
+            num("**Answer:** $1,234.50 in total").as_deref(),
+            Some("1234.5")
+        );
+        assert_eq!(
+            num("The total cost is $1,234.50.").as_deref(),
+            Some("1234.5")
+        );
+        assert_eq!(num("So the answer is -3.").as_deref(), Some("-3"));
+        assert_eq!(
+            num("The temperature fell to −7 degrees").as_deref(),
+            Some("-7")
+        );
+        assert_eq!(num("The answer is 5.0").as_deref(), Some("5"));
+        assert_eq!(num("That gives 0.250 of the cake").as_deref(), Some("0.25"));
+        assert_eq!(num("Roughly 3/4 of them").as_deref(), Some("0.75"));
+        // The "answer is" line wins over a later, unrelated number.
+        assert_eq!(
+            num("The answer is 12.\nNote: I used 3 steps.").as_deref(),
+            Some("12")
+        );
+        // An equation after the marker: the value after the last `=`.
+        assert_eq!(
+            num("The answer is 18 - 5 = 13 dollars.").as_deref(),
+            Some("13")
+        );
+        // "10-3" is a difference, not -3.
+        assert_eq!(num("the range is 10-3").as_deref(), Some("3"));
+        assert_eq!(num("I don't know how to solve this."), None);
+        assert_eq!(num(""), None);
+    }
+
+    #[test]
+    fn boxed_answers_with_nested_braces() {
+        assert_eq!(num("so $\\boxed{\\frac{1}{2}}$").as_deref(), Some("0.5"));
+        assert_eq!(num("\\boxed{-\\frac{3}{4}}").as_deref(), Some("-0.75"));
+        assert_eq!(num("\\boxed{\\dfrac{3}{4}}").as_deref(), Some("0.75"));
+        assert_eq!(
+            num("We try \\boxed{5} first, but then 7 works: \\boxed{18 \\text{ dollars}}")
+                .as_deref(),
+            Some("18")
+        );
+        assert_eq!(num("\\boxed{x = 12}").as_deref(), Some("12"));
+        assert_eq!(num("\\boxed{1{,}000}").as_deref(), Some("1000"));
+        assert_eq!(
+            boxed("\\boxed{\\frac{\\sqrt{2}}{2}}").as_deref(),
+            Some("\\frac{\\sqrt{2}}{2}")
+        );
+        // Unclosed box: fall back to the rest of the rules.
+        assert_eq!(num("The answer is 4. \\boxed{4").as_deref(), Some("4"));
+        assert_eq!(
+            extract_any("\\boxed{\\frac{\\sqrt{2}}{2}}").as_deref(),
+            Some("\\frac{\\sqrt{2}}{2}")
+        );
+    }
+
+    #[test]
+    fn option_letters() {
+        let ch = |t: &str| extract(t, Choice);
+        assert_eq!(ch("**Answer:** (C)").as_deref(), Some("C"));
+        assert_eq!(ch("The answer is (B).").as_deref(), Some("B"));
+        assert_eq!(ch("Answer: C").as_deref(), Some("C"));
+        assert_eq!(
+            ch("The correct option is D because ...").as_deref(),
+            Some("D")
+        );
+        assert_eq!(ch("b").as_deref(), Some("B"));
+        assert_eq!(ch("(E).").as_deref(), Some("E"));
+        assert_eq!(ch("A) 42 apples, since 6 * 7 = 42").as_deref(), Some("A"));
+        assert_eq!(ch("\\boxed{\\text{B}}").as_deref(), Some("B"));
+        assert_eq!(
+            ch("I think (B) is right, as (B) covers it").as_deref(),
+            Some("B")
+        );
+        // Several options discussed, none chosen: no answer rather than a guess.
+        assert_eq!(ch("(A) is too small and (B) too large."), None);
+        assert_eq!(ch("A number of people came"), None);
+        assert_eq!(ch("no idea"), None);
+    }
+
+    #[test]
+    fn yes_and_no() {
+        let yn = |t: &str| extract(t, YesNo);
+        assert_eq!(yn("Yes, because 4 > 3.").as_deref(), Some("yes"));
+        assert_eq!(yn("**No.** It cannot.").as_deref(), Some("no"));
+        assert_eq!(
+            yn("Yes, let me think. Actually the answer is no.").as_deref(),
+            Some("no")
+        );
+        assert_eq!(yn("\\boxed{\\text{Yes}}").as_deref(), Some("yes"));
+        assert_eq!(yn("The statement is True").as_deref(), Some("yes"));
+        assert_eq!(yn("Answer: true").as_deref(), Some("yes"));
+        assert_eq!(
+            yn("It depends on the weather, so probably yes").as_deref(),
+            Some("yes")
+        );
+        assert_eq!(yn("It depends."), None);
+    }
+
+    #[test]
+    fn free_text() {
+        assert_eq!(
+            extract("The answer is Paris.", Text).as_deref(),
+            Some("paris")
+        );
+        assert_eq!(
+            extract("Let me think.\nThe capital is  Paris", Text).as_deref(),
+            Some("the capital is paris")
+        );
+        assert_eq!(extract("\\boxed{18}", Text).as_deref(), Some("18"));
+        assert_eq!(extract("   \n ", Text), None);
+    }
+
+    #[test]
+    fn any_kind() {
+        assert_eq!(extract_any("\\boxed{B}").as_deref(), Some("B"));
+        assert_eq!(extract_any("The answer is (C).").as_deref(), Some("C"));
+        assert_eq!(extract_any("The answer is 42.").as_deref(), Some("42"));
+        assert_eq!(extract_any("#### 1,000").as_deref(), Some("1000"));
+        // Options restated and discussed without a verdict: no letter is guessed from the
+        // listing; the last number is the answer.
+        assert_eq!(
+            extract_any("(A) 3\n(B) 4\n(C) 5\nOnly (B) fits since 2+2 = 4").as_deref(),
+            Some("4")
+        );
+        assert_eq!(extract("(A) 3\n(B) 4\n(C) 5\nHmm.", Choice), None);
+        assert_eq!(extract_any("D").as_deref(), Some("D"));
+        assert_eq!(extract_any("So 3 + 4 = 7").as_deref(), Some("7"));
+        assert_eq!(extract_any("Yes, it is.").as_deref(), Some("yes"));
+        assert_eq!(extract_any("The answer is yes").as_deref(), Some("yes"));
+        assert_eq!(extract_any("I am not sure."), None);
+    }
+
+    #[test]
+    fn normalisation_and_equality() {
+        assert_eq!(normalize("$1,234.50"), "1234.5");
+        assert_eq!(normalize("18 dollars"), "18");
+        assert_eq!(normalize("50%"), "50");
+        assert_eq!(normalize("5.0"), "5");
+        assert_eq!(normalize("-3"), "-3");
+        assert_eq!(normalize("\\frac{3}{4}"), "0.75");
+        assert_eq!(normalize("(b)"), "B");
+        assert_eq!(normalize("True"), "yes");
+        assert_eq!(normalize("  New   York. "), "new york");
+        assert_eq!(normalize("3 apples and 4 pears"), "3 apples and 4 pears");
+        assert!(answers_equal("5.0", "5"));
+        assert!(answers_equal("3/4", "0.75"));
+        assert!(answers_equal("\\frac{3}{4}", "0.75"));
+        assert!(answers_equal("$1,234", "1234"));
+        assert!(answers_equal("1/3", "0.3333333333"));
+        assert!(!answers_equal("1/3", "0.33"));
+        assert!(!answers_equal("-3", "3"));
+        assert!(!answers_equal("B", "C"));
+        assert!(answers_equal("Paris", "paris."));
+    }
+
+    #[test]
+    fn never_slices_inside_multibyte_chars() {
+        for t in [
+            "答案是 42。",
+            "The answer is 😀 7 😀",
+            "\\boxed{ü}",
+            "#### €5",
+            "Answer: ——",
+            "é\\boxed{",
+        ] {
+            let _ = extract_any(t);
+            for k in [Number, Choice, YesNo, Text] {
+                let _ = extract(t, k);
+            }
+        }
+        assert_eq!(num("答案是 42。").as_deref(), Some("42"));
+        assert_eq!(num("#### €5").as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn majority_vote() {
+        let answers: Vec<Option<String>> = ["18", "17", "18.0", "17", "$18"]
+            .iter()
+            .map(|s| Some(s.to_string()))
+            .chain([None])
+            .collect();
+        let v = vote(&answers).unwrap();
+        assert_eq!(v.winner, "18");
+        assert_eq!(v.count, 3);
+        assert_eq!(v.voters, 5);
+        assert_eq!(v.members, vec![0, 2, 4]);
+        assert_eq!(
+            v.distribution,
+            vec![("18".to_string(), 3), ("17".to_string(), 2)]
+        );
+        assert!((v.share() - 0.6).abs() < 1e-9);
+        assert_eq!(v.summary(answers.len()), "18: 3, 17: 2, none: 1");
+    }
+
+    #[test]
+    fn vote_ties_go_to_first_seen_and_empty_is_none() {
+        let answers = vec![
+            None,
+            Some("B".to_string()),
+            Some("A".to_string()),
+            Some("a".to_string()),
+            Some("(b)".to_string()),
+        ];
+        let v = vote(&answers).unwrap();
+        assert_eq!(v.winner, "B");
+        assert_eq!(v.members, vec![1, 4]);
+        assert_eq!(vote(&[None, None]), None);
+        assert_eq!(vote(&[]), None);
+    }
+}
