@@ -6,6 +6,9 @@ use serde::de::DeserializeOwned;
 use crate::strategy::{Strategy, StrategyError};
 
 mod combinators;
+mod mcts;
+mod pvg;
+mod util;
 mod none;
 
 pub use combinators::{Parallel, Pipeline, build_spec};
@@ -51,12 +54,27 @@ struct Entry {
 }
 
 fn entries() -> Vec<Entry> {
-    vec![Entry {
+    vec![
+    Entry {
         slug: "none",
         description: "Pass-through: one completion, streamed",
         defaults: defaults_of::<none::Params>,
         build: |p| Ok(Box::new(NoneStrategy::new(parse_params("none", p)?))),
-    }]
+    },
+    // Search and multi-step approaches.
+    Entry {
+        slug: "mcts",
+        description: "Monte-Carlo tree search over dialogue states (UCT, model-scored states)",
+        defaults: defaults_of::<mcts::Params>,
+        build: |p| Ok(Box::new(mcts::Mcts::new(parse_params("mcts", p)?)?)),
+    },
+    Entry {
+        slug: "pvg",
+        description: "Prover-verifier game: helpful and sneaky provers, verifier scores, query refinement",
+        defaults: defaults_of::<pvg::Params>,
+        build: |p| Ok(Box::new(pvg::Pvg::new(parse_params("pvg", p)?)?)),
+    },
+    ]
 }
 
 /// Every approach of the catalogue.

@@ -1,0 +1,455 @@
+//! `mcts`: Monte-Carlo tree search over dialogue states.
+//!
+//! A state is a conversation ending in a user turn. Expanding a state asks the model for
+//! `candidates` replies in one n-request; each reply becomes a child whose next user turn
+//! is simulated by the model (these calls run concurrently). A simulation then rolls the
+//! conversation `depth` turns further (one reply, one simulated user turn per step), the
+//! model scores the reached state 0-1, and the score is backed up the path (UCT selection
+//! with `exploration`). The answer is the reply of the root's most visited child.
+//!
+//! Rollouts sample one reply per step, not three: only one is used (the reference asks for
+//! three and keeps a random one).
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+
+use super::util::{first_number, one, samples, temp};
+use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
+use crate::types::{Message, Role, Sampling};
+
+const NEXT_USER: &str = "Based on this conversation, what might the user ask or say next? \
+                         Provide a likely user query.";
+const EVALUATE: &str = "Evaluate the quality of this conversation on a scale from 0 to 1, \
+                        where 0 is poor and 1 is excellent. Consider factors such as coherence, \
+                        relevance, and engagement. Respond with only a number.";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Search iterations (select, expand, simulate, back up).
+    pub simulations: u32,
+    /// UCT exploration weight.
+    pub exploration: f64,
+    /// Turns rolled out after an expansion before the state is scored.
+    pub depth: u32,
+    /// Candidate replies per expansion (one n-request).
+    pub candidates: u32,
+    /// Temperature of replies and simulated user turns.
+    pub temperature: f32,
+    /// Temperature of the 0-1 state score.
+    pub eval_temperature: f32,
+    /// Token cap of a simulated user turn.
+    pub user_max_tokens: u32,
+    /// Token cap of a state score.
+    pub eval_max_tokens: u32,
+    /// A state with more turns than this is terminal.
+    pub max_turns: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            simulations: 2,
+            exploration: 0.2,
+            depth: 1,
+            candidates: 3,
+            temperature: 1.0,
+            eval_temperature: 0.1,
+            user_max_tokens: 256,
+            eval_max_tokens: 16,
+            max_turns: 10,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Mcts {
+    params: Params,
+}
+
+impl Mcts {
+    pub fn new(params: Params) -> Result<Self, StrategyError> {
+        let bad = |m: &str| StrategyError::BadParameter {
+            approach: "mcts".into(),
+            message: m.into(),
+        };
+        if params.simulations == 0 {
+            return Err(bad("simulations must be at least 1"));
+        }
+        if params.candidates == 0 {
+            return Err(bad("candidates must be at least 1"));
+        }
+        if !params.exploration.is_finite() || params.exploration < 0.0 {
+            return Err(bad("exploration must be a finite number >= 0"));
+        }
+        Ok(Self { params })
+    }
+}
+
+/// One node: a conversation ending in a user turn, reached by the assistant `reply`.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub messages: Vec<Message>,
+    pub reply: Option<String>,
+    pub parent: Option<usize>,
+    pub children: Vec<usize>,
+    pub visits: u32,
+    pub value: f64,
+}
+
+struct Search<'a> {
+    ctx: &'a Ctx,
+    request: &'a StrategyRequest,
+    params: &'a Params,
+    nodes: Vec<Node>,
+}
+
+impl Search<'_> {
+    fn is_terminal(&self, messages: &[Message]) -> bool {
+        let turns = messages.iter().filter(|m| m.role != Role::System).count();
+        turns > self.params.max_turns
+            || messages
+                .last()
+                .is_some_and(|m| m.content.to_lowercase().contains("goodbye"))
+    }
+
+    fn uct(&self, parent: usize, child: usize) -> f64 {
+        let (p, c) = (&self.nodes[parent], &self.nodes[child]);
+        if c.visits == 0 {
+            return f64::INFINITY;
+        }
+        let n = f64::from(c.visits);
+        c.value / n + self.params.exploration * (f64::from(p.visits + 1).ln() / n).sqrt()
+    }
+
+    /// Descends by UCT to a node without children.
+    fn select(&self) -> usize {
+        let mut node = 0;
+        while !self.nodes[node].children.is_empty() {
+            let children = &self.nodes[node].children;
+            let mut best = children[0];
+            for &c in children.iter().skip(1) {
+                if self.uct(node, c) > self.uct(node, best) {
+                    best = c;
+                }
+            }
+            node = best;
+        }
+        node
+    }
+
+    /// The simulated next user turn after `messages` + the assistant `reply`.
+    async fn next_user(
+        ctx: Ctx,
+        request: &StrategyRequest,
+        params: &Params,
+        messages: &[Message],
+        reply: &str,
+    ) -> Result<Vec<Message>, StrategyError> {
+        let mut convo = messages.to_vec();
+        convo.push(Message::assistant(reply));
+        let mut ask = convo.clone();
+        ask.push(Message::user(NEXT_USER));
+        let step = temp(params.temperature).with_max_tokens(params.user_max_tokens);
+        let query = one(&ctx, request, "simulate user turn", ask, &step).await?;
+        convo.push(Message::user(query.trim()));
+        Ok(convo)
+    }
+
+    /// Adds `candidates` children to `node`; returns the first one.
+    async fn expand(&mut self, node: usize) -> Result<usize, StrategyError> {
+        let messages = self.nodes[node].messages.clone();
+        let replies = samples(
+            self.ctx,
+            self.request,
+            "expand: candidate replies",
+            messages.clone(),
+            &temp(self.params.temperature),
+            self.params.candidates,
+        )
+        .await?;
+        if node == 0 {
+            if let Some(first) = replies.first() {
+                self.ctx.offer(first.trim());
+            }
+        }
+        let states = join_all(replies.iter().map(|r| {
+            Self::next_user(
+                self.ctx.clone(),
+                self.request,
+                self.params,
+                &messages,
+                r.trim(),
+            )
+        }))
+        .await;
+        for (reply, state) in replies.into_iter().zip(states) {
+            let id = self.nodes.len();
+            self.nodes.push(Node {
+                messages: state?,
+                reply: Some(reply.trim().to_string()),
+                parent: Some(node),
+                children: Vec::new(),
+                visits: 0,
+                value: 0.0,
+            });
+            self.nodes[node].children.push(id);
+        }
+        // Replies are exchangeable samples: the first is as random a pick as any.
+        self.nodes[node].children.first().copied().ok_or_else(|| {
+            StrategyError::Backend(crate::BackendError::Protocol(
+                "the backend returned no choices".into(),
+            ))
+        })
+    }
+
+    /// Rolls `depth` turns on from `node` and scores the reached state.
+    async fn simulate(&self, node: usize) -> Result<f64, StrategyError> {
+        let mut messages = self.nodes[node].messages.clone();
+        for _ in 0..self.params.depth {
+            if self.is_terminal(&messages) {
+                break;
+            }
+            let reply = one(
+                self.ctx,
+                self.request,
+                "rollout reply",
+                messages.clone(),
+                &temp(self.params.temperature),
+            )
+            .await?;
+            messages = Self::next_user(
+                self.ctx.clone(),
+                self.request,
+                self.params,
+                &messages,
+                &reply,
+            )
+            .await?;
+        }
+        // Score the conversation so far, without the pending user turn.
+        let mut ask = messages;
+        if ask.last().is_some_and(|m| m.role == Role::User) {
+            ask.pop();
+        }
+        ask.push(Message::user(EVALUATE));
+        let step: Sampling =
+            temp(self.params.eval_temperature).with_max_tokens(self.params.eval_max_tokens);
+        let text = one(self.ctx, self.request, "score state", ask, &step).await?;
+        Ok(first_number(&text).map_or(0.5, |v| v.clamp(0.0, 1.0)))
+    }
+
+    fn backpropagate(&mut self, mut node: usize, value: f64) {
+        loop {
+            let n = &mut self.nodes[node];
+            n.visits += 1;
+            n.value += value;
+            match n.parent {
+                Some(p) => node = p,
+                None => break,
+            }
+        }
+    }
+
+    /// The root's most visited child (ties: higher mean value, then first).
+    fn best_child(&self) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for &c in &self.nodes[0].children {
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    let (nc, nb) = (&self.nodes[c], &self.nodes[b]);
+                    let mean = |n: &Node| n.value / f64::from(n.visits.max(1));
+                    nc.visits > nb.visits || (nc.visits == nb.visits && mean(nc) > mean(nb))
+                }
+            };
+            if better {
+                best = Some(c);
+            }
+        }
+        best
+    }
+}
+
+/// Runs the search and returns the tree (node 0 is the root).
+pub(crate) async fn search(
+    ctx: &Ctx,
+    request: &StrategyRequest,
+    params: &Params,
+) -> Result<Vec<Node>, StrategyError> {
+    request.query()?;
+    let root = Node {
+        messages: request.messages.clone(),
+        reply: None,
+        parent: None,
+        children: Vec::new(),
+        visits: 0,
+        value: 0.0,
+    };
+    let mut s = Search {
+        ctx,
+        request,
+        params,
+        nodes: vec![root],
+    };
+    for i in 0..params.simulations {
+        let mut node = s.select();
+        if !s.is_terminal(&s.nodes[node].messages) || node == 0 {
+            node = s.expand(node).await?;
+        }
+        let value = s.simulate(node).await?;
+        s.backpropagate(node, value);
+        tracing::debug!(simulation = i, node, value, "mcts simulation");
+        if let Some(reply) = s.best_child().and_then(|b| s.nodes[b].reply.clone()) {
+            ctx.offer(reply);
+        }
+    }
+    Ok(s.nodes)
+}
+
+#[async_trait]
+impl Strategy for Mcts {
+    fn slug(&self) -> &str {
+        "mcts"
+    }
+
+    async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
+        let nodes = search(ctx, request, &self.params).await?;
+        let root = &nodes[0];
+        let mut children: Vec<&Node> = root.children.iter().map(|&c| &nodes[c]).collect();
+        // Most visited first (stable: ties keep generation order, then by mean value).
+        children.sort_by(|a, b| {
+            b.visits.cmp(&a.visits).then_with(|| {
+                let mean = |n: &Node| n.value / f64::from(n.visits.max(1));
+                mean(b).total_cmp(&mean(a))
+            })
+        });
+        let replies: Vec<String> = children.iter().filter_map(|n| n.reply.clone()).collect();
+        let first = replies.first().cloned().unwrap_or_default();
+        Ok(Answer::one(first).with_candidates(replies))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mock::MockBackend;
+    use crate::strategy::{Budget, run};
+    use crate::types::ChatRequest;
+
+    fn last_user(r: &ChatRequest) -> &str {
+        r.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .unwrap()
+    }
+
+    /// Replies "reply-<index>", user turns "next?", scores: a conversation containing
+    /// "reply-1" scores 0.9, others 0.2.
+    fn scripted() -> MockBackend {
+        MockBackend::new(|r, i| {
+            let q = last_user(r);
+            Ok(if q == EVALUATE {
+                let convo: String = r.messages.iter().map(|m| m.content.as_str()).collect();
+                if convo.contains("reply-1") {
+                    "0.9"
+                } else {
+                    "0.2"
+                }
+                .to_string()
+            } else if q == NEXT_USER {
+                "next?".to_string()
+            } else {
+                format!("reply-{i}")
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn default_search_makes_fourteen_calls_and_visits_match() {
+        let mock = Arc::new(scripted());
+        let req = StrategyRequest::user("hello");
+        let ctx = Ctx::new(mock.clone(), Budget::default());
+        let nodes = search(&ctx, &req, &Params::default()).await.unwrap();
+        // Root visited once per simulation, and so are its children in total.
+        assert_eq!(nodes[0].visits, 2);
+        let child_visits: u32 = nodes[0].children.iter().map(|&c| nodes[c].visits).sum();
+        assert_eq!(child_visits, 2);
+        assert_eq!(nodes[0].children.len(), 3);
+        // Two expansions of three children each, plus the root.
+        assert_eq!(nodes.len(), 7);
+        let sent = mock.requests();
+        assert_eq!(sent.len(), 14);
+        let expansions: Vec<_> = sent.iter().filter(|r| r.n == 3).collect();
+        assert_eq!(expansions.len(), 2);
+        assert!(
+            expansions
+                .iter()
+                .all(|r| r.sampling.temperature == Some(1.0))
+        );
+        let scores: Vec<_> = sent.iter().filter(|r| last_user(r) == EVALUATE).collect();
+        assert_eq!(scores.len(), 2);
+        assert!(scores.iter().all(|r| r.sampling.temperature == Some(0.1)));
+        assert_eq!(ctx.usage().calls, 14);
+    }
+
+    #[tokio::test]
+    async fn visits_follow_simulations_and_best_child_wins() {
+        let mock = Arc::new(scripted());
+        let params = Params {
+            simulations: 6,
+            exploration: 0.0,
+            ..Params::default()
+        };
+        let strategy = Mcts::new(params.clone()).unwrap();
+        let req = StrategyRequest::user("hello");
+        let ctx = Ctx::new(mock.clone(), Budget::default());
+        let nodes = search(&ctx, &req, &params).await.unwrap();
+        assert_eq!(nodes[0].visits, 6);
+        for (i, n) in nodes.iter().enumerate() {
+            let below: u32 = n.children.iter().map(|&c| nodes[c].visits).sum();
+            // A node's visits are its own simulations plus its children's.
+            assert!(n.visits >= below, "node {i}");
+        }
+        // Unvisited children are tried first; then greedy UCT keeps choosing reply-1.
+        let out = run(&strategy, mock, &req, Budget::default()).await.unwrap();
+        assert_eq!(out.answer, "reply-1");
+        assert_eq!(out.candidates.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn budget_cut_returns_offered_reply() {
+        let mock = Arc::new(scripted());
+        // The first expansion (3 one-word replies on a 1-word prompt) fits; more does not.
+        let budget = Budget {
+            max_total_tokens: Some(8),
+            max_duration: None,
+        };
+        let out = run(
+            &Mcts::new(Params::default()).unwrap(),
+            mock,
+            &StrategyRequest::user("hello"),
+            budget,
+        )
+        .await
+        .unwrap();
+        assert!(out.budget_exhausted);
+        assert_eq!(out.answer, "reply-0");
+    }
+
+    #[test]
+    fn rejects_bad_params() {
+        assert!(
+            Mcts::new(Params {
+                simulations: 0,
+                ..Params::default()
+            })
+            .is_err()
+        );
+    }
+}
