@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, run_token_job};
 use crate::error::BackendError;
+use crate::token::TokenSession;
 use crate::types::{ChatRequest, Completion, Message, Role, Sampling, Usage};
 
 /// Errors of a strategy run.
@@ -281,6 +282,77 @@ impl Ctx {
         Ok(completion)
     }
 
+    /// What a token job may still spend: checked by the job itself at each step,
+    /// because it runs on the backend's worker where the budget cannot interrupt it.
+    pub fn token_limits(&self) -> TokenLimits {
+        TokenLimits {
+            tokens_left: self.tokens_left(),
+            deadline: self.budget.max_duration.map(|d| self.started + d),
+        }
+    }
+
+    /// One token-level job (logit-level strategies), accounted as one call and traced.
+    ///
+    /// `f` runs on the backend's worker with a [`TokenSession`] whose sequence 0 holds the
+    /// evaluated prompt of `request`, and the run's [`TokenLimits`]; it returns its value and
+    /// the texts it produced (for the trace). The session's usage is added to the run.
+    /// Fails with [`BackendError::Unsupported`] naming the `token_control` capability when
+    /// the backend does not have it.
+    pub async fn token_job<T, F>(
+        &self,
+        purpose: impl Into<String>,
+        request: ChatRequest,
+        f: F,
+    ) -> Result<T, StrategyError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn TokenSession, &TokenLimits) -> Result<(T, Vec<String>), BackendError>
+            + Send
+            + 'static,
+    {
+        if !self.backend.capabilities().token_control {
+            return Err(BackendError::unsupported(
+                self.backend.model(),
+                "the `token_control` capability (token-level access to logits and branching), \
+                 which logit-level approaches need",
+            )
+            .into());
+        }
+        if self.exhausted() {
+            return Err(StrategyError::BudgetExhausted);
+        }
+        let limits = self.token_limits();
+        let started = Instant::now();
+        let job = run_token_job(self.backend.as_ref(), request.clone(), move |session| {
+            let (value, outputs) = f(session, &limits)?;
+            Ok((value, outputs, session.usage()))
+        });
+        let (value, outputs, usage) = match self.budget.max_duration {
+            Some(d) => {
+                // One step past the deadline: the job checks it itself and stops early.
+                let left = d.saturating_sub(self.started.elapsed()) + Duration::from_secs(5);
+                tokio::time::timeout(left, job)
+                    .await
+                    .map_err(|_| StrategyError::BudgetExhausted)??
+            }
+            None => job.await?,
+        };
+        let entry = TraceEntry {
+            purpose: purpose.into(),
+            messages: request.messages,
+            sampling: request.sampling,
+            n: u32::try_from(outputs.len()).unwrap_or(u32::MAX),
+            outputs,
+            usage,
+            elapsed: started.elapsed(),
+        };
+        self.with_state(|s| {
+            s.usage.add(&usage);
+            s.trace.push(entry);
+        });
+        Ok(value)
+    }
+
     /// `call` for one text.
     pub async fn text(
         &self,
@@ -288,6 +360,35 @@ impl Ctx {
         request: ChatRequest,
     ) -> Result<String, StrategyError> {
         Ok(self.call(purpose, request).await?.text().to_string())
+    }
+}
+
+/// Limits a token job checks at each step (see [`Ctx::token_job`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TokenLimits {
+    /// Tokens (prompt + generated) the run may still spend when the job starts.
+    pub tokens_left: Option<u64>,
+    /// When the run's wall-time budget ends.
+    pub deadline: Option<Instant>,
+}
+
+impl TokenLimits {
+    /// No limits.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// True once the session has spent the tokens left or the deadline has passed.
+    pub fn exhausted(&self, session: &dyn TokenSession) -> bool {
+        self.tokens_left
+            .is_some_and(|left| u64::from(session.usage().total()) >= left)
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Tokens the session may still generate (`None`: unlimited).
+    pub fn generation_left(&self, session: &dyn TokenSession) -> Option<u64> {
+        self.tokens_left
+            .map(|left| left.saturating_sub(u64::from(session.usage().total())))
     }
 }
 

@@ -9,7 +9,10 @@ mod combinators;
 mod mcts;
 mod pvg;
 mod util;
+mod cot_decoding;
+mod entropy_decoding;
 mod none;
+pub mod sampler;
 
 pub use combinators::{Parallel, Pipeline, build_spec};
 pub use none::NoneStrategy;
@@ -60,6 +63,30 @@ fn entries() -> Vec<Entry> {
         description: "Pass-through: one completion, streamed",
         defaults: defaults_of::<none::Params>,
         build: |p| Ok(Box::new(NoneStrategy::new(parse_params("none", p)?))),
+    },
+    // Logit-level approaches (need a backend with `token_control`).
+    Entry {
+        slug: cot_decoding::SLUG,
+        description: "CoT decoding: branch on the top-k first tokens from one shared prompt, \
+                      decode greedily in one batch, pick the path most confident in its answer",
+        defaults: defaults_of::<cot_decoding::Params>,
+        build: |p| {
+            Ok(Box::new(cot_decoding::CotDecoding::new(parse_params(
+                cot_decoding::SLUG,
+                p,
+            )?)?))
+        },
+    },
+    Entry {
+        slug: entropy_decoding::SLUG,
+        description: "Entropix-style decoding: entropy and varentropy per token choose \
+                      argmax, sampling or a \"Wait, \" insertion",
+        defaults: defaults_of::<entropy_decoding::Params>,
+        build: |p| {
+            Ok(Box::new(entropy_decoding::EntropyDecoding::new(
+                parse_params(entropy_decoding::SLUG, p)?,
+            )?))
+        },
     },
     // Search and multi-step approaches.
     Entry {

@@ -1,0 +1,467 @@
+//! A scripted token-level backend for tests of the logit-level strategies.
+//!
+//! The vocabulary is a list of byte strings; the logits of a sequence are a function
+//! of the tokens generated on it so far (the prompt is not part of the input), so a
+//! test can make any selection rule observable. The session counts forks, batches and
+//! evaluated tokens the way a real backend would.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::backend::{Backend, CompletionStream};
+use crate::error::BackendError;
+use crate::token::{SeqId, Token, TokenJob, TokenSession};
+use crate::types::{Capabilities, ChatRequest, Usage};
+
+/// Logits of the next token given the tokens generated on a sequence so far.
+pub type LogitFn = dyn Fn(&[Token]) -> Vec<f32> + Send + Sync;
+
+/// Logits that are `floor` everywhere except at the listed tokens.
+pub fn logits_with(vocab_size: usize, floor: f32, set: &[(Token, f32)]) -> Vec<f32> {
+    let mut l = vec![floor; vocab_size];
+    for (t, v) in set {
+        if let Some(slot) = usize::try_from(*t).ok().and_then(|i| l.get_mut(i)) {
+            *slot = *v;
+        }
+    }
+    l
+}
+
+/// What a session did, for assertions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionStats {
+    /// Prompt tokens evaluated (once per session).
+    pub prompt_tokens: u32,
+    /// Tokens appended over all sequences.
+    pub appended: u32,
+    /// Sequences forked.
+    pub forks: u32,
+    /// Sequences released.
+    pub released: u32,
+    /// Size of each `append_batch` call, in order.
+    pub batch_sizes: Vec<usize>,
+    /// Number of single-sequence `append` calls.
+    pub single_appends: u32,
+    /// The generated tokens of every sequence at the end of the job (released ones included).
+    pub sequences: HashMap<SeqId, Vec<Token>>,
+}
+
+/// A deterministic [`TokenSession`].
+pub struct ScriptedSession {
+    vocab: Vec<Vec<u8>>,
+    ends: Vec<Token>,
+    logit_fn: Arc<LogitFn>,
+    context: u32,
+    live: HashMap<SeqId, Vec<Token>>,
+    next_seq: SeqId,
+    stats: SessionStats,
+}
+
+impl ScriptedSession {
+    pub fn new(
+        vocab: Vec<Vec<u8>>,
+        ends: Vec<Token>,
+        logit_fn: Arc<LogitFn>,
+        prompt_tokens: u32,
+        context: u32,
+    ) -> Self {
+        let mut live = HashMap::new();
+        live.insert(0, Vec::new());
+        Self {
+            vocab,
+            ends,
+            logit_fn,
+            context,
+            live,
+            next_seq: 1,
+            stats: SessionStats {
+                prompt_tokens,
+                ..SessionStats::default()
+            },
+        }
+    }
+
+    /// What the session did so far (including the tokens of live sequences).
+    pub fn stats(&self) -> SessionStats {
+        let mut s = self.stats.clone();
+        for (id, toks) in &self.live {
+            s.sequences.insert(*id, toks.clone());
+        }
+        s
+    }
+
+    fn seq(&self, seq: SeqId) -> Result<&Vec<Token>, BackendError> {
+        self.live
+            .get(&seq)
+            .ok_or_else(|| BackendError::InvalidRequest(format!("no live sequence {seq}")))
+    }
+
+    fn check_token(&self, token: Token) -> Result<(), BackendError> {
+        if usize::try_from(token).is_ok_and(|i| i < self.vocab.len()) {
+            Ok(())
+        } else {
+            Err(BackendError::InvalidRequest(format!(
+                "token {token} is outside the vocabulary"
+            )))
+        }
+    }
+
+    fn push(&mut self, seq: SeqId, token: Token) -> Result<(), BackendError> {
+        self.check_token(token)?;
+        if self.remaining(seq) == 0 {
+            return Err(BackendError::ContextOverflow {
+                prompt_tokens: self.stats.prompt_tokens,
+                context_length: self.context,
+            });
+        }
+        let toks = self
+            .live
+            .get_mut(&seq)
+            .ok_or_else(|| BackendError::InvalidRequest(format!("no live sequence {seq}")))?;
+        toks.push(token);
+        self.stats.appended += 1;
+        Ok(())
+    }
+}
+
+impl TokenSession for ScriptedSession {
+    fn vocab_size(&self) -> usize {
+        self.vocab.len()
+    }
+
+    fn remaining(&self, seq: SeqId) -> u32 {
+        let used = self.live.get(&seq).map_or(0, Vec::len) as u32 + self.stats.prompt_tokens;
+        self.context.saturating_sub(used)
+    }
+
+    fn is_end(&self, token: Token) -> bool {
+        self.ends.contains(&token)
+    }
+
+    /// Longest match against the vocabulary, left to right.
+    fn tokenize(&self, text: &str) -> Result<Vec<Token>, BackendError> {
+        let mut rest = text.as_bytes();
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let best = self
+                .vocab
+                .iter()
+                .enumerate()
+                .filter(|(i, v)| {
+                    !v.is_empty() && rest.starts_with(v) && !self.ends.contains(&(*i as Token))
+                })
+                .max_by_key(|(_, v)| v.len());
+            let Some((id, bytes)) = best else {
+                return Err(BackendError::InvalidRequest(format!(
+                    "the scripted vocabulary cannot tokenize {text:?}"
+                )));
+            };
+            out.push(id as Token);
+            rest = rest.get(bytes.len()..).unwrap_or_default();
+        }
+        Ok(out)
+    }
+
+    fn token_bytes(&self, token: Token) -> Result<Vec<u8>, BackendError> {
+        self.check_token(token)?;
+        if self.is_end(token) {
+            return Ok(Vec::new());
+        }
+        Ok(usize::try_from(token)
+            .ok()
+            .and_then(|i| self.vocab.get(i))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn logits(&self, seq: SeqId) -> Result<Vec<f32>, BackendError> {
+        let toks = self.seq(seq)?;
+        let l = (self.logit_fn)(toks);
+        if l.len() != self.vocab.len() {
+            return Err(BackendError::Protocol(format!(
+                "scripted logits have {} entries for a vocabulary of {}",
+                l.len(),
+                self.vocab.len()
+            )));
+        }
+        Ok(l)
+    }
+
+    fn append(&mut self, seq: SeqId, tokens: &[Token]) -> Result<(), BackendError> {
+        self.stats.single_appends += 1;
+        for t in tokens {
+            self.push(seq, *t)?;
+        }
+        Ok(())
+    }
+
+    fn append_batch(&mut self, tokens: &[(SeqId, Token)]) -> Result<(), BackendError> {
+        self.stats.batch_sizes.push(tokens.len());
+        for (seq, t) in tokens {
+            self.push(*seq, *t)?;
+        }
+        Ok(())
+    }
+
+    fn fork(&mut self, seq: SeqId) -> Result<SeqId, BackendError> {
+        let toks = self.seq(seq)?.clone();
+        let id = self.next_seq;
+        self.next_seq += 1;
+        self.live.insert(id, toks);
+        self.stats.forks += 1;
+        Ok(id)
+    }
+
+    fn release(&mut self, seq: SeqId) {
+        if let Some(toks) = self.live.remove(&seq) {
+            self.stats.released += 1;
+            self.stats.sequences.insert(seq, toks);
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.stats.prompt_tokens,
+            completion_tokens: self.stats.appended,
+        }
+    }
+}
+
+/// A backend with `token_control` whose token jobs run on a [`ScriptedSession`].
+/// It serves token jobs only: chat completions are refused as unsupported.
+pub struct MockTokenBackend {
+    vocab: Vec<Vec<u8>>,
+    ends: Vec<Token>,
+    logit_fn: Arc<LogitFn>,
+    context: u32,
+    requests: Mutex<Vec<ChatRequest>>,
+    last: Mutex<Option<SessionStats>>,
+}
+
+impl std::fmt::Debug for MockTokenBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockTokenBackend")
+            .field("vocab", &self.vocab.len())
+            .finish()
+    }
+}
+
+impl MockTokenBackend {
+    /// `vocab` as text pieces; `ends` are the end-of-generation tokens.
+    pub fn new(
+        vocab: &[&str],
+        ends: &[Token],
+        logit_fn: impl Fn(&[Token]) -> Vec<f32> + Send + Sync + 'static,
+    ) -> Self {
+        Self::from_bytes(
+            vocab.iter().map(|v| v.as_bytes().to_vec()).collect(),
+            ends,
+            logit_fn,
+        )
+    }
+
+    /// `vocab` as raw bytes (a token may hold part of a UTF-8 character).
+    pub fn from_bytes(
+        vocab: Vec<Vec<u8>>,
+        ends: &[Token],
+        logit_fn: impl Fn(&[Token]) -> Vec<f32> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            vocab,
+            ends: ends.to_vec(),
+            logit_fn: Arc::new(logit_fn),
+            context: 4096,
+            requests: Mutex::new(Vec::new()),
+            last: Mutex::new(None),
+        }
+    }
+
+    pub fn with_context(mut self, context: u32) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// What the last session did.
+    pub fn last_session(&self) -> Option<SessionStats> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Every token-job request received, in order.
+    pub fn requests(&self) -> Vec<ChatRequest> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Backend for MockTokenBackend {
+    fn model(&self) -> &str {
+        "mock-tokens"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            token_control: true,
+            context_length: Some(self.context),
+            ..Capabilities::default()
+        }
+    }
+
+    async fn stream(&self, _request: ChatRequest) -> Result<CompletionStream, BackendError> {
+        Err(BackendError::unsupported(
+            self.model(),
+            "chat completions (it serves token jobs only)",
+        ))
+    }
+
+    async fn token_job(&self, request: ChatRequest, job: TokenJob) -> Result<(), BackendError> {
+        request.validate()?;
+        let prompt_tokens: usize = request
+            .messages
+            .iter()
+            .map(|m| m.content.split_whitespace().count())
+            .sum();
+        if let Ok(mut r) = self.requests.lock() {
+            r.push(request);
+        }
+        let mut session = ScriptedSession::new(
+            self.vocab.clone(),
+            self.ends.clone(),
+            self.logit_fn.clone(),
+            prompt_tokens as u32,
+            self.context,
+        );
+        let result = job(&mut session);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(session.stats());
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> ScriptedSession {
+        let vocab = ["<eos>", "a", "b", "ab", " "]
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect();
+        ScriptedSession::new(
+            vocab,
+            vec![0],
+            Arc::new(|toks: &[Token]| logits_with(5, 0.0, &[(toks.len() as Token % 4 + 1, 5.0)])),
+            3,
+            6,
+        )
+    }
+
+    #[test]
+    fn forks_share_history_and_count_usage() {
+        let mut s = session();
+        assert_eq!(s.tokenize("ab a").unwrap(), vec![3, 4, 1]);
+        assert!(s.tokenize("c").is_err());
+        s.append(0, &[1]).unwrap();
+        let f = s.fork(0).unwrap();
+        s.append_batch(&[(0, 2), (f, 3)]).unwrap();
+        assert_eq!(s.detokenize(&s.stats().sequences[&f]).unwrap(), "aab");
+        assert_eq!(s.logits(f).unwrap()[3], 5.0);
+        assert_eq!(s.remaining(f), 1);
+        assert_eq!(s.usage().prompt_tokens, 3);
+        assert_eq!(s.usage().completion_tokens, 3);
+        s.append(f, &[1]).unwrap();
+        assert!(matches!(
+            s.append(f, &[1]),
+            Err(BackendError::ContextOverflow { .. })
+        ));
+        s.release(f);
+        assert!(s.logits(f).is_err());
+        assert_eq!(s.stats().batch_sizes, vec![2]);
+        assert_eq!(s.stats().forks, 1);
+    }
+}
+
+#[cfg(test)]
+mod ctx_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mock::MockBackend;
+    use crate::strategy::{Budget, Ctx, StrategyError};
+
+    fn backend() -> Arc<MockTokenBackend> {
+        Arc::new(MockTokenBackend::new(
+            &["<eos>", "hi", " there"],
+            &[0],
+            |t| logits_with(3, 0.0, &[(t.len() as Token % 2 + 1, 3.0)]),
+        ))
+    }
+
+    #[tokio::test]
+    async fn token_job_adds_usage_and_trace() {
+        let ctx = Ctx::new(backend(), Budget::default());
+        let text = ctx
+            .token_job(
+                "greedy",
+                ChatRequest::user("one two three"),
+                |s, _limits| {
+                    let mut toks = Vec::new();
+                    for _ in 0..4 {
+                        let l = s.logits(0)?;
+                        let t = crate::strategies::sampler::argmax(&l).unwrap_or(0);
+                        s.append(0, &[t])?;
+                        toks.push(t);
+                    }
+                    let text = s.detokenize(&toks)?;
+                    Ok((text.clone(), vec![text]))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(text, "hi therehi there");
+        let usage = ctx.usage();
+        assert_eq!(usage.calls, 1);
+        assert_eq!(usage.prompt_tokens, 3);
+        assert_eq!(usage.completion_tokens, 4);
+    }
+
+    #[tokio::test]
+    async fn token_job_limits_report_the_budget() {
+        let budget = Budget {
+            max_total_tokens: Some(5),
+            max_duration: None,
+        };
+        let ctx = Ctx::new(backend(), budget);
+        let steps = ctx
+            .token_job("until the budget", ChatRequest::user("a b"), |s, limits| {
+                let mut n = 0;
+                while !limits.exhausted(s) {
+                    s.append(0, &[1])?;
+                    n += 1;
+                }
+                Ok((n, Vec::new()))
+            })
+            .await
+            .unwrap();
+        // Two prompt tokens + three generated ones reach the five-token budget.
+        assert_eq!(steps, 3);
+        assert_eq!(ctx.tokens_left(), Some(0));
+        let again = ctx
+            .token_job("over", ChatRequest::user("a"), |_, _| Ok(((), Vec::new())))
+            .await;
+        assert!(matches!(again, Err(StrategyError::BudgetExhausted)));
+    }
+
+    #[tokio::test]
+    async fn token_job_needs_token_control() {
+        let ctx = Ctx::new(Arc::new(MockBackend::constant("x")), Budget::default());
+        let err = ctx
+            .token_job("x", ChatRequest::user("q"), |_, _| Ok(((), Vec::new())))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("token_control"), "{err}");
+        assert_eq!(ctx.usage().calls, 0);
+    }
+}
