@@ -1,0 +1,34 @@
+//! Configuration errors of the Ollama backend.
+
+use optillm_core::BackendError;
+
+/// Errors building an [`OllamaBackend`](crate::OllamaBackend) from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OllamaError {
+    /// The base URL does not parse.
+    #[error("invalid Ollama URL {url:?}: {source}")]
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The base URL is not http or https.
+    #[error("unsupported scheme {scheme:?} in Ollama URL {url:?} (use http or https)")]
+    UnsupportedScheme { url: String, scheme: String },
+    /// `max_concurrency` is zero.
+    #[error("max_concurrency must be at least 1")]
+    ZeroConcurrency,
+    /// The model name is empty.
+    #[error("the model name is empty")]
+    EmptyModel,
+    /// The HTTP client could not be built (TLS setup).
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+impl From<OllamaError> for BackendError {
+    fn from(e: OllamaError) -> Self {
+        BackendError::Other(Box::new(e))
+    }
+}
