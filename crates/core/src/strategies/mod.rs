@@ -7,7 +7,9 @@ use crate::strategy::{Strategy, StrategyError};
 
 mod combinators;
 mod mcts;
+mod mars;
 mod pvg;
+mod rsa;
 mod util;
 mod cot_decoding;
 mod entropy_decoding;
@@ -100,6 +102,18 @@ fn entries() -> Vec<Entry> {
         description: "Prover-verifier game: helpful and sneaky provers, verifier scores, query refinement",
         defaults: defaults_of::<pvg::Params>,
         build: |p| Ok(Box::new(pvg::Pvg::new(parse_params("pvg", p)?)?)),
+    },
+    Entry {
+        slug: "rsa",
+        description: "Recursive self-aggregation: a population refined by aggregating K of N per step",
+        defaults: defaults_of::<rsa::Params>,
+        build: |p| Ok(Box::new(rsa::Rsa::new(parse_params("rsa", p)?)?)),
+    },
+    Entry {
+        slug: "mars",
+        description: "Multi-agent reasoning: explore, aggregate, cross-verify, improve, vote or synthesise",
+        defaults: defaults_of::<mars::Params>,
+        build: |p| Ok(Box::new(mars::Mars::new(parse_params("mars", p)?)?)),
     },
     ]
 }
