@@ -8,14 +8,13 @@ use crate::strategy::{Strategy, StrategyError};
 mod combinators;
 mod mcts;
 mod mars;
-mod deepthink;
-mod leap;
-mod plansearch;
 mod pvg;
 mod rsa;
 mod util;
 mod cot_decoding;
 mod entropy_decoding;
+mod thinkdeeper;
+mod autothink;
 mod none;
 pub mod sampler;
 
@@ -93,6 +92,31 @@ fn entries() -> Vec<Entry> {
             )?))
         },
     },
+    Entry {
+        slug: thinkdeeper::SLUG,
+        description: "Budget forcing (s1): a premature end of thinking becomes \"Wait,\"; \
+                      the end is forced at the maximum thinking budget",
+        defaults: defaults_of::<thinkdeeper::Params>,
+        build: |p| {
+            Ok(Box::new(thinkdeeper::ThinkDeeper::new(parse_params(
+                thinkdeeper::SLUG,
+                p,
+            )?)?))
+        },
+    },
+    Entry {
+        slug: autothink::SLUG,
+        description: "A heuristic classifier (query length, math/logic keywords, numbers) \
+                      picks the thinking budget, then thinkdeeper budget forcing \
+                      (not the reference's trained classifier or steering vectors)",
+        defaults: defaults_of::<autothink::Params>,
+        build: |p| {
+            Ok(Box::new(autothink::AutoThink::new(parse_params(
+                autothink::SLUG,
+                p,
+            )?)?))
+        },
+    },
     // Search and multi-step approaches.
     Entry {
         slug: "mcts",
@@ -117,24 +141,6 @@ fn entries() -> Vec<Entry> {
         description: "Multi-agent reasoning: explore, aggregate, cross-verify, improve, vote or synthesise",
         defaults: defaults_of::<mars::Params>,
         build: |p| Ok(Box::new(mars::Mars::new(parse_params("mars", p)?)?)),
-    },
-    Entry {
-        slug: "plansearch",
-        description: "Plan search: observations, derived observations, natural-language plans, solutions; several plans",
-        defaults: defaults_of::<plansearch::Params>,
-        build: |p| Ok(Box::new(plansearch::PlanSearch::new(parse_params("plansearch", p)?)?)),
-    },
-    Entry {
-        slug: "leap",
-        description: "LEAP: learn principles from deliberate mistakes on the query's examples, then answer",
-        defaults: defaults_of::<leap::Params>,
-        build: |p| Ok(Box::new(leap::Leap::new(parse_params("leap", p)?))),
-    },
-    Entry {
-        slug: "deepthink",
-        description: "SELF-DISCOVER reasoning structure, then uncertainty-routed CoT (vote if confident, else greedy)",
-        defaults: defaults_of::<deepthink::Params>,
-        build: |p| Ok(Box::new(deepthink::DeepThink::new(parse_params("deepthink", p)?)?)),
     },
     ]
 }
