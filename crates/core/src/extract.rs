@@ -68,6 +68,11 @@ pattern!(
     LEADING_YES_NO,
     r"(?i)^[\s*_$('\x22]*(?:\\text\{)?(yes|no|true|false)\b"
 );
+// A yes/no that stands alone at the start ("Yes, ...", "**No.**"), not "No idea".
+pattern!(
+    STANDALONE_YES_NO,
+    r"(?i)^[\s*_$('\x22]*(yes|no|true|false)\b[*_]*\s*(?:[.,!;:)]|$)"
+);
 pattern!(ANY_YES_NO, r"(?i)\b(yes|no|true|false)\b");
 pattern!(
     FRAC,
@@ -111,7 +116,8 @@ pub fn extract_any(text: &str) -> Option<String> {
     if let Some(v) = last_number(&clean(text)) {
         return Some(canonical_number(v));
     }
-    leading_yes_no(text).map(String::from)
+    let c = STANDALONE_YES_NO.as_ref()?.captures(text)?;
+    Some(yes_no_canonical(c.get(1)?.as_str()).to_string())
 }
 
 /// `extract` with a known kind, `extract_any` without one.
@@ -620,6 +626,7 @@ mod tests {
             &OPTION_LINE,
             &LEADING_YES_NO,
             &ANY_YES_NO,
+            &STANDALONE_YES_NO,
             &FRAC,
             &FRAC_SHORT,
             &TEXT_CMD,
@@ -779,6 +786,8 @@ mod tests {
         assert_eq!(extract_any("So 3 + 4 = 7").as_deref(), Some("7"));
         assert_eq!(extract_any("Yes, it is.").as_deref(), Some("yes"));
         assert_eq!(extract_any("The answer is yes").as_deref(), Some("yes"));
+        assert_eq!(extract_any("**No.** It cannot."), Some("no".to_string()));
+        assert_eq!(extract_any("No idea."), None);
         assert_eq!(extract_any("I am not sure."), None);
     }
 

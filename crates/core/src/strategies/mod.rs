@@ -16,6 +16,16 @@ mod entropy_decoding;
 mod thinkdeeper;
 mod autothink;
 mod none;
+mod bon;
+mod cot_reflection;
+mod diverse;
+mod genselect;
+mod majority_voting;
+mod moa;
+mod re2;
+mod rto;
+mod select;
+mod self_consistency;
 pub mod sampler;
 
 pub use combinators::{Parallel, Pipeline, build_spec};
@@ -67,6 +77,74 @@ fn entries() -> Vec<Entry> {
         description: "Pass-through: one completion, streamed",
         defaults: defaults_of::<none::Params>,
         build: |p| Ok(Box::new(NoneStrategy::new(parse_params("none", p)?))),
+    },
+    // Sampling, voting and selection approaches.
+    Entry {
+        slug: "re2",
+        description: "ReRead: the query is given twice (\"Read the question again\"); keeps n",
+        defaults: defaults_of::<re2::Params>,
+        build: |p| Ok(Box::new(re2::Re2::new(parse_params("re2", p)?))),
+    },
+    Entry {
+        slug: "diverse",
+        description: "Diverse sampling: n requests over a temperature ladder, picked by vote, length or rating",
+        defaults: defaults_of::<diverse::Params>,
+        build: |p| Ok(Box::new(diverse::Diverse::new(parse_params("diverse", p)?)?)),
+    },
+    Entry {
+        slug: "self_consistency",
+        description: "Self-consistency: k samples at T=1 in one request, majority vote on extracted answers",
+        defaults: defaults_of::<self_consistency::Params>,
+        build: |p| {
+            Ok(Box::new(self_consistency::SelfConsistency::new(
+                parse_params("self_consistency", p)?,
+            )?))
+        },
+    },
+    Entry {
+        slug: "majority_voting",
+        description: "Majority voting: k samples at T=0.6 in one request, vote on normalised answers",
+        defaults: defaults_of::<majority_voting::Params>,
+        build: |p| {
+            Ok(Box::new(majority_voting::MajorityVoting::new(
+                parse_params("majority_voting", p)?,
+            )?))
+        },
+    },
+    Entry {
+        slug: "bon",
+        description: "Best-of-n: n samples in one request, each rated 0-10 by the model concurrently, argmax",
+        defaults: defaults_of::<bon::Params>,
+        build: |p| Ok(Box::new(bon::BestOfN::new(parse_params("bon", p)?)?)),
+    },
+    Entry {
+        slug: "moa",
+        description: "Mixture of agents: samples, one critique of all, one synthesis",
+        defaults: defaults_of::<moa::Params>,
+        build: |p| Ok(Box::new(moa::MixtureOfAgents::new(parse_params("moa", p)?)?)),
+    },
+    Entry {
+        slug: "cot_reflection",
+        description: "Chain of thought with <thinking>, <reflection> and <output>; returns the output",
+        defaults: defaults_of::<cot_reflection::Params>,
+        build: |p| {
+            Ok(Box::new(cot_reflection::CotReflection::new(parse_params(
+                "cot_reflection",
+                p,
+            )?)))
+        },
+    },
+    Entry {
+        slug: "genselect",
+        description: "GenSelect: n candidates, one comparison call names the best; vote when unparsable",
+        defaults: defaults_of::<genselect::Params>,
+        build: |p| Ok(Box::new(genselect::GenSelect::new(parse_params("genselect", p)?)?)),
+    },
+    Entry {
+        slug: "rto",
+        description: "Round-trip optimisation for code: C1, describe, C2 from the description, merge if they differ",
+        defaults: defaults_of::<rto::Params>,
+        build: |p| Ok(Box::new(rto::RoundTrip::new(parse_params("rto", p)?)?)),
     },
     // Logit-level approaches (need a backend with `token_control`).
     Entry {

@@ -1,0 +1,101 @@
+//! `majority_voting`: k samples at T=0.6 in one request, vote on the extracted answers
+//! (`\boxed{}`, "The answer is", option letters, numbers normalised).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::self_consistency::Voting;
+use crate::extract::AnswerKind;
+use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Samples drawn, in one request with `n = k`.
+    pub k: u32,
+    pub temperature: f32,
+    /// Answer kind to extract and vote on (`number`, `choice`, `yes_no`, `text`); `null`: any.
+    pub answer_kind: Option<AnswerKind>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            k: 8,
+            temperature: 0.6,
+            answer_kind: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MajorityVoting {
+    voting: Voting,
+}
+
+impl MajorityVoting {
+    pub fn new(params: Params) -> Result<Self, StrategyError> {
+        Ok(Self {
+            voting: Voting {
+                slug: "majority_voting",
+                k: params.k,
+                temperature: params.temperature,
+                answer_kind: params.answer_kind,
+            }
+            .checked()?,
+        })
+    }
+}
+
+#[async_trait]
+impl Strategy for MajorityVoting {
+    fn slug(&self) -> &str {
+        self.voting.slug
+    }
+
+    async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
+        self.voting.run(ctx, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mock::MockBackend;
+    use crate::strategy::{Budget, run};
+
+    #[tokio::test]
+    async fn eight_samples_at_0_6_and_normalised_vote() {
+        let replies = [
+            "\\boxed{\\frac{1}{2}}",
+            "It is 0.5",
+            "The answer is 1/3.",
+            "Answer: 0.50",
+            "1/3",
+            "#### 0.5",
+            "hmm",
+            "So \\boxed{1/3}",
+        ];
+        let mock = Arc::new(MockBackend::scripted(replies));
+        let mv = MajorityVoting::new(Params::default()).unwrap();
+        let out = run(
+            &mv,
+            mock.clone(),
+            &StrategyRequest::user("Half of 1?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        let sent = mock.requests();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].n, 8);
+        assert_eq!(sent[0].sampling.temperature, Some(0.6));
+        // 1/2 (boxed frac, 0.5, 0.50, #### 0.5) beats 1/3 (3 votes) 4 to 3.
+        assert_eq!(out.answer, replies[0]);
+        assert!(out.candidates[0].starts_with("[answer: 0.5, votes: 4/8]"));
+        assert!(out.candidates[2].starts_with("[answer: 0.3333333333, votes: 3/8]"));
+        assert_eq!(out.usage.calls, 1);
+    }
+}

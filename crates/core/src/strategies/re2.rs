@@ -1,0 +1,93 @@
+//! `re2`: ReRead (Xu et al. 2023). The query becomes `Q` + "Read the question again: " + `Q`.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
+use crate::types::Sampling;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {}
+
+#[derive(Debug, Clone, Default)]
+pub struct Re2 {
+    _params: Params,
+}
+
+impl Re2 {
+    pub fn new(params: Params) -> Self {
+        Self { _params: params }
+    }
+}
+
+/// The ReRead prompt of `query`.
+pub(crate) fn reread(query: &str) -> String {
+    format!("{query}\nRead the question again: {query}")
+}
+
+#[async_trait]
+impl Strategy for Re2 {
+    fn slug(&self) -> &str {
+        "re2"
+    }
+
+    async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
+        let query = request.query()?;
+        let chat = request
+            .chat(request.with_query(&reread(query)), &Sampling::default())
+            .with_n(request.n.max(1));
+        let completion = ctx.call("reread", chat).await?;
+        Ok(Answer {
+            choices: completion.texts(),
+            candidates: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mock::MockBackend;
+    use crate::strategy::{Budget, run};
+    use crate::types::{Message, Role};
+
+    #[tokio::test]
+    async fn rereads_the_query_and_keeps_n_and_settings() {
+        let mock = Arc::new(MockBackend::new(|_, i| Ok(format!("reply {i}"))));
+        let mut req = StrategyRequest::new(vec![
+            Message::system("Be brief."),
+            Message::user("What is 2+3?"),
+        ]);
+        req.n = 3;
+        req.sampling = Sampling::default().with_temperature(0.2).with_seed(7);
+        let out = run(&Re2::default(), mock.clone(), &req, Budget::default())
+            .await
+            .unwrap();
+        assert_eq!(out.choices, vec!["reply 0", "reply 1", "reply 2"]);
+        let sent = mock.requests();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].n, 3);
+        assert_eq!(sent[0].sampling.temperature, Some(0.2));
+        assert_eq!(sent[0].sampling.seed, Some(7));
+        assert_eq!(sent[0].messages[0], Message::system("Be brief."));
+        assert_eq!(sent[0].messages[1].role, Role::User);
+        assert_eq!(
+            sent[0].messages[1].content,
+            "What is 2+3?\nRead the question again: What is 2+3?"
+        );
+    }
+
+    #[tokio::test]
+    async fn needs_a_user_message() {
+        let mock = Arc::new(MockBackend::constant("x"));
+        let req = StrategyRequest::new(vec![Message::system("s")]);
+        let err = run(&Re2::default(), mock.clone(), &req, Budget::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StrategyError::NoQuery));
+        assert_eq!(mock.calls(), 0);
+    }
+}
