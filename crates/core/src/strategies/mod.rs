@@ -8,6 +8,9 @@ use crate::strategy::{Strategy, StrategyError};
 mod combinators;
 mod mcts;
 mod mars;
+mod deepthink;
+mod leap;
+mod plansearch;
 mod pvg;
 mod rsa;
 mod util;
@@ -219,6 +222,24 @@ fn entries() -> Vec<Entry> {
         description: "Multi-agent reasoning: explore, aggregate, cross-verify, improve, vote or synthesise",
         defaults: defaults_of::<mars::Params>,
         build: |p| Ok(Box::new(mars::Mars::new(parse_params("mars", p)?)?)),
+    },
+    Entry {
+        slug: "plansearch",
+        description: "Plan search: observations, derived observations, natural-language plans, solutions; several plans",
+        defaults: defaults_of::<plansearch::Params>,
+        build: |p| Ok(Box::new(plansearch::PlanSearch::new(parse_params("plansearch", p)?)?)),
+    },
+    Entry {
+        slug: "leap",
+        description: "LEAP: learn principles from deliberate mistakes on the query's examples, then answer",
+        defaults: defaults_of::<leap::Params>,
+        build: |p| Ok(Box::new(leap::Leap::new(parse_params("leap", p)?))),
+    },
+    Entry {
+        slug: "deepthink",
+        description: "SELF-DISCOVER reasoning structure, then uncertainty-routed CoT (vote if confident, else greedy)",
+        defaults: defaults_of::<deepthink::Params>,
+        build: |p| Ok(Box::new(deepthink::DeepThink::new(parse_params("deepthink", p)?)?)),
     },
     ]
 }
