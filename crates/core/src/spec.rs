@@ -714,5 +714,28 @@ mod tests {
             (Spec::none(), "smollm2".to_string())
         );
         assert_eq!(split_model_name("none-"), (Spec::none(), "none-".into()));
+        // Real slugs, with `_` in slugs and `-` in model names.
+        assert_eq!(
+            split_model_name("mcts-qwen2.5-coder-0.5b"),
+            (Spec::stage("mcts"), "qwen2.5-coder-0.5b".to_string())
+        );
+        assert_eq!(
+            split_model_name("pvg|mars-smollm2"),
+            (
+                Spec::Parallel(vec![Spec::stage("pvg"), Spec::stage("mars")]),
+                "smollm2".to_string()
+            )
+        );
+        assert_eq!(
+            split_model_name("rsa&plansearch-smollm2-135m"),
+            (
+                Spec::Pipeline(vec![Spec::stage("rsa"), Spec::stage("plansearch")]),
+                "smollm2-135m".to_string()
+            )
+        );
+        assert_eq!(
+            split_model_name("mctsx-model"),
+            (Spec::none(), "mctsx-model".to_string())
+        );
     }
 }

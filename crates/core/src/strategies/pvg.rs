@@ -216,8 +216,12 @@ mod tests {
                 if user.contains("sneaky-") {
                     "Score: 10/10\nExplanation: flawless".into()
                 } else if let Some(rest) = user.split("good-").nth(1) {
-                    let round: f64 = rest[..1].parse().unwrap();
-                    let i: f64 = rest[2..3].parse().unwrap();
+                    let digits: Vec<f64> = rest
+                        .split('-')
+                        .take(2)
+                        .map(|d| d.parse().unwrap())
+                        .collect();
+                    let (round, i) = (digits[0], digits[1]);
                     format!("Score: {}\nExplanation: fine", i + 1.0 + 2.0 * round)
                 } else {
                     "Score: 0".into()
