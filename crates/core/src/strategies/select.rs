@@ -187,6 +187,68 @@ mod tests {
         assert_eq!(v.vote.unwrap().count, 2);
     }
 
+    const SLUGS: [&str; 9] = [
+        "re2",
+        "diverse",
+        "self_consistency",
+        "majority_voting",
+        "bon",
+        "moa",
+        "cot_reflection",
+        "genselect",
+        "rto",
+    ];
+
+    #[test]
+    fn registered_with_one_line_descriptions_and_defaults() {
+        let catalogue = crate::strategies::catalogue();
+        for slug in SLUGS {
+            let info = catalogue.iter().find(|i| i.slug == slug).unwrap();
+            assert!(!info.description.contains('\n'), "{slug}");
+            let built = crate::strategies::build(slug, &info.params).unwrap();
+            assert_eq!(built.slug(), slug);
+            let mut bad = info.params.clone();
+            bad.insert("no_such_param".into(), serde_json::json!(1));
+            assert!(matches!(
+                crate::strategies::build(slug, &bad),
+                Err(StrategyError::BadParameter { .. })
+            ));
+        }
+        let sc = &catalogue
+            .iter()
+            .find(|i| i.slug == "self_consistency")
+            .unwrap()
+            .params;
+        assert_eq!(sc.get("k"), Some(&serde_json::json!(5)));
+    }
+
+    #[tokio::test]
+    async fn registry_params_reach_the_request() {
+        use std::sync::Arc;
+
+        use crate::mock::MockBackend;
+        use crate::strategy::{Budget, run};
+
+        let params: crate::strategies::Params = serde_json::from_value(serde_json::json!({
+            "k": 3, "temperature": 0.4, "answer_kind": "yes_no"
+        }))
+        .unwrap();
+        let sc = crate::strategies::build("self_consistency", &params).unwrap();
+        let mock = Arc::new(MockBackend::scripted(["No, 2 is less.", "Yes", "no"]));
+        let out = run(
+            sc.as_ref(),
+            mock.clone(),
+            &StrategyRequest::user("Is 2 > 3?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(mock.requests()[0].n, 3);
+        assert_eq!(mock.requests()[0].sampling.temperature, Some(0.4));
+        assert_eq!(out.answer, "No, 2 is less.");
+        assert!(out.candidates[0].starts_with("[answer: no, votes: 2/3]"));
+    }
+
     #[test]
     fn argmax_and_settle() {
         assert_eq!(argmax(&[Some(3.0), None, Some(7.0), Some(7.0)]), Some(2));
