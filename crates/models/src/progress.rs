@@ -139,6 +139,17 @@ mod bar {
         }
     }
 
+    impl IndicatifProgress {
+        /// A line above the bar, or on stderr when the bar is hidden (not a terminal).
+        fn say(&self, line: String) {
+            if self.bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                self.bar.println(line);
+            }
+        }
+    }
+
     /// The last path segment of a URL or member, for a short message.
     fn short(item: &str) -> &str {
         item.rsplit('/').next().unwrap_or(item)
@@ -168,13 +179,11 @@ mod bar {
         }
 
         fn source_failed(&self, artifact: &str, source: &str, error: &ModelsError) {
-            self.bar
-                .println(format!("{artifact}: source failed: {source}: {error}"));
+            self.say(format!("{artifact}: source failed: {source}: {error}"));
         }
 
         fn finished(&self, artifact: &str, path: &Path) {
-            self.bar
-                .println(format!("{artifact}: verified {}", path.display()));
+            self.say(format!("{artifact}: verified {}", path.display()));
             if let Ok(mut cur) = self.current.lock() {
                 *cur = None;
             }

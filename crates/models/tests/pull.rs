@@ -13,6 +13,9 @@ use optillm_models::{Cache, Manifest, ModelsError, NoProgress, ProgressEvent, St
 use sha2::{Digest, Sha256};
 
 type Hits = Arc<Mutex<HashMap<String, usize>>>;
+type Files = Arc<HashMap<String, Vec<u8>>>;
+/// (stage, item, done, total)
+type Event = (Stage, String, u64, Option<u64>);
 
 struct Server {
     addr: SocketAddr,
@@ -26,23 +29,21 @@ impl Server {
             Arc::new(files.into_iter().map(|(p, b)| (p.to_string(), b)).collect());
         let hits: Hits = Arc::default();
         let state = (files, hits.clone());
-        let app =
-            Router::new()
-                .fallback(
-                    |State((files, hits)): State<(Arc<HashMap<String, Vec<u8>>>, Hits)>,
-                     uri: Uri| async move {
-                        *hits
-                            .lock()
-                            .unwrap()
-                            .entry(uri.path().to_string())
-                            .or_default() += 1;
-                        match files.get(uri.path()) {
-                            Some(body) => (StatusCode::OK, body.clone()),
-                            None => (StatusCode::NOT_FOUND, b"not here".to_vec()),
-                        }
-                    },
-                )
-                .with_state(state);
+        let app = Router::new()
+            .fallback(
+                |State((files, hits)): State<(Files, Hits)>, uri: Uri| async move {
+                    *hits
+                        .lock()
+                        .unwrap()
+                        .entry(uri.path().to_string())
+                        .or_default() += 1;
+                    match files.get(uri.path()) {
+                        Some(body) => (StatusCode::OK, body.clone()),
+                        None => (StatusCode::NOT_FOUND, b"not here".to_vec()),
+                    }
+                },
+            )
+            .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -148,7 +149,7 @@ fn dir_entries(dir: &Path) -> Vec<String> {
 
 #[derive(Default)]
 struct Recorder {
-    events: Mutex<Vec<(Stage, String, u64, Option<u64>)>>,
+    events: Mutex<Vec<Event>>,
     failed: Mutex<Vec<String>>,
     finished: Mutex<Vec<String>>,
 }
