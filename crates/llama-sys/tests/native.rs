@@ -1,0 +1,346 @@
+//! The native backend on the real SmolLM2-135M model.
+//!
+//! The model comes from `OPTILLM_TEST_MODEL` (a GGUF path) or else from the project's
+//! model cache, pulled there on first use (`optillm pull smollm2-135m` does the same).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use futures::StreamExt;
+use optillm_core::{
+    Backend, BackendError, ChatRequest, FinishReason, Message, Sampling, StreamEvent, run_token_job,
+};
+use optillm_llama::{LlamaBackend, LlamaConfig, LlamaError};
+
+fn model_path() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Ok(p) = std::env::var("OPTILLM_TEST_MODEL") {
+            return PathBuf::from(p);
+        }
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let entry = optillm_models::default_model().expect("manifest");
+        rt.block_on(optillm_models::ensure(entry, &optillm_models::NoProgress))
+            .expect("pull the default model")
+    })
+    .clone()
+}
+
+fn backend() -> Arc<LlamaBackend> {
+    static BACKEND: OnceLock<Arc<LlamaBackend>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let config = LlamaConfig {
+                n_ctx: Some(2048),
+                n_threads: Some(2),
+                ..LlamaConfig::default()
+            };
+            Arc::new(LlamaBackend::load(model_path(), config).expect("load model"))
+        })
+        .clone()
+}
+
+fn ask(prompt: &str, sampling: Sampling) -> ChatRequest {
+    ChatRequest::user(prompt).with_sampling(sampling)
+}
+
+#[tokio::test]
+async fn same_seed_gives_same_text() {
+    let b = backend();
+    let s = Sampling::default()
+        .with_temperature(0.9)
+        .with_seed(42)
+        .with_max_tokens(24);
+    let a = b
+        .complete(ask("Tell me about cats.", s.clone()))
+        .await
+        .unwrap();
+    let c = b.complete(ask("Tell me about cats.", s)).await.unwrap();
+    assert!(!a.text().is_empty());
+    assert_eq!(a.text(), c.text());
+    assert!(a.usage.prompt_tokens > 5);
+    assert!(a.timings.time_to_first_token.is_some());
+}
+
+#[tokio::test]
+async fn n_samples_share_one_prompt_and_differ() {
+    let b = backend();
+    let s = Sampling::default()
+        .with_temperature(1.0)
+        .with_seed(7)
+        .with_max_tokens(20);
+    let one = b.complete(ask("Name a colour.", s.clone())).await.unwrap();
+    let four = b
+        .complete(ask("Name a colour.", s).with_n(4))
+        .await
+        .unwrap();
+    assert_eq!(four.choices.len(), 4);
+    for (i, c) in four.choices.iter().enumerate() {
+        assert_eq!(c.index as usize, i);
+        assert!(!c.text.is_empty());
+    }
+    // Sample 0 uses the same seed as the single run: same text.
+    assert_eq!(four.choices[0].text, one.text());
+    let distinct: std::collections::HashSet<&str> =
+        four.choices.iter().map(|c| c.text.as_str()).collect();
+    assert!(distinct.len() >= 2, "samples should differ: {distinct:?}");
+    // The prompt was evaluated once for all four samples.
+    assert_eq!(four.usage.prompt_tokens, one.usage.prompt_tokens);
+    assert_eq!(
+        four.usage.completion_tokens,
+        four.choices
+            .iter()
+            .map(|c| c.completion_tokens)
+            .sum::<u32>()
+    );
+}
+
+#[tokio::test]
+async fn max_tokens_and_stop_sequences_end_with_the_right_reason() {
+    let b = backend();
+    let greedy = Sampling::default().with_temperature(0.0);
+    let short = b
+        .complete(ask(
+            "Write a long story about a dragon.",
+            greedy.clone().with_max_tokens(5),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(short.choices[0].finish_reason, FinishReason::Length);
+    assert_eq!(short.choices[0].completion_tokens, 5);
+
+    let full = b
+        .complete(ask(
+            "Write a long story about a dragon.",
+            greedy.clone().with_max_tokens(40),
+        ))
+        .await
+        .unwrap();
+    let text = full.text().to_string();
+    // Stop on the second word of the greedy text.
+    let word = text.split_whitespace().nth(1).unwrap().to_string();
+    let stopped = b
+        .complete(ask(
+            "Write a long story about a dragon.",
+            greedy.with_max_tokens(40).with_stop(word.clone()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stopped.choices[0].finish_reason, FinishReason::StopSequence);
+    assert!(!stopped.text().contains(&word));
+    assert!(text.starts_with(stopped.text()));
+}
+
+#[tokio::test]
+async fn ends_on_end_of_text() {
+    let b = backend();
+    let c = b
+        .complete(ask(
+            "What is 2+2?",
+            Sampling::default()
+                .with_temperature(0.0)
+                .with_max_tokens(200),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(c.choices[0].finish_reason, FinishReason::EndOfText);
+    assert!(c.choices[0].completion_tokens < 200);
+}
+
+#[tokio::test]
+async fn logprobs_are_sane() {
+    let b = backend();
+    let c = b
+        .complete(
+            ask(
+                "What is 2+2?",
+                Sampling::default().with_temperature(0.0).with_max_tokens(8),
+            )
+            .with_logprobs(3),
+        )
+        .await
+        .unwrap();
+    let choice = &c.choices[0];
+    let lps = choice.logprobs.as_ref().unwrap();
+    assert_eq!(lps.len() as u32, choice.completion_tokens);
+    for lp in lps {
+        assert!(lp.logprob <= 0.0 && lp.logprob.is_finite());
+        assert_eq!(lp.top.len(), 3);
+        assert!(lp.top.windows(2).all(|w| w[0].logprob >= w[1].logprob));
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(lp.token, lp.top[0].token);
+        assert!((lp.logprob - lp.top[0].logprob).abs() < 1e-4);
+    }
+    let joined: String = lps.iter().map(|l| l.token.as_str()).collect();
+    assert_eq!(joined, choice.text);
+}
+
+#[tokio::test]
+async fn streamed_deltas_add_up_to_the_text() {
+    let b = backend();
+    let mut stream = b
+        .stream(ask(
+            "Say hello in French and Japanese.",
+            Sampling::default()
+                .with_temperature(0.0)
+                .with_max_tokens(30),
+        ))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let mut done = None;
+    while let Some(e) = stream.next().await {
+        match e.unwrap() {
+            StreamEvent::Delta { text: t, .. } => text.push_str(&t),
+            StreamEvent::Done(c) => done = Some(c),
+        }
+    }
+    assert_eq!(done.unwrap().text(), text);
+}
+
+#[tokio::test]
+async fn prompt_longer_than_context_is_a_typed_error() {
+    let b = backend();
+    let long = "word ".repeat(3000);
+    let err = b
+        .complete(ChatRequest::new(vec![Message::user(long)]))
+        .await
+        .unwrap_err();
+    match err {
+        BackendError::ContextOverflow {
+            prompt_tokens,
+            context_length,
+        } => {
+            assert_eq!(context_length, 2048);
+            assert!(prompt_tokens > 2048);
+        }
+        other => panic!("expected ContextOverflow, got {other:?}"),
+    }
+    // The backend still works afterwards.
+    let ok = b
+        .complete(ask("Hi", Sampling::default().with_max_tokens(3)))
+        .await
+        .unwrap();
+    assert!(!ok.choices.is_empty());
+}
+
+#[test]
+fn bad_model_files_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.gguf");
+    assert!(matches!(
+        LlamaBackend::load(&missing, LlamaConfig::default()),
+        Err(LlamaError::FileNotFound(_))
+    ));
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "this is not a model").unwrap();
+    assert!(matches!(
+        LlamaBackend::load(&text, LlamaConfig::default()),
+        Err(LlamaError::NotGguf(_))
+    ));
+    let empty = dir.path().join("empty.gguf");
+    std::fs::write(&empty, "").unwrap();
+    assert!(matches!(
+        LlamaBackend::load(&empty, LlamaConfig::default()),
+        Err(LlamaError::NotGguf(_))
+    ));
+    let truncated = dir.path().join("truncated.gguf");
+    let bytes = std::fs::read(model_path()).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    assert!(matches!(
+        LlamaBackend::load(&truncated, LlamaConfig::default()),
+        Err(LlamaError::LoadFailed { .. })
+    ));
+}
+
+#[tokio::test]
+async fn dropping_the_stream_stops_decoding() {
+    // A backend of its own, so other tests' requests do not blur the counters.
+    let b = LlamaBackend::load(
+        model_path(),
+        LlamaConfig {
+            n_ctx: Some(1024),
+            n_threads: Some(2),
+            ..LlamaConfig::default()
+        },
+    )
+    .unwrap();
+    let mut stream = b
+        .stream(ask(
+            "Write a very long story about a dragon.",
+            Sampling::default()
+                .with_temperature(0.0)
+                .with_max_tokens(500),
+        ))
+        .await
+        .unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(matches!(first, StreamEvent::Delta { .. }));
+    drop(stream);
+    // Requests are served in order: once this one is answered, the first is over.
+    b.complete(ask("Hi", Sampling::default().with_max_tokens(2)))
+        .await
+        .unwrap();
+    let stats = b.stats();
+    assert_eq!(stats.cancelled.load(Ordering::Relaxed), 1);
+    let generated = stats.tokens_generated.load(Ordering::Relaxed);
+    assert!(
+        generated < 100,
+        "decoding went on after the drop: {generated} tokens"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_callers_both_get_their_answers() {
+    let b = backend();
+    let greedy = Sampling::default()
+        .with_temperature(0.0)
+        .with_max_tokens(16);
+    let alone_a = b
+        .complete(ask("What is the capital of France?", greedy.clone()))
+        .await
+        .unwrap();
+    let alone_b = b
+        .complete(ask("List three fruits.", greedy.clone()))
+        .await
+        .unwrap();
+    let (x, y) = tokio::join!(
+        b.complete(ask("What is the capital of France?", greedy.clone())),
+        b.complete(ask("List three fruits.", greedy.clone())),
+    );
+    assert_eq!(x.unwrap().text(), alone_a.text());
+    assert_eq!(y.unwrap().text(), alone_b.text());
+}
+
+#[tokio::test]
+async fn token_session_forks_share_the_prompt() {
+    let b = backend();
+    let greedy = b
+        .complete(ask(
+            "What is 2+2?",
+            Sampling::default().with_temperature(0.0).with_max_tokens(1),
+        ))
+        .await
+        .unwrap();
+    let (first_piece, same, usage) =
+        run_token_job(b.as_ref(), ChatRequest::user("What is 2+2?"), |s| {
+            let logits = s.logits(0)?;
+            let best = optillm_core::token::top_k(&optillm_core::token::softmax(&logits), 1)[0].0;
+            let a = s.fork(0)?;
+            let c = s.fork(0)?;
+            s.append_batch(&[(a, best), (c, best)])?;
+            let (la, lc) = (s.logits(a)?, s.logits(c)?);
+            let same = la.iter().zip(&lc).all(|(x, y)| (x - y).abs() < 1e-3);
+            Ok((s.detokenize(&[best])?, same, s.usage()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(first_piece, greedy.text());
+    assert!(
+        same,
+        "two forks fed the same token must see the same logits"
+    );
+    assert_eq!(usage.prompt_tokens, greedy.usage.prompt_tokens);
+    assert_eq!(usage.completion_tokens, 2);
+}
