@@ -1,0 +1,185 @@
+//! Configuration of the OpenAI-compatible backend.
+
+use std::fmt;
+use std::time::Duration;
+
+use optillm_core::Sampling;
+
+/// The base URL when `OPENAI_BASE_URL` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The environment variable the API key is read from by default.
+pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
+
+/// Settings of an [`OpenAiBackend`](crate::OpenAiBackend), built with `with_*` methods.
+///
+/// The base URL includes the API version, as with OpenAI's own clients:
+/// `https://api.openai.com/v1`, `http://127.0.0.1:8080/v1` (llama-server),
+/// `http://127.0.0.1:8000/v1` (vLLM). `sampling` holds defaults: every setting a request
+/// sets wins over them.
+#[derive(Clone, PartialEq)]
+#[non_exhaustive]
+pub struct OpenAiConfig {
+    pub base_url: String,
+    pub model: String,
+    /// The API key, sent as a bearer token. When `None`, it is read from the
+    /// environment variable `api_key_env` when the backend is built (no key: no header).
+    pub api_key: Option<String>,
+    pub api_key_env: String,
+    /// Default sampling settings.
+    pub sampling: Sampling,
+    /// Ask for a usage chunk at the end of streams (`stream_options.include_usage`).
+    pub stream_usage: bool,
+    /// Time to establish a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Time from sending a request to the first byte of the answer's body, per attempt.
+    pub first_byte_timeout: Duration,
+    /// Time for a whole answer (one request), `None` for no limit.
+    pub total_timeout: Option<Duration>,
+    /// Most requests in flight at once from this backend.
+    pub max_concurrency: usize,
+    /// Retries after a refused connection or a 5xx answer (before anything was streamed).
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub retry_backoff: Duration,
+}
+
+impl fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("api_key_env", &self.api_key_env)
+            .field("sampling", &self.sampling)
+            .field("stream_usage", &self.stream_usage)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("first_byte_timeout", &self.first_byte_timeout)
+            .field("total_timeout", &self.total_timeout)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_retries", &self.max_retries)
+            .field("retry_backoff", &self.retry_backoff)
+            .finish()
+    }
+}
+
+impl OpenAiConfig {
+    /// A configuration for `model` at `base_url` (with its `/v1`), default settings.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            model: model.into(),
+            api_key: None,
+            api_key_env: DEFAULT_API_KEY_ENV.to_string(),
+            sampling: Sampling::default(),
+            stream_usage: true,
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(300),
+            total_timeout: None,
+            max_concurrency: 4,
+            max_retries: 2,
+            retry_backoff: Duration::from_millis(250),
+        }
+    }
+
+    /// A configuration for `model` at `OPENAI_BASE_URL` (or [`DEFAULT_BASE_URL`]).
+    pub fn from_env(model: impl Into<String>) -> Self {
+        let base = std::env::var("OPENAI_BASE_URL")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        Self::new(base, model)
+    }
+
+    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+    /// Reads the API key from this environment variable instead of `OPENAI_API_KEY`.
+    pub fn with_api_key_env(mut self, var: impl Into<String>) -> Self {
+        self.api_key_env = var.into();
+        self
+    }
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+    pub fn with_temperature(mut self, t: f32) -> Self {
+        self.sampling.temperature = Some(t);
+        self
+    }
+    pub fn with_top_p(mut self, p: f32) -> Self {
+        self.sampling.top_p = Some(p);
+        self
+    }
+    /// Sent as the extra body field `top_k` (llama-server, vLLM; not in OpenAI's spec).
+    pub fn with_top_k(mut self, k: u32) -> Self {
+        self.sampling.top_k = Some(k);
+        self
+    }
+    /// Sent as the extra body field `min_p` (llama-server, vLLM; not in OpenAI's spec).
+    pub fn with_min_p(mut self, p: f32) -> Self {
+        self.sampling.min_p = Some(p);
+        self
+    }
+    /// Sent as the extra body fields `repeat_penalty` (llama-server) and
+    /// `repetition_penalty` (vLLM); not in OpenAI's spec.
+    pub fn with_repeat_penalty(mut self, p: f32) -> Self {
+        self.sampling.repeat_penalty = Some(p);
+        self
+    }
+    pub fn with_seed(mut self, seed: u32) -> Self {
+        self.sampling.seed = Some(seed);
+        self
+    }
+    pub fn with_max_tokens(mut self, n: u32) -> Self {
+        self.sampling.max_tokens = Some(n);
+        self
+    }
+    pub fn with_stop(mut self, stop: impl Into<String>) -> Self {
+        self.sampling.stop.push(stop.into());
+        self
+    }
+    pub fn with_stream_usage(mut self, on: bool) -> Self {
+        self.stream_usage = on;
+        self
+    }
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    pub fn with_first_byte_timeout(mut self, d: Duration) -> Self {
+        self.first_byte_timeout = d;
+        self
+    }
+    pub fn with_total_timeout(mut self, d: Duration) -> Self {
+        self.total_timeout = Some(d);
+        self
+    }
+    pub fn with_max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+    pub fn with_retry_backoff(mut self, d: Duration) -> Self {
+        self.retry_backoff = d;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_api_key() {
+        let c = OpenAiConfig::new("http://h/v1", "m").with_api_key("sk-secret");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sk-secret"));
+        assert!(shown.contains("<redacted>"));
+    }
+}

@@ -1,0 +1,37 @@
+//! Configuration errors of the OpenAI-compatible backend.
+
+use optillm_core::BackendError;
+
+/// Errors building an [`OpenAiBackend`](crate::OpenAiBackend) from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenAiError {
+    /// The base URL does not parse.
+    #[error("invalid base URL {url:?}: {source}")]
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The base URL is not http or https.
+    #[error("unsupported scheme {scheme:?} in base URL {url:?} (use http or https)")]
+    UnsupportedScheme { url: String, scheme: String },
+    /// The API key cannot be sent in an HTTP header (control characters, non-ASCII).
+    #[error("the API key (from {source_name}) is not a valid HTTP header value")]
+    InvalidApiKey { source_name: String },
+    /// `max_concurrency` is zero.
+    #[error("max_concurrency must be at least 1")]
+    ZeroConcurrency,
+    /// The model name is empty.
+    #[error("the model name is empty")]
+    EmptyModel,
+    /// The HTTP client could not be built (TLS setup).
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+impl From<OpenAiError> for BackendError {
+    fn from(e: OpenAiError) -> Self {
+        BackendError::Other(Box::new(e))
+    }
+}

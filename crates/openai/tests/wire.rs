@@ -1,0 +1,592 @@
+//! The OpenAI-compatible backend against an in-process HTTP server replaying documented
+//! chat-completions answers (server-sent events cut at awkward places) and its faults.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Received, Reply, TestServer};
+use optillm_core::{
+    Backend, BackendError, ChatRequest, Completion, FinishReason, Sampling, StreamEvent,
+};
+use optillm_openai::{OpenAiBackend, OpenAiConfig, OpenAiError};
+use serde_json::json;
+
+const SSE: &str = "text/event-stream";
+
+fn event(v: serde_json::Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+fn chunk(index: u32, content: Option<&str>, finish: Option<&str>) -> String {
+    let delta = match content {
+        Some(c) => json!({"content": c}),
+        None => json!({}),
+    };
+    event(json!({
+        "id": "chatcmpl-123", "object": "chat.completion.chunk", "created": 1795460080,
+        "model": "m", "system_fingerprint": "fp",
+        "choices": [{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}]
+    }))
+}
+
+fn role_chunk() -> String {
+    event(json!({
+        "id": "chatcmpl-123", "object": "chat.completion.chunk", "created": 1795460080, "model": "m",
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]
+    }))
+}
+
+fn usage_chunk(prompt: u32, completion: u32) -> String {
+    event(json!({
+        "id": "chatcmpl-123", "object": "chat.completion.chunk", "created": 1795460080, "model": "m",
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    }))
+}
+
+const DONE: &str = "data: [DONE]\n\n";
+
+fn backend(server: &TestServer) -> OpenAiBackend {
+    OpenAiBackend::new(
+        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
+            .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE")
+            .with_retry_backoff(Duration::from_millis(10))
+            .with_first_byte_timeout(Duration::from_secs(5)),
+    )
+    .unwrap()
+}
+
+async fn drain(
+    backend: &OpenAiBackend,
+    request: ChatRequest,
+) -> (Vec<(u32, String)>, Result<Completion, BackendError>) {
+    let mut stream = backend.stream(request).await.unwrap();
+    let mut deltas = Vec::new();
+    while let Some(event) = stream.next_event().await {
+        match event {
+            Ok(StreamEvent::Delta { index, text, .. }) => deltas.push((index, text)),
+            Ok(StreamEvent::Done(c)) => return (deltas, Ok(c)),
+            Err(e) => return (deltas, Err(e)),
+        }
+    }
+    (deltas, Err(BackendError::Protocol("no final event".into())))
+}
+
+#[tokio::test]
+async fn events_and_utf8_split_across_chunks_survive() {
+    let body = format!(
+        "{}{}{}{}{}{}",
+        role_chunk(),
+        chunk(0, Some("Caf"), None),
+        chunk(0, Some("é 😀"), None),
+        chunk(0, None, Some("stop")),
+        usage_chunk(40, 8),
+        DONE
+    );
+    let e = body.find('é').unwrap() + 1;
+    let emoji = body.find('😀').unwrap() + 3;
+    let blank = body.find("\n\n").unwrap() + 1; // between the two newlines ending an event
+    let cuts = vec![3, blank, e, emoji, body.len() - 3];
+    let bytes = body.into_bytes();
+    let server = TestServer::start(move |_, _| Reply::split(200, SSE, &bytes, &cuts)).await;
+    let b = backend(&server);
+    let (deltas, result) = drain(&b, ChatRequest::user("Hi")).await;
+    let c = result.unwrap();
+    assert_eq!(deltas, vec![(0, "Caf".into()), (0, "é 😀".into())]);
+    assert_eq!(c.text(), "Café 😀");
+    assert_eq!(c.choices[0].finish_reason, FinishReason::EndOfText);
+    assert_eq!(c.choices[0].completion_tokens, 8);
+    assert_eq!(c.usage.prompt_tokens, 40);
+    assert_eq!(c.usage.completion_tokens, 8);
+    assert!(c.timings.time_to_first_token.is_some());
+
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/v1/chat/completions");
+    let j = got[0].json();
+    assert_eq!(j["model"], "m");
+    assert_eq!(j["stream"], true);
+    assert_eq!(j["stream_options"], json!({"include_usage": true}));
+    assert_eq!(j["messages"], json!([{"role": "user", "content": "Hi"}]));
+    for absent in ["n", "seed", "logprobs", "top_k", "temperature"] {
+        assert!(j.get(absent).is_none(), "{absent} sent without being set");
+    }
+    assert_eq!(got[0].header("authorization"), None);
+}
+
+#[tokio::test]
+async fn settings_api_key_and_extra_fields_are_sent() {
+    let body = format!(
+        "{}{}{}",
+        chunk(0, Some("ok"), Some("length")),
+        usage_chunk(1, 1),
+        DONE
+    );
+    let server = TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[])).await;
+    // `cargo test` sets CARGO_PKG_NAME for the test process: a variable known to be set.
+    let b = OpenAiBackend::new(
+        OpenAiConfig::new(format!("{}/v1/", server.url()), "m")
+            .with_api_key_env("CARGO_PKG_NAME")
+            .with_temperature(0.1)
+            .with_top_k(20)
+            .with_max_tokens(64),
+    )
+    .unwrap();
+    let request = ChatRequest::user("Hi").with_logprobs(3).with_sampling(
+        Sampling::default()
+            .with_temperature(0.8)
+            .with_min_p(0.05)
+            .with_repeat_penalty(1.1)
+            .with_top_p(0.9)
+            .with_seed(5)
+            .with_stop("END"),
+    );
+    let c = b.complete(request.clone()).await.unwrap_err();
+    // The non-streaming answer of this server is an event stream: not JSON.
+    assert!(matches!(c, BackendError::Protocol(_)), "{c:?}");
+    let (_, result) = drain(&b, request).await;
+    assert_eq!(
+        result.unwrap().choices[0].finish_reason,
+        FinishReason::Length
+    );
+
+    let got = server.received();
+    assert_eq!(got[1].path, "/v1/chat/completions");
+    assert_eq!(
+        got[1].header("authorization"),
+        Some("Bearer optillm-openai")
+    );
+    let j = got[1].json();
+    assert!((j["temperature"].as_f64().unwrap() - 0.8).abs() < 1e-6);
+    assert_eq!(j["top_k"], 20);
+    assert_eq!(j["max_tokens"], 64);
+    assert!((j["min_p"].as_f64().unwrap() - 0.05).abs() < 1e-6);
+    assert!((j["repeat_penalty"].as_f64().unwrap() - 1.1).abs() < 1e-6);
+    assert!((j["repetition_penalty"].as_f64().unwrap() - 1.1).abs() < 1e-6);
+    assert!((j["top_p"].as_f64().unwrap() - 0.9).abs() < 1e-6);
+    assert_eq!(j["seed"], 5);
+    assert_eq!(j["stop"], json!(["END"]));
+    assert_eq!(j["logprobs"], true);
+    assert_eq!(j["top_logprobs"], 3);
+    let first = got[0].json();
+    assert_eq!(first["stream"], false);
+    assert!(first.get("stream_options").is_none());
+}
+
+#[tokio::test]
+async fn native_n_streams_interleaved_choices() {
+    let body = format!(
+        "{}{}{}{}{}{}{}",
+        chunk(0, Some("A"), None),
+        chunk(1, Some("B"), None),
+        chunk(1, Some("b"), Some("length")),
+        chunk(0, Some("a"), None),
+        chunk(0, None, Some("stop")),
+        usage_chunk(10, 4),
+        DONE
+    );
+    let server =
+        TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[50, 100])).await;
+    let b = backend(&server);
+    let (deltas, result) = drain(&b, ChatRequest::user("Hi").with_n(2)).await;
+    let c = result.unwrap();
+    assert_eq!(server.received().len(), 1);
+    assert_eq!(server.received()[0].json()["n"], 2);
+    assert_eq!(c.texts(), vec!["Aa".to_string(), "Bb".to_string()]);
+    assert_eq!(c.choices[1].finish_reason, FinishReason::Length);
+    assert_eq!(c.choices[0].finish_reason, FinishReason::EndOfText);
+    assert_eq!(deltas.iter().filter(|(i, _)| *i == 1).count(), 2);
+    assert_eq!(
+        c.usage.prompt_tokens, 10,
+        "one request: the prompt counted once"
+    );
+    assert!(b.capabilities().native_n);
+}
+
+fn seed_of(r: &Received) -> u64 {
+    r.json()["seed"].as_u64().unwrap()
+}
+
+/// A server like llama-server of old: `n != 1` is a 400; single requests answer with
+/// their seed.
+fn rejects_n(r: &Received, _: usize) -> Reply {
+    if r.json().get("n").is_some() {
+        return Reply::json(
+            400,
+            r#"{"error":{"code":400,"message":"Only one completion choice is allowed","type":"invalid_request_error"}}"#,
+        );
+    }
+    let text = format!("seed={}", seed_of(r));
+    if r.json()["stream"] == false {
+        let whole = json!({"object": "chat.completion", "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2}});
+        return Reply::json(200, &whole.to_string());
+    }
+    let body = format!(
+        "{}{}{}{}",
+        chunk(0, Some(&text), None),
+        chunk(0, None, Some("stop")),
+        usage_chunk(10, 2),
+        DONE
+    );
+    Reply::split(200, SSE, body.as_bytes(), &[9]).with_gap(Duration::from_millis(20))
+}
+
+#[tokio::test]
+async fn a_rejected_n_falls_back_to_seeded_requests_and_is_remembered() {
+    let server = TestServer::start(rejects_n).await;
+    let b = backend(&server);
+    let request = ChatRequest::user("Hi")
+        .with_n(3)
+        .with_sampling(Sampling::default().with_seed(42));
+    let (deltas, result) = drain(&b, request).await;
+    let c = result.unwrap();
+    assert_eq!(
+        c.texts(),
+        vec!["seed=42".to_string(), "seed=43".into(), "seed=44".into()]
+    );
+    assert!(deltas.contains(&(2, "seed=44".into())));
+    assert_eq!(c.usage.prompt_tokens, 30);
+    assert_eq!(c.usage.completion_tokens, 6);
+    assert_eq!(server.received().len(), 4);
+    assert!(
+        server.max_in_flight() > 1,
+        "the fallback requests ran one at a time"
+    );
+    assert!(!b.capabilities().native_n);
+
+    // Remembered: the next request does not try n again.
+    let c = b.complete(ChatRequest::user("Hi").with_n(2)).await.unwrap();
+    assert_eq!(c.choices.len(), 2);
+    assert_ne!(c.choices[0].text, c.choices[1].text);
+    let got = server.received();
+    assert_eq!(got.len(), 6);
+    assert!(got[4..].iter().all(|r| r.json().get("n").is_none()));
+    let (s4, s5) = (seed_of(&got[4]), seed_of(&got[5]));
+    assert_ne!(s4, s5, "samples without a seed still get distinct seeds");
+}
+
+#[tokio::test]
+async fn fewer_choices_than_asked_are_completed_by_single_requests() {
+    // A server that ignores n: one choice whatever was asked.
+    let server = TestServer::start(|r: &Received, _| {
+        let text = match r.json()["seed"].as_u64() {
+            Some(s) => format!("seed={s}"),
+            None => "no seed".into(),
+        };
+        let body = format!(
+            "{}{}{}",
+            chunk(0, Some(&text), Some("stop")),
+            usage_chunk(7, 1),
+            DONE
+        );
+        Reply::split(200, SSE, body.as_bytes(), &[])
+    })
+    .await;
+    let b = backend(&server);
+    let request = ChatRequest::user("Hi")
+        .with_n(3)
+        .with_sampling(Sampling::default().with_seed(100));
+    let c = drain(&b, request).await.1.unwrap();
+    assert_eq!(
+        c.texts(),
+        vec!["seed=100".to_string(), "seed=101".into(), "seed=102".into()]
+    );
+    let got = server.received();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].json()["n"], 3);
+    assert!(!b.capabilities().native_n);
+}
+
+#[tokio::test]
+async fn a_401_keeps_status_and_message() {
+    let server = TestServer::start(|_, _| {
+        Reply::json(401, r#"{"error":{"message":"Incorrect API key provided: sk-abc.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#)
+    })
+    .await;
+    let err = backend(&server)
+        .complete(ChatRequest::user("Hi"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Http { status: 401, message } if message == "Incorrect API key provided: sk-abc."),
+        "{err:?}"
+    );
+    assert_eq!(server.received().len(), 1, "a 4xx is not retried");
+}
+
+#[tokio::test]
+async fn a_404_for_the_model_is_model_not_found() {
+    let server = TestServer::start(|_, _| {
+        Reply::json(404, r#"{"error":{"message":"The model `gpt-9` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#)
+    })
+    .await;
+    let err = backend(&server)
+        .complete(ChatRequest::user("Hi"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::ModelNotFound(m) if m.contains("gpt-9")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn logprobs_are_parsed_streamed_and_not() {
+    let lp = |tok: &str, v: f64| {
+        json!({"content": [{"token": tok, "logprob": v, "bytes": [72], "top_logprobs": [
+            {"token": tok, "logprob": v, "bytes": [72]}, {"token": "Hi", "logprob": -2.0, "bytes": [72]}]}]})
+    };
+    let ev = |tok: &str, v: f64| {
+        event(json!({"object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"content": tok}, "logprobs": lp(tok, v), "finish_reason": null}]}))
+    };
+    let stream_body = format!(
+        "{}{}{}{}",
+        ev("Hello", -0.5),
+        ev(",", -1.25),
+        chunk(0, None, Some("stop")),
+        DONE
+    );
+    let whole = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1795460080, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello,"},
+                     "finish_reason": "length",
+                     "logprobs": {"content": [lp("Hello", -0.5)["content"][0], lp(",", -1.25)["content"][0]]}}],
+        "usage": {"prompt_tokens": 40, "completion_tokens": 2, "total_tokens": 42},
+        "timings": {"prompt_n": 40, "prompt_ms": 102.5, "predicted_n": 2, "predicted_ms": 70.0}
+    })
+    .to_string();
+    let server = TestServer::start(move |r, _| {
+        if r.json()["stream"] == true {
+            Reply::split(200, SSE, stream_body.as_bytes(), &[30])
+        } else {
+            Reply::split(200, "application/json", whole.as_bytes(), &[20])
+        }
+    })
+    .await;
+    let b = backend(&server);
+    let mut stream = b
+        .stream(ChatRequest::user("Hi").with_logprobs(2))
+        .await
+        .unwrap();
+    let mut per_delta = Vec::new();
+    let streamed = loop {
+        match stream.next_event().await.unwrap().unwrap() {
+            StreamEvent::Delta { logprob, .. } => per_delta.push(logprob.unwrap()),
+            StreamEvent::Done(c) => break c,
+        }
+    };
+    let whole = b
+        .complete(ChatRequest::user("Hi").with_logprobs(2))
+        .await
+        .unwrap();
+    for c in [&streamed, &whole] {
+        assert_eq!(c.text(), "Hello,");
+        let lps = c.choices[0].logprobs.as_ref().unwrap();
+        assert_eq!(lps.len(), 2);
+        assert_eq!(lps[0].token, "Hello");
+        assert_eq!(lps[1].logprob, -1.25);
+        assert_eq!(lps[0].top[1].token, "Hi");
+        assert_eq!(lps[0].top[1].logprob, -2.0);
+        assert_eq!(c.choices[0].completion_tokens, 2);
+    }
+    assert_eq!(&per_delta, streamed.choices[0].logprobs.as_ref().unwrap());
+    assert_eq!(whole.choices[0].finish_reason, FinishReason::Length);
+    assert_eq!(whole.usage.prompt_tokens, 40);
+    assert_eq!(whole.timings.prompt_eval, Duration::from_micros(102_500));
+    assert_eq!(whole.timings.decode, Duration::from_millis(70));
+}
+
+#[tokio::test]
+async fn a_mid_stream_error_event_is_a_protocol_error_with_the_message() {
+    let body = format!(
+        "{}data: {{\"error\":{{\"code\":500,\"message\":\"context shift is disabled\",\"type\":\"server_error\"}}}}\n\n",
+        chunk(0, Some("Hel"), None)
+    );
+    let server = TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[4])).await;
+    let (deltas, result) = drain(&backend(&server), ChatRequest::user("Hi")).await;
+    assert_eq!(deltas, vec![(0, "Hel".into())]);
+    assert!(
+        matches!(&result, Err(BackendError::Protocol(m)) if m.contains("context shift is disabled")),
+        "{result:?}"
+    );
+    assert_eq!(server.received().len(), 1);
+}
+
+#[tokio::test]
+async fn garbage_and_truncation_are_protocol_errors() {
+    let garbage = format!(
+        "{}data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\n\n{DONE}",
+        chunk(0, Some("a"), None)
+    );
+    let server =
+        TestServer::start(move |_, _| Reply::split(200, SSE, garbage.as_bytes(), &[])).await;
+    let err = backend(&server)
+        .stream(ChatRequest::user("Hi"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Protocol(m) if m.contains("malformed")),
+        "{err:?}"
+    );
+
+    // Ends cleanly but before [DONE] and before any finish_reason.
+    let cut = chunk(0, Some("a"), None);
+    let server = TestServer::start(move |_, _| Reply::split(200, SSE, cut.as_bytes(), &[])).await;
+    let err = backend(&server)
+        .stream(ChatRequest::user("Hi"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Protocol(m) if m.contains("[DONE]")),
+        "{err:?}"
+    );
+
+    // No [DONE], but finished: accepted.
+    let finished = format!(
+        "{}{}",
+        chunk(0, Some("a"), None),
+        chunk(0, None, Some("stop"))
+    );
+    let server =
+        TestServer::start(move |_, _| Reply::split(200, SSE, finished.as_bytes(), &[])).await;
+    let c = backend(&server)
+        .stream(ChatRequest::user("Hi"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(c.text(), "a");
+
+    // A non-streaming body cut short.
+    let server = TestServer::start(|_, _| {
+        Reply::json(200, r#"{"choices":[{"index":0,"message":{"content":"x"#)
+    })
+    .await;
+    let err = backend(&server)
+        .complete(ChatRequest::user("Hi"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Protocol(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_500_is_retried_then_succeeds_and_a_slow_first_byte_times_out() {
+    let body = format!("{}{}", chunk(0, Some("ok"), Some("stop")), DONE);
+    let server = TestServer::start(move |_, number| {
+        if number < 2 {
+            Reply::json(
+                503,
+                r#"{"error":{"message":"Loading model","type":"unavailable_error","code":503}}"#,
+            )
+        } else {
+            Reply::split(200, SSE, body.as_bytes(), &[])
+        }
+    })
+    .await;
+    let c = drain(&backend(&server), ChatRequest::user("Hi"))
+        .await
+        .1
+        .unwrap();
+    assert_eq!(c.text(), "ok");
+    assert_eq!(server.received().len(), 3);
+
+    let server =
+        TestServer::start(|_, _| Reply::json(503, r#"{"error":{"message":"Loading model"}}"#))
+            .await;
+    let b = OpenAiBackend::new(
+        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
+            .with_max_retries(1)
+            .with_retry_backoff(Duration::from_millis(5)),
+    )
+    .unwrap();
+    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Http { status: 503, message } if message == "Loading model"),
+        "{err:?}"
+    );
+    assert_eq!(server.received().len(), 2);
+
+    let server =
+        TestServer::start(|_, _| Reply::json(200, "{}").with_delay(Duration::from_secs(3))).await;
+    let b = OpenAiBackend::new(
+        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
+            .with_first_byte_timeout(Duration::from_millis(150)),
+    )
+    .unwrap();
+    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
+    assert!(
+        matches!(err, BackendError::Timeout(d) if d == Duration::from_millis(150)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_mid_stream_is_a_connection_error() {
+    let body = format!(
+        "{}{}",
+        chunk(0, Some("Hello"), None),
+        chunk(0, Some(" wor"), None)
+    );
+    let server = TestServer::start(move |_, _| {
+        Reply::split(200, SSE, body.as_bytes(), &[20]).disconnecting()
+    })
+    .await;
+    let (deltas, result) = drain(&backend(&server), ChatRequest::user("Hi")).await;
+    assert_eq!(deltas.len(), 2);
+    assert!(
+        matches!(result, Err(BackendError::Connection(_))),
+        "{result:?}"
+    );
+    assert_eq!(server.received().len(), 1);
+}
+
+#[tokio::test]
+async fn list_models_reads_v1_models() {
+    let server = TestServer::start(|r, _| {
+        assert_eq!(r.path, "/v1/models");
+        Reply::json(200, r#"{"object":"list","data":[{"id":"smollm2","object":"model","created":0,"owned_by":"llamacpp"},{"id":"other","object":"model"}]}"#)
+    })
+    .await;
+    let models = backend(&server).list_models().await.unwrap();
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[0].id, "smollm2");
+    assert_eq!(models[0].owned_by.as_deref(), Some("llamacpp"));
+    assert_eq!(models[1].created, None);
+}
+
+#[test]
+fn bad_configurations_are_typed_errors() {
+    assert!(matches!(
+        OpenAiBackend::new(OpenAiConfig::new("::", "m")),
+        Err(OpenAiError::InvalidUrl { .. })
+    ));
+    assert!(matches!(
+        OpenAiBackend::new(OpenAiConfig::new("file:///v1", "m")),
+        Err(OpenAiError::UnsupportedScheme { .. })
+    ));
+    assert!(matches!(
+        OpenAiBackend::new(OpenAiConfig::new("http://h/v1", "m").with_api_key("sk\nx")),
+        Err(OpenAiError::InvalidApiKey { .. })
+    ));
+    assert!(matches!(
+        OpenAiBackend::new(OpenAiConfig::new("http://h/v1", "")),
+        Err(OpenAiError::EmptyModel)
+    ));
+    assert!(matches!(
+        OpenAiBackend::new(OpenAiConfig::new("http://h/v1", "m").with_max_concurrency(0)),
+        Err(OpenAiError::ZeroConcurrency)
+    ));
+}
