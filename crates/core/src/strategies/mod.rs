@@ -18,6 +18,7 @@ mod cot_decoding;
 mod entropy_decoding;
 mod thinkdeeper;
 mod autothink;
+mod deepconf;
 mod none;
 mod bon;
 mod cot_reflection;
@@ -194,6 +195,19 @@ fn entries() -> Vec<Entry> {
         build: |p| {
             Ok(Box::new(autothink::AutoThink::new(parse_params(
                 autothink::SLUG,
+                p,
+            )?)?))
+        },
+    },
+    Entry {
+        slug: deepconf::SLUG,
+        description: "DeepConf online: forked traces decoded in parallel, warm-up sets a \
+                      confidence threshold, weak traces stop early, confidence-weighted \
+                      vote, stop at consensus (defaults scaled down for small models)",
+        defaults: defaults_of::<deepconf::Params>,
+        build: |p| {
+            Ok(Box::new(deepconf::DeepConf::new(parse_params(
+                deepconf::SLUG,
                 p,
             )?)?))
         },
