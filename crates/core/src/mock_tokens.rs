@@ -52,6 +52,7 @@ pub struct SessionStats {
 pub struct ScriptedSession {
     vocab: Vec<Vec<u8>>,
     ends: Vec<Token>,
+    specials: Vec<Token>,
     logit_fn: Arc<LogitFn>,
     context: u32,
     live: HashMap<SeqId, Vec<Token>>,
@@ -72,6 +73,7 @@ impl ScriptedSession {
         Self {
             vocab,
             ends,
+            specials: Vec::new(),
             logit_fn,
             context,
             live,
@@ -81,6 +83,13 @@ impl ScriptedSession {
                 ..SessionStats::default()
             },
         }
+    }
+
+    /// Tokens that [`TokenSession::tokenize`] never produces from text, like special
+    /// tokens in a tokenizer that does not parse them (llama.cpp's `parse_special = false`).
+    pub fn with_specials(mut self, specials: &[Token]) -> Self {
+        self.specials = specials.to_vec();
+        self
     }
 
     /// What the session did so far (including the tokens of live sequences).
@@ -150,7 +159,11 @@ impl TokenSession for ScriptedSession {
                 .iter()
                 .enumerate()
                 .filter(|(i, v)| {
-                    !v.is_empty() && rest.starts_with(v) && !self.ends.contains(&(*i as Token))
+                    let id = *i as Token;
+                    !v.is_empty()
+                        && rest.starts_with(v)
+                        && !self.ends.contains(&id)
+                        && !self.specials.contains(&id)
                 })
                 .max_by_key(|(_, v)| v.len());
             let Some((id, bytes)) = best else {

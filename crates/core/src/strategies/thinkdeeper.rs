@@ -157,17 +157,30 @@ pub(crate) struct Forced {
     pub forced_end: bool,
 }
 
+/// The one ordinary (non-end) token whose text is `text`, if the vocabulary has one.
+/// Tokenizers that do not parse special tokens from text split `</think>` into pieces,
+/// so the vocabulary is searched when tokenizing does not give one token.
+fn single_token(session: &dyn TokenSession, text: &str) -> Option<Token> {
+    if let Ok(t) = session.tokenize(text) {
+        if let [one] = t.as_slice() {
+            if !session.is_end(*one) {
+                return Some(*one);
+            }
+        }
+    }
+    let n = Token::try_from(session.vocab_size()).ok()?;
+    (0..n).find(|t| {
+        !session.is_end(*t) && session.token_bytes(*t).is_ok_and(|b| b == text.as_bytes())
+    })
+}
+
 /// Decodes sequence 0 with budget forcing.
 pub(crate) fn force_budget(
     session: &mut dyn TokenSession,
     f: &Forcing,
     limits: &TokenLimits,
 ) -> Result<Forced, BackendError> {
-    // `</think>` counts only when it is a single, ordinary token of the vocabulary.
-    let think_end = match session.tokenize(&f.think_end) {
-        Ok(t) if t.len() == 1 && !session.is_end(t[0]) => Some(t[0]),
-        _ => None,
-    };
+    let think_end = single_token(session, &f.think_end);
     let wait = session.tokenize(&f.wait_text)?;
     let end_marker = match think_end {
         Some(t) => vec![t],
@@ -421,6 +434,25 @@ pub(crate) mod tests {
             answer(&low, plain).await,
             " hmm hmm hmm\n\nFinal answer: 42"
         );
+    }
+
+    #[test]
+    fn finds_think_end_even_when_tokenizing_splits_it() {
+        use crate::mock_tokens::ScriptedSession;
+        // "</think>" is the special token 3: tokenizing text gives the pieces 1 and 2.
+        let vocab = ["<eos>", "</", "think>", "</think>"];
+        let session = ScriptedSession::new(
+            vocab.iter().map(|v| v.as_bytes().to_vec()).collect(),
+            vec![0],
+            Arc::new(|_: &[Token]| vec![0.0; 4]),
+            1,
+            100,
+        )
+        .with_specials(&[3]);
+        assert_eq!(session.tokenize("</think>").unwrap(), vec![1, 2]);
+        assert_eq!(single_token(&session, "</think>"), Some(3));
+        assert_eq!(single_token(&session, "think>"), Some(2));
+        assert_eq!(single_token(&session, "<think>"), None);
     }
 
     #[tokio::test]
