@@ -452,6 +452,34 @@ mod tests {
     }
 
     #[test]
+    fn logit_strategies_are_registered_with_their_defaults() {
+        use crate::strategies::{Params as Map, build, catalogue};
+        for slug in [
+            "cot_decoding",
+            "entropy_decoding",
+            "thinkdeeper",
+            "autothink",
+            "deepconf",
+        ] {
+            let info = catalogue().into_iter().find(|i| i.slug == slug).unwrap();
+            assert!(!info.params.is_empty(), "{slug}");
+            let strategy = build(slug, &info.params).unwrap();
+            assert_eq!(strategy.slug(), slug);
+            let mut bad = Map::new();
+            bad.insert("no_such_param".into(), serde_json::json!(1));
+            assert!(build(slug, &bad).is_err(), "{slug}");
+        }
+        let autothink = catalogue()
+            .into_iter()
+            .find(|i| i.slug == "autothink")
+            .unwrap();
+        assert!(autothink.description.contains("heuristic classifier"));
+        let mut k = crate::strategies::Params::new();
+        k.insert("k".into(), serde_json::json!(3));
+        assert!(build("cot_decoding", &k).is_ok());
+    }
+
+    #[test]
     fn rejects_bad_params() {
         assert!(
             CotDecoding::new(Params {
