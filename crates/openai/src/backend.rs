@@ -262,9 +262,40 @@ struct Partial {
 #[derive(Debug, Default)]
 struct Run {
     choices: BTreeMap<u32, Partial>,
-    usage: Option<WireUsage>,
+    /// Usage chunks, each with the choice that finished last before it. OpenAI sends one
+    /// for the whole answer; llama-server sends one per choice, right after its end.
+    usages: Vec<(Option<u32>, WireUsage)>,
+    last_finished: Option<u32>,
     timings: Option<WireTimings>,
     first_token: Option<Duration>,
+}
+
+impl Run {
+    /// The usage of the whole request and the token count of each choice, when known.
+    fn usage(&self) -> (Option<WireUsage>, BTreeMap<u32, u32>) {
+        let mut per_choice = BTreeMap::new();
+        match self.usages.as_slice() {
+            [] => (None, per_choice),
+            [(_, u)] => {
+                if let [index] = self.choices.keys().copied().collect::<Vec<_>>().as_slice() {
+                    per_choice.insert(*index, u.completion_tokens);
+                }
+                (Some(*u), per_choice)
+            }
+            many => {
+                // One usage chunk per choice: the prompt is the same, the tokens add up.
+                let mut total = WireUsage::default();
+                for (finished, u) in many {
+                    total.prompt_tokens = total.prompt_tokens.max(u.prompt_tokens);
+                    total.completion_tokens += u.completion_tokens;
+                    if let Some(i) = finished {
+                        per_choice.insert(*i, u.completion_tokens);
+                    }
+                }
+                (Some(total), per_choice)
+            }
+        }
+    }
 }
 
 enum Flow {
@@ -389,17 +420,17 @@ impl Inner {
         };
         let mut choices: BTreeMap<u32, Choice> = BTreeMap::new();
         for run in runs {
-            let single = run.choices.len() == 1;
+            let (run_usage, per_choice) = run.usage();
             let mut counted = 0;
             for (index, p) in run.choices {
                 if index >= n {
                     warn!(index, n, "ignoring a choice the request did not ask for");
                     continue;
                 }
-                let tokens = match run.usage {
-                    Some(u) if single => u.completion_tokens,
-                    _ => u32::try_from(p.logprobs.len()).unwrap_or(u32::MAX),
-                };
+                let tokens = per_choice
+                    .get(&index)
+                    .copied()
+                    .unwrap_or(u32::try_from(p.logprobs.len()).unwrap_or(u32::MAX));
                 counted += tokens;
                 choices.insert(
                     index,
@@ -412,7 +443,7 @@ impl Inner {
                     },
                 );
             }
-            match run.usage {
+            match run_usage {
                 Some(u) => {
                     usage.prompt_tokens += u.prompt_tokens;
                     usage.completion_tokens += u.completion_tokens;
@@ -493,7 +524,7 @@ impl Inner {
                     .collect();
                 p.finish = c.finish_reason.as_deref().map(wire::finish_reason);
             }
-            run.usage = response.usage;
+            run.usages.extend(response.usage.map(|u| (None, u)));
             run.timings = response.timings;
             return Ok(Some(run));
         }
@@ -554,8 +585,8 @@ impl Run {
                 wire::error_text(error)
             )));
         }
-        if chunk.usage.is_some() {
-            self.usage = chunk.usage;
+        if let Some(usage) = chunk.usage {
+            self.usages.push((self.last_finished, usage));
         }
         if chunk.timings.is_some() {
             self.timings = chunk.timings;
@@ -573,6 +604,7 @@ impl Run {
             let partial = self.choices.entry(index).or_default();
             if let Some(reason) = c.finish_reason.as_deref() {
                 partial.finish = Some(wire::finish_reason(reason));
+                self.last_finished = Some(index);
             }
             if text.is_empty() && logprobs.is_empty() {
                 continue;

@@ -203,7 +203,33 @@ async fn native_n_streams_interleaved_choices() {
         c.usage.prompt_tokens, 10,
         "one request: the prompt counted once"
     );
+    assert_eq!(c.usage.completion_tokens, 4);
     assert!(b.capabilities().native_n);
+}
+
+#[tokio::test]
+async fn llama_server_usage_chunks_per_choice_add_up() {
+    // llama-server with n = 2 ends each choice with its own usage chunk.
+    let body = format!(
+        "{}{}{}{}{}{}{}",
+        chunk(1, Some("B"), None),
+        chunk(1, None, Some("length")),
+        usage_chunk(31, 3),
+        chunk(0, Some("A"), None),
+        chunk(0, None, Some("stop")),
+        usage_chunk(31, 5),
+        DONE
+    );
+    let server = TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[])).await;
+    let c = drain(&backend(&server), ChatRequest::user("Hi").with_n(2))
+        .await
+        .1
+        .unwrap();
+    assert_eq!(c.texts(), vec!["A".to_string(), "B".into()]);
+    assert_eq!(c.choices[0].completion_tokens, 5);
+    assert_eq!(c.choices[1].completion_tokens, 3);
+    assert_eq!(c.usage.prompt_tokens, 31);
+    assert_eq!(c.usage.completion_tokens, 8);
 }
 
 fn seed_of(r: &Received) -> u64 {
@@ -589,4 +615,45 @@ fn bad_configurations_are_typed_errors() {
         OpenAiBackend::new(OpenAiConfig::new("http://h/v1", "m").with_max_concurrency(0)),
         Err(OpenAiError::ZeroConcurrency)
     ));
+}
+
+#[tokio::test]
+async fn dropping_the_stream_closes_the_response() {
+    let parts: Vec<Vec<u8>> = (0..60)
+        .map(|i| chunk(0, Some(&format!("t{i} ")), None).into_bytes())
+        .chain([DONE.as_bytes().to_vec()])
+        .collect();
+    let server = TestServer::start(move |_, _| {
+        Reply::new(200, SSE, parts.clone()).with_gap(Duration::from_millis(20))
+    })
+    .await;
+    let b = backend(&server);
+    let mut stream = b.stream(ChatRequest::user("Hi")).await.unwrap();
+    let first = stream.next_event().await.unwrap().unwrap();
+    assert!(matches!(first, StreamEvent::Delta { .. }));
+    drop(stream);
+    // The server notices the closed connection long before its 1.2 s of answer ends.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        server
+            .broken_writes
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_connection_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let b = OpenAiBackend::new(
+        OpenAiConfig::new(format!("http://127.0.0.1:{port}/v1"), "m")
+            .with_max_retries(1)
+            .with_retry_backoff(Duration::from_millis(5)),
+    )
+    .unwrap();
+    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
+    assert!(matches!(err, BackendError::Connection(_)), "{err:?}");
 }
