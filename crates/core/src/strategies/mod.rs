@@ -13,6 +13,8 @@ mod leap;
 mod plansearch;
 mod pvg;
 mod rsa;
+mod rstar;
+mod cepo;
 mod util;
 mod cot_decoding;
 mod entropy_decoding;
@@ -254,6 +256,18 @@ fn entries() -> Vec<Entry> {
         description: "SELF-DISCOVER reasoning structure, then uncertainty-routed CoT (vote if confident, else greedy)",
         defaults: defaults_of::<deepthink::Params>,
         build: |p| Ok(Box::new(deepthink::DeepThink::new(parse_params("deepthink", p)?)?)),
+    },
+    Entry {
+        slug: rstar::SLUG,
+        description: "rStar: MCTS over five reasoning actions, then a mutual-consistency check; returns the whole reasoning",
+        defaults: defaults_of::<rstar::Params>,
+        build: |p| Ok(Box::new(rstar::RStar::new(parse_params(rstar::SLUG, p)?)?)),
+    },
+    Entry {
+        slug: cepo::SLUG,
+        description: "CePO: best-of-n over plan, execute, review, answer pipelines; judge rating or majority",
+        defaults: defaults_of::<cepo::Params>,
+        build: |p| Ok(Box::new(cepo::Cepo::new(parse_params(cepo::SLUG, p)?)?)),
     },
     ]
 }

@@ -1,0 +1,704 @@
+//! `cepo`: Cerebras Planning and Optimization (CePO, as in the Python optillm reference):
+//! best-of-n over plan -> execute pipelines.
+//!
+//! Each of the `bestofn` completions runs the pipeline below; the completions run
+//! concurrently, and so do the independent calls inside one:
+//!
+//! 1. plans: `planning_n` step-by-step plans with a confidence per step (T 0.55), asked in
+//!    one n-request;
+//! 2. execution of each plan, in its own conversation (T 0.25), concurrently. A plan or an
+//!    execution cut by its token cap (finish reason `length`) is rejected, and the missing
+//!    plans are asked for again while fewer than `planning_m` plans have been drawn in all;
+//!    when none survives, the last execution (or plan) is used anyway, as in the reference;
+//! 3. review of the executions for inconsistencies, ending in a refined final solution (T 0.1);
+//! 4. the answer to the question, from that solution (T 0).
+//!
+//! The completions are then rated: `rating = "absolute"` asks the model, as an impartial
+//! judge, to rate each one 0 or 1 ("Rating: [[1]]"; the ratings run concurrently) and takes
+//! the highest, breaking ties by the vote on extracted answers (and using the vote alone
+//! when no rating parses); `rating = "majority"` skips the judge and returns the first
+//! completion of the majority answer. At the defaults a run makes 3 * (1 + 3 + 2) + 3 = 21
+//! calls when no plan is rejected, at most 3 * (6 + 6 + 2) + 3 = 45.
+//!
+//! Defaults reduced for small models: every token cap is 1024 (reference 4096), which keeps
+//! the review prompt (three executions) inside a small model's context. The reference's
+//! `pairwise` rating and plan-diversity option are not implemented.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::select::{settle, vote_samples};
+use super::util::{numbered, prompt, temp};
+use crate::extract::{AnswerKind, normalize};
+use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
+use crate::types::{FinishReason, Message, Sampling};
+
+pub(crate) const SLUG: &str = "cepo";
+
+const EXECUTE: &str = "Can you execute the above plan step-by-step to produce the final answer. \
+                       Be extra careful when executing steps where your confidence is lower.";
+const JUDGE: &str = "Please act as an impartial judge and evaluate the accuracy of the response \
+provided by an AI assistant to the user question displayed below. Your evaluation should consider \
+only correctness and accuracy as the primary factor. Evaluation Criteria:\n\
+- Correctness: How free is it from errors or mistakes?\n\
+- Accuracy: Are the information and explanations factually correct?\n\
+Evaluation Process:\n\
+1. Carefully review the user question and the AI assistant's response.\n\
+2. Assess the response for any inaccuracies in reasoning as well as execution.\n\
+3. Provide a detailed explanation of your step-by-step evaluation.\n\
+4. Identify if the final answer is correct or not.\n\
+Begin your evaluation by thinking through the given problem and response step-by-step. \
+VERY IMPORTANT: Re-do any calculations present and check if you arrive at the same answer. \
+Thoroughly check for any inaccuracies in reasoning and calculations for each step. \
+Be as objective as possible. After providing your detailed explanation, please rate the response \
+as 0 or 1, (0 for incorrect and 1 for correct) by strictly following this format: \
+\"Rating: [[rating]]\", for example: \"Rating: [[0]]\"";
+const RATE: &str = "Rate the above response beginning with the detailed explanation followed by \
+                    a rating of 0 or 1 by strictly following this format: \
+                    \"Explanation: <reason for your rating>\n\nRating: [[rating]]\".";
+
+fn plan_prompt(question: &str) -> String {
+    format!(
+        "To answer this question, can you come up with a concise plan to solve it step-by-step \
+         but do not provide the final answer. Also, for each step, provide your confidence in the \
+         correctness of that step as well as your ability to execute it correctly. Here is the \
+         question:\n{question}\nRead the question again:\n\n{question}"
+    )
+}
+
+fn review_prompt(count: usize, question: &str) -> String {
+    format!(
+        "Can you review your last {count} responses and identify any inconsistency between them. \
+         After that, can you address it and present a final step-by-step solution to the problem? \
+         Here is the question:\n{question}"
+    )
+}
+
+fn answer_prompt(question: &str) -> String {
+    format!(
+        "Use your final solution from above to correctly answer the question. Here is the \
+         question:\n{question}"
+    )
+}
+
+/// "Rating: [[1]]", "Rating: 1", "rating = **0**".
+static RATING: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)rating\s*[:=]?[\s*_]*\[*\s*(\d+(?:\.\d+)?)\s*\]*").ok());
+/// A bare "[[1]]".
+static BRACKETED: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]").ok());
+
+/// The judge's rating: the last "Rating: x" (also "Rating: [[x]]"), else the last "[[x]]".
+pub(crate) fn parse_judge_rating(text: &str) -> Option<f64> {
+    [RATING.as_ref(), BRACKETED.as_ref()]
+        .into_iter()
+        .flatten()
+        .find_map(|re| {
+            re.captures_iter(text)
+                .filter_map(|c| c.get(1)?.as_str().parse::<f64>().ok())
+                .last()
+        })
+        .filter(|v| v.is_finite())
+}
+
+/// How the completions are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rating {
+    /// Each completion rated 0/1 by the model as a judge; the highest wins.
+    Absolute,
+    /// Majority vote over the completions' extracted answers; no judge calls.
+    Majority,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Completions (whole pipelines) compared at the end.
+    pub bestofn: u32,
+    /// Plans executed per completion.
+    pub planning_n: u32,
+    /// Most plans drawn per completion, rejected ones included.
+    pub planning_m: u32,
+    pub plan_temperature: f32,
+    pub execute_temperature: f32,
+    pub review_temperature: f32,
+    pub answer_temperature: f32,
+    pub plan_max_tokens: u32,
+    pub execute_max_tokens: u32,
+    pub review_max_tokens: u32,
+    pub answer_max_tokens: u32,
+    /// `absolute` (judge) or `majority` (vote on extracted answers).
+    pub rating: Rating,
+    pub rating_temperature: f32,
+    pub rating_max_tokens: u32,
+    /// Answer kind for votes (`number`, `choice`, `yes_no`, `text`); `null`: any.
+    pub answer_kind: Option<AnswerKind>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            bestofn: 3,
+            planning_n: 3,
+            planning_m: 6,
+            plan_temperature: 0.55,
+            execute_temperature: 0.25,
+            review_temperature: 0.1,
+            answer_temperature: 0.0,
+            plan_max_tokens: 1024,
+            execute_max_tokens: 1024,
+            review_max_tokens: 1024,
+            answer_max_tokens: 1024,
+            rating: Rating::Absolute,
+            rating_temperature: 0.1,
+            rating_max_tokens: 1024,
+            answer_kind: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cepo {
+    params: Params,
+}
+
+impl Cepo {
+    pub fn new(params: Params) -> Result<Self, StrategyError> {
+        let bad = |m: &str| StrategyError::BadParameter {
+            approach: SLUG.into(),
+            message: m.into(),
+        };
+        if params.bestofn == 0 || params.planning_n == 0 {
+            return Err(bad("bestofn and planning_n must be at least 1"));
+        }
+        if params.planning_m < params.planning_n {
+            return Err(bad(
+                "planning_m (plans drawn at most) must be at least planning_n",
+            ));
+        }
+        let caps = [
+            params.plan_max_tokens,
+            params.execute_max_tokens,
+            params.review_max_tokens,
+            params.answer_max_tokens,
+            params.rating_max_tokens,
+        ];
+        if caps.contains(&0) {
+            return Err(bad("token caps must be at least 1"));
+        }
+        let temps = [
+            params.plan_temperature,
+            params.execute_temperature,
+            params.review_temperature,
+            params.answer_temperature,
+            params.rating_temperature,
+        ];
+        if temps.iter().any(|t| !t.is_finite() || *t < 0.0) {
+            return Err(bad("temperatures must be finite numbers >= 0"));
+        }
+        Ok(Self { params })
+    }
+}
+
+fn step(t: f32, max_tokens: u32) -> Sampling {
+    temp(t).with_max_tokens(max_tokens)
+}
+
+/// One plan -> execute -> review -> answer pipeline; returns the answer.
+async fn completion(
+    ctx: Ctx,
+    request: &StrategyRequest,
+    p: &Params,
+    index: usize,
+) -> Result<String, StrategyError> {
+    let question = request.query()?;
+    let system = request.system();
+    let label = index + 1;
+    let plan_messages = prompt(system, plan_prompt(question));
+    let mut executions: Vec<String> = Vec::new();
+    let mut last_rejected: Option<String> = None;
+    let mut drawn = 0u32;
+    let mut executed = 0usize;
+    while (executions.len() as u32) < p.planning_n && drawn < p.planning_m {
+        let want = (p.planning_n - executions.len() as u32).min(p.planning_m - drawn);
+        drawn += want;
+        let chat = request
+            .chat(
+                plan_messages.clone(),
+                &step(p.plan_temperature, p.plan_max_tokens),
+            )
+            .with_n(want);
+        let plans = ctx.call(format!("completion {label}: plans"), chat).await?;
+        let mut complete_plans = Vec::new();
+        for c in plans.choices {
+            if c.finish_reason == FinishReason::Length {
+                last_rejected = Some(c.text);
+            } else {
+                complete_plans.push(c.text);
+            }
+        }
+        let calls = complete_plans.iter().map(|plan| {
+            executed += 1;
+            let mut messages = plan_messages.clone();
+            messages.push(Message::assistant(plan.clone()));
+            messages.push(Message::user(EXECUTE));
+            let chat = request.chat(messages, &step(p.execute_temperature, p.execute_max_tokens));
+            let ctx = ctx.clone();
+            let purpose = format!("completion {label}: execute plan {executed}");
+            async move { ctx.call(purpose, chat).await }
+        });
+        for result in join_all(calls).await {
+            let done = result?;
+            let Some(c) = done.choices.into_iter().next() else {
+                continue;
+            };
+            if c.finish_reason == FinishReason::Length {
+                last_rejected = Some(c.text);
+            } else {
+                executions.push(c.text);
+            }
+        }
+        if index == 0 {
+            if let Some(first) = executions.first() {
+                ctx.offer(first.clone());
+            }
+        }
+    }
+    if executions.is_empty() {
+        tracing::warn!(
+            completion = label,
+            "cepo: every plan was cut by its token cap"
+        );
+        executions.extend(last_rejected);
+    }
+    tracing::debug!(
+        completion = label,
+        plans = executions.len(),
+        drawn,
+        "cepo plans"
+    );
+
+    let mut review = prompt(system, question);
+    review.push(Message::assistant(numbered("Response", &executions)));
+    review.push(Message::user(review_prompt(executions.len(), question)));
+    let solution = ctx
+        .text(
+            format!("completion {label}: review plans"),
+            request.chat(review, &step(p.review_temperature, p.review_max_tokens)),
+        )
+        .await?;
+
+    let mut answer = prompt(system, question);
+    answer.push(Message::assistant(solution));
+    answer.push(Message::user(answer_prompt(question)));
+    let text = ctx
+        .text(
+            format!("completion {label}: answer"),
+            request.chat(answer, &step(p.answer_temperature, p.answer_max_tokens)),
+        )
+        .await?;
+    Ok(text.trim().to_string())
+}
+
+/// The judge's 0/1 rating of each completion, concurrently (`None`: unparsable or cut),
+/// and the budget error if a call was cut.
+async fn judge(
+    ctx: &Ctx,
+    request: &StrategyRequest,
+    p: &Params,
+    completions: &[String],
+) -> Result<(Vec<Option<f64>>, Option<StrategyError>), StrategyError> {
+    let question = request.query()?;
+    let system = match request.system() {
+        Some(s) if !s.trim().is_empty() => format!("{s}\n\n{JUDGE}"),
+        _ => JUDGE.to_string(),
+    };
+    let calls = completions.iter().enumerate().map(|(i, c)| {
+        let messages = vec![
+            Message::system(system.clone()),
+            Message::user(question),
+            Message::assistant(c.clone()),
+            Message::user(RATE),
+        ];
+        let chat = request.chat(messages, &step(p.rating_temperature, p.rating_max_tokens));
+        let ctx = ctx.clone();
+        async move {
+            let text = ctx.text(format!("rate completion {}", i + 1), chat).await?;
+            Ok(parse_judge_rating(&text))
+        }
+    });
+    let (ratings, cut) = settle(join_all(calls).await)?;
+    Ok((ratings.into_iter().map(Option::flatten).collect(), cut))
+}
+
+/// The completion to return: the highest rating, ties to the one whose answer has the most
+/// votes (then the first); the vote alone when nothing was rated.
+pub(crate) fn pick_rated(
+    ratings: &[Option<f64>],
+    completions: &[String],
+    kind: Option<AnswerKind>,
+) -> usize {
+    let sv = vote_samples(completions, kind);
+    let votes = |i: usize| -> usize {
+        let Some(answer) = sv.answers.get(i).and_then(Option::as_deref) else {
+            return 0;
+        };
+        let key = normalize(answer);
+        sv.vote
+            .as_ref()
+            .and_then(|v| v.distribution.iter().find(|d| d.0 == key))
+            .map_or(0, |d| d.1)
+    };
+    let mut best: Option<(usize, f64, usize)> = None;
+    for (i, r) in ratings.iter().enumerate() {
+        let Some(r) = *r else { continue };
+        let v = votes(i);
+        if best.is_none_or(|(_, br, bv)| r > br || (r == br && v > bv)) {
+            best = Some((i, r, v));
+        }
+    }
+    match best {
+        Some((i, _, _)) => i,
+        None => sv.chosen().unwrap_or(0),
+    }
+}
+
+#[async_trait]
+impl Strategy for Cepo {
+    fn slug(&self) -> &str {
+        SLUG
+    }
+
+    async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
+        request.query()?;
+        let p = &self.params;
+        let pipelines = (0..p.bestofn as usize).map(|i| completion(ctx.clone(), request, p, i));
+        let (finished, cut) = settle(join_all(pipelines).await)?;
+        let completions: Vec<String> = finished.into_iter().flatten().collect();
+        if let Some(e) = cut {
+            if let Some(best) = super::select::best_guess(&completions, p.answer_kind) {
+                ctx.offer(best);
+            }
+            return Err(e);
+        }
+        if let Some(best) = super::select::best_guess(&completions, p.answer_kind) {
+            ctx.offer(best);
+        }
+        let chosen = match p.rating {
+            Rating::Majority => vote_samples(&completions, p.answer_kind)
+                .chosen()
+                .unwrap_or(0),
+            Rating::Absolute => {
+                let (ratings, cut) = judge(ctx, request, p, &completions).await?;
+                let chosen = pick_rated(&ratings, &completions, p.answer_kind);
+                if let Some(e) = cut {
+                    ctx.offer(completions.get(chosen).cloned().unwrap_or_default());
+                    return Err(e);
+                }
+                tracing::info!(?ratings, chosen, "cepo ratings");
+                chosen
+            }
+        };
+        let answer = completions.get(chosen).cloned().unwrap_or_default();
+        Ok(Answer::one(answer).with_candidates(completions))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::mock::MockBackend;
+    use crate::strategy::{Budget, run};
+    use crate::types::{ChatRequest, Role};
+
+    fn user_text(r: &ChatRequest) -> &str {
+        r.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .unwrap()
+    }
+
+    fn is_plan(r: &ChatRequest) -> bool {
+        user_text(r).contains("come up with a concise plan")
+    }
+    fn is_execute(r: &ChatRequest) -> bool {
+        user_text(r) == EXECUTE
+    }
+    fn is_review(r: &ChatRequest) -> bool {
+        user_text(r).starts_with("Can you review your last")
+    }
+    fn is_answer(r: &ChatRequest) -> bool {
+        user_text(r).starts_with("Use your final solution")
+    }
+    fn is_rating(r: &ChatRequest) -> bool {
+        user_text(r) == RATE
+    }
+
+    /// Plans and executions are short; the k-th final answer (in call order) is
+    /// `answers[k]`; the judge rates 1 a completion containing `good`, else 0.
+    fn scripted(answers: &'static [&'static str], good: &'static str) -> MockBackend {
+        let answered = AtomicUsize::new(0);
+        MockBackend::new(move |r, i| {
+            Ok(if is_plan(r) {
+                format!("Plan {i}: add the numbers (confidence: high)")
+            } else if is_execute(r) {
+                "Executed: 3 + 4 = 7".to_string()
+            } else if is_review(r) {
+                "No inconsistency. Final solution: 3 + 4 = 7".to_string()
+            } else if is_answer(r) {
+                let k = answered.fetch_add(1, Ordering::SeqCst);
+                answers[k % answers.len()].to_string()
+            } else if is_rating(r) {
+                let rated = r.messages.iter().any(|m| m.content.contains(good));
+                format!("Explanation: checked.\n\nRating: [[{}]]", u8::from(rated))
+            } else {
+                "unexpected".to_string()
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn default_run_calls_and_settings() {
+        let mock = Arc::new(scripted(
+            &["The answer is 6.", "The answer is 7.", "The answer is 8."],
+            "is 7",
+        ));
+        let strategy = Cepo::new(Params::default()).unwrap();
+        let req = StrategyRequest::user("What is 3 + 4?");
+        let out = run(&strategy, mock.clone(), &req, Budget::default())
+            .await
+            .unwrap();
+        let sent = mock.requests();
+        // 3 * (plans + 3 executions + review + answer) + 3 ratings.
+        assert_eq!(sent.len(), 21);
+        let plans: Vec<_> = sent.iter().filter(|r| is_plan(r)).collect();
+        assert_eq!(plans.len(), 3);
+        assert!(plans.iter().all(|r| r.n == 3));
+        assert!(plans.iter().all(|r| r.sampling.temperature == Some(0.55)));
+        assert!(plans.iter().all(|r| r.sampling.max_tokens == Some(1024)));
+        let count = |f: fn(&ChatRequest) -> bool, t: f32| {
+            let matching: Vec<_> = sent.iter().filter(|r| f(r)).collect();
+            assert!(
+                matching
+                    .iter()
+                    .all(|r| r.sampling.temperature == Some(t) && r.n == 1)
+            );
+            matching.len()
+        };
+        assert_eq!(count(is_execute, 0.25), 9);
+        assert_eq!(count(is_review, 0.1), 3);
+        assert_eq!(count(is_answer, 0.0), 3);
+        assert_eq!(count(is_rating, 0.1), 3);
+        // The review sees the three executions; the plan prompt reads the question twice.
+        let review = sent.iter().find(|r| is_review(r)).unwrap();
+        assert!(user_text(review).starts_with("Can you review your last 3 responses"));
+        let shown = &review.messages[review.messages.len() - 2].content;
+        assert!(shown.contains("Response 3:\nExecuted: 3 + 4 = 7"));
+        assert_eq!(user_text(plans[0]).matches("What is 3 + 4?").count(), 2);
+        let execute = sent.iter().find(|r| is_execute(r)).unwrap();
+        assert!(
+            execute.messages[execute.messages.len() - 2]
+                .content
+                .starts_with("Plan ")
+        );
+        // The judge rated only "The answer is 7." as correct.
+        assert_eq!(out.answer, "The answer is 7.");
+        assert_eq!(out.candidates.len(), 3);
+        let rating = sent.iter().find(|r| is_rating(r)).unwrap();
+        assert!(rating.messages[0].content.contains("impartial judge"));
+    }
+
+    #[tokio::test]
+    async fn calls_scale_with_the_configuration() {
+        let mock = Arc::new(scripted(&["The answer is 7."], "7"));
+        let params = Params {
+            bestofn: 2,
+            planning_n: 4,
+            planning_m: 4,
+            rating: Rating::Majority,
+            ..Params::default()
+        };
+        let out = run(
+            &Cepo::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        // 2 * (1 plan request + 4 executions + review + answer), no judge.
+        assert_eq!(mock.calls(), 14);
+        assert!(
+            mock.requests()
+                .iter()
+                .filter(|r| is_plan(r))
+                .all(|r| r.n == 4)
+        );
+        assert!(!mock.requests().iter().any(is_rating));
+        assert_eq!(out.answer, "The answer is 7.");
+    }
+
+    #[tokio::test]
+    async fn rejected_plans_are_drawn_again_up_to_planning_m() {
+        // Choice 0 of every plan request overruns the 8-token cap; choice 1 fits.
+        let mock = Arc::new(MockBackend::new(|r, i| {
+            Ok(if is_plan(r) && i == 0 {
+                "a very long plan that goes on and on and on past the cap".to_string()
+            } else if is_plan(r) {
+                "short plan".to_string()
+            } else {
+                "The answer is 7.".to_string()
+            })
+        }));
+        let params = Params {
+            bestofn: 1,
+            planning_n: 2,
+            planning_m: 6,
+            plan_max_tokens: 8,
+            rating: Rating::Majority,
+            ..Params::default()
+        };
+        run(
+            &Cepo::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        let sent = mock.requests();
+        let plan_ns: Vec<u32> = sent.iter().filter(|r| is_plan(r)).map(|r| r.n).collect();
+        // 2 drawn (1 kept), then one at a time: every later choice 0 is cut, until 6 drawn.
+        assert_eq!(plan_ns, vec![2, 1, 1, 1, 1]);
+        assert_eq!(sent.iter().filter(|r| is_execute(r)).count(), 1);
+        assert_eq!(sent.len(), 5 + 1 + 2);
+        let review = sent.iter().find(|r| is_review(r)).unwrap();
+        assert!(user_text(review).starts_with("Can you review your last 1 responses"));
+    }
+
+    #[tokio::test]
+    async fn majority_mode_and_judge_ties() {
+        let answers: &'static [&'static str] =
+            &["I get 9.", "The answer is 7.", "So the answer is 7.0"];
+        let params = Params {
+            planning_n: 1,
+            planning_m: 1,
+            rating: Rating::Majority,
+            ..Params::default()
+        };
+        let mock = Arc::new(scripted(answers, "-"));
+        let out = run(
+            &Cepo::new(params.clone()).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(mock.calls(), 3 * 4);
+        let sevens = ["The answer is 7.", "So the answer is 7.0"];
+        assert!(sevens.contains(&out.answer.as_str()), "{}", out.answer);
+
+        // The judge rates everything 1: the tie goes to the majority answer.
+        let mock = Arc::new(scripted(answers, "q"));
+        let judged = Params {
+            rating: Rating::Absolute,
+            ..params
+        };
+        let out = run(
+            &Cepo::new(judged).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(mock.calls(), 3 * 4 + 3);
+        assert!(sevens.contains(&out.answer.as_str()), "{}", out.answer);
+    }
+
+    #[test]
+    fn ratings_and_argmax() {
+        assert_eq!(
+            parse_judge_rating("Explanation: ok\n\nRating: [[1]]"),
+            Some(1.0)
+        );
+        assert_eq!(
+            parse_judge_rating("Rating: [[0]] ... final Rating: [[1]]"),
+            Some(1.0)
+        );
+        assert_eq!(parse_judge_rating("**Rating:** 0"), Some(0.0));
+        assert_eq!(parse_judge_rating("I'd say [[1]]."), Some(1.0));
+        assert_eq!(parse_judge_rating("3 + 4 = 7 so it is right"), None);
+        let texts: Vec<String> = ["The answer is 5", "The answer is 6", "The answer is 6"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(pick_rated(&[Some(1.0), Some(0.0), None], &texts, None), 0);
+        assert_eq!(
+            pick_rated(&[Some(1.0), Some(1.0), Some(1.0)], &texts, None),
+            1
+        );
+        assert_eq!(pick_rated(&[None, None, None], &texts, None), 1);
+        assert_eq!(pick_rated(&[None, None, Some(0.0)], &texts, None), 2);
+    }
+
+    #[tokio::test]
+    async fn budget_cut_returns_a_finished_answer() {
+        let mock = Arc::new(scripted(&["The answer is 7."], "7"));
+        // A little more than one pipeline: the run stops inside the second or third.
+        let budget = Budget {
+            max_total_tokens: Some(600),
+            max_duration: None,
+        };
+        let out = run(
+            &Cepo::new(Params::default()).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("What is 3 + 4?"),
+            budget,
+        )
+        .await
+        .unwrap();
+        assert!(out.budget_exhausted);
+        assert!(mock.calls() < 21);
+        assert!(
+            out.answer == "The answer is 7." || out.answer == "Executed: 3 + 4 = 7",
+            "{}",
+            out.answer
+        );
+    }
+
+    #[test]
+    fn registered_with_defaults_and_checked_params() {
+        let info = crate::strategies::catalogue()
+            .into_iter()
+            .find(|i| i.slug == SLUG)
+            .unwrap();
+        assert_eq!(info.params.get("bestofn"), Some(&serde_json::json!(3)));
+        assert_eq!(info.params.get("planning_n"), Some(&serde_json::json!(3)));
+        assert_eq!(
+            info.params.get("rating"),
+            Some(&serde_json::json!("absolute"))
+        );
+        assert!(crate::strategies::build(SLUG, &info.params).is_ok());
+        let mut bad = info.params.clone();
+        bad.insert("planning_m".into(), serde_json::json!(2));
+        assert!(matches!(
+            crate::strategies::build(SLUG, &bad),
+            Err(StrategyError::BadParameter { .. })
+        ));
+        let mut bad = info.params.clone();
+        bad.insert("rating".into(), serde_json::json!("pairwise"));
+        assert!(crate::strategies::build(SLUG, &bad).is_err());
+    }
+}
