@@ -428,10 +428,13 @@ impl Search<'_> {
         self.nodes[node].children.push(id);
         if answer.is_some() {
             self.terminals.push(id);
-            if let Some(best) = pick(&self.candidates(), None) {
-                let node = self.candidates()[best].node;
-                self.ctx.offer(self.trajectory_text(node));
-            }
+        }
+        // What a budget cut returns: the best answered trajectory so far; before any
+        // answer, the newest partial reasoning rather than nothing.
+        let candidates = self.candidates();
+        let offered = pick(&candidates, None).map_or(id, |best| candidates[best].node);
+        if answer.is_some() || self.terminals.is_empty() {
+            self.ctx.offer(self.trajectory_text(offered));
         }
         Ok(id)
     }
@@ -933,6 +936,54 @@ mod tests {
     }
 
     #[test]
+    fn terminal_values_by_majority_or_share() {
+        let mock: Arc<dyn crate::Backend> = Arc::new(simple());
+        let ctx = Ctx::new(mock, Budget::default());
+        let req = StrategyRequest::user("q");
+        let mut params = Params::default();
+        let node = |answer: Option<&str>| Node {
+            action: Some(Action::RemainingSteps),
+            step: String::new(),
+            parent: Some(0),
+            children: Vec::new(),
+            depth: 1,
+            visits: 0,
+            value: 0.0,
+            answer: answer.map(String::from),
+        };
+        let build = || {
+            let mut nodes = vec![node(None)];
+            nodes[0].parent = None;
+            nodes[0].depth = 0;
+            nodes.extend([
+                node(Some("5")),
+                node(Some("7")),
+                node(Some("5.0")),
+                node(None),
+            ]);
+            nodes
+        };
+        let values = |params: &Params| {
+            let s = Search {
+                ctx: &ctx,
+                request: &req,
+                params,
+                question: "q".into(),
+                system: SYSTEM.into(),
+                nodes: build(),
+                terminals: vec![1, 2, 3],
+                rng: Rng::new(0),
+            };
+            (1..5).map(|i| s.evaluate(i)).collect::<Vec<f64>>()
+        };
+        assert_eq!(values(&params), vec![1.0, 0.0, 1.0, 0.0]);
+        params.reward = Reward::Share;
+        let v = values(&params);
+        assert!((v[0] - 2.0 / 3.0).abs() < 1e-9 && (v[1] - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(v[3], 0.0);
+    }
+
+    #[test]
     fn pick_prefers_consistent_majority_then_score() {
         let c = |node, answer: &str, score| Candidate {
             node,
@@ -973,6 +1024,27 @@ mod tests {
         assert!(mock.calls() < 11);
         assert!(out.answer.contains("he answer is"), "{}", out.answer);
         assert!(out.usage.total_tokens() >= 200);
+
+        // Cut before any answer: the newest partial reasoning is returned.
+        let mock = Arc::new(MockBackend::constant("Let me think about it."));
+        let budget = Budget {
+            max_total_tokens: Some(100),
+            max_duration: None,
+        };
+        let out = run(
+            &strategy,
+            mock,
+            &StrategyRequest::user("What is 3 + 4?"),
+            budget,
+        )
+        .await
+        .unwrap();
+        assert!(out.budget_exhausted);
+        assert!(
+            out.answer.starts_with("Let me think about it."),
+            "{}",
+            out.answer
+        );
     }
 
     #[test]
