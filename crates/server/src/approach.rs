@@ -1,0 +1,265 @@
+//! Which approach a request asks for: the body field `optillm_approach`, a
+//! `<optillm_approach>` tag in the system prompt, a model-name prefix (`moa-smollm2`),
+//! the server's default, or `none` - in that order - and its per-request parameters.
+
+use optillm_core::spec::{self, Spec};
+use optillm_core::{Message, Role};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::models::ModelInfo;
+
+const TAG_OPEN: &str = "<optillm_approach>";
+const TAG_CLOSE: &str = "</optillm_approach>";
+
+/// The approach and model a request resolved to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    pub spec: Spec,
+    /// The model name to look up (without any approach prefix).
+    pub model: String,
+    /// The conversation with any approach tag removed.
+    pub messages: Vec<Message>,
+}
+
+/// Removes the first `<optillm_approach>slug</optillm_approach>` tag from the system
+/// messages and returns its content. A system message left empty is dropped.
+pub fn take_system_tag(messages: &mut Vec<Message>) -> Option<String> {
+    for i in 0..messages.len() {
+        if messages[i].role != Role::System {
+            continue;
+        }
+        let content = &messages[i].content;
+        let Some(open) = content.find(TAG_OPEN) else {
+            continue;
+        };
+        let inner_start = open + TAG_OPEN.len();
+        let Some(close_rel) = content.get(inner_start..).and_then(|s| s.find(TAG_CLOSE)) else {
+            continue;
+        };
+        let close = inner_start + close_rel;
+        let slug = content.get(inner_start..close)?.trim().to_string();
+        let before = content.get(..open).unwrap_or_default();
+        let after = content.get(close + TAG_CLOSE.len()..).unwrap_or_default();
+        let rest = format!("{}{}", before.trim_end(), after).trim().to_string();
+        if rest.is_empty() {
+            messages.remove(i);
+        } else {
+            messages[i].content = rest;
+        }
+        return Some(slug);
+    }
+    None
+}
+
+/// Splits a requested model name into an approach (when it has a known approach prefix)
+/// and the model name. A name that is itself a served model is never split, and a
+/// trailing Ollama `:latest` tag is dropped when the bare name is what is served.
+pub fn split_model(requested: &str, known: &[ModelInfo]) -> (Option<Spec>, String) {
+    let served = |n: &str| known.iter().any(|m| m.name == n);
+    let bare = |n: &str| -> String {
+        match n.strip_suffix(":latest") {
+            Some(b) if !served(n) && served(b) => b.to_string(),
+            _ => n.to_string(),
+        }
+    };
+    if served(requested) || served(&bare(requested)) {
+        return (None, bare(requested));
+    }
+    let (spec, rest) = spec::split_model_name(requested);
+    if rest == requested {
+        (None, bare(requested))
+    } else {
+        (Some(spec), bare(&rest))
+    }
+}
+
+/// Resolves the approach, model and messages of a request.
+pub fn select(
+    requested_model: &str,
+    body_approach: Option<&str>,
+    mut messages: Vec<Message>,
+    params: Option<&Map<String, Value>>,
+    known: &[ModelInfo],
+    default: Option<&Spec>,
+) -> Result<Selection, ApiError> {
+    if requested_model.trim().is_empty() {
+        return Err(ApiError::bad_request("model is required"));
+    }
+    let tag = take_system_tag(&mut messages);
+    let (name_spec, model) = split_model(requested_model, known);
+    let mut spec = match (body_approach, tag) {
+        (Some(a), _) => parse_field("optillm_approach", a)?,
+        (None, Some(t)) => parse_field("the <optillm_approach> tag", &t)?,
+        (None, None) => name_spec
+            .or_else(|| default.cloned())
+            .unwrap_or_else(Spec::none),
+    };
+    if let Some(params) = params {
+        apply_params(&mut spec, params)?;
+    }
+    Ok(Selection {
+        spec,
+        model,
+        messages,
+    })
+}
+
+fn parse_field(what: &str, text: &str) -> Result<Spec, ApiError> {
+    spec::parse(text).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+}
+
+fn stage_slugs(spec: &Spec, out: &mut Vec<String>) {
+    match spec {
+        Spec::Stage { slug, .. } => out.push(slug.clone()),
+        Spec::Pipeline(items) | Spec::Parallel(items) => {
+            for s in items {
+                stage_slugs(s, out);
+            }
+        }
+    }
+}
+
+fn add_to_stages(spec: &mut Spec, target: &str, extra: &Map<String, Value>) {
+    match spec {
+        Spec::Stage { slug, params } if slug == target => {
+            params.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Spec::Stage { .. } => {}
+        Spec::Pipeline(items) | Spec::Parallel(items) => {
+            for s in items {
+                add_to_stages(s, target, extra);
+            }
+        }
+    }
+}
+
+/// Applies `optillm_params` to `spec`: `{"k": 5}` sets a parameter of a single-stage
+/// approach; `{"bon": {"n": 3}}` sets parameters of every stage named `bon` (needed for
+/// combined approaches). Request values override those of the spec.
+pub fn apply_params(spec: &mut Spec, params: &Map<String, Value>) -> Result<(), ApiError> {
+    let mut slugs = Vec::new();
+    stage_slugs(spec, &mut slugs);
+    for (key, value) in params {
+        match (value, &mut *spec) {
+            (Value::Object(inner), s) if slugs.iter().any(|x| x == key) => {
+                add_to_stages(s, key, inner)
+            }
+            (v, Spec::Stage { params, .. }) => {
+                params.insert(key.clone(), v.clone());
+            }
+            (_, s) => {
+                return Err(ApiError::bad_request(format!(
+                    "optillm_params: `{key}` is not a stage of `{s}`; for a combined approach \
+                     give parameters per stage, e.g. {{\"{first}\": {{\"{key}\": ...}}}}",
+                    first = slugs.first().map(String::as_str).unwrap_or("bon"),
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(names: &[&str]) -> Vec<ModelInfo> {
+        names.iter().map(|n| ModelInfo::new(*n)).collect()
+    }
+
+    #[test]
+    fn system_tag_is_taken_and_removed() {
+        let mut m = vec![
+            Message::system("Be brief. <optillm_approach>re2</optillm_approach> Thanks"),
+            Message::user("q"),
+        ];
+        assert_eq!(take_system_tag(&mut m).as_deref(), Some("re2"));
+        assert_eq!(m[0].content, "Be brief. Thanks");
+
+        let mut only = vec![
+            Message::system("<optillm_approach> moa </optillm_approach>"),
+            Message::user("q"),
+        ];
+        assert_eq!(take_system_tag(&mut only).as_deref(), Some("moa"));
+        assert_eq!(only, vec![Message::user("q")]);
+
+        // User messages are not searched; unclosed tags are left alone.
+        let mut u = vec![
+            Message::user("<optillm_approach>re2</optillm_approach>"),
+            Message::system("é <optillm_approach>re2"),
+        ];
+        assert_eq!(take_system_tag(&mut u), None);
+        assert_eq!(u[1].content, "é <optillm_approach>re2");
+    }
+
+    #[test]
+    fn model_names_split_unless_served() {
+        let k = known(&["smollm2-135m", "re2-special"]);
+        assert_eq!(
+            split_model("smollm2-135m", &k),
+            (None, "smollm2-135m".into())
+        );
+        assert_eq!(split_model("re2-special", &k), (None, "re2-special".into()));
+        assert_eq!(
+            split_model("re2-smollm2-135m", &k),
+            (Some(Spec::stage("re2")), "smollm2-135m".into())
+        );
+        assert_eq!(
+            split_model("bon|moa-smollm2-135m:latest", &k),
+            (
+                Some(Spec::Parallel(vec![Spec::stage("bon"), Spec::stage("moa")])),
+                "smollm2-135m".into()
+            )
+        );
+        assert_eq!(
+            split_model("smollm2-135m:latest", &k),
+            (None, "smollm2-135m".into())
+        );
+        assert_eq!(
+            split_model("other:latest", &k),
+            (None, "other:latest".into())
+        );
+    }
+
+    #[test]
+    fn precedence_field_then_tag_then_name_then_default() {
+        let k = known(&["m"]);
+        let msgs = vec![
+            Message::system("<optillm_approach>moa</optillm_approach>"),
+            Message::user("q"),
+        ];
+        let s = select("re2-m", Some("bon"), msgs.clone(), None, &k, None).unwrap();
+        assert_eq!(s.spec, Spec::stage("bon"));
+        assert_eq!(s.messages, vec![Message::user("q")]);
+        let s = select("re2-m", None, msgs, None, &k, None).unwrap();
+        assert_eq!(s.spec, Spec::stage("moa"));
+        let s = select("re2-m", None, vec![Message::user("q")], None, &k, None).unwrap();
+        assert_eq!((s.spec, s.model.as_str()), (Spec::stage("re2"), "m"));
+        let d = Spec::stage("moa");
+        let s = select("m", None, vec![Message::user("q")], None, &k, Some(&d)).unwrap();
+        assert_eq!(s.spec, d);
+        let s = select("m", None, vec![Message::user("q")], None, &k, None).unwrap();
+        assert!(s.spec.is_none());
+        let e = select("m", Some("bogus&"), vec![], None, &k, None).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        assert!(e.message.starts_with("optillm_approach: "), "{}", e.message);
+    }
+
+    #[test]
+    fn params_per_stage_or_flat() {
+        let mut single = Spec::stage("bon");
+        let p: Map<String, Value> = serde_json::from_str(r#"{"n": 3}"#).unwrap();
+        apply_params(&mut single, &p).unwrap();
+        assert_eq!(single.to_string(), "bon(n=3)");
+
+        let mut both = spec::parse("bon(n=2)|moa").unwrap();
+        let p: Map<String, Value> = serde_json::from_str(r#"{"bon": {"n": 5}}"#).unwrap();
+        apply_params(&mut both, &p).unwrap();
+        assert_eq!(both.to_string(), "bon(n=5)|moa");
+
+        let flat: Map<String, Value> = serde_json::from_str(r#"{"n": 5}"#).unwrap();
+        let e = apply_params(&mut both, &flat).unwrap_err();
+        assert!(e.message.contains("per stage"), "{}", e.message);
+    }
+}

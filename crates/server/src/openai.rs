@@ -1,0 +1,419 @@
+//! The OpenAI dialect: `POST /v1/chat/completions`, `GET /v1/models`.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt, stream};
+use optillm_core::{Message, Role, Sampling, TokenLogprob};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, OpenAiError};
+use crate::run::{EventStream, Final, RunEvent};
+use crate::{AppState, Incoming, new_id, parse_body, unix_now};
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatBody {
+    model: String,
+    messages: Vec<InMessage>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    top_k: Option<u32>,
+    #[serde(default)]
+    min_p: Option<f32>,
+    #[serde(default, alias = "repetition_penalty")]
+    repeat_penalty: Option<f32>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<u32>,
+    #[serde(default)]
+    presence_penalty: Option<f32>,
+    #[serde(default)]
+    frequency_penalty: Option<f32>,
+    #[serde(default)]
+    logit_bias: Option<Map<String, Value>>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    optillm_approach: Option<String>,
+    #[serde(default)]
+    optillm_params: Option<Map<String, Value>>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+fn role(name: &str) -> Result<Role, ApiError> {
+    match name {
+        "system" | "developer" => Ok(Role::System),
+        "user" => Ok(Role::User),
+        "assistant" => Ok(Role::Assistant),
+        "tool" => Ok(Role::Tool),
+        other => Err(ApiError::bad_request(format!(
+            "unknown message role `{other}` (system, developer, user, assistant or tool)"
+        ))),
+    }
+}
+
+fn message(m: InMessage) -> Result<Message, ApiError> {
+    if m.tool_calls.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::bad_request("tool calls are not supported"));
+    }
+    let content = match m.content {
+        None => String::new(),
+        Some(Content::Text(t)) => t,
+        Some(Content::Parts(parts)) => {
+            let mut texts = Vec::new();
+            for p in parts {
+                match (p.kind.as_str(), p.text) {
+                    ("text", Some(t)) => texts.push(t),
+                    (kind, _) => {
+                        return Err(ApiError::bad_request(format!(
+                            "content part `{kind}` is not supported: only text"
+                        )));
+                    }
+                }
+            }
+            texts.join("\n")
+        }
+    };
+    Ok(Message::new(role(&m.role)?, content))
+}
+
+impl ChatBody {
+    fn into_incoming(self) -> Result<Incoming, ApiError> {
+        let unsupported = |what: &str| {
+            Err(ApiError::bad_request(format!(
+                "`{what}` is not supported by this server"
+            )))
+        };
+        if self.presence_penalty.is_some_and(|p| p != 0.0) {
+            return unsupported("presence_penalty");
+        }
+        if self.frequency_penalty.is_some_and(|p| p != 0.0) {
+            return unsupported("frequency_penalty");
+        }
+        if self.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
+            return unsupported("logit_bias");
+        }
+        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+            return unsupported("tools");
+        }
+        if let Some(format) = &self.response_format {
+            if format.get("type").and_then(Value::as_str) != Some("text") {
+                return unsupported("response_format other than text");
+            }
+        }
+        for key in self.extra.keys() {
+            tracing::debug!(field = %key, "ignoring request field");
+        }
+        let seed = self
+            .seed
+            .map(|s| {
+                u32::try_from(s).map_err(|_| {
+                    ApiError::bad_request(format!("seed must be in 0..=4294967295, got {s}"))
+                })
+            })
+            .transpose()?;
+        let logprobs = match (self.logprobs, self.top_logprobs) {
+            (Some(true), k) => Some(k.unwrap_or(0)),
+            (_, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "top_logprobs needs logprobs set to true",
+                ));
+            }
+            _ => None,
+        };
+        let sampling = Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed,
+            max_tokens: self.max_completion_tokens.or(self.max_tokens),
+            stop: match self.stop {
+                None => Vec::new(),
+                Some(Stop::One(s)) => vec![s],
+                Some(Stop::Many(v)) => v,
+            },
+        };
+        Ok(Incoming {
+            model: self.model,
+            messages: self
+                .messages
+                .into_iter()
+                .map(message)
+                .collect::<Result<_, _>>()?,
+            sampling,
+            n: self.n.unwrap_or(1),
+            logprobs,
+            approach: self.optillm_approach,
+            params: self.optillm_params,
+        })
+    }
+}
+
+/// `POST /v1/chat/completions`
+pub(crate) async fn chat(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    let body: ChatBody = parse_body(body)?;
+    let stream = body.stream.unwrap_or(false);
+    let include_usage = body
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
+    let incoming = body.into_incoming()?;
+    let meta = Meta {
+        id: new_id("chatcmpl"),
+        created: unix_now(),
+        model: incoming.model.clone(),
+        include_usage,
+    };
+    let permit = state.inner.limiter.acquire().await?;
+    let job = state.prepare(incoming).await?;
+    if !stream {
+        let fin = job.complete().await?;
+        drop(permit);
+        return Ok(Json(completion_json(&meta, &fin)).into_response());
+    }
+    let events = job
+        .stream(state.inner.config.keep_alive_interval, permit)
+        .await?;
+    Ok(Sse::new(sse_events(events, meta)).into_response())
+}
+
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+}
+
+fn usage_json(fin: &Final) -> Value {
+    json!({
+        "prompt_tokens": fin.usage.prompt_tokens,
+        "completion_tokens": fin.usage.completion_tokens,
+        "total_tokens": fin.usage.total(),
+    })
+}
+
+fn logprob_json(lp: &TokenLogprob) -> Value {
+    json!({
+        "token": lp.token,
+        "logprob": lp.logprob,
+        "bytes": lp.token.as_bytes(),
+        "top_logprobs": lp.top.iter().map(|t| json!({
+            "token": t.token,
+            "logprob": t.logprob,
+            "bytes": t.token.as_bytes(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn completion_json(meta: &Meta, fin: &Final) -> Value {
+    json!({
+        "id": meta.id,
+        "object": "chat.completion",
+        "created": meta.created,
+        "model": meta.model,
+        "system_fingerprint": null,
+        "choices": fin.choices.iter().map(|c| json!({
+            "index": c.index,
+            "message": {"role": "assistant", "content": c.text},
+            "logprobs": c.logprobs.as_ref().map(|l| json!({
+                "content": l.iter().map(logprob_json).collect::<Vec<_>>()
+            })),
+            "finish_reason": c.finish.as_api_str(),
+        })).collect::<Vec<_>>(),
+        "usage": usage_json(fin),
+    })
+}
+
+fn chunk(meta: &Meta, choices: Value) -> Event {
+    data(json!({
+        "id": meta.id,
+        "object": "chat.completion.chunk",
+        "created": meta.created,
+        "model": meta.model,
+        "system_fingerprint": null,
+        "choices": choices,
+    }))
+}
+
+fn data(value: Value) -> Event {
+    Event::default().data(value.to_string())
+}
+
+struct SseState {
+    meta: Meta,
+    /// Choices whose role has been sent.
+    started: BTreeSet<u32>,
+    finished: bool,
+}
+
+impl SseState {
+    fn delta(&mut self, index: u32, text: &str, logprob: Option<&TokenLogprob>) -> Event {
+        let mut delta = json!({ "content": text });
+        if self.started.insert(index) {
+            delta["role"] = json!("assistant");
+        }
+        let logprobs = logprob.map(|l| json!({ "content": [logprob_json(l)] }));
+        chunk(
+            &self.meta,
+            json!([{ "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null }]),
+        )
+    }
+
+    fn render(&mut self, event: Option<RunEvent>) -> Vec<Event> {
+        if self.finished {
+            return Vec::new();
+        }
+        match event {
+            Some(RunEvent::KeepAlive) => vec![Event::default().comment("keep-alive")],
+            Some(RunEvent::Delta {
+                index,
+                text,
+                logprob,
+            }) => vec![self.delta(index, &text, logprob.as_ref())],
+            Some(RunEvent::Done(fin)) => {
+                self.finished = true;
+                let mut out = Vec::new();
+                for c in &fin.choices {
+                    if !self.started.contains(&c.index) {
+                        out.push(self.delta(c.index, "", None));
+                    }
+                    out.push(chunk(
+                        &self.meta,
+                        json!([{
+                            "index": c.index,
+                            "delta": {},
+                            "logprobs": null,
+                            "finish_reason": c.finish.as_api_str(),
+                        }]),
+                    ));
+                }
+                if self.meta.include_usage {
+                    let mut last = json!({
+                        "id": self.meta.id,
+                        "object": "chat.completion.chunk",
+                        "created": self.meta.created,
+                        "model": self.meta.model,
+                        "choices": [],
+                    });
+                    last["usage"] = usage_json(&fin);
+                    out.push(data(last));
+                }
+                out.push(Event::default().data("[DONE]"));
+                out
+            }
+            Some(RunEvent::Error(e)) => {
+                self.finished = true;
+                vec![data(e.body(crate::Dialect::OpenAi))]
+            }
+            None => {
+                self.finished = true;
+                let e = ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "the run stopped before its answer",
+                );
+                vec![data(e.body(crate::Dialect::OpenAi))]
+            }
+        }
+    }
+}
+
+fn sse_events(events: EventStream, meta: Meta) -> impl Stream<Item = Result<Event, Infallible>> {
+    let mut state = SseState {
+        meta,
+        started: BTreeSet::new(),
+        finished: false,
+    };
+    events
+        .map(Some)
+        .chain(stream::once(async { None }))
+        .flat_map(move |e| stream::iter(state.render(e)))
+        .map(Ok)
+}
+
+/// `GET /v1/models`: every model under every approach (`none` as the bare name).
+pub(crate) async fn models(State(state): State<AppState>) -> Response {
+    let approaches = optillm_core::strategies::catalogue();
+    let mut data = Vec::new();
+    for m in state.inner.models.list() {
+        let owner = m.owned_by.clone().unwrap_or_else(|| "optillm".into());
+        for a in &approaches {
+            let id = if a.slug == "none" {
+                m.name.clone()
+            } else {
+                format!("{}-{}", a.slug, m.name)
+            };
+            data.push(json!({"id": id, "object": "model", "created": 0, "owned_by": owner}));
+        }
+    }
+    Json(json!({"object": "list", "data": data})).into_response()
+}

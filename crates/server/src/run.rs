@@ -1,0 +1,417 @@
+//! Running a resolved request: `none` goes straight to the backend (real token streaming,
+//! true finish reasons, logprobs); other approaches run as strategies, with keep-alive
+//! events while their stages run.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::join_all;
+use optillm_core::strategies::build_spec;
+use optillm_core::strategy::{self, Strategy};
+use optillm_core::{
+    Backend, Budget, ChatRequest, Completion, Ctx, FinishReason, StrategyError, StrategyRequest,
+    StreamEvent, Timings, TokenLogprob, Usage,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+use crate::limit::Permit;
+use crate::metrics::Metrics;
+
+/// How a request runs.
+pub enum Plan {
+    /// `none`: one backend call.
+    Direct,
+    /// Any other approach.
+    Strategy(Box<dyn Strategy>),
+}
+
+/// A request ready to run.
+pub struct Job {
+    pub backend: Arc<dyn Backend>,
+    pub plan: Plan,
+    pub request: StrategyRequest,
+    /// Top logprobs per token (`none` only).
+    pub logprobs: Option<u32>,
+    pub budget: Budget,
+    pub metrics: Arc<Metrics>,
+}
+
+/// One choice of the final answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalChoice {
+    pub index: u32,
+    pub text: String,
+    pub finish: FinishReason,
+    pub logprobs: Option<Vec<TokenLogprob>>,
+}
+
+/// The final answer of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Final {
+    pub choices: Vec<FinalChoice>,
+    /// Tokens over every model call of the request.
+    pub usage: Usage,
+    pub timings: Timings,
+    /// Model calls made.
+    pub calls: u32,
+}
+
+/// One event of a streamed answer.
+#[derive(Debug)]
+pub enum RunEvent {
+    /// Nothing new yet; stages are running.
+    KeepAlive,
+    Delta {
+        index: u32,
+        text: String,
+        logprob: Option<TokenLogprob>,
+    },
+    Done(Final),
+    Error(ApiError),
+}
+
+impl Job {
+    /// Checks what can be checked before running, so that a bad request is a 4xx
+    /// answer rather than an error in the middle of a stream.
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        spec: &optillm_core::Spec,
+        request: StrategyRequest,
+        logprobs: Option<u32>,
+        budget: Budget,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ApiError> {
+        let mut check = ChatRequest::new(request.messages.clone())
+            .with_sampling(request.sampling.clone())
+            .with_n(request.n);
+        check.logprobs = logprobs;
+        check.validate()?;
+        let plan = if spec.is_none() {
+            Plan::Direct
+        } else {
+            if logprobs.is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "logprobs are only available with the `none` approach, not `{spec}`"
+                )));
+            }
+            request.query()?;
+            Plan::Strategy(build_spec(spec)?)
+        };
+        Ok(Self {
+            backend,
+            plan,
+            request,
+            logprobs,
+            budget,
+            metrics,
+        })
+    }
+
+    fn chat_request(&self) -> ChatRequest {
+        let mut r = ChatRequest::new(self.request.messages.clone())
+            .with_sampling(self.request.sampling.clone())
+            .with_n(self.request.n);
+        r.logprobs = self.logprobs;
+        r
+    }
+
+    /// Runs to the final answer.
+    pub async fn complete(&self) -> Result<Final, ApiError> {
+        let fin = match &self.plan {
+            Plan::Direct => {
+                let ctx = Ctx::new(Arc::clone(&self.backend), self.budget);
+                let c = ctx
+                    .call("completion", self.chat_request())
+                    .await
+                    .map_err(|e| self.budget_error(e))?;
+                from_completion(c)
+            }
+            Plan::Strategy(s) => {
+                run_strategy(s.as_ref(), &self.backend, &self.request, self.budget)
+                    .await
+                    .map_err(|e| self.budget_error(e))?
+            }
+        };
+        self.metrics.add_usage(&fin.usage);
+        Ok(fin)
+    }
+
+    /// A budget that ran out with no answer is a timeout when the budget has a deadline.
+    fn budget_error(&self, e: StrategyError) -> ApiError {
+        match (e, self.budget.max_duration) {
+            (StrategyError::BudgetExhausted, Some(d)) => ApiError::new(
+                axum::http::StatusCode::GATEWAY_TIMEOUT,
+                format!("no answer within the time budget of {d:?}"),
+            ),
+            (e, _) => e.into(),
+        }
+    }
+
+    /// Starts the run and streams its events. The work runs on its own task holding
+    /// `permit`; dropping the returned stream aborts the task, which drops the backend
+    /// stream and so cancels the upstream work.
+    pub async fn stream(
+        self,
+        keep_alive: Duration,
+        permit: Permit,
+    ) -> Result<EventStream, ApiError> {
+        let (tx, rx) = mpsc::channel(64);
+        let task = match self.plan {
+            Plan::Direct => {
+                let mut request = self.chat_request();
+                if let Some(max) = self.budget.max_total_tokens {
+                    let per = u32::try_from(max / u64::from(request.n.max(1))).unwrap_or(u32::MAX);
+                    let cap = per.max(1);
+                    request.sampling.max_tokens =
+                        Some(request.sampling.max_tokens.map_or(cap, |m| m.min(cap)));
+                }
+                // Errors before the first token are HTTP errors.
+                let upstream = self.backend.stream(request).await?;
+                let deadline = self
+                    .budget
+                    .max_duration
+                    .map(|d| (tokio::time::Instant::now() + d, d));
+                tokio::spawn(forward_backend(
+                    upstream,
+                    tx,
+                    deadline,
+                    self.metrics,
+                    permit,
+                ))
+            }
+            Plan::Strategy(strategy) => tokio::spawn(run_with_keep_alive(
+                strategy,
+                self.backend,
+                self.request,
+                self.budget,
+                keep_alive,
+                tx,
+                self.metrics,
+                permit,
+            )),
+        };
+        Ok(EventStream { rx, task })
+    }
+}
+
+/// Forwards the backend's deltas; ends with `Done` or an `Error`.
+async fn forward_backend(
+    mut upstream: optillm_core::CompletionStream,
+    tx: mpsc::Sender<RunEvent>,
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    metrics: Arc<Metrics>,
+    _permit: Permit,
+) {
+    loop {
+        let next = match deadline {
+            Some((at, d)) => match tokio::time::timeout_at(at, upstream.next_event()).await {
+                Ok(e) => e,
+                Err(_) => Some(Err(optillm_core::BackendError::Timeout(d))),
+            },
+            None => upstream.next_event().await,
+        };
+        let event = match next {
+            Some(Ok(StreamEvent::Delta {
+                index,
+                text,
+                logprob,
+            })) => RunEvent::Delta {
+                index,
+                text,
+                logprob,
+            },
+            Some(Ok(StreamEvent::Done(c))) => {
+                let fin = from_completion(c);
+                metrics.add_usage(&fin.usage);
+                let _ = tx.send(RunEvent::Done(fin)).await;
+                return;
+            }
+            Some(Err(e)) => {
+                let _ = tx.send(RunEvent::Error(e.into())).await;
+                return;
+            }
+            None => {
+                let _ = tx
+                    .send(RunEvent::Error(
+                        optillm_core::BackendError::Protocol(
+                            "the backend stream ended before its final event".into(),
+                        )
+                        .into(),
+                    ))
+                    .await;
+                return;
+            }
+        };
+        if tx.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs a strategy, sending keep-alives every `interval` until it is done, then the
+/// answer (one delta per choice) and `Done`.
+#[allow(clippy::too_many_arguments)]
+async fn run_with_keep_alive(
+    strategy: Box<dyn Strategy>,
+    backend: Arc<dyn Backend>,
+    request: StrategyRequest,
+    budget: Budget,
+    interval: Duration,
+    tx: mpsc::Sender<RunEvent>,
+    metrics: Arc<Metrics>,
+    _permit: Permit,
+) {
+    let run = run_strategy(strategy.as_ref(), &backend, &request, budget);
+    tokio::pin!(run);
+    let interval = interval.max(Duration::from_millis(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = ticks.tick() => {
+                if tx.send(RunEvent::KeepAlive).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    match result {
+        Ok(fin) => {
+            metrics.add_usage(&fin.usage);
+            for c in &fin.choices {
+                let delta = RunEvent::Delta {
+                    index: c.index,
+                    text: c.text.clone(),
+                    logprob: None,
+                };
+                if tx.send(delta).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(RunEvent::Done(fin)).await;
+        }
+        Err(e) => {
+            let err = match (e, budget.max_duration) {
+                (StrategyError::BudgetExhausted, Some(d)) => ApiError::new(
+                    axum::http::StatusCode::GATEWAY_TIMEOUT,
+                    format!("no answer within the time budget of {d:?}"),
+                ),
+                (e, _) => e.into(),
+            };
+            let _ = tx.send(RunEvent::Error(err)).await;
+        }
+    }
+}
+
+fn from_completion(c: Completion) -> Final {
+    Final {
+        choices: c
+            .choices
+            .into_iter()
+            .map(|ch| FinalChoice {
+                index: ch.index,
+                text: ch.text,
+                finish: ch.finish_reason,
+                logprobs: ch.logprobs,
+            })
+            .collect(),
+        usage: c.usage,
+        timings: c.timings,
+        calls: 1,
+    }
+}
+
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Runs `strategy`; when it gives fewer choices than the request's `n`, runs it again
+/// (concurrently, one choice each, seeds offset) until there are `n`. A parallel
+/// approach (`a|b`) may give more choices than `n`: one per branch, all kept.
+///
+/// Finish reasons: `length` when the budget cut the run, `stop` otherwise.
+async fn run_strategy(
+    strategy: &dyn Strategy,
+    backend: &Arc<dyn Backend>,
+    request: &StrategyRequest,
+    budget: Budget,
+) -> Result<Final, StrategyError> {
+    let first = strategy::run(strategy, Arc::clone(backend), request, budget).await?;
+    let mut texts = first.choices.clone();
+    if texts.is_empty() {
+        texts.push(first.answer.clone());
+    }
+    let mut cut = vec![first.budget_exhausted; texts.len()];
+    let mut usage = first.usage;
+    let mut wall = first.wall;
+    let wanted = request.n.max(1) as usize;
+    if texts.len() < wanted {
+        let have = texts.len();
+        let extra = (have..wanted).map(|i| {
+            let mut one = request.clone();
+            one.n = 1;
+            one.sampling.seed = request
+                .sampling
+                .seed_for(u32::try_from(i).unwrap_or(u32::MAX));
+            async move { strategy::run(strategy, Arc::clone(backend), &one, budget).await }
+        });
+        for outcome in join_all(extra).await {
+            let o = outcome?;
+            texts.push(o.answer.clone());
+            cut.push(o.budget_exhausted);
+            usage.calls += o.usage.calls;
+            usage.prompt_tokens += o.usage.prompt_tokens;
+            usage.completion_tokens += o.usage.completion_tokens;
+            wall = wall.max(o.wall);
+        }
+    }
+    Ok(Final {
+        choices: texts
+            .into_iter()
+            .zip(cut)
+            .enumerate()
+            .map(|(i, (text, cut))| FinalChoice {
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                text,
+                finish: if cut {
+                    FinishReason::Length
+                } else {
+                    FinishReason::EndOfText
+                },
+                logprobs: None,
+            })
+            .collect(),
+        usage: Usage {
+            prompt_tokens: saturate(usage.prompt_tokens),
+            completion_tokens: saturate(usage.completion_tokens),
+        },
+        timings: Timings {
+            total: wall,
+            ..Timings::default()
+        },
+        calls: usage.calls,
+    })
+}
+
+/// The events of a streamed run. Dropping it aborts the run.
+pub struct EventStream {
+    rx: mpsc::Receiver<RunEvent>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl futures::Stream for EventStream {
+    type Item = RunEvent;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RunEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
