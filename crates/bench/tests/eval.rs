@@ -13,7 +13,7 @@ use optillm_bench::{
 };
 use optillm_core::extract::AnswerKind;
 use optillm_core::mock::MockBackend;
-use optillm_core::{BackendError, ChatRequest};
+use optillm_core::{BackendError, ChatRequest, Sampling};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
@@ -67,6 +67,11 @@ fn specs() -> Vec<String> {
 fn options() -> EvalOptions {
     EvalOptions {
         seed: 42,
+        // Floats in `run.json` must compare equal after the round trip on resume.
+        sampling: Sampling::default()
+            .with_max_tokens(512)
+            .with_temperature(0.7)
+            .with_top_p(0.95),
         ..EvalOptions::default()
     }
 }
