@@ -329,17 +329,86 @@ fn saturate(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Passes calls through and remembers why each returned text stopped, so that the
+/// final answer of an approach gets the finish reason of the call that produced it.
+struct FinishRecorder {
+    inner: Arc<dyn Backend>,
+    seen: std::sync::Mutex<Vec<(String, FinishReason)>>,
+}
+
+impl FinishRecorder {
+    /// The finish reason of the last call output equal to `text` (`stop` when the text
+    /// was composed by the approach rather than returned by a call).
+    fn reason_of(&self, text: &str) -> FinishReason {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|seen| {
+                seen.iter()
+                    .rev()
+                    .find(|(t, _)| t == text)
+                    .map(|(_, reason)| *reason)
+            })
+            .unwrap_or(FinishReason::EndOfText)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for FinishRecorder {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+    fn capabilities(&self) -> optillm_core::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn stream(
+        &self,
+        request: ChatRequest,
+    ) -> Result<optillm_core::CompletionStream, optillm_core::BackendError> {
+        self.inner.stream(request).await
+    }
+    async fn complete(
+        &self,
+        request: ChatRequest,
+    ) -> Result<Completion, optillm_core::BackendError> {
+        let completion = self.inner.complete(request).await?;
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.extend(
+                completion
+                    .choices
+                    .iter()
+                    .map(|c| (c.text.clone(), c.finish_reason)),
+            );
+        }
+        Ok(completion)
+    }
+    async fn token_job(
+        &self,
+        request: ChatRequest,
+        job: optillm_core::TokenJob,
+    ) -> Result<(), optillm_core::BackendError> {
+        self.inner.token_job(request, job).await
+    }
+}
+
 /// Runs `strategy`; when it gives fewer choices than the request's `n`, runs it again
 /// (concurrently, one choice each, seeds offset) until there are `n`. A parallel
 /// approach (`a|b`) may give more choices than `n`: one per branch, all kept.
 ///
-/// Finish reasons: `length` when the budget cut the run, `stop` otherwise.
+/// Finish reasons: `length` when the budget cut the run, else that of the model call
+/// whose output is the answer (`stop` for an answer the approach composed itself).
 async fn run_strategy(
     strategy: &dyn Strategy,
     backend: &Arc<dyn Backend>,
     request: &StrategyRequest,
     budget: Budget,
 ) -> Result<Final, StrategyError> {
+    let recorder = Arc::new(FinishRecorder {
+        inner: Arc::clone(backend),
+        seen: std::sync::Mutex::new(Vec::new()),
+    });
+    let backend: Arc<dyn Backend> = recorder.clone();
+    let backend = &backend;
     let first = strategy::run(strategy, Arc::clone(backend), request, budget).await?;
     let mut texts = first.choices.clone();
     if texts.is_empty() {
@@ -376,12 +445,12 @@ async fn run_strategy(
             .enumerate()
             .map(|(i, (text, cut))| FinalChoice {
                 index: u32::try_from(i).unwrap_or(u32::MAX),
-                text,
                 finish: if cut {
                     FinishReason::Length
                 } else {
-                    FinishReason::EndOfText
+                    recorder.reason_of(&text)
                 },
+                text,
                 logprobs: None,
             })
             .collect(),

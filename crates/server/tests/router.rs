@@ -166,6 +166,31 @@ async fn openai_finish_reason_follows_its_cause() {
     let v = post(&app, "/v1/chat/completions", body).await.json();
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(v["choices"][0]["message"]["content"], "one two three ");
+
+    // Through an approach: the reason of the call whose output is the answer.
+    let mut body = chat("re2-m", "q");
+    body["max_tokens"] = json!(2);
+    let v = post(&app, "/v1/chat/completions", body.clone())
+        .await
+        .json();
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    body["stream"] = json!(true);
+    let (events, _) = sse_data(&post(&app, "/v1/chat/completions", body).await.body);
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
+    let v = post(&app, "/v1/chat/completions", chat("re2-m", "q"))
+        .await
+        .json();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let r = post(
+        &app,
+        "/api/generate",
+        json!({"model": "re2-m", "prompt": "q", "stream": false, "options": {"num_predict": 1}}),
+    )
+    .await;
+    assert_eq!(r.json()["done_reason"], "length");
 }
 
 #[tokio::test]
