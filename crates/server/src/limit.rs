@@ -14,7 +14,7 @@ pub struct Limiter {
     semaphore: Arc<Semaphore>,
     max_concurrent: usize,
     max_queue: usize,
-    waiting: AtomicUsize,
+    waiting: Arc<AtomicUsize>,
 }
 
 /// A running slot; dropping it lets the next queued request run.
@@ -23,36 +23,30 @@ pub struct Permit {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Counts a waiting request while it is queued (also when its client leaves).
-struct Waiting<'a>(&'a AtomicUsize);
+/// An admitted request: running at once, or holding a place in the queue.
+#[derive(Debug)]
+pub enum Ticket {
+    Ready(Permit),
+    Queued(Queued),
+}
 
-impl Drop for Waiting<'_> {
+/// A place in the queue; counted as waiting until it gets its slot or is dropped
+/// (its client left).
+#[derive(Debug)]
+pub struct Queued {
+    semaphore: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Drop for Queued {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-impl Limiter {
-    pub fn new(max_concurrent: usize, max_queue: usize) -> Self {
-        Self {
-            semaphore: Arc::new(Semaphore::new(max_concurrent)),
-            max_concurrent,
-            max_queue,
-            waiting: AtomicUsize::new(0),
-        }
-    }
-
-    /// A slot to run in: at once, after waiting in the queue, or a 429 when the queue is full.
-    pub async fn acquire(&self) -> Result<Permit, ApiError> {
-        if let Ok(p) = Arc::clone(&self.semaphore).try_acquire_owned() {
-            return Ok(Permit { _permit: p });
-        }
-        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
-        let waiting = Waiting(&self.waiting);
-        if before >= self.max_queue {
-            drop(waiting);
-            return Err(ApiError::over_capacity(self.running(), before));
-        }
+impl Queued {
+    /// Waits for a slot.
+    pub async fn wait(self) -> Result<Permit, ApiError> {
         let permit = Arc::clone(&self.semaphore)
             .acquire_owned()
             .await
@@ -62,8 +56,45 @@ impl Limiter {
                     "the server is shutting down",
                 )
             })?;
-        drop(waiting);
         Ok(Permit { _permit: permit })
+    }
+}
+
+impl Ticket {
+    /// Waits for the slot, if the ticket is queued.
+    pub async fn wait(self) -> Result<Permit, ApiError> {
+        match self {
+            Ticket::Ready(p) => Ok(p),
+            Ticket::Queued(q) => q.wait().await,
+        }
+    }
+}
+
+impl Limiter {
+    pub fn new(max_concurrent: usize, max_queue: usize) -> Self {
+        Self {
+            semaphore: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+            max_queue,
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Admits a request at once: a slot, a place in the queue, or a 429 when the queue is full.
+    pub fn admit(&self) -> Result<Ticket, ApiError> {
+        if let Ok(p) = Arc::clone(&self.semaphore).try_acquire_owned() {
+            return Ok(Ticket::Ready(Permit { _permit: p }));
+        }
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let queued = Queued {
+            semaphore: Arc::clone(&self.semaphore),
+            waiting: Arc::clone(&self.waiting),
+        };
+        if before >= self.max_queue {
+            drop(queued);
+            return Err(ApiError::over_capacity(self.running(), before));
+        }
+        Ok(Ticket::Queued(queued))
     }
 
     /// Requests running now.
@@ -85,14 +116,14 @@ mod tests {
     #[tokio::test]
     async fn queue_then_refuse() {
         let l = Arc::new(Limiter::new(1, 1));
-        let first = l.acquire().await.unwrap();
+        let first = l.admit().unwrap().wait().await.unwrap();
         assert_eq!(l.running(), 1);
         let l2 = Arc::clone(&l);
-        let queued = tokio::spawn(async move { l2.acquire().await.map(|_| ()) });
+        let queued = tokio::spawn(async move { l2.admit()?.wait().await.map(|_| ()) });
         while l.queued() == 0 {
             tokio::task::yield_now().await;
         }
-        let refused = l.acquire().await.unwrap_err();
+        let refused = l.admit().unwrap_err();
         assert_eq!(refused.status.as_u16(), 429);
         assert!(refused.message.contains("1 queued"), "{}", refused.message);
         drop(first);
@@ -103,8 +134,9 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_that_leaves_frees_its_place() {
         let l = Limiter::new(1, 1);
-        let _running = l.acquire().await.unwrap();
-        let wait = l.acquire();
+        let _running = l.admit().unwrap().wait().await.unwrap();
+        let wait = l.admit().unwrap().wait();
+        assert_eq!(l.queued(), 1);
         let gone = tokio::time::timeout(std::time::Duration::from_millis(10), wait).await;
         assert!(gone.is_err());
         assert_eq!(l.queued(), 0);

@@ -324,9 +324,10 @@ async fn respond(
         return Ok(Json(line).into_response());
     }
     let started = Instant::now();
-    let permit = state.inner.limiter.acquire().await?;
+    let ticket = state.inner.limiter.admit()?;
     let job = state.prepare(incoming).await?;
     if !stream {
+        let permit = ticket.wait().await?;
         let fin = job.complete().await?;
         drop(permit);
         let text = fin.choices.first().map(|c| c.text.as_str()).unwrap_or("");
@@ -338,7 +339,7 @@ async fn respond(
         return Ok(Json(line).into_response());
     }
     let events = job
-        .stream(state.inner.config.keep_alive_interval, permit)
+        .stream(state.inner.config.keep_alive_interval, ticket)
         .await?;
     Ok(ndjson(events, model, kind, started))
 }

@@ -234,15 +234,16 @@ pub(crate) async fn chat(
         model: incoming.model.clone(),
         include_usage,
     };
-    let permit = state.inner.limiter.acquire().await?;
+    let ticket = state.inner.limiter.admit()?;
     let job = state.prepare(incoming).await?;
     if !stream {
+        let permit = ticket.wait().await?;
         let fin = job.complete().await?;
         drop(permit);
         return Ok(Json(completion_json(&meta, &fin)).into_response());
     }
     let events = job
-        .stream(state.inner.config.keep_alive_interval, permit)
+        .stream(state.inner.config.keep_alive_interval, ticket)
         .await?;
     Ok(Sse::new(sse_events(events, meta)).into_response())
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{BoxFuture, join_all};
 use optillm_core::strategies::build_spec;
 use optillm_core::strategy::{self, Strategy};
 use optillm_core::{
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
-use crate::limit::Permit;
+use crate::limit::{Permit, Queued, Ticket};
 use crate::metrics::Metrics;
 
 /// How a request runs.
@@ -152,15 +152,48 @@ impl Job {
     }
 
     /// Starts the run and streams its events. The work runs on its own task holding
-    /// `permit`; dropping the returned stream aborts the task, which drops the backend
-    /// stream and so cancels the upstream work.
+    /// the slot; dropping the returned stream aborts the task, which drops the backend
+    /// stream and so cancels the upstream work. A queued request sends keep-alives while
+    /// it waits for its slot.
     pub async fn stream(
         self,
         keep_alive: Duration,
-        permit: Permit,
+        ticket: Ticket,
     ) -> Result<EventStream, ApiError> {
         let (tx, rx) = mpsc::channel(64);
-        let task = match self.plan {
+        let task = match ticket {
+            Ticket::Ready(permit) => tokio::spawn(self.start(keep_alive, permit, tx).await?),
+            Ticket::Queued(queued) => tokio::spawn(async move {
+                let Some(permit) = wait_with_keep_alive(queued, keep_alive, &tx).await else {
+                    return;
+                };
+                let permit = match permit {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(RunEvent::Error(e)).await;
+                        return;
+                    }
+                };
+                match self.start(keep_alive, permit, tx.clone()).await {
+                    Ok(run) => run.await,
+                    Err(e) => {
+                        let _ = tx.send(RunEvent::Error(e)).await;
+                    }
+                }
+            }),
+        };
+        Ok(EventStream { rx, task })
+    }
+
+    /// The run as a future sending its events to `tx`. For `none` the backend call starts
+    /// here, so that errors before the first token are HTTP errors.
+    async fn start(
+        self,
+        keep_alive: Duration,
+        permit: Permit,
+        tx: mpsc::Sender<RunEvent>,
+    ) -> Result<BoxFuture<'static, ()>, ApiError> {
+        Ok(match self.plan {
             Plan::Direct => {
                 let mut request = self.chat_request();
                 if let Some(max) = self.budget.max_total_tokens {
@@ -169,13 +202,12 @@ impl Job {
                     request.sampling.max_tokens =
                         Some(request.sampling.max_tokens.map_or(cap, |m| m.min(cap)));
                 }
-                // Errors before the first token are HTTP errors.
                 let upstream = self.backend.stream(request).await?;
                 let deadline = self
                     .budget
                     .max_duration
                     .map(|d| (tokio::time::Instant::now() + d, d));
-                tokio::spawn(forward_backend(
+                Box::pin(forward_backend(
                     upstream,
                     tx,
                     deadline,
@@ -183,7 +215,7 @@ impl Job {
                     permit,
                 ))
             }
-            Plan::Strategy(strategy) => tokio::spawn(run_with_keep_alive(
+            Plan::Strategy(strategy) => Box::pin(run_with_keep_alive(
                 strategy,
                 self.backend,
                 self.request,
@@ -193,8 +225,29 @@ impl Job {
                 self.metrics,
                 permit,
             )),
-        };
-        Ok(EventStream { rx, task })
+        })
+    }
+}
+
+/// Waits for a queued slot, sending keep-alives; `None` when the client has gone.
+async fn wait_with_keep_alive(
+    queued: Queued,
+    interval: Duration,
+    tx: &mpsc::Sender<RunEvent>,
+) -> Option<Result<Permit, ApiError>> {
+    let wait = queued.wait();
+    tokio::pin!(wait);
+    let interval = interval.max(Duration::from_millis(1));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            r = &mut wait => return Some(r),
+            _ = ticks.tick() => {
+                if tx.send(RunEvent::KeepAlive).await.is_err() {
+                    return None;
+                }
+            }
+        }
     }
 }
 

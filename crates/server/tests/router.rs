@@ -757,6 +757,7 @@ async fn over_capacity_is_429_and_the_queue_drains() {
     let config = ServerConfig {
         max_concurrent: 1,
         max_queue: 1,
+        keep_alive_interval: Duration::from_millis(10),
         ..ServerConfig::default()
     };
     let app = app_with(StaticModels::new().with("m", Arc::new(gate)), config);
@@ -807,13 +808,20 @@ async fn over_capacity_is_429_and_the_queue_drains() {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.json()["error"].as_str().unwrap().contains("capacity"));
 
+    // Long enough for the queued stream to send keep-alives.
+    tokio::time::sleep(Duration::from_millis(60)).await;
     open.add_permits(10);
     let a = first.await.unwrap();
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json()["choices"][0]["message"]["content"], "done");
     let b = second.await.unwrap();
     assert_eq!(b.status, StatusCode::OK, "{}", b.body);
-    assert!(b.body.contains("\"done\":true"), "{}", b.body);
+    // The queued request was streamed: empty chunks kept it alive while it waited.
+    let lines = ndjson(&b.body);
+    assert!(lines.len() >= 3, "{}", b.body);
+    assert_eq!(lines[0]["message"]["content"], "");
+    assert_eq!(lines[0]["done"], false);
+    assert_eq!(lines.last().unwrap()["done"], true);
     let h = get(&app, "/health").await.json();
     assert_eq!(
         (h["running"].as_u64(), h["queued"].as_u64()),
@@ -1164,4 +1172,86 @@ async fn serves_over_tcp_and_shuts_down_gracefully() {
         .unwrap();
     assert!(result.is_ok());
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// Never answers; records when its call is dropped.
+struct Hangs {
+    entered: Arc<Notify>,
+    dropped: Arc<AtomicBool>,
+}
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Backend for Hangs {
+    fn model(&self) -> &str {
+        "hangs"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+    async fn stream(&self, _: ChatRequest) -> Result<CompletionStream, BackendError> {
+        let _guard = SetOnDrop(self.dropped.clone());
+        self.entered.notify_one();
+        std::future::pending::<()>().await;
+        Err(BackendError::Closed)
+    }
+}
+
+#[tokio::test]
+async fn a_closed_connection_cancels_a_non_streamed_request() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let entered = Arc::new(Notify::new());
+    let dropped = Arc::new(AtomicBool::new(false));
+    let backend = Hangs {
+        entered: entered.clone(),
+        dropped: dropped.clone(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(optillm_server::serve_on(
+        listener,
+        ServerConfig::default(),
+        Arc::new(StaticModels::new().with("m", Arc::new(backend))),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let body =
+        json!({"model": "re2-m", "messages": [{"role": "user", "content": "q"}]}).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body.as_bytes()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), entered.notified())
+        .await
+        .unwrap();
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(tcp);
+    let mut waited = 0;
+    while !dropped.load(Ordering::SeqCst) && waited < 400 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        waited += 1;
+    }
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the upstream call outlived its client"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
