@@ -14,6 +14,21 @@
 //! `optillm_params` in the body sets approach parameters.
 //!
 //! Models come from a [`Models`] provider; the server never loads models itself.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use optillm_core::mock::MockBackend;
+//! use optillm_server::{ServerConfig, StaticModels, serve};
+//!
+//! # async fn example() -> Result<(), optillm_server::ServerError> {
+//! let models = StaticModels::new().with("smollm2-135m", Arc::new(MockBackend::constant("hi")));
+//! let config = ServerConfig { default_approach: Some("re2".into()), ..ServerConfig::default() };
+//! serve(config, Arc::new(models), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -200,6 +215,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/v1/models", get(openai::models))
+        .route("/v1/models/{*id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat))
         .route("/api/chat", post(ollama::chat))
         .route("/api/generate", post(ollama::generate))

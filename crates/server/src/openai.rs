@@ -418,3 +418,18 @@ pub(crate) async fn models(State(state): State<AppState>) -> Response {
     }
     Json(json!({"object": "list", "data": data})).into_response()
 }
+
+/// `GET /v1/models/{id}`: one model, with or without an approach prefix.
+pub(crate) async fn model(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, OpenAiError> {
+    let known = state.inner.models.list();
+    let (_, name) = crate::approach::split_model(&id, &known);
+    let info = known
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| ApiError::model_not_found(&id))?;
+    let owner = info.owned_by.clone().unwrap_or_else(|| "optillm".into());
+    Ok(Json(json!({"id": id, "object": "model", "created": 0, "owned_by": owner})).into_response())
+}

@@ -939,6 +939,12 @@ async fn models_list_every_approach_for_every_model() {
         }
     }
     assert_eq!(v["data"][0]["object"], "model");
+    let one = get(&app, "/v1/models/bon%7Cmoa-qwen-0.5b").await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    assert_eq!(one.json()["id"], "bon|moa-qwen-0.5b");
+    let missing = get(&app, "/v1/models/moa-nothing").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json()["error"]["code"], "model_not_found");
     assert!(v["data"][0]["owned_by"].is_string());
 
     let tags = get(&app, "/api/tags").await.json();
