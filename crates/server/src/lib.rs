@@ -65,6 +65,9 @@ use limit::Limiter;
 use metrics::{Metrics, RequestRecord};
 use run::Job;
 
+/// Most choices one request may ask for (as OpenAI).
+pub const MAX_N: u32 = 128;
+
 /// Server settings. `Default` binds 127.0.0.1:8000 without auth.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -159,6 +162,12 @@ impl AppState {
 
     /// Resolves approach and model, fetches the backend and validates the request.
     async fn prepare(&self, incoming: Incoming) -> Result<Job, ApiError> {
+        if incoming.n > MAX_N {
+            return Err(ApiError::bad_request(format!(
+                "n must be at most {MAX_N}, got {}",
+                incoming.n
+            )));
+        }
         let known = self.inner.models.list();
         let selection = approach::select(
             &incoming.model,

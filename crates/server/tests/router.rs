@@ -560,6 +560,11 @@ async fn bad_requests_are_400_in_each_dialect() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("temperature"), "{}", r.body);
     let mut body = chat("m", "q");
+    body["n"] = json!(1000);
+    let r = post(&app, "/v1/chat/completions", body).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("at most 128"), "{}", r.body);
+    let mut body = chat("m", "q");
     body["presence_penalty"] = json!(0.5);
     let r = post(&app, "/v1/chat/completions", body).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
