@@ -1,1 +1,81 @@
-fn main() {}
+//! `optillm`: run small models with inference-time strategies, natively or remotely.
+
+mod backends;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::backends::BackendArgs;
+use crate::commands::run::RunArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "optillm",
+    version,
+    about = "Inference-time optimisation for small language models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Answer a prompt, streaming the answer to stdout (usage and timings go to stderr).
+    Run(RunArgs),
+    /// Download models or data sets of the manifest into the cache (default: the default model).
+    Pull {
+        /// Manifest names or aliases.
+        names: Vec<String>,
+        /// Every model of the manifest.
+        #[arg(long)]
+        all_models: bool,
+    },
+    /// List the manifest's models and data sets and whether they are local; with
+    /// `--backend ollama|openai`, the server's models too.
+    Models {
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// List the approaches with their parameters and defaults.
+    Approaches {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPTILLM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => commands::run::run(args).await,
+            Command::Pull { names, all_models } => commands::models::pull(names, all_models).await,
+            Command::Models { backend } => commands::models::list(backend).await,
+            Command::Approaches { json } => commands::approaches(json),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Choosing and opening a backend from command-line options.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use optillm_core::Backend;
+
+/// Which kind of backend serves the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// llama.cpp in this process (GGUF files).
+    Native,
+    /// An Ollama server.
+    Ollama,
+    /// An OpenAI-compatible server (vLLM, llama-server, hosted endpoints).
+    Openai,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// Backend kind.
+    #[arg(long, value_enum, env = "OPTILLM_BACKEND", default_value = "native")]
+    pub backend: BackendKind,
+    /// Server URL for remote backends (default: OLLAMA_HOST or OPENAI_BASE_URL, else the usual local address).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// CPU threads for the native backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// Context size for the native backend (default: the model's, at most 8192).
+    #[arg(long)]
+    pub ctx_size: Option<u32>,
+}
+
+/// The model name to use: the flag, else `LLM_MODEL`, else the manifest's default.
+pub fn model_name(flag: Option<String>) -> anyhow::Result<String> {
+    if let Some(m) = flag {
+        return Ok(m);
+    }
+    if let Ok(m) = std::env::var("LLM_MODEL") {
+        if !m.is_empty() {
+            return Ok(m);
+        }
+    }
+    Ok(optillm_models::default_model()?.name.clone())
+}
+
+/// Opens `model` on the chosen backend; native models are pulled when missing.
+pub async fn open(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    match args.backend {
+        BackendKind::Native => open_native(args, model).await,
+        BackendKind::Ollama => open_ollama(args, model),
+        BackendKind::Openai => open_openai(args, model),
+    }
+}
+
+#[cfg(feature = "llama")]
+async fn open_native(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    use optillm_models::Resolved;
+    let (path, name) = match optillm_models::resolve(model)? {
+        Resolved::Path(p) => {
+            let name = p
+                .file_stem()
+                .map_or_else(|| model.to_string(), |s| s.to_string_lossy().into_owned());
+            (p, name)
+        }
+        Resolved::Artifact(a) => {
+            let path = match optillm_models::local_path(a) {
+                Some(p) => p,
+                None => {
+                    eprintln!("pulling {} ({} MB)...", a.name, a.size / 1_000_000);
+                    crate::commands::models::pull_one(a).await?
+                }
+            };
+            (path, a.name.clone())
+        }
+    };
+    let config = optillm_llama::LlamaConfig {
+        name: Some(name),
+        n_ctx: args.ctx_size,
+        n_threads: args.threads,
+        ..Default::default()
+    };
+    let backend =
+        tokio::task::spawn_blocking(move || optillm_llama::LlamaBackend::load(path, config))
+            .await
+            .context("the model loader stopped")??;
+    Ok(Arc::new(backend))
+}
+
+#[cfg(not(feature = "llama"))]
+async fn open_native(_: &BackendArgs, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    bail!("this build has no native backend (enable the `llama` feature)")
+}
+
+#[cfg(feature = "ollama")]
+fn open_ollama(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    let _ = (args, model);
+    bail!("the Ollama backend is not wired into the CLI yet")
+}
+
+#[cfg(not(feature = "ollama"))]
+fn open_ollama(_: &BackendArgs, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    bail!("this build has no Ollama backend (enable the `ollama` feature)")
+}
+
+#[cfg(feature = "openai")]
+fn open_openai(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    let _ = (args, model);
+    bail!("the OpenAI-compatible backend is not wired into the CLI yet")
+}
+
+#[cfg(not(feature = "openai"))]
+fn open_openai(_: &BackendArgs, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    bail!("this build has no OpenAI-compatible backend (enable the `openai` feature)")
+}

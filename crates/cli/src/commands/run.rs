@@ -1,0 +1,194 @@
+//! `optillm run`: one prompt through an approach.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use futures::StreamExt;
+use optillm_core::spec::{self, Spec};
+use optillm_core::strategy::{self, Budget, StrategyRequest};
+use optillm_core::{ChatRequest, Completion, Message, Sampling, StreamEvent, strategies};
+
+use crate::backends::{self, BackendArgs};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The prompt (`-` reads it from stdin).
+    pub prompt: String,
+    /// Model: a manifest name, a GGUF path, or a remote model name (default: LLM_MODEL, else the manifest default).
+    #[arg(long, short)]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Approach spec, e.g. `self_consistency(k=5)` or `re2&bon` (see `optillm approaches`).
+    #[arg(long, short, default_value = "none")]
+    pub approach: String,
+    /// A system prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long)]
+    pub top_k: Option<u32>,
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    #[arg(long)]
+    pub repeat_penalty: Option<f32>,
+    /// Most tokens per completion.
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// Stop sequence (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Number of answers.
+    #[arg(short, default_value_t = 1)]
+    pub n: u32,
+    /// Budget: most prompt + completion tokens over all model calls of the approach.
+    #[arg(long)]
+    pub max_total_tokens: Option<u64>,
+    /// Budget: most seconds for the whole approach.
+    #[arg(long)]
+    pub deadline: Option<f64>,
+    /// Write the trace of every model call as JSON Lines to this file.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn sampling(&self) -> Sampling {
+        Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+        }
+    }
+
+    fn messages(&self) -> anyhow::Result<Vec<Message>> {
+        let prompt = if self.prompt == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading the prompt from stdin")?
+        } else {
+            self.prompt.clone()
+        };
+        let mut messages = Vec::new();
+        if let Some(s) = &self.system {
+            messages.push(Message::system(s.clone()));
+        }
+        messages.push(Message::user(prompt));
+        Ok(messages)
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let spec = spec::parse(&args.approach)?;
+    let messages = args.messages()?;
+    let model = backends::model_name(args.model.clone())?;
+    let backend = backends::open(&args.backend, &model).await?;
+    if spec.is_none() && args.trace.is_none() {
+        let request = ChatRequest::new(messages)
+            .with_sampling(args.sampling())
+            .with_n(args.n);
+        return stream_plain(backend.as_ref(), request).await;
+    }
+    run_strategy(&args, &spec, backend, messages).await
+}
+
+/// `none`: tokens go to stdout as the model produces them.
+async fn stream_plain(
+    backend: &dyn optillm_core::Backend,
+    request: ChatRequest,
+) -> anyhow::Result<()> {
+    let n = request.n;
+    let mut stream = backend.stream(request).await?;
+    let mut out = std::io::stdout().lock();
+    let mut done: Option<Completion> = None;
+    while let Some(event) = stream.next().await {
+        match event? {
+            StreamEvent::Delta { index: 0, text, .. } => {
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            }
+            StreamEvent::Delta { .. } => {}
+            StreamEvent::Done(c) => done = Some(c),
+        }
+    }
+    let completion = done.context("the backend ended the stream without a final event")?;
+    writeln!(out)?;
+    for choice in completion.choices.iter().skip(1) {
+        writeln!(out, "\n--- choice {} ---\n{}", choice.index, choice.text)?;
+    }
+    let u = &completion.usage;
+    let t = &completion.timings;
+    let reasons: Vec<&str> = completion
+        .choices
+        .iter()
+        .map(|c| c.finish_reason.as_api_str())
+        .collect();
+    eprintln!(
+        "model {} | n {} | finish {} | prompt {} tokens, completion {} tokens",
+        completion.model,
+        n,
+        reasons.join(","),
+        u.prompt_tokens,
+        u.completion_tokens
+    );
+    eprintln!(
+        "time to first token {:.0} ms | prompt {:.1} tok/s | decode {:.1} tok/s | total {:.2} s",
+        t.time_to_first_token.unwrap_or_default().as_secs_f64() * 1000.0,
+        t.prompt_tokens_per_second(u),
+        t.decode_tokens_per_second(u),
+        t.total.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn run_strategy(
+    args: &RunArgs,
+    spec: &Spec,
+    backend: std::sync::Arc<dyn optillm_core::Backend>,
+    messages: Vec<Message>,
+) -> anyhow::Result<()> {
+    let strategy = strategies::build_spec(spec)?;
+    let mut request = StrategyRequest::new(messages);
+    request.sampling = args.sampling();
+    request.n = args.n;
+    let budget = Budget {
+        max_total_tokens: args.max_total_tokens,
+        max_duration: args.deadline.map(Duration::from_secs_f64),
+    };
+    let outcome = strategy::run(strategy.as_ref(), backend, &request, budget).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", outcome.answer)?;
+    for (i, choice) in outcome.choices.iter().enumerate().skip(1) {
+        writeln!(out, "\n--- choice {i} ---\n{choice}")?;
+    }
+    if let Some(path) = &args.trace {
+        std::fs::write(path, outcome.trace_jsonl())
+            .with_context(|| format!("writing the trace to {}", path.display()))?;
+    }
+    let u = &outcome.usage;
+    eprintln!(
+        "approach {} | calls {} | prompt {} tokens, completion {} tokens | wall {:.2} s{}",
+        spec,
+        u.calls,
+        u.prompt_tokens,
+        u.completion_tokens,
+        outcome.wall.as_secs_f64(),
+        if outcome.budget_exhausted {
+            " | budget exhausted: best answer so far"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
