@@ -96,8 +96,16 @@ async fn open_native(_: &BackendArgs, _: &str) -> anyhow::Result<Arc<dyn Backend
 
 #[cfg(feature = "ollama")]
 fn open_ollama(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    let _ = (args, model);
-    bail!("the Ollama backend is not wired into the CLI yet")
+    Ok(Arc::new(ollama(args, model)?))
+}
+
+#[cfg(feature = "ollama")]
+pub fn ollama(args: &BackendArgs, model: &str) -> anyhow::Result<optillm_ollama::OllamaBackend> {
+    let config = match &args.url {
+        Some(url) => optillm_ollama::OllamaConfig::new(url.clone(), model),
+        None => optillm_ollama::OllamaConfig::from_env(model),
+    };
+    Ok(optillm_ollama::OllamaBackend::new(config)?)
 }
 
 #[cfg(not(feature = "ollama"))]
@@ -107,8 +115,43 @@ fn open_ollama(_: &BackendArgs, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
 
 #[cfg(feature = "openai")]
 fn open_openai(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    let _ = (args, model);
-    bail!("the OpenAI-compatible backend is not wired into the CLI yet")
+    Ok(Arc::new(openai(args, model)?))
+}
+
+#[cfg(feature = "openai")]
+pub fn openai(args: &BackendArgs, model: &str) -> anyhow::Result<optillm_openai::OpenAiBackend> {
+    let config = match &args.url {
+        Some(url) => optillm_openai::OpenAiConfig::new(url.clone(), model),
+        None => optillm_openai::OpenAiConfig::from_env(model),
+    };
+    Ok(optillm_openai::OpenAiBackend::new(config)?)
+}
+
+/// The models a remote server offers (`None` for the native backend).
+pub async fn remote_models(args: &BackendArgs) -> anyhow::Result<Option<Vec<String>>> {
+    match args.backend {
+        BackendKind::Native => Ok(None),
+        #[cfg(feature = "ollama")]
+        BackendKind::Ollama => Ok(Some(
+            ollama(args, "")?
+                .list_models()
+                .await?
+                .into_iter()
+                .map(|m| m.name)
+                .collect(),
+        )),
+        #[cfg(feature = "openai")]
+        BackendKind::Openai => Ok(Some(
+            openai(args, "")?
+                .list_models()
+                .await?
+                .into_iter()
+                .map(|m| m.id)
+                .collect(),
+        )),
+        #[allow(unreachable_patterns)]
+        _ => bail!("this build lacks the {:?} backend", args.backend),
+    }
 }
 
 #[cfg(not(feature = "openai"))]

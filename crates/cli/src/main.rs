@@ -39,6 +39,12 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Serve the OpenAI and Ollama APIs with approaches chosen by model name (`moa-smollm2-135m`).
+    Serve(commands::serve::ServeArgs),
+    /// Measure speed per model: first token, per-token time, tokens/s, peak RSS, load time.
+    Bench(commands::bench::BenchArgs),
+    /// Measure accuracy against cost per approach on an evaluation set.
+    Eval(commands::bench::EvalArgs),
     /// List the approaches with their parameters and defaults.
     Approaches {
         /// Print JSON instead of a table.
@@ -68,6 +74,9 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run::run(args).await,
             Command::Pull { names, all_models } => commands::models::pull(names, all_models).await,
             Command::Models { backend } => commands::models::list(backend).await,
+            Command::Serve(args) => commands::serve::serve(args).await,
+            Command::Bench(args) => commands::bench::bench(args).await,
+            Command::Eval(args) => commands::bench::eval(args).await,
             Command::Approaches { json } => commands::approaches(json),
         }
     });

@@ -1,5 +1,7 @@
+pub mod bench;
 pub mod models;
 pub mod run;
+pub mod serve;
 
 use optillm_core::strategies;
 

@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
 use optillm_models::{Artifact, ArtifactKind, IndicatifProgress};
 
-use crate::backends::{BackendArgs, BackendKind};
+use crate::backends::BackendArgs;
 
 /// Pulls one artifact with a progress bar.
 pub async fn pull_one(artifact: &Artifact) -> anyhow::Result<PathBuf> {
@@ -42,11 +41,13 @@ pub async fn pull(names: Vec<String>, all_models: bool) -> anyhow::Result<()> {
 }
 
 pub async fn list(backend: BackendArgs) -> anyhow::Result<()> {
-    match backend.backend {
-        BackendKind::Native => {}
-        BackendKind::Ollama | BackendKind::Openai => {
-            bail!("listing remote models is not wired into the CLI yet")
+    if let Some(remote) = crate::backends::remote_models(&backend).await? {
+        let url = backend.url.as_deref().unwrap_or("(from the environment)");
+        println!("{:?} server {url}:", backend.backend);
+        for name in remote {
+            println!("  {name}");
         }
+        return Ok(());
     }
     println!("cache: {}", optillm_models::cache_dir()?.display());
     println!(

@@ -1,0 +1,212 @@
+//! `optillm bench` (speed per model) and `optillm eval` (accuracy against cost per approach).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use optillm_bench::{Dataset, EvalEvent, EvalOptions, SpeedOptions, SpeedReport};
+use optillm_core::{Budget, Sampling};
+use optillm_models::{ArtifactKind, IndicatifProgress};
+
+use crate::backends::{self, BackendArgs};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Models to measure (default: every model of the manifest that is local).
+    #[arg(long, short)]
+    pub model: Vec<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Tokens generated per run.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u32,
+    /// Measured runs per model (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Write the reports as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Internal: measure one model in this process and print its report as JSON.
+    #[arg(long, hide = true)]
+    pub single: bool,
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let options = SpeedOptions {
+        max_tokens: args.max_tokens,
+        runs: args.runs,
+        ..SpeedOptions::default()
+    };
+    if args.single {
+        let model = args.model.first().context("--single needs --model")?;
+        let started = Instant::now();
+        let backend = backends::open(&args.backend, model).await?;
+        let report =
+            optillm_bench::measure_speed(backend.as_ref(), started.elapsed(), &options).await?;
+        println!("{}", report.to_json()?);
+        return Ok(());
+    }
+    let mut models = args.model.clone();
+    if models.is_empty() {
+        models = optillm_models::list()?
+            .into_iter()
+            .filter(|r| r.local && r.artifact.kind == ArtifactKind::Model)
+            .map(|r| r.artifact.name.clone())
+            .collect();
+        if models.is_empty() {
+            bail!("no local model: run `optillm pull` first");
+        }
+    }
+    // Each model is measured in a process of its own, so peak RSS is that model's.
+    let exe = std::env::current_exe().context("locating the optillm binary")?;
+    let mut reports: Vec<SpeedReport> = Vec::new();
+    for model in &models {
+        eprintln!("measuring {model}...");
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.args(["bench", "--single", "--model", model])
+            .args([
+                "--max-tokens",
+                &args.max_tokens.to_string(),
+                "--runs",
+                &args.runs.to_string(),
+            ])
+            .args([
+                "--backend",
+                &format!("{:?}", args.backend.backend).to_lowercase(),
+            ]);
+        if let Some(url) = &args.backend.url {
+            cmd.args(["--url", url]);
+        }
+        if let Some(t) = args.backend.threads {
+            cmd.args(["--threads", &t.to_string()]);
+        }
+        let out = cmd.output().await?;
+        if !out.status.success() {
+            bail!(
+                "measuring {model} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        reports.push(serde_json::from_slice(&out.stdout).context("reading a speed report")?);
+    }
+    println!("{}", SpeedReport::markdown_table(&reports));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// gsm8k, arc-easy, arc-challenge or asdiv.
+    #[arg(long)]
+    pub dataset: String,
+    /// Comma-separated approach specs (a spec with a comma inside parentheses is kept whole).
+    #[arg(long, default_value = "none")]
+    pub approaches: String,
+    #[arg(long, short)]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Questions to evaluate (default: all).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Draw a seeded random sample instead of the first questions.
+    #[arg(long)]
+    pub shuffle: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Most tokens per completion.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens: u32,
+    /// Budget per question and approach: most prompt + completion tokens.
+    #[arg(long)]
+    pub max_total_tokens: Option<u64>,
+    /// Output directory (results resume from what it holds).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Splits `a,b(k=1,n=2),c` at top-level commas.
+fn split_specs(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    for c in s.chars() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur).trim().to_string());
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur.trim().to_string());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let dataset = Dataset::from_name(&args.dataset)?;
+    let approaches = split_specs(&args.approaches);
+    let model = backends::model_name(args.model.clone())?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("eval-results").join(format!("{}-{}", args.dataset, model.replace('/', "_")))
+    });
+    let progress = IndicatifProgress::new();
+    let loaded = dataset.load(&progress).await;
+    progress.finish();
+    let loaded = loaded?;
+    let backend = backends::open(&args.backend, &model).await?;
+    let options = EvalOptions {
+        limit: args.limit,
+        shuffle: args.shuffle,
+        seed: args.seed,
+        sampling: Sampling::default().with_max_tokens(args.max_tokens),
+        budget: Budget {
+            max_total_tokens: args.max_total_tokens,
+            max_duration: None::<Duration>,
+        },
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs ({eta} left) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let on_event = |e: &EvalEvent<'_>| match e {
+        EvalEvent::Started { total, done } => {
+            bar.set_length(*total as u64);
+            bar.set_position(*done as u64);
+        }
+        EvalEvent::Recorded { done, .. } => bar.set_position(*done as u64),
+        EvalEvent::Finished { .. } => bar.finish_and_clear(),
+        _ => {}
+    };
+    let summary =
+        optillm_bench::run_eval(backend, &loaded, &approaches, &options, &out, &on_event).await?;
+    println!("{}", summary.to_markdown());
+    eprintln!("results in {}", out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_specs;
+
+    #[test]
+    fn splits_only_top_level_commas() {
+        assert_eq!(
+            split_specs("none, bon(n=3,temperature=1.0),mars(temperatures=[0.3,0.6])"),
+            vec![
+                "none",
+                "bon(n=3,temperature=1.0)",
+                "mars(temperatures=[0.3,0.6])"
+            ]
+        );
+    }
+}
