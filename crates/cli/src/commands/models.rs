@@ -32,7 +32,8 @@ pub async fn pull(names: Vec<String>, all_models: bool) -> anyhow::Result<()> {
         wanted.push(optillm_models::default_model()?);
     }
     let progress = IndicatifProgress::new();
-    let result = optillm_models::pull_many(&wanted, &progress).await;
+    // Files already in the cache with the right size are kept (like `ollama pull`).
+    let result = optillm_models::Cache::from_env()?.ensure_many(&wanted, &progress).await;
     progress.finish();
     for (a, path) in wanted.iter().zip(result?) {
         println!("{}\t{}", a.name, path.display());
