@@ -19,10 +19,15 @@ fn model_path() -> PathBuf {
         if let Ok(p) = std::env::var("OPTILLM_TEST_MODEL") {
             return PathBuf::from(p);
         }
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let entry = optillm_models::default_model().expect("manifest");
-        rt.block_on(optillm_models::ensure(entry, &optillm_models::NoProgress))
-            .expect("pull the default model")
+        // A thread of its own: callers may already be inside an async runtime.
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let entry = optillm_models::default_model().expect("manifest");
+            rt.block_on(optillm_models::ensure(entry, &optillm_models::NoProgress))
+                .expect("pull the default model")
+        })
+        .join()
+        .unwrap()
     })
     .clone()
 }

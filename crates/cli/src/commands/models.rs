@@ -33,7 +33,9 @@ pub async fn pull(names: Vec<String>, all_models: bool) -> anyhow::Result<()> {
     }
     let progress = IndicatifProgress::new();
     // Files already in the cache with the right size are kept (like `ollama pull`).
-    let result = optillm_models::Cache::from_env()?.ensure_many(&wanted, &progress).await;
+    let result = optillm_models::Cache::from_env()?
+        .ensure_many(&wanted, &progress)
+        .await;
     progress.finish();
     for (a, path) in wanted.iter().zip(result?) {
         println!("{}\t{}", a.name, path.display());

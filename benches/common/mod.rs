@@ -1,0 +1,159 @@
+//! Shared setup of the native benches: which model, how many threads, the prompts.
+//!
+//! - `OPTILLM_BENCH_MODEL`: a manifest name (`smollm2-135m`, pulled into the cache when
+//!   missing) or a path to a GGUF file. Default: the manifest's default model.
+//! - `OPTILLM_BENCH_THREADS`: CPU threads of llama.cpp (default 2).
+//! - `OPTILLM_BENCH_FLASH_ATTN`: `on`, `off` or `auto` (default `auto`, as llama.cpp's tools).
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use optillm_core::{Backend, ChatRequest, Completion, FinishReason, Message, Sampling};
+use optillm_llama::{LlamaBackend, LlamaConfig};
+use optillm_models::{NoProgress, Resolved};
+
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Tokens of the prompt-throughput test (llama-bench `-p 256`).
+pub const PROMPT_TOKENS: u32 = 256;
+/// Tokens of the decode test and of each sample of the n-scaling test (`-n 128`, `-ntg 128`).
+pub const GEN_TOKENS: u32 = 128;
+/// Sample counts of the scaling test (`-npl 1,2,4,8`).
+pub const N_SAMPLES: [u32; 4] = [1, 2, 4, 8];
+
+/// A loaded native backend and a runtime to drive it.
+pub struct Native {
+    pub backend: Arc<LlamaBackend>,
+    /// `native/<model>` prefix of the bench names.
+    pub prefix: String,
+    pub path: PathBuf,
+    pub threads: i32,
+    pub rt: tokio::runtime::Runtime,
+}
+
+/// Threads from `OPTILLM_BENCH_THREADS` (default 2).
+pub fn threads() -> Result<i32, BoxError> {
+    match std::env::var("OPTILLM_BENCH_THREADS") {
+        Ok(v) => Ok(v.trim().parse()?),
+        Err(_) => Ok(2),
+    }
+}
+
+fn flash_attention() -> Result<Option<bool>, BoxError> {
+    match std::env::var("OPTILLM_BENCH_FLASH_ATTN").as_deref() {
+        Err(_) | Ok("auto") => Ok(None),
+        Ok("on") => Ok(Some(true)),
+        Ok("off") => Ok(Some(false)),
+        Ok(other) => Err(format!("OPTILLM_BENCH_FLASH_ATTN must be on, off or auto, not `{other}`").into()),
+    }
+}
+
+/// The model file and its bench label, pulling a manifest model when it is missing.
+pub fn model(rt: &tokio::runtime::Runtime) -> Result<(PathBuf, String), BoxError> {
+    let wanted = std::env::var("OPTILLM_BENCH_MODEL").ok();
+    let artifact = match wanted.as_deref() {
+        None => optillm_models::default_model()?,
+        Some(name) => match optillm_models::resolve(name)? {
+            Resolved::Path(path) => {
+                let label = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_lowercase())
+                    .unwrap_or_else(|| "model".into());
+                return Ok((path, label));
+            }
+            Resolved::Artifact(a) => a,
+        },
+    };
+    let path = rt.block_on(optillm_models::ensure(artifact, &NoProgress))?;
+    Ok((path, artifact.name.clone()))
+}
+
+impl Native {
+    /// Loads the bench model with the bench settings (context 4096, like `-c 4096`).
+    pub fn load() -> Result<Self, BoxError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (path, label) = model(&rt)?;
+        let threads = threads()?;
+        let config = LlamaConfig {
+            n_ctx: Some(4096),
+            n_threads: Some(threads),
+            flash_attention: flash_attention()?,
+            ..LlamaConfig::default()
+        };
+        let backend = Arc::new(LlamaBackend::load(&path, config)?);
+        Ok(Self {
+            backend,
+            prefix: format!("native/{label}"),
+            path,
+            threads,
+            rt,
+        })
+    }
+
+    pub fn complete(&self, request: ChatRequest) -> Result<Completion, BoxError> {
+        Ok(self.rt.block_on(self.backend.complete(request))?)
+    }
+
+    /// A request whose prompt (chat template included) is exactly `target` tokens,
+    /// built by repeating plain text and checking the count in `usage`.
+    pub fn prompt_of(&self, target: u32) -> Result<ChatRequest, BoxError> {
+        const TEXT: &str = "The river runs past the old mill where the miller keeps his \
+            grain in wooden barrels and the children play near the water on warm summer \
+            evenings while their parents talk about the harvest the weather and the market";
+        let words: Vec<&str> = TEXT.split_whitespace().collect();
+        let request = |count: usize| {
+            let text: Vec<&str> = words.iter().copied().cycle().take(count).collect();
+            ChatRequest::new(vec![
+                Message::system("Summarise."),
+                Message::user(text.join(" ")),
+            ])
+            .with_sampling(Sampling::default().with_temperature(0.0).with_max_tokens(1))
+        };
+        let mut count = target as usize;
+        for _ in 0..12 {
+            let got = self.complete(request(count))?.usage.prompt_tokens;
+            if got == target {
+                return Ok(request(count));
+            }
+            let diff = i64::from(target) - i64::from(got);
+            count = usize::try_from(count as i64 + diff).map_err(|_| "prompt too long")?;
+            if count == 0 {
+                return Err("the chat template alone is longer than the target".into());
+            }
+        }
+        Err(format!("could not build a prompt of exactly {target} tokens").into())
+    }
+
+    /// The first seed from 1 whose sample of [`story`] runs the full `max_tokens`
+    /// (no end-of-text before), so decode tests really decode `max_tokens` tokens.
+    pub fn full_length_seed(&self, max_tokens: u32) -> Result<u32, BoxError> {
+        for seed in 1..=20 {
+            let c = self.complete(story(max_tokens, 1, seed))?;
+            let full = c
+                .choices
+                .first()
+                .is_some_and(|ch| ch.finish_reason == FinishReason::Length);
+            if full && c.usage.completion_tokens == max_tokens {
+                return Ok(seed);
+            }
+        }
+        Err(format!("no seed in 1..=20 gave {max_tokens} tokens without an early stop").into())
+    }
+}
+
+/// A short prompt that makes the model write at length (sampled, llama.cpp's default
+/// settings), `n` samples from seeds `seed..seed + n`.
+pub fn story(max_tokens: u32, n: u32, seed: u32) -> ChatRequest {
+    ChatRequest::user(
+        "Write a long, detailed story about a lighthouse keeper and a storm at sea.",
+    )
+    .with_sampling(
+        Sampling::default()
+            .with_max_tokens(max_tokens)
+            .with_seed(seed),
+    )
+    .with_n(n)
+}

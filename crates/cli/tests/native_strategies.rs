@@ -1,0 +1,100 @@
+//! Every strategy of the catalogue, run natively on SmolLM2-135M with small settings:
+//! it must finish with an answer, and its usage must be the sum over its trace.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use optillm_core::strategy::{self, Budget, StrategyRequest};
+use optillm_core::{Backend, Sampling, spec, strategies};
+
+/// Small settings per approach, so the whole catalogue runs in minutes on 2 cores.
+fn small(slug: &str) -> String {
+    match slug {
+        "diverse" => "diverse(n=3)",
+        "self_consistency" => "self_consistency(k=3)",
+        "majority_voting" => "majority_voting(k=3)",
+        "bon" => "bon(n=2,rating_max_tokens=8)",
+        "moa" => "moa(samples=2,critique_max_tokens=48)",
+        "genselect" => "genselect(n=2)",
+        "rto" => "rto(description_max_tokens=48)",
+        "cot_decoding" => "cot_decoding(k=3,max_tokens=24)",
+        "entropy_decoding" => "entropy_decoding(max_tokens=24,seed=1)",
+        "thinkdeeper" => "thinkdeeper(max_tokens=32,seed=1)",
+        "autothink" => "autothink(max_tokens=32,seed=1)",
+        "deepconf" => "deepconf(max_tokens=24,max_traces=4,warmup_traces=2,parallel=2,window=8,seed=1)",
+        "mcts" => "mcts(simulations=1,candidates=2,user_max_tokens=24)",
+        "pvg" => "pvg(rounds=1,n=1)",
+        "rsa" => "rsa(population=2,k=2,steps=2)",
+        "mars" => "mars(agents=2,temperatures=[0.3,0.9],token_budget=1200)",
+        "plansearch" => "plansearch(plans=1,observations=2,derived=1)",
+        "leap" => "leap(max_examples=1,max_principles=2)",
+        "deepthink" => "deepthink(samples=2)",
+        "rstar" => "rstar(rollouts=1,max_depth=2,step_max_tokens=32,max_tokens=64)",
+        "cepo" => "cepo(bestofn=1,planning_n=1,planning_m=1,rating=\"majority\",plan_max_tokens=48,execute_max_tokens=48,review_max_tokens=48,answer_max_tokens=48)",
+        other => other,
+    }
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_strategy_runs_natively_with_consistent_accounting() {
+    let backend: Arc<dyn Backend> = common::native();
+    let mut request = StrategyRequest::user("What is 6 times 7? End with: The answer is N.");
+    request.sampling = Sampling::default().with_max_tokens(48).with_seed(3);
+    let budget = Budget {
+        max_total_tokens: Some(4000),
+        max_duration: Some(Duration::from_secs(240)),
+    };
+    let mut failures = Vec::new();
+    for info in strategies::catalogue() {
+        let spec_text = small(info.slug);
+        let parsed = spec::parse(&spec_text).unwrap();
+        let approach = strategies::build_spec(&parsed).unwrap();
+        match strategy::run(approach.as_ref(), backend.clone(), &request, budget).await {
+            Ok(out) => {
+                let calls = out.trace.len() as u32;
+                let prompt: u64 = out
+                    .trace
+                    .iter()
+                    .map(|t| u64::from(t.usage.prompt_tokens))
+                    .sum();
+                let completion: u64 = out
+                    .trace
+                    .iter()
+                    .map(|t| u64::from(t.usage.completion_tokens))
+                    .sum();
+                eprintln!(
+                    "{spec_text}: {} calls, {} tokens, {:.1} s{}: {:?}",
+                    out.usage.calls,
+                    out.usage.total_tokens(),
+                    out.wall.as_secs_f64(),
+                    if out.budget_exhausted {
+                        " (budget cut)"
+                    } else {
+                        ""
+                    },
+                    out.answer.chars().take(60).collect::<String>()
+                );
+                if out.answer.trim().is_empty() {
+                    failures.push(format!("{spec_text}: empty answer"));
+                }
+                if out.usage.calls != calls
+                    || out.usage.prompt_tokens != prompt
+                    || out.usage.completion_tokens != completion
+                {
+                    failures.push(format!(
+                        "{spec_text}: usage {:?} is not the trace sum ({calls}, {prompt}, {completion})",
+                        out.usage
+                    ));
+                }
+                if calls == 0 {
+                    failures.push(format!("{spec_text}: no model call"));
+                }
+            }
+            Err(e) => failures.push(format!("{spec_text}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
