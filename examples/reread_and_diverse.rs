@@ -1,0 +1,37 @@
+//! The seed's ReRead and DiverseSampling usage with a tiny model:
+//! `cargo run --release --example reread_and_diverse`.
+
+#[path = "common.rs"]
+mod common;
+
+use optillm_core::strategy::{self, Budget, StrategyRequest};
+use optillm_core::{Sampling, spec, strategies};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let backend = common::native().await?;
+    let mut request =
+        StrategyRequest::user("A farmer has 17 sheep. All but 9 run away. How many are left?");
+    request.sampling = Sampling::default().with_max_tokens(96).with_seed(1);
+
+    // ReRead: the question is given twice.
+    let re2 = strategies::build("re2", &Default::default())?;
+    let out = strategy::run(re2.as_ref(), backend.clone(), &request, Budget::default()).await?;
+    println!("re2: {}\n", out.answer);
+
+    // DiverseSampling: 5 requests over a temperature ladder 0.3..1.5, answer by vote.
+    let diverse = strategies::build_spec(&spec::parse(
+        "diverse(n=5,min_temperature=0.3,max_temperature=1.5)",
+    )?)?;
+    let out = strategy::run(diverse.as_ref(), backend, &request, Budget::default()).await?;
+    println!("diverse: {}", out.answer);
+    for c in &out.candidates {
+        println!("  candidate: {}", c.lines().next().unwrap_or(""));
+    }
+    println!(
+        "{} calls, {} tokens",
+        out.usage.calls,
+        out.usage.total_tokens()
+    );
+    Ok(())
+}
