@@ -78,7 +78,10 @@ fn bench_native(c: &mut Criterion) {
                 let mut spent = Duration::ZERO;
                 for _ in 0..iters {
                     let c = native.complete(request.clone()).expect("completion");
-                    assert_eq!(c.usage.completion_tokens, GEN_TOKENS, "the seed stopped early");
+                    assert_eq!(
+                        c.usage.completion_tokens, GEN_TOKENS,
+                        "the seed stopped early"
+                    );
                     spent += c.timings.decode;
                 }
                 spent

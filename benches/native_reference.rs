@@ -70,11 +70,13 @@ fn run() -> Result<(), BoxError> {
             return Err(format!("prompt has {} tokens", c.usage.prompt_tokens).into());
         }
         if measured {
-            r.prompt_tps.push(c.timings.prompt_tokens_per_second(&c.usage));
+            r.prompt_tps
+                .push(c.timings.prompt_tokens_per_second(&c.usage));
         }
         let c = native.complete(story(GEN_TOKENS, 1, seed))?;
         if measured {
-            r.decode_tps.push(c.timings.decode_tokens_per_second(&c.usage));
+            r.decode_tps
+                .push(c.timings.decode_tokens_per_second(&c.usage));
             r.ttft_ms.push(
                 c.timings
                     .time_to_first_token
@@ -112,12 +114,22 @@ fn run() -> Result<(), BoxError> {
 }
 
 fn report(native: &Native, r: &Runs) {
-    println!("model: {}  threads: {}", native.path.display(), native.threads);
+    println!(
+        "model: {}  threads: {}",
+        native.path.display(),
+        native.threads
+    );
     println!();
     println!("| test | median | unit |");
     println!("|---|---:|---|");
-    println!("| pp{PROMPT_TOKENS} | {:.2} | prompt tok/s |", median(&r.prompt_tps));
-    println!("| tg{GEN_TOKENS} | {:.2} | decode tok/s |", median(&r.decode_tps));
+    println!(
+        "| pp{PROMPT_TOKENS} | {:.2} | prompt tok/s |",
+        median(&r.prompt_tps)
+    );
+    println!(
+        "| tg{GEN_TOKENS} | {:.2} | decode tok/s |",
+        median(&r.decode_tps)
+    );
     println!(
         "| time to first token ({} prompt tokens) | {:.1} | ms |",
         r.story_prompt_tokens,

@@ -16,7 +16,8 @@ use optillm_core::strategies::{Params, build};
 use optillm_core::strategy::run;
 use optillm_core::{Backend, Budget, ChatRequest, StrategyRequest};
 
-const ANSWER: &str = "Each box holds 6 apples and there are 7 boxes, so 6 * 7 = 42. The answer is 42.";
+const ANSWER: &str =
+    "Each box holds 6 apples and there are 7 boxes, so 6 * 7 = 42. The answer is 42.";
 const QUESTION: &str = "A shop has 7 boxes with 6 apples in each. How many apples are there?";
 
 fn bench_strategies(c: &mut Criterion) {
@@ -65,7 +66,11 @@ fn bench_strategies(c: &mut Criterion) {
                         Budget::default(),
                     ))
                     .expect("strategy run");
-                assert!(outcome.answer.contains("42"), "wrong answer: {}", outcome.answer);
+                assert!(
+                    outcome.answer.contains("42"),
+                    "wrong answer: {}",
+                    outcome.answer
+                );
                 outcome
             })
         });

@@ -45,7 +45,9 @@ fn flash_attention() -> Result<Option<bool>, BoxError> {
         Err(_) | Ok("auto") => Ok(None),
         Ok("on") => Ok(Some(true)),
         Ok("off") => Ok(Some(false)),
-        Ok(other) => Err(format!("OPTILLM_BENCH_FLASH_ATTN must be on, off or auto, not `{other}`").into()),
+        Ok(other) => {
+            Err(format!("OPTILLM_BENCH_FLASH_ATTN must be on, off or auto, not `{other}`").into())
+        }
     }
 }
 
@@ -147,13 +149,11 @@ impl Native {
 /// A short prompt that makes the model write at length (sampled, llama.cpp's default
 /// settings), `n` samples from seeds `seed..seed + n`.
 pub fn story(max_tokens: u32, n: u32, seed: u32) -> ChatRequest {
-    ChatRequest::user(
-        "Write a long, detailed story about a lighthouse keeper and a storm at sea.",
-    )
-    .with_sampling(
-        Sampling::default()
-            .with_max_tokens(max_tokens)
-            .with_seed(seed),
-    )
-    .with_n(n)
+    ChatRequest::user("Write a long, detailed story about a lighthouse keeper and a storm at sea.")
+        .with_sampling(
+            Sampling::default()
+                .with_max_tokens(max_tokens)
+                .with_seed(seed),
+        )
+        .with_n(n)
 }
