@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo build --release -p optillm
 model=$(./target/release/optillm pull | cut -f2)
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
 
 port=18088

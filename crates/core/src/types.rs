@@ -365,7 +365,7 @@ impl Completion {
 }
 
 /// What a backend can do, so strategies can choose how to call it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     /// `n > 1` is served natively (one prompt evaluation, batched decoding or one request).
     pub native_n: bool,
@@ -378,16 +378,4 @@ pub struct Capabilities {
     pub token_control: bool,
     /// Context length in tokens, when known.
     pub context_length: Option<u32>,
-}
-
-impl Default for Capabilities {
-    fn default() -> Self {
-        Self {
-            native_n: false,
-            logprobs: false,
-            max_top_logprobs: 0,
-            token_control: false,
-            context_length: None,
-        }
-    }
 }

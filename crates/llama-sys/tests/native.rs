@@ -3,6 +3,8 @@
 //! The model comes from `OPTILLM_TEST_MODEL` (a GGUF path) or else from the project's
 //! model cache, pulled there on first use (`optillm pull smollm2-135m` does the same).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};

@@ -5,34 +5,34 @@ use serde::de::DeserializeOwned;
 
 use crate::strategy::{Strategy, StrategyError};
 
+mod autothink;
+mod bon;
+mod cepo;
 mod combinators;
-mod mcts;
-mod mars;
+mod cot_decoding;
+mod cot_reflection;
+mod deepconf;
 mod deepthink;
+mod diverse;
+mod entropy_decoding;
+mod genselect;
 mod leap;
+mod majority_voting;
+mod mars;
+mod mcts;
+mod moa;
+mod none;
 mod plansearch;
 mod pvg;
+mod re2;
 mod rsa;
 mod rstar;
-mod cepo;
-mod util;
-mod cot_decoding;
-mod entropy_decoding;
-mod thinkdeeper;
-mod autothink;
-mod deepconf;
-mod none;
-mod bon;
-mod cot_reflection;
-mod diverse;
-mod genselect;
-mod majority_voting;
-mod moa;
-mod re2;
 mod rto;
+pub mod sampler;
 mod select;
 mod self_consistency;
-pub mod sampler;
+mod thinkdeeper;
+mod util;
 
 pub use combinators::{Parallel, Pipeline, build_spec};
 pub use none::NoneStrategy;
@@ -78,197 +78,220 @@ struct Entry {
 
 fn entries() -> Vec<Entry> {
     vec![
-    Entry {
-        slug: "none",
-        description: "Pass-through: one completion, streamed",
-        defaults: defaults_of::<none::Params>,
-        build: |p| Ok(Box::new(NoneStrategy::new(parse_params("none", p)?))),
-    },
-    // Sampling, voting and selection approaches.
-    Entry {
-        slug: "re2",
-        description: "ReRead: the query is given twice (\"Read the question again\"); keeps n",
-        defaults: defaults_of::<re2::Params>,
-        build: |p| Ok(Box::new(re2::Re2::new(parse_params("re2", p)?))),
-    },
-    Entry {
-        slug: "diverse",
-        description: "Diverse sampling: n requests over a temperature ladder, picked by vote, length or rating",
-        defaults: defaults_of::<diverse::Params>,
-        build: |p| Ok(Box::new(diverse::Diverse::new(parse_params("diverse", p)?)?)),
-    },
-    Entry {
-        slug: "self_consistency",
-        description: "Self-consistency: k samples at T=1 in one request, majority vote on extracted answers",
-        defaults: defaults_of::<self_consistency::Params>,
-        build: |p| {
-            Ok(Box::new(self_consistency::SelfConsistency::new(
-                parse_params("self_consistency", p)?,
-            )?))
+        Entry {
+            slug: "none",
+            description: "Pass-through: one completion, streamed",
+            defaults: defaults_of::<none::Params>,
+            build: |p| Ok(Box::new(NoneStrategy::new(parse_params("none", p)?))),
         },
-    },
-    Entry {
-        slug: "majority_voting",
-        description: "Majority voting: k samples at T=0.6 in one request, vote on normalised answers",
-        defaults: defaults_of::<majority_voting::Params>,
-        build: |p| {
-            Ok(Box::new(majority_voting::MajorityVoting::new(
-                parse_params("majority_voting", p)?,
-            )?))
+        // Sampling, voting and selection approaches.
+        Entry {
+            slug: "re2",
+            description: "ReRead: the query is given twice (\"Read the question again\"); keeps n",
+            defaults: defaults_of::<re2::Params>,
+            build: |p| Ok(Box::new(re2::Re2::new(parse_params("re2", p)?))),
         },
-    },
-    Entry {
-        slug: "bon",
-        description: "Best-of-n: n samples in one request, each rated 0-10 by the model concurrently, argmax",
-        defaults: defaults_of::<bon::Params>,
-        build: |p| Ok(Box::new(bon::BestOfN::new(parse_params("bon", p)?)?)),
-    },
-    Entry {
-        slug: "moa",
-        description: "Mixture of agents: samples, one critique of all, one synthesis",
-        defaults: defaults_of::<moa::Params>,
-        build: |p| Ok(Box::new(moa::MixtureOfAgents::new(parse_params("moa", p)?)?)),
-    },
-    Entry {
-        slug: "cot_reflection",
-        description: "Chain of thought with <thinking>, <reflection> and <output>; returns the output",
-        defaults: defaults_of::<cot_reflection::Params>,
-        build: |p| {
-            Ok(Box::new(cot_reflection::CotReflection::new(parse_params(
-                "cot_reflection",
-                p,
-            )?)))
+        Entry {
+            slug: "diverse",
+            description: "Diverse sampling: n requests over a temperature ladder, picked by vote, length or rating",
+            defaults: defaults_of::<diverse::Params>,
+            build: |p| {
+                Ok(Box::new(diverse::Diverse::new(parse_params(
+                    "diverse", p,
+                )?)?))
+            },
         },
-    },
-    Entry {
-        slug: "genselect",
-        description: "GenSelect: n candidates, one comparison call names the best; vote when unparsable",
-        defaults: defaults_of::<genselect::Params>,
-        build: |p| Ok(Box::new(genselect::GenSelect::new(parse_params("genselect", p)?)?)),
-    },
-    Entry {
-        slug: "rto",
-        description: "Round-trip optimisation for code: C1, describe, C2 from the description, merge if they differ",
-        defaults: defaults_of::<rto::Params>,
-        build: |p| Ok(Box::new(rto::RoundTrip::new(parse_params("rto", p)?)?)),
-    },
-    // Logit-level approaches (need a backend with `token_control`).
-    Entry {
-        slug: cot_decoding::SLUG,
-        description: "CoT decoding: branch on the top-k first tokens from one shared prompt, \
+        Entry {
+            slug: "self_consistency",
+            description: "Self-consistency: k samples at T=1 in one request, majority vote on extracted answers",
+            defaults: defaults_of::<self_consistency::Params>,
+            build: |p| {
+                Ok(Box::new(self_consistency::SelfConsistency::new(
+                    parse_params("self_consistency", p)?,
+                )?))
+            },
+        },
+        Entry {
+            slug: "majority_voting",
+            description: "Majority voting: k samples at T=0.6 in one request, vote on normalised answers",
+            defaults: defaults_of::<majority_voting::Params>,
+            build: |p| {
+                Ok(Box::new(majority_voting::MajorityVoting::new(
+                    parse_params("majority_voting", p)?,
+                )?))
+            },
+        },
+        Entry {
+            slug: "bon",
+            description: "Best-of-n: n samples in one request, each rated 0-10 by the model concurrently, argmax",
+            defaults: defaults_of::<bon::Params>,
+            build: |p| Ok(Box::new(bon::BestOfN::new(parse_params("bon", p)?)?)),
+        },
+        Entry {
+            slug: "moa",
+            description: "Mixture of agents: samples, one critique of all, one synthesis",
+            defaults: defaults_of::<moa::Params>,
+            build: |p| {
+                Ok(Box::new(moa::MixtureOfAgents::new(parse_params(
+                    "moa", p,
+                )?)?))
+            },
+        },
+        Entry {
+            slug: "cot_reflection",
+            description: "Chain of thought with <thinking>, <reflection> and <output>; returns the output",
+            defaults: defaults_of::<cot_reflection::Params>,
+            build: |p| {
+                Ok(Box::new(cot_reflection::CotReflection::new(parse_params(
+                    "cot_reflection",
+                    p,
+                )?)))
+            },
+        },
+        Entry {
+            slug: "genselect",
+            description: "GenSelect: n candidates, one comparison call names the best; vote when unparsable",
+            defaults: defaults_of::<genselect::Params>,
+            build: |p| {
+                Ok(Box::new(genselect::GenSelect::new(parse_params(
+                    "genselect",
+                    p,
+                )?)?))
+            },
+        },
+        Entry {
+            slug: "rto",
+            description: "Round-trip optimisation for code: C1, describe, C2 from the description, merge if they differ",
+            defaults: defaults_of::<rto::Params>,
+            build: |p| Ok(Box::new(rto::RoundTrip::new(parse_params("rto", p)?)?)),
+        },
+        // Logit-level approaches (need a backend with `token_control`).
+        Entry {
+            slug: cot_decoding::SLUG,
+            description: "CoT decoding: branch on the top-k first tokens from one shared prompt, \
                       decode greedily in one batch, pick the path most confident in its answer",
-        defaults: defaults_of::<cot_decoding::Params>,
-        build: |p| {
-            Ok(Box::new(cot_decoding::CotDecoding::new(parse_params(
-                cot_decoding::SLUG,
-                p,
-            )?)?))
+            defaults: defaults_of::<cot_decoding::Params>,
+            build: |p| {
+                Ok(Box::new(cot_decoding::CotDecoding::new(parse_params(
+                    cot_decoding::SLUG,
+                    p,
+                )?)?))
+            },
         },
-    },
-    Entry {
-        slug: entropy_decoding::SLUG,
-        description: "Entropix-style decoding: entropy and varentropy per token choose \
+        Entry {
+            slug: entropy_decoding::SLUG,
+            description: "Entropix-style decoding: entropy and varentropy per token choose \
                       argmax, sampling or a \"Wait, \" insertion",
-        defaults: defaults_of::<entropy_decoding::Params>,
-        build: |p| {
-            Ok(Box::new(entropy_decoding::EntropyDecoding::new(
-                parse_params(entropy_decoding::SLUG, p)?,
-            )?))
+            defaults: defaults_of::<entropy_decoding::Params>,
+            build: |p| {
+                Ok(Box::new(entropy_decoding::EntropyDecoding::new(
+                    parse_params(entropy_decoding::SLUG, p)?,
+                )?))
+            },
         },
-    },
-    Entry {
-        slug: thinkdeeper::SLUG,
-        description: "Budget forcing (s1): a premature end of thinking becomes \"Wait,\"; \
+        Entry {
+            slug: thinkdeeper::SLUG,
+            description: "Budget forcing (s1): a premature end of thinking becomes \"Wait,\"; \
                       the end is forced at the maximum thinking budget",
-        defaults: defaults_of::<thinkdeeper::Params>,
-        build: |p| {
-            Ok(Box::new(thinkdeeper::ThinkDeeper::new(parse_params(
-                thinkdeeper::SLUG,
-                p,
-            )?)?))
+            defaults: defaults_of::<thinkdeeper::Params>,
+            build: |p| {
+                Ok(Box::new(thinkdeeper::ThinkDeeper::new(parse_params(
+                    thinkdeeper::SLUG,
+                    p,
+                )?)?))
+            },
         },
-    },
-    Entry {
-        slug: autothink::SLUG,
-        description: "A heuristic classifier (query length, math/logic keywords, numbers) \
+        Entry {
+            slug: autothink::SLUG,
+            description: "A heuristic classifier (query length, math/logic keywords, numbers) \
                       picks the thinking budget, then thinkdeeper budget forcing \
                       (not the reference's trained classifier or steering vectors)",
-        defaults: defaults_of::<autothink::Params>,
-        build: |p| {
-            Ok(Box::new(autothink::AutoThink::new(parse_params(
-                autothink::SLUG,
-                p,
-            )?)?))
+            defaults: defaults_of::<autothink::Params>,
+            build: |p| {
+                Ok(Box::new(autothink::AutoThink::new(parse_params(
+                    autothink::SLUG,
+                    p,
+                )?)?))
+            },
         },
-    },
-    Entry {
-        slug: deepconf::SLUG,
-        description: "DeepConf online: forked traces decoded in parallel, warm-up sets a \
+        Entry {
+            slug: deepconf::SLUG,
+            description: "DeepConf online: forked traces decoded in parallel, warm-up sets a \
                       confidence threshold, weak traces stop early, confidence-weighted \
                       vote, stop at consensus (defaults scaled down for small models)",
-        defaults: defaults_of::<deepconf::Params>,
-        build: |p| {
-            Ok(Box::new(deepconf::DeepConf::new(parse_params(
-                deepconf::SLUG,
-                p,
-            )?)?))
+            defaults: defaults_of::<deepconf::Params>,
+            build: |p| {
+                Ok(Box::new(deepconf::DeepConf::new(parse_params(
+                    deepconf::SLUG,
+                    p,
+                )?)?))
+            },
         },
-    },
-    // Search and multi-step approaches.
-    Entry {
-        slug: "mcts",
-        description: "Monte-Carlo tree search over dialogue states (UCT, model-scored states)",
-        defaults: defaults_of::<mcts::Params>,
-        build: |p| Ok(Box::new(mcts::Mcts::new(parse_params("mcts", p)?)?)),
-    },
-    Entry {
-        slug: "pvg",
-        description: "Prover-verifier game: helpful and sneaky provers, verifier scores, query refinement",
-        defaults: defaults_of::<pvg::Params>,
-        build: |p| Ok(Box::new(pvg::Pvg::new(parse_params("pvg", p)?)?)),
-    },
-    Entry {
-        slug: "rsa",
-        description: "Recursive self-aggregation: a population refined by aggregating K of N per step",
-        defaults: defaults_of::<rsa::Params>,
-        build: |p| Ok(Box::new(rsa::Rsa::new(parse_params("rsa", p)?)?)),
-    },
-    Entry {
-        slug: "mars",
-        description: "Multi-agent reasoning: explore, aggregate, cross-verify, improve, vote or synthesise",
-        defaults: defaults_of::<mars::Params>,
-        build: |p| Ok(Box::new(mars::Mars::new(parse_params("mars", p)?)?)),
-    },
-    Entry {
-        slug: "plansearch",
-        description: "Plan search: observations, derived observations, natural-language plans, solutions; several plans",
-        defaults: defaults_of::<plansearch::Params>,
-        build: |p| Ok(Box::new(plansearch::PlanSearch::new(parse_params("plansearch", p)?)?)),
-    },
-    Entry {
-        slug: "leap",
-        description: "LEAP: learn principles from deliberate mistakes on the query's examples, then answer",
-        defaults: defaults_of::<leap::Params>,
-        build: |p| Ok(Box::new(leap::Leap::new(parse_params("leap", p)?))),
-    },
-    Entry {
-        slug: "deepthink",
-        description: "SELF-DISCOVER reasoning structure, then uncertainty-routed CoT (vote if confident, else greedy)",
-        defaults: defaults_of::<deepthink::Params>,
-        build: |p| Ok(Box::new(deepthink::DeepThink::new(parse_params("deepthink", p)?)?)),
-    },
-    Entry {
-        slug: rstar::SLUG,
-        description: "rStar: MCTS over five reasoning actions, then a mutual-consistency check; returns the whole reasoning",
-        defaults: defaults_of::<rstar::Params>,
-        build: |p| Ok(Box::new(rstar::RStar::new(parse_params(rstar::SLUG, p)?)?)),
-    },
-    Entry {
-        slug: cepo::SLUG,
-        description: "CePO: best-of-n over plan, execute, review, answer pipelines; judge rating or majority",
-        defaults: defaults_of::<cepo::Params>,
-        build: |p| Ok(Box::new(cepo::Cepo::new(parse_params(cepo::SLUG, p)?)?)),
-    },
+        // Search and multi-step approaches.
+        Entry {
+            slug: "mcts",
+            description: "Monte-Carlo tree search over dialogue states (UCT, model-scored states)",
+            defaults: defaults_of::<mcts::Params>,
+            build: |p| Ok(Box::new(mcts::Mcts::new(parse_params("mcts", p)?)?)),
+        },
+        Entry {
+            slug: "pvg",
+            description: "Prover-verifier game: helpful and sneaky provers, verifier scores, query refinement",
+            defaults: defaults_of::<pvg::Params>,
+            build: |p| Ok(Box::new(pvg::Pvg::new(parse_params("pvg", p)?)?)),
+        },
+        Entry {
+            slug: "rsa",
+            description: "Recursive self-aggregation: a population refined by aggregating K of N per step",
+            defaults: defaults_of::<rsa::Params>,
+            build: |p| Ok(Box::new(rsa::Rsa::new(parse_params("rsa", p)?)?)),
+        },
+        Entry {
+            slug: "mars",
+            description: "Multi-agent reasoning: explore, aggregate, cross-verify, improve, vote or synthesise",
+            defaults: defaults_of::<mars::Params>,
+            build: |p| Ok(Box::new(mars::Mars::new(parse_params("mars", p)?)?)),
+        },
+        Entry {
+            slug: "plansearch",
+            description: "Plan search: observations, derived observations, natural-language plans, solutions; several plans",
+            defaults: defaults_of::<plansearch::Params>,
+            build: |p| {
+                Ok(Box::new(plansearch::PlanSearch::new(parse_params(
+                    "plansearch",
+                    p,
+                )?)?))
+            },
+        },
+        Entry {
+            slug: "leap",
+            description: "LEAP: learn principles from deliberate mistakes on the query's examples, then answer",
+            defaults: defaults_of::<leap::Params>,
+            build: |p| Ok(Box::new(leap::Leap::new(parse_params("leap", p)?))),
+        },
+        Entry {
+            slug: "deepthink",
+            description: "SELF-DISCOVER reasoning structure, then uncertainty-routed CoT (vote if confident, else greedy)",
+            defaults: defaults_of::<deepthink::Params>,
+            build: |p| {
+                Ok(Box::new(deepthink::DeepThink::new(parse_params(
+                    "deepthink",
+                    p,
+                )?)?))
+            },
+        },
+        Entry {
+            slug: rstar::SLUG,
+            description: "rStar: MCTS over five reasoning actions, then a mutual-consistency check; returns the whole reasoning",
+            defaults: defaults_of::<rstar::Params>,
+            build: |p| Ok(Box::new(rstar::RStar::new(parse_params(rstar::SLUG, p)?)?)),
+        },
+        Entry {
+            slug: cepo::SLUG,
+            description: "CePO: best-of-n over plan, execute, review, answer pipelines; judge rating or majority",
+            defaults: defaults_of::<cepo::Params>,
+            build: |p| Ok(Box::new(cepo::Cepo::new(parse_params(cepo::SLUG, p)?)?)),
+        },
     ]
 }
 
