@@ -16,13 +16,18 @@
 //! - n = 1, 2, 4, 8 samples of 128 tokens from one request: wall time (client side),
 //!   aggregate decode tok/s (`completion_tokens / decode`, like batched-bench's S_TG)
 //!   and all tokens over wall time (like batched-bench's S with a shared prompt);
-//! - 8 separate one-sample requests one after the other: wall time.
+//! - 8 separate one-sample requests one after the other: wall time;
+//! - raw decode, for the analysis: the same prompt, then 128 steps of n sequences fed a
+//!   fixed token through the token-level session (`Backend::token_job`): llama.cpp's
+//!   decoding through our binding and worker without sampling, detokenization or
+//!   streaming, which is what llama-bench's tg and batched-bench's S_TG time.
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{BoxError, GEN_TOKENS, N_SAMPLES, Native, PROMPT_TOKENS, story};
+use optillm_core::run_token_job;
 use serde_json::json;
 
 #[derive(Default)]
@@ -38,6 +43,36 @@ struct Runs {
     n_tokens: Vec<Vec<f64>>,
     separate_wall: Vec<f64>,
     separate_tokens: Vec<f64>,
+    /// Per n: tok/s of the raw decode.
+    raw_tps: Vec<Vec<f64>>,
+}
+
+/// Tokens per second of `GEN_TOKENS` steps of `n` sequences forked from the prompt,
+/// each step one batch of the same token (no sampling).
+fn raw_decode(native: &Native, n: u32) -> Result<f64, BoxError> {
+    let request = story(GEN_TOKENS, 1, 1);
+    let elapsed: Duration =
+        native
+            .rt
+            .block_on(run_token_job(&*native.backend, request, move |s| {
+                let started = Instant::now();
+                let logits = s.logits(0)?;
+                let token = logits
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i as i32);
+                let mut seqs = vec![0];
+                for _ in 1..n {
+                    seqs.push(s.fork(0)?);
+                }
+                let items: Vec<(i32, i32)> = seqs.iter().map(|q| (*q, token)).collect();
+                for _ in 0..GEN_TOKENS {
+                    s.append_batch(&items)?;
+                }
+                Ok(started.elapsed())
+            }))?;
+    Ok(f64::from(n * GEN_TOKENS) / elapsed.as_secs_f64())
 }
 
 fn run() -> Result<(), BoxError> {
@@ -60,6 +95,7 @@ fn run() -> Result<(), BoxError> {
         n_decode_tps: vec![Vec::new(); N_SAMPLES.len()],
         n_total_tps: vec![Vec::new(); N_SAMPLES.len()],
         n_tokens: vec![Vec::new(); N_SAMPLES.len()],
+        raw_tps: vec![Vec::new(); N_SAMPLES.len()],
         ..Runs::default()
     };
     // One unmeasured pass over everything (caches, allocator, OpenMP threads).
@@ -93,6 +129,12 @@ fn run() -> Result<(), BoxError> {
                 r.n_decode_tps[i].push(c.timings.decode_tokens_per_second(&c.usage));
                 r.n_total_tps[i].push(f64::from(c.usage.total()) / wall);
                 r.n_tokens[i].push(f64::from(c.usage.completion_tokens));
+            }
+        }
+        for (i, n) in N_SAMPLES.into_iter().enumerate() {
+            let tps = raw_decode(&native, n)?;
+            if measured {
+                r.raw_tps[i].push(tps);
             }
         }
         let started = Instant::now();
@@ -137,9 +179,9 @@ fn report(native: &Native, r: &Runs) {
     );
     println!();
     println!(
-        "| n | generated tokens | wall s | aggregate decode tok/s (S_TG) | all tokens / wall (S) |"
+        "| n | generated tokens | wall s | aggregate decode tok/s (S_TG) | all tokens / wall (S) | raw decode tok/s |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|");
     let mut n_rows = Vec::new();
     for (i, n) in N_SAMPLES.into_iter().enumerate() {
         let row = json!({
@@ -148,18 +190,23 @@ fn report(native: &Native, r: &Runs) {
             "wall_s": median(&r.n_wall[i]),
             "decode_tps": median(&r.n_decode_tps[i]),
             "total_tps": median(&r.n_total_tps[i]),
+            "raw_decode_tps": median(&r.raw_tps[i]),
+            "wall_s_runs": r.n_wall[i],
+            "decode_tps_runs": r.n_decode_tps[i],
+            "raw_decode_tps_runs": r.raw_tps[i],
         });
         println!(
-            "| {n} | {:.0} | {:.3} | {:.2} | {:.2} |",
+            "| {n} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} |",
             median(&r.n_tokens[i]),
             median(&r.n_wall[i]),
             median(&r.n_decode_tps[i]),
-            median(&r.n_total_tps[i])
+            median(&r.n_total_tps[i]),
+            median(&r.raw_tps[i])
         );
         n_rows.push(row);
     }
     println!(
-        "| 8 separate requests | {:.0} | {:.3} | | |",
+        "| 8 separate requests | {:.0} | {:.3} | | | |",
         median(&r.separate_tokens),
         median(&r.separate_wall)
     );

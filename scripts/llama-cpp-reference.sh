@@ -18,11 +18,16 @@
 #   llama-bench -m MODEL -t 2 -p 256 -n 128 -r 3
 #   llama-batched-bench -m MODEL -t 2 -c 4096 -npp 32 -ntg 128 -npl 1,2,4,8        (prompt per sequence)
 #   llama-batched-bench -m MODEL -t 2 -c 4096 -npp 32 -ntg 128 -npl 1,2,4,8 -pps   (prompt shared, as ours)
+#   llama-batched-bench ... -pps -kvu   (also one unified KV cache, as our backend's context)
 #   our bench `native_reference` (same quantities through Backend::complete)
-# and keeps every output under target/llama-cpp-reference/results/<time>/.
+# ROUNDS times, the tools and ours alternating (slow phases of a shared machine then hit
+# both sides), keeps every output under target/llama-cpp-reference/results/<time>/ and
+# writes summary.md there (medians over rounds, ratios to the targets;
+# scripts/llama-cpp-reference-summary.py).
 #
 # Environment: MODEL (default: the cached SmolLM2-135M-Instruct Q4_1), THREADS (2),
-# REPS (llama-bench -r, 3), OPTILLM_BENCH_REPS (our repetitions, 5), LLAMA_CPP_PYTHON
+# REPS (llama-bench -r, 3), ROUNDS (3), OPTILLM_BENCH_REPS (our repetitions per round, 3),
+# LLAMA_CPP_PYTHON
 # (sdist version, 0.3.36). Run it on a quiet machine: with 2 threads on 2 cores any other
 # load makes llama.cpp's OpenMP threads wait for each other and the numbers collapse.
 set -euo pipefail
@@ -33,6 +38,7 @@ VERSION="${LLAMA_CPP_PYTHON:-0.3.36}"
 MODEL="${MODEL:-$HOME/.cache/optillm/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 THREADS="${THREADS:-2}"
 REPS="${REPS:-3}"
+ROUNDS="${ROUNDS:-3}"
 MODE="${1:-all}"
 
 log() { echo "== $*" >&2; }
@@ -127,20 +133,26 @@ run() {
     } >"$res/machine.txt"
     cat "$res/machine.txt" >&2
     log "uptime before: $(uptime)"; uptime >"$res/uptime-before.txt"
-    log "llama-bench"
-    "$WORK/bin/llama-bench" -m "$MODEL" -t "$THREADS" -p 256 -n 128 -r "$REPS" 2>"$res/llama-bench.err" |
-        tee "$res/llama-bench.md"
-    log "llama-batched-bench (prompt per sequence)"
-    "$WORK/bin/llama-batched-bench" -m "$MODEL" -t "$THREADS" -c 4096 -npp 32 -ntg 128 -npl 1,2,4,8 \
-        >"$res/batched-bench.out" 2>&1
-    grep '^|' "$res/batched-bench.out" >&2
-    log "llama-batched-bench -pps (prompt shared)"
-    "$WORK/bin/llama-batched-bench" -m "$MODEL" -t "$THREADS" -c 4096 -npp 32 -ntg 128 -npl 1,2,4,8 -pps \
-        >"$res/batched-bench-pps.out" 2>&1
-    grep '^|' "$res/batched-bench-pps.out" >&2
-    log "ours: native_reference"
-    OPTILLM_BENCH_MODEL="$MODEL" OPTILLM_BENCH_THREADS="$THREADS" \
-        "$(cat "$WORK/native_reference.path")" 2>"$res/ours.err" | tee "$res/ours.md"
+    local round variant
+    for round in $(seq 1 "$ROUNDS"); do
+        log "round $round/$ROUNDS: llama-bench ($(uptime))"
+        "$WORK/bin/llama-bench" -m "$MODEL" -t "$THREADS" -p 256 -n 128 -r "$REPS" \
+            2>"$res/llama-bench.$round.err" | tee "$res/llama-bench.$round.md" >&2
+        for variant in default pps pps-kvu; do
+            local extra=()
+            case "$variant" in pps) extra=(-pps) ;; pps-kvu) extra=(-pps -kvu) ;; esac
+            log "round $round/$ROUNDS: llama-batched-bench ${extra[*]:-}"
+            "$WORK/bin/llama-batched-bench" -m "$MODEL" -t "$THREADS" -c 4096 -npp 32 -ntg 128 \
+                -npl 1,2,4,8 "${extra[@]}" >"$res/batched-bench-$variant.$round.out" 2>&1
+            grep '^|' "$res/batched-bench-$variant.$round.out" >&2
+        done
+        log "round $round/$ROUNDS: ours (native_reference)"
+        OPTILLM_BENCH_MODEL="$MODEL" OPTILLM_BENCH_THREADS="$THREADS" \
+            OPTILLM_BENCH_REPS="${OPTILLM_BENCH_REPS:-3}" \
+            "$(cat "$WORK/native_reference.path")" 2>"$res/ours.$round.err" | tee "$res/ours.$round.md" >&2
+        uptime >"$res/uptime-after-round-$round.txt"
+    done
+    python3 "$ROOT/scripts/llama-cpp-reference-summary.py" "$res" | tee "$res/summary.md"
     log "uptime after: $(uptime)"; uptime >"$res/uptime-after.txt"
     log "results in $res"
 }
