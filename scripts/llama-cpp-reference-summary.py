@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Summary of a scripts/llama-cpp-reference.sh results directory: medians over rounds of
-llama.cpp's tools and of our native_reference bench, and the ratios the targets are about."""
+"""Summary of scripts/llama-cpp-reference.sh results directories (one or more, pooled):
+medians over rounds of llama.cpp's tools and of our native_reference bench, and the
+ratios the targets are about."""
 
 import glob
 import json
@@ -10,6 +11,10 @@ import statistics
 import sys
 
 NAN = float("nan")
+
+
+def files(dirs, pattern):
+    return sorted(f for d in dirs for f in glob.glob(os.path.join(d, pattern)))
 
 
 def med(xs):
@@ -24,7 +29,7 @@ def cells(line):
 def llama_bench(res, test):
     """Mean t/s of each round's llama-bench row for `test` (pp256, tg128)."""
     out = []
-    for f in sorted(glob.glob(os.path.join(res, "llama-bench.*.md"))):
+    for f in files(res, "llama-bench.*.md"):
         for line in open(f):
             c = cells(line)
             if len(c) > 2 and c[-2] == test:
@@ -35,7 +40,7 @@ def llama_bench(res, test):
 def batched(res, variant):
     """Rows of each round's llama-batched-bench table, by batch size B."""
     rows = {}
-    for f in sorted(glob.glob(os.path.join(res, f"batched-bench-{variant}.*.out"))):
+    for f in files(res, f"batched-bench-{variant}.*.out"):
         for line in open(f):
             c = cells(line)
             if len(c) == 10 and re.fullmatch(r"\d+", c[0]):
@@ -47,7 +52,7 @@ def batched(res, variant):
 
 def main(res):
     ours = []
-    for f in sorted(glob.glob(os.path.join(res, "ours.*.md"))):
+    for f in files(res, "ours.*.md"):
         for line in open(f):
             if line.startswith("JSON "):
                 ours.append(json.loads(line[5:]))
@@ -62,6 +67,22 @@ def main(res):
     print(f"| prompt tok/s, 256 tokens (llama-bench pp256) | {pp:.1f} | {opp:.1f} | {opp / pp:.2f} | >= 0.95 |")
     print(f"| decode tok/s, 128 tokens (llama-bench tg128) | {tg:.1f} | {otg:.1f} | {otg / tg:.2f} | >= 0.95 |")
     print(f"| time to first token, ms ({story}-token prompt) | | {ttft:.1f} | | |")
+    print()
+    # Ratios within each round (the two sides ran minutes apart), then their median.
+    paired = {"pp256": [], "tg128": []}
+    for d in res:
+        for f in sorted(glob.glob(os.path.join(d, "ours.*.md"))):
+            n = f.rsplit(".", 2)[-2]
+            o = [json.loads(x[5:]) for x in open(f) if x.startswith("JSON ")]
+            for test, key in (("pp256", "prompt_tps"), ("tg128", "decode_tps")):
+                mdf = os.path.join(d, f"llama-bench.{n}.md")
+                if o and os.path.exists(mdf):
+                    for line in open(mdf):
+                        c = cells(line)
+                        if len(c) > 2 and c[-2] == test:
+                            paired[test].append(o[0][key] / float(c[-1].split()[0]))
+    for test, rs in paired.items():
+        print(f"paired ratio {test} per round: {', '.join(f'{r:.2f}' for r in rs)}; median {med(rs):.2f}")
     print()
     variants = ("default", "pps", "pps-kvu")
     tables = {v: batched(res, v) for v in variants}
@@ -89,8 +110,12 @@ def main(res):
     sep = med([o["separate_8_wall_s"] for o in ours])
     w8 = med([o["n_samples"][3]["wall_s"] for o in ours])
     print()
-    print(f"8 separate requests: {sep:.3f} s; n=8 in one request: {w8:.3f} s; ratio {w8 / sep:.2f} (target <= 0.50)")
+    print(f"ours: 8 separate requests {sep:.3f} s; n=8 in one request {w8:.3f} s; ratio {w8 / sep:.2f} (target <= 0.50)")
+    for v in variants:
+        t1 = med([r["t"] for r in tables[v].get(1, [])])
+        t8 = med([r["t"] for r in tables[v].get(8, [])])
+        print(f"batched-bench {v}: T(B=8) / (8 x T(B=1)) = {t8:.3f} / {8 * t1:.3f} = {t8 / (8 * t1):.2f}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])
