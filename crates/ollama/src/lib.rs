@@ -33,7 +33,7 @@
 
 mod config;
 mod error;
-mod http;
+use optillm_http as http;
 pub mod ndjson;
 mod wire;
 

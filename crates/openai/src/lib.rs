@@ -45,7 +45,7 @@
 mod backend;
 mod config;
 mod error;
-mod http;
+use optillm_http as http;
 pub mod sse;
 mod wire;
 

@@ -1,4 +1,6 @@
-//! Sending a request: retries where safe, the first-byte timeout, and typed errors.
+//! HTTP plumbing shared by the remote backends (Ollama, OpenAI-compatible): opening a
+//! request with connect / first-byte / total timeouts and safe retries, and turning
+//! failures into [`BackendError`]s that keep the status and the server's message.
 
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use tracing::warn;
 
 /// How requests are retried and timed.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Policy {
+pub struct Policy {
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,
     pub max_retries: u32,
@@ -16,7 +18,7 @@ pub(crate) struct Policy {
 }
 
 /// A successful answer whose first body chunk has arrived (`None`: the body is empty).
-pub(crate) struct Opened {
+pub struct Opened {
     pub response: reqwest::Response,
     pub first: Option<Bytes>,
 }
@@ -29,7 +31,7 @@ struct Failed {
 /// Sends the request built by `make` until it succeeds or fails for good. An attempt is
 /// retried only when nothing of the answer was received: a refused connection or a 5xx
 /// status. Each attempt gets `first_byte_timeout` to deliver its first body byte.
-pub(crate) async fn open(
+pub async fn open(
     policy: &Policy,
     model: &str,
     make: impl Fn() -> reqwest::RequestBuilder,
@@ -89,7 +91,7 @@ async fn try_open(
 }
 
 /// Reads the rest of an opened body.
-pub(crate) async fn read_all(opened: Opened) -> Result<Vec<u8>, BackendError> {
+pub async fn read_all(opened: Opened) -> Result<Vec<u8>, BackendError> {
     let Opened {
         mut response,
         first,
@@ -102,7 +104,7 @@ pub(crate) async fn read_all(opened: Opened) -> Result<Vec<u8>, BackendError> {
 }
 
 /// The error of a request that could not be sent or got no answer.
-pub(crate) fn send_error(e: &reqwest::Error, connect_timeout: Duration) -> BackendError {
+pub fn send_error(e: &reqwest::Error, connect_timeout: Duration) -> BackendError {
     if e.is_connect() && e.is_timeout() {
         BackendError::Timeout(connect_timeout)
     } else {
@@ -111,12 +113,12 @@ pub(crate) fn send_error(e: &reqwest::Error, connect_timeout: Duration) -> Backe
 }
 
 /// The error of a body that broke off (the connection dropped).
-pub(crate) fn body_error(e: &reqwest::Error) -> BackendError {
+pub fn body_error(e: &reqwest::Error) -> BackendError {
     BackendError::Connection(format!("the answer broke off: {}", describe(e)))
 }
 
 /// An error status as a typed error; a 404 that names a model is `ModelNotFound`.
-pub(crate) fn status_error(status: u16, message: String, model: &str) -> BackendError {
+pub fn status_error(status: u16, message: String, model: &str) -> BackendError {
     if status == 404 && message.to_lowercase().contains("model") {
         BackendError::ModelNotFound(message)
     } else if status == 404 && message.is_empty() {
@@ -126,16 +128,21 @@ pub(crate) fn status_error(status: u16, message: String, model: &str) -> Backend
     }
 }
 
-/// The message of an error body: `{"error":"msg"}`, `{"error":{"message":"msg"}}`, or
-/// the body's text (at most 500 characters).
-pub(crate) fn error_message(body: &[u8]) -> String {
+/// The message of an error body: `{"error":{"message":"msg","param":"p"}}` (with
+/// ` (param: p)` appended when the server names a parameter), `{"error":"msg"}`, or the
+/// body's text (at most 500 characters).
+pub fn error_message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         let err = v.get("error");
         if let Some(s) = err.and_then(|e| e.as_str()) {
             return s.to_string();
         }
         if let Some(s) = err.and_then(|e| e.get("message")).and_then(|m| m.as_str()) {
-            return s.to_string();
+            let param = err.and_then(|e| e.get("param")).and_then(|p| p.as_str());
+            return match param {
+                Some(p) => format!("{s} (param: {p})"),
+                None => s.to_string(),
+            };
         }
     }
     String::from_utf8_lossy(body)
@@ -146,7 +153,7 @@ pub(crate) fn error_message(body: &[u8]) -> String {
 }
 
 /// An error with its chain of sources, for messages.
-pub(crate) fn describe(e: &dyn std::error::Error) -> String {
+pub fn describe(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -158,7 +165,7 @@ pub(crate) fn describe(e: &dyn std::error::Error) -> String {
 }
 
 /// The start of a line, for error messages.
-pub(crate) fn preview(line: &[u8]) -> String {
+pub fn preview(line: &[u8]) -> String {
     String::from_utf8_lossy(line).chars().take(200).collect()
 }
 
@@ -173,6 +180,10 @@ mod tests {
             "model 'x' not found"
         );
         assert_eq!(error_message(br#"{"error":{"message":"bad"}}"#), "bad");
+        assert_eq!(
+            error_message(br#"{"error":{"message":"too many","param":"n","code":null}}"#),
+            "too many (param: n)"
+        );
         assert_eq!(error_message(b"  Bad Gateway \n"), "Bad Gateway");
         assert_eq!(error_message(&[0xff, b'a']), "\u{fffd}a");
     }
@@ -201,3 +212,6 @@ mod tests {
         assert_eq!(backoff(b, 40), Duration::from_secs(30));
     }
 }
+
+#[cfg(feature = "test-server")]
+pub mod test_server;
