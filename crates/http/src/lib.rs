@@ -215,3 +215,22 @@ mod tests {
 
 #[cfg(feature = "test-server")]
 pub mod test_server;
+
+/// Runs `work` once one of `permits` is free, within the `total` time limit (if any):
+/// the concurrency limit and total timeout every remote request goes through.
+pub async fn limited<T>(
+    permits: &std::sync::Arc<tokio::sync::Semaphore>,
+    total: Option<Duration>,
+    work: impl std::future::Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    let _permit = std::sync::Arc::clone(permits)
+        .acquire_owned()
+        .await
+        .map_err(|_| BackendError::Closed)?;
+    match total {
+        Some(limit) => tokio::time::timeout(limit, work)
+            .await
+            .unwrap_or(Err(BackendError::Timeout(limit))),
+        None => work.await,
+    }
+}

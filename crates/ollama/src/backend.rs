@@ -334,17 +334,8 @@ impl Inner {
         tx: &StreamSender,
         started: Instant,
     ) -> Result<Option<Outcome>, BackendError> {
-        let _permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| BackendError::Closed)?;
         let run = self.run(index, body, want_logprobs, tx, started);
-        match self.config.total_timeout {
-            Some(limit) => tokio::time::timeout(limit, run)
-                .await
-                .unwrap_or(Err(BackendError::Timeout(limit))),
-            None => run.await,
-        }
+        http::limited(&self.permits, self.config.total_timeout, run).await
     }
 
     /// One sample: one request, its NDJSON lines parsed from a byte buffer.

@@ -476,17 +476,8 @@ impl Inner {
         tx: &StreamSender,
         started: Instant,
     ) -> Result<Option<Run>, BackendError> {
-        let _permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| BackendError::Closed)?;
         let run = self.run(body, streaming, target, tx, started);
-        match self.config.total_timeout {
-            Some(limit) => tokio::time::timeout(limit, run)
-                .await
-                .unwrap_or(Err(BackendError::Timeout(limit))),
-            None => run.await,
-        }
+        http::limited(&self.permits, self.config.total_timeout, run).await
     }
 
     /// One request. `Ok(None)`: the consumer went away.
