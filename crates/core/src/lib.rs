@@ -21,8 +21,8 @@ pub use backend::{
 pub use error::BackendError;
 pub use spec::{Spec, split_model_name};
 pub use strategy::{
-    Answer, Budget, Ctx, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest, TokenLimits,
-    TraceEntry,
+    Answer, Budget, Ctx, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest, TextSink,
+    TokenLimits, TraceEntry,
 };
 pub use token::{SeqId, Token, TokenJob, TokenSession};
 pub use types::{

@@ -3,6 +3,11 @@
 //! A strategy makes its model calls through a [`Ctx`], which sums usage, records a
 //! trace entry per call, enforces the request's [`Budget`] and keeps the best answer
 //! offered so far, so that a run cut by the budget still returns an answer.
+//!
+//! A run may carry a [`TextSink`]: the tokens of its *final call* (the call whose texts
+//! the strategy returns as they are, made with [`Ctx::final_call`]) reach the sink as
+//! they are generated, so a server or a CLI can stream the last stage of a multi-stage
+//! approach token by token. Calls made with [`Ctx::call`] never reach it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, run_token_job};
+use crate::backend::{Backend, StreamEvent, run_token_job};
 use crate::error::BackendError;
 use crate::token::TokenSession;
 use crate::types::{ChatRequest, Completion, Message, Role, Sampling, Usage};
@@ -174,6 +179,10 @@ impl Outcome {
     }
 }
 
+/// Receives the text of a run's final call as it is generated: the choice index and
+/// the new text. Called from the run's task; it must not block.
+pub type TextSink = Arc<dyn Fn(u32, &str) + Send + Sync>;
+
 #[derive(Debug, Default)]
 struct CtxState {
     usage: RunUsage,
@@ -181,14 +190,15 @@ struct CtxState {
     best: Option<String>,
 }
 
-/// The calling context of a run: backend, budget, usage, trace. Cheap to clone, so
-/// independent calls can run concurrently.
+/// The calling context of a run: backend, budget, usage, trace, and the sink of the
+/// final call (if any). Cheap to clone, so independent calls can run concurrently.
 #[derive(Clone)]
 pub struct Ctx {
     backend: Arc<dyn Backend>,
     budget: Budget,
     started: Instant,
     state: Arc<Mutex<CtxState>>,
+    sink: Option<TextSink>,
 }
 
 impl Ctx {
@@ -198,7 +208,28 @@ impl Ctx {
             budget,
             started: Instant::now(),
             state: Arc::default(),
+            sink: None,
         }
+    }
+
+    /// The context with a sink for the text of the final call (see [`Ctx::final_call`]).
+    pub fn with_sink(mut self, sink: TextSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The same run (usage, trace, budget) without the sink: for the stages and branches
+    /// of a combinator whose answer is not the run's answer as it is.
+    pub fn without_sink(&self) -> Self {
+        Self {
+            sink: None,
+            ..self.clone()
+        }
+    }
+
+    /// True when final calls stream to a sink.
+    pub fn streams(&self) -> bool {
+        self.sink.is_some()
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -239,13 +270,8 @@ impl Ctx {
         self.with_state(|s| s.best = Some(a));
     }
 
-    /// One model call, accounted and traced. Fails with `BudgetExhausted` when the
-    /// budget is spent; caps `max_tokens` to what the budget has left.
-    pub async fn call(
-        &self,
-        purpose: impl Into<String>,
-        mut request: ChatRequest,
-    ) -> Result<Completion, StrategyError> {
+    /// Checks the budget and caps `max_tokens` to what it has left.
+    fn admit(&self, request: &mut ChatRequest) -> Result<(), StrategyError> {
         if self.exhausted() {
             return Err(StrategyError::BudgetExhausted);
         }
@@ -255,19 +281,25 @@ impl Ctx {
             request.sampling.max_tokens =
                 Some(request.sampling.max_tokens.map_or(cap, |m| m.min(cap)));
         }
-        let started = Instant::now();
-        let call = self.backend.complete(request.clone());
-        let completion = match self.budget.max_duration {
-            Some(d) => {
-                let left = d.saturating_sub(self.started.elapsed());
-                tokio::time::timeout(left, call)
-                    .await
-                    .map_err(|_| StrategyError::BudgetExhausted)??
-            }
-            None => call.await?,
-        };
+        Ok(())
+    }
+
+    /// What is left of the wall-time budget (`None`: unlimited).
+    fn time_left(&self) -> Option<Duration> {
+        self.budget
+            .max_duration
+            .map(|d| d.saturating_sub(self.started.elapsed()))
+    }
+
+    fn record(
+        &self,
+        purpose: String,
+        request: ChatRequest,
+        completion: &Completion,
+        started: Instant,
+    ) {
         let entry = TraceEntry {
-            purpose: purpose.into(),
+            purpose,
             messages: request.messages,
             sampling: request.sampling,
             n: request.n,
@@ -279,6 +311,86 @@ impl Ctx {
             s.usage.add(&completion.usage);
             s.trace.push(entry);
         });
+    }
+
+    /// One model call, accounted and traced. Fails with `BudgetExhausted` when the
+    /// budget is spent; caps `max_tokens` to what the budget has left.
+    pub async fn call(
+        &self,
+        purpose: impl Into<String>,
+        mut request: ChatRequest,
+    ) -> Result<Completion, StrategyError> {
+        self.admit(&mut request)?;
+        let started = Instant::now();
+        let call = self.backend.complete(request.clone());
+        let completion = match self.time_left() {
+            Some(left) => tokio::time::timeout(left, call)
+                .await
+                .map_err(|_| StrategyError::BudgetExhausted)??,
+            None => call.await?,
+        };
+        self.record(purpose.into(), request, &completion, started);
+        Ok(completion)
+    }
+
+    /// The call whose texts the strategy returns as they are, as its answer. With a
+    /// sink ([`Ctx::with_sink`]) the call is streamed and every delta reaches the sink
+    /// as it is generated; without one it is [`Ctx::call`]. A strategy makes at most
+    /// one final call, and only when its answer is decided to be that call's output.
+    ///
+    /// When the deadline cuts a streamed call, the text streamed so far (choice 0) is
+    /// offered as the best answer, so that what the sink received is what the run
+    /// returns.
+    pub async fn final_call(
+        &self,
+        purpose: impl Into<String>,
+        mut request: ChatRequest,
+    ) -> Result<Completion, StrategyError> {
+        let Some(sink) = self.sink.clone() else {
+            return self.call(purpose, request).await;
+        };
+        self.admit(&mut request)?;
+        let started = Instant::now();
+        let deadline = self.time_left().map(|d| tokio::time::Instant::now() + d);
+        let mut streamed = String::new();
+        let cut = |streamed: &str| {
+            if !streamed.is_empty() {
+                self.offer(streamed);
+            }
+            StrategyError::BudgetExhausted
+        };
+        let open = self.backend.stream(request.clone());
+        let mut stream = match deadline {
+            Some(at) => tokio::time::timeout_at(at, open)
+                .await
+                .map_err(|_| cut(""))??,
+            None => open.await?,
+        };
+        let completion = loop {
+            let next = match deadline {
+                Some(at) => tokio::time::timeout_at(at, stream.next_event())
+                    .await
+                    .map_err(|_| cut(&streamed))?,
+                None => stream.next_event().await,
+            };
+            match next {
+                Some(Ok(StreamEvent::Delta { index, text, .. })) => {
+                    sink(index, &text);
+                    if index == 0 {
+                        streamed.push_str(&text);
+                    }
+                }
+                Some(Ok(StreamEvent::Done(completion))) => break completion,
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    return Err(BackendError::Protocol(
+                        "the backend stream ended before its final event".into(),
+                    )
+                    .into());
+                }
+            }
+        };
+        self.record(purpose.into(), request, &completion, started);
         Ok(completion)
     }
 
@@ -361,6 +473,15 @@ impl Ctx {
     ) -> Result<String, StrategyError> {
         Ok(self.call(purpose, request).await?.text().to_string())
     }
+
+    /// `final_call` for one text.
+    pub async fn final_text(
+        &self,
+        purpose: impl Into<String>,
+        request: ChatRequest,
+    ) -> Result<String, StrategyError> {
+        Ok(self.final_call(purpose, request).await?.text().to_string())
+    }
 }
 
 /// Limits a token job checks at each step (see [`Ctx::token_job`]).
@@ -409,7 +530,16 @@ pub async fn run(
     request: &StrategyRequest,
     budget: Budget,
 ) -> Result<Outcome, StrategyError> {
-    let ctx = Ctx::new(backend, budget);
+    run_in(Ctx::new(backend, budget), strategy, request).await
+}
+
+/// [`run`] in a context made by the caller, e.g. one with a sink
+/// ([`Ctx::with_sink`]) that receives the final call's text as it is generated.
+pub async fn run_in(
+    ctx: Ctx,
+    strategy: &dyn Strategy,
+    request: &StrategyRequest,
+) -> Result<Outcome, StrategyError> {
     let result = strategy.run(&ctx, request).await;
     let (usage, trace, best) =
         ctx.with_state(|s| (s.usage, std::mem::take(&mut s.trace), s.best.take()));
@@ -431,4 +561,184 @@ pub async fn run(
         budget_exhausted,
         trace,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::backend::{CompletionStream, stream_channel};
+    use crate::mock::MockBackend;
+    use crate::spec::parse;
+    use crate::strategies::build_spec;
+    use crate::types::Capabilities;
+
+    /// The deltas a sink received: (choice index, text).
+    type Received = Arc<Mutex<Vec<(u32, String)>>>;
+
+    /// A sink that records every delta, and the deltas it received.
+    fn recording_sink() -> (TextSink, Received) {
+        let got: Received = Arc::default();
+        let into = Arc::clone(&got);
+        let sink: TextSink = Arc::new(move |i, t: &str| into.lock().unwrap().push((i, t.into())));
+        (sink, got)
+    }
+
+    fn joined(got: &Mutex<Vec<(u32, String)>>, index: u32) -> String {
+        let got = got.lock().unwrap();
+        got.iter()
+            .filter(|(i, _)| *i == index)
+            .map(|(_, t)| t.as_str())
+            .collect()
+    }
+
+    async fn run_streaming(
+        spec: &str,
+        backend: Arc<dyn Backend>,
+        request: &StrategyRequest,
+        budget: Budget,
+    ) -> (
+        Result<Outcome, StrategyError>,
+        Arc<Mutex<Vec<(u32, String)>>>,
+    ) {
+        let (sink, got) = recording_sink();
+        let strategy = build_spec(&parse(spec).unwrap()).unwrap();
+        let ctx = Ctx::new(backend, budget).with_sink(sink);
+        (run_in(ctx, strategy.as_ref(), request).await, got)
+    }
+
+    #[tokio::test]
+    async fn final_call_streams_to_the_sink_and_call_does_not() {
+        let mock = Arc::new(MockBackend::constant("one two three"));
+        let (sink, got) = recording_sink();
+        let ctx = Ctx::new(mock.clone(), Budget::default()).with_sink(sink);
+        let plain = ctx.call("plain", ChatRequest::user("q")).await.unwrap();
+        assert_eq!(plain.text(), "one two three");
+        assert!(got.lock().unwrap().is_empty());
+
+        let fin = ctx
+            .final_call("final", ChatRequest::user("q").with_n(2))
+            .await
+            .unwrap();
+        assert_eq!(fin.texts(), vec!["one two three", "one two three"]);
+        assert_eq!(
+            got.lock().unwrap().len(),
+            6,
+            "one delta per word and choice"
+        );
+        assert_eq!(joined(&got, 0), "one two three");
+        assert_eq!(joined(&got, 1), "one two three");
+        // Accounted and traced like any call.
+        let usage = ctx.usage();
+        assert_eq!(usage.calls, 2);
+        assert_eq!(usage.completion_tokens, 9);
+        let purposes: Vec<String> =
+            ctx.with_state(|s| s.trace.iter().map(|e| e.purpose.clone()).collect());
+        assert_eq!(purposes, vec!["plain", "final"]);
+
+        // Without a sink a final call is a plain call.
+        let quiet = Ctx::new(mock, Budget::default());
+        assert!(!quiet.streams() && ctx.streams() && !ctx.without_sink().streams());
+        let c = quiet
+            .final_call("final", ChatRequest::user("q"))
+            .await
+            .unwrap();
+        assert_eq!(c.text(), "one two three");
+    }
+
+    #[tokio::test]
+    async fn only_the_last_stage_of_a_pipeline_streams() {
+        let mock = Arc::new(MockBackend::scripted(["stage one text", "stage two text"]));
+        let (out, got) = run_streaming(
+            "re2&re2",
+            mock,
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await;
+        let out = out.unwrap();
+        assert_eq!(out.answer, "stage two text");
+        assert_eq!(joined(&got, 0), "stage two text");
+    }
+
+    #[tokio::test]
+    async fn parallel_branches_do_not_stream() {
+        let mock = Arc::new(MockBackend::constant("branch text"));
+        let (out, got) = run_streaming(
+            "re2|none",
+            mock,
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await;
+        assert_eq!(out.unwrap().choices.len(), 2);
+        assert!(got.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn moa_streams_its_synthesis_only() {
+        let mock = Arc::new(MockBackend::scripted([
+            "candidate a",
+            "candidate b",
+            "candidate c",
+            "the critique",
+            "the synthesis of all",
+        ]));
+        let (out, got) =
+            run_streaming("moa", mock, &StrategyRequest::user("q"), Budget::default()).await;
+        let out = out.unwrap();
+        assert_eq!(out.answer, "the synthesis of all");
+        assert_eq!(out.usage.calls, 3);
+        assert_eq!(joined(&got, 0), "the synthesis of all");
+    }
+
+    /// Streams two deltas, then never finishes.
+    struct Stalls;
+
+    #[async_trait]
+    impl Backend for Stalls {
+        fn model(&self) -> &str {
+            "stalls"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        async fn stream(&self, _: ChatRequest) -> Result<CompletionStream, BackendError> {
+            let (tx, stream) = stream_channel();
+            tokio::spawn(async move {
+                for word in ["partial ", "answer "] {
+                    tx.send(Ok(StreamEvent::Delta {
+                        index: 0,
+                        text: word.into(),
+                        logprob: None,
+                    }))
+                    .await;
+                }
+                while !tx.is_closed() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+            Ok(stream)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deadline_in_the_final_call_returns_what_was_streamed() {
+        let budget = Budget {
+            max_total_tokens: None,
+            max_duration: Some(Duration::from_millis(200)),
+        };
+        let (out, got) = run_streaming(
+            "none",
+            Arc::new(Stalls),
+            &StrategyRequest::user("q"),
+            budget,
+        )
+        .await;
+        let out = out.unwrap();
+        assert!(out.budget_exhausted);
+        assert_eq!(out.answer, "partial answer ");
+        assert_eq!(joined(&got, 0), out.answer);
+    }
 }

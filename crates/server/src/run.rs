@@ -1,6 +1,7 @@
 //! Running a resolved request: `none` goes straight to the backend (real token streaming,
 //! true finish reasons, logprobs); other approaches run as strategies, with keep-alive
-//! events while their stages run.
+//! events while their stages run and the tokens of their final call streamed as they
+//! are generated (see [`optillm_core::Ctx::final_call`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use optillm_core::strategies::build_spec;
 use optillm_core::strategy::{self, Strategy};
 use optillm_core::{
     Backend, Budget, ChatRequest, Completion, Ctx, FinishReason, StrategyError, StrategyRequest,
-    StreamEvent, Timings, TokenLogprob, Usage,
+    StreamEvent, TextSink, Timings, TokenLogprob, Usage, stream_channel,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -131,7 +132,7 @@ impl Job {
                 from_completion(c)
             }
             Plan::Strategy(s) => {
-                run_strategy(s.as_ref(), &self.backend, &self.request, self.budget)
+                run_strategy(s.as_ref(), &self.backend, &self.request, self.budget, None)
                     .await
                     .map_err(|e| self.budget_error(e))?
             }
@@ -305,8 +306,9 @@ async fn forward_backend(
     }
 }
 
-/// Runs a strategy, sending keep-alives every `interval` until it is done, then the
-/// answer (one delta per choice) and `Done`.
+/// Runs a strategy, sending keep-alives every `interval` while no text comes, the
+/// deltas of its final call as they are generated, then what of the answer was not
+/// streamed (one delta per choice) and `Done`.
 #[allow(clippy::too_many_arguments)]
 async fn run_with_keep_alive(
     strategy: Box<dyn Strategy>,
@@ -318,13 +320,24 @@ async fn run_with_keep_alive(
     metrics: Arc<Metrics>,
     _permit: Permit,
 ) {
-    let run = run_strategy(strategy.as_ref(), &backend, &request, budget);
+    let (delta_tx, mut deltas) = mpsc::unbounded_channel::<(u32, String)>();
+    let sink: TextSink = Arc::new(move |index, text: &str| {
+        let _ = delta_tx.send((index, text.to_string()));
+    });
+    let run = run_strategy(strategy.as_ref(), &backend, &request, budget, Some(sink));
     tokio::pin!(run);
     let interval = interval.max(Duration::from_millis(1));
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut streamed = Streamed::default();
     let result = loop {
         tokio::select! {
             r = &mut run => break r,
+            Some((index, text)) = deltas.recv() => {
+                if tx.send(streamed.delta(index, text)).await.is_err() {
+                    return;
+                }
+                ticks.reset();
+            }
             _ = ticks.tick() => {
                 if tx.send(RunEvent::KeepAlive).await.is_err() {
                     return;
@@ -332,13 +345,21 @@ async fn run_with_keep_alive(
             }
         }
     };
+    while let Ok((index, text)) = deltas.try_recv() {
+        if tx.send(streamed.delta(index, text)).await.is_err() {
+            return;
+        }
+    }
     match result {
         Ok(fin) => {
             metrics.add_usage(&fin.usage);
             for c in &fin.choices {
+                let Some(rest) = streamed.rest_of(c.index, &c.text) else {
+                    continue;
+                };
                 let delta = RunEvent::Delta {
                     index: c.index,
-                    text: c.text.clone(),
+                    text: rest.to_string(),
                     logprob: None,
                 };
                 if tx.send(delta).await.is_err() {
@@ -356,6 +377,45 @@ async fn run_with_keep_alive(
                 (e, _) => e.into(),
             };
             let _ = tx.send(RunEvent::Error(err)).await;
+        }
+    }
+}
+
+/// The text sent so far per choice of a streamed strategy run.
+#[derive(Default)]
+struct Streamed(Vec<String>);
+
+impl Streamed {
+    fn delta(&mut self, index: u32, text: String) -> RunEvent {
+        let i = index as usize;
+        if self.0.len() <= i {
+            self.0.resize(i + 1, String::new());
+        }
+        if let Some(sent) = self.0.get_mut(i) {
+            sent.push_str(&text);
+        }
+        RunEvent::Delta {
+            index,
+            text,
+            logprob: None,
+        }
+    }
+
+    /// What of `answer` is still to send for choice `index` (`None`: nothing). The
+    /// streamed text of a final call is the answer's start; an answer that does not
+    /// start with what was streamed cannot be fixed in the stream, and is logged.
+    fn rest_of<'a>(&self, index: u32, answer: &'a str) -> Option<&'a str> {
+        let sent = self.0.get(index as usize).map_or("", String::as_str);
+        match answer.strip_prefix(sent) {
+            Some("") => None,
+            Some(rest) => Some(rest),
+            None => {
+                tracing::warn!(
+                    index,
+                    "the answer does not continue the streamed text of its final call"
+                );
+                None
+            }
         }
     }
 }
@@ -386,7 +446,7 @@ fn saturate(n: u64) -> u32 {
 /// final answer of an approach gets the finish reason of the call that produced it.
 struct FinishRecorder {
     inner: Arc<dyn Backend>,
-    seen: std::sync::Mutex<Vec<(String, FinishReason)>>,
+    seen: Arc<std::sync::Mutex<Vec<(String, FinishReason)>>>,
 }
 
 impl FinishRecorder {
@@ -414,25 +474,34 @@ impl Backend for FinishRecorder {
     fn capabilities(&self) -> optillm_core::Capabilities {
         self.inner.capabilities()
     }
+    /// Forwards the stream (a final call), recording the finish reasons of its end.
     async fn stream(
         &self,
         request: ChatRequest,
     ) -> Result<optillm_core::CompletionStream, optillm_core::BackendError> {
-        self.inner.stream(request).await
+        let mut upstream = self.inner.stream(request).await?;
+        let (tx, stream) = stream_channel();
+        let seen = Arc::clone(&self.seen);
+        // Ends when the upstream ends or the reader is gone (dropping the upstream
+        // cancels its work).
+        tokio::spawn(async move {
+            while let Some(event) = upstream.next_event().await {
+                if let Ok(StreamEvent::Done(c)) = &event {
+                    record_finish(&seen, c);
+                }
+                if !tx.send(event).await {
+                    return;
+                }
+            }
+        });
+        Ok(stream)
     }
     async fn complete(
         &self,
         request: ChatRequest,
     ) -> Result<Completion, optillm_core::BackendError> {
         let completion = self.inner.complete(request).await?;
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.extend(
-                completion
-                    .choices
-                    .iter()
-                    .map(|c| (c.text.clone(), c.finish_reason)),
-            );
-        }
+        record_finish(&self.seen, &completion);
         Ok(completion)
     }
     async fn token_job(
@@ -444,25 +513,44 @@ impl Backend for FinishRecorder {
     }
 }
 
+fn record_finish(seen: &std::sync::Mutex<Vec<(String, FinishReason)>>, completion: &Completion) {
+    if let Ok(mut seen) = seen.lock() {
+        seen.extend(
+            completion
+                .choices
+                .iter()
+                .map(|c| (c.text.clone(), c.finish_reason)),
+        );
+    }
+}
+
 /// Runs `strategy`; when it gives fewer choices than the request's `n`, runs it again
 /// (concurrently, one choice each, seeds offset) until there are `n`. A parallel
 /// approach (`a|b`) may give more choices than `n`: one per branch, all kept.
 ///
 /// Finish reasons: `length` when the budget cut the run, else that of the model call
 /// whose output is the answer (`stop` for an answer the approach composed itself).
+///
+/// `sink` receives the final call of the first run as it is generated (the other runs
+/// give their choice whole).
 async fn run_strategy(
     strategy: &dyn Strategy,
     backend: &Arc<dyn Backend>,
     request: &StrategyRequest,
     budget: Budget,
+    sink: Option<TextSink>,
 ) -> Result<Final, StrategyError> {
     let recorder = Arc::new(FinishRecorder {
         inner: Arc::clone(backend),
-        seen: std::sync::Mutex::new(Vec::new()),
+        seen: Arc::default(),
     });
     let backend: Arc<dyn Backend> = recorder.clone();
     let backend = &backend;
-    let first = strategy::run(strategy, Arc::clone(backend), request, budget).await?;
+    let mut ctx = Ctx::new(Arc::clone(backend), budget);
+    if let Some(sink) = sink {
+        ctx = ctx.with_sink(sink);
+    }
+    let first = strategy::run_in(ctx, strategy, request).await?;
     let mut texts = first.choices.clone();
     if texts.is_empty() {
         texts.push(first.answer.clone());

@@ -452,6 +452,95 @@ impl Backend for Slow {
     }
 }
 
+fn moa_script() -> Arc<MockBackend> {
+    Arc::new(MockBackend::scripted([
+        "cand one",
+        "cand two",
+        "cand three",
+        "the critique",
+        "the final synthesis here",
+    ]))
+}
+
+#[tokio::test]
+async fn streamed_approach_streams_its_final_stage_token_by_token() {
+    // moa: three candidates and a critique (not streamed), then the synthesis, whose
+    // words arrive one delta each.
+    let mut body = chat("moa-m", "q");
+    body["stream"] = json!(true);
+    let r = post(
+        &one_model("m", moa_script()),
+        "/v1/chat/completions",
+        body.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (events, done) = sse_data(&r.body);
+    assert!(done);
+    let pieces: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert_eq!(pieces, vec!["the ", "final ", "synthesis ", "here"]);
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+
+    // The finish reason of the streamed final call is kept: `length` when it was cut.
+    let mut cut = body.clone();
+    cut["max_tokens"] = json!(2);
+    let r = post(&one_model("m", moa_script()), "/v1/chat/completions", cut).await;
+    let (events, _) = sse_data(&r.body);
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "the final ");
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
+
+    // Ollama: the same, one line per word, then the final line.
+    let r = post(&one_model("m", moa_script()), "/api/chat", body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let lines = ndjson(&r.body);
+    let pieces: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["message"]["content"].as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert_eq!(pieces, vec!["the ", "final ", "synthesis ", "here"]);
+    assert_eq!(lines.last().unwrap()["done"], true);
+    assert_eq!(lines.last().unwrap()["done_reason"], "stop");
+}
+
+#[tokio::test]
+async fn a_streamed_approach_without_a_final_call_sends_its_answer_whole() {
+    // self_consistency picks one of its samples after the vote: nothing to stream
+    // before the end, then the chosen sample in one delta.
+    let mock = Arc::new(MockBackend::new(|_, i| {
+        Ok(if i == 1 {
+            "so the answer is 5".to_string()
+        } else {
+            "thus the answer is 7".to_string()
+        })
+    }));
+    let mut body = chat("self_consistency-m", "q");
+    body["stream"] = json!(true);
+    let r = post(&one_model("m", mock), "/v1/chat/completions", body).await;
+    let (events, done) = sse_data(&r.body);
+    assert!(done);
+    let pieces: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert_eq!(pieces, vec!["thus the answer is 7"]);
+}
+
 #[tokio::test]
 async fn streamed_approach_sends_keep_alives_then_the_answer() {
     let backend = Arc::new(Slow(

@@ -8,8 +8,12 @@ use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
 use optillm_core::spec::{self, Spec};
+use std::sync::{Arc, Mutex};
+
 use optillm_core::strategy::{self, Budget, StrategyRequest};
-use optillm_core::{ChatRequest, Completion, Message, Sampling, StreamEvent, strategies};
+use optillm_core::{
+    ChatRequest, Completion, Ctx, Message, Sampling, StreamEvent, TextSink, strategies,
+};
 
 use crate::backends::{self, BackendArgs};
 
@@ -166,9 +170,29 @@ async fn run_strategy(
         max_total_tokens: args.max_total_tokens,
         max_duration: args.deadline.map(Duration::from_secs_f64),
     };
-    let outcome = strategy::run(strategy.as_ref(), backend, &request, budget).await?;
+    // The final call of the approach (if it has one) streams to stdout as it runs.
+    let streamed: Arc<Mutex<String>> = Arc::default();
+    let into = Arc::clone(&streamed);
+    let sink: TextSink = Arc::new(move |index, text: &str| {
+        if index != 0 {
+            return;
+        }
+        if let Ok(mut s) = into.lock() {
+            s.push_str(text);
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    });
+    let ctx = Ctx::new(backend, budget).with_sink(sink);
+    let outcome = strategy::run_in(ctx, strategy.as_ref(), &request).await?;
+    let sent = streamed.lock().map(|s| s.clone()).unwrap_or_default();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", outcome.answer)?;
+    match outcome.answer.strip_prefix(sent.as_str()) {
+        Some(rest) => writeln!(out, "{rest}")?,
+        // Not the streamed text (cannot happen for a strategy that keeps the final-call
+        // contract): print the answer apart.
+        None => writeln!(out, "\n--- answer ---\n{}", outcome.answer)?,
+    }
     for (i, choice) in outcome.choices.iter().enumerate().skip(1) {
         writeln!(out, "\n--- choice {i} ---\n{choice}")?;
     }

@@ -22,7 +22,8 @@ pub fn build_spec(spec: &Spec) -> Result<Box<dyn Strategy>, StrategyError> {
 }
 
 /// `a&b&...`: the answer of each stage becomes the query of the next. Intermediate
-/// stages give one answer; the last one honours the request's `n`.
+/// stages give one answer; the last one honours the request's `n`. Only the last stage
+/// streams its final call (intermediate answers are not the run's answer).
 pub struct Pipeline {
     name: String,
     stages: Vec<Box<dyn Strategy>>,
@@ -41,7 +42,11 @@ impl Strategy for Pipeline {
         for (i, stage) in self.stages.iter().enumerate() {
             current.n = if i == last { request.n } else { 1 };
             tracing::debug!(stage = stage.slug(), index = i, "pipeline stage");
-            let answer = stage.run(ctx, &current).await?;
+            let answer = if i == last {
+                stage.run(ctx, &current).await?
+            } else {
+                stage.run(&ctx.without_sink(), &current).await?
+            };
             let text = answer.choices.first().cloned().unwrap_or_default();
             ctx.offer(text.clone());
             if i == last {
@@ -66,7 +71,7 @@ impl Strategy for Pipeline {
 }
 
 /// `a|b|...`: every branch runs concurrently on the same request; the answer has one
-/// choice per branch, in order.
+/// choice per branch, in order. Branches do not stream (each would be choice 0).
 pub struct Parallel {
     name: String,
     branches: Vec<Box<dyn Strategy>>,
@@ -82,7 +87,7 @@ impl Strategy for Parallel {
         let mut single = request.clone();
         single.n = 1;
         let runs = self.branches.iter().map(|b| {
-            let ctx = ctx.clone();
+            let ctx = ctx.without_sink();
             let single = &single;
             async move { b.run(&ctx, single).await }
         });

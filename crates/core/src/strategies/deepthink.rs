@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::util::{one, prompt, samples, temp};
+use super::util::{final_one, one, prompt, samples, temp};
 use crate::extract::{extract_any, vote};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -155,7 +155,7 @@ impl Strategy for DeepThink {
         if let Some(first) = sampled.first() {
             ctx.offer(first.clone());
         }
-        let greedy = one(
+        let greedy = final_one(
             ctx,
             request,
             "greedy chain of thought (uncertain vote)",

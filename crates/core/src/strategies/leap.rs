@@ -188,7 +188,7 @@ impl Strategy for Leap {
             )
         };
         let chat = request.chat(request.with_query(&final_prompt), &Default::default());
-        let answer = ctx.text("answer with principles", chat).await?;
+        let answer = ctx.final_text("answer with principles", chat).await?;
         Ok(Answer::one(answer))
     }
 }

@@ -61,9 +61,32 @@ pub fn parse_params<P: DeserializeOwned>(slug: &str, params: &Params) -> Result<
 
 /// The defaults of a parameter struct, as a map.
 pub fn defaults_of<P: Serialize + Default>() -> Params {
-    match serde_json::to_value(P::default()) {
+    match serde_json::to_value(P::default()).map(shortest_floats) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => Params::new(),
+    }
+}
+
+/// `f32` parameters serialise through `f64` (`0.3f32` becomes 0.30000001192092896):
+/// numbers that are exactly an `f32` are written as that `f32`'s shortest decimal.
+fn shortest_floats(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            let short = n
+                .as_f64()
+                .filter(|&f| n.is_f64() && f64::from(f as f32) == f)
+                .and_then(|f| (f as f32).to_string().parse::<f64>().ok())
+                .and_then(serde_json::Number::from_f64);
+            Value::Number(short.unwrap_or(n))
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(shortest_floats).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, shortest_floats(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -319,4 +342,27 @@ pub fn build(slug: &str, params: &Params) -> Result<Box<dyn Strategy>, StrategyE
         .find(|e| e.slug == slug)
         .ok_or_else(|| StrategyError::UnknownApproach(slug.to_string()))?;
     (entry.build)(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_defaults_print_as_written_and_parse_back_the_same() {
+        let moa = catalogue().into_iter().find(|a| a.slug == "moa").unwrap();
+        assert_eq!(moa.params["critique_temperature"].to_string(), "0.1");
+        let diverse = catalogue()
+            .into_iter()
+            .find(|a| a.slug == "diverse")
+            .unwrap();
+        assert_eq!(diverse.params["min_temperature"].to_string(), "0.3");
+        // The printed defaults build the same strategy as no parameters.
+        for a in catalogue() {
+            assert!(build(a.slug, &a.params).is_ok(), "{}", a.slug);
+        }
+        // Integers and non-f32 floats are left alone.
+        let v = shortest_floats(serde_json::json!([3, 0.123456789012345, 0.5f32]));
+        assert_eq!(v, serde_json::json!([3, 0.123456789012345, 0.5]));
+    }
 }

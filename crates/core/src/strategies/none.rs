@@ -31,7 +31,7 @@ impl Strategy for NoneStrategy {
         let chat = request
             .chat(request.messages.clone(), &Sampling::default())
             .with_n(request.n);
-        let completion = ctx.call("completion", chat).await?;
+        let completion = ctx.final_call("completion", chat).await?;
         Ok(Answer {
             choices: completion.texts(),
             candidates: Vec::new(),

@@ -37,7 +37,7 @@ impl Strategy for Re2 {
         let chat = request
             .chat(request.with_query(&reread(query)), &Sampling::default())
             .with_n(request.n.max(1));
-        let completion = ctx.call("reread", chat).await?;
+        let completion = ctx.final_call("reread", chat).await?;
         Ok(Answer {
             choices: completion.texts(),
             candidates: Vec::new(),

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::util::{one, prompt, temp};
+use super::util::{final_one, one, prompt, temp};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Message;
 
@@ -119,7 +119,7 @@ impl Strategy for RoundTrip {
                 candidates,
             });
         }
-        let c3 = one(
+        let c3 = final_one(
             ctx,
             request,
             "merge C3",
