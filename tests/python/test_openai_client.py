@@ -84,8 +84,31 @@ def test_approach_by_body_field_streamed(openai_client, model):
         stream=True,
         extra_body={"optillm_approach": "re2"},
     )
-    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-    assert text.strip()
+    pieces = [c.choices[0].delta.content for c in stream if c.choices]
+    pieces = [p for p in pieces if p]
+    assert "".join(pieces).strip()
+    # re2's one call is its final call: streamed token by token.
+    assert len(pieces) > 3, pieces
+
+
+def test_final_stage_of_a_pipeline_streamed(openai_client, model):
+    stream = openai_client.chat.completions.create(
+        model=f"re2&re2-{model}",
+        messages=QUESTION,
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+    )
+    pieces, finish = [], None
+    for chunk in stream:
+        for c in chunk.choices:
+            if c.delta.content:
+                pieces.append(c.delta.content)
+            if c.finish_reason:
+                finish = c.finish_reason
+    # The first stage runs quietly (keep-alives); the second streams token by token.
+    assert len(pieces) > 3, pieces
+    assert finish == "length"
 
 
 def test_n_two_choices(openai_client, model):

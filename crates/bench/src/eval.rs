@@ -12,6 +12,10 @@
 //! - `summary.json`, `summary.csv`: per approach accuracy with its 95% Wilson
 //!   interval, mean tokens and calls per question, wall time;
 //! - `pareto.svg`: accuracy against mean tokens per question, Pareto front highlighted.
+//!
+//! Several processes (or machines) may share an evaluation: each runs one [`Shard`] of
+//! the items into the same directory (records are appended one line per write), and a
+//! last run without a shard, which finds everything recorded, writes the full summary.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -52,6 +56,39 @@ pub struct EvalOptions {
     pub sampling: Sampling,
     /// Limits of each (approach, item) run.
     pub budget: Budget,
+    /// Run only this share of the selected items (`None`: all of them).
+    pub shard: Option<Shard>,
+}
+
+/// Share `index` of `count` of the selected items: those whose position in the
+/// selection is `index` modulo `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses `I/N` (0 <= I < N).
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || {
+            BenchError::InvalidArgument(format!(
+                "bad shard `{s}`: expected I/N with 0 <= I < N, e.g. 0/2"
+            ))
+        };
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: usize = i.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+
+    /// True when the item at `position` of the selection belongs to this shard.
+    pub fn holds(&self, position: usize) -> bool {
+        position % self.count == self.index
+    }
 }
 
 impl Default for EvalOptions {
@@ -62,6 +99,7 @@ impl Default for EvalOptions {
             seed: 0,
             sampling: Sampling::default().with_max_tokens(512),
             budget: Budget::default(),
+            shard: None,
         }
     }
 }
@@ -323,8 +361,14 @@ pub async fn run_eval(
         .iter()
         .map(|r| (r.approach.clone(), r.item.clone()))
         .collect();
-    let total = items.len() * built.len();
-    let mut done_count = items
+    let mine: Vec<&Item> = items
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| options.shard.is_none_or(|s| s.holds(*k)))
+        .map(|(_, it)| it)
+        .collect();
+    let total = mine.len() * built.len();
+    let mut done_count = mine
         .iter()
         .map(|it| {
             built
@@ -350,7 +394,7 @@ pub async fn run_eval(
         .append(true)
         .open(&results_path)
         .map_err(|e| BenchError::io(&results_path, e))?;
-    for item in &items {
+    for item in mine {
         let seed = item_seed(options.seed, &item.id);
         for (key, strategy) in &built {
             if done.contains(&(key.clone(), item.id.clone())) {

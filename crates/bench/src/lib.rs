@@ -19,7 +19,7 @@ pub use dataset::{Dataset, Item, LoadedDataset, sample};
 pub use error::{BenchError, Result};
 pub use eval::{
     ApproachSummary, EvalEvent, EvalOptions, EvalProgress, EvalSummary, ItemRecord, NoEvalProgress,
-    RunInfo, run_eval,
+    RunInfo, Shard, run_eval,
 };
 pub use score::{Accuracy, Score, score, wilson_interval};
 pub use speed::{SpeedOptions, SpeedReport, SpeedRun, measure_speed, peak_rss_bytes};

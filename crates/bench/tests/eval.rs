@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use optillm_bench::eval::{PLOT_FILE, RESULTS_FILE, RUN_FILE, SUMMARY_CSV, SUMMARY_JSON};
 use optillm_bench::{
     Accuracy, BenchError, EvalEvent, EvalOptions, EvalSummary, Item, ItemRecord, LoadedDataset,
-    NoEvalProgress, run_eval,
+    NoEvalProgress, Shard, run_eval,
 };
 use optillm_core::extract::AnswerKind;
 use optillm_core::mock::MockBackend;
@@ -543,4 +543,79 @@ async fn a_shuffled_sample_is_reproducible() {
     assert_eq!(items(d1.path()), items(d2.path()));
     assert_eq!(items(d1.path()).len(), 3);
     assert_ne!(items(d1.path()), ["q0", "q1", "q2"]);
+}
+
+#[tokio::test]
+async fn shards_share_a_directory_and_a_last_run_sums_them_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole_dir = tempfile::tempdir().unwrap();
+    let mock = Arc::new(scripted());
+    // Two shards, one after the other here (in practice concurrently), into one directory.
+    for index in 0..2 {
+        let opts = EvalOptions {
+            shard: Some(Shard { index, count: 2 }),
+            ..options()
+        };
+        run_eval(
+            mock.clone(),
+            &dataset(),
+            &specs(),
+            &opts,
+            dir.path(),
+            &NoEvalProgress,
+        )
+        .await
+        .unwrap();
+        let recorded: HashSet<String> = read_results(dir.path())
+            .into_iter()
+            .map(|r| r.item)
+            .collect();
+        let expected: HashSet<String> = (0..6)
+            .filter(|i| i % 2 <= index)
+            .map(|i| format!("q{i}"))
+            .collect();
+        assert_eq!(recorded, expected, "after shard {index}/2");
+    }
+    let calls = mock.calls();
+    // The last run without a shard makes no call and summarises everything.
+    let summary = run_eval(
+        mock.clone(),
+        &dataset(),
+        &specs(),
+        &options(),
+        dir.path(),
+        &NoEvalProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(mock.calls(), calls);
+    let whole = run_eval(
+        Arc::new(scripted()),
+        &dataset(),
+        &specs(),
+        &options(),
+        whole_dir.path(),
+        &NoEvalProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.approaches.len(), 3);
+    for (a, b) in summary.approaches.iter().zip(&whole.approaches) {
+        assert_eq!(
+            (a.items, a.correct, a.mean_tokens),
+            (b.items, b.correct, b.mean_tokens)
+        );
+    }
+}
+
+#[test]
+fn shard_specs_parse_or_fail_clearly() {
+    assert_eq!(Shard::parse("1/3").unwrap(), Shard { index: 1, count: 3 });
+    assert!(Shard::parse("1/3").unwrap().holds(4));
+    assert!(!Shard::parse("1/3").unwrap().holds(3));
+    for bad in ["3/3", "1", "a/2", "0/0", "-1/2"] {
+        let e = Shard::parse(bad).unwrap_err();
+        assert!(matches!(e, BenchError::InvalidArgument(_)), "{bad}");
+        assert!(e.to_string().contains("I/N"), "{bad}: {e}");
+    }
 }

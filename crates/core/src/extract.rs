@@ -416,11 +416,24 @@ fn first_line(s: &str) -> Option<String> {
 }
 
 /// `s` up to the end of its first sentence (". " or end).
+/// Titles and abbreviations whose period does not end a sentence ("Mrs. Hilt").
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "prof", "st", "mt", "jr", "sr", "vs", "etc", "e.g", "i.e",
+];
+
+/// `s` up to its first sentence end (". " not after an abbreviation).
 fn first_sentence(s: &str) -> String {
-    match s.find(". ") {
-        Some(p) => s.get(..p).unwrap_or(s).to_string(),
-        None => s.to_string(),
+    for (p, _) in s.match_indices(". ") {
+        let before = s.get(..p).unwrap_or(s);
+        let word = before
+            .rsplit(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("");
+        if !ABBREVIATIONS.iter().any(|a| word.eq_ignore_ascii_case(a)) {
+            return before.to_string();
+        }
     }
+    s.to_string()
 }
 
 fn after_last_eq(s: &str) -> &str {
@@ -766,6 +779,16 @@ mod tests {
             Some("the capital is paris")
         );
         assert_eq!(extract("\\boxed{18}", Text).as_deref(), Some("18"));
+        // A title's period does not end the answer.
+        assert_eq!(
+            extract("The answer is Mrs. Hilt. She has more.", Text).as_deref(),
+            Some("mrs. hilt")
+        );
+        assert_eq!(
+            extract("The answer is Dr. Smith", Text).as_deref(),
+            Some("dr. smith")
+        );
+        assert_eq!(first_sentence("Paris. It is big."), "Paris");
         assert_eq!(extract("   \n ", Text), None);
     }
 

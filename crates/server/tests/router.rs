@@ -452,6 +452,15 @@ impl Backend for Slow {
     }
 }
 
+/// The non-empty content deltas of choice 0 of OpenAI stream chunks.
+fn content_pieces(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 fn moa_script() -> Arc<MockBackend> {
     Arc::new(MockBackend::scripted([
         "cand one",
@@ -477,11 +486,7 @@ async fn streamed_approach_streams_its_final_stage_token_by_token() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let (events, done) = sse_data(&r.body);
     assert!(done);
-    let pieces: Vec<&str> = events
-        .iter()
-        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let pieces = content_pieces(&events);
     assert_eq!(pieces, vec!["the ", "final ", "synthesis ", "here"]);
     assert_eq!(
         events.last().unwrap()["choices"][0]["finish_reason"],
@@ -493,11 +498,7 @@ async fn streamed_approach_streams_its_final_stage_token_by_token() {
     cut["max_tokens"] = json!(2);
     let r = post(&one_model("m", moa_script()), "/v1/chat/completions", cut).await;
     let (events, _) = sse_data(&r.body);
-    let text: String = events
-        .iter()
-        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
-        .collect();
-    assert_eq!(text, "the final ");
+    assert_eq!(content_pieces(&events).concat(), "the final ");
     assert_eq!(
         events.last().unwrap()["choices"][0]["finish_reason"],
         "length"
@@ -533,11 +534,7 @@ async fn a_streamed_approach_without_a_final_call_sends_its_answer_whole() {
     let r = post(&one_model("m", mock), "/v1/chat/completions", body).await;
     let (events, done) = sse_data(&r.body);
     assert!(done);
-    let pieces: Vec<&str> = events
-        .iter()
-        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let pieces = content_pieces(&events);
     assert_eq!(pieces, vec!["thus the answer is 7"]);
 }
 

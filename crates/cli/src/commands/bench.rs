@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use optillm_bench::{Dataset, EvalEvent, EvalOptions, SpeedOptions, SpeedReport};
+use optillm_bench::{Dataset, EvalEvent, EvalOptions, Shard, SpeedOptions, SpeedReport};
 use optillm_core::{Budget, Sampling};
 use optillm_models::{ArtifactKind, IndicatifProgress};
 
@@ -127,6 +127,10 @@ pub struct EvalArgs {
     /// Output directory (results resume from what it holds).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run share I of N of the questions (`0/2`, `1/2`: two processes into one `--out`);
+    /// a last run without it writes the summary of all.
+    #[arg(long)]
+    pub shard: Option<String>,
 }
 
 /// Splits `a,b(k=1,n=2),c` at top-level commas.
@@ -172,6 +176,7 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
             max_total_tokens: args.max_total_tokens,
             max_duration: None::<Duration>,
         },
+        shard: args.shard.as_deref().map(Shard::parse).transpose()?,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

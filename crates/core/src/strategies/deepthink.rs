@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::util::{final_one, one, prompt, samples, temp};
+use super::util::{one, prompt, samples, temp};
 use crate::extract::{extract_any, vote};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -155,14 +155,12 @@ impl Strategy for DeepThink {
         if let Some(first) = sampled.first() {
             ctx.offer(first.clone());
         }
-        let greedy = final_one(
-            ctx,
-            request,
-            "greedy chain of thought (uncertain vote)",
-            prompt(system, solve),
-            &temp(0.0),
-        )
-        .await?;
+        let greedy = ctx
+            .final_text(
+                "greedy chain of thought (uncertain vote)",
+                request.chat(prompt(system, solve), &temp(0.0)),
+            )
+            .await?;
         Ok(Answer::one(greedy).with_candidates(sampled))
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::select::best_guess;
-use super::util::{final_one, one, prompt, samples, temp};
+use super::util::{one, prompt, samples, temp};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,14 +120,15 @@ impl Strategy for MixtureOfAgents {
             &temp(p.critique_temperature).with_max_tokens(p.critique_max_tokens),
         )
         .await?;
-        let fin = final_one(
-            ctx,
-            request,
-            "synthesis",
-            prompt(request.system(), synthesis_prompt(query, &texts, &critique)),
-            &temp(p.synthesis_temperature),
-        )
-        .await?;
+        let fin = ctx
+            .final_text(
+                "synthesis",
+                request.chat(
+                    prompt(request.system(), synthesis_prompt(query, &texts, &critique)),
+                    &temp(p.synthesis_temperature),
+                ),
+            )
+            .await?;
         let mut candidates = texts;
         candidates.push(format!("[critique]\n{critique}"));
         Ok(Answer {

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::util::{final_one, one, prompt, temp};
+use super::util::{one, prompt, temp};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Message;
 
@@ -119,14 +119,15 @@ impl Strategy for RoundTrip {
                 candidates,
             });
         }
-        let c3 = final_one(
-            ctx,
-            request,
-            "merge C3",
-            prompt(request.system(), merge_prompt(query, &code1, &code2)),
-            &step,
-        )
-        .await?;
+        let c3 = ctx
+            .final_text(
+                "merge C3",
+                request.chat(
+                    prompt(request.system(), merge_prompt(query, &code1, &code2)),
+                    &step,
+                ),
+            )
+            .await?;
         candidates.push(c3.clone());
         Ok(Answer {
             choices: vec![c3],

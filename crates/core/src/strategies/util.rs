@@ -43,18 +43,6 @@ pub(crate) async fn one(
     ctx.text(purpose, request.chat(messages, step)).await
 }
 
-/// One sample of `messages` that the strategy returns as it is: its final call
-/// (streamed when the run has a sink, see [`Ctx::final_call`]).
-pub(crate) async fn final_one(
-    ctx: &Ctx,
-    request: &StrategyRequest,
-    purpose: &str,
-    messages: Vec<Message>,
-    step: &Sampling,
-) -> Result<String, StrategyError> {
-    ctx.final_text(purpose, request.chat(messages, step)).await
-}
-
 /// The first number in `text` (optional sign, digits, optional decimals).
 pub(crate) fn first_number(text: &str) -> Option<f64> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
