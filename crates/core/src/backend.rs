@@ -60,6 +60,11 @@ impl StreamSender {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+    /// Resolves once the consumer has dropped its stream: for a producer that waits on
+    /// something else meanwhile (`select!` on both) and must stop when nobody reads.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
 }
 
 impl CompletionStream {

@@ -715,9 +715,7 @@ mod tests {
                     }))
                     .await;
                 }
-                while !tx.is_closed() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                tx.closed().await;
             });
             Ok(stream)
         }

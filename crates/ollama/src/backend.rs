@@ -21,9 +21,6 @@ use crate::http::{self, Policy};
 use crate::ndjson::LineBuffer;
 use crate::wire::{self, ChatBody, ChatChunk, Options, Show, Tags};
 
-/// How often a producer checks whether its consumer dropped the stream while it waits.
-const CANCEL_POLL: Duration = Duration::from_millis(100);
-
 /// A model installed on the Ollama server (`GET /api/tags`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -267,7 +264,6 @@ impl Inner {
             });
         }
         let mut outcomes: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
-        let mut poll = tokio::time::interval(CANCEL_POLL);
         loop {
             tokio::select! {
                 joined = tasks.join_next() => match joined {
@@ -287,11 +283,9 @@ impl Inner {
                         return;
                     }
                 },
-                _ = poll.tick() => {
-                    if tx.is_closed() {
-                        debug!("the consumer dropped the stream; cancelling");
-                        return;
-                    }
+                _ = tx.closed() => {
+                    debug!("the consumer dropped the stream; cancelling");
+                    return;
                 }
             }
         }

@@ -24,9 +24,6 @@ use crate::http::{self, Policy};
 use crate::sse::{SseBuffer, SseEvent};
 use crate::wire::{self, ChatBody, Chunk, Models, Response, StreamOptions, WireTimings, WireUsage};
 
-/// How often a producer checks whether its consumer dropped the stream while it waits.
-const CANCEL_POLL: Duration = Duration::from_millis(100);
-
 /// A model the server offers (`GET /models`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -161,7 +158,7 @@ impl OpenAiBackend {
                     };
                     let _ = tx.send(event).await;
                 }
-                _ = closed(&tx) => debug!("the consumer dropped the stream; cancelling"),
+                _ = tx.closed() => debug!("the consumer dropped the stream; cancelling"),
             }
         });
         Ok(stream)
@@ -193,13 +190,6 @@ impl Backend for OpenAiBackend {
     /// The whole answer in one response (`stream: false`).
     async fn complete(&self, request: ChatRequest) -> Result<Completion, BackendError> {
         self.start(request, false)?.collect().await
-    }
-}
-
-/// Resolves once the consumer has dropped its stream.
-async fn closed(tx: &StreamSender) {
-    while !tx.is_closed() {
-        tokio::time::sleep(CANCEL_POLL).await;
     }
 }
 

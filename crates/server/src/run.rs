@@ -485,7 +485,12 @@ impl Backend for FinishRecorder {
         // Ends when the upstream ends or the reader is gone (dropping the upstream
         // cancels its work).
         tokio::spawn(async move {
-            while let Some(event) = upstream.next_event().await {
+            loop {
+                let event = tokio::select! {
+                    e = upstream.next_event() => e,
+                    () = tx.closed() => return,
+                };
+                let Some(event) = event else { return };
                 if let Ok(StreamEvent::Done(c)) = &event {
                     record_finish(&seen, c);
                 }
