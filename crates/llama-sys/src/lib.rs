@@ -4,7 +4,9 @@
 //! context (the llama.cpp context is not `Send`). Requests arrive on a bounded queue and
 //! are served one after the other. A request for `n` samples evaluates the prompt once,
 //! copies its KV cache to `n` sequences and decodes all of them together, one batch per
-//! step, each with its own sampler and seed.
+//! step, each with its own sampler and seed. When the request bounds its length
+//! (`max_tokens`) and the n sequences fit, they decode in a second context with one KV
+//! stream per sequence, so each step attends over one sample's cells, not all n's.
 
 mod error;
 mod session;
@@ -94,6 +96,9 @@ pub struct Stats {
     pub tokens_generated: AtomicU64,
     /// Token-level jobs run.
     pub token_jobs: AtomicU64,
+    /// Rounds of n > 1 samples decoded in the per-stream context (one KV stream per
+    /// sample) rather than the shared cache.
+    pub stream_rounds: AtomicU64,
 }
 
 /// The native llama.cpp backend.

@@ -55,23 +55,8 @@ pub(crate) fn run(
     let n_ctx = config
         .n_ctx
         .unwrap_or_else(|| model.n_ctx_train().clamp(512, 8192));
-    let threads = config.n_threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| i32::try_from(n.get()).unwrap_or(1))
-    });
-    let flash = match config.flash_attention {
-        None => FLASH_ATTN_AUTO,
-        Some(true) => FLASH_ATTN_ENABLED,
-        Some(false) => FLASH_ATTN_DISABLED,
-    };
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(n_ctx))
-        .with_n_batch(config.n_batch)
-        .with_n_ubatch(config.n_batch)
-        .with_n_seq_max(config.n_seq_max)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads)
-        .with_kv_unified(true)
-        .with_flash_attention_policy(flash);
+    let params = context_params(&config, n_ctx, config.n_seq_max, true);
+    let threads = params.n_threads();
     let ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => {
@@ -100,8 +85,10 @@ pub(crate) fn run(
         return;
     }
     let mut engine = Engine {
+        backend,
         model: &model,
         ctx,
+        streams: None,
         template,
         name,
         config,
@@ -128,12 +115,57 @@ pub(crate) fn run(
 }
 
 pub(crate) struct Engine<'m> {
+    backend: &'static llama_cpp_2::llama_backend::LlamaBackend,
     pub(crate) model: &'m LlamaModel,
+    /// The main context: one KV cache shared by all sequences (`kv_unified`), the whole
+    /// context length available to any of them.
     pub(crate) ctx: LlamaContext<'m>,
+    /// A second context for n > 1 samples, made on demand (see [`Engine::use_streams`]).
+    streams: Option<Streams<'m>>,
     template: LlamaChatTemplate,
     name: String,
     pub(crate) config: LlamaConfig,
     stats: Arc<Stats>,
+}
+
+/// A context whose KV cache has one stream per sequence (`kv_unified = false`), as
+/// llama-batched-bench uses by default: each of n samples attends to its own cells only,
+/// where in the shared cache every step would attend over the cells of all n.
+struct Streams<'m> {
+    ctx: LlamaContext<'m>,
+    /// Number of streams (sequences it can hold).
+    streams: u32,
+    /// Cells of each stream: the most prompt + generated tokens of one sequence.
+    cells: u32,
+}
+
+/// llama.cpp pads context sizes to this many cells.
+const CELL_PAD: u32 = 256;
+
+/// Context parameters from the backend's settings.
+fn context_params(
+    config: &LlamaConfig,
+    n_ctx: u32,
+    n_seq_max: u32,
+    unified: bool,
+) -> LlamaContextParams {
+    let threads = config.n_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| i32::try_from(n.get()).unwrap_or(1))
+    });
+    let flash = match config.flash_attention {
+        None => FLASH_ATTN_AUTO,
+        Some(true) => FLASH_ATTN_ENABLED,
+        Some(false) => FLASH_ATTN_DISABLED,
+    };
+    LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(config.n_batch)
+        .with_n_ubatch(config.n_batch)
+        .with_n_seq_max(n_seq_max)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads)
+        .with_kv_unified(unified)
+        .with_flash_attention_policy(flash)
 }
 
 /// The request was abandoned by its consumer.
@@ -201,32 +233,6 @@ impl<'m> Engine<'m> {
         Ok(tokens)
     }
 
-    /// Clears the cache and evaluates `tokens` into sequence 0; returns the batch index
-    /// of the last token's logits.
-    pub(crate) fn eval_prompt(&mut self, tokens: &[LlamaToken]) -> Result<i32, BackendError> {
-        self.ctx.clear_kv_cache();
-        let chunk = self.config.n_batch.max(1) as usize;
-        let mut batch = LlamaBatch::new(chunk, 1);
-        let mut last = 0;
-        for (c, part) in tokens.chunks(chunk).enumerate() {
-            batch.clear();
-            for (i, t) in part.iter().enumerate() {
-                let pos = (c * chunk + i) as i32;
-                let is_last = c * chunk + i + 1 == tokens.len();
-                batch
-                    .add(*t, pos, &[0], is_last)
-                    .map_err(|e| decode_error(e.to_string()))?;
-                if is_last {
-                    last = i as i32;
-                }
-            }
-            self.ctx
-                .decode(&mut batch)
-                .map_err(|e| decode_error(e.to_string()))?;
-        }
-        Ok(last)
-    }
-
     fn generate(&mut self, request: &ChatRequest, sender: &StreamSender, submitted: Instant) {
         let result = self.generate_all(request, sender, submitted);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -258,8 +264,20 @@ impl<'m> Engine<'m> {
         let mut first = 0;
         while first < request.n {
             let count = per_round.min(request.n - first);
+            let cells = request
+                .sampling
+                .max_tokens
+                .map(|m| m.saturating_add(tokens.len() as u32));
+            let per_stream = self.use_streams(count, cells);
+            if per_stream {
+                self.stats.stream_rounds.fetch_add(1, Ordering::Relaxed);
+            }
             let started = Instant::now();
-            let last = self.eval_prompt(&tokens)?;
+            let ctx = match self.streams.as_mut() {
+                Some(s) if per_stream => &mut s.ctx,
+                _ => &mut self.ctx,
+            };
+            let last = eval_prompt(ctx, self.config.n_batch, &tokens)?;
             timings.prompt_eval += started.elapsed();
             usage.prompt_tokens += tokens.len() as u32;
             match self.decode_round(
@@ -267,6 +285,7 @@ impl<'m> Engine<'m> {
                 sender,
                 &tokens,
                 last,
+                per_stream,
                 first,
                 count,
                 submitted,
@@ -294,15 +313,19 @@ impl<'m> Engine<'m> {
         sender: &StreamSender,
         prompt: &[LlamaToken],
         last: i32,
+        per_stream: bool,
         first: u32,
         count: u32,
         submitted: Instant,
         timings: &mut Timings,
     ) -> Result<Result<Vec<Choice>, Cancelled>, BackendError> {
         let decode_started = Instant::now();
+        let ctx = match self.streams.as_mut() {
+            Some(s) if per_stream => &mut s.ctx,
+            _ => &mut self.ctx,
+        };
         for s in 1..count as i32 {
-            self.ctx
-                .copy_kv_cache_seq(0, s, None, None)
+            ctx.copy_kv_cache_seq(0, s, None, None)
                 .map_err(|e| decode_error(e.to_string()))?;
         }
         let mut seqs: Vec<Seq> = (0..count)
@@ -328,14 +351,14 @@ impl<'m> Engine<'m> {
         let mut batch = LlamaBatch::new(count as usize, 1);
         loop {
             for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
-                let token = seq.sampler.sample(&self.ctx, seq.logits_at);
+                let token = seq.sampler.sample(ctx, seq.logits_at);
                 self.stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
                 if timings.time_to_first_token.is_none() {
                     timings.time_to_first_token = Some(submitted.elapsed());
                 }
                 let logprob = match request.logprobs {
                     Some(k) => Some(token_logprob(
-                        self.ctx.get_logits_ith(seq.logits_at),
+                        ctx.get_logits_ith(seq.logits_at),
                         token,
                         k,
                         |t| {
@@ -389,7 +412,7 @@ impl<'m> Engine<'m> {
             if batch.n_tokens() == 0 {
                 break;
             }
-            if let Err(e) = self.ctx.decode(&mut batch) {
+            if let Err(e) = ctx.decode(&mut batch) {
                 // The context is full: every sequence still going ends for length.
                 tracing::debug!("decode stopped: {e}");
                 for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
@@ -414,18 +437,92 @@ impl<'m> Engine<'m> {
             .collect()))
     }
 
+    /// Whether a round of `count` samples of at most `cells` tokens each (prompt and
+    /// completion; `None`: unbounded) decodes in the per-stream context, made or grown
+    /// here if needed. Only when its KV cache fits in the size of the main one: the
+    /// memory cost is at most twice the main context's.
+    fn use_streams(&mut self, count: u32, cells: Option<u32>) -> bool {
+        let Some(cells) = cells.map(|c| c.div_ceil(CELL_PAD).saturating_mul(CELL_PAD)) else {
+            return false;
+        };
+        let budget = self.ctx.n_ctx();
+        if count < 2 || count.saturating_mul(cells) > budget {
+            return false;
+        }
+        if let Some(s) = &self.streams {
+            if s.streams >= count && s.cells >= cells {
+                return true;
+            }
+        }
+        // Grow to the larger of the old and new shapes when that fits, so requests of
+        // varying sizes do not remake it each time.
+        let (mut streams, mut per) = (count, cells);
+        if let Some(s) = &self.streams {
+            if s.streams.max(count).saturating_mul(s.cells.max(cells)) <= budget {
+                (streams, per) = (s.streams.max(count), s.cells.max(cells));
+            }
+        }
+        self.streams = None;
+        let params = context_params(&self.config, streams * per, streams, false);
+        match self.model.new_context(self.backend, params) {
+            Ok(ctx) => {
+                let cells = ctx.n_ctx() / streams;
+                tracing::debug!(streams, cells, "per-stream context made");
+                self.streams = Some(Streams {
+                    ctx,
+                    streams,
+                    cells,
+                });
+                true
+            }
+            Err(e) => {
+                tracing::warn!("per-stream context failed, using the shared one: {e}");
+                false
+            }
+        }
+    }
+
     fn token_job(
         &mut self,
         request: &ChatRequest,
         job: optillm_core::TokenJob,
     ) -> Result<(), BackendError> {
         let tokens = self.prompt_tokens(request)?;
-        let last = self.eval_prompt(&tokens)?;
+        let last = eval_prompt(&mut self.ctx, self.config.n_batch, &tokens)?;
         let logits = self.ctx.get_logits_ith(last).to_vec();
         self.stats.token_jobs.fetch_add(1, Ordering::Relaxed);
         let mut session = Session::new(self, tokens.len() as u32, logits);
         job(&mut session)
     }
+}
+
+/// Clears the cache of `ctx` and evaluates `tokens` into sequence 0, `chunk` tokens per
+/// batch; returns the batch index of the last token's logits.
+pub(crate) fn eval_prompt(
+    ctx: &mut LlamaContext,
+    chunk: u32,
+    tokens: &[LlamaToken],
+) -> Result<i32, BackendError> {
+    ctx.clear_kv_cache();
+    let chunk = chunk.max(1) as usize;
+    let mut batch = LlamaBatch::new(chunk, 1);
+    let mut last = 0;
+    for (c, part) in tokens.chunks(chunk).enumerate() {
+        batch.clear();
+        for (i, t) in part.iter().enumerate() {
+            let pos = (c * chunk + i) as i32;
+            let is_last = c * chunk + i + 1 == tokens.len();
+            batch
+                .add(*t, pos, &[0], is_last)
+                .map_err(|e| decode_error(e.to_string()))?;
+            if is_last {
+                last = i as i32;
+            }
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| decode_error(e.to_string()))?;
+    }
+    Ok(last)
 }
 
 fn decode_error(message: String) -> BackendError {

@@ -104,6 +104,56 @@ async fn n_samples_share_one_prompt_and_differ() {
 }
 
 #[tokio::test]
+async fn per_stream_and_shared_cache_decode_the_same_samples() {
+    // n samples of bounded length decode in the per-stream context when they fit
+    // (n x (prompt + max_tokens) within n_ctx = 2048), else in the shared cache; greedy
+    // samples must read the same either way, and the same as a single run. A backend of
+    // its own, so that no other test's request moves the counter.
+    let config = LlamaConfig {
+        n_ctx: Some(2048),
+        n_threads: Some(2),
+        ..LlamaConfig::default()
+    };
+    let b = LlamaBackend::load(model_path(), config).unwrap();
+    let greedy = Sampling::default()
+        .with_temperature(0.0)
+        .with_max_tokens(40);
+    let prompt = "Write one sentence about the sea.";
+    let one = b.complete(ask(prompt, greedy.clone())).await.unwrap();
+    let before = b.stats().stream_rounds.load(Ordering::Relaxed);
+    let three = b
+        .complete(ask(prompt, greedy.clone()).with_n(3))
+        .await
+        .unwrap();
+    let after_three = b.stats().stream_rounds.load(Ordering::Relaxed);
+    // 8 x (prompt + 300) needs more cells than the context has: shared cache.
+    let eight = b
+        .complete(ask(prompt, greedy.with_max_tokens(300)).with_n(8))
+        .await
+        .unwrap();
+    let after_eight = b.stats().stream_rounds.load(Ordering::Relaxed);
+    assert_eq!(
+        after_three,
+        before + 1,
+        "n=3 of 40 tokens fits the per-stream context"
+    );
+    assert_eq!(after_eight, after_three, "n=8 of 300 tokens does not");
+    assert_eq!(three.choices.len(), 3);
+    assert_eq!(eight.choices.len(), 8);
+    for c in &three.choices {
+        assert_eq!(c.text, one.text());
+    }
+    for c in &eight.choices {
+        assert!(
+            c.text.starts_with(one.text().trim_end()),
+            "{:?} vs {:?}",
+            c.text,
+            one.text()
+        );
+    }
+}
+
+#[tokio::test]
 async fn max_tokens_and_stop_sequences_end_with_the_right_reason() {
     let b = backend();
     let greedy = Sampling::default().with_temperature(0.0);
