@@ -20,8 +20,8 @@
 #   llama-batched-bench -m MODEL -t 2 -c 4096 -npp 32 -ntg 128 -npl 1,2,4,8 -pps   (prompt shared, as ours)
 #   llama-batched-bench ... -pps -kvu   (also one unified KV cache, as our backend's context)
 #   our bench `native_reference` (same quantities through Backend::complete)
-# ROUNDS times, the tools and ours alternating (slow phases of a shared machine then hit
-# both sides), keeps every output under target/llama-cpp-reference/results/<time>/ and
+# ROUNDS times, the tools and ours alternating, in turn first (slow phases of a shared
+# machine then hit both sides), keeps every output under target/llama-cpp-reference/results/<time>/ and
 # writes summary.md there (medians over rounds, ratios to the targets;
 # scripts/llama-cpp-reference-summary.py).
 #
@@ -117,6 +117,31 @@ EOF
     log "built: $(ls "$WORK/bin")"
 }
 
+# llama-bench and the three llama-batched-bench set-ups, round $2, into directory $1.
+tools() {
+    local res="$1" round="$2" variant
+    log "round $round/$ROUNDS: llama-bench ($(uptime))"
+    "$WORK/bin/llama-bench" -m "$MODEL" -t "$THREADS" -p 256 -n 128 -r "$REPS" \
+        2>"$res/llama-bench.$round.err" | tee "$res/llama-bench.$round.md" >&2
+    for variant in default pps pps-kvu; do
+        local extra=()
+        case "$variant" in pps) extra=(-pps) ;; pps-kvu) extra=(-pps -kvu) ;; esac
+        log "round $round/$ROUNDS: llama-batched-bench ${extra[*]:-}"
+        "$WORK/bin/llama-batched-bench" -m "$MODEL" -t "$THREADS" -c 4096 -npp 32 -ntg 128 \
+            -npl 1,2,4,8 "${extra[@]}" >"$res/batched-bench-$variant.$round.out" 2>&1
+        grep '^|' "$res/batched-bench-$variant.$round.out" >&2
+    done
+}
+
+# Our native_reference bench, round $2, into directory $1.
+ours() {
+    local res="$1" round="$2"
+    log "round $round/$ROUNDS: ours (native_reference, $(uptime))"
+    OPTILLM_BENCH_MODEL="$MODEL" OPTILLM_BENCH_THREADS="$THREADS" \
+        OPTILLM_BENCH_REPS="${OPTILLM_BENCH_REPS:-3}" \
+        "$(cat "$WORK/native_reference.path")" 2>"$res/ours.$round.err" | tee "$res/ours.$round.md" >&2
+}
+
 run() {
     [ -f "$MODEL" ] || { echo "model not found: $MODEL (optillm pull smollm2-135m)" >&2; exit 1; }
     [ -x "$WORK/bin/llama-bench" ] && [ -s "$WORK/native_reference.path" ] || build
@@ -133,23 +158,15 @@ run() {
     } >"$res/machine.txt"
     cat "$res/machine.txt" >&2
     log "uptime before: $(uptime)"; uptime >"$res/uptime-before.txt"
-    local round variant
+    local round
     for round in $(seq 1 "$ROUNDS"); do
-        log "round $round/$ROUNDS: llama-bench ($(uptime))"
-        "$WORK/bin/llama-bench" -m "$MODEL" -t "$THREADS" -p 256 -n 128 -r "$REPS" \
-            2>"$res/llama-bench.$round.err" | tee "$res/llama-bench.$round.md" >&2
-        for variant in default pps pps-kvu; do
-            local extra=()
-            case "$variant" in pps) extra=(-pps) ;; pps-kvu) extra=(-pps -kvu) ;; esac
-            log "round $round/$ROUNDS: llama-batched-bench ${extra[*]:-}"
-            "$WORK/bin/llama-batched-bench" -m "$MODEL" -t "$THREADS" -c 4096 -npp 32 -ntg 128 \
-                -npl 1,2,4,8 "${extra[@]}" >"$res/batched-bench-$variant.$round.out" 2>&1
-            grep '^|' "$res/batched-bench-$variant.$round.out" >&2
-        done
-        log "round $round/$ROUNDS: ours (native_reference)"
-        OPTILLM_BENCH_MODEL="$MODEL" OPTILLM_BENCH_THREADS="$THREADS" \
-            OPTILLM_BENCH_REPS="${OPTILLM_BENCH_REPS:-3}" \
-            "$(cat "$WORK/native_reference.path")" 2>"$res/ours.$round.err" | tee "$res/ours.$round.md" >&2
+        # Odd rounds run the tools first, even rounds ours first: a machine that is faster
+        # at the start of a round (or slows down under sustained load) favours neither side.
+        if (( round % 2 )); then
+            tools "$res" "$round"; ours "$res" "$round"
+        else
+            ours "$res" "$round"; tools "$res" "$round"
+        fi
         uptime >"$res/uptime-after-round-$round.txt"
     done
     python3 "$ROOT/scripts/llama-cpp-reference-summary.py" "$res" | tee "$res/summary.md"
