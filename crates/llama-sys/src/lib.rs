@@ -32,7 +32,8 @@ pub struct LlamaConfig {
     /// Name reported by [`Backend::model`] and in completions (default: the file stem).
     pub name: Option<String>,
     /// Context size in tokens, shared by all sequences of a request (`None`: the
-    /// model's training context, at most 8192).
+    /// model's training context, at most 8192). Also the most cells of the second,
+    /// per-stream context that n > 1 samples with `max_tokens` decode in.
     pub n_ctx: Option<u32>,
     /// CPU threads (`None`: all available cores). Never more than free cores.
     pub n_threads: Option<i32>,
