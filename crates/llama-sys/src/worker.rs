@@ -261,30 +261,23 @@ impl<'m> Engine<'m> {
         let mut timings = Timings::default();
         let mut choices = Vec::new();
         let per_round = self.config.n_seq_max.max(1);
+        // Cells one sample can fill: prompt and completion (`None`: unbounded).
+        let cells = request
+            .sampling
+            .max_tokens
+            .map(|m| m.saturating_add(tokens.len() as u32));
         let mut first = 0;
         while first < request.n {
             let count = per_round.min(request.n - first);
-            let cells = request
-                .sampling
-                .max_tokens
-                .map(|m| m.saturating_add(tokens.len() as u32));
             let per_stream = self.use_streams(count, cells);
             if per_stream {
                 self.stats.stream_rounds.fetch_add(1, Ordering::Relaxed);
             }
-            let started = Instant::now();
-            let ctx = match self.streams.as_mut() {
-                Some(s) if per_stream => &mut s.ctx,
-                _ => &mut self.ctx,
-            };
-            let last = eval_prompt(ctx, self.config.n_batch, &tokens)?;
-            timings.prompt_eval += started.elapsed();
             usage.prompt_tokens += tokens.len() as u32;
-            match self.decode_round(
+            match self.round(
                 request,
                 sender,
                 &tokens,
-                last,
                 per_stream,
                 first,
                 count,
@@ -306,24 +299,28 @@ impl<'m> Engine<'m> {
         }))
     }
 
+    /// One round of `count` samples: the prompt evaluated once in the chosen context,
+    /// its cache copied to every sequence, all decoded together.
     #[allow(clippy::too_many_arguments)]
-    fn decode_round(
+    fn round(
         &mut self,
         request: &ChatRequest,
         sender: &StreamSender,
         prompt: &[LlamaToken],
-        last: i32,
         per_stream: bool,
         first: u32,
         count: u32,
         submitted: Instant,
         timings: &mut Timings,
     ) -> Result<Result<Vec<Choice>, Cancelled>, BackendError> {
-        let decode_started = Instant::now();
         let ctx = match self.streams.as_mut() {
             Some(s) if per_stream => &mut s.ctx,
             _ => &mut self.ctx,
         };
+        let started = Instant::now();
+        let last = eval_prompt(ctx, self.config.n_batch, prompt)?;
+        timings.prompt_eval += started.elapsed();
+        let decode_started = Instant::now();
         for s in 1..count as i32 {
             ctx.copy_kv_cache_seq(0, s, None, None)
                 .map_err(|e| decode_error(e.to_string()))?;
@@ -449,19 +446,15 @@ impl<'m> Engine<'m> {
         if count < 2 || count.saturating_mul(cells) > budget {
             return false;
         }
-        if let Some(s) = &self.streams {
-            if s.streams >= count && s.cells >= cells {
-                return true;
-            }
-        }
         // Grow to the larger of the old and new shapes when that fits, so requests of
         // varying sizes do not remake it each time.
-        let (mut streams, mut per) = (count, cells);
-        if let Some(s) = &self.streams {
-            if s.streams.max(count).saturating_mul(s.cells.max(cells)) <= budget {
-                (streams, per) = (s.streams.max(count), s.cells.max(cells));
+        let (streams, per) = match &self.streams {
+            Some(s) if s.streams >= count && s.cells >= cells => return true,
+            Some(s) if s.streams.max(count).saturating_mul(s.cells.max(cells)) <= budget => {
+                (s.streams.max(count), s.cells.max(cells))
             }
-        }
+            _ => (count, cells),
+        };
         self.streams = None;
         let params = context_params(&self.config, streams * per, streams, false);
         match self.model.new_context(self.backend, params) {
