@@ -135,6 +135,9 @@ pub struct ItemRecord {
     pub seed: u32,
     #[serde(default)]
     pub budget_exhausted: bool,
+    /// The vote that chose the answer, for approaches that vote (`18: 3, 17: 1, none: 1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vote: Option<String>,
     /// Why the run gave no answer (it counts as wrong).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -456,6 +459,7 @@ async fn run_one(
         wall_ms: started.elapsed().as_secs_f64() * 1000.0,
         seed,
         budget_exhausted: false,
+        vote: None,
         error: None,
     };
     match result {
@@ -469,6 +473,7 @@ async fn run_one(
             record.completion_tokens = outcome.usage.completion_tokens;
             record.wall_ms = outcome.wall.as_secs_f64() * 1000.0;
             record.budget_exhausted = outcome.budget_exhausted;
+            record.vote = outcome.vote.map(|v| v.summary());
         }
         Err(StrategyError::Backend(e)) if stops_the_run(&e) => {
             return Err(BenchError::Strategy {

@@ -202,6 +202,13 @@ async fn scores_summarises_and_writes_every_file() {
         (q1.gold.as_str(), q1.extracted.as_deref(), q1.correct),
         ("2", Some("3"), false)
     );
+    // The vote of self-consistency is recorded: sample 0 wrong, samples 1 and 2 right.
+    let sc_q1 = records
+        .iter()
+        .find(|r| r.approach == "self_consistency(k=3)" && r.item == "q1")
+        .unwrap();
+    assert_eq!(sc_q1.vote.as_deref(), Some("2: 2, 3: 1"));
+    assert_eq!(q1.vote, None);
     let seeds: HashMap<&str, HashSet<u32>> = records.iter().fold(HashMap::new(), |mut m, r| {
         m.entry(r.item.as_str()).or_default().insert(r.seed);
         m

@@ -94,6 +94,13 @@ async fn every_strategy_runs_natively_with_consistent_accounting() {
                 if calls == 0 {
                     failures.push(format!("{spec_text}: no model call"));
                 }
+                // The voting approaches report their vote over the k=3 samples.
+                let voting = matches!(info.slug, "self_consistency" | "majority_voting");
+                if let (true, Some(v)) = (voting, &out.vote) {
+                    if v.total != 3 || v.count == 0 || v.count > v.voters {
+                        failures.push(format!("{spec_text}: vote {v:?} is not over 3 samples"));
+                    }
+                }
             }
             Err(e) => failures.push(format!("{spec_text}: {e}")),
         }

@@ -174,6 +174,8 @@ pub struct Vote {
     pub count: usize,
     /// Answers that took part (the `Some` ones).
     pub voters: usize,
+    /// Answers voted on, with or without an answer found (`total - voters` had none).
+    pub total: usize,
     /// Every answer with its votes, most votes first (ties: first seen first).
     pub distribution: Vec<(String, usize)>,
     /// Indices (into the voted slice) of the answers in the winning group.
@@ -191,14 +193,14 @@ impl Vote {
     }
 
     /// The distribution as one line: `42: 3, 41: 1, none: 1`.
-    pub fn summary(&self, total: usize) -> String {
+    pub fn summary(&self) -> String {
         let mut parts: Vec<String> = self
             .distribution
             .iter()
             .map(|(a, c)| format!("{a}: {c}"))
             .collect();
-        if total > self.voters {
-            parts.push(format!("none: {}", total - self.voters));
+        if self.total > self.voters {
+            parts.push(format!("none: {}", self.total - self.voters));
         }
         parts.join(", ")
     }
@@ -229,6 +231,7 @@ pub fn vote(answers: &[Option<String>]) -> Option<Vote> {
         winner,
         count,
         voters: answers.iter().filter(|a| a.is_some()).count(),
+        total: answers.len(),
         distribution,
         members,
     })
@@ -873,7 +876,8 @@ mod tests {
             vec![("18".to_string(), 3), ("17".to_string(), 2)]
         );
         assert!((v.share() - 0.6).abs() < 1e-9);
-        assert_eq!(v.summary(answers.len()), "18: 3, 17: 2, none: 1");
+        assert_eq!(v.total, 6);
+        assert_eq!(v.summary(), "18: 3, 17: 2, none: 1");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, StreamEvent, run_token_job};
 use crate::error::BackendError;
+use crate::extract::Vote;
 use crate::token::TokenSession;
 use crate::types::{ChatRequest, Completion, Message, Role, Sampling, Usage};
 
@@ -139,17 +140,24 @@ pub struct Answer {
     pub choices: Vec<String>,
     /// Candidates considered on the way.
     pub candidates: Vec<String>,
+    /// The vote that chose the answer, for approaches that vote on extracted answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vote: Option<Vote>,
 }
 
 impl Answer {
     pub fn one(text: impl Into<String>) -> Self {
         Self {
             choices: vec![text.into()],
-            candidates: Vec::new(),
+            ..Self::default()
         }
     }
     pub fn with_candidates(mut self, candidates: Vec<String>) -> Self {
         self.candidates = candidates;
+        self
+    }
+    pub fn with_vote(mut self, vote: Option<Vote>) -> Self {
+        self.vote = vote;
         self
     }
 }
@@ -161,6 +169,9 @@ pub struct Outcome {
     pub answer: String,
     pub choices: Vec<String>,
     pub candidates: Vec<String>,
+    /// The vote that chose the answer (see [`Answer::vote`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vote: Option<Vote>,
     pub usage: RunUsage,
     pub wall: Duration,
     /// True when the budget stopped the run and `answer` is the best found so far.
@@ -556,6 +567,7 @@ pub async fn run_in(
         answer: answer.choices.first().cloned().unwrap_or_default(),
         choices: answer.choices,
         candidates: answer.candidates,
+        vote: answer.vote,
         usage,
         wall: ctx.started.elapsed(),
         budget_exhausted,

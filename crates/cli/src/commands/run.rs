@@ -200,6 +200,9 @@ async fn run_strategy(
         std::fs::write(path, outcome.trace_jsonl())
             .with_context(|| format!("writing the trace to {}", path.display()))?;
     }
+    if let Some(v) = &outcome.vote {
+        eprintln!("votes {} of {} | {}", v.count, v.total, v.summary());
+    }
     let u = &outcome.usage;
     eprintln!(
         "approach {} | calls {} | prompt {} tokens, completion {} tokens | wall {:.2} s{}",

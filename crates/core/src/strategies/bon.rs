@@ -88,6 +88,7 @@ impl Strategy for BestOfN {
         Ok(Answer {
             choices: vec![answer],
             candidates,
+            vote: None,
         })
     }
 }

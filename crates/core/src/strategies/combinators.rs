@@ -54,6 +54,7 @@ impl Strategy for Pipeline {
                 return Ok(Answer {
                     choices: answer.choices,
                     candidates,
+                    vote: answer.vote,
                 });
             }
             candidates.push(text.clone());

@@ -153,6 +153,7 @@ impl Strategy for CotReflection {
             } else {
                 Vec::new()
             },
+            vote: None,
         })
     }
 }

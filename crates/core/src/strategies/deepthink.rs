@@ -150,7 +150,9 @@ impl Strategy for DeepThink {
                 .and_then(|&i| sampled.get(i))
                 .cloned()
                 .unwrap_or_default();
-            return Ok(Answer::one(chosen).with_candidates(sampled));
+            return Ok(Answer::one(chosen)
+                .with_candidates(sampled)
+                .with_vote(Some(v)));
         }
         if let Some(first) = sampled.first() {
             ctx.offer(first.clone());
@@ -209,6 +211,7 @@ mod tests {
         // The structure reaches the solving prompt; the adapted modules reach the structure.
         assert!(sent[3].messages[0].content.contains("1. find x 2. check"));
         assert!(sent[2].messages[0].content.contains("adapted A, B"));
+        assert_eq!(out.vote.map(|v| v.summary()).as_deref(), Some("5: 2, 7: 1"));
     }
 
     #[tokio::test]
@@ -223,6 +226,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(out.answer, "greedy. The answer is: 100");
+        // The vote did not choose the answer, so none is reported.
+        assert!(out.vote.is_none());
         assert_eq!(mock.calls(), 5);
         assert_eq!(out.candidates.len(), 3);
     }

@@ -161,6 +161,7 @@ impl Strategy for Diverse {
         Ok(Answer {
             choices: vec![answer],
             candidates,
+            vote: None,
         })
     }
 }

@@ -150,6 +150,7 @@ impl Strategy for GenSelect {
             return Ok(Answer {
                 choices: texts.first().cloned().into_iter().collect(),
                 candidates: texts,
+                vote: None,
             });
         }
         let comparison = one(
@@ -175,6 +176,7 @@ impl Strategy for GenSelect {
         Ok(Answer {
             choices: vec![texts.get(chosen).cloned().unwrap_or_default()],
             candidates,
+            vote: None,
         })
     }
 }

@@ -134,6 +134,7 @@ impl Strategy for MixtureOfAgents {
         Ok(Answer {
             choices: vec![fin],
             candidates,
+            vote: None,
         })
     }
 }

@@ -35,6 +35,7 @@ impl Strategy for NoneStrategy {
         Ok(Answer {
             choices: completion.texts(),
             candidates: Vec::new(),
+            vote: None,
         })
     }
 }

@@ -155,11 +155,15 @@ impl Strategy for PlanSearch {
         .into_iter()
         .collect::<Result<Vec<String>, _>>()?;
         let answers: Vec<Option<String>> = solutions.iter().map(|s| extract_any(s)).collect();
-        let index = vote(&answers)
+        let tally = vote(&answers);
+        let index = tally
+            .as_ref()
             .and_then(|v| v.members.first().copied())
             .unwrap_or(0);
         let answer = solutions.get(index).cloned().unwrap_or_default();
-        Ok(Answer::one(answer).with_candidates(solutions))
+        Ok(Answer::one(answer)
+            .with_candidates(solutions)
+            .with_vote(tally))
     }
 }
 

@@ -41,6 +41,7 @@ impl Strategy for Re2 {
         Ok(Answer {
             choices: completion.texts(),
             candidates: Vec::new(),
+            vote: None,
         })
     }
 }

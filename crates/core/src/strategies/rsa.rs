@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sampler::Rng;
 use super::util::{numbered, one, prompt, samples, temp};
-use crate::extract::{extract_any, vote};
+use crate::extract::{Vote, extract_any, vote};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,13 +132,16 @@ pub(crate) async fn aggregate_step(
     join_all(calls).await.into_iter().collect()
 }
 
-/// The majority member of `population` (first member without extractable answers).
-pub(crate) fn majority(population: &[String]) -> Option<String> {
+/// The majority member of `population` (first member without extractable answers),
+/// with the vote that chose it.
+pub(crate) fn majority(population: &[String]) -> (Option<String>, Option<Vote>) {
     let answers: Vec<Option<String>> = population.iter().map(|s| extract_any(s)).collect();
-    match vote(&answers) {
+    let tally = vote(&answers);
+    let chosen = match &tally {
         Some(v) => v.members.first().and_then(|&i| population.get(i)).cloned(),
         None => population.first().cloned(),
-    }
+    };
+    (chosen, tally)
 }
 
 #[async_trait]
@@ -161,7 +164,7 @@ impl Strategy for Rsa {
         )
         .await?;
         let mut candidates = population.clone();
-        if let Some(best) = majority(&population) {
+        if let (Some(best), _) = majority(&population) {
             ctx.offer(best);
         }
         for step in 1..p.steps {
@@ -179,13 +182,15 @@ impl Strategy for Rsa {
             )
             .await?;
             tracing::debug!(step, size = population.len(), "rsa step");
-            if let Some(best) = majority(&population) {
+            if let (Some(best), _) = majority(&population) {
                 ctx.offer(best);
             }
             candidates.extend(population.iter().cloned());
         }
-        let answer = majority(&population).unwrap_or_default();
-        Ok(Answer::one(answer).with_candidates(candidates))
+        let (answer, tally) = majority(&population);
+        Ok(Answer::one(answer.unwrap_or_default())
+            .with_candidates(candidates)
+            .with_vote(tally))
     }
 }
 
@@ -249,6 +254,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(out.answer, "so the answer is 42");
+        // The final population votes 6 to 0.
+        assert_eq!(out.vote.map(|v| v.summary()).as_deref(), Some("42: 6"));
         // 1 n-request of 6, then 2 steps of 6 aggregations.
         let sent = mock.requests();
         assert_eq!(sent.len(), 13);

@@ -117,6 +117,7 @@ impl Strategy for RoundTrip {
             return Ok(Answer {
                 choices: vec![c1],
                 candidates,
+                vote: None,
             });
         }
         let c3 = ctx
@@ -132,6 +133,7 @@ impl Strategy for RoundTrip {
         Ok(Answer {
             choices: vec![c3],
             candidates,
+            vote: None,
         })
     }
 }

@@ -67,7 +67,7 @@ impl Voting {
                 approach = self.slug,
                 winner = %v.winner,
                 votes = v.count,
-                distribution = %v.summary(texts.len()),
+                distribution = %v.summary(),
                 "vote"
             );
         }
@@ -87,6 +87,7 @@ impl Voting {
         Ok(Answer {
             choices,
             candidates: sv.labelled(&texts),
+            vote: sv.vote,
         })
     }
 }
@@ -159,6 +160,10 @@ mod tests {
         assert!(out.candidates[0].starts_with("[answer: 7, votes: 3/5]"));
         assert!(out.candidates[1].starts_with("[answer: 8, votes: 1/5]"));
         assert!(out.candidates[3].starts_with("[answer: none]"));
+        // The vote itself reaches the outcome.
+        let vote = out.vote.expect("the vote is reported");
+        assert_eq!((vote.winner.as_str(), vote.count), ("7", 3));
+        assert_eq!(vote.summary(), "7: 3, 8: 1, none: 1");
     }
 
     #[tokio::test]
