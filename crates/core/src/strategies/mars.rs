@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::rsa::{Aggregation, aggregate_step};
 use super::sampler::Rng;
 use super::util::{numbered, one, prompt, temp};
-use crate::extract::{extract_any, vote};
+use crate::extract::{Vote, extract_any, vote};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 const FINAL_LINE: &str = "End with the final answer on its own line as \"The answer is: ...\".";
@@ -181,21 +181,23 @@ impl Run<'_> {
     fn record(&mut self, solutions: &[Solution]) {
         self.archive
             .extend(solutions.iter().map(|s| s.text.clone()));
-        if let Some(best) = self.vote_pick(0.0) {
+        if let Some((best, _)) = self.vote_pick(0.0) {
             self.ctx.offer(best);
         }
     }
 
     /// The archive member with the majority answer, if its share reaches `threshold`
-    /// (and, for a threshold above 0, at least two votes).
-    fn vote_pick(&self, threshold: f64) -> Option<String> {
+    /// (and, for a threshold above 0, at least two votes), with the vote.
+    fn vote_pick(&self, threshold: f64) -> Option<(String, Option<Vote>)> {
         let answers: Vec<Option<String>> = self.archive.iter().map(|s| extract_any(s)).collect();
         match vote(&answers) {
-            Some(v) if threshold <= 0.0 || (v.count >= 2 && v.share() >= threshold) => {
-                v.members.last().and_then(|&i| self.archive.get(i)).cloned()
-            }
+            Some(v) if threshold <= 0.0 || (v.count >= 2 && v.share() >= threshold) => v
+                .members
+                .last()
+                .and_then(|&i| self.archive.get(i))
+                .map(|text| (text.clone(), Some(v))),
             Some(_) => None,
-            None if threshold <= 0.0 => self.archive.last().cloned(),
+            None if threshold <= 0.0 => self.archive.last().map(|text| (text.clone(), None)),
             None => None,
         }
     }
@@ -378,14 +380,17 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The majority answer among the verified solutions, if any is verified.
-    fn verified_pick(solutions: &[Solution]) -> Option<String> {
+    /// The majority answer among the verified solutions, if any is verified, with the
+    /// vote among them.
+    fn verified_pick(solutions: &[Solution]) -> Option<(String, Option<Vote>)> {
         let verified: Vec<&Solution> = solutions.iter().filter(|s| s.verified).collect();
         let answers: Vec<Option<String>> = verified.iter().map(|s| extract_any(&s.text)).collect();
-        let index = vote(&answers)
+        let tally = vote(&answers);
+        let index = tally
+            .as_ref()
             .and_then(|v| v.members.first().copied())
             .unwrap_or(0);
-        verified.get(index).map(|s| s.text.clone())
+        verified.get(index).map(|s| (s.text.clone(), tally))
     }
 
     async fn synthesise(&self) -> Result<String, StrategyError> {
@@ -425,8 +430,10 @@ impl Strategy for Mars {
             query: request.query()?.to_string(),
             archive: Vec::new(),
         };
-        let finish = |run: &Run<'_>, answer: String| {
-            Ok(Answer::one(answer).with_candidates(run.archive.clone()))
+        let finish = |run: &Run<'_>, (answer, tally): (String, Option<Vote>)| {
+            Ok(Answer::one(answer)
+                .with_candidates(run.archive.clone())
+                .with_vote(tally))
         };
 
         let mut solutions = run.explore().await?;
@@ -469,20 +476,20 @@ impl Strategy for Mars {
                 }
                 run.verify(&mut solutions, r.passes).await?;
             }
-            if let Some(answer) = Run::verified_pick(&solutions) {
-                return finish(&run, answer);
+            if let Some(picked) = Run::verified_pick(&solutions) {
+                return finish(&run, picked);
             }
         }
 
         if run.over_budget() {
-            let answer = run.vote_pick(0.0).unwrap_or_default();
-            return finish(&run, answer);
+            let picked = run.vote_pick(0.0).unwrap_or_default();
+            return finish(&run, picked);
         }
-        if let Some(answer) = run.vote_pick(p.vote_threshold) {
-            return finish(&run, answer);
+        if let Some(picked) = run.vote_pick(p.vote_threshold) {
+            return finish(&run, picked);
         }
         let answer = run.synthesise().await?;
-        finish(&run, answer)
+        finish(&run, (answer, None))
     }
 }
 
@@ -582,6 +589,12 @@ mod tests {
         assert_eq!(kinds.iter().filter(|k| **k == "improve").count(), 3);
         assert_eq!(kinds.iter().filter(|k| **k == "verify").count(), 6);
         assert!(!kinds.contains(&"synth"));
+        // The archive's vote chose it, and is reported: every answer is 7.
+        let v = out.vote.expect("the vote is reported");
+        assert_eq!(
+            (v.winner.as_str(), v.count, v.total),
+            ("7", v.total, v.total)
+        );
 
         // Never verified and every answer differs: one synthesis call.
         let counter = std::sync::atomic::AtomicU32::new(0);
@@ -602,6 +615,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(out.answer, "SYNTHESIS");
+        assert!(out.vote.is_none(), "a synthesis is not a vote");
         assert_eq!(mock.calls(), 16);
     }
 
