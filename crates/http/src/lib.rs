@@ -90,6 +90,62 @@ async fn try_open(
     Ok(Opened { response, first })
 }
 
+/// Why a remote backend's base URL was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// The base URL does not parse.
+    #[error("invalid base URL {url:?}: {source}")]
+    Invalid {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The base URL is not http or https.
+    #[error("unsupported scheme {scheme:?} in base URL {url:?} (use http or https)")]
+    UnsupportedScheme { url: String, scheme: String },
+}
+
+/// A server's base URL, checked (http or https) and ending in `/`, so that joining an
+/// endpoint (`api/chat`, `chat/completions`) keeps its path (`http://host/v1/`).
+pub fn base_url(raw: &str) -> Result<url::Url, UrlError> {
+    let mut base = url::Url::parse(raw).map_err(|source| UrlError::Invalid {
+        url: raw.to_string(),
+        source,
+    })?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(UrlError::UnsupportedScheme {
+            url: raw.to_string(),
+            scheme: base.scheme().to_string(),
+        });
+    }
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    Ok(base)
+}
+
+/// The seed of each of `n` samples sent as separate requests: `seed + i` when the request
+/// has a seed; without one, a single sample keeps none and several get distinct seeds
+/// from a random start, so that they differ.
+pub fn sample_seeds(seed: Option<u32>, n: u32) -> Vec<Option<u32>> {
+    let base = seed.or_else(|| (n > 1).then(random_seed));
+    (0..n).map(|i| base.map(|s| s.wrapping_add(i))).collect()
+}
+
+fn random_seed() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (h.finish() >> 32) as u32
+}
+
 /// Reads the rest of an opened body.
 pub async fn read_all(opened: Opened) -> Result<Vec<u8>, BackendError> {
     let Opened {
@@ -202,6 +258,45 @@ mod tests {
             status_error(400, "bad".into(), "x"),
             BackendError::Http { status: 400, message } if message == "bad"
         ));
+    }
+
+    #[test]
+    fn base_urls_are_checked_and_end_in_a_slash() {
+        assert_eq!(
+            base_url("http://127.0.0.1:11434")
+                .map(|u| u.to_string())
+                .ok(),
+            Some("http://127.0.0.1:11434/".to_string())
+        );
+        let v1 = base_url("https://host/v1").map(|u| u.join("chat/completions"));
+        assert_eq!(
+            v1.ok().and_then(Result::ok).map(|u| u.to_string()),
+            Some("https://host/v1/chat/completions".to_string())
+        );
+        assert!(matches!(
+            base_url("not a url"),
+            Err(UrlError::Invalid { .. })
+        ));
+        assert!(matches!(
+            base_url("ftp://host/"),
+            Err(UrlError::UnsupportedScheme { scheme, .. }) if scheme == "ftp"
+        ));
+    }
+
+    #[test]
+    fn sample_seeds_follow_the_request_seed_or_differ() {
+        assert_eq!(sample_seeds(Some(7), 3), vec![Some(7), Some(8), Some(9)]);
+        assert_eq!(
+            sample_seeds(Some(u32::MAX), 2),
+            vec![Some(u32::MAX), Some(0)]
+        );
+        assert_eq!(sample_seeds(None, 1), vec![None]);
+        let random = sample_seeds(None, 3);
+        assert!(random.iter().all(Option::is_some));
+        assert_eq!(
+            random[1].zip(random[0]).map(|(b, a)| b.wrapping_sub(a)),
+            Some(1)
+        );
     }
 
     #[test]

@@ -61,20 +61,7 @@ impl OllamaBackend {
         if config.max_concurrency == 0 {
             return Err(OllamaError::ZeroConcurrency);
         }
-        let mut base = Url::parse(&config.base_url).map_err(|source| OllamaError::InvalidUrl {
-            url: config.base_url.clone(),
-            source,
-        })?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(OllamaError::UnsupportedScheme {
-                url: config.base_url.clone(),
-                scheme: base.scheme().to_string(),
-            });
-        }
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
+        let base = http::base_url(&config.base_url)?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .build()
@@ -174,17 +161,9 @@ impl Backend for OllamaBackend {
         request.validate()?;
         let sampling = self.inner.config.sampling.merged(&request.sampling);
         sampling.validate()?;
-        let base_seed = match (sampling.seed, request.n) {
-            (Some(seed), _) => Some(seed),
-            (None, 1) => None,
-            // Several samples without a seed: distinct seeds all the same, so they differ.
-            (None, _) => Some(random_seed()),
-        };
-        let bodies = (0..request.n)
-            .map(|i| {
-                self.inner
-                    .body(&request, &sampling, base_seed.map(|s| s.wrapping_add(i)))
-            })
+        let bodies = http::sample_seeds(sampling.seed, request.n)
+            .into_iter()
+            .map(|seed| self.inner.body(&request, &sampling, seed))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, stream) = stream_channel();
         let inner = Arc::clone(&self.inner);
@@ -377,19 +356,6 @@ impl Inner {
             "the Ollama stream ended before its final (done) line".into(),
         ))
     }
-}
-
-/// A random seed, for samples that must differ when the request gave none.
-fn random_seed() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    (h.finish() >> 32) as u32
 }
 
 enum Flow {

@@ -6,16 +6,9 @@ use optillm_core::BackendError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OllamaError {
-    /// The base URL does not parse.
-    #[error("invalid Ollama URL {url:?}: {source}")]
-    InvalidUrl {
-        url: String,
-        #[source]
-        source: url::ParseError,
-    },
-    /// The base URL is not http or https.
-    #[error("unsupported scheme {scheme:?} in Ollama URL {url:?} (use http or https)")]
-    UnsupportedScheme { url: String, scheme: String },
+    /// The base URL does not parse or is not http(s).
+    #[error(transparent)]
+    Url(#[from] optillm_http::UrlError),
     /// `max_concurrency` is zero.
     #[error("max_concurrency must be at least 1")]
     ZeroConcurrency,

@@ -559,14 +559,14 @@ async fn dropping_the_stream_closes_the_response() {
 
 #[test]
 fn bad_configurations_are_typed_errors() {
-    use optillm_ollama::OllamaError;
+    use optillm_ollama::{OllamaError, UrlError};
     assert!(matches!(
         OllamaBackend::new(OllamaConfig::new("not a url", "m")),
-        Err(OllamaError::InvalidUrl { .. })
+        Err(OllamaError::Url(UrlError::Invalid { .. }))
     ));
     assert!(matches!(
         OllamaBackend::new(OllamaConfig::new("ftp://h", "m")),
-        Err(OllamaError::UnsupportedScheme { .. })
+        Err(OllamaError::Url(UrlError::UnsupportedScheme { .. }))
     ));
     assert!(matches!(
         OllamaBackend::new(OllamaConfig::new("http://h", "m").with_max_concurrency(0)),

@@ -61,20 +61,7 @@ impl OpenAiBackend {
         if config.max_concurrency == 0 {
             return Err(OpenAiError::ZeroConcurrency);
         }
-        let mut base = Url::parse(&config.base_url).map_err(|source| OpenAiError::InvalidUrl {
-            url: config.base_url.clone(),
-            source,
-        })?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(OpenAiError::UnsupportedScheme {
-                url: config.base_url.clone(),
-                scheme: base.scheme().to_string(),
-            });
-        }
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
+        let base = http::base_url(&config.base_url)?;
         let (key, source_name) = match &config.api_key {
             Some(k) => (Some(k.clone()), "api_key".to_string()),
             None => (
@@ -208,19 +195,6 @@ fn mentions_n(message: &str) -> bool {
         || lower
             .split(|c: char| !c.is_alphanumeric() && c != '_')
             .any(|w| w == "n")
-}
-
-/// A random seed, for samples that must differ when the request gave none.
-fn random_seed() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    (h.finish() >> 32) as u32
 }
 
 /// Which choice the choices of a response are.
@@ -377,10 +351,10 @@ impl Inner {
             }
         }
         if !missing.is_empty() {
-            let base_seed = sampling.seed.or_else(|| (n > 1).then(random_seed));
+            let seeds = http::sample_seeds(sampling.seed, n);
             let mut tasks = JoinSet::new();
             for i in missing {
-                let seed = base_seed.map(|s| s.wrapping_add(i));
+                let seed = seeds.get(i as usize).copied().flatten();
                 let body = self.body(request, sampling, streaming, None, seed)?;
                 let inner = Arc::clone(self);
                 let tx = tx.clone();

@@ -6,16 +6,9 @@ use optillm_core::BackendError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenAiError {
-    /// The base URL does not parse.
-    #[error("invalid base URL {url:?}: {source}")]
-    InvalidUrl {
-        url: String,
-        #[source]
-        source: url::ParseError,
-    },
-    /// The base URL is not http or https.
-    #[error("unsupported scheme {scheme:?} in base URL {url:?} (use http or https)")]
-    UnsupportedScheme { url: String, scheme: String },
+    /// The base URL does not parse or is not http(s).
+    #[error(transparent)]
+    Url(#[from] optillm_http::UrlError),
     /// The API key cannot be sent in an HTTP header (control characters, non-ASCII).
     #[error("the API key (from {source_name}) is not a valid HTTP header value")]
     InvalidApiKey { source_name: String },

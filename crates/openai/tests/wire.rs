@@ -11,7 +11,7 @@ use common::{Received, Reply, TestServer};
 use optillm_core::{
     Backend, BackendError, ChatRequest, Completion, FinishReason, Sampling, StreamEvent,
 };
-use optillm_openai::{OpenAiBackend, OpenAiConfig, OpenAiError};
+use optillm_openai::{OpenAiBackend, OpenAiConfig, OpenAiError, UrlError};
 use serde_json::json;
 
 const SSE: &str = "text/event-stream";
@@ -597,11 +597,11 @@ async fn list_models_reads_v1_models() {
 fn bad_configurations_are_typed_errors() {
     assert!(matches!(
         OpenAiBackend::new(OpenAiConfig::new("::", "m")),
-        Err(OpenAiError::InvalidUrl { .. })
+        Err(OpenAiError::Url(UrlError::Invalid { .. }))
     ));
     assert!(matches!(
         OpenAiBackend::new(OpenAiConfig::new("file:///v1", "m")),
-        Err(OpenAiError::UnsupportedScheme { .. })
+        Err(OpenAiError::Url(UrlError::UnsupportedScheme { .. }))
     ));
     assert!(matches!(
         OpenAiBackend::new(OpenAiConfig::new("http://h/v1", "m").with_api_key("sk\nx")),
