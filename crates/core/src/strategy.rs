@@ -111,12 +111,7 @@ impl StrategyRequest {
     }
     /// The last user message: the query.
     pub fn query(&self) -> Result<&str, StrategyError> {
-        self.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.as_str())
-            .ok_or(StrategyError::NoQuery)
+        crate::types::last_user(&self.messages).ok_or(StrategyError::NoQuery)
     }
     /// The conversation with its last user message replaced by `query`.
     pub fn with_query(&self, query: &str) -> Vec<Message> {

@@ -197,6 +197,15 @@ pub struct ChatRequest {
     pub logprobs: Option<u32>,
 }
 
+/// The content of the last user message of a conversation, if any.
+pub fn last_user(messages: &[Message]) -> Option<&str> {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.content.as_str())
+}
+
 fn one() -> u32 {
     1
 }
@@ -225,6 +234,11 @@ impl ChatRequest {
     pub fn with_logprobs(mut self, top_k: u32) -> Self {
         self.logprobs = Some(top_k);
         self
+    }
+
+    /// The content of the last user message, if any.
+    pub fn last_user(&self) -> Option<&str> {
+        last_user(&self.messages)
     }
 
     pub fn validate(&self) -> Result<(), BackendError> {

@@ -417,15 +417,10 @@ mod tests {
     use super::*;
     use crate::mock::MockBackend;
     use crate::strategy::{Budget, run};
-    use crate::types::{ChatRequest, Role};
+    use crate::types::ChatRequest;
 
     fn user_text(r: &ChatRequest) -> &str {
-        r.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.as_str())
-            .unwrap()
+        r.last_user().unwrap_or_default()
     }
 
     fn is_plan(r: &ChatRequest) -> bool {

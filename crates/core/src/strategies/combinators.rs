@@ -126,15 +126,9 @@ mod tests {
     use crate::mock::MockBackend;
     use crate::spec::parse;
     use crate::strategy::{Budget, run};
-    use crate::types::Role;
 
     fn last_user(r: &crate::types::ChatRequest) -> String {
-        r.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.clone())
-            .unwrap()
+        r.last_user().unwrap_or_default().to_string()
     }
 
     #[tokio::test]

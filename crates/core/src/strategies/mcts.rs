@@ -341,12 +341,7 @@ mod tests {
     use crate::types::ChatRequest;
 
     fn last_user(r: &ChatRequest) -> &str {
-        r.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.as_str())
-            .unwrap()
+        r.last_user().unwrap_or_default()
     }
 
     /// Replies "reply-<index>", user turns "next?", scores: a conversation containing

@@ -194,12 +194,7 @@ mod tests {
             .unwrap_or("")
     }
     fn user_of(r: &ChatRequest) -> &str {
-        r.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.as_str())
-            .unwrap()
+        r.last_user().unwrap_or_default()
     }
 
     /// Sneaky solutions get 10/10, helpful "good-<round>-<i>" get i+3 (i+5 in round 2).

@@ -202,7 +202,6 @@ mod tests {
     use super::*;
     use crate::mock::MockBackend;
     use crate::strategy::{Budget, run};
-    use crate::types::Role;
 
     #[test]
     fn draws_are_distinct_seeded_and_cover() {
@@ -230,13 +229,7 @@ mod tests {
         let c = counter.clone();
         // Initial solutions answer 1..6; aggregations answer 42.
         let mock = Arc::new(MockBackend::new(move |r, i| {
-            let user = &r
-                .messages
-                .iter()
-                .rev()
-                .find(|m| m.role == Role::User)
-                .unwrap()
-                .content;
+            let user = r.last_user().unwrap_or_default();
             Ok(if user.starts_with("Problem:") {
                 c.fetch_add(1, Ordering::SeqCst);
                 "so the answer is 42".to_string()

@@ -679,15 +679,10 @@ mod tests {
     use super::*;
     use crate::mock::MockBackend;
     use crate::strategy::{Budget, run};
-    use crate::types::{ChatRequest, Role};
+    use crate::types::ChatRequest;
 
     fn user_text(r: &ChatRequest) -> &str {
-        r.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.as_str())
-            .unwrap()
+        r.last_user().unwrap_or_default()
     }
 
     /// A1 "a step", A3 a sub-question, A4 a sub-answer, A5 a rephrase, A2 "The answer is 12".
