@@ -389,10 +389,11 @@ impl Strategy for Cepo {
         if let Some(best) = super::select::best_guess(&completions, p.answer_kind) {
             ctx.offer(best);
         }
-        let chosen = match p.rating {
-            Rating::Majority => vote_samples(&completions, p.answer_kind)
-                .chosen()
-                .unwrap_or(0),
+        let (chosen, vote) = match p.rating {
+            Rating::Majority => {
+                let sv = vote_samples(&completions, p.answer_kind);
+                (sv.chosen().unwrap_or(0), sv.vote)
+            }
             Rating::Absolute => {
                 let (ratings, cut) = judge(ctx, request, p, &completions).await?;
                 let chosen = pick_rated(&ratings, &completions, p.answer_kind);
@@ -401,11 +402,14 @@ impl Strategy for Cepo {
                     return Err(e);
                 }
                 tracing::info!(?ratings, chosen, "cepo ratings");
-                chosen
+                // The judge chose; a vote only breaks its ties.
+                (chosen, None)
             }
         };
         let answer = completions.get(chosen).cloned().unwrap_or_default();
-        Ok(Answer::one(answer).with_candidates(completions))
+        Ok(Answer::one(answer)
+            .with_candidates(completions)
+            .with_vote(vote))
     }
 }
 
@@ -603,6 +607,8 @@ mod tests {
         assert_eq!(mock.calls(), 3 * 4);
         let sevens = ["The answer is 7.", "So the answer is 7.0"];
         assert!(sevens.contains(&out.answer.as_str()), "{}", out.answer);
+        let vote = out.vote.expect("the majority rating reports its vote");
+        assert_eq!((vote.total, vote.summary()), (3, "7: 2, 9: 1".to_string()));
 
         // The judge rates everything 1: the tie goes to the majority answer.
         let mock = Arc::new(scripted(answers, "q"));
@@ -620,6 +626,7 @@ mod tests {
         .unwrap();
         assert_eq!(mock.calls(), 3 * 4 + 3);
         assert!(sevens.contains(&out.answer.as_str()), "{}", out.answer);
+        assert!(out.vote.is_none(), "the judge chose, not a vote");
     }
 
     #[test]
