@@ -40,6 +40,32 @@ fn small(slug: &str) -> String {
     .to_string()
 }
 
+const CAPITAL: &str = "What is the capital of France?\n\n(A) Banana\n(B) Paris\n(C) Seven\n\n\
+                       Answer with the letter.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choice_likelihood_ranks_the_options_by_the_model() {
+    let backend: Arc<dyn Backend> = common::native();
+    let approach = strategies::build_spec(&spec::parse("choice_likelihood").unwrap()).unwrap();
+    let out = strategy::run(
+        approach.as_ref(),
+        backend,
+        &StrategyRequest::user(CAPITAL),
+        Budget::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.answer, "The answer is (B) Paris",
+        "{:?}",
+        out.candidates
+    );
+    assert_eq!(out.candidates.len(), 3);
+    // One token job: the stem's prompt, then the options' tokens after their first.
+    assert_eq!(out.usage.calls, 1);
+    assert!(out.usage.prompt_tokens > 5, "{:?}", out.usage);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_strategy_runs_natively_with_consistent_accounting() {
     let backend: Arc<dyn Backend> = common::native();
@@ -49,12 +75,20 @@ async fn every_strategy_runs_natively_with_consistent_accounting() {
         max_total_tokens: Some(4000),
         max_duration: Some(Duration::from_secs(240)),
     };
+    // The multiple-choice approach needs lettered options.
+    let mut choice = StrategyRequest::user(CAPITAL);
+    choice.sampling = request.sampling.clone();
     let mut failures = Vec::new();
     for info in strategies::catalogue() {
         let spec_text = small(info.slug);
         let parsed = spec::parse(&spec_text).unwrap();
         let approach = strategies::build_spec(&parsed).unwrap();
-        match strategy::run(approach.as_ref(), backend.clone(), &request, budget).await {
+        let asked = if info.slug == "choice_likelihood" {
+            &choice
+        } else {
+            &request
+        };
+        match strategy::run(approach.as_ref(), backend.clone(), asked, budget).await {
             Ok(out) => {
                 let calls = out.trace.len() as u32;
                 let prompt: u64 = out

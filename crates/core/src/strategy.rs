@@ -38,6 +38,10 @@ pub enum StrategyError {
     BadSpec { position: usize, message: String },
     #[error("the request needs a user message")]
     NoQuery,
+    /// The approach cannot answer this kind of request (a multiple-choice approach
+    /// given a question without options).
+    #[error("`{approach}` cannot answer this request: {message}")]
+    Unanswerable { approach: String, message: String },
 }
 
 /// Limits on one strategy run.

@@ -163,7 +163,8 @@ impl From<StrategyError> for ApiError {
             StrategyError::UnknownApproach(_)
             | StrategyError::BadParameter { .. }
             | StrategyError::BadSpec { .. }
-            | StrategyError::NoQuery => ApiError::bad_request(e.to_string()),
+            | StrategyError::NoQuery
+            | StrategyError::Unanswerable { .. } => ApiError::bad_request(e.to_string()),
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
@@ -250,6 +251,13 @@ mod tests {
                 400,
             ),
             (StrategyError::NoQuery, 400),
+            (
+                StrategyError::Unanswerable {
+                    approach: "choice_likelihood".into(),
+                    message: "no options".into(),
+                },
+                400,
+            ),
             (StrategyError::BudgetExhausted, 500),
         ];
         for (err, status) in cases {

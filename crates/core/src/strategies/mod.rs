@@ -8,6 +8,7 @@ use crate::strategy::{Strategy, StrategyError};
 mod autothink;
 mod bon;
 mod cepo;
+mod choice_likelihood;
 mod combinators;
 mod cot_decoding;
 mod cot_reflection;
@@ -248,6 +249,18 @@ fn entries() -> Vec<Entry> {
                     deepconf::SLUG,
                     p,
                 )?)?))
+            },
+        },
+        Entry {
+            slug: choice_likelihood::SLUG,
+            description: "Multiple choice by likelihood: every lettered option scored as the \
+                      reply to the question stem (summed token log-probabilities, per \
+                      character by default), forked from one prompt; the best option wins",
+            defaults: defaults_of::<choice_likelihood::Params>,
+            build: |p| {
+                Ok(Box::new(choice_likelihood::ChoiceLikelihood::new(
+                    parse_params(choice_likelihood::SLUG, p)?,
+                )))
             },
         },
         // Search and multi-step approaches.

@@ -1,0 +1,445 @@
+//! `choice_likelihood`: answers a multiple-choice question by the model's likelihood
+//! of each option, the way evaluation harnesses score multiple choice
+//! (lm-evaluation-harness `acc` / `acc_norm`), instead of by what it generates.
+//!
+//! The query's lettered options (`(A) text`, `A) text`, `A. text` or `A: text`, one per
+//! line, from `A`) are split from its stem. The stem is evaluated once as the user
+//! message; every option is then scored as the assistant's reply: the sum of the log
+//! probabilities of its tokens, all options forked from the one evaluated prompt and
+//! appended together, one batch per token position. The option with the best score
+//! (by default per character of its text, as `acc_norm`) is the answer, written as
+//! `The answer is (B) text`. Tiny models that cannot follow an answer format, or that
+//! always write the same letter, can still rank the options they know.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::sampler::log_softmax;
+use crate::error::BackendError;
+use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
+use crate::token::{SeqId, Token, TokenSession};
+use crate::types::{Message, Sampling};
+
+pub const SLUG: &str = "choice_likelihood";
+
+/// How an option's summed log probability is compared across options of other lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    /// Per character of the option's text (lm-evaluation-harness `acc_norm`).
+    Chars,
+    /// Per token of the option.
+    Tokens,
+    /// The plain sum (`acc`): favours short options.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub normalize: Normalize,
+    /// Keep the lettered options in the prompt the options are scored after (default:
+    /// the stem alone, as the harnesses do).
+    pub show_options: bool,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            normalize: Normalize::Chars,
+            show_options: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChoiceLikelihood {
+    params: Params,
+}
+
+impl ChoiceLikelihood {
+    pub fn new(params: Params) -> Self {
+        Self { params }
+    }
+}
+
+/// A question split into its stem and its lettered options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choices {
+    pub stem: String,
+    pub options: Vec<(char, String)>,
+}
+
+/// The option of one line: `(A) text`, `A) text`, `A. text`, `A: text`.
+fn option_line(line: &str) -> Option<(char, &str)> {
+    let line = line.trim_start();
+    let rest = line.strip_prefix('(').unwrap_or(line);
+    let mut chars = rest.chars();
+    let letter = chars.next().filter(|c| c.is_ascii_uppercase())?;
+    let after = chars.as_str();
+    let after = match (line.starts_with('('), after.chars().next()) {
+        (true, Some(')')) => after.get(1..)?,
+        (false, Some(')' | '.' | ':')) => after.get(1..)?,
+        _ => return None,
+    };
+    // A separating space, then some text.
+    if !after.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let text = after.trim();
+    (!text.is_empty()).then_some((letter, text))
+}
+
+/// The stem and the options of a multiple-choice query: the first run of option lines
+/// lettered `A`, `B`, ... in order (at least two); the stem is the text before it, what
+/// follows the options (an instruction) is left out. `None` without such options.
+pub fn split_choices(query: &str) -> Option<Choices> {
+    let lines: Vec<&str> = query.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| option_line(l).is_some_and(|(c, _)| c == 'A'))?;
+    let mut options = Vec::new();
+    for line in lines.iter().skip(start) {
+        if line.trim().is_empty() && options.len() < 2 {
+            continue;
+        }
+        let expected = char::from(b'A' + u8::try_from(options.len()).ok()?);
+        match option_line(line) {
+            Some((c, text)) if c == expected => options.push((c, text.to_string())),
+            _ => break,
+        }
+    }
+    let stem = lines
+        .iter()
+        .take(start)
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string();
+    (options.len() >= 2 && !stem.is_empty()).then_some(Choices { stem, options })
+}
+
+/// One option's score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub letter: char,
+    pub text: String,
+    /// Sum of the log probabilities of the option's tokens.
+    pub logprob: f64,
+    pub tokens: usize,
+}
+
+impl Scored {
+    fn value(&self, normalize: Normalize) -> f64 {
+        let per = match normalize {
+            Normalize::Chars => self.text.chars().count(),
+            Normalize::Tokens => self.tokens,
+            Normalize::None => 1,
+        };
+        self.logprob / per.max(1) as f64
+    }
+}
+
+/// Scores every option as a continuation of sequence 0: each forked from it, their
+/// tokens appended together one position per batch. `None` when the budget ran out
+/// before every option was scored.
+fn score_options(
+    session: &mut dyn TokenSession,
+    options: &[(char, String)],
+    limits: &TokenLimits,
+) -> Result<Option<Vec<Scored>>, BackendError> {
+    struct Pending {
+        seq: SeqId,
+        tokens: Vec<Token>,
+        logprob: f64,
+    }
+    let first = log_softmax(&session.logits(0)?);
+    let mut pending = Vec::with_capacity(options.len());
+    for (_, text) in options {
+        let tokens = session.tokenize(text)?;
+        let logprob = tokens
+            .first()
+            .and_then(|t| usize::try_from(*t).ok())
+            .and_then(|i| first.get(i))
+            .map_or(f64::NEG_INFINITY, |lp| f64::from(*lp));
+        let seq = session.fork(0)?;
+        pending.push(Pending {
+            seq,
+            tokens,
+            logprob,
+        });
+    }
+    let mut complete = true;
+    // Position `pos` is scored from the logits after the option's token `pos - 1`.
+    let longest = pending.iter().map(|p| p.tokens.len()).max().unwrap_or(0);
+    for pos in 1..longest {
+        if limits.exhausted(session) {
+            complete = false;
+            break;
+        }
+        let batch: Vec<(SeqId, Token)> = pending
+            .iter()
+            .filter(|p| p.tokens.len() > pos)
+            .filter_map(|p| Some((p.seq, *p.tokens.get(pos - 1)?)))
+            .collect();
+        session.append_batch(&batch)?;
+        for p in pending.iter_mut().filter(|p| p.tokens.len() > pos) {
+            let lps = log_softmax(&session.logits(p.seq)?);
+            let lp = p
+                .tokens
+                .get(pos)
+                .and_then(|t| usize::try_from(*t).ok())
+                .and_then(|i| lps.get(i))
+                .map_or(f64::NEG_INFINITY, |lp| f64::from(*lp));
+            p.logprob += lp;
+        }
+    }
+    for p in &pending {
+        session.release(p.seq);
+    }
+    if !complete {
+        return Ok(None);
+    }
+    Ok(Some(
+        options
+            .iter()
+            .zip(pending)
+            .map(|((letter, text), p)| Scored {
+                letter: *letter,
+                text: text.clone(),
+                logprob: p.logprob,
+                tokens: p.tokens.len(),
+            })
+            .collect(),
+    ))
+}
+
+/// The index of the best option (the first on ties).
+fn best(scored: &[Scored], normalize: Normalize) -> Option<usize> {
+    scored
+        .iter()
+        .enumerate()
+        .max_by(|(ia, a), (ib, b)| {
+            a.value(normalize)
+                .total_cmp(&b.value(normalize))
+                .then(ib.cmp(ia))
+        })
+        .map(|(i, _)| i)
+}
+
+#[async_trait]
+impl Strategy for ChoiceLikelihood {
+    fn slug(&self) -> &str {
+        SLUG
+    }
+
+    async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
+        let query = request.query()?;
+        let choices = split_choices(query).ok_or_else(|| StrategyError::Unanswerable {
+            approach: SLUG.into(),
+            message: "the query has no lettered options (lines `(A) ...`, `(B) ...` after \
+                      the question)"
+                .into(),
+        })?;
+        let user = if self.params.show_options {
+            query.to_string()
+        } else {
+            choices.stem.clone()
+        };
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = request.system() {
+            messages.push(Message::system(system));
+        }
+        messages.push(Message::user(user));
+        let chat = request.chat(messages, &Sampling::default());
+        let options = choices.options;
+        let scored = ctx
+            .token_job("option likelihoods", chat, move |session, limits| {
+                let scored = score_options(session, &options, limits)?;
+                let texts = scored
+                    .iter()
+                    .flatten()
+                    .map(|s| format!("({}) {}: {:.3}", s.letter, s.text, s.logprob))
+                    .collect();
+                Ok((scored, texts))
+            })
+            .await?
+            .ok_or(StrategyError::BudgetExhausted)?;
+        let normalize = self.params.normalize;
+        let chosen = best(&scored, normalize)
+            .and_then(|i| scored.get(i))
+            .ok_or(StrategyError::BudgetExhausted)?;
+        let answer = format!("The answer is ({}) {}", chosen.letter, chosen.text);
+        let candidates = scored
+            .iter()
+            .map(|s| {
+                format!(
+                    "[option: {}, logprob: {:.3}, score: {:.4}] {}",
+                    s.letter,
+                    s.logprob,
+                    s.value(normalize),
+                    s.text
+                )
+            })
+            .collect();
+        Ok(Answer::one(answer).with_candidates(candidates))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mock::MockBackend;
+    use crate::mock_tokens::{MockTokenBackend, logits_with};
+    use crate::strategy::{Budget, run};
+
+    const QUERY: &str = "Which is a planet?\n\n(A) Moon\n(B) Mars red\n(C) Sun\n\n\
+                         Answer with the letter.";
+
+    #[test]
+    fn options_are_split_from_the_stem_and_the_instruction() {
+        let c = split_choices(QUERY).unwrap();
+        assert_eq!(c.stem, "Which is a planet?");
+        assert_eq!(
+            c.options,
+            vec![
+                ('A', "Moon".to_string()),
+                ('B', "Mars red".to_string()),
+                ('C', "Sun".to_string())
+            ]
+        );
+        let other = split_choices("Pick one:\nA. yes\nB) no\nC: maybe\nD.no space").unwrap();
+        assert_eq!(other.options.len(), 3);
+        // Out of order, a single option, no stem, no options: not a choice question.
+        assert!(split_choices("Q?\n(B) x\n(A) y").is_none());
+        assert!(split_choices("Q?\n(A) x").is_none());
+        assert!(split_choices("(A) x\n(B) y").is_none());
+        assert!(split_choices("What is 6 times 7?").is_none());
+        assert!(split_choices("Q?\n(A) é\n(B) ü").is_some());
+    }
+
+    // Vocabulary: 0 <eos>, 1 "Moon", 2 "Mars", 3 " red", 4 "Sun".
+    const VOCAB: [&str; 5] = ["<eos>", "Moon", "Mars", " red", "Sun"];
+
+    /// After the prompt: Moon -1 nat-ish, Mars a bit less likely, Sun unlikely; after
+    /// "Mars", " red" is near certain.
+    fn script(toks: &[Token]) -> Vec<f32> {
+        match toks {
+            [] => logits_with(5, 0.0, &[(1, 3.0), (2, 2.5), (4, 0.5)]),
+            [2] => logits_with(5, 0.0, &[(3, 12.0)]),
+            _ => logits_with(5, 0.0, &[(0, 5.0)]),
+        }
+    }
+
+    async fn answer(normalize: Normalize) -> (crate::strategy::Outcome, Arc<MockTokenBackend>) {
+        let backend = Arc::new(MockTokenBackend::new(&VOCAB, &[0], script));
+        let strategy = ChoiceLikelihood::new(Params {
+            normalize,
+            ..Params::default()
+        });
+        let out = run(
+            &strategy,
+            backend.clone(),
+            &StrategyRequest::user(QUERY),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        (out, backend)
+    }
+
+    #[tokio::test]
+    async fn the_plain_sum_and_the_normalised_scores_rank_the_options() {
+        // Sum: Moon (one likely token) beats Mars red (a less likely first token).
+        let (out, backend) = answer(Normalize::None).await;
+        assert_eq!(out.answer, "The answer is (A) Moon");
+        assert_eq!(out.candidates.len(), 3);
+        assert_eq!(out.usage.calls, 1);
+        // The stem alone was evaluated; the options were forked and appended in batches.
+        let asked = backend.requests();
+        assert_eq!(
+            asked[0].messages.last().unwrap().content,
+            "Which is a planet?"
+        );
+        let stats = backend.last_session().unwrap();
+        assert_eq!(stats.forks, 3);
+        assert_eq!(stats.released, 3);
+        // Only "Mars red" has a second token: one batch of one token ("Mars").
+        assert_eq!(stats.batch_sizes, vec![1]);
+        assert_eq!(
+            stats.sequences.values().filter(|s| s == &&vec![2]).count(),
+            1
+        );
+        // Per character, "Mars red" (8 characters, nearly all of it certain) wins.
+        let (out, _) = answer(Normalize::Chars).await;
+        assert_eq!(out.answer, "The answer is (B) Mars red");
+        // Per token too.
+        let (out, _) = answer(Normalize::Tokens).await;
+        assert_eq!(out.answer, "The answer is (B) Mars red");
+        assert_eq!(
+            crate::extract::extract(&out.answer, crate::extract::AnswerKind::Choice).as_deref(),
+            Some("B")
+        );
+    }
+
+    #[test]
+    fn scores_are_the_log_probabilities_of_the_tokens() {
+        let logit_fn: Arc<crate::mock_tokens::LogitFn> = Arc::new(script);
+        let mut session = crate::mock_tokens::ScriptedSession::new(
+            VOCAB.iter().map(|v| v.as_bytes().to_vec()).collect(),
+            vec![0],
+            logit_fn,
+            4,
+            64,
+        );
+        let options = vec![('A', "Moon".to_string()), ('B', "Mars red".to_string())];
+        let scored = score_options(&mut session, &options, &TokenLimits::none())
+            .unwrap()
+            .unwrap();
+        let first = log_softmax(&script(&[]));
+        let second = log_softmax(&script(&[2]));
+        assert!((scored[0].logprob - f64::from(first[1])).abs() < 1e-9);
+        let mars = f64::from(first[2]) + f64::from(second[3]);
+        assert!((scored[1].logprob - mars).abs() < 1e-9);
+        assert_eq!((scored[0].tokens, scored[1].tokens), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_query_without_options_and_a_backend_without_tokens_are_clear_errors() {
+        let backend = Arc::new(MockTokenBackend::new(&VOCAB, &[0], script));
+        let err = run(
+            &ChoiceLikelihood::default(),
+            backend,
+            &StrategyRequest::user("What is 6 times 7?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StrategyError::Unanswerable { .. }), "{err}");
+        let err = run(
+            &ChoiceLikelihood::default(),
+            Arc::new(MockBackend::constant("x")),
+            &StrategyRequest::user(QUERY),
+            Budget::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("token_control"), "{err}");
+    }
+
+    #[test]
+    fn registered_with_its_defaults() {
+        let info = crate::strategies::catalogue()
+            .into_iter()
+            .find(|i| i.slug == SLUG)
+            .unwrap();
+        assert_eq!(info.params["normalize"], "chars");
+        assert!(crate::strategies::build(SLUG, &info.params).is_ok());
+        let mut bad = info.params.clone();
+        bad.insert("normalize".into(), serde_json::json!("bytes"));
+        assert!(crate::strategies::build(SLUG, &bad).is_err());
+    }
+}
