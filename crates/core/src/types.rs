@@ -346,6 +346,18 @@ pub struct Timings {
 }
 
 impl Timings {
+    /// Adds the timings of a request that ran at the same time as the others: the
+    /// longest prompt evaluation and decode are where the time went, the earliest first
+    /// token is the first of all. `total` is left to the caller.
+    pub fn overlap(&mut self, other: &Timings) {
+        self.prompt_eval = self.prompt_eval.max(other.prompt_eval);
+        self.decode = self.decode.max(other.decode);
+        self.time_to_first_token = match (self.time_to_first_token, other.time_to_first_token) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
     pub fn prompt_tokens_per_second(&self, usage: &Usage) -> f64 {
         per_second(usage.prompt_tokens, self.prompt_eval)
     }
@@ -392,4 +404,35 @@ pub struct Capabilities {
     pub token_control: bool,
     /// Context length in tokens, when known.
     pub context_length: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_timings_keep_the_longest_phases_and_the_first_token() {
+        let ms = Duration::from_millis;
+        let mut t = Timings::default();
+        t.overlap(&Timings {
+            prompt_eval: ms(30),
+            decode: ms(100),
+            time_to_first_token: None,
+            ..Timings::default()
+        });
+        assert_eq!(t.time_to_first_token, None);
+        t.overlap(&Timings {
+            prompt_eval: ms(20),
+            decode: ms(300),
+            time_to_first_token: Some(ms(50)),
+            total: ms(999),
+        });
+        t.overlap(&Timings {
+            time_to_first_token: Some(ms(40)),
+            ..Timings::default()
+        });
+        assert_eq!((t.prompt_eval, t.decode), (ms(30), ms(300)));
+        assert_eq!(t.time_to_first_token, Some(ms(40)));
+        assert_eq!(t.total, Duration::ZERO);
+    }
 }

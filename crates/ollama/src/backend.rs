@@ -282,13 +282,12 @@ impl Inner {
         for o in outcomes {
             usage.prompt_tokens += o.prompt_tokens;
             usage.completion_tokens += o.choice.completion_tokens;
-            // The samples run concurrently: the longest one is where the time went.
-            timings.prompt_eval = timings.prompt_eval.max(o.prompt_eval);
-            timings.decode = timings.decode.max(o.decode);
-            timings.time_to_first_token = match (timings.time_to_first_token, o.first_token) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            timings.overlap(&Timings {
+                prompt_eval: o.prompt_eval,
+                decode: o.decode,
+                time_to_first_token: o.first_token,
+                ..Timings::default()
+            });
             choices.push(o.choice);
         }
         Completion {

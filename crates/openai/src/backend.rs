@@ -414,15 +414,13 @@ impl Inner {
                 }
                 None => usage.completion_tokens += counted,
             }
-            if let Some(t) = run.timings {
-                // Requests run concurrently: the longest one is where the time went.
-                timings.prompt_eval = timings.prompt_eval.max(wire::millis(t.prompt_ms));
-                timings.decode = timings.decode.max(wire::millis(t.predicted_ms));
-            }
-            timings.time_to_first_token = match (timings.time_to_first_token, run.first_token) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let server = run.timings.unwrap_or_default();
+            timings.overlap(&Timings {
+                prompt_eval: wire::millis(server.prompt_ms),
+                decode: wire::millis(server.predicted_ms),
+                time_to_first_token: run.first_token,
+                ..Timings::default()
+            });
         }
         Completion {
             model: self.config.model.clone(),
