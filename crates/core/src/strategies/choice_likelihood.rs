@@ -100,12 +100,15 @@ pub fn split_choices(query: &str) -> Option<Choices> {
         .position(|l| option_line(l).is_some_and(|(c, _)| c == 'A'))?;
     let mut options = Vec::new();
     for line in lines.iter().skip(start) {
-        if line.trim().is_empty() && options.len() < 2 {
+        if line.trim().is_empty() {
             continue;
         }
-        let expected = char::from(b'A' + u8::try_from(options.len()).ok()?);
+        let expected = u8::try_from(options.len())
+            .ok()
+            .and_then(|n| b'A'.checked_add(n))
+            .map(char::from);
         match option_line(line) {
-            Some((c, text)) if c == expected => options.push((c, text.to_string())),
+            Some((c, text)) if Some(c) == expected => options.push((c, text.to_string())),
             _ => break,
         }
     }
@@ -311,8 +314,11 @@ mod tests {
                 ('C', "Sun".to_string())
             ]
         );
-        let other = split_choices("Pick one:\nA. yes\nB) no\nC: maybe\nD.no space").unwrap();
+        let other = split_choices("Pick one:\nA. yes\nB) no\n\nC: maybe\nD.no space").unwrap();
         assert_eq!(other.options.len(), 3);
+        // The run of options ends at the first other line.
+        let cut = split_choices("Q?\n(A) x\n(B) y\nSo (C) z\n(C) w").unwrap();
+        assert_eq!(cut.options.len(), 2);
         // Out of order, a single option, no stem, no options: not a choice question.
         assert!(split_choices("Q?\n(B) x\n(A) y").is_none());
         assert!(split_choices("Q?\n(A) x").is_none());
