@@ -161,11 +161,7 @@ fn score_options(
     let mut pending = Vec::with_capacity(options.len());
     for (_, text) in options {
         let tokens = session.tokenize(text)?;
-        let logprob = tokens
-            .first()
-            .and_then(|t| usize::try_from(*t).ok())
-            .and_then(|i| first.get(i))
-            .map_or(f64::NEG_INFINITY, |lp| f64::from(*lp));
+        let logprob = logprob_of(&first, tokens.first());
         let seq = session.fork(0)?;
         pending.push(Pending {
             seq,
@@ -173,13 +169,17 @@ fn score_options(
             logprob,
         });
     }
-    let mut complete = true;
+    let release = |session: &mut dyn TokenSession, pending: &[Pending]| {
+        for p in pending {
+            session.release(p.seq);
+        }
+    };
     // Position `pos` is scored from the logits after the option's token `pos - 1`.
     let longest = pending.iter().map(|p| p.tokens.len()).max().unwrap_or(0);
     for pos in 1..longest {
         if limits.exhausted(session) {
-            complete = false;
-            break;
+            release(session, &pending);
+            return Ok(None);
         }
         let batch: Vec<(SeqId, Token)> = pending
             .iter()
@@ -189,21 +189,10 @@ fn score_options(
         session.append_batch(&batch)?;
         for p in pending.iter_mut().filter(|p| p.tokens.len() > pos) {
             let lps = log_softmax(&session.logits(p.seq)?);
-            let lp = p
-                .tokens
-                .get(pos)
-                .and_then(|t| usize::try_from(*t).ok())
-                .and_then(|i| lps.get(i))
-                .map_or(f64::NEG_INFINITY, |lp| f64::from(*lp));
-            p.logprob += lp;
+            p.logprob += logprob_of(&lps, p.tokens.get(pos));
         }
     }
-    for p in &pending {
-        session.release(p.seq);
-    }
-    if !complete {
-        return Ok(None);
-    }
+    release(session, &pending);
     Ok(Some(
         options
             .iter()
@@ -216,6 +205,14 @@ fn score_options(
             })
             .collect(),
     ))
+}
+
+/// The log probability of `token` in `logprobs` (minus infinity for none or an unknown one).
+fn logprob_of(logprobs: &[f32], token: Option<&Token>) -> f64 {
+    token
+        .and_then(|t| usize::try_from(*t).ok())
+        .and_then(|i| logprobs.get(i))
+        .map_or(f64::NEG_INFINITY, |lp| f64::from(*lp))
 }
 
 /// The index of the best option (the first on ties).
