@@ -13,16 +13,24 @@
 //! 3. review of the executions for inconsistencies, ending in a refined final solution (T 0.1);
 //! 4. the answer to the question, from that solution (T 0).
 //!
+//! With `plan_diversity`, one call first asks for `bestofn` fundamentally different
+//! high-level approaches (a JSON object, asked twice at most), and completion i plans along
+//! approach i; when no answer parses, the completions plan without one.
+//!
 //! The completions are then rated: `rating = "absolute"` asks the model, as an impartial
 //! judge, to rate each one 0 or 1 ("Rating: [[1]]"; the ratings run concurrently) and takes
-//! the highest, breaking ties by the vote on extracted answers (and using the vote alone
-//! when no rating parses); `rating = "majority"` skips the judge and returns the first
-//! completion of the majority answer. At the defaults a run makes 3 * (1 + 3 + 2) + 3 = 21
-//! calls when no plan is rejected, at most 3 * (6 + 6 + 2) + 3 = 45.
+//! the highest; `rating = "pairwise"` shows the judge every ordered pair of completions (both
+//! orders, so n * (n - 1) calls, concurrently), asks "Better Response: [[0]]" or "[[1]]" and
+//! takes the completion with the most wins. Both break ties by the vote on extracted answers
+//! (and use the vote alone when nothing parses); an unparsable pairwise verdict counts for
+//! neither response (the reference credits the first shown, which with both orders asked
+//! only adds a tie). `rating = "majority"` skips the judge and returns the first completion
+//! of the majority answer. At the defaults a run makes 3 * (1 + 3 + 2) + 3 = 21 calls when
+//! no plan is rejected, at most 3 * (6 + 6 + 2) + 3 = 45; pairwise rating makes 6 judge
+//! calls instead of 3.
 //!
 //! Defaults reduced for small models: every token cap is 1024 (reference 4096), which keeps
-//! the review prompt (three executions) inside a small model's context. The reference's
-//! `pairwise` rating and plan-diversity option are not implemented.
+//! the review prompt (three executions) inside a small model's context.
 
 use std::sync::LazyLock;
 
@@ -57,6 +65,22 @@ Thoroughly check for any inaccuracies in reasoning and calculations for each ste
 Be as objective as possible. After providing your detailed explanation, please rate the response \
 as 0 or 1, (0 for incorrect and 1 for correct) by strictly following this format: \
 \"Rating: [[rating]]\", for example: \"Rating: [[0]]\"";
+const PAIRWISE_JUDGE: &str = "Please act as an impartial judge and compare the quality of the two \
+responses provided by the AI assistant to the user's question displayed below. Evaluation Criteria:\n\
+- Helpfulness: How effectively does the response meet the user's needs?\n\
+- Relevance: How directly does the response address the original question?\n\
+- Accuracy: Are the information and explanations factually correct?\n\
+- Depth: Does the response provide comprehensive and meaningful insights?\n\
+- Creativity: Does the response offer unique or innovative perspectives?\n\
+- Clarity: Is the response well-organized, coherent, and easy to understand?\n\
+Evaluation Process:\n\
+1. Carefully review the user's question and the AI assistant's responses.\n\
+2. Compare the responses against each other for each criterion.\n\
+3. Provide a concise explanation of your overall evaluation.\n\
+4. Select the response that is superior based on the above criteria.\n";
+const COMPARE: &str = "Reply with \"Better Response: [[response id]]\".\n\
+If the first response is better, reply with \"Better Response: [[0]]\". \
+If the second response is better, reply with \"Better Response: [[1]]\".";
 const RATE: &str = "Rate the above response beginning with the detailed explanation followed by \
                     a rating of 0 or 1 by strictly following this format: \
                     \"Explanation: <reason for your rating>\n\nRating: [[rating]]\".";
@@ -68,6 +92,52 @@ fn plan_prompt(question: &str) -> String {
          correctness of that step as well as your ability to execute it correctly. Here is the \
          question:\n{question}\nRead the question again:\n\n{question}"
     )
+}
+
+fn diverse_plan_prompt(question: &str, approach: &str) -> String {
+    format!(
+        "To answer this question, can you come up with a concise plan using to solve it \
+         step-by-step but do not provide the final answer. Here is the approach you need to \
+         follow to generate the plan: {approach}. Also, for each step, provide your confidence \
+         in the correctness of that step as well as your ability to execute it correctly. Here \
+         is the question:\n{question}\nRead the question again:\n\n{question}"
+    )
+}
+
+fn approaches_prompt(question: &str, count: u32) -> String {
+    format!(
+        "To answer the question: \"{question}\", please propose {count} different high-level \
+         approaches to solve the problem. All approaches should be fundamentally different from \
+         each other and easily executable without too many steps. Do not include a step-by-step \
+         plan or the final answer. You must present the approaches in the following JSON format \
+         which is directly loadable:\n{{\n    \"approach_1\": \"<Description of approach 1>\",\n    \
+         \"approach_2\": \"<Description of approach 2>\",\n    \"approach_3\": \"<Description of \
+         approach 3>\",\n    ...\n}}"
+    )
+}
+
+/// The approaches of a JSON object such as `{"approach_1": "...", "approach_2": "..."}`,
+/// the first one in the text (code fences and prose around it are ignored), in the order
+/// of the numbers in their keys; `None` when no object parses or none has a text value.
+pub(crate) fn parse_approaches(text: &str) -> Option<Vec<String>> {
+    let (_, after_open) = text.split_once('{')?;
+    let from_open = format!("{{{after_open}");
+    // The first object from the first brace on; what follows it is ignored.
+    let object = serde_json::Deserializer::from_str(&from_open)
+        .into_iter::<serde_json::Map<String, serde_json::Value>>()
+        .next()?
+        .ok()?;
+    let mut numbered: Vec<(u32, String)> = object
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let text = value.as_str()?.trim().to_string();
+            let digits: String = key.chars().filter(char::is_ascii_digit).collect();
+            (!text.is_empty()).then(|| (digits.parse().unwrap_or(u32::MAX), text))
+        })
+        .collect();
+    numbered.sort_by_key(|(k, _)| *k);
+    let approaches: Vec<String> = numbered.into_iter().map(|(_, t)| t).collect();
+    (!approaches.is_empty()).then_some(approaches)
 }
 
 fn review_prompt(count: usize, question: &str) -> String {
@@ -88,6 +158,9 @@ fn answer_prompt(question: &str) -> String {
 /// "Rating: [[1]]", "Rating: 1", "rating = **0**".
 static RATING: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"(?i)rating\s*[:=]?[\s*_]*\[*\s*(\d+(?:\.\d+)?)\s*\]*").ok());
+/// "Better Response: [[1]]", "better response: 0".
+static BETTER: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)better\s+response\s*[:=]?[\s*_]*\[*\s*([01])\s*\]*").ok());
 /// A bare "[[1]]".
 static BRACKETED: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]").ok());
@@ -105,12 +178,29 @@ pub(crate) fn parse_judge_rating(text: &str) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
+/// The pairwise judge's verdict: 0 (the first response shown is better) or 1 (the
+/// second): the last "Better Response: [[k]]", else the last bare "[[k]]".
+pub(crate) fn parse_better(text: &str) -> Option<usize> {
+    let verdict = |re: &Regex| {
+        re.captures_iter(text)
+            .filter_map(|c| c.get(1)?.as_str().parse::<usize>().ok())
+            .filter(|k| *k <= 1)
+            .last()
+    };
+    BETTER
+        .as_ref()
+        .and_then(verdict)
+        .or_else(|| BRACKETED.as_ref().and_then(verdict))
+}
+
 /// How the completions are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rating {
     /// Each completion rated 0/1 by the model as a judge; the highest wins.
     Absolute,
+    /// Every ordered pair of completions compared by the model as a judge; most wins.
+    Pairwise,
     /// Majority vote over the completions' extracted answers; no judge calls.
     Majority,
 }
@@ -124,6 +214,10 @@ pub struct Params {
     pub planning_n: u32,
     /// Most plans drawn per completion, rejected ones included.
     pub planning_m: u32,
+    /// Ask first for `bestofn` different approaches, one per completion's plans.
+    pub plan_diversity: bool,
+    pub approaches_temperature: f32,
+    pub approaches_max_tokens: u32,
     pub plan_temperature: f32,
     pub execute_temperature: f32,
     pub review_temperature: f32,
@@ -132,7 +226,8 @@ pub struct Params {
     pub execute_max_tokens: u32,
     pub review_max_tokens: u32,
     pub answer_max_tokens: u32,
-    /// `absolute` (judge) or `majority` (vote on extracted answers).
+    /// `absolute` (judge per completion), `pairwise` (judge per pair) or `majority`
+    /// (vote on extracted answers).
     pub rating: Rating,
     pub rating_temperature: f32,
     pub rating_max_tokens: u32,
@@ -146,6 +241,9 @@ impl Default for Params {
             bestofn: 3,
             planning_n: 3,
             planning_m: 6,
+            plan_diversity: false,
+            approaches_temperature: 0.7,
+            approaches_max_tokens: 1024,
             plan_temperature: 0.55,
             execute_temperature: 0.25,
             review_temperature: 0.1,
@@ -182,6 +280,7 @@ impl Cepo {
             ));
         }
         let caps = [
+            params.approaches_max_tokens,
             params.plan_max_tokens,
             params.execute_max_tokens,
             params.review_max_tokens,
@@ -192,6 +291,7 @@ impl Cepo {
             return Err(bad("token caps must be at least 1"));
         }
         let temps = [
+            params.approaches_temperature,
             params.plan_temperature,
             params.execute_temperature,
             params.review_temperature,
@@ -209,17 +309,48 @@ fn step(t: f32, max_tokens: u32) -> Sampling {
     temp(t).with_max_tokens(max_tokens)
 }
 
-/// One plan -> execute -> review -> answer pipeline; returns the answer.
+/// `count` different high-level approaches to the question (two attempts at a parsable
+/// answer); empty when neither parses.
+async fn approaches(
+    ctx: &Ctx,
+    request: &StrategyRequest,
+    p: &Params,
+) -> Result<Vec<String>, StrategyError> {
+    let question = request.query()?;
+    let messages = prompt(request.system(), approaches_prompt(question, p.bestofn));
+    for attempt in 1..=2 {
+        let chat = request.chat(
+            messages.clone(),
+            &step(p.approaches_temperature, p.approaches_max_tokens),
+        );
+        let text = ctx
+            .text(format!("approaches (attempt {attempt})"), chat)
+            .await?;
+        if let Some(found) = parse_approaches(&text) {
+            return Ok(found);
+        }
+        tracing::warn!(attempt, "cepo: the approaches were not a JSON object");
+    }
+    Ok(Vec::new())
+}
+
+/// One plan -> execute -> review -> answer pipeline, planning along `approach` when
+/// there is one; returns the answer.
 async fn completion(
     ctx: Ctx,
     request: &StrategyRequest,
     p: &Params,
     index: usize,
+    approach: Option<&str>,
 ) -> Result<String, StrategyError> {
     let question = request.query()?;
     let system = request.system();
     let label = index + 1;
-    let plan_messages = prompt(system, plan_prompt(question));
+    let plan = match approach {
+        Some(a) => diverse_plan_prompt(question, a),
+        None => plan_prompt(question),
+    };
+    let plan_messages = prompt(system, plan);
     let mut executions: Vec<String> = Vec::new();
     let mut last_rejected: Option<String> = None;
     let mut drawn = 0u32;
@@ -336,6 +467,51 @@ async fn judge(
     Ok((ratings.into_iter().map(Option::flatten).collect(), cut))
 }
 
+/// Each completion's wins over every ordered pair, compared by the judge concurrently,
+/// and the budget error if a call was cut.
+async fn compare_pairs(
+    ctx: &Ctx,
+    request: &StrategyRequest,
+    p: &Params,
+    completions: &[String],
+) -> Result<(Vec<Option<f64>>, Option<StrategyError>), StrategyError> {
+    let question = request.query()?;
+    let system = match request.system() {
+        Some(s) if !s.trim().is_empty() => format!("{s}\n\n{PAIRWISE_JUDGE}"),
+        _ => PAIRWISE_JUDGE.to_string(),
+    };
+    let shown = completions.iter().enumerate();
+    let pairs = shown.clone().flat_map(|(i, first)| {
+        shown
+            .clone()
+            .filter(move |(j, _)| *j != i)
+            .map(move |(j, second)| (i, first, j, second))
+    });
+    let calls = pairs.map(|(i, first, j, second)| {
+        let messages = vec![
+            Message::system(system.clone()),
+            Message::user(question),
+            Message::assistant(format!("Response 0: {first}\n\nResponse 1: {second}")),
+            Message::user(COMPARE),
+        ];
+        let chat = request.chat(messages, &step(p.rating_temperature, p.rating_max_tokens));
+        let ctx = ctx.clone();
+        async move {
+            let purpose = format!("compare completions {} and {}", i + 1, j + 1);
+            let text = ctx.text(purpose, chat).await?;
+            Ok(parse_better(&text).map(|k| if k == 0 { i } else { j }))
+        }
+    });
+    let (winners, cut) = settle(join_all(calls).await)?;
+    let mut wins = vec![0.0; completions.len()];
+    for w in winners.into_iter().flatten().flatten() {
+        if let Some(count) = wins.get_mut(w) {
+            *count += 1.0;
+        }
+    }
+    Ok((wins.into_iter().map(Some).collect(), cut))
+}
+
 /// The completion to return: the highest rating, ties to the one whose answer has the most
 /// votes (then the first); the vote alone when nothing was rated.
 pub(crate) fn pick_rated(
@@ -377,7 +553,15 @@ impl Strategy for Cepo {
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         request.query()?;
         let p = &self.params;
-        let pipelines = (0..p.bestofn as usize).map(|i| completion(ctx.clone(), request, p, i));
+        let approaches = if p.plan_diversity {
+            approaches(ctx, request, p).await?
+        } else {
+            Vec::new()
+        };
+        let pipelines = (0..p.bestofn as usize).map(|i| {
+            let approach = approaches.get(i).map(String::as_str);
+            completion(ctx.clone(), request, p, i, approach)
+        });
         let (finished, cut) = settle(join_all(pipelines).await)?;
         let completions: Vec<String> = finished.into_iter().flatten().collect();
         if let Some(e) = cut {
@@ -394,8 +578,12 @@ impl Strategy for Cepo {
                 let sv = vote_samples(&completions, p.answer_kind);
                 (sv.chosen().unwrap_or(0), sv.vote)
             }
-            Rating::Absolute => {
-                let (ratings, cut) = judge(ctx, request, p, &completions).await?;
+            Rating::Absolute | Rating::Pairwise => {
+                let (ratings, cut) = if p.rating == Rating::Pairwise {
+                    compare_pairs(ctx, request, p, &completions).await?
+                } else {
+                    judge(ctx, request, p, &completions).await?
+                };
                 let chosen = pick_rated(&ratings, &completions, p.answer_kind);
                 if let Some(e) = cut {
                     ctx.offer(completions.get(chosen).cloned().unwrap_or_default());
@@ -442,12 +630,29 @@ mod tests {
     fn is_rating(r: &ChatRequest) -> bool {
         user_text(r) == RATE
     }
+    fn is_compare(r: &ChatRequest) -> bool {
+        user_text(r) == COMPARE
+    }
+    /// The two responses a comparison shows.
+    fn compared(r: &ChatRequest) -> (String, String) {
+        let shown = &r.messages[r.messages.len() - 2].content;
+        let (a, b) = shown.split_once("\n\nResponse 1: ").unwrap();
+        (a.trim_start_matches("Response 0: ").into(), b.into())
+    }
 
     /// Plans and executions are short; the k-th final answer (in call order) is
     /// `answers[k]`; the judge rates 1 a completion containing `good`, else 0.
     fn scripted(answers: &'static [&'static str], good: &'static str) -> MockBackend {
+        MockBackend::new(responder(answers, good))
+    }
+
+    fn responder(
+        answers: &'static [&'static str],
+        good: &'static str,
+    ) -> impl Fn(&ChatRequest, u32) -> Result<String, crate::BackendError> + Send + Sync + 'static
+    {
         let answered = AtomicUsize::new(0);
-        MockBackend::new(move |r, i| {
+        move |r, i| {
             Ok(if is_plan(r) {
                 format!("Plan {i}: add the numbers (confidence: high)")
             } else if is_execute(r) {
@@ -460,10 +665,17 @@ mod tests {
             } else if is_rating(r) {
                 let rated = r.messages.iter().any(|m| m.content.contains(good));
                 format!("Explanation: checked.\n\nRating: [[{}]]", u8::from(rated))
+            } else if is_compare(r) {
+                let (a, b) = compared(r);
+                match (a.contains(good), b.contains(good)) {
+                    (true, false) => "The first is right.\n\nBetter Response: [[0]]".into(),
+                    (false, true) => "The second is right.\n\nBetter Response: [[1]]".into(),
+                    _ => "Both look the same to me.".into(),
+                }
             } else {
                 "unexpected".to_string()
             })
-        })
+        }
     }
 
     #[tokio::test]
@@ -699,8 +911,199 @@ mod tests {
             crate::strategies::build(SLUG, &bad),
             Err(StrategyError::BadParameter { .. })
         ));
+        let mut pairwise = info.params.clone();
+        pairwise.insert("rating".into(), serde_json::json!("pairwise"));
+        assert!(crate::strategies::build(SLUG, &pairwise).is_ok());
         let mut bad = info.params.clone();
-        bad.insert("rating".into(), serde_json::json!("pairwise"));
+        bad.insert("rating".into(), serde_json::json!("elo"));
         assert!(crate::strategies::build(SLUG, &bad).is_err());
+        assert_eq!(
+            info.params.get("plan_diversity"),
+            Some(&serde_json::json!(false))
+        );
+    }
+
+    #[tokio::test]
+    async fn pairwise_rating_compares_every_ordered_pair() {
+        let mock = Arc::new(scripted(
+            &["The answer is 6.", "The answer is 7.", "The answer is 8."],
+            "is 7",
+        ));
+        let params = Params {
+            rating: Rating::Pairwise,
+            ..Params::default()
+        };
+        let out = run(
+            &Cepo::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("What is 3 + 4?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        let sent = mock.requests();
+        // 3 pipelines of 6 calls, then 3 * 2 ordered comparisons, no absolute ratings.
+        assert_eq!(sent.len(), 3 * 6 + 6);
+        assert!(!sent.iter().any(is_rating));
+        let comparisons: Vec<_> = sent.iter().filter(|r| is_compare(r)).collect();
+        assert_eq!(comparisons.len(), 6);
+        assert!(
+            comparisons
+                .iter()
+                .all(|r| r.sampling.temperature == Some(0.1) && r.n == 1)
+        );
+        assert!(
+            comparisons[0].messages[0]
+                .content
+                .contains("compare the quality")
+        );
+        assert_eq!(comparisons[0].messages[1].content, "What is 3 + 4?");
+        let mut shown: Vec<(String, String)> = comparisons.iter().map(|r| compared(r)).collect();
+        shown.sort();
+        shown.dedup();
+        assert_eq!(shown.len(), 6, "every pair in both orders");
+        assert!(shown.iter().all(|(a, b)| a != b));
+        // "7" wins its 4 comparisons; 6 and 8 win none.
+        assert_eq!(out.answer, "The answer is 7.");
+        assert!(out.vote.is_none());
+    }
+
+    #[tokio::test]
+    async fn pairwise_without_verdicts_falls_back_to_the_vote() {
+        let answers: &'static [&'static str] =
+            &["I get 9.", "The answer is 7.", "So the answer is 7.0"];
+        let params = Params {
+            planning_n: 1,
+            planning_m: 1,
+            rating: Rating::Pairwise,
+            ..Params::default()
+        };
+        let mock = Arc::new(scripted(answers, "no such text"));
+        let out = run(
+            &Cepo::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(mock.calls(), 3 * 4 + 6);
+        let sevens = ["The answer is 7.", "So the answer is 7.0"];
+        assert!(sevens.contains(&out.answer.as_str()), "{}", out.answer);
+    }
+
+    fn is_approaches(r: &ChatRequest) -> bool {
+        user_text(r).contains("different high-level approaches")
+    }
+
+    #[tokio::test]
+    async fn plan_diversity_gives_each_completion_its_approach() {
+        let inner = responder(&["The answer is 7."], "7");
+        let mock = Arc::new(MockBackend::new(move |r, i| {
+            if is_approaches(r) {
+                return Ok(
+                    "Here they are:\n```json\n{\n  \"approach_2\": \"Use algebra\",\n  \
+                           \"approach_1\": \"Count up from 3\",\n  \"approach_3\": \"Draw a \
+                           number line\"\n}\n```"
+                        .into(),
+                );
+            }
+            inner(r, i)
+        }));
+        let params = Params {
+            plan_diversity: true,
+            rating: Rating::Majority,
+            ..Params::default()
+        };
+        run(
+            &Cepo::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("What is 3 + 4?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        let sent = mock.requests();
+        let asked: Vec<_> = sent.iter().filter(|r| is_approaches(r)).collect();
+        assert_eq!(asked.len(), 1);
+        assert!(user_text(asked[0]).contains("propose 3 different"));
+        assert_eq!(asked[0].sampling.temperature, Some(0.7));
+        assert_eq!(sent.len(), 1 + 3 * 6);
+        let mut followed: Vec<&str> = sent
+            .iter()
+            .filter(|r| is_plan(r))
+            .map(|r| {
+                let text = user_text(r);
+                ["Count up from 3", "Use algebra", "Draw a number line"]
+                    .into_iter()
+                    .find(|a| text.contains(&format!("follow to generate the plan: {a}.")))
+                    .unwrap()
+            })
+            .collect();
+        followed.sort();
+        assert_eq!(
+            followed,
+            vec!["Count up from 3", "Draw a number line", "Use algebra"]
+        );
+    }
+
+    #[tokio::test]
+    async fn plan_diversity_unparsable_twice_plans_without_approaches() {
+        let inner = responder(&["The answer is 7."], "7");
+        let mock = Arc::new(MockBackend::new(move |r, i| {
+            if is_approaches(r) {
+                return Ok("1. count 2. add 3. guess".into());
+            }
+            inner(r, i)
+        }));
+        let params = Params {
+            bestofn: 2,
+            plan_diversity: true,
+            rating: Rating::Majority,
+            ..Params::default()
+        };
+        let out = run(
+            &Cepo::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        let sent = mock.requests();
+        assert_eq!(sent.iter().filter(|r| is_approaches(r)).count(), 2);
+        assert!(
+            sent.iter()
+                .filter(|r| is_plan(r))
+                .all(|r| !user_text(r).contains("approach you need to follow"))
+        );
+        assert_eq!(sent.len(), 2 + 2 * 6);
+        assert_eq!(out.answer, "The answer is 7.");
+    }
+
+    #[test]
+    fn verdicts_and_approaches_parse() {
+        assert_eq!(parse_better("Both fine. Better Response: [[1]]"), Some(1));
+        assert_eq!(parse_better("**Better response:** 0"), Some(0));
+        assert_eq!(
+            parse_better("Better Response: [[0]] ... on reflection Better Response: [[1]]"),
+            Some(1)
+        );
+        assert_eq!(parse_better("I choose [[0]]."), Some(0));
+        assert_eq!(parse_better("Better Response: [[2]]"), None);
+        assert_eq!(parse_better("They are equally good."), None);
+        assert_eq!(
+            parse_approaches(
+                "{\"approach_1\": \"a\", \"approach_10\": \"c\", \"approach_2\": \"b\"}"
+            ),
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(
+            parse_approaches("Sure! {\"x\": \"é über\"} Hope it helps {:}"),
+            Some(vec!["é über".into()])
+        );
+        assert_eq!(parse_approaches("{\"approach_1\": \"cut off"), None);
+        assert_eq!(parse_approaches("{\"approach_1\": 3}"), None);
+        assert_eq!(parse_approaches("no json here"), None);
     }
 }
