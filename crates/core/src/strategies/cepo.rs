@@ -43,7 +43,7 @@ use super::select::{settle, vote_samples};
 use super::util::{numbered, prompt, temp};
 use crate::extract::{AnswerKind, normalize};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
-use crate::types::{FinishReason, Message, Sampling};
+use crate::types::{ChatRequest, FinishReason, Message, Sampling};
 
 pub(crate) const SLUG: &str = "cepo";
 
@@ -436,6 +436,29 @@ async fn completion(
     Ok(text.trim().to_string())
 }
 
+/// A judge call: the caller's system prompt with the judge's `instructions`, the
+/// question, what is judged (`shown`, as the assistant's turn), then `ask`.
+fn judge_chat(
+    request: &StrategyRequest,
+    p: &Params,
+    instructions: &str,
+    shown: String,
+    ask: &str,
+) -> ChatRequest {
+    let system = match request.system() {
+        Some(s) if !s.trim().is_empty() => format!("{s}\n\n{instructions}"),
+        _ => instructions.to_string(),
+    };
+    let question = request.query().unwrap_or_default();
+    let messages = vec![
+        Message::system(system),
+        Message::user(question),
+        Message::assistant(shown),
+        Message::user(ask),
+    ];
+    request.chat(messages, &step(p.rating_temperature, p.rating_max_tokens))
+}
+
 /// The judge's 0/1 rating of each completion, concurrently (`None`: unparsable or cut),
 /// and the budget error if a call was cut.
 async fn judge(
@@ -444,19 +467,8 @@ async fn judge(
     p: &Params,
     completions: &[String],
 ) -> Result<(Vec<Option<f64>>, Option<StrategyError>), StrategyError> {
-    let question = request.query()?;
-    let system = match request.system() {
-        Some(s) if !s.trim().is_empty() => format!("{s}\n\n{JUDGE}"),
-        _ => JUDGE.to_string(),
-    };
     let calls = completions.iter().enumerate().map(|(i, c)| {
-        let messages = vec![
-            Message::system(system.clone()),
-            Message::user(question),
-            Message::assistant(c.clone()),
-            Message::user(RATE),
-        ];
-        let chat = request.chat(messages, &step(p.rating_temperature, p.rating_max_tokens));
+        let chat = judge_chat(request, p, JUDGE, c.clone(), RATE);
         let ctx = ctx.clone();
         async move {
             let text = ctx.text(format!("rate completion {}", i + 1), chat).await?;
@@ -475,11 +487,6 @@ async fn compare_pairs(
     p: &Params,
     completions: &[String],
 ) -> Result<(Vec<Option<f64>>, Option<StrategyError>), StrategyError> {
-    let question = request.query()?;
-    let system = match request.system() {
-        Some(s) if !s.trim().is_empty() => format!("{s}\n\n{PAIRWISE_JUDGE}"),
-        _ => PAIRWISE_JUDGE.to_string(),
-    };
     let shown = completions.iter().enumerate();
     let pairs = shown.clone().flat_map(|(i, first)| {
         shown
@@ -488,13 +495,8 @@ async fn compare_pairs(
             .map(move |(j, second)| (i, first, j, second))
     });
     let calls = pairs.map(|(i, first, j, second)| {
-        let messages = vec![
-            Message::system(system.clone()),
-            Message::user(question),
-            Message::assistant(format!("Response 0: {first}\n\nResponse 1: {second}")),
-            Message::user(COMPARE),
-        ];
-        let chat = request.chat(messages, &step(p.rating_temperature, p.rating_max_tokens));
+        let shown = format!("Response 0: {first}\n\nResponse 1: {second}");
+        let chat = judge_chat(request, p, PAIRWISE_JUDGE, shown, COMPARE);
         let ctx = ctx.clone();
         async move {
             let purpose = format!("compare completions {} and {}", i + 1, j + 1);
@@ -642,6 +644,14 @@ mod tests {
 
     /// Plans and executions are short; the k-th final answer (in call order) is
     /// `answers[k]`; the judge rates 1 a completion containing `good`, else 0.
+    async fn cepo(params: Params, mock: &Arc<MockBackend>, query: &str) -> crate::Outcome {
+        let strategy = Cepo::new(params).unwrap();
+        let request = StrategyRequest::user(query);
+        run(&strategy, mock.clone(), &request, Budget::default())
+            .await
+            .unwrap()
+    }
+
     fn scripted(answers: &'static [&'static str], good: &'static str) -> MockBackend {
         MockBackend::new(responder(answers, good))
     }
@@ -739,14 +749,7 @@ mod tests {
             rating: Rating::Majority,
             ..Params::default()
         };
-        let out = run(
-            &Cepo::new(params).unwrap(),
-            mock.clone(),
-            &StrategyRequest::user("q"),
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        let out = cepo(params, &mock, "q").await;
         // 2 * (1 plan request + 4 executions + review + answer), no judge.
         assert_eq!(mock.calls(), 14);
         assert!(
@@ -779,14 +782,7 @@ mod tests {
             rating: Rating::Majority,
             ..Params::default()
         };
-        run(
-            &Cepo::new(params).unwrap(),
-            mock.clone(),
-            &StrategyRequest::user("q"),
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        cepo(params, &mock, "q").await;
         let sent = mock.requests();
         let plan_ns: Vec<u32> = sent.iter().filter(|r| is_plan(r)).map(|r| r.n).collect();
         // 2 drawn (1 kept), then one at a time: every later choice 0 is cut, until 6 drawn.
@@ -808,14 +804,7 @@ mod tests {
             ..Params::default()
         };
         let mock = Arc::new(scripted(answers, "-"));
-        let out = run(
-            &Cepo::new(params.clone()).unwrap(),
-            mock.clone(),
-            &StrategyRequest::user("q"),
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        let out = cepo(params.clone(), &mock, "q").await;
         assert_eq!(mock.calls(), 3 * 4);
         let sevens = ["The answer is 7.", "So the answer is 7.0"];
         assert!(sevens.contains(&out.answer.as_str()), "{}", out.answer);
@@ -828,17 +817,20 @@ mod tests {
             rating: Rating::Absolute,
             ..params
         };
-        let out = run(
-            &Cepo::new(judged).unwrap(),
-            mock.clone(),
-            &StrategyRequest::user("q"),
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        let out = cepo(judged.clone(), &mock, "q").await;
         assert_eq!(mock.calls(), 3 * 4 + 3);
         assert!(sevens.contains(&out.answer.as_str()), "{}", out.answer);
         assert!(out.vote.is_none(), "the judge chose, not a vote");
+
+        // No pairwise verdict parses: every completion has 0 wins, the vote decides.
+        let mock = Arc::new(scripted(answers, "no such text"));
+        let compared = Params {
+            rating: Rating::Pairwise,
+            ..judged
+        };
+        let out = cepo(compared, &mock, "q").await;
+        assert_eq!(mock.calls(), 3 * 4 + 6);
+        assert!(sevens.contains(&out.answer.as_str()), "{}", out.answer);
     }
 
     #[test]
@@ -933,14 +925,7 @@ mod tests {
             rating: Rating::Pairwise,
             ..Params::default()
         };
-        let out = run(
-            &Cepo::new(params).unwrap(),
-            mock.clone(),
-            &StrategyRequest::user("What is 3 + 4?"),
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        let out = cepo(params, &mock, "What is 3 + 4?").await;
         let sent = mock.requests();
         // 3 pipelines of 6 calls, then 3 * 2 ordered comparisons, no absolute ratings.
         assert_eq!(sent.len(), 3 * 6 + 6);
@@ -968,30 +953,6 @@ mod tests {
         assert!(out.vote.is_none());
     }
 
-    #[tokio::test]
-    async fn pairwise_without_verdicts_falls_back_to_the_vote() {
-        let answers: &'static [&'static str] =
-            &["I get 9.", "The answer is 7.", "So the answer is 7.0"];
-        let params = Params {
-            planning_n: 1,
-            planning_m: 1,
-            rating: Rating::Pairwise,
-            ..Params::default()
-        };
-        let mock = Arc::new(scripted(answers, "no such text"));
-        let out = run(
-            &Cepo::new(params).unwrap(),
-            mock.clone(),
-            &StrategyRequest::user("q"),
-            Budget::default(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(mock.calls(), 3 * 4 + 6);
-        let sevens = ["The answer is 7.", "So the answer is 7.0"];
-        assert!(sevens.contains(&out.answer.as_str()), "{}", out.answer);
-    }
-
     fn is_approaches(r: &ChatRequest) -> bool {
         user_text(r).contains("different high-level approaches")
     }
@@ -1015,14 +976,7 @@ mod tests {
             rating: Rating::Majority,
             ..Params::default()
         };
-        run(
-            &Cepo::new(params).unwrap(),
-            mock.clone(),
-            &StrategyRequest::user("What is 3 + 4?"),
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        cepo(params, &mock, "What is 3 + 4?").await;
         let sent = mock.requests();
         let asked: Vec<_> = sent.iter().filter(|r| is_approaches(r)).collect();
         assert_eq!(asked.len(), 1);
@@ -1062,14 +1016,7 @@ mod tests {
             rating: Rating::Majority,
             ..Params::default()
         };
-        let out = run(
-            &Cepo::new(params).unwrap(),
-            mock.clone(),
-            &StrategyRequest::user("q"),
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        let out = cepo(params, &mock, "q").await;
         let sent = mock.requests();
         assert_eq!(sent.iter().filter(|r| is_approaches(r)).count(), 2);
         assert!(
