@@ -1,12 +1,18 @@
 //! Native GGUF inference for optillm-rs through llama.cpp ([`llama_cpp_2`]).
 //!
 //! [`LlamaBackend`] loads a GGUF model on a worker thread that owns the model and its
-//! context (the llama.cpp context is not `Send`). Requests arrive on a bounded queue and
-//! are served one after the other. A request for `n` samples evaluates the prompt once,
-//! copies its KV cache to `n` sequences and decodes all of them together, one batch per
-//! step, each with its own sampler and seed. When the request bounds its length
-//! (`max_tokens`) and the n sequences fit, they decode in a second context with one KV
-//! stream per sequence, so each step attends over one sample's cells, not all n's.
+//! context (the llama.cpp context is not `Send`). Requests arrive on a bounded queue. A
+//! request for `n` samples evaluates the prompt once, copies its KV cache to `n`
+//! sequences and decodes all of them together, one batch per step, each with its own
+//! sampler and seed. When the request bounds its length (`max_tokens`) and the n
+//! sequences fit, they decode in a second context with one KV stream per sequence, so
+//! each step attends over one sample's cells, not all n's.
+//!
+//! Requests that wait in the queue together decode together: when a round starts, the
+//! requests behind the first join it while every one bounds its length, their samples fit
+//! the `n_seq_max` sequences of a round and their cells fit the context. Each prompt is
+//! evaluated into its own sequence, and every sample of every request is in the batch of
+//! each step. A request arriving during a round waits for the next one.
 
 mod error;
 mod session;
@@ -100,6 +106,8 @@ pub struct Stats {
     /// Rounds of n > 1 samples decoded in the per-stream context (one KV stream per
     /// sample) rather than the shared cache.
     pub stream_rounds: AtomicU64,
+    /// Requests decoded in one round together with others.
+    pub batched_requests: AtomicU64,
 }
 
 /// The native llama.cpp backend.

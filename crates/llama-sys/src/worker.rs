@@ -1,5 +1,7 @@
-//! The worker thread: owns the model and the context, serves jobs one at a time.
+//! The worker thread: owns the model and the context and serves the jobs of the queue in
+//! order; generation requests waiting together decode together in one round.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,13 +96,55 @@ pub(crate) fn run(
         config,
         stats,
     };
-    while let Ok(job) = queue.recv() {
+    // Jobs taken off the queue that did not join a round, served next in order.
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    loop {
+        let job = match waiting.pop_front() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
         match job {
             Job::Generate {
                 request,
                 sender,
                 submitted,
-            } => engine.generate(&request, &sender, submitted),
+            } => {
+                let Some(first) = engine.admit(request, sender, submitted) else {
+                    continue;
+                };
+                let mut group = vec![first];
+                // Requests already waiting decode together with it while they fit.
+                loop {
+                    let next = match waiting.pop_front() {
+                        Some(job) => job,
+                        None => match queue.try_recv() {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        },
+                    };
+                    let Job::Generate {
+                        request,
+                        sender,
+                        submitted,
+                    } = next
+                    else {
+                        waiting.push_front(next);
+                        break;
+                    };
+                    let Some(next) = engine.admit(request, sender, submitted) else {
+                        continue;
+                    };
+                    if !engine.joins(&group, &next) {
+                        waiting.push_front(next.into_job());
+                        break;
+                    }
+                    group.push(next);
+                }
+                engine.generate(&group);
+            }
             Job::Tokens {
                 request,
                 job,
@@ -171,9 +215,57 @@ fn context_params(
 /// The request was abandoned by its consumer.
 struct Cancelled;
 
+/// A generation request taken off the queue, its prompt tokenized.
+struct Admitted {
+    request: ChatRequest,
+    sender: StreamSender,
+    submitted: Instant,
+    tokens: Vec<LlamaToken>,
+}
+
+impl Admitted {
+    /// The most cells its samples can fill (`None`: its length is unbounded).
+    fn cells(&self) -> Option<u64> {
+        let per_sample = self.tokens.len() as u64 + u64::from(self.request.sampling.max_tokens?);
+        Some(u64::from(self.request.n) * per_sample)
+    }
+
+    fn part(&self, first: u32, count: u32) -> Part<'_> {
+        Part {
+            request: &self.request,
+            sender: &self.sender,
+            prompt: &self.tokens,
+            first,
+            count,
+            submitted: self.submitted,
+        }
+    }
+
+    /// Back to a job of the queue (to be served later).
+    fn into_job(self) -> Job {
+        Job::Generate {
+            request: self.request,
+            sender: self.sender,
+            submitted: self.submitted,
+        }
+    }
+}
+
+/// A request's share of a round: its samples `first..first + count`.
+struct Part<'a> {
+    request: &'a ChatRequest,
+    sender: &'a StreamSender,
+    prompt: &'a [LlamaToken],
+    first: u32,
+    count: u32,
+    submitted: Instant,
+}
+
 /// One sequence being generated.
 struct Seq {
     id: i32,
+    /// The part (request) of the round it belongs to.
+    part: usize,
     index: u32,
     sampler: LlamaSampler,
     utf8: Utf8Buffer,
@@ -233,30 +325,74 @@ impl<'m> Engine<'m> {
         Ok(tokens)
     }
 
-    fn generate(&mut self, request: &ChatRequest, sender: &StreamSender, submitted: Instant) {
-        let result = self.generate_all(request, sender, submitted);
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok(Some(completion)) => {
-                sender.blocking_send(Ok(StreamEvent::Done(completion)));
-            }
-            Ok(None) => {
-                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("request cancelled by its consumer");
-            }
+    /// A generation request with its prompt tokenized; `None` when the prompt is bad
+    /// (the error has been sent to its caller).
+    fn admit(
+        &self,
+        request: ChatRequest,
+        sender: StreamSender,
+        submitted: Instant,
+    ) -> Option<Admitted> {
+        match self.prompt_tokens(&request) {
+            Ok(tokens) => Some(Admitted {
+                request,
+                sender,
+                submitted,
+                tokens,
+            }),
             Err(e) => {
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
                 sender.blocking_send(Err(e));
+                None
             }
         }
     }
 
-    fn generate_all(
-        &mut self,
-        request: &ChatRequest,
-        sender: &StreamSender,
-        submitted: Instant,
-    ) -> Result<Option<Completion>, BackendError> {
-        let tokens = self.prompt_tokens(request)?;
+    /// Whether `next` can decode in one round with `group`: every request bounds its
+    /// length, all their samples fit the sequences of a round and all their cells fit the
+    /// main context (so neither context can fill up in the middle of the round).
+    fn joins(&self, group: &[Admitted], next: &Admitted) -> bool {
+        let all = || group.iter().chain(std::iter::once(next));
+        let seqs: u32 = all().map(|a| a.request.n).sum();
+        let cells: Option<u64> = all().map(Admitted::cells).sum();
+        let parts = group.len() + 1;
+        seqs <= self.config.n_seq_max.max(1)
+            && parts <= self.config.n_batch as usize
+            && cells.is_some_and(|c| c <= u64::from(self.ctx.n_ctx()))
+    }
+
+    /// Serves a group of requests: one alone as [`Engine::generate_all`], several in
+    /// one round.
+    fn generate(&mut self, group: &[Admitted]) {
+        let results = match group {
+            [one] => vec![self.generate_all(one)],
+            _ => {
+                self.stats
+                    .batched_requests
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                self.generate_together(group)
+            }
+        };
+        for (a, result) in group.iter().zip(results) {
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(Some(completion)) => {
+                    a.sender.blocking_send(Ok(StreamEvent::Done(completion)));
+                }
+                Ok(None) => {
+                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("request cancelled by its consumer");
+                }
+                Err(e) => {
+                    a.sender.blocking_send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// One request's samples, in rounds of at most `n_seq_max`.
+    fn generate_all(&mut self, a: &Admitted) -> Result<Option<Completion>, BackendError> {
+        let request = &a.request;
         let mut usage = Usage::default();
         let mut timings = Timings::default();
         let mut choices = Vec::new();
@@ -265,32 +401,22 @@ impl<'m> Engine<'m> {
         let cells = request
             .sampling
             .max_tokens
-            .map(|m| m.saturating_add(tokens.len() as u32));
+            .map(|m| m.saturating_add(a.tokens.len() as u32));
         let mut first = 0;
         while first < request.n {
             let count = per_round.min(request.n - first);
             let per_stream = self.use_streams(count, cells);
-            if per_stream {
-                self.stats.stream_rounds.fetch_add(1, Ordering::Relaxed);
-            }
-            usage.prompt_tokens += tokens.len() as u32;
-            match self.round(
-                request,
-                sender,
-                &tokens,
-                per_stream,
-                first,
-                count,
-                submitted,
-                &mut timings,
-            )? {
-                Ok(mut round) => choices.append(&mut round),
-                Err(Cancelled) => return Ok(None),
+            usage.prompt_tokens += a.tokens.len() as u32;
+            let part = a.part(first, count);
+            let round = self.round(&[part], per_stream, std::slice::from_mut(&mut timings))?;
+            match round.into_iter().next() {
+                Some(Ok(mut samples)) => choices.append(&mut samples),
+                _ => return Ok(None),
             }
             first += count;
         }
         usage.completion_tokens = choices.iter().map(|c: &Choice| c.completion_tokens).sum();
-        timings.total = submitted.elapsed();
+        timings.total = a.submitted.elapsed();
         Ok(Some(Completion {
             model: self.name.clone(),
             choices,
@@ -299,76 +425,137 @@ impl<'m> Engine<'m> {
         }))
     }
 
-    /// One round of `count` samples: the prompt evaluated once in the chosen context,
-    /// its cache copied to every sequence, all decoded together.
-    #[allow(clippy::too_many_arguments)]
+    /// Several requests (admitted by [`Engine::joins`]) in one round: each prompt
+    /// evaluated once, every sample of every request decoded in the same batch per step.
+    fn generate_together(
+        &mut self,
+        group: &[Admitted],
+    ) -> Vec<Result<Option<Completion>, BackendError>> {
+        let seqs: u32 = group.iter().map(|a| a.request.n).sum();
+        let cells = group
+            .iter()
+            .filter_map(|a| {
+                a.request
+                    .sampling
+                    .max_tokens
+                    .map(|m| m + a.tokens.len() as u32)
+            })
+            .max();
+        let per_stream = self.use_streams(seqs, cells);
+        let parts: Vec<Part> = group.iter().map(|a| a.part(0, a.request.n)).collect();
+        let mut timings = vec![Timings::default(); group.len()];
+        let rounds = match self.round(&parts, per_stream, &mut timings) {
+            Ok(r) => r,
+            Err(e) => {
+                let message = e.to_string();
+                return group
+                    .iter()
+                    .map(|_| Err(decode_error(message.clone())))
+                    .collect();
+            }
+        };
+        group
+            .iter()
+            .zip(rounds)
+            .zip(timings)
+            .map(|((a, round), mut timings)| {
+                let Ok(choices) = round else {
+                    return Ok(None);
+                };
+                timings.total = a.submitted.elapsed();
+                let usage = Usage {
+                    prompt_tokens: a.tokens.len() as u32,
+                    completion_tokens: choices.iter().map(|c| c.completion_tokens).sum(),
+                };
+                Ok(Some(Completion {
+                    model: self.name.clone(),
+                    choices,
+                    usage,
+                    timings,
+                }))
+            })
+            .collect()
+    }
+
+    /// One round: each part's prompt evaluated once in the chosen context, its cache
+    /// copied to each of its samples' sequences, all samples of all parts decoded
+    /// together. A part whose consumer is gone stops (`Cancelled`); the others go on.
     fn round(
         &mut self,
-        request: &ChatRequest,
-        sender: &StreamSender,
-        prompt: &[LlamaToken],
+        parts: &[Part],
         per_stream: bool,
-        first: u32,
-        count: u32,
-        submitted: Instant,
-        timings: &mut Timings,
-    ) -> Result<Result<Vec<Choice>, Cancelled>, BackendError> {
+        timings: &mut [Timings],
+    ) -> Result<Vec<Result<Vec<Choice>, Cancelled>>, BackendError> {
+        if per_stream {
+            self.stats.stream_rounds.fetch_add(1, Ordering::Relaxed);
+        }
         let ctx = match self.streams.as_mut() {
             Some(s) if per_stream => &mut s.ctx,
             _ => &mut self.ctx,
         };
         let started = Instant::now();
-        let last = eval_prompt(ctx, self.config.n_batch, prompt)?;
-        timings.prompt_eval += started.elapsed();
-        let decode_started = Instant::now();
-        for s in 1..count as i32 {
-            ctx.copy_kv_cache_seq(0, s, None, None)
-                .map_err(|e| decode_error(e.to_string()))?;
+        let mut prompts = Vec::with_capacity(parts.len());
+        let mut base = 0;
+        for part in parts {
+            prompts.push((part.prompt, base));
+            base += part.count as i32;
         }
-        let mut seqs: Vec<Seq> = (0..count)
-            .map(|s| {
-                let index = first + s;
-                Seq {
-                    id: s as i32,
+        let lasts = eval_prompts(ctx, self.config.n_batch, &prompts)?;
+        let prompt_eval = started.elapsed();
+        let decode_started = Instant::now();
+        let n_vocab = self.model.n_vocab();
+        let mut seqs: Vec<Seq> = Vec::new();
+        for (p, ((part, (_, base)), logits_at)) in parts.iter().zip(&prompts).zip(lasts).enumerate()
+        {
+            for s in 0..part.count {
+                let id = base + s as i32;
+                if s > 0 {
+                    ctx.copy_kv_cache_seq(*base, id, None, None)
+                        .map_err(|e| decode_error(e.to_string()))?;
+                }
+                let index = part.first + s;
+                seqs.push(Seq {
+                    id,
+                    part: p,
                     index,
-                    sampler: sampler(&request.sampling, index, self.model.n_vocab()),
+                    sampler: sampler(&part.request.sampling, index, n_vocab),
                     utf8: Utf8Buffer::default(),
-                    scanner: StopScanner::new(&request.sampling.stop),
+                    scanner: StopScanner::new(&part.request.sampling.stop),
                     generated: 0,
-                    pos: prompt.len() as i32,
-                    logits_at: last,
-                    logprobs: request.logprobs.map(|_| Vec::new()),
+                    pos: part.prompt.len() as i32,
+                    logits_at,
+                    logprobs: part.request.logprobs.map(|_| Vec::new()),
                     finish: None,
                     next: None,
-                }
-            })
-            .collect();
-        let max_tokens = request.sampling.max_tokens.unwrap_or(u32::MAX);
+                });
+            }
+        }
+        let mut cancelled = vec![false; parts.len()];
         let vocab = self.model.vocab();
-        let mut batch = LlamaBatch::new(count as usize, 1);
+        let mut batch = LlamaBatch::new(seqs.len().max(1), 1);
         loop {
+            let mut gone = Vec::new();
             for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
+                let Some(part) = parts.get(seq.part) else {
+                    continue;
+                };
                 let token = seq.sampler.sample(ctx, seq.logits_at);
                 self.stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
-                if timings.time_to_first_token.is_none() {
-                    timings.time_to_first_token = Some(submitted.elapsed());
+                if let Some(t) = timings.get_mut(seq.part) {
+                    t.prompt_eval = prompt_eval;
+                    if t.time_to_first_token.is_none() {
+                        t.time_to_first_token = Some(part.submitted.elapsed());
+                    }
                 }
-                let logprob = match request.logprobs {
-                    Some(k) => Some(token_logprob(
-                        ctx.get_logits_ith(seq.logits_at),
-                        token,
-                        k,
-                        |t| {
-                            String::from_utf8_lossy(&vocab.token_to_piece(t, false, None))
-                                .into_owned()
-                        },
-                    )),
-                    None => None,
-                };
+                let logprob = part.request.logprobs.map(|k| {
+                    token_logprob(ctx.get_logits_ith(seq.logits_at), token, k, |t| {
+                        String::from_utf8_lossy(&vocab.token_to_piece(t, false, None)).into_owned()
+                    })
+                });
                 if vocab.is_eog(token) {
                     let text = seq.close(FinishReason::EndOfText);
-                    if !send_delta(sender, seq.index, text, None) {
-                        return Ok(Err(Cancelled));
+                    if !send_delta(part.sender, seq.index, text, None) {
+                        gone.push(seq.part);
                     }
                     continue;
                 }
@@ -385,16 +572,32 @@ impl<'m> Engine<'m> {
                     }
                 };
                 let mut text = delta;
+                let max_tokens = part.request.sampling.max_tokens.unwrap_or(u32::MAX);
                 if seq.finish.is_none() && seq.generated >= max_tokens {
                     text.push_str(&seq.close(FinishReason::Length));
                 }
-                if !send_delta(sender, seq.index, text, logprob) {
-                    return Ok(Err(Cancelled));
+                if !send_delta(part.sender, seq.index, text, logprob) {
+                    gone.push(seq.part);
                 }
                 seq.next = Some(token);
             }
-            if sender.is_closed() {
-                return Ok(Err(Cancelled));
+            gone.extend(
+                parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, part)| part.sender.is_closed())
+                    .map(|(p, _)| p),
+            );
+            for p in gone {
+                if let Some(flag) = cancelled.get_mut(p) {
+                    *flag = true;
+                }
+                // Its sequences stop and free their cells for the others.
+                for seq in seqs.iter_mut().filter(|s| s.part == p) {
+                    seq.finish.get_or_insert(FinishReason::Length);
+                    seq.next = None;
+                    let _ = ctx.clear_kv_cache_seq(u32::try_from(seq.id).ok(), None, None);
+                }
             }
             batch.clear();
             for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
@@ -414,24 +617,37 @@ impl<'m> Engine<'m> {
                 tracing::debug!("decode stopped: {e}");
                 for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
                     let text = seq.close(FinishReason::Length);
-                    if !send_delta(sender, seq.index, text, None) {
-                        return Ok(Err(Cancelled));
+                    if let Some(part) = parts.get(seq.part) {
+                        if !send_delta(part.sender, seq.index, text, None) {
+                            if let Some(flag) = cancelled.get_mut(seq.part) {
+                                *flag = true;
+                            }
+                        }
                     }
                 }
                 break;
             }
         }
-        timings.decode += decode_started.elapsed();
-        Ok(Ok(seqs
-            .into_iter()
-            .map(|s| Choice {
-                index: s.index,
-                text: s.scanner.text().to_string(),
-                finish_reason: s.finish.unwrap_or(FinishReason::Length),
-                logprobs: s.logprobs,
-                completion_tokens: s.generated,
-            })
-            .collect()))
+        let decode = decode_started.elapsed();
+        for t in timings.iter_mut() {
+            t.decode += decode;
+        }
+        let mut out: Vec<Result<Vec<Choice>, Cancelled>> = cancelled
+            .iter()
+            .map(|&c| if c { Err(Cancelled) } else { Ok(Vec::new()) })
+            .collect();
+        for s in seqs {
+            if let Some(Ok(choices)) = out.get_mut(s.part) {
+                choices.push(Choice {
+                    index: s.index,
+                    text: s.scanner.text().to_string(),
+                    finish_reason: s.finish.unwrap_or(FinishReason::Length),
+                    logprobs: s.logprobs,
+                    completion_tokens: s.generated,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Whether a round of `count` samples of at most `cells` tokens each (prompt and
@@ -496,26 +712,68 @@ pub(crate) fn eval_prompt(
     chunk: u32,
     tokens: &[LlamaToken],
 ) -> Result<i32, BackendError> {
+    let lasts = eval_prompts(ctx, chunk, &[(tokens, 0)])?;
+    lasts
+        .first()
+        .copied()
+        .ok_or_else(|| decode_error("an empty prompt".into()))
+}
+
+/// Clears the cache of `ctx` and evaluates each prompt into its sequence, `chunk` tokens
+/// per batch. The last token of every prompt goes into the last batch, so that the
+/// logits of all of them are there at once; returns their batch indices, in order.
+pub(crate) fn eval_prompts(
+    ctx: &mut LlamaContext,
+    chunk: u32,
+    prompts: &[(&[LlamaToken], i32)],
+) -> Result<Vec<i32>, BackendError> {
     ctx.clear_kv_cache();
     let chunk = chunk.max(1) as usize;
+    if prompts.len() > chunk {
+        return Err(decode_error(format!(
+            "{} prompts in one round need a batch of at least as many tokens (n_batch {chunk})",
+            prompts.len()
+        )));
+    }
+    let mut leading = Vec::new();
+    let mut lasts = Vec::with_capacity(prompts.len());
+    for (tokens, seq) in prompts {
+        let Some((last, rest)) = tokens.split_last() else {
+            return Err(decode_error("an empty prompt".into()));
+        };
+        leading.extend(
+            rest.iter()
+                .enumerate()
+                .map(|(pos, t)| (*t, pos as i32, *seq)),
+        );
+        lasts.push((*last, rest.len() as i32, *seq));
+    }
     let mut batch = LlamaBatch::new(chunk, 1);
-    let mut last = 0;
-    for (c, part) in tokens.chunks(chunk).enumerate() {
-        batch.clear();
-        for (i, t) in part.iter().enumerate() {
-            let pos = (c * chunk + i) as i32;
-            let is_last = c * chunk + i + 1 == tokens.len();
+    let mut pieces = leading.chunks(chunk).peekable();
+    while let Some(piece) = pieces.next() {
+        for &(t, pos, seq) in piece {
             batch
-                .add(*t, pos, &[0], is_last)
+                .add(t, pos, &[seq], false)
                 .map_err(|e| decode_error(e.to_string()))?;
-            if is_last {
-                last = i as i32;
-            }
+        }
+        // The last piece takes the prompts' last tokens too when they fit.
+        if pieces.peek().is_none() && piece.len() + lasts.len() <= chunk {
+            break;
         }
         ctx.decode(&mut batch)
             .map_err(|e| decode_error(e.to_string()))?;
+        batch.clear();
     }
-    Ok(last)
+    let mut indices = Vec::with_capacity(lasts.len());
+    for (t, pos, seq) in lasts {
+        indices.push(batch.n_tokens());
+        batch
+            .add(t, pos, &[seq], true)
+            .map_err(|e| decode_error(e.to_string()))?;
+    }
+    ctx.decode(&mut batch)
+        .map_err(|e| decode_error(e.to_string()))?;
+    Ok(indices)
 }
 
 fn decode_error(message: String) -> BackendError {

@@ -401,3 +401,62 @@ async fn token_session_forks_share_the_prompt() {
     assert_eq!(usage.prompt_tokens, greedy.usage.prompt_tokens);
     assert_eq!(usage.completion_tokens, 2);
 }
+
+#[tokio::test]
+async fn waiting_requests_decode_together_and_read_as_alone() {
+    // A backend of its own, so that the counters see this test's requests only.
+    let config = LlamaConfig {
+        n_ctx: Some(2048),
+        n_threads: Some(2),
+        ..LlamaConfig::default()
+    };
+    let b = LlamaBackend::load(model_path(), config).unwrap();
+    let greedy = Sampling::default()
+        .with_temperature(0.0)
+        .with_max_tokens(24);
+    let prompts = [
+        "What is the capital of France?",
+        "List three fruits.",
+        "Write one sentence about the sea.",
+    ];
+    let mut alone = Vec::new();
+    for p in prompts {
+        let c = b.complete(ask(p, greedy.clone())).await.unwrap();
+        alone.push(c.text().to_string());
+    }
+    assert_eq!(b.stats().batched_requests.load(Ordering::Relaxed), 0);
+    // 16 samples fill a round (n_seq_max): the requests sent while it runs wait, then
+    // decode together; the first of them is dropped after its first delta.
+    let long = greedy.clone().with_max_tokens(200);
+    let (blocker, dropped, x, y, z) = tokio::join!(
+        b.complete(ask("Count to twenty.", greedy.clone().with_max_tokens(48)).with_n(16)),
+        async {
+            let mut s = b.stream(ask("Tell me a long story.", long)).await.unwrap();
+            s.next_event().await.map(|e| e.is_ok())
+        },
+        b.complete(ask(prompts[0], greedy.clone())),
+        b.complete(ask(prompts[1], greedy.clone()).with_n(2)),
+        b.complete(ask(prompts[2], greedy.clone())),
+    );
+    assert_eq!(blocker.unwrap().choices.len(), 16);
+    assert_eq!(dropped, Some(true));
+    let (x, y, z) = (x.unwrap(), y.unwrap(), z.unwrap());
+    assert_eq!(b.stats().batched_requests.load(Ordering::Relaxed), 4);
+    assert_eq!(b.stats().cancelled.load(Ordering::Relaxed), 1);
+    // Greedy samples read the same as when each request ran alone.
+    assert_eq!(x.text(), alone[0]);
+    assert_eq!(y.choices.len(), 2);
+    assert_eq!(y.choices[0].index, 0);
+    assert_eq!(y.choices[1].index, 1);
+    for c in &y.choices {
+        assert_eq!(c.text, alone[1]);
+    }
+    assert_eq!(z.text(), alone[2]);
+    // Each request is accounted on its own.
+    assert!(x.usage.prompt_tokens > 5 && x.usage.prompt_tokens != y.usage.prompt_tokens);
+    assert_eq!(
+        y.usage.completion_tokens,
+        y.choices.iter().map(|c| c.completion_tokens).sum::<u32>()
+    );
+    assert!(z.timings.time_to_first_token.is_some());
+}

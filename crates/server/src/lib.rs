@@ -74,7 +74,8 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// When set, every endpoint but `/` and `/health` needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
-    /// Requests running at once (the rest wait in the queue).
+    /// Requests running at once (the rest wait in the queue). The native backend decodes
+    /// the running requests that wait for it together, so more than one pays off.
     pub max_concurrent: usize,
     /// Requests waiting for a slot; more are refused with 429.
     pub max_queue: usize,
@@ -95,7 +96,7 @@ impl Default for ServerConfig {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
             api_key: None,
-            max_concurrent: 2,
+            max_concurrent: 8,
             max_queue: 16,
             default_approach: None,
             default_sampling: Sampling::default(),

@@ -26,8 +26,9 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer <key>`.
     #[arg(long, env = "OPTILLM_API_KEY")]
     pub api_key: Option<String>,
-    /// Requests running at once.
-    #[arg(long, default_value_t = 2)]
+    /// Requests running at once (the native backend decodes the ones that wait for it
+    /// together, up to 16 sequences per round).
+    #[arg(long, default_value_t = 8)]
     pub max_concurrent: usize,
     /// Requests waiting for a slot; more get 429.
     #[arg(long, default_value_t = 16)]
