@@ -23,6 +23,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::StreamExt;
 use optillm_core::extract::AnswerKind;
 use optillm_core::spec;
 use optillm_core::strategies::build_spec;
@@ -58,6 +59,10 @@ pub struct EvalOptions {
     pub budget: Budget,
     /// Run only this share of the selected items (`None`: all of them).
     pub shard: Option<Shard>,
+    /// Runs in flight at once (at least 1). The native backend decodes concurrent
+    /// requests together, so more than one raises throughput; records are still written
+    /// in order, and each run's wall time then includes the time it shared.
+    pub concurrency: usize,
 }
 
 /// Share `index` of `count` of the selected items: those whose position in the
@@ -100,6 +105,7 @@ impl Default for EvalOptions {
             sampling: Sampling::default().with_max_tokens(512),
             budget: Budget::default(),
             shard: None,
+            concurrency: 1,
         }
     }
 }
@@ -360,7 +366,7 @@ pub async fn run_eval(
 
     let results_path = out_dir.join(RESULTS_FILE);
     let mut records = read_records(&results_path)?;
-    let mut done: HashSet<(String, String)> = records
+    let done: HashSet<(String, String)> = records
         .iter()
         .map(|r| (r.approach.clone(), r.item.clone()))
         .collect();
@@ -397,33 +403,42 @@ pub async fn run_eval(
         .append(true)
         .open(&results_path)
         .map_err(|e| BenchError::io(&results_path, e))?;
-    for item in mine {
+    let pending: Vec<(&Item, &String, &dyn Strategy)> = mine
+        .iter()
+        .flat_map(|item| {
+            built
+                .iter()
+                .map(move |(key, strategy)| (*item, key, strategy))
+        })
+        .filter(|(item, key, _)| !done.contains(&((*key).clone(), item.id.clone())))
+        .map(|(item, key, strategy)| (item, key, strategy.as_ref()))
+        .collect();
+    // Up to `concurrency` runs at once, recorded in order as they finish.
+    let mut runs = futures::stream::iter(pending.into_iter().map(|(item, key, strategy)| {
         let seed = item_seed(options.seed, &item.id);
-        for (key, strategy) in &built {
-            if done.contains(&(key.clone(), item.id.clone())) {
-                continue;
-            }
-            let record =
-                run_one(backend.clone(), key, strategy.as_ref(), item, seed, options).await?;
-            let mut line = serde_json::to_string(&record).map_err(|source| BenchError::Json {
-                path: results_path.clone(),
-                line: 0,
-                source,
-            })?;
-            line.push('\n');
-            out.write_all(line.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| BenchError::io(&results_path, e))?;
-            done.insert((key.clone(), item.id.clone()));
-            done_count += 1;
-            progress.event(&EvalEvent::Recorded {
-                record: &record,
-                done: done_count,
-                total,
-            });
-            records.push(record);
-        }
+        run_one(backend.clone(), key, strategy, item, seed, options)
+    }))
+    .buffered(options.concurrency.max(1));
+    while let Some(record) = runs.next().await {
+        let record = record?;
+        let mut line = serde_json::to_string(&record).map_err(|source| BenchError::Json {
+            path: results_path.clone(),
+            line: 0,
+            source,
+        })?;
+        line.push('\n');
+        out.write_all(line.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| BenchError::io(&results_path, e))?;
+        done_count += 1;
+        progress.event(&EvalEvent::Recorded {
+            record: &record,
+            done: done_count,
+            total,
+        });
+        records.push(record);
     }
+    drop(runs);
     drop(out);
 
     let keys: Vec<String> = built.into_iter().map(|(k, _)| k).collect();

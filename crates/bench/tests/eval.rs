@@ -626,3 +626,84 @@ fn shard_specs_parse_or_fail_clearly() {
         assert!(e.to_string().contains("I/N"), "{bad}: {e}");
     }
 }
+
+/// The scripted backend, each call held 5 ms; counts the calls in flight at once.
+struct Overlapping {
+    inner: MockBackend,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl optillm_core::Backend for Overlapping {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+    fn capabilities(&self) -> optillm_core::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn stream(
+        &self,
+        request: ChatRequest,
+    ) -> Result<optillm_core::CompletionStream, BackendError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        self.inner.stream(request).await
+    }
+}
+
+#[tokio::test]
+async fn concurrent_runs_record_the_same_results_in_the_same_order() {
+    let (serial_dir, concurrent_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let serial = Arc::new(Overlapping {
+        inner: scripted(),
+        in_flight: Default::default(),
+        most: Default::default(),
+    });
+    let concurrent = Arc::new(Overlapping {
+        inner: scripted(),
+        in_flight: Default::default(),
+        most: Default::default(),
+    });
+    let four = EvalOptions {
+        concurrency: 4,
+        ..options()
+    };
+    for (backend, opts, dir) in [
+        (&serial, options(), &serial_dir),
+        (&concurrent, four, &concurrent_dir),
+    ] {
+        run_eval(
+            backend.clone(),
+            &dataset(),
+            &specs(),
+            &opts,
+            dir.path(),
+            &NoEvalProgress,
+        )
+        .await
+        .unwrap();
+    }
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(serial.most.load(SeqCst), 1);
+    assert!(concurrent.most.load(SeqCst) > 1, "runs overlapped");
+    assert!(concurrent.most.load(SeqCst) <= 4);
+    let key = |r: &ItemRecord| {
+        (
+            r.approach.clone(),
+            r.item.clone(),
+            r.output.clone(),
+            r.correct,
+        )
+    };
+    let a: Vec<_> = read_results(serial_dir.path()).iter().map(key).collect();
+    let b: Vec<_> = read_results(concurrent_dir.path())
+        .iter()
+        .map(key)
+        .collect();
+    assert_eq!(a.len(), 18);
+    assert_eq!(a, b);
+}

@@ -131,6 +131,10 @@ pub struct EvalArgs {
     /// a last run without it writes the summary of all.
     #[arg(long)]
     pub shard: Option<String>,
+    /// Runs in flight at once; the native backend decodes them together (throughput up,
+    /// each run's wall time then includes the time it shared).
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
 }
 
 /// Splits `a,b(k=1,n=2),c` at top-level commas.
@@ -177,6 +181,7 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
             max_duration: None::<Duration>,
         },
         shard: args.shard.as_deref().map(Shard::parse).transpose()?,
+        concurrency: args.concurrency.max(1),
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
