@@ -251,6 +251,10 @@ impl Admitted {
     }
 }
 
+/// Receives a part of a round when it ends: its index, its samples (or `Cancelled`)
+/// and its timings.
+type OnEnd<'f> = dyn FnMut(usize, Result<Vec<Choice>, Cancelled>, &Timings) + 'f;
+
 /// A request's share of a round: its samples `first..first + count`.
 struct Part<'a> {
     request: &'a ChatRequest,
@@ -362,32 +366,17 @@ impl<'m> Engine<'m> {
     }
 
     /// Serves a group of requests: one alone as [`Engine::generate_all`], several in
-    /// one round.
+    /// one round; each request's answer (or error) goes to its caller.
     fn generate(&mut self, group: &[Admitted]) {
-        let results = match group {
-            [one] => vec![self.generate_all(one)],
-            _ => {
-                self.stats
-                    .batched_requests
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
-                self.generate_together(group)
-            }
-        };
-        for (a, result) in group.iter().zip(results) {
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            match result {
-                Ok(Some(completion)) => {
-                    a.sender.blocking_send(Ok(StreamEvent::Done(completion)));
-                }
-                Ok(None) => {
-                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!("request cancelled by its consumer");
-                }
-                Err(e) => {
-                    a.sender.blocking_send(Err(e));
-                }
-            }
+        if let [one] = group {
+            let result = self.generate_all(one);
+            answer(&self.stats, one, result);
+            return;
         }
+        self.stats
+            .batched_requests
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        self.generate_together(group);
     }
 
     /// One request's samples, in rounds of at most `n_seq_max`.
@@ -408,8 +397,14 @@ impl<'m> Engine<'m> {
             let per_stream = self.use_streams(count, cells);
             usage.prompt_tokens += a.tokens.len() as u32;
             let part = a.part(first, count);
-            let round = self.round(&[part], per_stream, std::slice::from_mut(&mut timings))?;
-            match round.into_iter().next() {
+            let mut ended = None;
+            self.round(
+                &[part],
+                per_stream,
+                std::slice::from_mut(&mut timings),
+                &mut |_, samples, _| ended = Some(samples),
+            )?;
+            match ended {
                 Some(Ok(mut samples)) => choices.append(&mut samples),
                 _ => return Ok(None),
             }
@@ -426,11 +421,9 @@ impl<'m> Engine<'m> {
     }
 
     /// Several requests (admitted by [`Engine::joins`]) in one round: each prompt
-    /// evaluated once, every sample of every request decoded in the same batch per step.
-    fn generate_together(
-        &mut self,
-        group: &[Admitted],
-    ) -> Vec<Result<Option<Completion>, BackendError>> {
+    /// evaluated once, every sample of every request decoded in the same batch per step,
+    /// each request answered as soon as its own samples end.
+    fn generate_together(&mut self, group: &[Admitted]) {
         let seqs: u32 = group.iter().map(|a| a.request.n).sum();
         let cells = group
             .iter()
@@ -444,48 +437,50 @@ impl<'m> Engine<'m> {
         let per_stream = self.use_streams(seqs, cells);
         let parts: Vec<Part> = group.iter().map(|a| a.part(0, a.request.n)).collect();
         let mut timings = vec![Timings::default(); group.len()];
-        let rounds = match self.round(&parts, per_stream, &mut timings) {
-            Ok(r) => r,
-            Err(e) => {
-                let message = e.to_string();
-                return group
-                    .iter()
-                    .map(|_| Err(decode_error(message.clone())))
-                    .collect();
-            }
-        };
-        group
-            .iter()
-            .zip(rounds)
-            .zip(timings)
-            .map(|((a, round), mut timings)| {
-                let Ok(choices) = round else {
-                    return Ok(None);
-                };
+        let stats = Arc::clone(&self.stats);
+        let name = self.name.clone();
+        let mut answered = vec![false; group.len()];
+        let outcome = self.round(&parts, per_stream, &mut timings, &mut |p, samples, t| {
+            let (Some(a), Some(flag)) = (group.get(p), answered.get_mut(p)) else {
+                return;
+            };
+            *flag = true;
+            let completion = samples.ok().map(|choices| {
+                let mut timings = *t;
                 timings.total = a.submitted.elapsed();
-                let usage = Usage {
-                    prompt_tokens: a.tokens.len() as u32,
-                    completion_tokens: choices.iter().map(|c| c.completion_tokens).sum(),
-                };
-                Ok(Some(Completion {
-                    model: self.name.clone(),
+                Completion {
+                    model: name.clone(),
+                    usage: Usage {
+                        prompt_tokens: a.tokens.len() as u32,
+                        completion_tokens: choices.iter().map(|c| c.completion_tokens).sum(),
+                    },
                     choices,
-                    usage,
                     timings,
-                }))
-            })
-            .collect()
+                }
+            });
+            answer(&stats, a, Ok(completion));
+        });
+        if let Err(e) = outcome {
+            let message = e.to_string();
+            for (a, done) in group.iter().zip(answered) {
+                if !done {
+                    answer(&self.stats, a, Err(decode_error(message.clone())));
+                }
+            }
+        }
     }
 
     /// One round: each part's prompt evaluated once in the chosen context, its cache
     /// copied to each of its samples' sequences, all samples of all parts decoded
-    /// together. A part whose consumer is gone stops (`Cancelled`); the others go on.
+    /// together. `on_end` gets each part's samples (with its timings) as soon as they
+    /// have all ended, or `Cancelled` when its consumer is gone; the others go on.
     fn round(
         &mut self,
         parts: &[Part],
         per_stream: bool,
         timings: &mut [Timings],
-    ) -> Result<Vec<Result<Vec<Choice>, Cancelled>>, BackendError> {
+        on_end: &mut OnEnd,
+    ) -> Result<(), BackendError> {
         if per_stream {
             self.stats.stream_rounds.fetch_add(1, Ordering::Relaxed);
         }
@@ -531,6 +526,7 @@ impl<'m> Engine<'m> {
             }
         }
         let mut cancelled = vec![false; parts.len()];
+        let mut reported = vec![false; parts.len()];
         let vocab = self.model.vocab();
         let mut batch = LlamaBatch::new(seqs.len().max(1), 1);
         loop {
@@ -599,6 +595,14 @@ impl<'m> Engine<'m> {
                     let _ = ctx.clear_kv_cache_seq(u32::try_from(seq.id).ok(), None, None);
                 }
             }
+            report(
+                &mut seqs,
+                &cancelled,
+                &mut reported,
+                timings,
+                decode_started,
+                on_end,
+            );
             batch.clear();
             for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
                 if let Some(t) = seq.next.take() {
@@ -628,26 +632,18 @@ impl<'m> Engine<'m> {
                 break;
             }
         }
-        let decode = decode_started.elapsed();
-        for t in timings.iter_mut() {
-            t.decode += decode;
+        for seq in seqs.iter_mut() {
+            seq.finish.get_or_insert(FinishReason::Length);
         }
-        let mut out: Vec<Result<Vec<Choice>, Cancelled>> = cancelled
-            .iter()
-            .map(|&c| if c { Err(Cancelled) } else { Ok(Vec::new()) })
-            .collect();
-        for s in seqs {
-            if let Some(Ok(choices)) = out.get_mut(s.part) {
-                choices.push(Choice {
-                    index: s.index,
-                    text: s.scanner.text().to_string(),
-                    finish_reason: s.finish.unwrap_or(FinishReason::Length),
-                    logprobs: s.logprobs,
-                    completion_tokens: s.generated,
-                });
-            }
-        }
-        Ok(out)
+        report(
+            &mut seqs,
+            &cancelled,
+            &mut reported,
+            timings,
+            decode_started,
+            on_end,
+        );
+        Ok(())
     }
 
     /// Whether a round of `count` samples of at most `cells` tokens each (prompt and
@@ -702,6 +698,44 @@ impl<'m> Engine<'m> {
         self.stats.token_jobs.fetch_add(1, Ordering::Relaxed);
         let mut session = Session::new(self, tokens.len() as u32, logits);
         job(&mut session)
+    }
+}
+
+/// Hands every part not reported yet whose samples have all ended (or whose consumer
+/// is gone) to `on_end`, its samples in order, its decode time added to its timings.
+fn report(
+    seqs: &mut [Seq],
+    cancelled: &[bool],
+    reported: &mut [bool],
+    timings: &mut [Timings],
+    decode_started: Instant,
+    on_end: &mut OnEnd,
+) {
+    for (p, (done, &gone)) in reported.iter_mut().zip(cancelled).enumerate() {
+        let ended = seqs
+            .iter()
+            .filter(|s| s.part == p)
+            .all(|s| s.finish.is_some());
+        if *done || !(gone || ended) {
+            continue;
+        }
+        *done = true;
+        let choices = seqs
+            .iter_mut()
+            .filter(|s| s.part == p)
+            .map(|s| Choice {
+                index: s.index,
+                text: s.scanner.text().to_string(),
+                finish_reason: s.finish.unwrap_or(FinishReason::Length),
+                logprobs: s.logprobs.take(),
+                completion_tokens: s.generated,
+            })
+            .collect();
+        let Some(t) = timings.get_mut(p) else {
+            continue;
+        };
+        t.decode += decode_started.elapsed();
+        on_end(p, if gone { Err(Cancelled) } else { Ok(choices) }, t);
     }
 }
 
@@ -774,6 +808,24 @@ pub(crate) fn eval_prompts(
     ctx.decode(&mut batch)
         .map_err(|e| decode_error(e.to_string()))?;
     Ok(indices)
+}
+
+/// Sends a request's outcome: its completion, its error, or nothing when its consumer
+/// has gone (`Ok(None)`).
+fn answer(stats: &Stats, a: &Admitted, result: Result<Option<Completion>, BackendError>) {
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    match result {
+        Ok(Some(completion)) => {
+            a.sender.blocking_send(Ok(StreamEvent::Done(completion)));
+        }
+        Ok(None) => {
+            stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("request cancelled by its consumer");
+        }
+        Err(e) => {
+            a.sender.blocking_send(Err(e));
+        }
+    }
 }
 
 fn decode_error(message: String) -> BackendError {

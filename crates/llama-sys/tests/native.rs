@@ -428,12 +428,16 @@ async fn waiting_requests_decode_together_and_read_as_alone() {
     // 16 samples fill a round (n_seq_max): the requests sent while it runs wait, then
     // decode together; the first of them is dropped after its first delta.
     let long = greedy.clone().with_max_tokens(200);
-    let (blocker, dropped, x, y, z) = tokio::join!(
+    let (blocker, dropped, story, x, y, z) = tokio::join!(
         b.complete(ask("Count to twenty.", greedy.clone().with_max_tokens(48)).with_n(16)),
         async {
-            let mut s = b.stream(ask("Tell me a long story.", long)).await.unwrap();
+            let mut s = b
+                .stream(ask("Tell me a long story.", long.clone()))
+                .await
+                .unwrap();
             s.next_event().await.map(|e| e.is_ok())
         },
+        b.complete(ask("Write a story about a dragon.", long.clone())),
         b.complete(ask(prompts[0], greedy.clone())),
         b.complete(ask(prompts[1], greedy.clone()).with_n(2)),
         b.complete(ask(prompts[2], greedy.clone())),
@@ -441,7 +445,8 @@ async fn waiting_requests_decode_together_and_read_as_alone() {
     assert_eq!(blocker.unwrap().choices.len(), 16);
     assert_eq!(dropped, Some(true));
     let (x, y, z) = (x.unwrap(), y.unwrap(), z.unwrap());
-    assert_eq!(b.stats().batched_requests.load(Ordering::Relaxed), 4);
+    let story = story.unwrap();
+    assert_eq!(b.stats().batched_requests.load(Ordering::Relaxed), 5);
     assert_eq!(b.stats().cancelled.load(Ordering::Relaxed), 1);
     // Greedy samples read the same as when each request ran alone.
     assert_eq!(x.text(), alone[0]);
@@ -459,4 +464,19 @@ async fn waiting_requests_decode_together_and_read_as_alone() {
         y.choices.iter().map(|c| c.completion_tokens).sum::<u32>()
     );
     assert!(z.timings.time_to_first_token.is_some());
+    // A short request is answered when its own samples end, not when the round does.
+    let (short, long) = (
+        x.choices[0].completion_tokens,
+        story.choices[0].completion_tokens,
+    );
+    assert!(
+        long >= 3 * short,
+        "the story ({long} tokens) outlasts the answer ({short})"
+    );
+    assert!(
+        x.timings.total < story.timings.total,
+        "{:?} vs {:?}",
+        x.timings,
+        story.timings
+    );
 }
