@@ -658,16 +658,14 @@ impl optillm_core::Backend for Overlapping {
 #[tokio::test]
 async fn concurrent_runs_record_the_same_results_in_the_same_order() {
     let (serial_dir, concurrent_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let serial = Arc::new(Overlapping {
-        inner: scripted(),
-        in_flight: Default::default(),
-        most: Default::default(),
-    });
-    let concurrent = Arc::new(Overlapping {
-        inner: scripted(),
-        in_flight: Default::default(),
-        most: Default::default(),
-    });
+    let overlapping = || {
+        Arc::new(Overlapping {
+            inner: scripted(),
+            in_flight: Default::default(),
+            most: Default::default(),
+        })
+    };
+    let (serial, concurrent) = (overlapping(), overlapping());
     let four = EvalOptions {
         concurrency: 4,
         ..options()

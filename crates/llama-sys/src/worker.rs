@@ -629,20 +629,9 @@ impl<'m> Engine<'m> {
                         }
                     }
                 }
-                break;
+                // Every sequence has ended: the next pass reports them and stops.
             }
         }
-        for seq in seqs.iter_mut() {
-            seq.finish.get_or_insert(FinishReason::Length);
-        }
-        report(
-            &mut seqs,
-            &cancelled,
-            &mut reported,
-            timings,
-            decode_started,
-            on_end,
-        );
         Ok(())
     }
 

@@ -34,18 +34,19 @@ fn model_path() -> PathBuf {
     .clone()
 }
 
+fn own_backend() -> LlamaBackend {
+    let config = LlamaConfig {
+        n_ctx: Some(2048),
+        n_threads: Some(2),
+        ..LlamaConfig::default()
+    };
+    LlamaBackend::load(model_path(), config).expect("load model")
+}
+
+/// The backend most tests share.
 fn backend() -> Arc<LlamaBackend> {
     static BACKEND: OnceLock<Arc<LlamaBackend>> = OnceLock::new();
-    BACKEND
-        .get_or_init(|| {
-            let config = LlamaConfig {
-                n_ctx: Some(2048),
-                n_threads: Some(2),
-                ..LlamaConfig::default()
-            };
-            Arc::new(LlamaBackend::load(model_path(), config).expect("load model"))
-        })
-        .clone()
+    BACKEND.get_or_init(|| Arc::new(own_backend())).clone()
 }
 
 fn ask(prompt: &str, sampling: Sampling) -> ChatRequest {
@@ -109,12 +110,7 @@ async fn per_stream_and_shared_cache_decode_the_same_samples() {
     // (n x (prompt + max_tokens) within n_ctx = 2048), else in the shared cache; greedy
     // samples must read the same either way, and the same as a single run. A backend of
     // its own, so that no other test's request moves the counter.
-    let config = LlamaConfig {
-        n_ctx: Some(2048),
-        n_threads: Some(2),
-        ..LlamaConfig::default()
-    };
-    let b = LlamaBackend::load(model_path(), config).unwrap();
+    let b = own_backend();
     let greedy = Sampling::default()
         .with_temperature(0.0)
         .with_max_tokens(40);
@@ -405,12 +401,7 @@ async fn token_session_forks_share_the_prompt() {
 #[tokio::test]
 async fn waiting_requests_decode_together_and_read_as_alone() {
     // A backend of its own, so that the counters see this test's requests only.
-    let config = LlamaConfig {
-        n_ctx: Some(2048),
-        n_threads: Some(2),
-        ..LlamaConfig::default()
-    };
-    let b = LlamaBackend::load(model_path(), config).unwrap();
+    let b = own_backend();
     let greedy = Sampling::default()
         .with_temperature(0.0)
         .with_max_tokens(24);
