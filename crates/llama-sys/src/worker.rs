@@ -496,7 +496,11 @@ impl<'m> Engine<'m> {
             base += part.count as i32;
         }
         let lasts = eval_prompts(ctx, self.config.n_batch, &prompts)?;
+        // Summed over the rounds of a request of more than `n_seq_max` samples.
         let prompt_eval = started.elapsed();
+        for t in timings.iter_mut() {
+            t.prompt_eval += prompt_eval;
+        }
         let decode_started = Instant::now();
         let n_vocab = self.model.n_vocab();
         let mut seqs: Vec<Seq> = Vec::new();
@@ -538,7 +542,6 @@ impl<'m> Engine<'m> {
                 let token = seq.sampler.sample(ctx, seq.logits_at);
                 self.stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
                 if let Some(t) = timings.get_mut(seq.part) {
-                    t.prompt_eval = prompt_eval;
                     if t.time_to_first_token.is_none() {
                         t.time_to_first_token = Some(part.submitted.elapsed());
                     }
