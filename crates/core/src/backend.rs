@@ -25,6 +25,17 @@ pub enum StreamEvent {
     Done(Completion),
 }
 
+/// A count a backend keeps of its own work (it only grows), for monitoring: the server
+/// exports each as a Prometheus counter `optillm_backend_<name>_total{model=..}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendCounter {
+    /// Metric name: lower-case ASCII words joined by `_`, without the `_total` suffix.
+    pub name: &'static str,
+    /// One line on what is counted.
+    pub help: &'static str,
+    pub value: u64,
+}
+
 /// Capacity of the channel between a backend's producer and the consumer.
 pub const STREAM_BUFFER: usize = 64;
 
@@ -130,6 +141,12 @@ pub trait Backend: Send + Sync {
             "token-level control (logits and branching)",
         ))
     }
+
+    /// The backend's own counters (requests batched together, tokens generated...);
+    /// none by default.
+    fn counters(&self) -> Vec<BackendCounter> {
+        Vec::new()
+    }
 }
 
 /// Runs a token-level closure on `backend` and returns its value.
@@ -170,6 +187,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     async fn token_job(&self, request: ChatRequest, job: TokenJob) -> Result<(), BackendError> {
         (**self).token_job(request, job).await
     }
+    fn counters(&self) -> Vec<BackendCounter> {
+        (**self).counters()
+    }
 }
 
 #[async_trait]
@@ -188,6 +208,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     async fn token_job(&self, request: ChatRequest, job: TokenJob) -> Result<(), BackendError> {
         (**self).token_job(request, job).await
+    }
+    fn counters(&self) -> Vec<BackendCounter> {
+        (**self).counters()
     }
 }
 

@@ -15,8 +15,8 @@ pub mod token;
 pub mod types;
 
 pub use backend::{
-    Backend, ChoiceAccumulator, CompletionStream, StreamEvent, StreamSender, run_token_job,
-    stream_channel,
+    Backend, BackendCounter, ChoiceAccumulator, CompletionStream, StreamEvent, StreamSender,
+    run_token_job, stream_channel,
 };
 pub use error::BackendError;
 pub use spec::{Spec, split_model_name};

@@ -20,14 +20,15 @@ mod text;
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use optillm_core::{
-    Backend, BackendError, Capabilities, ChatRequest, CompletionStream, TokenJob, stream_channel,
+    Backend, BackendCounter, BackendError, Capabilities, ChatRequest, CompletionStream, TokenJob,
+    stream_channel,
 };
 
 pub use error::LlamaError;
@@ -273,5 +274,42 @@ impl Backend for LlamaBackend {
             reply,
         })?;
         done.await.map_err(|_| BackendError::Closed)?
+    }
+
+    fn counters(&self) -> Vec<BackendCounter> {
+        let s = &self.stats;
+        let counter = |name, help, value: &AtomicU64| BackendCounter {
+            name,
+            help,
+            value: value.load(Ordering::Relaxed),
+        };
+        vec![
+            counter(
+                "requests",
+                "Generation requests finished (completed, failed or cancelled)",
+                &s.requests,
+            ),
+            counter(
+                "cancelled",
+                "Requests whose consumer left before the end",
+                &s.cancelled,
+            ),
+            counter(
+                "tokens_generated",
+                "Tokens sampled over all requests",
+                &s.tokens_generated,
+            ),
+            counter("token_jobs", "Token-level jobs run", &s.token_jobs),
+            counter(
+                "stream_rounds",
+                "Rounds of several samples decoded with one KV stream per sample",
+                &s.stream_rounds,
+            ),
+            counter(
+                "batched_requests",
+                "Requests decoded in one round together with other requests",
+                &s.batched_requests,
+            ),
+        ]
     }
 }

@@ -281,10 +281,18 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    let body = state
+    let backends = state
         .inner
-        .metrics
-        .render(state.inner.limiter.running(), state.inner.limiter.queued());
+        .models
+        .loaded()
+        .into_iter()
+        .map(|(name, backend)| (name, backend.counters()))
+        .collect();
+    let body = state.inner.metrics.render(
+        state.inner.limiter.running(),
+        state.inner.limiter.queued(),
+        backends,
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -1,15 +1,19 @@
-//! Prometheus metrics: requests by endpoint and status, tokens, latency, queue depth.
+//! Prometheus metrics: requests by endpoint and status, tokens, latency, queue depth,
+//! and the counters each loaded backend keeps of its own work.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use optillm_core::Usage;
+use optillm_core::{BackendCounter, Usage};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -27,6 +31,54 @@ struct TokenLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+/// The backends' counters as read at the last scrape, by model name.
+type BackendSnapshot = Arc<Mutex<Vec<(String, Vec<BackendCounter>)>>>;
+
+/// Encodes the backends' counters, one metric per counter name with a `model` label.
+#[derive(Debug, Default)]
+struct BackendCollector {
+    snapshot: BackendSnapshot,
+}
+
+impl Collector for BackendCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = match self.snapshot.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        // One metric per counter name, each model's value a series of it.
+        let mut rows: Vec<(&str, &BackendCounter)> = snapshot
+            .iter()
+            .flat_map(|(model, counters)| counters.iter().map(move |c| (model.as_str(), c)))
+            .collect();
+        rows.sort_by_key(|(_, c)| c.name);
+        for metric_rows in rows.chunk_by(|a, b| a.1.name == b.1.name) {
+            let Some((_, first)) = metric_rows.first() else {
+                continue;
+            };
+            let name = format!("backend_{}", first.name);
+            let mut metric = encoder.encode_descriptor(
+                &name,
+                first.help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (model, c) in metric_rows {
+                let labels = ModelLabels {
+                    model: (*model).to_string(),
+                };
+                ConstCounter::new(c.value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 type HistogramFamily = Family<EndpointLabels, Histogram, fn() -> Histogram>;
 
 /// The server's metrics.
@@ -37,6 +89,7 @@ pub struct Metrics {
     latency: HistogramFamily,
     in_flight: Gauge,
     queue_depth: Gauge,
+    backends: BackendSnapshot,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -83,6 +136,10 @@ impl Default for Metrics {
             "Requests waiting for a model slot",
             queue_depth.clone(),
         );
+        let backends = BackendSnapshot::default();
+        registry.register_collector(Box::new(BackendCollector {
+            snapshot: Arc::clone(&backends),
+        }));
         Self {
             registry,
             requests,
@@ -90,6 +147,7 @@ impl Default for Metrics {
             latency,
             in_flight,
             queue_depth,
+            backends,
         }
     }
 }
@@ -122,8 +180,18 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the gauges set to `running` and `queued`.
-    pub fn render(&self, running: usize, queued: usize) -> String {
+    /// The Prometheus text exposition, with the gauges set to `running` and `queued`
+    /// and the backend counters to `backends` (model name, counters).
+    pub fn render(
+        &self,
+        running: usize,
+        queued: usize,
+        backends: Vec<(String, Vec<BackendCounter>)>,
+    ) -> String {
+        match self.backends.lock() {
+            Ok(mut s) => *s = backends,
+            Err(poisoned) => *poisoned.into_inner() = backends,
+        }
         self.in_flight
             .set(i64::try_from(running).unwrap_or(i64::MAX));
         self.queue_depth

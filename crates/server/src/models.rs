@@ -49,6 +49,12 @@ pub trait Models: Send + Sync {
 
     /// The backend serving `name`; [`BackendError::ModelNotFound`] for an unknown name.
     async fn get(&self, name: &str) -> Result<Arc<dyn Backend>, BackendError>;
+
+    /// The backends loaded now, by model name, for monitoring (`/metrics` reads their
+    /// counters); asking must not load anything. None by default.
+    fn loaded(&self) -> Vec<(String, Arc<dyn Backend>)> {
+        Vec::new()
+    }
 }
 
 /// A fixed map of names to backends, for tests and simple uses.
@@ -99,5 +105,12 @@ impl Models for StaticModels {
             .get(name)
             .map(|(_, backend)| Arc::clone(backend))
             .ok_or_else(|| BackendError::ModelNotFound(name.to_string()))
+    }
+
+    fn loaded(&self) -> Vec<(String, Arc<dyn Backend>)> {
+        self.models
+            .iter()
+            .map(|(name, (_, backend))| (name.clone(), Arc::clone(backend)))
+            .collect()
     }
 }

@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use optillm_core::mock::MockBackend;
 use optillm_core::{
-    Backend, BackendError, Capabilities, ChatRequest, CompletionStream, Role, StreamEvent,
-    stream_channel,
+    Backend, BackendCounter, BackendError, Capabilities, ChatRequest, CompletionStream, Role,
+    StreamEvent, stream_channel,
 };
 use optillm_server::{AppState, ServerConfig, StaticModels, router};
 use serde_json::{Value, json};
@@ -1097,6 +1097,59 @@ async fn metrics_counters_move() {
         "{after}"
     );
     assert!(after.contains("# TYPE optillm_queue_depth gauge"));
+}
+
+/// A mock that reports the calls it answered as its own counter.
+struct Counting(MockBackend);
+
+#[async_trait]
+impl Backend for Counting {
+    fn model(&self) -> &str {
+        "counting"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    async fn stream(&self, request: ChatRequest) -> Result<CompletionStream, BackendError> {
+        self.0.stream(request).await
+    }
+    fn counters(&self) -> Vec<BackendCounter> {
+        vec![BackendCounter {
+            name: "requests",
+            help: "Requests answered",
+            value: u64::try_from(self.0.calls()).unwrap(),
+        }]
+    }
+}
+
+#[tokio::test]
+async fn metrics_show_each_backends_counters_by_model() {
+    let app = app_with(
+        StaticModels::new()
+            .with("a", Arc::new(Counting(MockBackend::constant("x"))))
+            .with("b", Arc::new(Counting(MockBackend::constant("y"))))
+            .with("plain", Arc::new(MockBackend::constant("z"))),
+        ServerConfig::default(),
+    );
+    let series = |m: &str| format!(r#"optillm_backend_requests_total{{model="{m}"}}"#);
+    let before = get(&app, "/metrics").await.body;
+    assert_eq!(metric(&before, &series("a")), 0.0, "{before}");
+    assert!(before.contains(&series("a")), "{before}");
+    assert!(
+        before.contains("# TYPE optillm_backend_requests counter"),
+        "{before}"
+    );
+
+    post(&app, "/v1/chat/completions", chat("a", "q")).await;
+    post(&app, "/v1/chat/completions", chat("moa-a", "q")).await;
+    post(&app, "/api/chat", chat("b", "q")).await;
+
+    let after = get(&app, "/metrics").await.body;
+    // moa: three proposals in one call (n = 3), a critique and a synthesis.
+    assert_eq!(metric(&after, &series("a")), 4.0, "{after}");
+    assert_eq!(metric(&after, &series("b")), 1.0, "{after}");
+    assert!(!after.contains(&series("plain")), "{after}");
+    assert_eq!(after.matches("# HELP optillm_backend_requests ").count(), 1);
 }
 
 // ---------- Ollama dialect ----------
