@@ -76,6 +76,7 @@ pub fn render_svg(title: &str, points: &[PlotPoint]) -> Result<String> {
             .configure_mesh()
             .x_desc("mean tokens per question")
             .y_desc("accuracy")
+            .x_label_formatter(&|v| format!("{v:.0}"))
             .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
             .draw()
             .map_err(plot_error)?;

@@ -188,12 +188,33 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} runs ({eta} left) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Without a terminal (nohup, CI logs) the bar is hidden: one line per run instead.
+    let lines = bar.is_hidden();
     let on_event = |e: &EvalEvent<'_>| match e {
         EvalEvent::Started { total, done } => {
             bar.set_length(*total as u64);
             bar.set_position(*done as u64);
+            if lines {
+                eprintln!("{total} runs, {done} already recorded");
+            }
         }
-        EvalEvent::Recorded { done, .. } => bar.set_position(*done as u64),
+        EvalEvent::Recorded {
+            record,
+            done,
+            total,
+        } => {
+            bar.set_position(*done as u64);
+            if lines {
+                eprintln!(
+                    "{done}/{total} {} item {}: {} ({} tokens, {:.1} s)",
+                    record.approach,
+                    record.item,
+                    if record.correct { "correct" } else { "wrong" },
+                    record.prompt_tokens + record.completion_tokens,
+                    record.wall_ms / 1000.0,
+                );
+            }
+        }
         EvalEvent::Finished { .. } => bar.finish_and_clear(),
         _ => {}
     };
