@@ -440,7 +440,12 @@ async fn waiting_requests_decode_together_and_read_as_alone() {
     assert_eq!(b.stats().batched_requests.load(Ordering::Relaxed), 5);
     assert_eq!(b.stats().cancelled.load(Ordering::Relaxed), 1);
     // The same counts as the server's /metrics reads them.
-    let counter = |name| b.counters().iter().find(|c| c.name == name).map(|c| c.value);
+    let counter = |name| {
+        b.counters()
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.value)
+    };
     assert_eq!(counter("batched_requests"), Some(5));
     assert_eq!(counter("cancelled"), Some(1));
     assert_eq!(counter("requests"), Some(9));
