@@ -1,11 +1,10 @@
 //! Prometheus metrics: requests by endpoint and status, tokens, latency, queue depth,
 //! and the counters each loaded backend keeps of its own work.
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,6 +13,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use optillm_core::{BackendCounter, Usage};
+
+/// The prefix of every metric name.
+const PREFIX: &str = "optillm";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -36,23 +38,16 @@ struct ModelLabels {
     model: String,
 }
 
-/// The backends' counters as read at the last scrape, by model name.
-type BackendSnapshot = Arc<Mutex<Vec<(String, Vec<BackendCounter>)>>>;
-
-/// Encodes the backends' counters, one metric per counter name with a `model` label.
-#[derive(Debug, Default)]
-struct BackendCollector {
-    snapshot: BackendSnapshot,
-}
+/// The backends' counters as read for one scrape (model name, counters), encoded as one
+/// metric per counter name with a `model` label.
+#[derive(Debug)]
+struct BackendCollector(Vec<(String, Vec<BackendCounter>)>);
 
 impl Collector for BackendCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = match self.snapshot.lock() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
         // One metric per counter name, each model's value a series of it.
-        let mut rows: Vec<(&str, &BackendCounter)> = snapshot
+        let mut rows: Vec<(&str, &BackendCounter)> = self
+            .0
             .iter()
             .flat_map(|(model, counters)| counters.iter().map(move |c| (model.as_str(), c)))
             .collect();
@@ -89,7 +84,6 @@ pub struct Metrics {
     latency: HistogramFamily,
     in_flight: Gauge,
     queue_depth: Gauge,
-    backends: BackendSnapshot,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -105,7 +99,7 @@ fn latency_histogram() -> Histogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("optillm");
+        let mut registry = Registry::with_prefix(PREFIX);
         let requests = Family::<RequestLabels, Counter>::default();
         let tokens = Family::<TokenLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
@@ -136,10 +130,6 @@ impl Default for Metrics {
             "Requests waiting for a model slot",
             queue_depth.clone(),
         );
-        let backends = BackendSnapshot::default();
-        registry.register_collector(Box::new(BackendCollector {
-            snapshot: Arc::clone(&backends),
-        }));
         Self {
             registry,
             requests,
@@ -147,7 +137,6 @@ impl Default for Metrics {
             latency,
             in_flight,
             queue_depth,
-            backends,
         }
     }
 }
@@ -188,16 +177,18 @@ impl Metrics {
         queued: usize,
         backends: Vec<(String, Vec<BackendCounter>)>,
     ) -> String {
-        match self.backends.lock() {
-            Ok(mut s) => *s = backends,
-            Err(poisoned) => *poisoned.into_inner() = backends,
-        }
         self.in_flight
             .set(i64::try_from(running).unwrap_or(i64::MAX));
         self.queue_depth
             .set(i64::try_from(queued).unwrap_or(i64::MAX));
+        // The backends' counters are read per scrape: a registry of this scrape only.
+        let mut scrape = Registry::with_prefix(PREFIX);
+        scrape.register_collector(Box::new(BackendCollector(backends)));
         let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        let encoded = text::encode_registry(&mut out, &self.registry)
+            .and_then(|()| text::encode_registry(&mut out, &scrape))
+            .and_then(|()| text::encode_eof(&mut out));
+        if let Err(e) = encoded {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         out

@@ -1150,6 +1150,8 @@ async fn metrics_show_each_backends_counters_by_model() {
     assert_eq!(metric(&after, &series("b")), 1.0, "{after}");
     assert!(!after.contains(&series("plain")), "{after}");
     assert_eq!(after.matches("# HELP optillm_backend_requests ").count(), 1);
+    assert_eq!(after.matches("# EOF").count(), 1, "{after}");
+    assert!(after.ends_with("# EOF\n"), "{after}");
 }
 
 // ---------- Ollama dialect ----------
