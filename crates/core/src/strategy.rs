@@ -7,7 +7,9 @@
 //! A run may carry a [`TextSink`]: the tokens of its *final call* (the call whose texts
 //! the strategy returns as they are, made with [`Ctx::final_call`]) reach the sink as
 //! they are generated, so a server or a CLI can stream the last stage of a multi-stage
-//! approach token by token. Calls made with [`Ctx::call`] never reach it.
+//! approach token by token; [`Ctx::final_call_viewed`] streams only the part of them that
+//! is the answer (the `<output>` section of `cot_reflection`). Calls made with
+//! [`Ctx::call`] never reach it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -354,7 +356,21 @@ impl Ctx {
     pub async fn final_call(
         &self,
         purpose: impl Into<String>,
+        request: ChatRequest,
+    ) -> Result<Completion, StrategyError> {
+        self.final_call_viewed(purpose, request, |text| text).await
+    }
+
+    /// [`Ctx::final_call`] for a strategy whose answer is a part of the call's text: the
+    /// sink receives, per choice, the growth of `view` of the text generated so far.
+    /// `view` must only grow as the text grows (each result a prefix of the next) and
+    /// be a prefix of the answer the strategy makes of the whole text, such as the
+    /// settled start of an `<output>` section. The completion keeps the whole texts.
+    pub async fn final_call_viewed(
+        &self,
+        purpose: impl Into<String>,
         mut request: ChatRequest,
+        view: fn(&str) -> &str,
     ) -> Result<Completion, StrategyError> {
         let Some(sink) = self.sink.clone() else {
             return self.call(purpose, request).await;
@@ -362,8 +378,10 @@ impl Ctx {
         self.admit(&mut request)?;
         let started = Instant::now();
         let deadline = self.time_left().map(|d| tokio::time::Instant::now() + d);
-        let mut streamed = String::new();
-        let cut = |streamed: &str| {
+        // Per choice: the text generated so far, and how much of its view was sent.
+        let mut texts: Vec<(String, usize)> = Vec::new();
+        let cut = |texts: &[(String, usize)]| {
+            let streamed = texts.first().map_or("", |(text, _)| view(text));
             if !streamed.is_empty() {
                 self.offer(streamed);
             }
@@ -373,21 +391,29 @@ impl Ctx {
         let mut stream = match deadline {
             Some(at) => tokio::time::timeout_at(at, open)
                 .await
-                .map_err(|_| cut(""))??,
+                .map_err(|_| cut(&[]))??,
             None => open.await?,
         };
         let completion = loop {
             let next = match deadline {
                 Some(at) => tokio::time::timeout_at(at, stream.next_event())
                     .await
-                    .map_err(|_| cut(&streamed))?,
+                    .map_err(|_| cut(&texts))?,
                 None => stream.next_event().await,
             };
             match next {
                 Some(Ok(StreamEvent::Delta { index, text, .. })) => {
-                    sink(index, &text);
-                    if index == 0 {
-                        streamed.push_str(&text);
+                    let i = index as usize;
+                    if texts.len() <= i {
+                        texts.resize(i + 1, (String::new(), 0));
+                    }
+                    if let Some((all, sent)) = texts.get_mut(i) {
+                        all.push_str(&text);
+                        let shown = view(all);
+                        if let Some(new) = shown.get(*sent..).filter(|n| !n.is_empty()) {
+                            sink(index, new);
+                            *sent = shown.len();
+                        }
                     }
                 }
                 Some(Ok(StreamEvent::Done(completion))) => break completion,
@@ -671,6 +697,22 @@ mod tests {
         let out = out.unwrap();
         assert_eq!(out.answer, "stage two text");
         assert_eq!(joined(&got, 0), "stage two text");
+    }
+
+    #[tokio::test]
+    async fn cot_reflection_streams_its_output_section_only() {
+        let mock = Arc::new(MockBackend::constant(
+            "<thinking>6 times 7 <reflection>checked</reflection></thinking>\n<output>\n              The answer is 42.\n</output> trailing words",
+        ));
+        let (out, got) = run_streaming(
+            "cot_reflection",
+            mock,
+            &StrategyRequest::user("6*7?"),
+            Budget::default(),
+        )
+        .await;
+        assert_eq!(out.unwrap().answer, "The answer is 42.");
+        assert_eq!(joined(&got, 0), "The answer is 42.");
     }
 
     #[tokio::test]

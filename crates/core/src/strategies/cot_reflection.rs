@@ -78,20 +78,23 @@ fn find_ci(hay: &str, needle: &str, last: bool) -> Option<usize> {
     }
 }
 
-/// The answer part of a reply: the content of the last `<output>` section (up to
-/// `</output>` or the end); without one, what follows the last closing `</thinking>`
+/// The answer part of a reply, as the reference reads it: the content of the first
+/// `<output>` section (up to `</output>` or the end) that is not empty and not the
+/// echoed format template; without one, what follows the last closing `</thinking>`
 /// or `</reflection>`; without tags, the reply itself.
 pub(crate) fn output_of(reply: &str) -> String {
     // `to_ascii_lowercase` keeps byte offsets, so positions found in the lowered copy
     // are valid char boundaries of `reply`.
-    let from_output = find_ci(reply, "<output>", true)
-        .and_then(|p| reply.get(p + "<output>".len()..))
+    let lower = reply.to_ascii_lowercase();
+    let from_output = lower
+        .match_indices("<output>")
+        .filter_map(|(p, tag)| reply.get(p + tag.len()..))
         .map(|rest| match find_ci(rest, "</output>", false) {
             Some(end) => rest.get(..end).unwrap_or(rest),
             None => rest,
         })
         .map(str::trim)
-        .filter(|s| !s.is_empty() && !s.starts_with("[Your final"));
+        .find(|s| !s.is_empty() && !s.starts_with("[Your final"));
     if let Some(o) = from_output {
         return o.to_string();
     }
@@ -106,6 +109,41 @@ pub(crate) fn output_of(reply: &str) -> String {
         return a;
     }
     strip_tags(reply)
+}
+
+/// The settled start of the answer of a reply still being generated, for streaming:
+/// a prefix of [`output_of`] of every continuation of `partial` that has an `<output>`
+/// section. Empty until the first real section shows; holds back trailing whitespace and
+/// what may be the start of `</output>` or of the echoed template.
+pub(crate) fn streamed_output(partial: &str) -> &str {
+    const TEMPLATE: &str = "[Your final";
+    const CLOSE: &str = "</output>";
+    let lower = partial.to_ascii_lowercase();
+    for (p, tag) in lower.match_indices("<output>") {
+        let start = p + tag.len();
+        let (Some(rest), Some(rest_lower)) = (partial.get(start..), lower.get(start..)) else {
+            continue;
+        };
+        if let Some(end) = rest_lower.find(CLOSE) {
+            // A closed section: the answer if [`output_of`] takes it.
+            let content = rest.get(..end).unwrap_or(rest).trim();
+            if !content.is_empty() && !content.starts_with(TEMPLATE) {
+                return content;
+            }
+            continue;
+        }
+        // The open section: what may be the start of the closing tag is held back.
+        let held = (1..CLOSE.len())
+            .rev()
+            .find(|&k| CLOSE.get(..k).is_some_and(|c| rest_lower.ends_with(c)))
+            .unwrap_or(0);
+        let content = rest.get(..rest.len() - held).unwrap_or("").trim();
+        if content.starts_with(TEMPLATE) || TEMPLATE.starts_with(content) {
+            return "";
+        }
+        return content;
+    }
+    ""
 }
 
 /// `text` without the section tags, trimmed.
@@ -137,11 +175,12 @@ impl Strategy for CotReflection {
             Message::user(query),
         ];
         let replies = ctx
-            .call(
+            .final_call_viewed(
                 "cot with reflection",
                 request
                     .chat(messages, &temp(self.params.temperature))
                     .with_n(request.n.max(1)),
+                streamed_output,
             )
             .await?
             .texts();
@@ -182,16 +221,55 @@ mod tests {
         );
         assert_eq!(output_of("Just 4."), "Just 4.");
         assert_eq!(output_of("<OUTPUT>Four</OUTPUT>"), "Four");
-        // An echoed template first, the real output last.
+        // An echoed template first, the real output after it.
         assert_eq!(
             output_of(
                 "<output>\n[Your final, concise answer]\n</output>\n<thinking>x</thinking>\n<output>5</output>"
             ),
             "5"
         );
+        // Two real sections: the first one, as the reference takes it.
+        assert_eq!(
+            output_of("<output>5</output> Wait, recheck. <output>6</output>"),
+            "5"
+        );
+        assert_eq!(output_of("<output></output>\n<output>7</output>"), "7");
         assert_eq!(output_of("<thinking>é ü</thinking><output>ß</output>"), "ß");
         // Unclosed thinking, no output: the reply without tags.
         assert_eq!(output_of("<thinking>still going"), "still going");
+    }
+
+    #[test]
+    fn the_streamed_output_grows_into_the_answer() {
+        let replies = [
+            "<thinking>2+2 <reflection>ok</reflection></thinking>\n<output>\n The sum is 4. \n</output>",
+            "<output>\n[Your final, concise answer]\n</output><thinking>x</thinking><output>5 </OUTPUT> more",
+            "<output></output> <output>é ü ß</output",
+            "<output>[Your</output>",
+            "<thinking>no output section</thinking> It is 4.",
+            "<output>5</output> Wait, <output>6</output>",
+        ];
+        for reply in replies {
+            let answer = output_of(reply);
+            let mut shown = "";
+            for (i, _) in reply.char_indices().chain([(reply.len(), ' ')]) {
+                let now = streamed_output(reply.get(..i).unwrap());
+                assert!(
+                    now.starts_with(shown),
+                    "{reply:?} at {i}: {shown:?} then {now:?}"
+                );
+                assert!(
+                    answer.starts_with(now),
+                    "{reply:?} at {i}: {now:?} vs {answer:?}"
+                );
+                shown = now;
+            }
+        }
+        assert_eq!(streamed_output(replies[0]), "The sum is 4.");
+        assert_eq!(streamed_output(replies[1]), "5");
+        assert_eq!(streamed_output("<output>[Your fin"), "");
+        assert_eq!(streamed_output("<output>The answer </ou"), "The answer");
+        assert_eq!(streamed_output(replies[4]), "");
     }
 
     #[tokio::test]
