@@ -78,6 +78,9 @@ fn find_ci(hay: &str, needle: &str, last: bool) -> Option<usize> {
     }
 }
 
+/// The start of the format template's output line, which small models echo.
+const TEMPLATE: &str = "[Your final";
+
 /// The answer part of a reply, as the reference reads it: the content of the first
 /// `<output>` section (up to `</output>` or the end) that is not empty and not the
 /// echoed format template; without one, what follows the last closing `</thinking>`
@@ -94,7 +97,7 @@ pub(crate) fn output_of(reply: &str) -> String {
             None => rest,
         })
         .map(str::trim)
-        .find(|s| !s.is_empty() && !s.starts_with("[Your final"));
+        .find(|s| !s.is_empty() && !s.starts_with(TEMPLATE));
     if let Some(o) = from_output {
         return o.to_string();
     }
@@ -116,7 +119,6 @@ pub(crate) fn output_of(reply: &str) -> String {
 /// section. Empty until the first real section shows; holds back trailing whitespace and
 /// what may be the start of `</output>` or of the echoed template.
 pub(crate) fn streamed_output(partial: &str) -> &str {
-    const TEMPLATE: &str = "[Your final";
     const CLOSE: &str = "</output>";
     let lower = partial.to_ascii_lowercase();
     for (p, tag) in lower.match_indices("<output>") {
