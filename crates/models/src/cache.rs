@@ -93,7 +93,36 @@ pub struct Listed<'a> {
     pub path: PathBuf,
     /// Whether the file is there with the right size.
     pub local: bool,
+    /// Whether it is also [`LocalState::Verified`] (else it is re-hashed before use).
+    pub verified: bool,
 }
+
+/// What the cache holds of an artifact, from cheap checks only (no hashing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LocalState {
+    /// No file.
+    Missing,
+    /// A file of another size.
+    WrongSize {
+        /// Its size in bytes.
+        actual: u64,
+    },
+    /// The right size, but no verification marker for this very file (a file from an
+    /// older version, copied in, or changed since it was checked): its SHA-256 must be
+    /// checked before it is used.
+    Unverified,
+    /// The right size, with the marker written when its SHA-256 was checked, which
+    /// records the file's size and modification time, both unchanged since.
+    Verified,
+}
+
+/// Temporary files of pulls start with this; no manifest file name starts with a dot.
+pub(crate) const PARTIAL_PREFIX: &str = ".partial-";
+
+/// Partial files that cannot be locked (no `flock`, or not Unix) are removed once they
+/// are this old; lockable ones as soon as no pull holds their lock.
+pub const STALE_PARTIAL_AGE: Duration = Duration::from_secs(24 * 3600);
 
 impl Cache {
     /// A cache rooted at `root` (created on the first pull).
@@ -135,12 +164,37 @@ impl Cache {
         self.dir_for(artifact.kind).join(&artifact.file)
     }
 
-    /// The artifact's file if it is present with the right size. (A pull only ever
-    /// renames a verified file into place; [`Cache::verify`] re-hashes.)
-    pub fn local_path(&self, artifact: &Artifact) -> Option<PathBuf> {
+    /// Where the verification marker of the artifact's file lives: `.<file>.verified`
+    /// beside it, written only after its SHA-256 was checked.
+    pub fn marker_path(&self, artifact: &Artifact) -> PathBuf {
+        self.dir_for(artifact.kind)
+            .join(format!(".{}.verified", artifact.file))
+    }
+
+    /// What the cache holds of the artifact (cheap: metadata and the marker only).
+    pub fn state(&self, artifact: &Artifact) -> LocalState {
         let path = self.path_for(artifact);
-        let meta = std::fs::metadata(&path).ok()?;
-        (meta.is_file() && meta.len() == artifact.size).then_some(path)
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return LocalState::Missing;
+        };
+        if !meta.is_file() {
+            return LocalState::Missing;
+        }
+        if meta.len() != artifact.size {
+            return LocalState::WrongSize { actual: meta.len() };
+        }
+        match std::fs::read_to_string(self.marker_path(artifact)) {
+            Ok(text) if text == marker_text(artifact, &meta) => LocalState::Verified,
+            _ => LocalState::Unverified,
+        }
+    }
+
+    /// The artifact's file if it is present with the right size and verified
+    /// ([`LocalState::Verified`]): a pull renames only a verified file into place and
+    /// then writes its marker; a file without a valid marker is re-hashed by
+    /// [`Cache::ensure`] before use, and [`Cache::verify`] re-hashes any file.
+    pub fn local_path(&self, artifact: &Artifact) -> Option<PathBuf> {
+        (self.state(artifact) == LocalState::Verified).then(|| self.path_for(artifact))
     }
 
     /// Every manifest entry with its cache path and whether it is present.
@@ -149,25 +203,28 @@ impl Cache {
             .artifacts()
             .iter()
             .map(|artifact| {
-                let local = self.local_path(artifact);
+                let state = self.state(artifact);
                 Listed {
                     artifact,
-                    local: local.is_some(),
+                    local: matches!(state, LocalState::Verified | LocalState::Unverified),
+                    verified: state == LocalState::Verified,
                     path: self.path_for(artifact),
                 }
             })
             .collect()
     }
 
-    /// Re-hashes the artifact's local file: its path if size and SHA-256 are right.
-    /// A missing file is [`ModelsError::Io`] (not found).
+    /// Re-hashes the artifact's local file: its path if size and SHA-256 are right (and
+    /// its marker is then written, so that [`Cache::local_path`] trusts it). A wrong
+    /// file loses its marker and gives [`ModelsError::SizeMismatch`] or
+    /// [`ModelsError::HashMismatch`]; a missing one is [`ModelsError::Io`] (not found).
     pub async fn verify(
         &self,
         artifact: &Artifact,
         progress: &dyn Progress,
     ) -> Result<PathBuf, ModelsError> {
         let path = self.path_for(artifact);
-        check_file(
+        let checked = check_file(
             &path,
             &artifact.name,
             &artifact.file,
@@ -175,9 +232,167 @@ impl Cache {
             &artifact.sha256,
             progress,
         )
-        .await?;
-        Ok(path)
+        .await;
+        match checked {
+            Ok(()) => {
+                self.write_marker(artifact)?;
+                Ok(path)
+            }
+            Err(e) => {
+                self.remove_marker(artifact)?;
+                Err(e)
+            }
+        }
     }
+
+    /// Records that the artifact's file (as it is now) has been checked.
+    pub(crate) fn write_marker(&self, artifact: &Artifact) -> Result<(), ModelsError> {
+        let path = self.path_for(artifact);
+        let meta = std::fs::metadata(&path).map_err(|e| ModelsError::io(&path, e))?;
+        let marker = self.marker_path(artifact);
+        std::fs::write(&marker, marker_text(artifact, &meta))
+            .map_err(|e| ModelsError::io(&marker, e))
+    }
+
+    /// Removes the artifact's marker, if any.
+    pub(crate) fn remove_marker(&self, artifact: &Artifact) -> Result<(), ModelsError> {
+        let marker = self.marker_path(artifact);
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ModelsError::io(marker, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the temporary files (`.partial-*`) that interrupted pulls left in
+    /// `models/`, `datasets/` and `downloads/`, and returns their paths. A pull holds an
+    /// exclusive lock on its temporary file while it runs, so only abandoned files are
+    /// removed; where locks are not available, files older than [`STALE_PARTIAL_AGE`].
+    /// Every pull does this first.
+    pub fn clean_partials(&self) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        for dir in [
+            self.dir_for(ArtifactKind::Model),
+            self.dir_for(ArtifactKind::Dataset),
+            self.downloads_dir(),
+        ] {
+            removed.extend(clean_partials_in(&dir, STALE_PARTIAL_AGE));
+        }
+        removed
+    }
+}
+
+/// The marker's content for a file of this artifact with this metadata.
+fn marker_text(artifact: &Artifact, meta: &std::fs::Metadata) -> String {
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(
+            || "unknown".to_string(),
+            |d| format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
+        );
+    format!(
+        "sha256 {}\nsize {}\nmodified {modified}\n",
+        artifact.sha256,
+        meta.len()
+    )
+}
+
+/// The outcome of trying to lock a partial file.
+enum Lock {
+    /// Locked by us: no pull holds it.
+    Taken,
+    /// A pull holds it.
+    Busy,
+    /// Locks do not work here.
+    Unavailable,
+}
+
+#[cfg(unix)]
+fn try_lock(file: &File) -> Lock {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Lock::Taken,
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => Lock::Busy,
+        Err(_) => Lock::Unavailable,
+    }
+}
+
+#[cfg(not(unix))]
+fn try_lock(_: &File) -> Lock {
+    Lock::Unavailable
+}
+
+/// Locks a new temporary file of a pull for as long as it stays open. False if a
+/// cleaner got to it first and removed it (the caller makes another).
+pub(crate) fn claim_partial(file: &File) -> bool {
+    match try_lock(file) {
+        Lock::Taken => still_linked(file),
+        Lock::Busy => false,
+        Lock::Unavailable => true,
+    }
+}
+
+#[cfg(unix)]
+fn still_linked(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().is_ok_and(|m| m.nlink() > 0)
+}
+
+#[cfg(not(unix))]
+fn still_linked(_: &File) -> bool {
+    true
+}
+
+/// [`Cache::clean_partials`] in one directory.
+pub(crate) fn clean_partials_in(dir: &Path, stale_after: Duration) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(PARTIAL_PREFIX)
+        {
+            continue;
+        }
+        let path = entry.path();
+        let old = || {
+            entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > stale_after)
+        };
+        // Held open (and locked) while it is removed, so that a pull that has just
+        // made it sees it unlinked when it gets the lock.
+        let file = if cfg!(unix) {
+            File::open(&path).ok()
+        } else {
+            None
+        };
+        let abandoned = match file.as_ref().map(try_lock) {
+            Some(Lock::Taken) => true,
+            Some(Lock::Busy) => false,
+            Some(Lock::Unavailable) | None => old(),
+        };
+        if abandoned {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed the partial file of an interrupted pull");
+                    removed.push(path);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a partial file");
+                }
+            }
+        }
+        drop(file);
+    }
+    removed
 }
 
 /// Checks size, then SHA-256 (reporting [`Stage::Verify`] progress) of a file.
@@ -239,4 +454,38 @@ fn hash_file(path: &Path, report: &dyn Fn(u64)) -> Result<String, ModelsError> {
         report(done);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_partial_files_no_pull_holds_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = dir.path().join(".partial-held.gguf-1");
+        let dead = dir.path().join(".partial-dead.gguf-2");
+        let other = dir.path().join("keep.gguf");
+        for p in [&held, &dead, &other] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        let file = File::open(&held).unwrap();
+        assert!(claim_partial(&file), "a pull locks its file");
+        let removed = clean_partials_in(dir.path(), STALE_PARTIAL_AGE);
+        assert_eq!(removed, vec![dead.clone()]);
+        assert!(held.exists() && other.exists() && !dead.exists());
+        drop(file);
+        // Its pull gone, the file is removed too.
+        assert_eq!(clean_partials_in(dir.path(), STALE_PARTIAL_AGE), vec![held]);
+    }
+
+    #[test]
+    fn a_file_removed_before_its_lock_is_not_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".partial-m.gguf-3");
+        std::fs::write(&path, b"x").unwrap();
+        let file = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!claim_partial(&file));
+    }
 }

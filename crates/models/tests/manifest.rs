@@ -4,8 +4,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use optillm_models::{
-    ArtifactKind, Cache, Manifest, ModelsError, Resolved, Source, cache_dir_from, default_model,
-    resolve,
+    ArtifactKind, Cache, LocalState, Manifest, ModelsError, NoProgress, Resolved, Source,
+    cache_dir_from, default_model, resolve,
 };
 
 fn is_hex64(s: &str) -> bool {
@@ -275,9 +275,69 @@ fn cache_layout_and_local_path() {
     std::fs::create_dir_all(dir.path().join("models")).unwrap();
     std::fs::write(cache.path_for(a), b"ab").unwrap();
     assert_eq!(cache.local_path(a), None, "wrong size is not local");
+    assert_eq!(cache.state(a), LocalState::WrongSize { actual: 2 });
     std::fs::write(cache.path_for(a), b"abc").unwrap();
-    assert_eq!(cache.local_path(a), Some(cache.path_for(a)));
+    // The right size but never checked (no marker): not trusted until re-hashed.
+    assert_eq!(cache.state(a), LocalState::Unverified);
+    assert_eq!(cache.local_path(a), None);
     let listed = cache.list(&m);
     assert_eq!(listed.len(), 1);
     assert!(listed[0].local);
+    assert!(!listed[0].verified);
+}
+
+#[tokio::test]
+async fn verify_writes_a_marker_that_a_later_change_invalidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let m = Manifest::parse(GOOD, "test").unwrap();
+    let a = m.find("m").unwrap();
+    std::fs::create_dir_all(dir.path().join("models")).unwrap();
+    std::fs::write(cache.path_for(a), b"abc").unwrap();
+    cache.verify(a, &NoProgress).await.unwrap();
+    assert!(cache.marker_path(a).is_file());
+    assert_eq!(cache.state(a), LocalState::Verified);
+    assert_eq!(cache.local_path(a), Some(cache.path_for(a)));
+    // Same size, other bytes, other modification time: the marker no longer applies.
+    std::fs::write(cache.path_for(a), b"abd").unwrap();
+    let f = std::fs::File::options()
+        .write(true)
+        .open(cache.path_for(a))
+        .unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+        .unwrap();
+    drop(f);
+    assert_eq!(cache.state(a), LocalState::Unverified);
+    assert_eq!(cache.local_path(a), None);
+    assert!(matches!(
+        cache.verify(a, &NoProgress).await,
+        Err(ModelsError::HashMismatch { .. })
+    ));
+    assert!(
+        !cache.marker_path(a).exists(),
+        "a failed check drops the marker"
+    );
+}
+
+#[test]
+fn a_data_set_is_not_a_model() {
+    let text = format!(
+        "{GOOD}\n[[artifact]]\nname = \"gsm8k\"\nkind = \"dataset\"\ndescription = \"d\"\nfile = \"g.jsonl\"\nsize = 3\nsha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n[[artifact.sources]]\nurl = \"http://127.0.0.1:1/g\"\n"
+    );
+    let m = Manifest::parse(&text, "test").unwrap();
+    assert!(matches!(m.resolve("gsm8k"), Ok(Resolved::Artifact(_))));
+    match m.resolve_model("gsm8k") {
+        Err(e @ ModelsError::NotAModel { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("`gsm8k` is a dataset"), "{msg}");
+            assert!(msg.contains("models: m"), "{msg}");
+        }
+        other => panic!("expected NotAModel, got {other:?}"),
+    }
+    assert!(matches!(m.resolve_model("mm"), Ok(Resolved::Artifact(a)) if a.name == "m"));
+    // The built-in manifest: `gsm8k` is a data set there too.
+    assert!(matches!(
+        optillm_models::resolve_model("gsm8k"),
+        Err(ModelsError::NotAModel { .. })
+    ));
 }

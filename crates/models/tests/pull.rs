@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use optillm_models::{Cache, Manifest, ModelsError, NoProgress, ProgressEvent, Stage};
+use optillm_models::{Cache, LocalState, Manifest, ModelsError, NoProgress, ProgressEvent, Stage};
 use sha2::{Digest, Sha256};
 
 type Hits = Arc<Mutex<HashMap<String, usize>>>;
@@ -136,10 +136,12 @@ fn manifest(entries: &[Entry<'_>]) -> Manifest {
     Manifest::parse(&text, "test").unwrap()
 }
 
+/// The files of `dir`, without the verification markers (`.*.verified`).
 fn dir_entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !(n.starts_with('.') && n.ends_with(".verified")))
             .collect(),
         Err(_) => Vec::new(),
     };
@@ -189,6 +191,8 @@ async fn pulls_a_plain_url_and_reports_progress() {
     assert_eq!(std::fs::read(&path).unwrap(), body);
     assert_eq!(dir_entries(&home.path().join("models")), vec!["m.gguf"]);
     assert_eq!(cache.local_path(a), Some(path.clone()));
+    assert_eq!(cache.state(a), LocalState::Verified);
+    assert!(home.path().join("models/.m.gguf.verified").is_file());
     assert_eq!(cache.verify(a, &NoProgress).await.unwrap(), path);
 
     let events = rec.events.lock().unwrap();
@@ -569,8 +573,11 @@ async fn verify_detects_a_corrupt_local_file() {
     let mut bad = body.clone();
     bad[0] ^= 1;
     std::fs::write(cache.path_for(a), &bad).unwrap();
-    // Right size: listed as local, but a full check finds the damage.
-    assert!(cache.local_path(a).is_some());
+    // Right size: listed as local, but without a marker it is not trusted, and a full
+    // check finds the damage.
+    assert_eq!(cache.state(a), LocalState::Unverified);
+    assert!(cache.local_path(a).is_none());
+    assert!(cache.list(&m)[0].local);
     match cache.verify(a, &NoProgress).await {
         Err(ModelsError::HashMismatch {
             expected, actual, ..
@@ -580,4 +587,95 @@ async fn verify_detects_a_corrupt_local_file() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+fn set_mtime(path: &Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_next_pull_removes_the_partial_files_of_an_interrupted_one() {
+    let body = content(13, 50_000);
+    let server = Server::start(vec![("/m.gguf", body.clone())]).await;
+    let m = manifest(&[Entry {
+        name: "m",
+        kind: "model",
+        file: "m.gguf",
+        content: &body,
+        sources: vec![url_source(&server.url("/m.gguf"))],
+    }]);
+    let a = m.find("m").unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cache = Cache::new(home.path());
+    // What a killed pull leaves: unlocked temporary files, fresh and old, of this
+    // artifact, of a wheel, and of a data set.
+    for (dir, name) in [
+        ("models", ".partial-m.gguf-a1b2c3"),
+        ("models", ".partial-other.gguf-zz"),
+        ("downloads", ".partial-p-1.whl-q9"),
+        ("datasets", ".partial-x.jsonl-k"),
+    ] {
+        std::fs::create_dir_all(home.path().join(dir)).unwrap();
+        std::fs::write(home.path().join(dir).join(name), &body[..1000]).unwrap();
+    }
+    set_mtime(&home.path().join("models/.partial-other.gguf-zz"), 1_000);
+    let path = cache.pull(a, &NoProgress).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), body);
+    assert_eq!(dir_entries(&home.path().join("models")), vec!["m.gguf"]);
+    assert!(dir_entries(&home.path().join("downloads")).is_empty());
+    assert!(dir_entries(&home.path().join("datasets")).is_empty());
+    // And the public clean-up finds nothing more.
+    assert!(cache.clean_partials().is_empty());
+}
+
+#[tokio::test]
+async fn a_same_size_corrupt_file_is_rehashed_and_replaced_before_use() {
+    let body = content(14, 40_000);
+    let server = Server::start(vec![("/m.gguf", body.clone())]).await;
+    let m = manifest(&[Entry {
+        name: "m",
+        kind: "model",
+        file: "m.gguf",
+        content: &body,
+        sources: vec![url_source(&server.url("/m.gguf"))],
+    }]);
+    let a = m.find("m").unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cache = Cache::new(home.path());
+    let path = cache.ensure(a, &NoProgress).await.unwrap();
+    assert_eq!(server.hits("/m.gguf"), 1);
+    // Verified: used as it is, without hashing.
+    let rec = Recorder::default();
+    assert_eq!(cache.ensure(a, &rec).await.unwrap(), path);
+    assert!(rec.events.lock().unwrap().is_empty());
+    assert_eq!(server.hits("/m.gguf"), 1);
+
+    // Overwritten in place with bytes of the same size (e.g. an interrupted write).
+    let mut bad = body.clone();
+    bad[100] ^= 0xff;
+    std::fs::write(&path, &bad).unwrap();
+    set_mtime(&path, 2_000_000);
+    assert_eq!(cache.state(a), LocalState::Unverified);
+    assert_eq!(cache.local_path(a), None);
+    let rec = Recorder::default();
+    assert_eq!(cache.ensure(a, &rec).await.unwrap(), path);
+    assert!(
+        rec.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.0 == Stage::Verify)
+    );
+    assert_eq!(server.hits("/m.gguf"), 2, "pulled again");
+    assert_eq!(std::fs::read(&path).unwrap(), body);
+    assert_eq!(cache.state(a), LocalState::Verified);
+
+    // A good file without a marker (an older cache): re-hashed once, not downloaded.
+    std::fs::remove_file(cache.marker_path(a)).unwrap();
+    let again = cache.ensure_many(&[a], &NoProgress).await.unwrap();
+    assert_eq!(again, vec![path.clone()]);
+    assert_eq!(server.hits("/m.gguf"), 2);
+    assert_eq!(cache.state(a), LocalState::Verified);
 }
