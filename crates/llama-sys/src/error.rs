@@ -26,6 +26,9 @@ pub enum LlamaError {
     Template(String),
     #[error("decoding failed: {0}")]
     Decode(String),
+    /// A setting out of the range llama.cpp accepts (checked before loading).
+    #[error("invalid native backend setting: {0}")]
+    Config(#[from] crate::ConfigError),
     #[error("the worker thread stopped")]
     WorkerGone,
 }

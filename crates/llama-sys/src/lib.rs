@@ -56,6 +56,123 @@ pub struct LlamaConfig {
     pub queue: usize,
 }
 
+/// Smallest context size accepted ([`LlamaConfig::n_ctx`]); it must also be at least
+/// [`LlamaConfig::n_seq_max`] (llama.cpp reserves one output row per sequence in a batch
+/// of at most `n_ctx` tokens and aborts otherwise). llama.cpp rounds any context up to
+/// 256 cells.
+pub const N_CTX_MIN: u32 = 16;
+/// Largest context size accepted when the model's trained context is unknown; a model's
+/// own trained context (`<arch>.context_length` in its GGUF header) bounds it otherwise.
+pub const N_CTX_MAX: u32 = 1 << 20;
+/// Most CPU threads (llama.cpp's `GGML_MAX_N_THREADS`).
+pub const N_THREADS_MAX: i32 = 512;
+/// Largest batch ([`LlamaConfig::n_batch`]): the smallest per-stream context the worker
+/// makes has 512 cells, and a batch must fit every context it is used with.
+pub const N_BATCH_MAX: u32 = 512;
+/// Most sequences decoded together (llama.cpp's `LLAMA_MAX_SEQ`).
+pub const N_SEQ_MAX_MAX: u32 = 256;
+/// Most requests waiting in the queue ([`LlamaConfig::queue`]; its slots are allocated
+/// up front).
+pub const QUEUE_MAX: usize = 1 << 16;
+
+/// A setting of [`LlamaConfig`] outside what llama.cpp (or this backend) accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} = {value} is out of range: allowed {allowed}")]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The setting, as named in [`LlamaConfig`].
+    pub setting: &'static str,
+    /// The value given.
+    pub value: String,
+    /// The allowed values, e.g. `1..=512`.
+    pub allowed: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
+        ConfigError {
+            setting,
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+impl LlamaConfig {
+    /// Checks every numeric setting against the ranges llama.cpp accepts (see
+    /// [`N_CTX_MIN`], [`N_CTX_MAX`], [`N_THREADS_MAX`], [`N_BATCH_MAX`], [`N_SEQ_MAX_MAX`],
+    /// [`QUEUE_MAX`]); [`LlamaBackend::load`] calls it before any llama.cpp call and also
+    /// bounds `n_ctx` by the model's trained context.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=N_SEQ_MAX_MAX).contains(&self.n_seq_max) {
+            return Err(ConfigError::new(
+                "n_seq_max",
+                self.n_seq_max,
+                format!("1..={N_SEQ_MAX_MAX}"),
+            ));
+        }
+        if !(1..=N_BATCH_MAX).contains(&self.n_batch) || self.n_batch < self.n_seq_max {
+            return Err(ConfigError::new(
+                "n_batch",
+                self.n_batch,
+                format!(
+                    "{}..={N_BATCH_MAX} (at least n_seq_max = {})",
+                    self.n_seq_max, self.n_seq_max
+                ),
+            ));
+        }
+        if let Some(n_ctx) = self.n_ctx {
+            let min = N_CTX_MIN.max(self.n_seq_max);
+            if !(min..=N_CTX_MAX).contains(&n_ctx) {
+                return Err(ConfigError::new(
+                    "n_ctx",
+                    n_ctx,
+                    format!(
+                        "{min}..={N_CTX_MAX} tokens (at least n_seq_max = {})",
+                        self.n_seq_max
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = self.n_threads {
+            if !(1..=N_THREADS_MAX).contains(&t) {
+                return Err(ConfigError::new(
+                    "n_threads",
+                    t,
+                    format!("1..={N_THREADS_MAX}"),
+                ));
+            }
+        }
+        if self.queue > QUEUE_MAX {
+            return Err(ConfigError::new(
+                "queue",
+                self.queue,
+                format!("0..={QUEUE_MAX}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`LlamaConfig::validate`], then `n_ctx` against the model's trained context
+    /// (`n_ctx_train`, when known).
+    pub fn validate_for(&self, n_ctx_train: Option<u32>) -> Result<(), ConfigError> {
+        self.validate()?;
+        if let (Some(n_ctx), Some(train)) = (self.n_ctx, n_ctx_train) {
+            let min = N_CTX_MIN.max(self.n_seq_max);
+            // A model trained on fewer cells than the minimum still gets the minimum.
+            let max = train.clamp(min, N_CTX_MAX);
+            if n_ctx > max {
+                return Err(ConfigError::new(
+                    "n_ctx",
+                    n_ctx,
+                    format!("{min}..={max} tokens (the model's trained context is {train})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for LlamaConfig {
     fn default() -> Self {
         Self {
@@ -162,11 +279,208 @@ pub fn check_gguf(path: &Path) -> Result<(), LlamaError> {
     }
 }
 
+/// The context length a GGUF model was trained with (`<arch>.context_length` of its
+/// header), read without llama.cpp; `None` if the file cannot be read or lacks it.
+pub fn gguf_context_length(path: &Path) -> Option<u32> {
+    let file = std::fs::File::open(path).ok()?;
+    gguf::context_length(&mut std::io::BufReader::new(file)).ok()?
+}
+
+/// A minimal reader of GGUF metadata (version 2 and 3 headers).
+mod gguf {
+    use std::collections::HashMap;
+    use std::io::{self, Read};
+
+    const STRING: u32 = 8;
+    const ARRAY: u32 = 9;
+    /// Keys and strings longer than this are taken for a corrupt header.
+    const MAX_STRING: u64 = 1 << 24;
+
+    fn bad(what: &str) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+    }
+
+    fn u32_of(r: &mut impl Read) -> io::Result<u32> {
+        let mut b = [0u8; 4];
+        r.read_exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64_of(r: &mut impl Read) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        r.read_exact(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn skip(r: &mut impl Read, n: u64) -> io::Result<()> {
+        let copied = io::copy(&mut r.take(n), &mut io::sink())?;
+        if copied == n {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::UnexpectedEof.into())
+        }
+    }
+
+    fn string(r: &mut impl Read) -> io::Result<String> {
+        let len = u64_of(r)?;
+        if len > MAX_STRING {
+            return Err(bad("string too long"));
+        }
+        let mut buf = Vec::new();
+        r.take(len).read_to_end(&mut buf)?;
+        if buf.len() as u64 != len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    fn scalar_size(kind: u32) -> Option<u64> {
+        match kind {
+            0 | 1 | 7 => Some(1),
+            2 | 3 => Some(2),
+            4..=6 => Some(4),
+            10..=12 => Some(8),
+            _ => None,
+        }
+    }
+
+    /// An integer value of the given type (`None` for other types, which are skipped).
+    fn value(r: &mut impl Read, kind: u32) -> io::Result<Option<u64>> {
+        match kind {
+            4 => Ok(Some(u64::from(u32_of(r)?))),
+            5 => Ok(u64::try_from(u32_of(r)? as i32).ok()),
+            10 => Ok(Some(u64_of(r)?)),
+            11 => Ok(u64::try_from(u64_of(r)? as i64).ok()),
+            STRING => {
+                let len = u64_of(r)?;
+                skip(r, len).map(|()| None)
+            }
+            ARRAY => {
+                let elem = u32_of(r)?;
+                let count = u64_of(r)?;
+                match (elem, scalar_size(elem)) {
+                    (_, Some(size)) => skip(r, count.saturating_mul(size))?,
+                    (STRING, None) => {
+                        for _ in 0..count {
+                            let len = u64_of(r)?;
+                            skip(r, len)?;
+                        }
+                    }
+                    _ => return Err(bad("unsupported array element type")),
+                }
+                Ok(None)
+            }
+            other => match scalar_size(other) {
+                Some(size) => skip(r, size).map(|()| None),
+                None => Err(bad("unknown value type")),
+            },
+        }
+    }
+
+    /// `<general.architecture>.context_length`, if the header has it.
+    pub(super) fn context_length(r: &mut impl Read) -> io::Result<Option<u32>> {
+        let mut magic = [0u8; 4];
+        r.read_exact(&mut magic)?;
+        if &magic != b"GGUF" {
+            return Err(bad("no GGUF magic"));
+        }
+        let version = u32_of(r)?;
+        if !(2..=3).contains(&version) {
+            return Err(bad("unsupported GGUF version"));
+        }
+        let _tensors = u64_of(r)?;
+        let kvs = u64_of(r)?;
+        let mut arch: Option<String> = None;
+        let mut lengths: HashMap<String, u64> = HashMap::new();
+        for _ in 0..kvs {
+            let key = string(r)?;
+            let kind = u32_of(r)?;
+            if key == "general.architecture" && kind == STRING {
+                arch = Some(string(r)?);
+            } else if let Some(v) = value(r, kind)? {
+                if let Some(prefix) = key.strip_suffix(".context_length") {
+                    lengths.insert(prefix.to_string(), v);
+                }
+            }
+            if let Some(a) = &arch {
+                if let Some(v) = lengths.get(a) {
+                    return Ok(Some(u32::try_from(*v).unwrap_or(u32::MAX)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn kv_string(out: &mut Vec<u8>, key: &str, v: &str) {
+            out.extend((key.len() as u64).to_le_bytes());
+            out.extend(key.as_bytes());
+            out.extend(STRING.to_le_bytes());
+            out.extend((v.len() as u64).to_le_bytes());
+            out.extend(v.as_bytes());
+        }
+
+        fn header(kvs: u64) -> Vec<u8> {
+            let mut out = b"GGUF".to_vec();
+            out.extend(3u32.to_le_bytes());
+            out.extend(0u64.to_le_bytes());
+            out.extend(kvs.to_le_bytes());
+            out
+        }
+
+        #[test]
+        fn reads_the_architecture_context_length() {
+            let mut f = header(4);
+            kv_string(&mut f, "general.name", "tiny");
+            // An array of strings before the wanted keys is skipped.
+            f.extend((8u64).to_le_bytes());
+            f.extend(b"tok.list");
+            f.extend(ARRAY.to_le_bytes());
+            f.extend(STRING.to_le_bytes());
+            f.extend(2u64.to_le_bytes());
+            for s in ["a", "bc"] {
+                f.extend((s.len() as u64).to_le_bytes());
+                f.extend(s.as_bytes());
+            }
+            let key = "llama.context_length";
+            f.extend((key.len() as u64).to_le_bytes());
+            f.extend(key.as_bytes());
+            f.extend(4u32.to_le_bytes());
+            f.extend(8192u32.to_le_bytes());
+            kv_string(&mut f, "general.architecture", "llama");
+            assert_eq!(context_length(&mut f.as_slice()).unwrap(), Some(8192));
+        }
+
+        #[test]
+        fn missing_or_corrupt_headers_give_none_or_an_error() {
+            let mut f = header(1);
+            kv_string(&mut f, "general.architecture", "llama");
+            assert_eq!(context_length(&mut f.as_slice()).unwrap(), None);
+            assert!(context_length(&mut &b"GGUF\x03\0\0\0"[..]).is_err());
+            assert!(context_length(&mut &b"not a gguf file"[..]).is_err());
+        }
+    }
+}
+
 impl LlamaBackend {
     /// Loads a GGUF model (blocking: call it from `spawn_blocking` in async code).
-    pub fn load(path: impl AsRef<Path>, config: LlamaConfig) -> Result<Self, LlamaError> {
+    ///
+    /// The settings are checked first ([`LlamaConfig::validate_for`] with the trained
+    /// context read from the GGUF header): a bad value is [`LlamaError::Config`] before
+    /// llama.cpp sees it.
+    pub fn load(path: impl AsRef<Path>, mut config: LlamaConfig) -> Result<Self, LlamaError> {
         let path = path.as_ref().to_path_buf();
+        config.validate()?;
         check_gguf(&path)?;
+        config.validate_for(gguf_context_length(&path))?;
+        // llama.cpp never batches more tokens than the context holds; the worker's
+        // prompt chunks must not exceed the context's batch either.
+        if let Some(n_ctx) = config.n_ctx {
+            config.n_batch = config.n_batch.min(n_ctx);
+        }
         let started = Instant::now();
         let (jobs, queue) = std::sync::mpsc::sync_channel(config.queue);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -311,5 +625,101 @@ impl Backend for LlamaBackend {
                 &s.batched_requests,
             ),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut LlamaConfig)) -> LlamaConfig {
+        let mut c = LlamaConfig::default();
+        f(&mut c);
+        c
+    }
+
+    #[test]
+    fn the_default_settings_are_valid() {
+        assert_eq!(LlamaConfig::default().validate(), Ok(()));
+        assert_eq!(LlamaConfig::default().validate_for(Some(8192)), Ok(()));
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_with_the_allowed_range() {
+        // Context sizes below n_seq_max made llama.cpp abort (GGML_ASSERT).
+        for n in [0, 1, 8, 15] {
+            let e = with(|c| c.n_ctx = Some(n)).validate().unwrap_err();
+            assert_eq!(e.setting, "n_ctx");
+            assert!(e.to_string().contains("16..=1048576"), "{e}");
+        }
+        let e = with(|c| c.n_ctx = Some(4_000_000_000))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "n_ctx");
+        assert!(with(|c| c.n_ctx = Some(16)).validate().is_ok());
+        let e = with(|c| c.n_ctx = Some(16)).validate_for(Some(8192));
+        assert!(e.is_ok());
+        let e = with(|c| c.n_ctx = Some(9000))
+            .validate_for(Some(8192))
+            .unwrap_err();
+        assert!(e.to_string().contains("16..=8192"), "{e}");
+        for t in [0, -1, 513, i32::MAX] {
+            let e = with(|c| c.n_threads = Some(t)).validate().unwrap_err();
+            assert_eq!(e.setting, "n_threads");
+            assert!(e.to_string().contains("1..=512"), "{e}");
+        }
+        assert!(with(|c| c.n_threads = Some(1)).validate().is_ok());
+        for b in [0, 8, 513] {
+            let e = with(|c| c.n_batch = b).validate().unwrap_err();
+            assert_eq!(e.setting, "n_batch", "{b}");
+        }
+        assert!(with(|c| c.n_seq_max = 0).validate().is_err());
+        assert!(with(|c| c.n_seq_max = 257).validate().is_err());
+        assert!(with(|c| c.queue = usize::MAX).validate().is_err());
+    }
+
+    #[test]
+    fn a_bad_setting_fails_the_load_before_llama_cpp_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        std::fs::write(&path, b"GGUF\x03\0\0\0").unwrap();
+        let config = with(|c| c.n_ctx = Some(4));
+        match LlamaBackend::load(&path, config) {
+            Err(LlamaError::Config(e)) => assert_eq!(e.setting, "n_ctx"),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+        // A header saying the model was trained on 2048 tokens: 4096 is refused before
+        // llama.cpp sees the (otherwise unloadable) file.
+        let mut f = b"GGUF".to_vec();
+        f.extend(3u32.to_le_bytes());
+        f.extend(0u64.to_le_bytes());
+        f.extend(2u64.to_le_bytes());
+        for (key, kind, value) in [
+            ("general.architecture", 8u32, None),
+            ("llama.context_length", 4u32, Some(2048u32)),
+        ] {
+            f.extend((key.len() as u64).to_le_bytes());
+            f.extend(key.as_bytes());
+            f.extend(kind.to_le_bytes());
+            match value {
+                None => {
+                    f.extend(5u64.to_le_bytes());
+                    f.extend(b"llama");
+                }
+                Some(v) => f.extend(v.to_le_bytes()),
+            }
+        }
+        std::fs::write(&path, &f).unwrap();
+        assert_eq!(gguf_context_length(&path), Some(2048));
+        match LlamaBackend::load(&path, with(|c| c.n_ctx = Some(4096))) {
+            Err(LlamaError::Config(e)) => {
+                assert!(e.to_string().contains("16..=2048"), "{e}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+        assert!(matches!(
+            LlamaBackend::load(&path, with(|c| c.n_ctx = Some(2048))),
+            Err(LlamaError::LoadFailed { .. })
+        ));
     }
 }
