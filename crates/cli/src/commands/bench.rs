@@ -121,6 +121,13 @@ pub struct EvalArgs {
     /// Most tokens per completion.
     #[arg(long, default_value_t = 512)]
     pub max_tokens: u32,
+    /// Sampling temperature of every request (0: greedy). An approach's own setting wins
+    /// (`none(temperature=0)`, `bon(temperature=1)`, ...). Unset: the backend's default.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling of every request (an approach's own setting wins).
+    #[arg(long)]
+    pub top_p: Option<f32>,
     /// Budget per question and approach: most prompt + completion tokens.
     #[arg(long)]
     pub max_total_tokens: Option<u64>,
@@ -159,6 +166,25 @@ fn split_specs(s: &str) -> Vec<String> {
     out
 }
 
+/// The base sampling of every eval request. Unset flags stay unset, so `run.json` of
+/// an evaluation made without them still matches.
+fn eval_sampling(args: &EvalArgs) -> anyhow::Result<Sampling> {
+    let mut sampling = Sampling::default().with_max_tokens(args.max_tokens);
+    if let Some(t) = args.temperature {
+        if !(t.is_finite() && t >= 0.0) {
+            bail!("--temperature must be a number >= 0, got {t}");
+        }
+        sampling = sampling.with_temperature(t);
+    }
+    if let Some(p) = args.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            bail!("--top-p must be in (0, 1], got {p}");
+        }
+        sampling = sampling.with_top_p(p);
+    }
+    Ok(sampling)
+}
+
 pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let dataset = Dataset::from_name(&args.dataset)?;
     let approaches = split_specs(&args.approaches);
@@ -175,7 +201,7 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
         limit: args.limit,
         shuffle: args.shuffle,
         seed: args.seed,
-        sampling: Sampling::default().with_max_tokens(args.max_tokens),
+        sampling: eval_sampling(&args)?,
         budget: Budget {
             max_total_tokens: args.max_total_tokens,
             max_duration: None::<Duration>,
@@ -227,7 +253,48 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_specs;
+    use clap::Parser;
+
+    use super::{EvalArgs, eval_sampling, split_specs};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        eval: EvalArgs,
+    }
+
+    fn args(extra: &[&str]) -> EvalArgs {
+        let mut argv = vec!["eval", "--dataset", "gsm8k"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().eval
+    }
+
+    #[test]
+    fn sampling_flags_reach_every_request_and_stay_unset_otherwise() {
+        let plain = eval_sampling(&args(&[])).unwrap();
+        assert_eq!(plain.temperature, None);
+        assert_eq!(plain.top_p, None);
+        assert_eq!(plain.max_tokens, Some(512));
+        // An evaluation made before the flags existed keeps its `run.json`.
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            r#"{"max_tokens":512}"#
+        );
+        let set = eval_sampling(&args(&[
+            "--temperature",
+            "0",
+            "--top-p",
+            "0.9",
+            "--max-tokens",
+            "64",
+        ]))
+        .unwrap();
+        assert_eq!(set.temperature, Some(0.0));
+        assert_eq!(set.top_p, Some(0.9));
+        assert_eq!(set.max_tokens, Some(64));
+        assert!(eval_sampling(&args(&["--temperature=-1"])).is_err());
+        assert!(eval_sampling(&args(&["--top-p", "0"])).is_err());
+    }
 
     #[test]
     fn splits_only_top_level_commas() {

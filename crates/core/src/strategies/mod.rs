@@ -104,7 +104,7 @@ fn entries() -> Vec<Entry> {
     vec![
         Entry {
             slug: "none",
-            description: "Pass-through: one completion, streamed",
+            description: "Pass-through: one completion, streamed (temperature=0: greedy; unset: the request's)",
             defaults: defaults_of::<none::Params>,
             build: |p| Ok(Box::new(NoneStrategy::new(parse_params("none", p)?))),
         },

@@ -1,4 +1,7 @@
 //! `none`: one completion, passed through.
+//!
+//! `none(temperature=0)` is greedy decoding: the reference of an evaluation. Without
+//! `temperature` the request's own sampling settings (or the backend's default) apply.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -8,16 +11,21 @@ use crate::types::Sampling;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Params {}
+pub struct Params {
+    /// The sampling temperature of the call, over the request's (0: greedy); unset:
+    /// the request's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct NoneStrategy {
-    _params: Params,
+    params: Params,
 }
 
 impl NoneStrategy {
     pub fn new(params: Params) -> Self {
-        Self { _params: params }
+        Self { params }
     }
 }
 
@@ -28,8 +36,12 @@ impl Strategy for NoneStrategy {
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
+        let step = Sampling {
+            temperature: self.params.temperature,
+            ..Sampling::default()
+        };
         let chat = request
-            .chat(request.messages.clone(), &Sampling::default())
+            .chat(request.messages.clone(), &step)
             .with_n(request.n);
         let completion = ctx.final_call("completion", chat).await?;
         Ok(Answer {
@@ -69,5 +81,30 @@ mod tests {
         assert_eq!(sent[0].n, 2);
         assert_eq!(sent[0].sampling.temperature, Some(0.3));
         assert_eq!(out.trace.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn its_temperature_wins_over_the_request() {
+        let mock = Arc::new(MockBackend::new(|_, _| Ok("4".to_string())));
+        let mut req = StrategyRequest::user("2+2?");
+        req.sampling = Sampling::default()
+            .with_temperature(0.8)
+            .with_seed(5)
+            .with_max_tokens(64);
+        let spec = crate::spec::parse("none(temperature=0)").unwrap();
+        // The spec keeps its parameter, so an evaluation tells the greedy row apart.
+        assert_eq!(spec.to_string(), "none(temperature=0)");
+        let greedy = crate::strategies::build_spec(&spec).unwrap();
+        run(greedy.as_ref(), mock.clone(), &req, Budget::default())
+            .await
+            .unwrap();
+        let sent = mock.requests();
+        assert_eq!(sent[0].sampling.temperature, Some(0.0));
+        // The rest of the request's settings stay.
+        assert_eq!(sent[0].sampling.seed, Some(5));
+        assert_eq!(sent[0].sampling.max_tokens, Some(64));
+        // Unknown parameters are still refused.
+        let unknown = crate::spec::parse("none(top_q=1)").unwrap();
+        assert!(crate::strategies::build_spec(&unknown).is_err());
     }
 }
