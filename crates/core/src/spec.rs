@@ -10,6 +10,10 @@
 //!
 //! The optillm model-name convention (`moa-smollm2`, `bon|moa-smollm2`) is read by
 //! [`split_model_name`].
+//!
+//! Specs come from clients, so the parser is bounded: at most [`MAX_SPEC_CHARS`] characters
+//! and [`MAX_DEPTH`] levels of parentheses and lists. Its recursion depth is bounded by
+//! the latter, and its work is linear in the input.
 
 use std::fmt;
 
@@ -156,15 +160,33 @@ fn write_value(f: &mut fmt::Formatter<'_>, v: &Value) -> fmt::Result {
     }
 }
 
+/// Longest approach spec accepted, in characters.
+pub const MAX_SPEC_CHARS: usize = 1024;
+
+/// Deepest nesting of parentheses (groups and parameter lists) and `[...]` lists.
+pub const MAX_DEPTH: usize = 16;
+
 /// Parses an approach spec such as `(re2&bon(n=5))|moa`.
 ///
 /// Errors are [`StrategyError::BadSpec`] with the character position of the bad part and
-/// a message that shows the spec with a caret under it.
+/// a message that shows the spec with a caret under it. A spec longer than
+/// [`MAX_SPEC_CHARS`] or nested deeper than [`MAX_DEPTH`] is refused.
 pub fn parse(input: &str) -> Result<Spec, StrategyError> {
+    // Bytes bound chars from above: count chars only for inputs that may be short enough.
+    if input.len() > 4 * MAX_SPEC_CHARS || input.chars().count() > MAX_SPEC_CHARS {
+        return Err(StrategyError::BadSpec {
+            position: MAX_SPEC_CHARS,
+            message: format!(
+                "the approach spec is longer than {MAX_SPEC_CHARS} characters ({} bytes)",
+                input.len()
+            ),
+        });
+    }
     let mut p = Parser {
         input,
         chars: input.chars().collect(),
         pos: 0,
+        depth: 0,
     };
     p.skip_ws();
     if p.peek().is_none() {
@@ -187,6 +209,8 @@ struct Parser<'a> {
     input: &'a str,
     chars: Vec<char>,
     pos: usize,
+    /// Open parentheses and lists around `pos`.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -198,6 +222,23 @@ impl Parser<'_> {
         while self.peek().is_some_and(char::is_whitespace) {
             self.pos += 1;
         }
+    }
+
+    /// Enters a parenthesis or list opened at `open`; refused beyond [`MAX_DEPTH`].
+    fn enter(&mut self, open: usize) -> Result<(), StrategyError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(
+                open,
+                1,
+                &format!("nested more than {MAX_DEPTH} levels deep"),
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
     }
 
     /// A `BadSpec` error at char `position`, underlining `len` chars.
@@ -286,7 +327,9 @@ impl Parser<'_> {
                         "unbalanced parenthesis: `(` is never closed",
                     ));
                 }
+                self.enter(start)?;
                 let inner = self.alternatives()?;
+                self.leave();
                 self.skip_ws();
                 if self.peek() != Some(')') {
                     return Err(match self.peek() {
@@ -443,30 +486,10 @@ impl Parser<'_> {
             }
             Some('[') => {
                 self.pos += 1;
-                let mut items = Vec::new();
-                self.skip_ws();
-                if self.peek() == Some(']') {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                loop {
-                    items.push(self.value(key)?);
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(',') => self.pos += 1,
-                        Some(']') => {
-                            self.pos += 1;
-                            return Ok(Value::Array(items));
-                        }
-                        _ => {
-                            return Err(self.error(
-                                start,
-                                1,
-                                &format!("bad value for `{key}`: the list is never closed"),
-                            ));
-                        }
-                    }
-                }
+                self.enter(start)?;
+                let items = self.list_items(key, start);
+                self.leave();
+                items
             }
             _ => {
                 while self.peek().is_some_and(is_bare_char) {
@@ -509,6 +532,34 @@ impl Parser<'_> {
             }
         }
     }
+
+    /// The items of a list whose `[` at `start` was just read, through its `]`.
+    fn list_items(&mut self, key: &str, start: usize) -> Result<Value, StrategyError> {
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            items.push(self.value(key)?);
+            self.skip_ws();
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                Some(']') => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => {
+                    return Err(self.error(
+                        start,
+                        1,
+                        &format!("bad value for `{key}`: the list is never closed"),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Adds `spec` to `list`, splicing in the items of a nested spec of the same kind.
@@ -525,8 +576,13 @@ fn push_flat(list: &mut Vec<Spec>, spec: Spec, parallel: bool) {
 ///
 /// The approach part is the shortest prefix before a `-` that parses as a spec of known
 /// approaches; a name with no such prefix (`smollm2-135m`) gives `none` and the whole name.
+/// Only prefixes up to [`MAX_SPEC_CHARS`] are tried, so the work is bounded whatever the
+/// name's length.
 pub fn split_model_name(name: &str) -> (Spec, String) {
     for (i, c) in name.char_indices() {
+        if i > 4 * MAX_SPEC_CHARS {
+            break;
+        }
         if c != '-' {
             continue;
         }
@@ -690,6 +746,46 @@ mod tests {
         // Positions count characters, not bytes.
         let (pos, _) = bad("none(s=\"é\")&zz");
         assert_eq!(pos, 12);
+    }
+
+    #[test]
+    fn long_and_deep_specs_are_refused_not_overflowed() {
+        let deep = format!("{}none{}", "(".repeat(3000), ")".repeat(3000));
+        let (_, msg) = bad(&deep);
+        assert!(msg.contains("longer than"), "{msg}");
+        let deep = format!("{}none{}", "(".repeat(400), ")".repeat(400));
+        let (pos, msg) = bad(&deep);
+        assert_eq!(pos, MAX_DEPTH);
+        assert!(msg.contains("nested more than"), "{msg}");
+        let lists = format!("none(a={}1{})", "[".repeat(400), "]".repeat(400));
+        let (_, msg) = bad(&lists);
+        assert!(msg.contains("nested more than"), "{msg}");
+        // At the limit it parses.
+        let ok = format!("{}none{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert_eq!(parse(&ok).unwrap(), Spec::none());
+        let ok = format!(
+            "none(a={}1{})",
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
+        assert!(parse(&ok).is_ok());
+        // Multi-byte characters count once.
+        let long = "é".repeat(MAX_SPEC_CHARS + 1);
+        let (_, msg) = bad(&long);
+        assert!(msg.contains("longer than"), "{msg}");
+    }
+
+    #[test]
+    fn long_model_names_split_in_bounded_work() {
+        let name = format!("{}smollm2-135m", "x-".repeat(80_000));
+        let started = std::time::Instant::now();
+        let (spec, rest) = split_model_name(&name);
+        assert!(spec.is_none());
+        assert_eq!(rest, name);
+        // Generous: linear work is microseconds, the old quadratic one took seconds.
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let deep = format!("{}none{}-m", "(".repeat(3000), ")".repeat(3000));
+        assert_eq!(split_model_name(&deep), (Spec::none(), deep.clone()));
     }
 
     #[test]

@@ -52,10 +52,27 @@ pub fn take_system_tag(messages: &mut Vec<Message>) -> Option<String> {
     None
 }
 
+/// Longest model name accepted (approach prefix included), in bytes.
+pub const MAX_MODEL_NAME_BYTES: usize = 1024;
+
 /// Splits a requested model name into an approach (when it has a known approach prefix)
 /// and the model name. A name that is itself a served model is never split, and a
 /// trailing Ollama `:latest` tag is dropped when the bare name is what is served.
-pub fn split_model(requested: &str, known: &[ModelInfo]) -> (Option<Spec>, String) {
+/// Names longer than [`MAX_MODEL_NAME_BYTES`] are refused (400).
+pub fn split_model(
+    requested: &str,
+    known: &[ModelInfo],
+) -> Result<(Option<Spec>, String), ApiError> {
+    if requested.len() > MAX_MODEL_NAME_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "the model name is {} bytes long; at most {MAX_MODEL_NAME_BYTES} are accepted",
+            requested.len()
+        )));
+    }
+    Ok(split_checked(requested, known))
+}
+
+fn split_checked(requested: &str, known: &[ModelInfo]) -> (Option<Spec>, String) {
     let served = |n: &str| known.iter().any(|m| m.name == n);
     let bare = |n: &str| -> String {
         match n.strip_suffix(":latest") {
@@ -86,8 +103,8 @@ pub fn select(
     if requested_model.trim().is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
+    let (name_spec, model) = split_model(requested_model, known)?;
     let tag = take_system_tag(&mut messages);
-    let (name_spec, model) = split_model(requested_model, known);
     let mut spec = match (body_approach, tag) {
         (Some(a), _) => parse_field("optillm_approach", a)?,
         (None, Some(t)) => parse_field("the <optillm_approach> tag", &t)?,
@@ -197,29 +214,56 @@ mod tests {
     fn model_names_split_unless_served() {
         let k = known(&["smollm2-135m", "re2-special"]);
         assert_eq!(
-            split_model("smollm2-135m", &k),
+            split_model("smollm2-135m", &k).unwrap(),
             (None, "smollm2-135m".into())
         );
-        assert_eq!(split_model("re2-special", &k), (None, "re2-special".into()));
         assert_eq!(
-            split_model("re2-smollm2-135m", &k),
+            split_model("re2-special", &k).unwrap(),
+            (None, "re2-special".into())
+        );
+        assert_eq!(
+            split_model("re2-smollm2-135m", &k).unwrap(),
             (Some(Spec::stage("re2")), "smollm2-135m".into())
         );
         assert_eq!(
-            split_model("bon|moa-smollm2-135m:latest", &k),
+            split_model("bon|moa-smollm2-135m:latest", &k).unwrap(),
             (
                 Some(Spec::Parallel(vec![Spec::stage("bon"), Spec::stage("moa")])),
                 "smollm2-135m".into()
             )
         );
         assert_eq!(
-            split_model("smollm2-135m:latest", &k),
+            split_model("smollm2-135m:latest", &k).unwrap(),
             (None, "smollm2-135m".into())
         );
         assert_eq!(
-            split_model("other:latest", &k),
+            split_model("other:latest", &k).unwrap(),
             (None, "other:latest".into())
         );
+    }
+
+    #[test]
+    fn long_names_and_deep_specs_are_400() {
+        let k = known(&["m"]);
+        let long = format!("{}m", "x-".repeat(80_000));
+        let e = split_model(&long, &k).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        assert!(e.message.contains("at most 1024"), "{}", e.message);
+        let deep = format!("{}re2{}", "(".repeat(3000), ")".repeat(3000));
+        for (field, tag) in [(Some(deep.as_str()), None), (None, Some(&deep))] {
+            let mut msgs = vec![Message::user("q")];
+            if let Some(t) = tag {
+                msgs.insert(
+                    0,
+                    Message::system(format!("<optillm_approach>{t}</optillm_approach>")),
+                );
+            }
+            let e = select("m", field, msgs, None, &k, None).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{}", e.message);
+        }
+        let deep_name = format!("{}re2{}-m", "(".repeat(400), ")".repeat(400));
+        let (spec, name) = split_model(&deep_name, &k).unwrap();
+        assert_eq!((spec, name), (None, deep_name.clone()));
     }
 
     #[test]

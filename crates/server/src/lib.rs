@@ -51,7 +51,9 @@ use serde_json::{Map, Value};
 
 pub mod approach;
 pub mod error;
+mod guard;
 mod limit;
+mod listen;
 mod metrics;
 pub mod models;
 mod ollama;
@@ -59,6 +61,7 @@ mod openai;
 mod run;
 
 pub use error::{ApiError, Dialect, ServerError};
+pub use listen::shutdown_signal;
 pub use models::{ModelInfo, Models, StaticModels};
 
 use limit::Limiter;
@@ -87,8 +90,26 @@ pub struct ServerConfig {
     pub default_budget: Budget,
     /// How often a streamed multi-stage approach sends a keep-alive while it runs.
     pub keep_alive_interval: Duration,
-    /// Largest request body accepted.
+    /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
+    /// Longest wait for a request's headers, and longest idle time of a keep-alive
+    /// connection between requests; the connection is closed after it.
+    pub header_timeout: Duration,
+    /// Longest time to receive a request's whole body (408 after it).
+    pub body_timeout: Duration,
+    /// Most connections open at once; more wait in the kernel's accept backlog.
+    pub max_connections: usize,
+    /// After shutdown is asked, how long requests in flight may run before they are dropped.
+    pub shutdown_grace: Duration,
+    /// Extra `Host` names accepted when bound to loopback (`localhost`, `*.localhost` and
+    /// loopback addresses always are); `*` accepts any. Bound beyond loopback, any host is
+    /// accepted. Guards against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+    /// Extra browser origins (`https://app.example:8443`) allowed to call the server and
+    /// answered in CORS preflights; `*` allows any. Local origins (`http(s)://localhost`,
+    /// `127.0.0.1`, `[::1]`, `0.0.0.0`, any port) always are. Requests without `Origin`
+    /// (not from a browser) are not affected.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +124,12 @@ impl Default for ServerConfig {
             default_budget: Budget::default(),
             keep_alive_interval: Duration::from_secs(10),
             max_body_bytes: 8 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            shutdown_grace: Duration::from_secs(10),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -135,6 +162,20 @@ impl AppState {
         if config.max_concurrent == 0 {
             return Err(ServerError::Config(
                 "max_concurrent must be at least 1".into(),
+            ));
+        }
+        if config.max_connections == 0 {
+            return Err(ServerError::Config(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        if config
+            .api_key
+            .as_deref()
+            .is_some_and(|k| k.trim().is_empty())
+        {
+            return Err(ServerError::Config(
+                "the API key is empty: give a non-empty key or none".into(),
             ));
         }
         let default_spec = match config.default_approach.as_deref() {
@@ -233,7 +274,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/show", post(ollama::show))
         .route("/api/version", get(ollama::version))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(guard::cors(&state.inner.config.allowed_origins))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -259,13 +304,18 @@ pub async fn serve_on(
     models: Arc<dyn Models>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let state = AppState::new(config, models)?;
+    let state = AppState::new(config.clone(), models)?;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "optillm server listening");
+        if !addr.ip().is_loopback() && config.api_key.is_none() {
+            tracing::warn!(
+                %addr,
+                "listening beyond loopback WITHOUT an API key: anyone who can reach this \
+                 address can run the models; set --api-key (OPTILLM_API_KEY)"
+            );
+        }
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    listen::run(listener, router(state), &config, shutdown).await;
     tracing::info!("optillm server stopped");
     Ok(())
 }
@@ -301,6 +351,55 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {} is not allowed on {path}", request.method()),
+    )
+    .into_response_for(dialect_of(&path))
+}
+
+/// Reads the whole request body within `body_timeout` and `max_body_bytes`, so that a
+/// client sending its body slowly is answered 408 instead of holding a task forever.
+async fn read_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let config = &state.inner.config;
+    let path = request.uri().path().to_string();
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, config.max_body_bytes);
+    let bytes = match tokio::time::timeout(config.body_timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let error = if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the request body is larger than {} bytes",
+                        config.max_body_bytes
+                    ),
+                )
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            };
+            return error.into_response_for(dialect_of(&path));
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    config.body_timeout.as_secs_f64()
+                ),
+            )
+            .into_response_for(dialect_of(&path));
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 async fn not_found(request: Request) -> Response {

@@ -135,12 +135,16 @@ fn sampling_from_options(options: Option<&Map<String, Value>>) -> Result<Samplin
             "num_predict" => {
                 // -1: unlimited, -2: fill the context.
                 let n = integer(key, v)?;
-                if n == 0 {
-                    return Err(ApiError::bad_request(
-                        "option `num_predict` must be at least 1 (or -1 for no limit)",
-                    ));
-                }
-                s.max_tokens = u32::try_from(n).ok();
+                s.max_tokens = match n {
+                    -2 | -1 => None,
+                    1.. => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "option `num_predict` must be at least 1, or -1 (no limit) or \
+                             -2 (fill the context), got {n}"
+                        )));
+                    }
+                };
             }
             "stop" => {
                 s.stop = match v {
@@ -316,7 +320,7 @@ async fn respond(
     {
         // An empty request loads the model: answer like Ollama, with done_reason "load".
         let known = state.inner.models.list();
-        let (_, name) = crate::approach::split_model(&model, &known);
+        let (_, name) = crate::approach::split_model(&model, &known)?;
         state.inner.models.get(&name).await?;
         let mut line = base(&model, kind, "");
         line["done"] = json!(true);
@@ -515,7 +519,7 @@ pub(crate) async fn show(
         .filter(|m| !m.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("model is required"))?;
     let known = state.inner.models.list();
-    let (spec, name) = crate::approach::split_model(&requested, &known);
+    let (spec, name) = crate::approach::split_model(&requested, &known)?;
     let info = known
         .iter()
         .find(|m| m.name == name)

@@ -425,7 +425,7 @@ pub(crate) async fn model(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Response, OpenAiError> {
     let known = state.inner.models.list();
-    let (_, name) = crate::approach::split_model(&id, &known);
+    let (_, name) = crate::approach::split_model(&id, &known)?;
     let info = known
         .iter()
         .find(|m| m.name == name)

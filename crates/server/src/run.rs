@@ -183,7 +183,20 @@ impl Job {
                 }
             }),
         };
-        Ok(EventStream { rx, task })
+        let mut events = EventStream {
+            rx,
+            task,
+            first: None,
+        };
+        // The response starts with the first event: an error that comes before anything
+        // else (a prompt longer than the context, a bad parameter) is an HTTP error.
+        match events.rx.recv().await {
+            Some(RunEvent::Error(e)) => Err(e),
+            first => {
+                events.first = first;
+                Ok(events)
+            }
+        }
     }
 
     /// The run as a future sending its events to `tx`. For `none` the backend call starts
@@ -616,6 +629,8 @@ async fn run_strategy(
 pub struct EventStream {
     rx: mpsc::Receiver<RunEvent>,
     task: JoinHandle<()>,
+    /// The first event, read before the response started.
+    first: Option<RunEvent>,
 }
 
 impl Drop for EventStream {
@@ -627,6 +642,9 @@ impl Drop for EventStream {
 impl futures::Stream for EventStream {
     type Item = RunEvent;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RunEvent>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(first));
+        }
         self.rx.poll_recv(cx)
     }
 }

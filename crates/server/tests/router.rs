@@ -658,6 +658,7 @@ async fn bad_requests_are_400_in_each_dialect() {
     let r = send(
         &app,
         Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
             .body(Body::from("{not json"))
             .unwrap(),
     )
@@ -1310,7 +1311,7 @@ async fn serves_over_tcp_and_shuts_down_gracefully() {
         },
     ));
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = String::new();
@@ -1380,7 +1381,7 @@ async fn a_closed_connection_cancels_a_non_streamed_request() {
         json!({"model": "re2-m", "messages": [{"role": "user", "content": "q"}]}).to_string();
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n",
         body.len()
     );
