@@ -34,6 +34,14 @@ pub enum BackendError {
     /// No answer in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The server stopped sending in the middle of an answer: nothing arrived for this
+    /// long (the read-idle timeout between chunks). The request was cancelled.
+    #[error("the upstream sent nothing for {0:?}")]
+    Stalled(Duration),
+    /// The server's answer broke a size limit: `what` ("a line", "an answer") was longer
+    /// than `limit` bytes. The request was cancelled.
+    #[error("the upstream sent {what} longer than {limit} bytes")]
+    TooLarge { what: String, limit: usize },
     /// The server answered something that is not the protocol (malformed or truncated JSON,
     /// an error line in the middle of a stream, ...).
     #[error("protocol error: {0}")]
@@ -57,7 +65,10 @@ impl BackendError {
     /// Whether retrying the same request may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            BackendError::Busy(_) | BackendError::Connection(_) | BackendError::Timeout(_) => true,
+            BackendError::Busy(_)
+            | BackendError::Connection(_)
+            | BackendError::Timeout(_)
+            | BackendError::Stalled(_) => true,
             BackendError::Http { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }

@@ -1,56 +1,188 @@
 //! HTTP plumbing shared by the remote backends (Ollama, OpenAI-compatible): opening a
-//! request with connect / first-byte / total timeouts and safe retries, and turning
-//! failures into [`BackendError`]s that keep the status and the server's message.
+//! request with connect / first-byte / total timeouts and safe retries, reading its body
+//! with a read-idle timeout between chunks and size limits, and turning failures into
+//! [`BackendError`]s that keep the status and the server's message.
+//!
+//! Limits, each with its default (the backends' config builders change them):
+//! - [`DEFAULT_IDLE_TIMEOUT`]: once the answer has begun, the longest wait for its next
+//!   chunk; past it the request fails with [`BackendError::Stalled`] and is cancelled.
+//! - [`DEFAULT_MAX_LINE_BYTES`]: the longest NDJSON line or server-sent event the
+//!   streaming parsers buffer; past it, [`BackendError::TooLarge`].
+//! - [`DEFAULT_MAX_BODY_BYTES`]: the largest whole (non-streamed) body [`read_all`]
+//!   reads; past it, [`BackendError::TooLarge`].
+//! - [`POOL_IDLE_TIMEOUT`]: how long an idle keep-alive connection stays in the pool,
+//!   below the 5 s keep-alive of llama-server (cpp-httplib), uvicorn (vLLM) and Node.
+//!   A request that fails on a connection that closed before any byte of the answer
+//!   (the server closed an idle keep-alive connection just as it was reused) is sent
+//!   again, once, on a fresh connection.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use optillm_core::BackendError;
+use reqwest::header::HeaderMap;
 use tracing::warn;
 
-/// How requests are retried and timed.
+/// Default longest wait for the next chunk once an answer has begun (60 s).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default longest streamed line (NDJSON) or event (SSE) buffered: 8 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Default largest whole (non-streamed) answer read: 64 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long an idle keep-alive connection stays in the pool (3 s): below the 5 s after
+/// which llama-server, uvicorn (vLLM) and Node close idle connections, so that the pool
+/// rarely hands out a connection the server is closing.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The most of an error answer's body kept for its message.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// How requests are retried, timed and bounded.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,
+    /// Longest wait for the next body chunk after the first.
+    pub idle_timeout: Duration,
     pub max_retries: u32,
     pub retry_backoff: Duration,
+    /// Longest streamed line or event, in bytes (checked by the backends' parsers
+    /// through [`check_pending`]).
+    pub max_line_bytes: usize,
+    /// Largest whole body [`read_all`] reads, in bytes.
+    pub max_body_bytes: usize,
 }
 
-/// A successful answer whose first body chunk has arrived (`None`: the body is empty).
+/// The HTTP clients of a backend: one that keeps idle connections for
+/// [`POOL_IDLE_TIMEOUT`], and one that never reuses a connection, for the single retry
+/// of a request whose reused connection closed before answering.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pooled: reqwest::Client,
+    fresh: reqwest::Client,
+}
+
+impl Clients {
+    /// Both clients, with `connect_timeout` and `headers` sent on every request.
+    pub fn new(connect_timeout: Duration, headers: HeaderMap) -> Result<Self, reqwest::Error> {
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .default_headers(headers.clone())
+        };
+        Ok(Self {
+            pooled: builder().pool_idle_timeout(POOL_IDLE_TIMEOUT).build()?,
+            fresh: builder().pool_max_idle_per_host(0).build()?,
+        })
+    }
+
+    /// The pooled client (requests that need no retry logic).
+    pub fn pooled(&self) -> &reqwest::Client {
+        &self.pooled
+    }
+}
+
+/// A successful answer whose first body chunk has arrived. Its body is read with
+/// [`Opened::chunk`] (read-idle timeout between chunks) or [`read_all`] (size limit);
+/// dropping it closes the connection, which cancels the request upstream.
+#[derive(Debug)]
 pub struct Opened {
-    pub response: reqwest::Response,
-    pub first: Option<Bytes>,
+    response: reqwest::Response,
+    /// The first chunk, not handed out yet.
+    first: Option<Bytes>,
+    ended: bool,
+    idle_timeout: Duration,
+    max_body_bytes: usize,
+}
+
+impl Opened {
+    /// The next chunk of the body, `None` at its end. Waits at most the idle timeout:
+    /// past it, [`BackendError::Stalled`] (drop the `Opened` to cancel the request).
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, BackendError> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        if self.ended {
+            return Ok(None);
+        }
+        match tokio::time::timeout(self.idle_timeout, self.response.chunk()).await {
+            Ok(Ok(Some(bytes))) => Ok(Some(bytes)),
+            Ok(Ok(None)) => {
+                self.ended = true;
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(body_error(&e)),
+            Err(_) => Err(BackendError::Stalled(self.idle_timeout)),
+        }
+    }
+
+    /// The status of the answer (a success).
+    pub fn status(&self) -> u16 {
+        self.response.status().as_u16()
+    }
+}
+
+/// Whether and how a failed attempt may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Never (the answer began, or the failure will not change).
+    No,
+    /// After a backoff, within `max_retries`: a refused connection or a 5xx status.
+    Backoff,
+    /// At once and only once, on a fresh connection: the connection closed (or was
+    /// reset) after the request was written and before any byte of the answer, which is
+    /// what a reused keep-alive connection that the server had just closed looks like.
+    Fresh,
 }
 
 struct Failed {
     error: BackendError,
-    retryable: bool,
+    retry: Retry,
 }
 
-/// Sends the request built by `make` until it succeeds or fails for good. An attempt is
-/// retried only when nothing of the answer was received: a refused connection or a 5xx
-/// status. Each attempt gets `first_byte_timeout` to deliver its first body byte.
+/// Sends the request built by `make` (with the client it is given) until it succeeds or
+/// fails for good. An attempt is retried only when nothing of the answer was received:
+/// after a backoff for a refused connection or a 5xx status (at most `max_retries`
+/// times), and at once on a fresh connection, once, when the connection closed before
+/// any byte of the answer (the keep-alive race). Each attempt gets `first_byte_timeout`
+/// to deliver its first body byte.
 pub async fn open(
     policy: &Policy,
+    clients: &Clients,
     model: &str,
-    make: impl Fn() -> reqwest::RequestBuilder,
+    make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
 ) -> Result<Opened, BackendError> {
     let mut attempt = 0u32;
+    let mut fresh = false;
     loop {
-        let outcome =
-            match tokio::time::timeout(policy.first_byte_timeout, try_open(policy, model, make()))
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => Err(Failed {
-                    error: BackendError::Timeout(policy.first_byte_timeout),
-                    retryable: false,
-                }),
-            };
+        let client = if fresh {
+            &clients.fresh
+        } else {
+            &clients.pooled
+        };
+        let outcome = match tokio::time::timeout(
+            policy.first_byte_timeout,
+            try_open(policy, model, make(client)),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Failed {
+                error: BackendError::Timeout(policy.first_byte_timeout),
+                retry: Retry::No,
+            }),
+        };
         match outcome {
             Ok(opened) => return Ok(opened),
-            Err(f) if f.retryable && attempt < policy.max_retries => {
+            Err(f) if f.retry == Retry::Fresh && !fresh => {
+                warn!(error = %f.error, "the connection closed before any answer \
+                      (a keep-alive connection the server had closed?); retrying once on a fresh connection");
+                fresh = true;
+            }
+            Err(f) if f.retry == Retry::Backoff && attempt < policy.max_retries => {
                 let wait = backoff(policy.retry_backoff, attempt);
                 warn!(error = %f.error, attempt, ?wait, "request failed before any answer; retrying");
                 tokio::time::sleep(wait).await;
@@ -66,28 +198,80 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
         .min(Duration::from_secs(30))
 }
 
+/// How a request that got no answer may be retried.
+fn send_retry(e: &reqwest::Error) -> Retry {
+    if e.is_timeout() {
+        Retry::No
+    } else if e.is_connect() {
+        Retry::Backoff
+    } else if e.is_request() {
+        // Connected, request (partly) written, then the connection closed or was reset
+        // before the status line: hyper's "connection closed before message completed".
+        Retry::Fresh
+    } else {
+        Retry::No
+    }
+}
+
 async fn try_open(
     policy: &Policy,
     model: &str,
     request: reqwest::RequestBuilder,
 ) -> Result<Opened, Failed> {
     let mut response = request.send().await.map_err(|e| Failed {
-        retryable: e.is_connect() && !e.is_timeout(),
+        retry: send_retry(&e),
         error: send_error(&e, policy.connect_timeout),
     })?;
     let status = response.status();
     if !status.is_success() {
-        let body = response.bytes().await.unwrap_or_default();
+        let body = error_body(&mut response, policy.idle_timeout).await;
         return Err(Failed {
-            retryable: status.is_server_error(),
+            retry: if status.is_server_error() {
+                Retry::Backoff
+            } else {
+                Retry::No
+            },
             error: status_error(status.as_u16(), error_message(&body), model),
         });
     }
     let first = response.chunk().await.map_err(|e| Failed {
         error: body_error(&e),
-        retryable: false,
+        retry: Retry::No,
     })?;
-    Ok(Opened { response, first })
+    Ok(Opened {
+        response,
+        ended: first.is_none(),
+        first,
+        idle_timeout: policy.idle_timeout,
+        max_body_bytes: policy.max_body_bytes,
+    })
+}
+
+/// The start of an error answer's body (at most [`MAX_ERROR_BODY_BYTES`]), for its
+/// message; whatever arrived when the body ends, breaks off or stalls.
+async fn error_body(response: &mut reqwest::Response, idle: Duration) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY_BYTES {
+        match tokio::time::timeout(idle, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY_BYTES);
+    body
+}
+
+/// Fails with [`BackendError::TooLarge`] when `pending` bytes of a streamed `what` ("a
+/// line", "an event") are still waiting for their end and exceed `limit`.
+pub fn check_pending(pending: usize, limit: usize, what: &str) -> Result<(), BackendError> {
+    if pending > limit {
+        Err(BackendError::TooLarge {
+            what: what.to_string(),
+            limit,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 /// Why a remote backend's base URL was refused.
@@ -146,14 +330,23 @@ fn random_seed() -> u32 {
     (h.finish() >> 32) as u32
 }
 
-/// Reads the rest of an opened body.
-pub async fn read_all(opened: Opened) -> Result<Vec<u8>, BackendError> {
-    let Opened {
-        mut response,
-        first,
-    } = opened;
-    let mut body = first.map(|b| b.to_vec()).unwrap_or_default();
-    while let Some(chunk) = response.chunk().await.map_err(|e| body_error(&e))? {
+/// Reads the rest of an opened body: at most the policy's `max_body_bytes` (past it,
+/// [`BackendError::TooLarge`]), each chunk within the idle timeout.
+pub async fn read_all(mut opened: Opened) -> Result<Vec<u8>, BackendError> {
+    let limit = opened.max_body_bytes;
+    let too_large = || BackendError::TooLarge {
+        what: "an answer".to_string(),
+        limit,
+    };
+    let announced = opened.response.content_length().unwrap_or(0);
+    if announced > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = opened.chunk().await? {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(too_large());
+        }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
@@ -296,6 +489,20 @@ mod tests {
         assert_eq!(
             random[1].zip(random[0]).map(|(b, a)| b.wrapping_sub(a)),
             Some(1)
+        );
+    }
+
+    #[test]
+    fn pending_bytes_over_the_limit_are_too_large() {
+        assert!(check_pending(10, 10, "a line").is_ok());
+        assert!(matches!(
+            check_pending(11, 10, "a line"),
+            Err(BackendError::TooLarge { what, limit: 10 }) if what == "a line"
+        ));
+        let shown = check_pending(11, 10, "a line").map_err(|e| e.to_string());
+        assert_eq!(
+            shown,
+            Err("the upstream sent a line longer than 10 bytes".to_string())
         );
     }
 

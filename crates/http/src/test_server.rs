@@ -1,5 +1,7 @@
 //! A loopback test server for the remote backends' wire tests: scripted replies with
-//! exact chunking, delays and disconnects, recording every request it receives.
+//! exact chunking, delays, disconnects, stalls and endless bodies, recording every
+//! request it receives; optionally with keep-alive connections that it closes when they
+//! are reused (the keep-alive race, made certain).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -44,6 +46,12 @@ pub struct Reply {
     pub gap: Duration,
     /// Drop the connection after the parts, without ending the chunked body.
     pub disconnect: bool,
+    /// After the parts, send nothing more and keep the connection open until the client
+    /// hangs up (counted in [`TestServer::hung_up`]) or 60 s pass.
+    pub stall: bool,
+    /// After the parts, send the last part again and again (`gap` apart) until the
+    /// client hangs up (counted in [`TestServer::hung_up`]) or 60 s pass.
+    pub endless: bool,
 }
 
 impl Reply {
@@ -55,6 +63,8 @@ impl Reply {
             delay: Duration::ZERO,
             gap: Duration::from_millis(5),
             disconnect: false,
+            stall: false,
+            endless: false,
         }
     }
     pub fn json(status: u16, body: &str) -> Self {
@@ -83,6 +93,14 @@ impl Reply {
         self.disconnect = true;
         self
     }
+    pub fn stalling(mut self) -> Self {
+        self.stall = true;
+        self
+    }
+    pub fn endless(mut self) -> Self {
+        self.endless = true;
+        self
+    }
 }
 
 type Handler = dyn Fn(&Received, usize) -> Reply + Send + Sync;
@@ -94,11 +112,34 @@ pub struct TestServer {
     max_in_flight: Arc<AtomicUsize>,
     /// Connections on which writing failed (the client went away).
     pub broken_writes: Arc<AtomicUsize>,
+    /// Connections the client closed while a stalling or endless reply was being served.
+    pub hung_up: Arc<AtomicUsize>,
+    /// Requests that came on a reused keep-alive connection and were dropped unanswered
+    /// ([`TestServer::start_keep_alive`]).
+    pub dropped_reused: Arc<AtomicUsize>,
 }
 
 impl TestServer {
-    /// Serves `handler(request, number_of_requests_before_it)` on 127.0.0.1.
+    /// Serves `handler(request, number_of_requests_before_it)` on 127.0.0.1, one
+    /// request per connection (`Connection: close`).
     pub async fn start(
+        handler: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_with(false, handler).await
+    }
+
+    /// Like [`TestServer::start`], but connections are kept alive after a complete
+    /// reply, and a request that arrives on a connection already used is read and then
+    /// dropped unanswered (the connection closed): what a client sees when the server
+    /// closes an idle keep-alive connection just as the client reuses it.
+    pub async fn start_keep_alive(
+        handler: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_with(true, handler).await
+    }
+
+    async fn start_with(
+        keep_alive: bool,
         handler: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -108,21 +149,26 @@ impl TestServer {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let broken_writes = Arc::new(AtomicUsize::new(0));
-        let (r, f, m, b) = (
-            received.clone(),
-            in_flight.clone(),
-            max_in_flight.clone(),
-            broken_writes.clone(),
-        );
+        let hung_up = Arc::new(AtomicUsize::new(0));
+        let dropped_reused = Arc::new(AtomicUsize::new(0));
+        let shared = Shared {
+            handler,
+            received: received.clone(),
+            in_flight: in_flight.clone(),
+            max_in_flight: max_in_flight.clone(),
+            broken: broken_writes.clone(),
+            hung_up: hung_up.clone(),
+            dropped_reused: dropped_reused.clone(),
+            keep_alive,
+        };
         tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
-                let (handler, r, f, m, b) =
-                    (handler.clone(), r.clone(), f.clone(), m.clone(), b.clone());
+                let shared = shared.clone();
                 tokio::spawn(async move {
-                    let _ = serve(socket, handler, r, f, m, b).await;
+                    let _ = serve(socket, shared).await;
                 });
             }
         });
@@ -132,6 +178,8 @@ impl TestServer {
             in_flight,
             max_in_flight,
             broken_writes,
+            hung_up,
+            dropped_reused,
         }
     }
 
@@ -144,31 +192,63 @@ impl TestServer {
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
     }
+    pub fn hung_up(&self) -> usize {
+        self.hung_up.load(Ordering::SeqCst)
+    }
+    pub fn dropped_reused(&self) -> usize {
+        self.dropped_reused.load(Ordering::SeqCst)
+    }
 }
 
-async fn serve(
-    mut socket: TcpStream,
+#[derive(Clone)]
+struct Shared {
     handler: Arc<Handler>,
     received: Arc<Mutex<Vec<Received>>>,
     in_flight: Arc<AtomicUsize>,
     max_in_flight: Arc<AtomicUsize>,
     broken: Arc<AtomicUsize>,
-) -> std::io::Result<()> {
-    let request = read_request(&mut socket).await?;
-    let number = {
-        let mut all = received.lock().unwrap();
-        all.push(request.clone());
-        all.len() - 1
-    };
-    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    max_in_flight.fetch_max(now, Ordering::SeqCst);
-    let reply = handler(&request, number);
-    let result = write_reply(&mut socket, &reply).await;
-    in_flight.fetch_sub(1, Ordering::SeqCst);
-    if result.is_err() {
-        broken.fetch_add(1, Ordering::SeqCst);
+    hung_up: Arc<AtomicUsize>,
+    dropped_reused: Arc<AtomicUsize>,
+    keep_alive: bool,
+}
+
+async fn serve(mut socket: TcpStream, shared: Shared) -> std::io::Result<()> {
+    let mut served = 0usize;
+    loop {
+        let request = match read_request(&mut socket).await {
+            Ok(r) => r,
+            // A kept-alive connection the client closed: the normal end.
+            Err(_) if served > 0 => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if served > 0 {
+            shared.dropped_reused.fetch_add(1, Ordering::SeqCst);
+            return Ok(()); // drops the socket unanswered
+        }
+        served += 1;
+        let number = {
+            let mut all = shared.received.lock().unwrap();
+            all.push(request.clone());
+            all.len() - 1
+        };
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let reply = (shared.handler)(&request, number);
+        let result = write_reply(&mut socket, &reply, shared.keep_alive).await;
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match result {
+            Err(e) => {
+                shared.broken.fetch_add(1, Ordering::SeqCst);
+                return Err(e);
+            }
+            Ok(Ending::HungUp) => {
+                shared.hung_up.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            Ok(Ending::Open) if shared.keep_alive => {}
+            Ok(_) => return Ok(()),
+        }
     }
-    result
 }
 
 async fn read_request(socket: &mut TcpStream) -> std::io::Result<Received> {
@@ -214,30 +294,86 @@ async fn read_request(socket: &mut TcpStream) -> std::io::Result<Received> {
     })
 }
 
-async fn write_reply(socket: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
+/// How a reply ended.
+enum Ending {
+    /// Complete, the connection still open (keep-alive).
+    Open,
+    /// Complete and shut down, or deliberately cut.
+    Closed,
+    /// The client hung up during a stall or an endless body.
+    HungUp,
+}
+
+async fn write_reply(
+    socket: &mut TcpStream,
+    reply: &Reply,
+    keep_alive: bool,
+) -> std::io::Result<Ending> {
     tokio::time::sleep(reply.delay).await;
+    let connection = if keep_alive { "keep-alive" } else { "close" };
     let head = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nTransfer-Encoding: chunked\r\nConnection: {connection}\r\n\r\n",
         reply.status, reply.content_type
     );
     socket.write_all(head.as_bytes()).await?;
     socket.flush().await?;
     for part in &reply.parts {
         tokio::time::sleep(reply.gap).await;
-        if part.is_empty() {
-            continue;
-        }
-        socket
-            .write_all(format!("{:x}\r\n", part.len()).as_bytes())
-            .await?;
-        socket.write_all(part).await?;
-        socket.write_all(b"\r\n").await?;
-        socket.flush().await?;
+        write_chunk(socket, part).await?;
+    }
+    if reply.stall {
+        return Ok(wait_for_hang_up(socket).await);
+    }
+    if reply.endless {
+        let last = reply.parts.last().cloned().unwrap_or_else(|| b"x".to_vec());
+        let writing = async {
+            loop {
+                tokio::time::sleep(reply.gap).await;
+                if write_chunk(socket, &last).await.is_err() {
+                    return Ending::HungUp;
+                }
+            }
+        };
+        return Ok(tokio::time::timeout(Duration::from_secs(60), writing)
+            .await
+            .unwrap_or(Ending::Closed));
     }
     if reply.disconnect {
-        return Ok(());
+        return Ok(Ending::Closed);
     }
     socket.write_all(b"0\r\n\r\n").await?;
     socket.flush().await?;
-    socket.shutdown().await
+    if keep_alive {
+        return Ok(Ending::Open);
+    }
+    socket.shutdown().await?;
+    Ok(Ending::Closed)
+}
+
+async fn write_chunk(socket: &mut TcpStream, part: &[u8]) -> std::io::Result<()> {
+    if part.is_empty() {
+        return Ok(());
+    }
+    socket
+        .write_all(format!("{:x}\r\n", part.len()).as_bytes())
+        .await?;
+    socket.write_all(part).await?;
+    socket.write_all(b"\r\n").await?;
+    socket.flush().await
+}
+
+/// Waits until the client closes the connection (`HungUp`) or 60 s pass (`Closed`).
+async fn wait_for_hang_up(socket: &mut TcpStream) -> Ending {
+    let mut buf = [0u8; 1024];
+    let waiting = async {
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return Ending::HungUp,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .unwrap_or(Ending::Closed)
 }

@@ -46,7 +46,7 @@ pub struct OllamaBackend {
 struct Inner {
     config: OllamaConfig,
     base: Url,
-    client: reqwest::Client,
+    clients: http::Clients,
     policy: Policy,
     permits: Arc<Semaphore>,
     context_length: OnceLock<Option<u32>>,
@@ -61,23 +61,33 @@ impl OllamaBackend {
         if config.max_concurrency == 0 {
             return Err(OllamaError::ZeroConcurrency);
         }
+        if config.idle_timeout.is_zero() {
+            return Err(OllamaError::ZeroLimit("idle_timeout"));
+        }
+        if config.max_line_bytes == 0 {
+            return Err(OllamaError::ZeroLimit("max_line_bytes"));
+        }
+        if config.max_body_bytes == 0 {
+            return Err(OllamaError::ZeroLimit("max_body_bytes"));
+        }
         let base = http::base_url(&config.base_url)?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .build()
+        let clients = http::Clients::new(config.connect_timeout, reqwest::header::HeaderMap::new())
             .map_err(OllamaError::Client)?;
         let policy = Policy {
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
+            idle_timeout: config.idle_timeout,
             max_retries: config.max_retries,
             retry_backoff: config.retry_backoff,
+            max_line_bytes: config.max_line_bytes,
+            max_body_bytes: config.max_body_bytes,
         };
         Ok(Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.max_concurrency)),
                 config,
                 base,
-                client,
+                clients,
                 policy,
                 context_length: OnceLock::new(),
             }),
@@ -91,10 +101,7 @@ impl OllamaBackend {
     /// The models installed on the server (`GET /api/tags`).
     pub async fn list_models(&self) -> Result<Vec<OllamaModel>, BackendError> {
         let url = self.inner.endpoint("api/tags")?;
-        let tags: Tags = self
-            .inner
-            .fetch_json(|| self.inner.client.get(url.clone()))
-            .await?;
+        let tags: Tags = self.inner.fetch_json(|c| c.get(url.clone())).await?;
         Ok(tags
             .models
             .into_iter()
@@ -126,7 +133,7 @@ impl OllamaBackend {
         let body = serde_json::json!({ "model": self.inner.config.model });
         let show: Show = self
             .inner
-            .fetch_json(|| self.inner.client.post(url.clone()).json(&body))
+            .fetch_json(|c| c.post(url.clone()).json(&body))
             .await?;
         let length = show.context_length();
         let _ = self.inner.context_length.set(length);
@@ -182,9 +189,9 @@ impl Inner {
 
     async fn fetch_json<T: serde::de::DeserializeOwned>(
         &self,
-        make: impl Fn() -> reqwest::RequestBuilder,
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<T, BackendError> {
-        let opened = http::open(&self.policy, &self.config.model, make).await?;
+        let opened = http::open(&self.policy, &self.clients, &self.config.model, make).await?;
         let body = http::read_all(opened).await?;
         serde_json::from_slice(&body).map_err(|e| {
             BackendError::Protocol(format!(
@@ -322,18 +329,17 @@ impl Inner {
     ) -> Result<Option<Outcome>, BackendError> {
         let url = self.endpoint("api/chat")?;
         debug!(model = %self.config.model, index, "POST /api/chat");
-        let opened = http::open(&self.policy, &self.config.model, || {
-            self.client
-                .post(url.clone())
+        let mut opened = http::open(&self.policy, &self.clients, &self.config.model, |c| {
+            c.post(url.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone())
         })
         .await?;
-        let mut response = opened.response;
-        let mut next = opened.first;
         let mut lines = LineBuffer::new();
         let mut state = ChoiceState::new(index, want_logprobs);
-        while let Some(bytes) = next.take() {
+        // Every error return drops `opened`, which closes the connection: the request
+        // is cancelled upstream (a stall past the idle timeout, a line past the limit).
+        while let Some(bytes) = opened.chunk().await? {
             lines.push(&bytes);
             while let Some(line) = lines.next_line() {
                 match state.line(&line, tx, started).await? {
@@ -342,7 +348,7 @@ impl Inner {
                     Flow::Gone => return Ok(None),
                 }
             }
-            next = response.chunk().await.map_err(|e| http::body_error(&e))?;
+            http::check_pending(lines.pending(), self.policy.max_line_bytes, "a line")?;
         }
         if let Some(rest) = lines.finish() {
             match state.line(&rest, tx, started).await? {

@@ -12,6 +12,10 @@ pub enum OllamaError {
     /// `max_concurrency` is zero.
     #[error("max_concurrency must be at least 1")]
     ZeroConcurrency,
+    /// A limit that must be above zero is zero (`idle_timeout`, `max_line_bytes`,
+    /// `max_body_bytes`).
+    #[error("{0} must be above zero")]
+    ZeroLimit(&'static str),
     /// The model name is empty.
     #[error("the model name is empty")]
     EmptyModel,

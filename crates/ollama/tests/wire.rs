@@ -591,3 +591,155 @@ async fn invalid_requests_are_rejected_before_any_request() {
     assert!(matches!(err, BackendError::InvalidRequest(_)));
     assert!(server.received().is_empty());
 }
+
+/// Polls `f` until it holds, at most 5 s.
+async fn eventually(f: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
+
+#[tokio::test]
+async fn half_a_line_then_silence_is_a_stall_after_the_idle_timeout() {
+    let body = format!("{}{}", line("Hel"), line("lo"));
+    let half = line("Hel").len() + 20;
+    let server = TestServer::start(move |_, _| {
+        Reply::split(200, NDJSON, &body.as_bytes()[..half], &[half - 20]).stalling()
+    })
+    .await;
+    let b = OllamaBackend::new(
+        OllamaConfig::new(server.url(), "smollm2").with_idle_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (deltas, result) =
+        tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
+            .await
+            .expect("a stalled upstream must not hang the request");
+    assert_eq!(deltas, vec![(0, "Hel".into())]);
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, BackendError::Stalled(d) if d == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "the upstream sent nothing for 300ms");
+    assert!(err.is_transient());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        eventually(|| server.hung_up() == 1).await,
+        "the connection is closed (the request cancelled upstream)"
+    );
+    assert_eq!(server.received().len(), 1, "no retry once streaming began");
+}
+
+#[tokio::test]
+async fn an_endless_line_is_too_long_and_memory_stays_bounded() {
+    let server = TestServer::start(|_, _| {
+        Reply::new(
+            200,
+            NDJSON,
+            vec![b"{\"model\":\"".to_vec(), vec![b'x'; 16 * 1024]],
+        )
+        .with_gap(Duration::from_millis(1))
+        .endless()
+    })
+    .await;
+    let limit = 256 * 1024;
+    let b =
+        OllamaBackend::new(OllamaConfig::new(server.url(), "smollm2").with_max_line_bytes(limit))
+            .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), b.complete(ChatRequest::user("Hi")))
+        .await
+        .expect("an endless line must not hang the request")
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::TooLarge { what, limit: l } if what == "a line" && *l == limit),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the upstream sent a line longer than 262144 bytes"
+    );
+    assert!(
+        eventually(|| server.hung_up() == 1).await,
+        "the connection is closed (the request cancelled upstream)"
+    );
+}
+
+#[tokio::test]
+async fn a_whole_answer_over_the_body_limit_is_too_large() {
+    let big = format!(r#"{{"models":[{{"name":"{}"}}]}}"#, "m".repeat(4096));
+    let server = TestServer::start(move |_, _| {
+        let bytes = big.as_bytes();
+        Reply::split(200, "application/json", bytes, &[1000, 2000, 3000])
+    })
+    .await;
+    let b =
+        OllamaBackend::new(OllamaConfig::new(server.url(), "smollm2").with_max_body_bytes(2048))
+            .unwrap();
+    let err = b.list_models().await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::TooLarge { what, limit: 2048 } if what == "an answer"),
+        "{err:?}"
+    );
+    // Within the limit it reads as before.
+    let b =
+        OllamaBackend::new(OllamaConfig::new(server.url(), "smollm2").with_max_body_bytes(8192))
+            .unwrap();
+    assert_eq!(b.list_models().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_reused_connection_closed_by_the_server_is_retried_once_on_a_fresh_one() {
+    let body = format!("{}{}", line("ok"), FINAL);
+    let server = TestServer::start_keep_alive(move |r, _| match r.path.as_str() {
+        "/api/tags" => Reply::json(200, r#"{"models":[{"name":"smollm2:135m"}]}"#),
+        _ => Reply::split(200, NDJSON, body.as_bytes(), &[]),
+    })
+    .await;
+    // No backoff retries: only the keep-alive retry can save a request.
+    let b =
+        OllamaBackend::new(OllamaConfig::new(server.url(), "smollm2").with_max_retries(0)).unwrap();
+    for i in 0..4 {
+        let models = tokio::time::timeout(Duration::from_secs(10), b.list_models())
+            .await
+            .unwrap();
+        assert_eq!(models.unwrap().len(), 1, "request {i}");
+        let answer =
+            tokio::time::timeout(Duration::from_secs(10), b.complete(ChatRequest::user("Hi")))
+                .await
+                .unwrap();
+        assert_eq!(answer.unwrap().text(), "ok", "request {i}");
+    }
+    assert!(
+        server.dropped_reused() >= 3,
+        "the server closed reused connections {} times",
+        server.dropped_reused()
+    );
+}
+
+#[tokio::test]
+async fn zero_limits_are_refused() {
+    use optillm_ollama::OllamaError;
+    let c = || OllamaConfig::new("http://h", "m");
+    assert!(matches!(
+        OllamaBackend::new(c().with_idle_timeout(Duration::ZERO)),
+        Err(OllamaError::ZeroLimit("idle_timeout"))
+    ));
+    assert!(matches!(
+        OllamaBackend::new(c().with_max_line_bytes(0)),
+        Err(OllamaError::ZeroLimit("max_line_bytes"))
+    ));
+    assert!(matches!(
+        OllamaBackend::new(c().with_max_body_bytes(0)),
+        Err(OllamaError::ZeroLimit("max_body_bytes"))
+    ));
+    let defaults = c();
+    assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
+    assert_eq!(defaults.max_line_bytes, 8 * 1024 * 1024);
+    assert_eq!(defaults.max_body_bytes, 64 * 1024 * 1024);
+}

@@ -44,7 +44,7 @@ pub struct OpenAiBackend {
 struct Inner {
     config: OpenAiConfig,
     base: Url,
-    client: reqwest::Client,
+    clients: http::Clients,
     policy: Policy,
     permits: Arc<Semaphore>,
     /// Whether `n > 1` is still sent natively (false once the server refused it).
@@ -60,6 +60,15 @@ impl OpenAiBackend {
         }
         if config.max_concurrency == 0 {
             return Err(OpenAiError::ZeroConcurrency);
+        }
+        if config.idle_timeout.is_zero() {
+            return Err(OpenAiError::ZeroLimit("idle_timeout"));
+        }
+        if config.max_line_bytes == 0 {
+            return Err(OpenAiError::ZeroLimit("max_line_bytes"));
+        }
+        if config.max_body_bytes == 0 {
+            return Err(OpenAiError::ZeroLimit("max_body_bytes"));
         }
         let base = http::base_url(&config.base_url)?;
         let (key, source_name) = match &config.api_key {
@@ -78,23 +87,23 @@ impl OpenAiBackend {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .default_headers(headers)
-            .build()
-            .map_err(OpenAiError::Client)?;
+        let clients =
+            http::Clients::new(config.connect_timeout, headers).map_err(OpenAiError::Client)?;
         let policy = Policy {
             connect_timeout: config.connect_timeout,
             first_byte_timeout: config.first_byte_timeout,
+            idle_timeout: config.idle_timeout,
             max_retries: config.max_retries,
             retry_backoff: config.retry_backoff,
+            max_line_bytes: config.max_line_bytes,
+            max_body_bytes: config.max_body_bytes,
         };
         Ok(Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(config.max_concurrency)),
                 config,
                 base,
-                client,
+                clients,
                 policy,
                 native_n: AtomicBool::new(true),
             }),
@@ -108,8 +117,9 @@ impl OpenAiBackend {
     /// The models the server offers (`GET /models`).
     pub async fn list_models(&self) -> Result<Vec<OpenAiModel>, BackendError> {
         let url = self.inner.endpoint("models")?;
-        let opened = http::open(&self.inner.policy, &self.inner.config.model, || {
-            self.inner.client.get(url.clone())
+        let inner = &self.inner;
+        let opened = http::open(&inner.policy, &inner.clients, &inner.config.model, |c| {
+            c.get(url.clone())
         })
         .await?;
         let body = http::read_all(opened).await?;
@@ -453,9 +463,8 @@ impl Inner {
     ) -> Result<Option<Run>, BackendError> {
         let url = self.endpoint("chat/completions")?;
         debug!(model = %self.config.model, ?target, streaming, "POST chat/completions");
-        let opened = http::open(&self.policy, &self.config.model, || {
-            self.client
-                .post(url.clone())
+        let mut opened = http::open(&self.policy, &self.clients, &self.config.model, |c| {
+            c.post(url.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone())
         })
@@ -481,10 +490,10 @@ impl Inner {
             run.timings = response.timings;
             return Ok(Some(run));
         }
-        let mut response = opened.response;
-        let mut next = opened.first;
         let mut events = SseBuffer::new();
-        while let Some(bytes) = next.take() {
+        // Every error return drops `opened`, which closes the connection: the request
+        // is cancelled upstream (a stall past the idle timeout, an event past the limit).
+        while let Some(bytes) = opened.chunk().await? {
             events.push(&bytes);
             while let Some(event) = events.next_event() {
                 match run.event(event, target, tx, started).await? {
@@ -493,7 +502,7 @@ impl Inner {
                     Flow::Gone => return Ok(None),
                 }
             }
-            next = response.chunk().await.map_err(|e| http::body_error(&e))?;
+            http::check_pending(events.pending(), self.policy.max_line_bytes, "an event")?;
         }
         if let Some(event) = events.finish() {
             match run.event(event, target, tx, started).await? {

@@ -17,6 +17,19 @@ pub const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
 /// `https://api.openai.com/v1`, `http://127.0.0.1:8080/v1` (llama-server),
 /// `http://127.0.0.1:8000/v1` (vLLM). `sampling` holds defaults: every setting a request
 /// sets wins over them.
+///
+/// Timeouts and limits, with their defaults:
+/// - `connect_timeout` 10 s; `first_byte_timeout` 300 s per attempt; `total_timeout` none;
+/// - `idle_timeout` 60 s: once the answer has begun, the longest wait for its next chunk
+///   ([`BackendError::Stalled`](optillm_core::BackendError::Stalled) past it);
+/// - `max_line_bytes` 8 MiB: the longest server-sent event (or line of one);
+/// - `max_body_bytes` 64 MiB: the largest whole answer (`stream: false`, `/models`)
+///   (both [`BackendError::TooLarge`](optillm_core::BackendError::TooLarge) past them).
+///
+/// On any of these errors the connection is closed, which cancels the request upstream.
+/// Idle keep-alive connections are kept 3 s (below the 5 s keep-alive of llama-server
+/// and vLLM), and a request whose reused connection closed before any byte of the answer
+/// is sent again once on a fresh connection.
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct OpenAiConfig {
@@ -36,6 +49,12 @@ pub struct OpenAiConfig {
     pub first_byte_timeout: Duration,
     /// Time for a whole answer (one request), `None` for no limit.
     pub total_timeout: Option<Duration>,
+    /// Longest wait for the next chunk once the answer has begun (default 60 s).
+    pub idle_timeout: Duration,
+    /// Longest server-sent event, in bytes (default 8 MiB).
+    pub max_line_bytes: usize,
+    /// Largest whole (non-streamed) answer, in bytes (default 64 MiB).
+    pub max_body_bytes: usize,
     /// Most requests in flight at once from this backend.
     pub max_concurrency: usize,
     /// Retries after a refused connection or a 5xx answer (before anything was streamed).
@@ -56,6 +75,9 @@ impl fmt::Debug for OpenAiConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("first_byte_timeout", &self.first_byte_timeout)
             .field("total_timeout", &self.total_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("max_body_bytes", &self.max_body_bytes)
             .field("max_concurrency", &self.max_concurrency)
             .field("max_retries", &self.max_retries)
             .field("retry_backoff", &self.retry_backoff)
@@ -76,6 +98,9 @@ impl OpenAiConfig {
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(300),
             total_timeout: None,
+            idle_timeout: optillm_http::DEFAULT_IDLE_TIMEOUT,
+            max_line_bytes: optillm_http::DEFAULT_MAX_LINE_BYTES,
+            max_body_bytes: optillm_http::DEFAULT_MAX_BODY_BYTES,
             max_concurrency: 4,
             max_retries: 2,
             retry_backoff: Duration::from_millis(250),
@@ -155,6 +180,26 @@ impl OpenAiConfig {
     }
     pub fn with_total_timeout(mut self, d: Duration) -> Self {
         self.total_timeout = Some(d);
+        self
+    }
+    /// Longest wait for the next chunk once the answer has begun (default 60 s, above
+    /// zero); past it the request fails with
+    /// [`BackendError::Stalled`](optillm_core::BackendError::Stalled) and is cancelled.
+    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+    /// Longest server-sent event, in bytes (default 8 MiB); past it the request fails
+    /// with [`BackendError::TooLarge`](optillm_core::BackendError::TooLarge) and is
+    /// cancelled.
+    pub fn with_max_line_bytes(mut self, n: usize) -> Self {
+        self.max_line_bytes = n;
+        self
+    }
+    /// Largest whole (non-streamed) answer, in bytes (default 64 MiB); past it,
+    /// [`BackendError::TooLarge`](optillm_core::BackendError::TooLarge).
+    pub fn with_max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
         self
     }
     pub fn with_max_concurrency(mut self, n: usize) -> Self {

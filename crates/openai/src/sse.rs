@@ -31,6 +31,12 @@ impl SseBuffer {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes buffered for the event not complete yet: its unterminated line and the data
+    /// of its earlier lines.
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.data.len()
+    }
+
     /// The next complete event, if any.
     pub fn next_event(&mut self) -> Option<SseEvent> {
         while let Some(line) = self.next_line() {

@@ -657,3 +657,227 @@ async fn connection_refused_is_a_connection_error() {
     let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
     assert!(matches!(err, BackendError::Connection(_)), "{err:?}");
 }
+
+/// Polls `f` until it holds, at most 5 s.
+async fn eventually(f: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
+
+fn limited(
+    server: &TestServer,
+    config: impl FnOnce(OpenAiConfig) -> OpenAiConfig,
+) -> OpenAiBackend {
+    OpenAiBackend::new(config(
+        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
+            .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE"),
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn half_an_event_then_silence_is_a_stall_after_the_idle_timeout() {
+    let first = chunk(0, Some("Hel"), None);
+    let second = chunk(0, Some("lo"), None);
+    let parts = vec![first.into_bytes(), second.as_bytes()[..25].to_vec()];
+    let server =
+        TestServer::start(move |_, _| Reply::new(200, SSE, parts.clone()).stalling()).await;
+    let b = limited(&server, |c| c.with_idle_timeout(Duration::from_millis(300)));
+    let started = std::time::Instant::now();
+    let (deltas, result) =
+        tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
+            .await
+            .expect("a stalled upstream must not hang the request");
+    assert_eq!(deltas, vec![(0, "Hel".into())]);
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, BackendError::Stalled(d) if d == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "the upstream sent nothing for 300ms");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        eventually(|| server.hung_up() == 1).await,
+        "the connection is closed (the request cancelled upstream)"
+    );
+    assert_eq!(server.received().len(), 1, "no retry once streaming began");
+}
+
+#[tokio::test]
+async fn a_whole_answer_that_stalls_midway_is_a_stall_too() {
+    let server = TestServer::start(|_, _| {
+        Reply::new(
+            200,
+            "application/json",
+            vec![b"{\"object\":\"chat.".to_vec()],
+        )
+        .stalling()
+    })
+    .await;
+    let b = limited(&server, |c| c.with_idle_timeout(Duration::from_millis(300)));
+    let err = tokio::time::timeout(Duration::from_secs(10), b.complete(ChatRequest::user("Hi")))
+        .await
+        .expect("a stalled upstream must not hang the request")
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Stalled(_)), "{err:?}");
+    assert!(eventually(|| server.hung_up() == 1).await);
+}
+
+#[tokio::test]
+async fn an_endless_event_is_too_long_and_memory_stays_bounded() {
+    let server = TestServer::start(|_, _| {
+        Reply::new(
+            200,
+            SSE,
+            vec![b"data: {\"id\":\"".to_vec(), vec![b'x'; 16 * 1024]],
+        )
+        .with_gap(Duration::from_millis(1))
+        .endless()
+    })
+    .await;
+    let limit = 256 * 1024;
+    let b = limited(&server, |c| c.with_max_line_bytes(limit));
+    let (deltas, result) =
+        tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
+            .await
+            .expect("an endless event must not hang the request");
+    assert!(deltas.is_empty());
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::TooLarge { what, limit: l } if what == "an event" && *l == limit),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the upstream sent an event longer than 262144 bytes"
+    );
+    assert!(
+        eventually(|| server.hung_up() == 1).await,
+        "the connection is closed (the request cancelled upstream)"
+    );
+}
+
+#[tokio::test]
+async fn many_data_lines_without_a_blank_line_are_too_long_too() {
+    let server = TestServer::start(|_, _| {
+        Reply::new(200, SSE, vec![b"data: x\n".repeat(1024)])
+            .with_gap(Duration::from_millis(1))
+            .endless()
+    })
+    .await;
+    let b = limited(&server, |c| c.with_max_line_bytes(64 * 1024));
+    let (_, result) =
+        tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
+            .await
+            .unwrap();
+    assert!(
+        matches!(&result, Err(BackendError::TooLarge { what, .. }) if what == "an event"),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_whole_answer_over_the_body_limit_is_too_large() {
+    let text = "y".repeat(8192);
+    let whole = json!({"object": "chat.completion", "choices": [{"index": 0,
+        "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
+    .to_string();
+    let server = TestServer::start(move |_, _| {
+        Reply::split(200, "application/json", whole.as_bytes(), &[100, 5000])
+    })
+    .await;
+    let b = limited(&server, |c| c.with_max_body_bytes(4096));
+    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::TooLarge { what, limit: 4096 } if what == "an answer"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the upstream sent an answer longer than 4096 bytes"
+    );
+    let b = limited(&server, |c| c.with_max_body_bytes(16 * 1024));
+    assert_eq!(
+        b.complete(ChatRequest::user("Hi"))
+            .await
+            .unwrap()
+            .text()
+            .len(),
+        8192
+    );
+}
+
+#[tokio::test]
+async fn a_reused_connection_closed_by_the_server_is_retried_once_on_a_fresh_one() {
+    let server = TestServer::start_keep_alive(|r, _| {
+        if r.path == "/v1/models" {
+            return Reply::json(
+                200,
+                r#"{"object":"list","data":[{"id":"m","object":"model"}]}"#,
+            );
+        }
+        if r.json()["stream"] == false {
+            let whole = json!({"object": "chat.completion", "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1}});
+            return Reply::json(200, &whole.to_string());
+        }
+        let body = format!(
+            "{}{}{}",
+            chunk(0, Some("ok"), None),
+            chunk(0, None, Some("stop")),
+            DONE
+        );
+        Reply::split(200, SSE, body.as_bytes(), &[])
+    })
+    .await;
+    // No backoff retries: only the keep-alive retry can save a request.
+    let b = limited(&server, |c| c.with_max_retries(0));
+    for i in 0..4 {
+        let whole =
+            tokio::time::timeout(Duration::from_secs(10), b.complete(ChatRequest::user("Hi")))
+                .await
+                .unwrap();
+        assert_eq!(whole.unwrap().text(), "ok", "request {i}");
+        let (_, streamed) =
+            tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
+                .await
+                .unwrap();
+        assert_eq!(streamed.unwrap().text(), "ok", "streamed request {i}");
+        let models = tokio::time::timeout(Duration::from_secs(10), b.list_models())
+            .await
+            .unwrap();
+        assert_eq!(models.unwrap().len(), 1, "models {i}");
+    }
+    assert!(
+        server.dropped_reused() >= 3,
+        "the server closed reused connections {} times",
+        server.dropped_reused()
+    );
+}
+
+#[test]
+fn zero_limits_are_refused_and_defaults_are_documented_values() {
+    let c = || OpenAiConfig::new("http://h/v1", "m");
+    assert!(matches!(
+        OpenAiBackend::new(c().with_idle_timeout(Duration::ZERO)),
+        Err(OpenAiError::ZeroLimit("idle_timeout"))
+    ));
+    assert!(matches!(
+        OpenAiBackend::new(c().with_max_line_bytes(0)),
+        Err(OpenAiError::ZeroLimit("max_line_bytes"))
+    ));
+    assert!(matches!(
+        OpenAiBackend::new(c().with_max_body_bytes(0)),
+        Err(OpenAiError::ZeroLimit("max_body_bytes"))
+    ));
+    let defaults = c();
+    assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
+    assert_eq!(defaults.max_line_bytes, 8 * 1024 * 1024);
+    assert_eq!(defaults.max_body_bytes, 64 * 1024 * 1024);
+}
