@@ -177,6 +177,38 @@ pub fn apply_params(spec: &mut Spec, params: &Map<String, Value>) -> Result<(), 
     Ok(())
 }
 
+/// Refuses integer parameters that count work (samples, agents, rounds, simulations...)
+/// above `max`, and lists longer than `max`, so that one request cannot ask for unbounded
+/// work or allocate per unit of it up front. Token counts (`*max_tokens`, bounded by the
+/// budget), seeds, `top_k` and `window` are not counts of work.
+pub fn check_counts(spec: &Spec, max: u32) -> Result<(), ApiError> {
+    match spec {
+        Spec::Stage { slug, params } => {
+            for (key, value) in params {
+                let exempt = key == "seed"
+                    || key == "top_k"
+                    || key == "window"
+                    || key.ends_with("max_tokens");
+                let too_many = match value {
+                    Value::Number(n) if !exempt => n.as_u64().is_some_and(|n| n > u64::from(max)),
+                    Value::Array(items) => items.len() > max as usize,
+                    _ => false,
+                };
+                if too_many {
+                    return Err(ApiError::bad_request(format!(
+                        "approach `{slug}`: `{key}` = {value} is above this server's limit of \
+                         {max} (samples, agents, rounds and list lengths per stage)"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        Spec::Pipeline(items) | Spec::Parallel(items) => {
+            items.iter().try_for_each(|s| check_counts(s, max))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +320,25 @@ mod tests {
         let e = select("m", Some("bogus&"), vec![], None, &k, None).unwrap_err();
         assert_eq!(e.status.as_u16(), 400);
         assert!(e.message.starts_with("optillm_approach: "), "{}", e.message);
+    }
+
+    #[test]
+    fn counts_of_work_are_capped() {
+        let ok = spec::parse("mars(agents=64)|bon(n=3,rating_max_tokens=4096,seed=99999)").unwrap();
+        assert!(check_counts(&ok, 64).is_ok());
+        for bad in [
+            "self_consistency(k=1000000)",
+            "re2&mars(agents=65)",
+            "diverse(temperatures=[0.1,0.2,0.3])",
+        ] {
+            let e = check_counts(
+                &spec::parse(bad).unwrap(),
+                if bad.contains('[') { 2 } else { 64 },
+            )
+            .unwrap_err();
+            assert_eq!(e.status.as_u16(), 400);
+            assert!(e.message.contains("limit"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct ServerConfig {
     /// `127.0.0.1`, `[::1]`, `0.0.0.0`, any port) always are. Requests without `Origin`
     /// (not from a browser) are not affected.
     pub allowed_origins: Vec<String>,
+    /// Largest count of work an approach parameter may ask for per stage (`k`, `n`,
+    /// `agents`, `rounds`, `simulations`, list lengths...); more is refused with 400.
+    pub max_count: u32,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +133,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            max_count: 64,
         }
     }
 }
@@ -219,6 +223,7 @@ impl AppState {
             &known,
             self.inner.default_spec.as_ref(),
         )?;
+        approach::check_counts(&selection.spec, self.inner.config.max_count)?;
         let backend = self.inner.models.get(&selection.model).await?;
         let request = StrategyRequest {
             messages: selection.messages,

@@ -523,3 +523,20 @@ fn an_empty_api_key_is_refused() {
     let e = AppState::new(config, Arc::new(StaticModels::new())).unwrap_err();
     assert!(e.to_string().contains("API key is empty"), "{e}");
 }
+
+#[tokio::test]
+async fn approach_parameters_asking_for_unbounded_work_are_400() {
+    let user = json!([{"role": "user", "content": "q"}]);
+    for body in [
+        json!({"model": "m", "messages": user, "optillm_approach": "self_consistency",
+               "optillm_params": {"k": 1_000_000}}),
+        json!({"model": "mars(agents=100000)-m", "messages": user}),
+        json!({"model": "m", "messages": user, "optillm_approach": "re2&mcts(simulations=4000000000)"}),
+    ] {
+        let started = Instant::now();
+        let r = mock(json_post("/v1/chat/completions", body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert!(r.body.contains("limit"), "{}", r.body);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
