@@ -59,6 +59,12 @@ impl Message {
     }
 }
 
+/// Most stop sequences one request may give (each is checked after every token).
+pub const MAX_STOP_SEQUENCES: usize = 16;
+
+/// Longest stop sequence, in characters.
+pub const MAX_STOP_CHARS: usize = 256;
+
 /// Sampling settings. `None` means "the backend's default".
 ///
 /// Every backend either honours each setting that is set or rejects the request with
@@ -142,7 +148,7 @@ impl Sampling {
         self.seed.map(|s| s.wrapping_add(index))
     }
 
-    /// Checks ranges; called once at the edge by [`ChatRequest::validate`].
+    /// Checks ranges and sizes; called once at the edge by [`ChatRequest::validate`].
     pub fn validate(&self) -> Result<(), BackendError> {
         fn bad(what: &str) -> Result<(), BackendError> {
             Err(BackendError::InvalidRequest(what.to_string()))
@@ -172,6 +178,17 @@ impl Sampling {
         }
         if self.stop.iter().any(String::is_empty) {
             return bad("stop sequences must not be empty");
+        }
+        if self.stop.len() > MAX_STOP_SEQUENCES {
+            return Err(BackendError::InvalidRequest(format!(
+                "at most {MAX_STOP_SEQUENCES} stop sequences, got {}",
+                self.stop.len()
+            )));
+        }
+        if self.stop.iter().any(|s| s.chars().count() > MAX_STOP_CHARS) {
+            return Err(BackendError::InvalidRequest(format!(
+                "stop sequences must be at most {MAX_STOP_CHARS} characters long"
+            )));
         }
         Ok(())
     }
@@ -409,6 +426,22 @@ pub struct Capabilities {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_sequences_are_bounded_in_number_and_length() {
+        let mut s = Sampling {
+            stop: vec!["x".into(); MAX_STOP_SEQUENCES],
+            ..Sampling::default()
+        };
+        assert!(s.validate().is_ok());
+        s.stop.push("y".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("at most 16 stop sequences"), "{e}");
+        s.stop = vec!["é".repeat(MAX_STOP_CHARS)];
+        assert!(s.validate().is_ok());
+        s.stop = vec!["é".repeat(MAX_STOP_CHARS + 1)];
+        assert!(s.validate().is_err());
+    }
 
     #[test]
     fn overlapping_timings_keep_the_longest_phases_and_the_first_token() {
