@@ -29,7 +29,15 @@
 //!   [`optillm_core::FinishReason::EndOfText`]. `"length"` maps to `Length`.
 //! - Errors come as [`optillm_core::BackendError`]: HTTP errors are the first (and only)
 //!   event of the stream, after retries where retrying is safe (connection refused, 5xx
-//!   before any byte of the answer was streamed; never once streaming began).
+//!   before any byte of the answer was streamed; never once streaming began). A request
+//!   whose connection closed before any byte of the answer (a reused keep-alive
+//!   connection the server had just closed) is sent again once, on a fresh connection.
+//! - A stream that sends nothing for [`OllamaConfig::idle_timeout`] (60 s) fails with
+//!   [`BackendError::Stalled`](optillm_core::BackendError::Stalled); a line longer than
+//!   [`OllamaConfig::max_line_bytes`] (8 MiB) or a whole answer larger than
+//!   [`OllamaConfig::max_body_bytes`] (64 MiB) with
+//!   [`BackendError::TooLarge`](optillm_core::BackendError::TooLarge). Either way the
+//!   connection is closed, which cancels the request upstream.
 
 mod config;
 mod error;
