@@ -34,6 +34,10 @@ pub struct Item {
     pub gold: String,
     /// How answers are extracted and compared.
     pub kind: AnswerKind,
+    /// The option texts of a multiple-choice question, lettered A, B, ... in order
+    /// (empty for other kinds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
 }
 
 /// The data sets the harness knows.
@@ -295,6 +299,7 @@ fn load_gsm8k(path: &Path, lines: &[(usize, String)]) -> Result<Vec<Item>> {
             prompt: prompt_for(&line.doc.question, AnswerKind::Number),
             gold,
             kind: AnswerKind::Number,
+            options: Vec::new(),
         });
     }
     Ok(items)
@@ -343,6 +348,7 @@ fn arc_item(path: &Path, n: usize, doc: ArcDoc) -> Result<Item> {
         prompt: choice_prompt(&stem, &options),
         gold,
         kind: AnswerKind::Choice,
+        options: options.into_iter().map(|(_, text)| text).collect(),
     })
 }
 
@@ -395,6 +401,7 @@ fn load_asdiv(path: &Path, lines: &[(usize, String)]) -> Result<Vec<Item>> {
             prompt: prompt_for(&question, kind),
             gold,
             kind,
+            options: Vec::new(),
         });
     }
     Ok(items)
@@ -463,6 +470,7 @@ mod tests {
                 prompt: format!("q{i}"),
                 gold: i.to_string(),
                 kind: AnswerKind::Number,
+                options: Vec::new(),
             })
             .collect()
     }

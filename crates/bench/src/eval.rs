@@ -9,8 +9,12 @@
 //! - `results.jsonl`: one [`ItemRecord`] per (approach, item), appended and flushed
 //!   after each run; on resume, recorded pairs are skipped and a truncated last line
 //!   (a run killed mid-write) is dropped;
-//! - `summary.json`, `summary.csv`: per approach accuracy with its 95% Wilson
-//!   interval, mean tokens and calls per question, wall time;
+//! - `summary.json`, `summary.csv`, `summary.md`: per approach accuracy with its 95%
+//!   Wilson interval, mean tokens and calls per question, wall time, and the paired
+//!   comparison with the reference approach ([`PairedDiff`]: difference in accuracy on
+//!   the questions both answered with Newcombe's 95% interval for paired proportions,
+//!   the discordant counts b and c, McNemar's exact p-value); for multiple-choice sets
+//!   also the baselines that need no model ([`no_model_baselines`]);
 //! - `pareto.svg`: accuracy against mean tokens per question, Pareto front highlighted.
 //!
 //! Several processes (or machines) may share an evaluation: each runs one [`Shard`] of
@@ -32,15 +36,17 @@ use optillm_core::{Backend, BackendError, Sampling};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::baselines::{NoModelBaseline, no_model_baselines};
 use crate::dataset::{Item, LoadedDataset, sample, splitmix64};
 use crate::error::{BenchError, Result};
 use crate::plot::{PlotPoint, pareto_front, write_svg};
-use crate::score::{Accuracy, score};
+use crate::score::{Accuracy, PairedDiff, score};
 
 pub const RESULTS_FILE: &str = "results.jsonl";
 pub const RUN_FILE: &str = "run.json";
 pub const SUMMARY_JSON: &str = "summary.json";
 pub const SUMMARY_CSV: &str = "summary.csv";
+pub const SUMMARY_MD: &str = "summary.md";
 pub const PLOT_FILE: &str = "pareto.svg";
 
 /// How an evaluation samples items and calls the model.
@@ -63,6 +69,10 @@ pub struct EvalOptions {
     /// requests together, so more than one raises throughput; records are still written
     /// in order, and each run's wall time then includes the time it shared.
     pub concurrency: usize,
+    /// The reference approach of the paired comparisons (a spec among the approaches).
+    /// `None`: the first greedy `none` (`none(temperature=0)`, or `none` when the base
+    /// sampling is greedy), else the first `none`, else no comparison.
+    pub baseline: Option<String>,
 }
 
 /// Share `index` of `count` of the selected items: those whose position in the
@@ -106,6 +116,7 @@ impl Default for EvalOptions {
             budget: Budget::default(),
             shard: None,
             concurrency: 1,
+            baseline: None,
         }
     }
 }
@@ -181,6 +192,10 @@ pub struct ApproachSummary {
     pub errors: usize,
     /// On the accuracy-against-tokens Pareto front.
     pub pareto: bool,
+    /// Compared with the reference on the questions both have a record of (`None` for
+    /// the reference itself, or when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_baseline: Option<PairedDiff>,
 }
 
 /// The summary of an evaluation: `summary.json`.
@@ -191,7 +206,13 @@ pub struct EvalSummary {
     pub seed: u64,
     /// Items selected for the evaluation.
     pub items: usize,
+    /// The reference approach of the paired comparisons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
     pub approaches: Vec<ApproachSummary>,
+    /// Baselines that need no model (multiple-choice sets only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_model: Vec<NoModelBaseline>,
 }
 
 impl EvalSummary {
@@ -199,11 +220,20 @@ impl EvalSummary {
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
             "approach,items,correct,accuracy,ci_low,ci_high,mean_tokens,mean_prompt_tokens,\
-             mean_completion_tokens,mean_calls,wall_s,mean_wall_s,no_answer,errors,pareto\n",
+             mean_completion_tokens,mean_calls,wall_s,mean_wall_s,no_answer,errors,pareto,\
+             reference,paired_items,diff,diff_ci_low,diff_ci_high,b,c,mcnemar_p\n",
         );
         for a in &self.approaches {
+            let reference = self.baseline.as_deref() == Some(a.approach.as_str());
+            let paired = match &a.vs_baseline {
+                Some(d) => format!(
+                    "{},{:.6},{:.6},{:.6},{},{},{:.6}",
+                    d.items, d.diff, d.ci_low, d.ci_high, d.b, d.c, d.mcnemar_p
+                ),
+                None => ",,,,,,".to_string(),
+            };
             out.push_str(&format!(
-                "{},{},{},{:.6},{:.6},{:.6},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{},{},{}\n",
+                "{},{},{},{:.6},{:.6},{:.6},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{},{},{},{},{}\n",
                 csv_field(&a.approach),
                 a.items,
                 a.correct,
@@ -218,23 +248,43 @@ impl EvalSummary {
                 a.mean_wall_s,
                 a.no_answer,
                 a.errors,
-                a.pareto
+                a.pareto,
+                reference,
+                paired
             ));
         }
         out
     }
 
-    /// The summary as a Markdown table.
+    /// The summary as a Markdown table, with the paired comparison to the reference
+    /// and the no-model baselines under it.
     pub fn to_markdown(&self) -> String {
         let mut out = format!(
             "{} on {} ({} items, seed {})\n\n\
-             | approach | accuracy | 95% CI | tokens/q | calls/q | wall s | no answer | errors |\n\
-             |---|---:|---|---:|---:|---:|---:|---:|\n",
+             | approach | accuracy | 95% CI | vs reference, points (95% CI) | b/c | McNemar p \
+             | tokens/q | calls/q | wall s | no answer | errors |\n\
+             |---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
             self.model, self.dataset, self.items, self.seed
         );
         for a in &self.approaches {
+            let reference = self.baseline.as_deref() == Some(a.approach.as_str());
+            let (diff, bc, p) = match &a.vs_baseline {
+                Some(d) => (
+                    format!(
+                        "{}{:+.1} ({:+.1} to {:+.1})",
+                        if d.excludes_zero() { "**" } else { "" },
+                        d.diff * 100.0,
+                        d.ci_low * 100.0,
+                        d.ci_high * 100.0
+                    ) + if d.excludes_zero() { "**" } else { "" },
+                    format!("{}/{}", d.b, d.c),
+                    format_p(d.mcnemar_p),
+                ),
+                None if reference => ("reference".to_string(), String::new(), String::new()),
+                None => (String::new(), String::new(), String::new()),
+            };
             out.push_str(&format!(
-                "| {}{} | {:.1}% ({}/{}) | {:.1}-{:.1}% | {:.0} | {:.2} | {:.1} | {} | {} |\n",
+                "| {}{} | {:.1}% ({}/{}) | {:.1}-{:.1}% | {} | {} | {} | {:.0} | {:.2} | {:.1} | {} | {} |\n",
                 a.approach.replace('|', "\\|"),
                 if a.pareto { " *" } else { "" },
                 a.accuracy * 100.0,
@@ -242,6 +292,9 @@ impl EvalSummary {
                 a.items,
                 a.ci_low * 100.0,
                 a.ci_high * 100.0,
+                diff,
+                bc,
+                p,
                 a.mean_tokens,
                 a.mean_calls,
                 a.wall_s,
@@ -250,7 +303,43 @@ impl EvalSummary {
             ));
         }
         out.push_str("\n`*`: on the accuracy-against-tokens Pareto front\n");
+        if let Some(reference) = &self.baseline {
+            out.push_str(&format!(
+                "\nReference: `{reference}`. `vs reference`: the row's accuracy minus the \
+                 reference's on the questions both answered, in percentage points, with \
+                 Newcombe's 95% interval for paired proportions (bold: the interval excludes \
+                 0); b: questions only the row got right, c: questions only the reference \
+                 got right; McNemar p: exact two-sided test on b and c.\n"
+            ));
+        }
+        if !self.no_model.is_empty() {
+            out.push_str("\nNo-model baselines (from the questions alone):\n\n");
+            for b in &self.no_model {
+                out.push_str(&format!(
+                    "- {}{}: {:.1}% ({}/{}, 95% CI {:.1}-{:.1}%)\n",
+                    b.name,
+                    b.answer
+                        .as_deref()
+                        .map(|a| format!(" (`{a}`)"))
+                        .unwrap_or_default(),
+                    b.accuracy * 100.0,
+                    b.correct,
+                    b.items,
+                    b.ci_low * 100.0,
+                    b.ci_high * 100.0
+                ));
+            }
+        }
         out
+    }
+}
+
+/// A p-value for a table: three decimals, `<0.001` below.
+fn format_p(p: f64) -> String {
+    if p < 0.001 {
+        "<0.001".to_string()
+    } else {
+        format!("{p:.3}")
     }
 }
 
@@ -347,6 +436,8 @@ pub async fn run_eval(
         }
         built.push((key, strategy));
     }
+    let keys: Vec<String> = built.iter().map(|(k, _)| k.clone()).collect();
+    let baseline = resolve_baseline(&keys, options.baseline.as_deref(), &options.sampling)?;
 
     let items = sample(
         &dataset.items,
@@ -441,8 +532,7 @@ pub async fn run_eval(
     drop(runs);
     drop(out);
 
-    let keys: Vec<String> = built.into_iter().map(|(k, _)| k).collect();
-    let summary = summarize(&info, &items, &keys, &records);
+    let summary = summarize(&info, &items, &keys, &records, baseline.as_deref());
     write_summary(out_dir, &summary)?;
     progress.event(&EvalEvent::Finished { summary: &summary });
     Ok(summary)
@@ -611,13 +701,56 @@ pub fn read_records(path: &Path) -> Result<Vec<ItemRecord>> {
     Ok(records)
 }
 
+/// The reference of the paired comparisons among `approaches` (canonical specs):
+/// `requested` (which must be one of them), else the first greedy `none` (a
+/// `temperature` of 0 in the spec, or none in the spec and 0 in `base`), else the first
+/// `none`, else none.
+pub fn resolve_baseline(
+    approaches: &[String],
+    requested: Option<&str>,
+    base: &Sampling,
+) -> Result<Option<String>> {
+    if let Some(r) = requested {
+        let key = spec::parse(r)
+            .map_err(|source| BenchError::Strategy {
+                approach: r.to_string(),
+                source,
+            })?
+            .to_string();
+        return match approaches.iter().find(|a| **a == key) {
+            Some(a) => Ok(Some(a.clone())),
+            None => Err(BenchError::InvalidArgument(format!(
+                "the baseline `{key}` is not among the approaches ({}); add it to them \
+                 (its records in the directory are reused)",
+                approaches.join(", ")
+            ))),
+        };
+    }
+    let none_temperature = |a: &str| match spec::parse(a) {
+        Ok(spec::Spec::Stage { slug, params }) if slug == "none" => Some(
+            params
+                .get("temperature")
+                .and_then(serde_json::Value::as_f64)
+                .or(base.temperature.map(f64::from)),
+        ),
+        _ => None,
+    };
+    let greedy = approaches
+        .iter()
+        .find(|a| none_temperature(a) == Some(Some(0.0)));
+    let any_none = approaches.iter().find(|a| none_temperature(a).is_some());
+    Ok(greedy.or(any_none).cloned())
+}
+
 /// The summary of `records` over `items` and `approaches` (records of other items or
-/// approaches are left out; the last record of a pair wins).
+/// approaches are left out; the last record of a pair wins), each approach compared with
+/// `baseline` (one of `approaches`) on the items both have.
 pub fn summarize(
     info: &RunInfo,
     items: &[Item],
     approaches: &[String],
     records: &[ItemRecord],
+    baseline: Option<&str>,
 ) -> EvalSummary {
     let selected: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
     let mut by_pair: HashMap<(&str, &str), &ItemRecord> = HashMap::new();
@@ -663,6 +796,13 @@ pub fn summarize(
                     .count(),
                 errors: rs.iter().filter(|r| r.error.is_some()).count(),
                 pareto: false,
+                vs_baseline: baseline.filter(|b| *b != a.as_str()).map(|b| {
+                    PairedDiff::from_pairs(items.iter().filter_map(|i| {
+                        let mine = by_pair.get(&(a.as_str(), i.id.as_str()))?;
+                        let theirs = by_pair.get(&(b, i.id.as_str()))?;
+                        Some((mine.correct, theirs.correct))
+                    }))
+                }),
             }
         })
         .collect();
@@ -681,7 +821,11 @@ pub fn summarize(
         model: info.model.clone(),
         seed: info.seed,
         items: items.len(),
+        baseline: baseline
+            .filter(|b| approaches.iter().any(|a| a == b))
+            .map(str::to_string),
         approaches: rows,
+        no_model: no_model_baselines(items),
     }
 }
 
@@ -696,6 +840,8 @@ pub fn write_summary(out_dir: &Path, summary: &EvalSummary) -> Result<()> {
     std::fs::write(&json_path, json + "\n").map_err(|e| BenchError::io(&json_path, e))?;
     let csv_path = out_dir.join(SUMMARY_CSV);
     std::fs::write(&csv_path, summary.to_csv()).map_err(|e| BenchError::io(&csv_path, e))?;
+    let md_path = out_dir.join(SUMMARY_MD);
+    std::fs::write(&md_path, summary.to_markdown()).map_err(|e| BenchError::io(&md_path, e))?;
     let points: Vec<PlotPoint> = summary
         .approaches
         .iter()
@@ -716,12 +862,13 @@ pub fn write_summary(out_dir: &Path, summary: &EvalSummary) -> Result<()> {
 }
 
 /// The paths of the files an evaluation writes into `out_dir`.
-pub fn output_files(out_dir: &Path) -> [PathBuf; 5] {
+pub fn output_files(out_dir: &Path) -> [PathBuf; 6] {
     [
         out_dir.join(RUN_FILE),
         out_dir.join(RESULTS_FILE),
         out_dir.join(SUMMARY_JSON),
         out_dir.join(SUMMARY_CSV),
+        out_dir.join(SUMMARY_MD),
         out_dir.join(PLOT_FILE),
     ]
 }

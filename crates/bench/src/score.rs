@@ -1,5 +1,7 @@
 //! Scoring model outputs against gold answers (through the shared extraction of
-//! [`optillm_core::extract`]) and accuracy with a Wilson confidence interval.
+//! [`optillm_core::extract`]), accuracy with a Wilson confidence interval, and the
+//! paired comparison of two approaches on the same questions ([`PairedDiff`]: Newcombe's
+//! interval for the difference of paired proportions, McNemar's exact test).
 
 use optillm_core::extract::{AnswerKind, answers_equal, extract};
 use serde::{Deserialize, Serialize};
@@ -82,9 +84,206 @@ pub fn wilson_interval(successes: usize, trials: usize, z: f64) -> (f64, f64) {
     (low, high)
 }
 
+/// Two approaches compared on the same questions: an approach against a reference.
+///
+/// The interval of the difference is Newcombe's hybrid score interval for paired
+/// proportions (Newcombe 1998, "Improved confidence intervals for the difference between
+/// binomial proportions based on paired data", Statistics in Medicine 17, method 10:
+/// the two Wilson intervals combined with the continuity-corrected correlation of the
+/// pairs). The p-value is McNemar's exact test: two-sided binomial test of `b` against
+/// `b + c` at 1/2.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PairedDiff {
+    /// Questions both were run on.
+    pub items: usize,
+    /// Both right.
+    pub both: usize,
+    /// Only the approach right (the reference wrong).
+    pub b: usize,
+    /// Only the reference right (the approach wrong).
+    pub c: usize,
+    /// Both wrong.
+    pub neither: usize,
+    /// The approach's accuracy minus the reference's, `(b - c) / items`.
+    pub diff: f64,
+    /// 95% interval of `diff`.
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Two-sided exact McNemar p-value.
+    pub mcnemar_p: f64,
+}
+
+impl PairedDiff {
+    /// The comparison from the four counts of the paired table.
+    pub fn new(both: usize, b: usize, c: usize, neither: usize) -> Self {
+        let items = both + b + c + neither;
+        let (diff, ci_low, ci_high) = newcombe_paired(both, b, c, neither, Z_95);
+        Self {
+            items,
+            both,
+            b,
+            c,
+            neither,
+            diff,
+            ci_low,
+            ci_high,
+            mcnemar_p: mcnemar_exact(b, c),
+        }
+    }
+
+    /// The comparison of `(approach right, reference right)` pairs, one per question.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (bool, bool)>) -> Self {
+        let (mut both, mut b, mut c, mut neither) = (0, 0, 0, 0);
+        for pair in pairs {
+            match pair {
+                (true, true) => both += 1,
+                (true, false) => b += 1,
+                (false, true) => c += 1,
+                (false, false) => neither += 1,
+            }
+        }
+        Self::new(both, b, c, neither)
+    }
+
+    /// The interval leaves out zero: the difference is more than noise at 95%.
+    pub fn excludes_zero(&self) -> bool {
+        self.ci_low > 0.0 || self.ci_high < 0.0
+    }
+}
+
+/// The difference of paired proportions `(b - c) / n` with Newcombe's hybrid score
+/// interval (method 10) for the normal quantile `z`. The table is `both` (first and
+/// second right), `b` (first only), `c` (second only), `neither`. With no pairs nothing is
+/// known: `(0, -1, 1)`.
+pub fn newcombe_paired(both: usize, b: usize, c: usize, neither: usize, z: f64) -> (f64, f64, f64) {
+    let n = both + b + c + neither;
+    if n == 0 {
+        return (0.0, -1.0, 1.0);
+    }
+    let nf = n as f64;
+    let (first, second) = (both + b, both + c);
+    let (p1, p2) = (first as f64 / nf, second as f64 / nf);
+    let diff = p1 - p2;
+    let (l1, u1) = wilson_interval(first, n, z);
+    let (l2, u2) = wilson_interval(second, n, z);
+    // The correlation of the pairs (phi), continuity-corrected towards zero when
+    // positive; zero when a margin is empty.
+    let margins = [first, n - first, second, n - second];
+    let phi = if margins.contains(&0) {
+        0.0
+    } else {
+        let det = both as f64 * neither as f64 - b as f64 * c as f64;
+        let corrected = if det > nf / 2.0 {
+            det - nf / 2.0
+        } else if det >= 0.0 {
+            0.0
+        } else {
+            det
+        };
+        corrected / margins.iter().map(|&m| m as f64).product::<f64>().sqrt()
+    };
+    let root = |x: f64, y: f64| (x * x + y * y - 2.0 * phi * x * y).max(0.0).sqrt();
+    let low = diff - root(p1 - l1, u2 - p2);
+    let high = diff + root(p2 - l2, u1 - p1);
+    (diff, low.max(-1.0), high.min(1.0))
+}
+
+/// McNemar's exact test: the two-sided p-value of `b` successes in `b + c` fair coin
+/// tosses (twice the smaller tail, at most 1). No discordant pair: 1.
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let m = b + c;
+    if m == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    let mut tail = 0.0_f64;
+    if m <= 1000 {
+        // C(m, i) / 2^m term by term from the exact 2^-m.
+        let mut term = 0.5_f64.powi(m as i32);
+        for i in 0..=k {
+            tail += term;
+            term *= (m - i) as f64 / (i + 1) as f64;
+        }
+    } else {
+        // In logs: 2^-m underflows past m = 1074.
+        let ln_half_m = m as f64 * std::f64::consts::LN_2;
+        let mut ln_choose = 0.0_f64;
+        for i in 0..=k {
+            if i > 0 {
+                ln_choose += ((m - i + 1) as f64).ln() - (i as f64).ln();
+            }
+            tail += (ln_choose - ln_half_m).exp();
+        }
+    }
+    (2.0 * tail).min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mcnemar_exact_matches_hand_computed_tails() {
+        // 0 of 5: 2 / 2^5.
+        assert_eq!(mcnemar_exact(0, 5), 0.0625);
+        assert_eq!(mcnemar_exact(5, 0), 0.0625);
+        // 1 of 10: 2 (1 + 10) / 2^10.
+        assert!((mcnemar_exact(1, 9) - 22.0 / 1024.0).abs() < 1e-12);
+        // 6 of 22: 2 (1 + 22 + 231 + 1540 + 7315 + 26334 + 74613) / 2^22.
+        assert!((mcnemar_exact(6, 16) - 2.0 * 110_056.0 / 4_194_304.0).abs() < 1e-12);
+        assert_eq!(mcnemar_exact(3, 3), 1.0);
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        // Past 2^1074 the tail is still a probability, continuous with the exact sum.
+        let p = mcnemar_exact(500, 700);
+        assert!(p > 0.0 && p < 1e-6, "{p}");
+        assert_eq!(mcnemar_exact(600, 600), 1.0);
+        let (below, above) = (mcnemar_exact(450, 550), mcnemar_exact(451, 550));
+        assert!(below < above && above / below < 1.2, "{below} {above}");
+    }
+
+    #[test]
+    fn paired_interval_matches_a_published_example() {
+        // Fagerland, Lydersen and Laake, "Statistical Analysis of Contingency Tables"
+        // (2017), chapter 8, complete response before and after consolidation therapy
+        // (Cavo et al. 2012): table 59, 6 / 16, 80; Newcombe square-and-add interval
+        // -0.0621 (-0.1186 to -0.0046).
+        let d = PairedDiff::new(59, 6, 16, 80);
+        assert_eq!(d.items, 161);
+        assert!(close(d.diff, -0.0621) && close(d.ci_low, -0.1186), "{d:?}");
+        assert!(close(d.ci_high, -0.0046), "{d:?}");
+        assert!(d.excludes_zero());
+        // The interval is the same with the approaches swapped, mirrored.
+        let swapped = PairedDiff::new(59, 16, 6, 80);
+        assert!((swapped.ci_low + d.ci_high).abs() < 1e-12);
+        assert!((swapped.ci_high + d.ci_low).abs() < 1e-12);
+        assert_eq!(swapped.mcnemar_p, d.mcnemar_p);
+    }
+
+    #[test]
+    fn paired_counts_come_from_the_pairs() {
+        let pairs = [
+            (true, true),
+            (true, false),
+            (true, false),
+            (false, true),
+            (false, false),
+        ];
+        let d = PairedDiff::from_pairs(pairs);
+        assert_eq!((d.both, d.b, d.c, d.neither, d.items), (1, 2, 1, 1, 5));
+        assert!((d.diff - 0.2).abs() < 1e-12);
+        assert!(d.ci_low < 0.2 && d.ci_high > 0.2 && !d.excludes_zero());
+        // Identical answers: no difference, an interval around zero, p = 1.
+        let same = PairedDiff::new(40, 0, 0, 60);
+        assert_eq!((same.diff, same.mcnemar_p), (0.0, 1.0));
+        assert!(same.ci_low < 0.0 && same.ci_high > 0.0);
+        // Nothing to compare.
+        let empty = PairedDiff::from_pairs([]);
+        assert_eq!((empty.diff, empty.ci_low, empty.ci_high), (0.0, -1.0, 1.0));
+        // Everything flips one way: bounded by 1.
+        let all = PairedDiff::new(0, 30, 0, 0);
+        assert_eq!(all.diff, 1.0);
+        assert!(all.ci_high <= 1.0 && all.ci_low > 0.8, "{all:?}");
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 6e-5

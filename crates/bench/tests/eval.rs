@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use optillm_bench::eval::{PLOT_FILE, RESULTS_FILE, RUN_FILE, SUMMARY_CSV, SUMMARY_JSON};
+use optillm_bench::eval::{
+    PLOT_FILE, RESULTS_FILE, RUN_FILE, SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD,
+};
 use optillm_bench::{
     Accuracy, BenchError, EvalEvent, EvalOptions, EvalSummary, Item, ItemRecord, LoadedDataset,
     NoEvalProgress, Shard, run_eval,
@@ -29,6 +31,7 @@ fn dataset() -> LoadedDataset {
                 prompt: format!("[q{i}] What is {i} doubled?"),
                 gold: (2 * i).to_string(),
                 kind: AnswerKind::Number,
+                options: Vec::new(),
             })
             .collect(),
     )
@@ -248,7 +251,20 @@ async fn scores_summarises_and_writes_every_file() {
     assert!(lines[0].starts_with("approach,items,correct,accuracy,ci_low,ci_high,mean_tokens"));
     assert!(lines[1].starts_with("none,6,3,0.500000,"));
     assert!(lines[2].starts_with("self_consistency(k=3),6,6,1.000000,"));
-    assert!(lines[3].ends_with(",false"));
+    // re2: not on the front, not the reference, the same answers as none (b = c = 0).
+    assert!(
+        lines[3].contains(",false,false,6,0.000000,"),
+        "{}",
+        lines[3]
+    );
+    assert!(lines[3].ends_with(",0,0,1.000000"), "{}", lines[3]);
+    // The reference row has empty paired columns.
+    assert!(lines[1].ends_with(",true,,,,,,,"), "{}", lines[1]);
+    assert!(
+        lines[0].ends_with(
+            ",pareto,reference,paired_items,diff,diff_ci_low,diff_ci_high,b,c,mcnemar_p"
+        )
+    );
     assert!(dir.path().join(RUN_FILE).exists());
 
     let svg = std::fs::read_to_string(dir.path().join(PLOT_FILE)).unwrap();
@@ -265,9 +281,41 @@ async fn scores_summarises_and_writes_every_file() {
     assert!(texts.iter().any(|t| t.contains("mock on toy")));
     assert!(circles >= 3, "{circles} points");
 
+    // Paired with the reference (`none`, the only none): self-consistency is right on
+    // the 3 odd items none misses and on the 3 even ones it gets.
+    assert_eq!(summary.baseline.as_deref(), Some("none"));
+    assert_eq!(json.baseline.as_deref(), Some("none"));
+    assert!(none.vs_baseline.is_none());
+    let d = sc.vs_baseline.unwrap();
+    assert_eq!((d.items, d.both, d.b, d.c, d.neither), (6, 3, 3, 0, 0));
+    assert_eq!(d.diff, 0.5);
+    assert_eq!(d.mcnemar_p, 0.25);
+    let from_json = json.approaches[1].vs_baseline.unwrap();
+    assert_eq!((from_json.b, from_json.c, from_json.items), (3, 0, 6));
+    assert!((from_json.ci_low - d.ci_low).abs() < 1e-12);
+    // Number answers: no multiple-choice baselines.
+    assert!(summary.no_model.is_empty());
+
     let md = summary.to_markdown();
-    assert!(md.contains("| none * | 50.0% (3/6) |"));
+    assert!(md.contains(&format!(
+        "| none * | 50.0% (3/6) | {:.1}-{:.1}% | reference |",
+        expected.ci_low * 100.0,
+        expected.ci_high * 100.0
+    )));
     assert!(md.contains("| re2 | 50.0% (3/6) |"));
+    // Bold when the interval leaves out zero.
+    let bold = if d.excludes_zero() { "**" } else { "" };
+    let cell = format!(
+        "| {bold}+50.0 ({:+.1} to {:+.1}){bold} | 3/0 | 0.250 |",
+        d.ci_low * 100.0,
+        d.ci_high * 100.0
+    );
+    assert!(md.contains(&cell), "{cell} in {md}");
+    assert!(md.contains("Reference: `none`."));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(SUMMARY_MD)).unwrap(),
+        md
+    );
 }
 
 #[tokio::test]
@@ -704,4 +752,121 @@ async fn concurrent_runs_record_the_same_results_in_the_same_order() {
         .collect();
     assert_eq!(a.len(), 18);
     assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn greedy_none_is_the_reference_unless_another_is_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = Arc::new(scripted());
+    let approaches: Vec<String> = ["none", "re2", "none(temperature=0.0)"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let summary = run_eval(
+        mock.clone(),
+        &dataset(),
+        &approaches,
+        &options(),
+        dir.path(),
+        &NoEvalProgress,
+    )
+    .await
+    .unwrap();
+    // The greedy row is told apart by its spec and chosen over plain `none`.
+    let greedy = summary.baseline.clone().unwrap();
+    assert!(greedy.starts_with("none(temperature=0"), "{greedy}");
+    assert!(row(&summary, &greedy).vs_baseline.is_none());
+    assert!(row(&summary, "none").vs_baseline.is_some());
+    // Its requests are greedy; the others keep the evaluation's temperature.
+    let temps: HashSet<String> = mock
+        .requests()
+        .iter()
+        .map(|r| format!("{:?}", r.sampling.temperature))
+        .collect();
+    assert_eq!(
+        temps,
+        HashSet::from(["Some(0.0)".to_string(), "Some(0.7)".to_string()])
+    );
+    assert_eq!(
+        mock.requests()
+            .iter()
+            .filter(|r| r.sampling.temperature == Some(0.0))
+            .count(),
+        6
+    );
+
+    // `baseline` chooses another reference; the records are reused (no call).
+    let calls = mock.calls();
+    let opts = EvalOptions {
+        baseline: Some("re2".into()),
+        ..options()
+    };
+    let again = run_eval(
+        mock.clone(),
+        &dataset(),
+        &approaches,
+        &opts,
+        dir.path(),
+        &NoEvalProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(mock.calls(), calls);
+    assert_eq!(again.baseline.as_deref(), Some("re2"));
+    assert!(row(&again, "re2").vs_baseline.is_none());
+    assert!(row(&again, &greedy).vs_baseline.is_some());
+
+    // A reference that is not evaluated is refused before any call.
+    let opts = EvalOptions {
+        baseline: Some("bon".into()),
+        ..options()
+    };
+    let err = run_eval(
+        mock.clone(),
+        &dataset(),
+        &approaches,
+        &opts,
+        dir.path(),
+        &NoEvalProgress,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BenchError::InvalidArgument(_)), "{err}");
+    assert_eq!(mock.calls(), calls);
+}
+
+#[test]
+fn the_default_reference_follows_the_base_temperature() {
+    use optillm_bench::eval::resolve_baseline;
+    let keys = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let sampled = Sampling::default().with_temperature(0.7);
+    let greedy = Sampling::default().with_temperature(0.0);
+    let unset = Sampling::default();
+    let both = keys(&["bon", "none", "none(temperature=0)"]);
+    assert_eq!(
+        resolve_baseline(&both, None, &sampled).unwrap().as_deref(),
+        Some("none(temperature=0)")
+    );
+    // With a greedy base sampling plain `none` is greedy too, and comes first.
+    assert_eq!(
+        resolve_baseline(&both, None, &greedy).unwrap().as_deref(),
+        Some("none")
+    );
+    // No greedy none: the first none; no none at all: no reference.
+    let plain = keys(&["bon", "none(temperature=1)", "none"]);
+    assert_eq!(
+        resolve_baseline(&plain, None, &unset).unwrap().as_deref(),
+        Some("none(temperature=1)")
+    );
+    assert_eq!(
+        resolve_baseline(&keys(&["bon"]), None, &unset).unwrap(),
+        None
+    );
+    // A requested reference is matched in its canonical form.
+    assert_eq!(
+        resolve_baseline(&keys(&["bon(n=3)"]), Some("bon( n = 3 )"), &unset)
+            .unwrap()
+            .as_deref(),
+        Some("bon(n=3)")
+    );
 }

@@ -142,6 +142,12 @@ pub struct EvalArgs {
     /// each run's wall time then includes the time it shared).
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
+    /// The reference of the paired comparisons in the summary, one of --approaches
+    /// (default: greedy `none(temperature=0)` when listed, else `none`). Each row gets
+    /// its accuracy difference to it on the same questions with a 95% interval, the
+    /// discordant counts b/c and McNemar's exact p.
+    #[arg(long)]
+    pub baseline: Option<String>,
 }
 
 /// Splits `a,b(k=1,n=2),c` at top-level commas.
@@ -208,6 +214,7 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
         },
         shard: args.shard.as_deref().map(Shard::parse).transpose()?,
         concurrency: args.concurrency.max(1),
+        baseline: args.baseline.clone(),
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
