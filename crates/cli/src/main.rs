@@ -32,6 +32,19 @@ enum Command {
         /// Every model of the manifest.
         #[arg(long)]
         all_models: bool,
+        /// Re-hash files already in the cache (not only unverified ones) and download
+        /// damaged ones again.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Re-hash cached models and data sets against the manifest's SHA-256 (default: every
+    /// one in the cache) and remove files left by interrupted pulls.
+    Verify {
+        /// Manifest names or aliases.
+        names: Vec<String>,
+        /// Download damaged or missing files again.
+        #[arg(long)]
+        repair: bool,
     },
     /// List the manifest's models and data sets and whether they are local; with
     /// `--backend ollama|openai`, the server's models too.
@@ -72,7 +85,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => commands::run::run(args).await,
-            Command::Pull { names, all_models } => commands::models::pull(names, all_models).await,
+            Command::Pull {
+                names,
+                all_models,
+                verify,
+            } => commands::models::pull(names, all_models, verify).await,
+            Command::Verify { names, repair } => commands::models::verify(names, repair).await,
             Command::Models { backend } => commands::models::list(backend).await,
             Command::Serve(args) => commands::serve::serve(args).await,
             Command::Bench(args) => commands::bench::bench(args).await,

@@ -19,11 +19,11 @@ pub struct BenchArgs {
     pub model: Vec<String>,
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// Tokens generated per run.
-    #[arg(long, default_value_t = 64)]
+    /// Tokens generated per run (1..=1048576).
+    #[arg(long, default_value_t = 64, value_parser = super::parse_max_tokens)]
     pub max_tokens: u32,
-    /// Measured runs per model (after one warm-up).
-    #[arg(long, default_value_t = 3)]
+    /// Measured runs per model after one warm-up (1..=1000).
+    #[arg(long, default_value_t = 3, value_parser = super::parse_runs)]
     pub runs: usize,
     /// Write the reports as JSON to this file.
     #[arg(long)]
@@ -41,6 +41,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     if args.single {
         let model = args.model.first().context("--single needs --model")?;
+        super::check_native(&args.backend, model)?;
         let started = Instant::now();
         let backend = backends::open(&args.backend, model).await?;
         let report =
@@ -58,6 +59,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         if models.is_empty() {
             bail!("no local model: run `optillm pull` first");
         }
+    }
+    for model in &models {
+        super::check_native(&args.backend, model)?;
     }
     // Each model is measured in a process of its own, so peak RSS is that model's.
     let exe = std::env::current_exe().context("locating the optillm binary")?;
@@ -81,6 +85,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         if let Some(t) = args.backend.threads {
             cmd.args(["--threads", &t.to_string()]);
+        }
+        if let Some(c) = args.backend.ctx_size {
+            cmd.args(["--ctx-size", &c.to_string()]);
         }
         let out = cmd.output().await?;
         if !out.status.success() {

@@ -42,23 +42,23 @@ pub struct RunArgs {
     pub min_p: Option<f32>,
     #[arg(long)]
     pub repeat_penalty: Option<f32>,
-    /// Most tokens per completion.
-    #[arg(long)]
+    /// Most tokens per completion (1..=1048576).
+    #[arg(long, value_parser = super::parse_max_tokens)]
     pub max_tokens: Option<u32>,
     #[arg(long)]
     pub seed: Option<u32>,
     /// Stop sequence (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
-    /// Number of answers.
-    #[arg(short, default_value_t = 1)]
+    /// Number of answers (1..=256).
+    #[arg(short, default_value_t = 1, value_parser = super::parse_n)]
     pub n: u32,
     /// Budget: most prompt + completion tokens over all model calls of the approach.
     #[arg(long)]
     pub max_total_tokens: Option<u64>,
-    /// Budget: most seconds for the whole approach.
-    #[arg(long)]
-    pub deadline: Option<f64>,
+    /// Budget: most seconds for the whole approach (> 0, at most 604800 = 7 days).
+    #[arg(long, value_parser = super::parse_deadline)]
+    pub deadline: Option<Duration>,
     /// Write the trace of every model call as JSON Lines to this file.
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -94,9 +94,15 @@ impl RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Everything that can be checked is checked before the model is pulled or loaded.
     let spec = spec::parse(&args.approach)?;
+    let strategy = strategies::build_spec(&spec)?;
+    args.sampling()
+        .validate()
+        .context("invalid sampling options")?;
     let messages = args.messages()?;
     let model = backends::model_name(args.model.clone())?;
+    super::check_native(&args.backend, &model)?;
     let backend = backends::open(&args.backend, &model).await?;
     if spec.is_none() && args.trace.is_none() {
         let request = ChatRequest::new(messages)
@@ -104,7 +110,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_n(args.n);
         return stream_plain(backend.as_ref(), request).await;
     }
-    run_strategy(&args, &spec, backend, messages).await
+    run_strategy(&args, &spec, strategy, backend, messages).await
 }
 
 /// `none`: tokens go to stdout as the model produces them.
@@ -159,16 +165,16 @@ async fn stream_plain(
 async fn run_strategy(
     args: &RunArgs,
     spec: &Spec,
+    strategy: Box<dyn optillm_core::strategy::Strategy>,
     backend: std::sync::Arc<dyn optillm_core::Backend>,
     messages: Vec<Message>,
 ) -> anyhow::Result<()> {
-    let strategy = strategies::build_spec(spec)?;
     let mut request = StrategyRequest::new(messages);
     request.sampling = args.sampling();
     request.n = args.n;
     let budget = Budget {
         max_total_tokens: args.max_total_tokens,
-        max_duration: args.deadline.map(Duration::from_secs_f64),
+        max_duration: args.deadline,
     };
     // The final call of the approach (if it has one) streams to stdout as it runs.
     let streamed: Arc<Mutex<String>> = Arc::default();

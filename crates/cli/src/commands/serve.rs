@@ -26,12 +26,12 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer <key>`.
     #[arg(long, env = "OPTILLM_API_KEY")]
     pub api_key: Option<String>,
-    /// Requests running at once (the native backend decodes the ones that wait for it
-    /// together, up to 16 sequences per round).
-    #[arg(long, default_value_t = 8)]
+    /// Requests running at once, 1..=4096 (the native backend decodes the ones that wait
+    /// for it together, up to 16 sequences per round).
+    #[arg(long, default_value_t = 8, value_parser = super::parse_max_concurrent)]
     pub max_concurrent: usize,
-    /// Requests waiting for a slot; more get 429.
-    #[arg(long, default_value_t = 16)]
+    /// Requests waiting for a slot, 0..=65536; more get 429.
+    #[arg(long, default_value_t = 16, value_parser = super::parse_max_queue)]
     pub max_queue: usize,
     /// Approach used when a request names none.
     #[arg(long)]
@@ -39,12 +39,20 @@ pub struct ServeArgs {
     /// Per-request budget: most prompt + completion tokens over all model calls.
     #[arg(long)]
     pub max_total_tokens: Option<u64>,
-    /// Per-request budget: most seconds.
-    #[arg(long)]
-    pub deadline: Option<f64>,
+    /// Per-request budget: most seconds (> 0, at most 604800 = 7 days).
+    #[arg(long, value_parser = super::parse_deadline)]
+    pub deadline: Option<Duration>,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Configuration errors come before any model is loaded: the default approach must
+    // build, and the address must be free (it is bound now, served once models load).
+    if let Some(approach) = &args.approach {
+        let spec = optillm_core::spec::parse(approach)
+            .with_context(|| format!("invalid --approach `{approach}`"))?;
+        optillm_core::strategies::build_spec(&spec)
+            .with_context(|| format!("invalid --approach `{approach}`"))?;
+    }
     let mut names = args.model.clone();
     if names.is_empty() {
         names = match backends::remote_models(&args.backend).await? {
@@ -52,6 +60,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => vec![backends::model_name(None)?],
         };
     }
+    for name in &names {
+        super::check_native(&args.backend, name)?;
+    }
+    let bind = SocketAddr::new(args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
     let mut models = StaticModels::new();
     for name in &names {
         let backend = backends::open(&args.backend, name).await?;
@@ -70,14 +85,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         models.insert(info, backend);
     }
     let config = ServerConfig {
-        bind: SocketAddr::new(args.host, args.port),
+        bind: listener.local_addr().unwrap_or(bind),
         api_key: args.api_key.clone(),
         max_concurrent: args.max_concurrent,
         max_queue: args.max_queue,
         default_approach: args.approach.clone(),
         default_budget: optillm_core::Budget {
             max_total_tokens: args.max_total_tokens,
-            max_duration: args.deadline.map(Duration::from_secs_f64),
+            max_duration: args.deadline,
         },
         ..ServerConfig::default()
     };
@@ -86,7 +101,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         names.join(", "),
         config.bind
     );
-    optillm_server::serve(config, Arc::new(models), shutdown_signal())
+    optillm_server::serve_on(listener, config, Arc::new(models), shutdown_signal())
         .await
         .context("the server stopped")
 }
