@@ -37,7 +37,7 @@ pub fn parse_deadline(s: &str) -> Result<Duration, String> {
 }
 
 /// An integer in `min..=max`, with the range in the message.
-fn parse_in<T>(s: &str, min: T, max: T) -> Result<T, String>
+pub(crate) fn parse_in<T>(s: &str, min: T, max: T) -> Result<T, String>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {

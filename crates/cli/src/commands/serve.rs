@@ -39,14 +39,59 @@ pub struct ServeArgs {
     /// Per-request budget: most prompt + completion tokens over all model calls.
     #[arg(long)]
     pub max_total_tokens: Option<u64>,
-    /// Per-request budget: most seconds (> 0, at most 604800 = 7 days).
-    #[arg(long, value_parser = super::parse_deadline)]
-    pub deadline: Option<Duration>,
+    /// Per-request budget: most seconds (> 0, at most 604800 = 7 days); a run cut by it
+    /// answers with its best answer so far.
+    #[arg(long, default_value = "600", value_parser = super::parse_deadline)]
+    pub deadline: Duration,
+    /// Largest count of work an approach parameter may ask for per stage (`k`, `n`,
+    /// `agents`, `rounds`, `simulations`, list lengths); more is refused with 400.
+    #[arg(long, default_value_t = 64, value_parser = parse_max_count)]
+    pub max_count: u32,
+    /// Browser origins allowed to call the server besides local ones (comma-separated,
+    /// `*` for any), e.g. `https://ui.example:8443`.
+    #[arg(long, env = "OPTILLM_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Host names accepted in `Host` besides local ones when bound to loopback
+    /// (comma-separated, `*` for any).
+    #[arg(long, env = "OPTILLM_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Seconds a client has to send a request's headers; also the longest idle time of
+    /// a keep-alive connection.
+    #[arg(long, default_value = "10", value_parser = super::parse_deadline)]
+    pub header_timeout: Duration,
+    /// Seconds a client has to send a request's body (408 after).
+    #[arg(long, default_value = "30", value_parser = super::parse_deadline)]
+    pub body_timeout: Duration,
+    /// Largest request body in MiB (413 beyond), 1..=1024.
+    #[arg(long, default_value_t = 8, value_parser = parse_body_mib)]
+    pub max_body_mib: usize,
+    /// Most connections open at once (more wait to be accepted), 1..=65536.
+    #[arg(long, default_value_t = 256, value_parser = parse_max_connections)]
+    pub max_connections: usize,
+    /// Seconds the requests in flight may run after SIGINT/SIGTERM before they are
+    /// dropped; a second signal stops at once.
+    #[arg(long, default_value = "10", value_parser = super::parse_deadline)]
+    pub shutdown_grace: Duration,
+}
+
+fn parse_max_count(s: &str) -> Result<u32, String> {
+    super::parse_in(s, 1, 4096)
+}
+
+fn parse_body_mib(s: &str) -> Result<usize, String> {
+    super::parse_in(s, 1, 1024)
+}
+
+fn parse_max_connections(s: &str) -> Result<usize, String> {
+    super::parse_in(s, 1, 1 << 16)
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Configuration errors come before any model is loaded: the default approach must
     // build, and the address must be free (it is bound now, served once models load).
+    if args.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        anyhow::bail!("the API key is empty: give a non-empty --api-key (OPTILLM_API_KEY) or none");
+    }
     if let Some(approach) = &args.approach {
         let spec = optillm_core::spec::parse(approach)
             .with_context(|| format!("invalid --approach `{approach}`"))?;
@@ -92,8 +137,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_approach: args.approach.clone(),
         default_budget: optillm_core::Budget {
             max_total_tokens: args.max_total_tokens,
-            max_duration: args.deadline,
+            max_duration: Some(args.deadline),
         },
+        max_body_bytes: args.max_body_mib * 1024 * 1024,
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        max_connections: args.max_connections,
+        shutdown_grace: args.shutdown_grace,
+        allowed_hosts: args.allowed_hosts.clone(),
+        allowed_origins: args.allowed_origins.clone(),
+        max_count: args.max_count,
         ..ServerConfig::default()
     };
     eprintln!(
@@ -101,30 +154,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         names.join(", "),
         config.bind
     );
-    optillm_server::serve_on(listener, config, Arc::new(models), shutdown_signal())
-        .await
-        .context("the server stopped")
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    eprintln!("shutting down: finishing requests in flight");
+    optillm_server::serve_on(
+        listener,
+        config,
+        Arc::new(models),
+        optillm_server::shutdown_signal(),
+    )
+    .await
+    .context("the server stopped")
 }
