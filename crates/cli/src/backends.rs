@@ -31,6 +31,22 @@ pub struct BackendArgs {
     /// Context size for the native backend (default: the model's, at most 8192).
     #[arg(long)]
     pub ctx_size: Option<u32>,
+    /// Remote backends: seconds to wait for the next chunk once an answer has begun,
+    /// before the request fails as stalled and is cancelled (default 60).
+    #[arg(long, value_name = "SECS", value_parser = parse_idle_timeout)]
+    pub idle_timeout: Option<std::time::Duration>,
+}
+
+/// A positive, finite number of seconds.
+fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("the idle timeout must be above zero".to_string());
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
 /// The model name to use: the flag, else `LLM_MODEL`, else the manifest's default.
@@ -105,6 +121,10 @@ pub fn ollama(args: &BackendArgs, model: &str) -> anyhow::Result<optillm_ollama:
         Some(url) => optillm_ollama::OllamaConfig::new(url.clone(), model),
         None => optillm_ollama::OllamaConfig::from_env(model),
     };
+    let config = match args.idle_timeout {
+        Some(d) => config.with_idle_timeout(d),
+        None => config,
+    };
     Ok(optillm_ollama::OllamaBackend::new(config)?)
 }
 
@@ -123,6 +143,10 @@ pub fn openai(args: &BackendArgs, model: &str) -> anyhow::Result<optillm_openai:
     let config = match &args.url {
         Some(url) => optillm_openai::OpenAiConfig::new(url.clone(), model),
         None => optillm_openai::OpenAiConfig::from_env(model),
+    };
+    let config = match args.idle_timeout {
+        Some(d) => config.with_idle_timeout(d),
+        None => config,
     };
     Ok(optillm_openai::OpenAiBackend::new(config)?)
 }
@@ -157,4 +181,21 @@ pub async fn remote_models(args: &BackendArgs) -> anyhow::Result<Option<Vec<Stri
 #[cfg(not(feature = "openai"))]
 fn open_openai(_: &BackendArgs, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
     bail!("this build has no OpenAI-compatible backend (enable the `openai` feature)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn idle_timeouts_are_positive_seconds() {
+        assert_eq!(parse_idle_timeout("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_idle_timeout("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_idle_timeout("0").is_err());
+        assert!(parse_idle_timeout("-3").is_err());
+        assert!(parse_idle_timeout("NaN").is_err());
+        assert!(parse_idle_timeout("inf").is_err());
+        assert!(parse_idle_timeout("soon").is_err());
+    }
 }

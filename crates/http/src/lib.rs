@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use optillm_core::BackendError;
 use reqwest::header::HeaderMap;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Default longest wait for the next chunk once an answer has begun (60 s).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -178,7 +178,7 @@ pub async fn open(
         match outcome {
             Ok(opened) => return Ok(opened),
             Err(f) if f.retry == Retry::Fresh && !fresh => {
-                warn!(error = %f.error, "the connection closed before any answer \
+                debug!(error = %f.error, "the connection closed before any answer \
                       (a keep-alive connection the server had closed?); retrying once on a fresh connection");
                 fresh = true;
             }
