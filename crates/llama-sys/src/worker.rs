@@ -303,6 +303,15 @@ impl<'m> Engine<'m> {
         &self,
         request: &ChatRequest,
     ) -> Result<Vec<LlamaToken>, BackendError> {
+        // Every message takes at least one token: refuse what cannot fit before the chat
+        // template, whose cost grows faster than linearly with the number of messages.
+        let n_ctx = self.ctx.n_ctx();
+        if request.messages.len() as u64 >= u64::from(n_ctx) {
+            return Err(BackendError::InvalidRequest(format!(
+                "{} messages cannot fit a context of {n_ctx} tokens (each takes at least one)",
+                request.messages.len()
+            )));
+        }
         let messages = request
             .messages
             .iter()
@@ -319,7 +328,6 @@ impl<'m> Engine<'m> {
         if tokens.len() > 1 && tokens[0] == tokens[1] && tokens[0] == vocab.bos() {
             tokens.remove(0);
         }
-        let n_ctx = self.ctx.n_ctx();
         if tokens.is_empty() || tokens.len() as u64 >= u64::from(n_ctx) {
             return Err(BackendError::ContextOverflow {
                 prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),

@@ -270,6 +270,13 @@ async fn prompt_longer_than_context_is_a_typed_error() {
         }
         other => panic!("expected ContextOverflow, got {other:?}"),
     }
+    // More messages than the context has tokens: refused before the chat template.
+    let many = vec![Message::user("a"); 2048];
+    let err = b.complete(ChatRequest::new(many)).await.unwrap_err();
+    match err {
+        BackendError::InvalidRequest(m) => assert!(m.contains("2048 messages"), "{m}"),
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
     // The backend still works afterwards.
     let ok = b
         .complete(ask("Hi", Sampling::default().with_max_tokens(3)))

@@ -146,10 +146,11 @@ impl From<BackendError> for ApiError {
                 err.retry_after = Some(1);
                 return err;
             }
-            BackendError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            BackendError::Http { .. } | BackendError::Connection(_) | BackendError::Protocol(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            BackendError::Timeout(_) | BackendError::Stalled(_) => StatusCode::GATEWAY_TIMEOUT,
+            BackendError::Http { .. }
+            | BackendError::Connection(_)
+            | BackendError::Protocol(_)
+            | BackendError::TooLarge { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, message)
@@ -224,6 +225,7 @@ mod tests {
             ),
             (BackendError::Busy("full".into()).into(), 503),
             (BackendError::Timeout(Duration::from_secs(3)).into(), 504),
+            (BackendError::Stalled(Duration::from_secs(60)).into(), 504),
             (
                 BackendError::Http {
                     status: 500,
@@ -234,6 +236,14 @@ mod tests {
             ),
             (BackendError::Connection("refused".into()).into(), 502),
             (BackendError::Protocol("bad json".into()).into(), 502),
+            (
+                BackendError::TooLarge {
+                    what: "a line".into(),
+                    limit: 8,
+                }
+                .into(),
+                502,
+            ),
             (BackendError::Closed.into(), 500),
             (StrategyError::UnknownApproach("zz".into()), 400),
             (

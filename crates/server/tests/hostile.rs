@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
+
+use common::Hangs;
 
 struct Running {
     addr: SocketAddr,
@@ -140,36 +144,6 @@ async fn open_connections_are_capped() {
         .expect("the waiting connection was never served")
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-}
-
-/// Never answers; records when its call is dropped.
-struct Hangs {
-    entered: Arc<Notify>,
-    dropped: Arc<AtomicBool>,
-}
-
-struct SetOnDrop(Arc<AtomicBool>);
-
-impl Drop for SetOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl Backend for Hangs {
-    fn model(&self) -> &str {
-        "hangs"
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-    async fn stream(&self, _: ChatRequest) -> Result<CompletionStream, BackendError> {
-        let _guard = SetOnDrop(self.dropped.clone());
-        self.entered.notify_one();
-        std::future::pending::<()>().await;
-        Err(BackendError::Closed)
-    }
 }
 
 #[tokio::test]

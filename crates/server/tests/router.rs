@@ -1,6 +1,8 @@
 //! In-process tests of both dialects over the mock backend (tower `oneshot`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,6 +21,8 @@ use optillm_server::{AppState, ServerConfig, StaticModels, router};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
+
+use common::Hangs;
 
 fn app_with(models: StaticModels, config: ServerConfig) -> Router {
     router(AppState::new(config, Arc::new(models)).unwrap())
@@ -1325,36 +1329,6 @@ async fn serves_over_tcp_and_shuts_down_gracefully() {
         .unwrap();
     assert!(result.is_ok());
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
-}
-
-/// Never answers; records when its call is dropped.
-struct Hangs {
-    entered: Arc<Notify>,
-    dropped: Arc<AtomicBool>,
-}
-
-struct SetOnDrop(Arc<AtomicBool>);
-
-impl Drop for SetOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl Backend for Hangs {
-    fn model(&self) -> &str {
-        "hangs"
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-    async fn stream(&self, _: ChatRequest) -> Result<CompletionStream, BackendError> {
-        let _guard = SetOnDrop(self.dropped.clone());
-        self.entered.notify_one();
-        std::future::pending::<()>().await;
-        Err(BackendError::Closed)
-    }
 }
 
 #[tokio::test]
