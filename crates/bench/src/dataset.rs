@@ -9,6 +9,29 @@
 //!   are grouped by `doc_id` (`query` holds the question with its lettered options,
 //!   `choices` the letters, `gold` the index of the right one).
 //! - ASDiv is plain JSON Lines (`passage`, `question`, `answer` such as `9 apples`).
+//!
+//! A data set of your own is a JSON Lines file (plain or gzip), one question a line,
+//! read by [`load_custom`]:
+//!
+//! ```json
+//! {"id": "q1", "question": "What is 12 * 3?", "answer": 36}
+//! {"question": "Which is a gas?", "options": ["ice", "steam", "rock"], "answer": "B"}
+//! {"question": "Is 7 prime?", "answer": "yes", "kind": "yes_no"}
+//! ```
+//!
+//! - `question` (string, required): the question; the instruction to finish with
+//!   "The answer is ..." is appended;
+//! - `answer` (string or number, required): the gold answer. With `options`: the letter
+//!   of the right option (`A` is the first) or the right option's text;
+//! - `options` (array of 2 to 5 strings, optional): a multiple-choice question, shown as
+//!   `(A) ...` lines under the question;
+//! - `kind` (optional): `number`, `choice`, `yes_no` or `text`. Default: `choice` with
+//!   options, else `number` when the answer is a number, `yes_no` for yes/no/true/false,
+//!   else `text` (compared after normalisation);
+//! - `id` (string or number, optional, unique): the key of the question's records
+//!   (default: its line number, so give ids if lines may move).
+//!
+//! Other fields are refused, so that a misspelt one is not silently ignored.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -407,6 +430,185 @@ fn load_asdiv(path: &Path, lines: &[(usize, String)]) -> Result<Vec<Item>> {
     Ok(items)
 }
 
+/// Most options of a multiple-choice question: answers are extracted as letters A-E.
+pub const MAX_OPTIONS: usize = 5;
+
+/// True when a `--dataset` argument names a file rather than a known data set: it ends
+/// with `.jsonl`, `.jsonl.gz` or `.json`, holds a path separator, or is an existing file.
+pub fn looks_like_path(arg: &str) -> bool {
+    let lower = arg.to_ascii_lowercase();
+    [".jsonl", ".jsonl.gz", ".json"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+        || arg.contains('/')
+        || arg.contains(std::path::MAIN_SEPARATOR)
+        || Path::new(arg).is_file()
+}
+
+/// One line of a data set of your own (see the module documentation).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomLine {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    question: String,
+    #[serde(default)]
+    options: Vec<String>,
+    answer: serde_json::Value,
+    #[serde(default)]
+    kind: Option<AnswerKind>,
+}
+
+/// Reads a data set of your own: a JSON Lines file as described in the module
+/// documentation. Named after its file name (`my-set.jsonl`), which is what `run.json`
+/// records. A line that is not such an object, or whose answer does not fit its kind, is
+/// an error with its line number; so is a repeated id or a file without questions.
+pub fn load_custom(path: &Path) -> Result<LoadedDataset> {
+    let lines = read_lines(path)?;
+    let mut items: Vec<Item> = Vec::with_capacity(lines.len());
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (n, text) in &lines {
+        let line: CustomLine = parse(path, *n, text)?;
+        let item = custom_item(line, *n).map_err(|message| bad(path, *n, message))?;
+        if let Some(first) = seen.insert(item.id.clone(), *n) {
+            return Err(bad(
+                path,
+                *n,
+                format!("id `{}` already used on line {first}", item.id),
+            ));
+        }
+        items.push(item);
+    }
+    if items.is_empty() {
+        return Err(bad(path, 0, "no questions in the file"));
+    }
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    Ok(LoadedDataset { name, items })
+}
+
+fn custom_item(line: CustomLine, n: usize) -> std::result::Result<Item, String> {
+    let question = line.question.trim();
+    if question.is_empty() {
+        return Err("empty `question`".into());
+    }
+    let id = match line.id {
+        None => n.to_string(),
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(serde_json::Value::Number(v)) => v.to_string(),
+        Some(other) => {
+            return Err(format!(
+                "`id` must be a non-empty string or a number, not {other}"
+            ));
+        }
+    };
+    let answer = match line.answer {
+        serde_json::Value::String(s) => s.trim().to_string(),
+        serde_json::Value::Number(v) => v.to_string(),
+        serde_json::Value::Bool(b) => if b { "yes" } else { "no" }.to_string(),
+        other => {
+            return Err(format!(
+                "`answer` must be a string or a number, not {other}"
+            ));
+        }
+    };
+    if answer.is_empty() {
+        return Err("empty `answer`".into());
+    }
+    let options: Vec<String> = line.options.iter().map(|o| o.trim().to_string()).collect();
+    let kind = match line.kind {
+        Some(kind) => kind,
+        None if !options.is_empty() => AnswerKind::Choice,
+        None => asdiv_gold(&answer).0,
+    };
+    if !options.is_empty() && kind != AnswerKind::Choice {
+        return Err(format!(
+            "`options` are given but `kind` is {}",
+            serde_json::to_string(&kind).unwrap_or_default()
+        ));
+    }
+    let (prompt, gold) = match kind {
+        AnswerKind::Choice => {
+            if !options.is_empty() && !(2..=MAX_OPTIONS).contains(&options.len()) {
+                return Err(format!(
+                    "{} options: a multiple-choice question needs 2 to {MAX_OPTIONS} \
+                     (answers are read as letters A-E)",
+                    options.len()
+                ));
+            }
+            if options.iter().any(String::is_empty) {
+                return Err("an empty option".into());
+            }
+            let count = if options.is_empty() {
+                MAX_OPTIONS
+            } else {
+                options.len()
+            };
+            let letters: Vec<char> = (b'A'..).take(count).map(char::from).collect();
+            let letter = option_letter(&answer, &options, &letters).ok_or_else(|| {
+                format!(
+                    "answer `{answer}` is neither an option letter ({}-{}) nor the text \
+                     of an option",
+                    letters.first().copied().unwrap_or('A'),
+                    letters.last().copied().unwrap_or('A')
+                )
+            })?;
+            let prompt = if options.is_empty() {
+                // The options are written in the question itself.
+                prompt_for(question, AnswerKind::Choice)
+            } else {
+                let lettered: Vec<(char, String)> = letters
+                    .iter()
+                    .copied()
+                    .zip(options.iter().cloned())
+                    .collect();
+                choice_prompt(question, &lettered)
+            };
+            (prompt, letter.to_string())
+        }
+        AnswerKind::Number => {
+            let gold = normalize(&answer);
+            if gold.parse::<f64>().is_err() {
+                return Err(format!("answer `{answer}` is not a number (kind number)"));
+            }
+            (prompt_for(question, kind), gold)
+        }
+        AnswerKind::YesNo => {
+            let gold = normalize(&answer);
+            if gold != "yes" && gold != "no" {
+                return Err(format!("answer `{answer}` is not yes or no (kind yes_no)"));
+            }
+            (prompt_for(question, kind), gold)
+        }
+        AnswerKind::Text => (prompt_for(question, kind), answer),
+    };
+    Ok(Item {
+        id,
+        prompt,
+        gold,
+        kind,
+        options,
+    })
+}
+
+/// The letter of a multiple-choice answer: a letter among `letters` (any case, with
+/// decoration such as `(B)`), else the letter of the option whose text it is.
+fn option_letter(answer: &str, options: &[String], letters: &[char]) -> Option<char> {
+    let canonical = normalize(answer);
+    let mut chars = canonical.chars();
+    if let (Some(c), None) = (chars.next(), chars.next()) {
+        if letters.contains(&c) {
+            return Some(c);
+        }
+    }
+    options
+        .iter()
+        .position(|o| o == answer || o.eq_ignore_ascii_case(answer))
+        .and_then(|i| letters.get(i).copied())
+}
+
 /// The kind and gold of an ASDiv answer: a number with its unit (`9 apples`) is a
 /// number; `Yes`/`No` a yes/no; anything else (names, times, ratios, several numbers
 /// such as `11; 12; 13`) free text.
@@ -512,6 +714,118 @@ mod tests {
             Dataset::from_name("nope"),
             Err(BenchError::UnknownDataset(_))
         ));
+    }
+
+    fn custom(lines: &str) -> Result<LoadedDataset> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mine.jsonl");
+        std::fs::write(&p, lines).unwrap();
+        load_custom(&p)
+    }
+
+    #[test]
+    fn a_data_set_of_your_own() {
+        let set = custom(concat!(
+            "{\"id\": \"q1\", \"question\": \"What is 12 * 3?\", \"answer\": 36}\n",
+            "\n",
+            "{\"question\": \"Which is a gas?\", \"options\": [\"ice\", \"steam\", \"rock\"], \"answer\": \"b\"}\n",
+            "{\"question\": \"Which is a gas?\", \"options\": [\"ice\", \"steam\"], \"answer\": \"steam\"}\n",
+            "{\"id\": 70, \"question\": \"Is 7 prime?\", \"answer\": true}\n",
+            "{\"question\": \"Who wrote it?\", \"answer\": \"Ada Lovelace\"}\n",
+            "{\"question\": \"Pick one:\\n(A) x\\n(B) y\", \"answer\": \"(B)\", \"kind\": \"choice\"}\n",
+            "{\"question\": \"Half of 5?\", \"answer\": \"5/2\", \"kind\": \"number\"}\n",
+        ))
+        .unwrap();
+        assert_eq!(set.name, "mine.jsonl");
+        let got: Vec<(&str, &str, AnswerKind)> = set
+            .items
+            .iter()
+            .map(|i| (i.id.as_str(), i.gold.as_str(), i.kind))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("q1", "36", AnswerKind::Number),
+                // Ids default to the line number (blank lines count).
+                ("3", "B", AnswerKind::Choice),
+                ("4", "B", AnswerKind::Choice),
+                ("70", "yes", AnswerKind::YesNo),
+                ("6", "Ada Lovelace", AnswerKind::Text),
+                ("7", "B", AnswerKind::Choice),
+                ("8", "2.5", AnswerKind::Number),
+            ]
+        );
+        let mc = &set.items[1];
+        assert_eq!(mc.options, vec!["ice", "steam", "rock"]);
+        assert!(
+            mc.prompt
+                .starts_with("Which is a gas?\n\n(A) ice\n(B) steam\n(C) rock\n\n")
+        );
+        assert!(mc.prompt.contains("The answer is X"));
+        assert!(set.items[0].prompt.contains("The answer is N"));
+    }
+
+    #[test]
+    fn bad_lines_of_your_own_name_their_line() {
+        let bad_line = |text: &str| match custom(text) {
+            Err(BenchError::BadItem { line, message, .. }) => (line, message),
+            other => panic!("{text}: {other:?}"),
+        };
+        let ok = "{\"question\": \"q\", \"answer\": 1}\n";
+        let (line, message) = bad_line(&format!(
+            "{ok}{{\"question\": \"q\", \"options\": [\"a\", \"b\"], \"answer\": \"C\"}}\n"
+        ));
+        assert_eq!(line, 2);
+        assert!(
+            message.contains("neither an option letter (A-B)"),
+            "{message}"
+        );
+        let (line, message) = bad_line(&format!(
+            "{ok}{ok}{{\"question\": \"q\", \"answer\": \"lots\", \"kind\": \"number\"}}\n"
+        ));
+        assert_eq!(line, 3);
+        assert!(message.contains("not a number"), "{message}");
+        let six = "{\"question\": \"q\", \"options\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\"], \"answer\": \"A\"}\n";
+        assert!(bad_line(six).1.contains("6 options"));
+        let (line, message) = bad_line(
+            "{\"id\": \"x\", \"question\": \"q\", \"answer\": 1}\n{\"id\": \"x\", \"question\": \"r\", \"answer\": 2}\n",
+        );
+        assert_eq!(line, 2);
+        assert!(message.contains("already used on line 1"), "{message}");
+        assert!(
+            bad_line("{\"question\": \" \", \"answer\": 1}\n")
+                .1
+                .contains("empty")
+        );
+        assert!(
+            bad_line("{\"question\": \"q\", \"options\": [\"a\", \"b\"], \"answer\": \"A\", \"kind\": \"text\"}\n")
+                .1
+                .contains("`options` are given")
+        );
+        assert!(
+            bad_line("{\"question\": \"q\", \"answer\": \"maybe\", \"kind\": \"yes_no\"}\n")
+                .1
+                .contains("yes or no")
+        );
+        // A misspelt field or a line that is not JSON: a JSON error at its line.
+        assert!(matches!(
+            custom(&format!("{ok}{{\"question\": \"q\", \"answr\": 1}}\n")),
+            Err(BenchError::Json { line: 2, .. })
+        ));
+        assert!(matches!(
+            custom(&format!("{ok}{ok}not json\n")),
+            Err(BenchError::Json { line: 3, .. })
+        ));
+        assert!(matches!(custom("\n"), Err(BenchError::BadItem { .. })));
+    }
+
+    #[test]
+    fn dataset_arguments_that_are_files() {
+        assert!(looks_like_path("mine.jsonl"));
+        assert!(looks_like_path("data/mine"));
+        assert!(looks_like_path("x.JSONL.gz"));
+        assert!(!looks_like_path("gsm8k"));
+        assert!(!looks_like_path("arc-easy"));
     }
 
     #[test]

@@ -107,7 +107,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// gsm8k, arc-easy, arc-challenge or asdiv.
+    /// gsm8k, arc-easy, arc-challenge, asdiv, or a JSON Lines file of your own
+    /// (PATH.jsonl, or .jsonl.gz), one question a line:
+    /// {"id": "q1", "question": "...", "answer": "B", "options": ["...", "..."], "kind": "choice"}.
+    /// `question` and `answer` are required; `options` (2-5) make it multiple choice,
+    /// answered by letter (A = the first) or by the option's text; `kind` (number, choice,
+    /// yes_no, text) defaults from the answer; `id` defaults to the line number.
     #[arg(long)]
     pub dataset: String,
     /// Comma-separated approach specs (a spec with a comma inside parentheses is kept whole).
@@ -199,16 +204,29 @@ fn eval_sampling(args: &EvalArgs) -> anyhow::Result<Sampling> {
 }
 
 pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let dataset = Dataset::from_name(&args.dataset)?;
     let approaches = split_specs(&args.approaches);
     let model = backends::model_name(args.model.clone())?;
+    let own = optillm_bench::dataset::looks_like_path(&args.dataset);
+    let loaded = if own {
+        optillm_bench::dataset::load_custom(std::path::Path::new(&args.dataset))?
+    } else {
+        let dataset = Dataset::from_name(&args.dataset)?;
+        let progress = IndicatifProgress::new();
+        let loaded = dataset.load(&progress).await;
+        progress.finish();
+        loaded?
+    };
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("eval-results").join(format!("{}-{}", args.dataset, model.replace('/', "_")))
+        let name = if own {
+            loaded
+                .name
+                .trim_end_matches(".gz")
+                .trim_end_matches(".jsonl")
+        } else {
+            args.dataset.as_str()
+        };
+        PathBuf::from("eval-results").join(format!("{name}-{}", model.replace('/', "_")))
     });
-    let progress = IndicatifProgress::new();
-    let loaded = dataset.load(&progress).await;
-    progress.finish();
-    let loaded = loaded?;
     let backend = backends::open(&args.backend, &model).await?;
     let options = EvalOptions {
         limit: args.limit,
@@ -308,6 +326,34 @@ mod tests {
         assert_eq!(set.max_tokens, Some(64));
         assert!(eval_sampling(&args(&["--temperature=-1"])).is_err());
         assert!(eval_sampling(&args(&["--top-p", "0"])).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_bad_line_of_your_own_data_set_stops_eval_with_its_number() {
+        let dir = std::env::temp_dir().join(format!("optillm-eval-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mine.jsonl");
+        std::fs::write(
+            &path,
+            "{\"question\": \"2+2?\", \"answer\": 4}\n{\"question\": \"Pick\", \"options\": [\"a\", \"b\"], \"answer\": \"E\"}\n",
+        )
+        .unwrap();
+        let path = path.to_string_lossy().into_owned();
+        // The file is read before any model is opened.
+        let err = super::eval(args(&["--model", "no-such-model"]).with_dataset(&path))
+            .await
+            .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("mine.jsonl:2:"), "{message}");
+        assert!(message.contains("neither an option letter"), "{message}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    impl EvalArgs {
+        fn with_dataset(mut self, dataset: &str) -> Self {
+            self.dataset = dataset.to_string();
+            self
+        }
     }
 
     #[test]
