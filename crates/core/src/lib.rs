@@ -8,6 +8,7 @@ pub mod extract;
 pub mod mock;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock_tokens;
+pub mod pyeval;
 pub mod spec;
 pub mod strategies;
 pub mod strategy;

@@ -24,6 +24,7 @@ mod mcts;
 mod moa;
 mod none;
 mod plansearch;
+mod pot;
 mod pvg;
 mod re2;
 mod rsa;
@@ -143,6 +144,18 @@ fn entries() -> Vec<Entry> {
                 Ok(Box::new(majority_voting::MajorityVoting::new(
                     parse_params("majority_voting", p)?,
                 )?))
+            },
+        },
+        Entry {
+            slug: pot::SLUG,
+            description: "Program of thought: k Python programs (greedy for k=1) run by a bounded \
+                      interpreter of a Python subset, vote on their results; replies' numbers when none runs",
+            defaults: defaults_of::<pot::Params>,
+            build: |p| {
+                Ok(Box::new(pot::ProgramOfThought::new(parse_params(
+                    pot::SLUG,
+                    p,
+                )?)?))
             },
         },
         Entry {
