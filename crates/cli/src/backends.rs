@@ -25,11 +25,12 @@ pub struct BackendArgs {
     /// Server URL for remote backends (default: OLLAMA_HOST or OPENAI_BASE_URL, else the usual local address).
     #[arg(long)]
     pub url: Option<String>,
-    /// CPU threads for the native backend (default: all cores).
-    #[arg(long)]
+    /// CPU threads for the native backend, 1..=512 (default: all cores).
+    #[arg(long, value_parser = crate::commands::parse_threads)]
     pub threads: Option<i32>,
-    /// Context size for the native backend (default: the model's, at most 8192).
-    #[arg(long)]
+    /// Context size for the native backend, 16 up to the model's trained context
+    /// (default: the model's, at most 8192).
+    #[arg(long, value_parser = crate::commands::parse_ctx_size)]
     pub ctx_size: Option<u32>,
     /// Remote backends: seconds to wait for the next chunk once an answer has begun,
     /// before the request fails as stalled and is cancelled (default 60).
