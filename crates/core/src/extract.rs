@@ -388,7 +388,12 @@ fn hash_tail(text: &str) -> Option<String> {
     first_line(text.get(pos + 4..)?)
 }
 
-/// What follows each "answer is" marker, last marker first.
+/// Markers looked at, from the last one back. A tail runs to the end of its line, so
+/// each costs up to the text's length: without a cap, a long line of markers with no
+/// answer after them takes time quadratic in its length.
+const MAX_MARKERS: usize = 64;
+
+/// What follows each "answer is" marker, last marker first (the last [`MAX_MARKERS`]).
 fn marker_tails(text: &str) -> impl Iterator<Item = String> + '_ {
     let ends: Vec<usize> = MARKER
         .as_ref()
@@ -396,6 +401,7 @@ fn marker_tails(text: &str) -> impl Iterator<Item = String> + '_ {
         .unwrap_or_default();
     ends.into_iter()
         .rev()
+        .take(MAX_MARKERS)
         .filter_map(move |e| text.get(e..).and_then(first_line))
 }
 
@@ -406,6 +412,7 @@ fn choice_marker_tails(text: &str) -> Vec<String> {
         .unwrap_or_default();
     ends.into_iter()
         .rev()
+        .take(MAX_MARKERS)
         .filter_map(|e| text.get(e..).and_then(first_line))
         .collect()
 }
