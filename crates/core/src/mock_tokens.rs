@@ -1,7 +1,8 @@
 //! A scripted token-level backend for tests of the logit-level strategies.
 //!
 //! The vocabulary is a list of byte strings; the logits of a sequence are a function
-//! of the tokens generated on it so far (the prompt is not part of the input), so a
+//! of the tokens generated on it so far (the chat prompt is not part of the input; a
+//! sequence made by [`TokenSession::start`] begins with its own prompt tokens), so a
 //! test can make any selection rule observable. The session counts forks, batches and
 //! evaluated tokens the way a real backend would.
 
@@ -44,6 +45,8 @@ pub struct SessionStats {
     pub batch_sizes: Vec<usize>,
     /// Number of single-sequence `append` calls.
     pub single_appends: u32,
+    /// The prompt of every sequence made by [`TokenSession::start`], in order.
+    pub started: Vec<Vec<Token>>,
     /// The generated tokens of every sequence at the end of the job (released ones included).
     pub sequences: HashMap<SeqId, Vec<Token>>,
 }
@@ -53,9 +56,13 @@ pub struct ScriptedSession {
     vocab: Vec<Vec<u8>>,
     ends: Vec<Token>,
     specials: Vec<Token>,
+    bos: Option<Token>,
     logit_fn: Arc<LogitFn>,
     context: u32,
     live: HashMap<SeqId, Vec<Token>>,
+    /// Context cells each sequence holds before its history: the chat prompt for
+    /// sequence 0 and its forks, none for a started one.
+    bases: HashMap<SeqId, u32>,
     next_seq: SeqId,
     stats: SessionStats,
 }
@@ -70,13 +77,17 @@ impl ScriptedSession {
     ) -> Self {
         let mut live = HashMap::new();
         live.insert(0, Vec::new());
+        let mut bases = HashMap::new();
+        bases.insert(0, prompt_tokens);
         Self {
             vocab,
             ends,
             specials: Vec::new(),
+            bos: None,
             logit_fn,
             context,
             live,
+            bases,
             next_seq: 1,
             stats: SessionStats {
                 prompt_tokens,
@@ -89,6 +100,12 @@ impl ScriptedSession {
     /// tokens in a tokenizer that does not parse them (llama.cpp's `parse_special = false`).
     pub fn with_specials(mut self, specials: &[Token]) -> Self {
         self.specials = specials.to_vec();
+        self
+    }
+
+    /// The token [`TokenSession::tokenize_prompt`] puts first (none by default).
+    pub fn with_bos(mut self, bos: Token) -> Self {
+        self.bos = Some(bos);
         self
     }
 
@@ -141,7 +158,8 @@ impl TokenSession for ScriptedSession {
     }
 
     fn remaining(&self, seq: SeqId) -> u32 {
-        let used = self.live.get(&seq).map_or(0, Vec::len) as u32 + self.stats.prompt_tokens;
+        let used = (self.live.get(&seq).map_or(0, Vec::len) as u32)
+            .saturating_add(self.bases.get(&seq).copied().unwrap_or(0));
         self.context.saturating_sub(used)
     }
 
@@ -175,6 +193,12 @@ impl TokenSession for ScriptedSession {
             rest = rest.get(bytes.len()..).unwrap_or_default();
         }
         Ok(out)
+    }
+
+    fn tokenize_prompt(&self, text: &str) -> Result<Vec<Token>, BackendError> {
+        let mut tokens: Vec<Token> = self.bos.into_iter().collect();
+        tokens.extend(self.tokenize(text)?);
+        Ok(tokens)
     }
 
     fn token_bytes(&self, token: Token) -> Result<Vec<u8>, BackendError> {
@@ -220,15 +244,42 @@ impl TokenSession for ScriptedSession {
 
     fn fork(&mut self, seq: SeqId) -> Result<SeqId, BackendError> {
         let toks = self.seq(seq)?.clone();
+        let base = self.bases.get(&seq).copied().unwrap_or(0);
         let id = self.next_seq;
         self.next_seq += 1;
         self.live.insert(id, toks);
+        self.bases.insert(id, base);
         self.stats.forks += 1;
+        Ok(id)
+    }
+
+    fn start(&mut self, tokens: &[Token]) -> Result<SeqId, BackendError> {
+        if tokens.is_empty() {
+            return Err(BackendError::InvalidRequest(
+                "a new sequence needs at least one token".into(),
+            ));
+        }
+        for t in tokens {
+            self.check_token(*t)?;
+        }
+        if tokens.len() as u64 > u64::from(self.context) {
+            return Err(BackendError::ContextOverflow {
+                prompt_tokens: tokens.len() as u32,
+                context_length: self.context,
+            });
+        }
+        let id = self.next_seq;
+        self.next_seq += 1;
+        self.live.insert(id, tokens.to_vec());
+        self.bases.insert(id, 0);
+        self.stats.started.push(tokens.to_vec());
+        self.stats.prompt_tokens += tokens.len() as u32;
         Ok(id)
     }
 
     fn release(&mut self, seq: SeqId) {
         if let Some(toks) = self.live.remove(&seq) {
+            self.bases.remove(&seq);
             self.stats.released += 1;
             self.stats.sequences.insert(seq, toks);
         }
@@ -249,6 +300,7 @@ pub struct MockTokenBackend {
     ends: Vec<Token>,
     logit_fn: Arc<LogitFn>,
     context: u32,
+    bos: Option<Token>,
     requests: Mutex<Vec<ChatRequest>>,
     last: Mutex<Option<SessionStats>>,
 }
@@ -286,6 +338,7 @@ impl MockTokenBackend {
             ends: ends.to_vec(),
             logit_fn: Arc::new(logit_fn),
             context: 4096,
+            bos: None,
             requests: Mutex::new(Vec::new()),
             last: Mutex::new(None),
         }
@@ -293,6 +346,12 @@ impl MockTokenBackend {
 
     pub fn with_context(mut self, context: u32) -> Self {
         self.context = context;
+        self
+    }
+
+    /// The token the sessions' [`TokenSession::tokenize_prompt`] puts first.
+    pub fn with_bos(mut self, bos: Token) -> Self {
+        self.bos = Some(bos);
         self
     }
 
@@ -345,6 +404,7 @@ impl Backend for MockTokenBackend {
             prompt_tokens as u32,
             self.context,
         );
+        session.bos = self.bos;
         let result = job(&mut session);
         if let Ok(mut last) = self.last.lock() {
             *last = Some(session.stats());
@@ -393,6 +453,28 @@ mod tests {
         assert!(s.logits(f).is_err());
         assert_eq!(s.stats().batch_sizes, vec![2]);
         assert_eq!(s.stats().forks, 1);
+    }
+
+    #[test]
+    fn started_sequences_hold_their_own_prompt() {
+        let mut s = session().with_bos(2);
+        assert_eq!(s.tokenize_prompt("ab a").unwrap(), vec![2, 3, 4, 1]);
+        assert_eq!(session().tokenize_prompt("a").unwrap(), vec![1]);
+        let p = s.start(&[2, 1]).unwrap();
+        // Its history is its prompt (the chat prompt's 3 cells are not its own).
+        assert_eq!(s.logits(p).unwrap()[3], 5.0);
+        assert_eq!(s.remaining(p), 4);
+        let f = s.fork(p).unwrap();
+        assert_eq!(s.remaining(f), 4);
+        assert_eq!(s.usage().prompt_tokens, 5);
+        assert_eq!(s.usage().completion_tokens, 0);
+        assert_eq!(s.stats().started, vec![vec![2, 1]]);
+        assert!(s.start(&[]).is_err());
+        assert!(s.start(&[9]).is_err());
+        assert!(matches!(
+            s.start(&[1; 7]),
+            Err(BackendError::ContextOverflow { .. })
+        ));
     }
 }
 

@@ -4,7 +4,8 @@
 //! A strategy hands a [`TokenJob`] to [`Backend::token_job`](crate::Backend::token_job);
 //! the backend runs it where the model lives (the native backend: on its worker
 //! thread) with a [`TokenSession`] whose sequence 0 already holds the evaluated
-//! chat prompt. Sequences forked from it share that one prompt evaluation.
+//! chat prompt. Sequences forked from it share that one prompt evaluation; a job that
+//! needs a prompt without the chat template starts its own sequence from raw tokens.
 
 use crate::error::BackendError;
 use crate::types::Usage;
@@ -24,6 +25,10 @@ pub trait TokenSession {
     fn is_end(&self, token: Token) -> bool;
     /// Tokens of `text` (no special tokens added).
     fn tokenize(&self, text: &str) -> Result<Vec<Token>, BackendError>;
+    /// Tokens of `text` as the start of a prompt without a chat template: the model's
+    /// BOS token first when its vocabulary asks for one (special tokens written in the
+    /// text are not parsed).
+    fn tokenize_prompt(&self, text: &str) -> Result<Vec<Token>, BackendError>;
     /// The bytes of one token. Use [`TokenSession::detokenize`] for text: a token
     /// may hold part of a UTF-8 character.
     fn token_bytes(&self, token: Token) -> Result<Vec<u8>, BackendError>;
@@ -43,6 +48,10 @@ pub trait TokenSession {
     fn append_batch(&mut self, tokens: &[(SeqId, Token)]) -> Result<(), BackendError>;
     /// A new sequence sharing `seq`'s cache (no re-evaluation).
     fn fork(&mut self, seq: SeqId) -> Result<SeqId, BackendError>;
+    /// A new sequence holding `tokens` from its first position, evaluated on their own
+    /// (not after sequence 0's prompt): a prompt of the caller's making, such as one from
+    /// [`tokenize_prompt`](Self::tokenize_prompt). Its tokens count as prompt tokens.
+    fn start(&mut self, tokens: &[Token]) -> Result<SeqId, BackendError>;
     /// Frees a sequence.
     fn release(&mut self, seq: SeqId);
     /// Prompt tokens evaluated and tokens appended since the session began.

@@ -48,6 +48,14 @@ impl<'e, 'm> Session<'e, 'm> {
         })
     }
 
+    /// The lowest sequence id not in use.
+    fn free_seq(&self) -> Result<SeqId, BackendError> {
+        let max = i32::try_from(self.engine.config.n_seq_max).unwrap_or(i32::MAX);
+        (0..max)
+            .find(|id| !self.seqs.contains_key(id))
+            .ok_or_else(|| BackendError::InvalidRequest(format!("at most {max} sequences at once")))
+    }
+
     /// Decodes `items` (sequence, token) in one batch, logits kept for each sequence's last token.
     fn decode(&mut self, items: &[(SeqId, Token)]) -> Result<(), BackendError> {
         let chunk = self.engine.config.n_batch.max(1) as usize;
@@ -110,6 +118,18 @@ impl TokenSession for Session<'_, '_> {
             .collect())
     }
 
+    fn tokenize_prompt(&self, text: &str) -> Result<Vec<Token>, BackendError> {
+        // `add_special` adds BOS (and EOS) only as the vocabulary asks.
+        Ok(self
+            .engine
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), true, false)
+            .into_iter()
+            .map(|t| t.0)
+            .collect())
+    }
+
     fn token_bytes(&self, token: Token) -> Result<Vec<u8>, BackendError> {
         if token < 0 || token >= self.engine.model.n_vocab() {
             return Err(BackendError::InvalidRequest(format!(
@@ -147,17 +167,42 @@ impl TokenSession for Session<'_, '_> {
             let s = self.state(seq)?;
             (s.pos, s.logits.clone())
         };
-        let max = i32::try_from(self.engine.config.n_seq_max).unwrap_or(i32::MAX);
-        let new = (0..max)
-            .find(|id| !self.seqs.contains_key(id))
-            .ok_or_else(|| {
-                BackendError::InvalidRequest(format!("at most {max} sequences at once"))
-            })?;
+        let new = self.free_seq()?;
         self.engine
             .ctx
             .copy_kv_cache_seq(seq, new, None, None)
             .map_err(|e| BackendError::from(LlamaError::Decode(e.to_string())))?;
         self.seqs.insert(new, SeqState { pos, logits });
+        Ok(new)
+    }
+
+    fn start(&mut self, tokens: &[Token]) -> Result<SeqId, BackendError> {
+        if tokens.is_empty() {
+            return Err(BackendError::InvalidRequest(
+                "a new sequence needs at least one token".into(),
+            ));
+        }
+        let new = self.free_seq()?;
+        // A released sequence's cells are already gone; make sure of it.
+        if let Ok(id) = u32::try_from(new) {
+            let _ = self.engine.ctx.clear_kv_cache_seq(Some(id), None, None);
+        }
+        self.seqs.insert(
+            new,
+            SeqState {
+                pos: 0,
+                logits: Vec::new(),
+            },
+        );
+        let items: Vec<(SeqId, Token)> = tokens.iter().map(|t| (new, *t)).collect();
+        if let Err(e) = self.decode(&items) {
+            self.release(new);
+            return Err(e);
+        }
+        // `decode` counted them as appended tokens: they are a prompt.
+        let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        self.usage.completion_tokens = self.usage.completion_tokens.saturating_sub(n);
+        self.usage.prompt_tokens = self.usage.prompt_tokens.saturating_add(n);
         Ok(new)
     }
 

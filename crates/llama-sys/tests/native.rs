@@ -406,6 +406,70 @@ async fn token_session_forks_share_the_prompt() {
 }
 
 #[tokio::test]
+async fn token_session_starts_a_raw_prompt_beside_the_chat_prompt() {
+    let b = backend();
+    let raw = "Question: What is the capital of France?\nAnswer:";
+    let chat = b
+        .complete(ask(
+            "What is 2+2?",
+            Sampling::default().with_temperature(0.0).with_max_tokens(1),
+        ))
+        .await
+        .unwrap();
+    let (tokens, text_tokens, diff, paris_first, seq0_same, usage) =
+        run_token_job(b.as_ref(), ChatRequest::user("What is 2+2?"), move |s| {
+            let before = s.logits(0)?;
+            let tokens = s.tokenize_prompt(raw)?;
+            let text_tokens = s.tokenize(raw)?;
+            // The whole raw prompt at once, and the same less its last token, then that token.
+            let a = s.start(&tokens)?;
+            let (last, rest) = tokens.split_last().unwrap();
+            let c = s.start(rest)?;
+            s.append(c, &[*last])?;
+            let (whole, stepped) = (s.logits(a)?, s.logits(c)?);
+            let diff = whole
+                .iter()
+                .zip(&stepped)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            let first = |w: &str| -> Result<usize, BackendError> { Ok(s.tokenize(w)?[0] as usize) };
+            let paris_first = whole[first(" Paris")?] > whole[first(" Berlin")?];
+            // Sequence 0 (the chat prompt) is untouched: a fork of it reads as before.
+            let f = s.fork(0)?;
+            let seq0_same = s.logits(f)? == before;
+            for seq in [a, c, f] {
+                s.release(seq);
+            }
+            Ok((tokens, text_tokens, diff, paris_first, seq0_same, s.usage()))
+        })
+        .await
+        .unwrap();
+    // The raw prompt's tokens are its text's, with BOS first only if the model takes one.
+    assert!(tokens.ends_with(&text_tokens));
+    assert!(tokens.len() - text_tokens.len() <= 1);
+    assert!(
+        diff < 0.1,
+        "a started prompt must read the same evaluated at once or in two steps (max diff {diff})"
+    );
+    assert!(
+        paris_first,
+        "after the raw prompt, \" Paris\" beats \" Berlin\""
+    );
+    assert!(seq0_same);
+    // Started tokens count as prompt tokens, the one appended token as completion.
+    assert_eq!(
+        usage.prompt_tokens as usize,
+        chat.usage.prompt_tokens as usize + 2 * tokens.len() - 1
+    );
+    assert_eq!(usage.completion_tokens, 1);
+    // An empty prompt is refused.
+    let err = run_token_job(b.as_ref(), ChatRequest::user("x"), |s| s.start(&[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::InvalidRequest(_)), "{err}");
+}
+
+#[tokio::test]
 async fn waiting_requests_decode_together_and_read_as_alone() {
     // A backend of its own, so that the counters see this test's requests only.
     let b = own_backend();

@@ -3,11 +3,14 @@
 //! (lm-evaluation-harness `acc` / `acc_norm`), instead of by what it generates.
 //!
 //! The query's lettered options (`(A) text`, `A) text`, `A. text` or `A: text`, one per
-//! line, from `A`) are split from its stem. The stem is evaluated once as the user
-//! message; every option is then scored as the assistant's reply: the sum of the log
-//! probabilities of its tokens, all options forked from the one evaluated prompt and
-//! appended together, one batch per token position. The option with the best score
-//! (by default per character of its text, as `acc_norm`) is the answer, written as
+//! line, from `A`) are split from its stem. The stem is evaluated once, by default as
+//! the user message of the chat template with every option scored as the assistant's
+//! reply (`format=chat`), or as the plain text `Question: {stem}\nAnswer:` with every
+//! option scored as its continuation ` {text}`, no chat template, as
+//! lm-evaluation-harness's `arc_easy` does (`format=plain`). An option's score is the sum
+//! of the log probabilities of its tokens, all options forked from the one evaluated
+//! prompt and appended together, one batch per token position. The option with the best
+//! score (by default per character of its text, as `acc_norm`) is the answer, written as
 //! `The answer is (B) text`. Tiny models that cannot follow an answer format, or that
 //! always write the same letter, can still rank the options they know.
 
@@ -34,10 +37,22 @@ pub enum Normalize {
     None,
 }
 
+/// The prompt the options are scored after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The stem as the chat template's user message, each option as the assistant's reply.
+    Chat,
+    /// The raw text `Question: {stem}\nAnswer:` (the model's BOS first if it takes one,
+    /// no chat template), each option as the continuation ` {text}` (lm-evaluation-harness).
+    Plain,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
     pub normalize: Normalize,
+    pub format: Format,
     /// Keep the lettered options in the prompt the options are scored after (default:
     /// the stem alone, as the harnesses do).
     pub show_options: bool,
@@ -47,6 +62,7 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             normalize: Normalize::Chars,
+            format: Format::Chat,
             show_options: false,
         }
     }
@@ -144,11 +160,23 @@ impl Scored {
     }
 }
 
-/// Scores every option as a continuation of sequence 0: each forked from it, their
-/// tokens appended together one position per batch. `None` when the budget ran out
-/// before every option was scored.
+/// The plain-text prompt of `format=plain`: the system prompt (if any) and a blank line,
+/// then `Question: {question}\nAnswer:`.
+fn plain_prompt(system: Option<&str>, question: &str) -> String {
+    let question = format!("Question: {question}\nAnswer:");
+    match system {
+        Some(system) => format!("{system}\n\n{question}"),
+        None => question,
+    }
+}
+
+/// Scores every option as a continuation of sequence `base`: each forked from it, the
+/// tokens of `prefix` + its text appended together one position per batch. `None` when
+/// the budget ran out before every option was scored.
 fn score_options(
     session: &mut dyn TokenSession,
+    base: SeqId,
+    prefix: &str,
     options: &[(char, String)],
     limits: &TokenLimits,
 ) -> Result<Option<Vec<Scored>>, BackendError> {
@@ -157,12 +185,12 @@ fn score_options(
         tokens: Vec<Token>,
         logprob: f64,
     }
-    let first = log_softmax(&session.logits(0)?);
+    let first = log_softmax(&session.logits(base)?);
     let mut pending = Vec::with_capacity(options.len());
     for (_, text) in options {
-        let tokens = session.tokenize(text)?;
+        let tokens = session.tokenize(&format!("{prefix}{text}"))?;
         let logprob = logprob_of(&first, tokens.first());
-        let seq = session.fork(0)?;
+        let seq = session.fork(base)?;
         pending.push(Pending {
             seq,
             tokens,
@@ -247,16 +275,40 @@ impl Strategy for ChoiceLikelihood {
         } else {
             choices.stem.clone()
         };
+        let format = self.params.format;
         let mut messages = Vec::with_capacity(2);
-        if let Some(system) = request.system() {
-            messages.push(Message::system(system));
-        }
-        messages.push(Message::user(user));
+        let plain = match format {
+            Format::Chat => {
+                if let Some(system) = request.system() {
+                    messages.push(Message::system(system));
+                }
+                messages.push(Message::user(user));
+                None
+            }
+            // The token session evaluates a chat prompt first; the plain prompt as its
+            // user message keeps the trace showing what was scored.
+            Format::Plain => {
+                let prompt = plain_prompt(request.system(), &user);
+                messages.push(Message::user(prompt.clone()));
+                Some(prompt)
+            }
+        };
         let chat = request.chat(messages, &Sampling::default());
         let options = choices.options;
         let scored = ctx
             .token_job("option likelihoods", chat, move |session, limits| {
-                let scored = score_options(session, &options, limits)?;
+                let scored = match &plain {
+                    None => score_options(session, 0, "", &options, limits)?,
+                    Some(prompt) => {
+                        let tokens = session.tokenize_prompt(prompt)?;
+                        // The chat prompt of sequence 0 is not needed: free its cells.
+                        session.release(0);
+                        let base = session.start(&tokens)?;
+                        let scored = score_options(session, base, " ", &options, limits);
+                        session.release(base);
+                        scored?
+                    }
+                };
                 let texts = scored
                     .iter()
                     .flatten()
@@ -399,7 +451,7 @@ mod tests {
             64,
         );
         let options = vec![('A', "Moon".to_string()), ('B', "Mars red".to_string())];
-        let scored = score_options(&mut session, &options, &TokenLimits::none())
+        let scored = score_options(&mut session, 0, "", &options, &TokenLimits::none())
             .unwrap()
             .unwrap();
         let first = log_softmax(&script(&[]));
@@ -408,6 +460,134 @@ mod tests {
         let mars = f64::from(first[2]) + f64::from(second[3]);
         assert!((scored[1].logprob - mars).abs() < 1e-9);
         assert_eq!((scored[0].tokens, scored[1].tokens), (1, 2));
+    }
+
+    // Plain format: 0 <eos>, 1 <bos>, 2 the whole plain prompt, 3 " Moon", 4 " Mars",
+    // 5 " red", 6 "Sun", 7 " Sun" ("Sun" alone is never a plain continuation).
+    const PLAIN_VOCAB: [&str; 8] = [
+        "<eos>",
+        "<bos>",
+        "Question: Which is a planet?\nAnswer:",
+        " Moon",
+        " Mars",
+        " red",
+        "Sun",
+        " Sun",
+    ];
+
+    /// Logits that depend on the whole history of a sequence: after the plain prompt
+    /// with BOS, " Mars" is likely and " Sun" certain-ish after nothing else; after the
+    /// prompt without BOS, " Moon" wins. Anything else (a chat prompt, whose sequence
+    /// starts empty) prefers "Sun".
+    fn plain_script(toks: &[Token]) -> Vec<f32> {
+        match toks {
+            [1, 2] => logits_with(8, 0.0, &[(3, 2.0), (4, 4.0), (7, 1.0)]),
+            [2] => logits_with(8, 0.0, &[(3, 6.0), (4, 1.0), (7, 1.0)]),
+            [1, 2, 4] | [2, 4] => logits_with(8, 0.0, &[(5, 9.0)]),
+            [] => logits_with(8, 0.0, &[(6, 9.0)]),
+            _ => logits_with(8, 0.0, &[(0, 5.0)]),
+        }
+    }
+
+    async fn plain_answer(
+        backend: MockTokenBackend,
+    ) -> (crate::strategy::Outcome, Arc<MockTokenBackend>) {
+        let backend = Arc::new(backend);
+        let strategy = ChoiceLikelihood::new(Params {
+            normalize: Normalize::None,
+            format: Format::Plain,
+            ..Params::default()
+        });
+        let request = StrategyRequest::user(QUERY);
+        let out = run(&strategy, backend.clone(), &request, Budget::default())
+            .await
+            .unwrap();
+        (out, backend)
+    }
+
+    #[tokio::test]
+    async fn the_plain_format_scores_options_after_a_raw_prompt_with_a_leading_space() {
+        let with_bos = MockTokenBackend::new(&PLAIN_VOCAB, &[0], plain_script).with_bos(1);
+        let (out, backend) = plain_answer(with_bos).await;
+        assert_eq!(out.answer, "The answer is (B) Mars red");
+        // The raw prompt (BOS first) started its own sequence; each option was forked
+        // from it with a leading space: " Moon", " Mars" " red", " Sun".
+        let stats = backend.last_session().unwrap();
+        assert_eq!(stats.started, vec![vec![1, 2]]);
+        assert_eq!(stats.forks, 3);
+        let mut finals: Vec<Vec<Token>> = stats
+            .sequences
+            .values()
+            .filter(|s| s.len() > 2)
+            .cloned()
+            .collect();
+        finals.sort();
+        assert_eq!(finals, vec![vec![1, 2, 4]]);
+        // Every sequence was released: the chat prompt's, the started one, the options.
+        assert_eq!(stats.released, 5);
+        // The trace shows the plain prompt as the one message.
+        let asked = backend.requests();
+        assert_eq!(asked[0].messages.len(), 1);
+        assert_eq!(
+            asked[0].messages[0].content,
+            "Question: Which is a planet?\nAnswer:"
+        );
+        // The scores are those of the raw prompt's continuations.
+        let first = log_softmax(&plain_script(&[1, 2]));
+        let second = log_softmax(&plain_script(&[1, 2, 4]));
+        let mars = f64::from(first[4]) + f64::from(second[5]);
+        assert!(
+            out.candidates[1].contains(&format!("logprob: {mars:.3}")),
+            "{:?}",
+            out.candidates
+        );
+        // Without a BOS in the vocabulary, the prompt starts with its text.
+        let without = MockTokenBackend::new(&PLAIN_VOCAB, &[0], plain_script);
+        let (out, backend) = plain_answer(without).await;
+        assert_eq!(out.answer, "The answer is (A) Moon");
+        assert_eq!(backend.last_session().unwrap().started, vec![vec![2]]);
+        // Usage counts the chat prompt the session evaluated and the raw prompt.
+        assert_eq!(out.usage.calls, 1);
+    }
+
+    #[tokio::test]
+    async fn the_plain_format_puts_a_system_prompt_before_the_question() {
+        assert_eq!(
+            plain_prompt(Some("Be brief."), "Q?"),
+            "Be brief.\n\nQuestion: Q?\nAnswer:"
+        );
+        assert_eq!(plain_prompt(None, "Q?"), "Question: Q?\nAnswer:");
+        // The vocabulary cannot tokenize the system prompt: a clear backend error.
+        let backend = Arc::new(MockTokenBackend::new(&PLAIN_VOCAB, &[0], plain_script));
+        let strategy = ChoiceLikelihood::new(Params {
+            format: Format::Plain,
+            ..Params::default()
+        });
+        let request =
+            StrategyRequest::new(vec![Message::system("Be brief."), Message::user(QUERY)]);
+        let err = run(&strategy, backend.clone(), &request, Budget::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot tokenize"), "{err}");
+        let asked = backend.requests();
+        assert!(
+            asked[0].messages[0]
+                .content
+                .starts_with("Be brief.\n\nQuestion:")
+        );
+    }
+
+    #[test]
+    fn the_format_is_a_parameter() {
+        let info = crate::strategies::catalogue()
+            .into_iter()
+            .find(|i| i.slug == SLUG)
+            .unwrap();
+        let mut plain = info.params.clone();
+        plain.insert("format".into(), serde_json::json!("plain"));
+        assert!(crate::strategies::build(SLUG, &plain).is_ok());
+        plain.insert("format".into(), serde_json::json!("raw"));
+        assert!(crate::strategies::build(SLUG, &plain).is_err());
     }
 
     #[tokio::test]
@@ -440,6 +620,7 @@ mod tests {
             .find(|i| i.slug == SLUG)
             .unwrap();
         assert_eq!(info.params["normalize"], "chars");
+        assert_eq!(info.params["format"], "chat");
         assert!(crate::strategies::build(SLUG, &info.params).is_ok());
         let mut bad = info.params.clone();
         bad.insert("normalize".into(), serde_json::json!("bytes"));
