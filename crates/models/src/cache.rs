@@ -51,13 +51,33 @@ pub struct DownloadOptions {
     pub connect_timeout: Duration,
     /// Longest wait for the next bytes of a response. Default 60 s.
     pub read_timeout: Duration,
+    /// Largest GGUF file accepted from a `hf:` spec or URL ([`Cache::ensure_remote`]);
+    /// a larger announced size fails before the body is read. Default 64 GiB.
+    pub max_file_size: u64,
+    /// Most redirects followed by such a pull (Hugging Face redirects once, to its
+    /// CDN). Default 5.
+    pub max_redirects: usize,
+    /// How many times such a pull resumes (with an HTTP range request) after the
+    /// connection dropped in the middle of the body, within the same call. Default 3.
+    /// What was received stays in a partial file either way, for the next pull.
+    pub resume_attempts: u32,
+    /// The Hugging Face endpoint of `hf:` specs; `None`: `$HF_ENDPOINT`, else
+    /// `https://huggingface.co` ([`crate::hf_endpoint`]).
+    pub hf_endpoint: Option<String>,
 }
+
+/// The default of [`DownloadOptions::max_file_size`]: 64 GiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 << 30;
 
 impl Default for DownloadOptions {
     fn default() -> Self {
         DownloadOptions {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_redirects: 5,
+            resume_attempts: 3,
+            hf_endpoint: None,
         }
     }
 }
@@ -72,6 +92,30 @@ impl DownloadOptions {
     /// Sets the read timeout.
     pub fn read_timeout(mut self, d: Duration) -> Self {
         self.read_timeout = d;
+        self
+    }
+
+    /// Sets the largest file accepted from a `hf:` spec or URL.
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
+    }
+
+    /// Sets how many redirects a `hf:` or URL pull follows.
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.max_redirects = n;
+        self
+    }
+
+    /// Sets how many times a `hf:` or URL pull resumes within one call.
+    pub fn resume_attempts(mut self, n: u32) -> Self {
+        self.resume_attempts = n;
+        self
+    }
+
+    /// Sets the Hugging Face endpoint of `hf:` specs (instead of `$HF_ENDPOINT`).
+    pub fn hf_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.hf_endpoint = Some(endpoint.into());
         self
     }
 }
@@ -184,7 +228,7 @@ impl Cache {
             return LocalState::WrongSize { actual: meta.len() };
         }
         match std::fs::read_to_string(self.marker_path(artifact)) {
-            Ok(text) if text == marker_text(artifact, &meta) => LocalState::Verified,
+            Ok(text) if text == marker_text(&artifact.sha256, &meta) => LocalState::Verified,
             _ => LocalState::Unverified,
         }
     }
@@ -250,7 +294,7 @@ impl Cache {
         let path = self.path_for(artifact);
         let meta = std::fs::metadata(&path).map_err(|e| ModelsError::io(&path, e))?;
         let marker = self.marker_path(artifact);
-        std::fs::write(&marker, marker_text(artifact, &meta))
+        std::fs::write(&marker, marker_text(&artifact.sha256, &meta))
             .map_err(|e| ModelsError::io(&marker, e))
     }
 
@@ -281,8 +325,8 @@ impl Cache {
     }
 }
 
-/// The marker's content for a file of this artifact with this metadata.
-fn marker_text(artifact: &Artifact, meta: &std::fs::Metadata) -> String {
+/// The marker's content for a file with this SHA-256 and this metadata.
+pub(crate) fn marker_text(sha256: &str, meta: &std::fs::Metadata) -> String {
     let modified = meta
         .modified()
         .ok()
@@ -293,13 +337,13 @@ fn marker_text(artifact: &Artifact, meta: &std::fs::Metadata) -> String {
         );
     format!(
         "sha256 {}\nsize {}\nmodified {modified}\n",
-        artifact.sha256,
+        sha256,
         meta.len()
     )
 }
 
 /// The outcome of trying to lock a partial file.
-enum Lock {
+pub(crate) enum Lock {
     /// Locked by us: no pull holds it.
     Taken,
     /// A pull holds it.
@@ -309,7 +353,7 @@ enum Lock {
 }
 
 #[cfg(unix)]
-fn try_lock(file: &File) -> Lock {
+pub(crate) fn try_lock(file: &File) -> Lock {
     use rustix::fs::{FlockOperation, flock};
     match flock(file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Lock::Taken,
@@ -319,7 +363,7 @@ fn try_lock(file: &File) -> Lock {
 }
 
 #[cfg(not(unix))]
-fn try_lock(_: &File) -> Lock {
+pub(crate) fn try_lock(_: &File) -> Lock {
     Lock::Unavailable
 }
 
@@ -439,7 +483,7 @@ pub(crate) async fn check_file(
 }
 
 /// Lower-case hex SHA-256 of a file, calling `report(bytes_done)` as it goes.
-fn hash_file(path: &Path, report: &dyn Fn(u64)) -> Result<String, ModelsError> {
+pub(crate) fn hash_file(path: &Path, report: &dyn Fn(u64)) -> Result<String, ModelsError> {
     let mut file = File::open(path).map_err(|e| ModelsError::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

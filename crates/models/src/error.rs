@@ -101,6 +101,59 @@ pub enum ModelsError {
         #[source]
         source: reqwest::Error,
     },
+    /// A `hf:` spec or URL of a GGUF file outside the manifest is malformed: not
+    /// `hf:OWNER/REPO[@REVISION]/PATH/FILE.gguf` or an `https://` URL ending in a
+    /// `.gguf` file name, a path segment that could leave the cache directory (`..`, a
+    /// leading dot, a backslash), characters outside `A-Z a-z 0-9 . _ - +`, or
+    /// credentials in the URL.
+    #[error("bad model `{spec}`: {reason}")]
+    BadModelSpec { spec: String, reason: String },
+    /// A download URL (or a redirect's target) is neither `https://` nor `http://` to
+    /// a loopback address.
+    #[error("refusing {url}: only https:// URLs (or http:// to a loopback address) are fetched")]
+    InsecureUrl { url: String },
+    /// More redirects than allowed, or a redirect without a usable `Location`.
+    #[error("{url}: {reason}")]
+    BadRedirect { url: String, reason: String },
+    /// The file does not start with the GGUF magic bytes (e.g. an HTML page).
+    #[error("{what} is not a GGUF file (it starts with {found:?}, not \"GGUF\")")]
+    NotGguf { what: String, found: String },
+    /// The file is larger than the limit of the pull.
+    #[error("{what} is {size} bytes, above the limit of {max} bytes")]
+    TooLarge { what: String, size: u64, max: u64 },
+    /// A `206 Partial Content` answer does not continue the partial file.
+    #[error("{url}: unusable Content-Range `{header}` for a download resumed at byte {offset}")]
+    BadContentRange {
+        url: String,
+        header: String,
+        offset: u64,
+    },
+    /// A file pulled before (trust on first use) now has another SHA-256 than the one
+    /// recorded in the lock file at its first download.
+    #[error(
+        "SHA-256 mismatch for {spec}: {actual} now, but {recorded} was recorded at its first download \
+         in {} (trust on first use); the file changed upstream or was tampered with, so it was not used. \
+         To accept the new file, pull it with `--sha256 {actual}`",
+        lock.display()
+    )]
+    TofuMismatch {
+        spec: String,
+        recorded: String,
+        actual: String,
+        lock: PathBuf,
+    },
+    /// `--sha256` is not 64 hex digits.
+    #[error("`{value}` is not a SHA-256 (64 hex digits)")]
+    InvalidSha256 { value: String },
+    /// The lock file of pulled GGUF files cannot be read.
+    #[error("bad lock file {}: {message}", path.display())]
+    LockFile { path: PathBuf, message: String },
+    /// Another pull is downloading the same file right now.
+    #[error("another pull is downloading {} right now", path.display())]
+    PullInProgress { path: PathBuf },
+    /// A bare `.gguf` file name matches several pulled files.
+    #[error("`{name}` is the file of several pulled models: {}; name one of them", specs.join(", "))]
+    AmbiguousFile { name: String, specs: Vec<String> },
     /// A blocking worker task (hashing, zip extraction) died.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

@@ -36,10 +36,23 @@
 //! let path = match resolve("smollm2")? {
 //!     Resolved::Path(path) => path,
 //!     Resolved::Artifact(artifact) => cache.ensure(artifact, &NoProgress).await?,
+//!     Resolved::Remote(model) => cache.ensure_remote(&model, None, &NoProgress).await?.path,
 //! };
 //! println!("model at {}", path.display());
 //! # Ok(()) }
 //! ```
+//!
+//! # Any GGUF file
+//!
+//! A [`RemoteModel`] is a GGUF file outside the manifest: `hf:OWNER/REPO/FILE.gguf`
+//! (downloaded from `$HF_ENDPOINT/OWNER/REPO/resolve/main/FILE`, the endpoint being
+//! `https://huggingface.co` unless set) or an `https://` URL. [`Cache::ensure_remote`]
+//! downloads it into `models/hf/...` or `models/url/...`, resuming an interrupted
+//! download with an HTTP range request, and checks it against a SHA-256: the caller's,
+//! else the one recorded in the lock file `models/remote-models.lock` at its first
+//! download (trust on first use). Only `https://` (and `http://` to loopback) is
+//! fetched, redirects are bounded, and a file that does not start with the GGUF magic
+//! or exceeds [`DownloadOptions::max_file_size`] is refused.
 //!
 //! The free functions ([`resolve`], [`default_model`], [`pull`], [`ensure`], [`list`],
 //! ...) use the built-in manifest and the cache at [`cache_dir`].
@@ -49,11 +62,13 @@ mod download;
 mod error;
 mod manifest;
 mod progress;
+mod remote;
 
 use std::path::PathBuf;
 
 pub use cache::{
-    Cache, DownloadOptions, Listed, LocalState, STALE_PARTIAL_AGE, cache_dir, cache_dir_from,
+    Cache, DEFAULT_MAX_FILE_SIZE, DownloadOptions, Listed, LocalState, STALE_PARTIAL_AGE,
+    cache_dir, cache_dir_from,
 };
 pub use error::{ModelsError, SourceFailure};
 pub use manifest::{
@@ -63,6 +78,10 @@ pub use manifest::{
 #[cfg(feature = "progress")]
 pub use progress::IndicatifProgress;
 pub use progress::{NoProgress, Progress, ProgressEvent, Stage};
+pub use remote::{
+    GGUF_MAGIC, HF_DEFAULT_ENDPOINT, ListedRemote, LockEntry, REMOTE_LOCK_FILE, RemoteModel,
+    RemotePulled, Trust, TrustOutcome, hf_endpoint, parse_sha256,
+};
 
 /// The built-in manifest ([`Manifest::builtin`]).
 pub fn manifest() -> Result<&'static Manifest, ModelsError> {
@@ -80,15 +99,43 @@ pub fn find(name: &str) -> Result<&'static Artifact, ModelsError> {
 }
 
 /// [`Manifest::resolve`] on the built-in manifest: an existing file path is used as it
-/// is, else a name or alias gives its entry.
+/// is, a `hf:` spec or URL is [`Resolved::Remote`], else a name or alias gives its
+/// entry. A bare `.gguf` file name that is no file here but the file of a model pulled
+/// by spec or URL (in the lock file of the cache at [`cache_dir`]) is that model.
 pub fn resolve(name_or_path: &str) -> Result<Resolved<'static>, ModelsError> {
-    Manifest::builtin()?.resolve(name_or_path)
+    or_pulled_file(name_or_path, Manifest::builtin()?.resolve(name_or_path))
 }
 
 /// [`Manifest::resolve_model`] on the built-in manifest: like [`resolve`], but a data
 /// set's name is [`ModelsError::NotAModel`].
 pub fn resolve_model(name_or_path: &str) -> Result<Resolved<'static>, ModelsError> {
-    Manifest::builtin()?.resolve_model(name_or_path)
+    or_pulled_file(
+        name_or_path,
+        Manifest::builtin()?.resolve_model(name_or_path),
+    )
+}
+
+/// A [`ModelsError::FileNotFound`] for a bare `.gguf` name becomes the pulled model
+/// with that file name, if there is one.
+fn or_pulled_file(
+    name: &str,
+    resolved: Result<Resolved<'static>, ModelsError>,
+) -> Result<Resolved<'static>, ModelsError> {
+    match resolved {
+        Err(ModelsError::FileNotFound { path })
+            if !name.contains(['/', '\\']) && name.to_ascii_lowercase().ends_with(".gguf") =>
+        {
+            let found = match Cache::from_env() {
+                Ok(cache) => cache.find_remote_file(name)?,
+                Err(_) => None,
+            };
+            match found {
+                Some(model) => Ok(Resolved::Remote(model)),
+                None => Err(ModelsError::FileNotFound { path }),
+            }
+        }
+        other => other,
+    }
 }
 
 /// [`Cache::local_path`] in the cache at [`cache_dir`] (`None` if there is no cache dir).

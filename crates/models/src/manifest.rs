@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use crate::error::ModelsError;
+use crate::remote::RemoteModel;
 
 /// The manifest shipped with the crate (`vendor/models.toml`).
 pub const BUILTIN_MANIFEST: &str = include_str!("../../../vendor/models.toml");
@@ -180,6 +181,9 @@ pub enum Resolved<'a> {
     Path(PathBuf),
     /// A manifest entry.
     Artifact(&'a Artifact),
+    /// A GGUF file outside the manifest (`hf:OWNER/REPO/FILE.gguf` or an URL), pulled
+    /// with [`crate::Cache::ensure_remote`].
+    Remote(RemoteModel),
 }
 
 static BUILTIN: OnceLock<Result<Manifest, String>> = OnceLock::new();
@@ -264,13 +268,17 @@ impl Manifest {
             .ok_or(ModelsError::NoDefault { kind })
     }
 
-    /// A path to an existing file is used as it is; otherwise a manifest name or alias
+    /// A path to an existing file is used as it is; a `hf:` spec or URL is
+    /// [`Resolved::Remote`] (or its parse error); otherwise a manifest name or alias
     /// gives its entry. Anything else is [`ModelsError::FileNotFound`] if it looks like a
     /// path (contains a separator or ends in `.gguf`), else [`ModelsError::UnknownArtifact`].
     pub fn resolve(&self, name_or_path: &str) -> Result<Resolved<'_>, ModelsError> {
         let path = Path::new(name_or_path);
         if path.is_file() {
             return Ok(Resolved::Path(path.to_path_buf()));
+        }
+        if RemoteModel::looks_remote(name_or_path) {
+            return RemoteModel::parse(name_or_path).map(Resolved::Remote);
         }
         if let Some(a) = self.get(name_or_path) {
             return Ok(Resolved::Artifact(a));
