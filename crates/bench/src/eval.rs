@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use optillm_core::extract::AnswerKind;
+use optillm_core::samples::Sample;
 use optillm_core::spec;
 use optillm_core::strategies::build_spec;
 use optillm_core::strategy::{self, Budget, Strategy, StrategyError, StrategyRequest};
@@ -158,6 +159,11 @@ pub struct ItemRecord {
     /// Why the run gave no answer (it counts as wrong).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Every sample a voting approach drew, with its answer and confidence, so other
+    /// aggregation rules can be scored later without generating again
+    /// ([`crate::rescore`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
 }
 
 impl ItemRecord {
@@ -566,6 +572,7 @@ async fn run_one(
         budget_exhausted: false,
         vote: None,
         error: None,
+        samples: Vec::new(),
     };
     match result {
         Ok(outcome) => {
@@ -579,6 +586,7 @@ async fn run_one(
             record.wall_ms = outcome.wall.as_secs_f64() * 1000.0;
             record.budget_exhausted = outcome.budget_exhausted;
             record.vote = outcome.vote.map(|v| v.summary());
+            record.samples = outcome.samples;
         }
         Err(StrategyError::Backend(e)) if stops_the_run(&e) => {
             return Err(BenchError::Strategy {
@@ -600,7 +608,7 @@ fn stops_the_run(e: &BackendError) -> bool {
     e.is_transient() || matches!(e, BackendError::Closed)
 }
 
-fn check_run_info(path: &Path, info: &RunInfo) -> Result<()> {
+pub(crate) fn check_run_info(path: &Path, info: &RunInfo) -> Result<()> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let existing: RunInfo =

@@ -9,6 +9,8 @@
 //!   letter, longest option);
 //! - [`eval`]: [`run_eval`], every approach spec on every sampled item, resumable,
 //!   with JSON/CSV summaries and an accuracy-against-tokens plot ([`plot`]);
+//! - [`rescore`]: new aggregation rules (weighted votes, confidence filters, adaptive
+//!   stopping) scored on the samples an evaluation recorded, with no new generation;
 //! - [`speed`]: [`measure_speed`], the speed table of one backend.
 
 pub mod baselines;
@@ -16,6 +18,7 @@ pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod plot;
+pub mod rescore;
 pub mod score;
 pub mod speed;
 

@@ -209,6 +209,13 @@ impl Vote {
 /// Majority vote over answers (`None`: no answer found). Answers are grouped by their
 /// canonical form; ties go to the answer seen first. `None` when no answer is `Some`.
 pub fn vote(answers: &[Option<String>]) -> Option<Vote> {
+    weighted_vote(answers, &[])
+}
+
+/// [`vote`] with a weight per answer (missing weights count 1): the winner is the
+/// answer with the most weight, `distribution` is ordered by weight (ties: first seen
+/// first) and still counts votes.
+pub fn weighted_vote(answers: &[Option<String>], weights: &[f64]) -> Option<Vote> {
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, a) in answers.iter().enumerate() {
@@ -219,12 +226,21 @@ pub fn vote(answers: &[Option<String>]) -> Option<Vote> {
         }
         groups.entry(key).or_default().push(i);
     }
-    let mut distribution: Vec<(String, usize)> = order
+    let weight_of = |k: &String| -> f64 {
+        groups.get(k).map_or(0.0, |members| {
+            members
+                .iter()
+                .map(|&i| weights.get(i).copied().unwrap_or(1.0))
+                .sum()
+        })
+    };
+    let mut weighted: Vec<(String, usize, f64)> = order
         .iter()
-        .map(|k| (k.clone(), groups.get(k).map_or(0, Vec::len)))
+        .map(|k| (k.clone(), groups.get(k).map_or(0, Vec::len), weight_of(k)))
         .collect();
-    // Stable sort keeps first-seen order among equal counts.
-    distribution.sort_by_key(|d| std::cmp::Reverse(d.1));
+    // Stable sort keeps first-seen order among equal weights.
+    weighted.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let distribution: Vec<(String, usize)> = weighted.into_iter().map(|(k, c, _)| (k, c)).collect();
     let (winner, count) = distribution.first().cloned()?;
     let members = groups.remove(&winner).unwrap_or_default();
     Some(Vote {

@@ -9,6 +9,7 @@ pub mod mock;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock_tokens;
 pub mod pyeval;
+pub mod samples;
 pub mod spec;
 pub mod strategies;
 pub mod strategy;

@@ -172,6 +172,13 @@ pub const MAX_DEPTH: usize = 16;
 /// a message that shows the spec with a caret under it. A spec longer than
 /// [`MAX_SPEC_CHARS`] or nested deeper than [`MAX_DEPTH`] is refused.
 pub fn parse(input: &str) -> Result<Spec, StrategyError> {
+    parse_with(input, strategies::is_known)
+}
+
+/// [`parse`] with another vocabulary of stage names (e.g. the rules of
+/// `optillm eval --rescore`): the same syntax and bounds, `known` decides which names
+/// are accepted.
+pub fn parse_with(input: &str, known: fn(&str) -> bool) -> Result<Spec, StrategyError> {
     // Bytes bound chars from above: count chars only for inputs that may be short enough.
     if input.len() > 4 * MAX_SPEC_CHARS || input.chars().count() > MAX_SPEC_CHARS {
         return Err(StrategyError::BadSpec {
@@ -187,6 +194,7 @@ pub fn parse(input: &str) -> Result<Spec, StrategyError> {
         chars: input.chars().collect(),
         pos: 0,
         depth: 0,
+        known,
     };
     p.skip_ws();
     if p.peek().is_none() {
@@ -211,6 +219,8 @@ struct Parser<'a> {
     pos: usize,
     /// Open parentheses and lists around `pos`.
     depth: usize,
+    /// Which stage names exist.
+    known: fn(&str) -> bool,
 }
 
 impl Parser<'_> {
@@ -364,7 +374,7 @@ impl Parser<'_> {
             self.pos += 1;
         }
         let slug: String = self.chars[start..self.pos].iter().collect();
-        if !strategies::is_known(&slug) {
+        if !(self.known)(&slug) {
             return Err(self.error(
                 start,
                 self.pos - start,

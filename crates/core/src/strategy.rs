@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, StreamEvent, run_token_job};
 use crate::error::BackendError;
 use crate::extract::Vote;
+use crate::samples::Sample;
 use crate::token::TokenSession;
 use crate::types::{ChatRequest, Completion, Message, Role, Sampling, Usage};
 
@@ -178,6 +179,10 @@ pub struct Outcome {
     /// True when the budget stopped the run and `answer` is the best found so far.
     pub budget_exhausted: bool,
     pub trace: Vec<TraceEntry>,
+    /// Every sample a voting strategy drew, in the order drawn, with its extracted
+    /// answer and confidence (see [`crate::samples`]); empty for other approaches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
 }
 
 impl Outcome {
@@ -200,6 +205,7 @@ struct CtxState {
     usage: RunUsage,
     trace: Vec<TraceEntry>,
     best: Option<String>,
+    samples: Vec<Sample>,
 }
 
 /// The calling context of a run: backend, budget, usage, trace, and the sink of the
@@ -277,6 +283,11 @@ impl Ctx {
     }
 
     /// Offers the best answer so far: what the run returns if the budget cuts it.
+    /// Records samples drawn for a vote; they reach [`Outcome::samples`].
+    pub fn record_samples(&self, samples: impl IntoIterator<Item = Sample>) {
+        self.with_state(|s| s.samples.extend(samples));
+    }
+
     pub fn offer(&self, answer: impl Into<String>) {
         let a = answer.into();
         self.with_state(|s| s.best = Some(a));
@@ -577,8 +588,14 @@ pub async fn run_in(
     request: &StrategyRequest,
 ) -> Result<Outcome, StrategyError> {
     let result = strategy.run(&ctx, request).await;
-    let (usage, trace, best) =
-        ctx.with_state(|s| (s.usage, std::mem::take(&mut s.trace), s.best.take()));
+    let (usage, trace, best, samples) = ctx.with_state(|s| {
+        (
+            s.usage,
+            std::mem::take(&mut s.trace),
+            s.best.take(),
+            std::mem::take(&mut s.samples),
+        )
+    });
     let (answer, budget_exhausted) = match result {
         Ok(a) => (a, false),
         Err(StrategyError::BudgetExhausted) => match best {
@@ -597,6 +614,7 @@ pub async fn run_in(
         wall: ctx.started.elapsed(),
         budget_exhausted,
         trace,
+        samples,
     })
 }
 

@@ -160,6 +160,12 @@ pub struct EvalArgs {
     /// discordant counts b/c and McNemar's exact p.
     #[arg(long)]
     pub baseline: Option<String>,
+    /// Score aggregation rules on the samples the voting approaches of --approaches
+    /// recorded in --out, without calling the model (no backend is opened): a
+    /// semicolon-separated list of `vote(k=.., weight=none|mean|lowest_group|tail,
+    /// keep=.., batch=.., stop_at=..)`. Writes rescore.md/json/csv beside the summary.
+    #[arg(long)]
+    pub rescore: Option<String>,
 }
 
 /// Splits `a,b(k=1,n=2),c` at top-level commas.
@@ -227,7 +233,6 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
         };
         PathBuf::from("eval-results").join(format!("{name}-{}", model.replace('/', "_")))
     });
-    let backend = backends::open(&args.backend, &model).await?;
     let options = EvalOptions {
         limit: args.limit,
         shuffle: args.shuffle,
@@ -241,6 +246,23 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         baseline: args.baseline.clone(),
     };
+    if let Some(rules) = &args.rescore {
+        let rules: Vec<String> = rules
+            .split(';')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect();
+        let summary =
+            optillm_bench::rescore::rescore(&loaded, &approaches, &rules, &options, &out)?;
+        println!("{}", summary.to_markdown());
+        eprintln!(
+            "rescored in {}",
+            out.join(optillm_bench::rescore::RESCORE_MD).display()
+        );
+        return Ok(());
+    }
+    let backend = backends::open(&args.backend, &model).await?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} runs ({eta} left) {msg}")

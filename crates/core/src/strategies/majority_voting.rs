@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::self_consistency::Voting;
+use super::self_consistency::{Voting, rule};
 use crate::extract::AnswerKind;
+use crate::samples::{VoteRule, Weight};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,14 +17,27 @@ pub struct Params {
     pub temperature: f32,
     /// Answer kind to extract and vote on (`number`, `choice`, `yes_no`, `text`); `null`: any.
     pub answer_kind: Option<AnswerKind>,
+    /// What weighs a vote: `none`, `mean`, `lowest_group`, `tail` (token confidence).
+    pub weight: Weight,
+    /// Share of the samples that vote, the most confident first (1: all).
+    pub keep: f32,
+    /// Adaptive sampling: samples per request, stopping early (0: all `k` at once).
+    pub batch: u32,
+    /// Adaptive sampling's threshold (Beta stopping rule).
+    pub stop_at: f32,
 }
 
 impl Default for Params {
     fn default() -> Self {
+        let rule = VoteRule::default();
         Self {
             k: 8,
             temperature: 0.6,
             answer_kind: None,
+            weight: rule.weight,
+            keep: rule.keep,
+            batch: rule.batch,
+            stop_at: rule.stop_at,
         }
     }
 }
@@ -36,13 +50,13 @@ pub struct MajorityVoting {
 impl MajorityVoting {
     pub fn new(params: Params) -> Result<Self, StrategyError> {
         Ok(Self {
-            voting: Voting {
-                slug: "majority_voting",
-                k: params.k,
-                temperature: params.temperature,
-                answer_kind: params.answer_kind,
-            }
-            .checked()?,
+            voting: Voting::new(
+                "majority_voting",
+                params.k,
+                params.temperature,
+                params.answer_kind,
+                rule(params.weight, params.keep, params.batch, params.stop_at),
+            )?,
         })
     }
 }

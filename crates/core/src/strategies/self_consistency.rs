@@ -1,67 +1,164 @@
 //! `self_consistency`: k samples at T=1 in one request, majority vote on the extracted
 //! answers; a response from the winning group is returned. Also the engine of
 //! `majority_voting`, which differs only in its defaults.
+//!
+//! Both take the options of a [`VoteRule`]: `weight` (votes weighted by each sample's
+//! token confidence, when the backend returns log-probabilities), `keep` (only the most
+//! confident share of the samples votes), and `batch` / `stop_at` (adaptive sampling:
+//! draw `batch` samples at a time and stop once the leading answer is the majority
+//! answer with probability `stop_at`). Every sample is recorded in the outcome
+//! ([`crate::Outcome::samples`]) so other rules can be scored on it later.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::select::vote_samples;
-use super::util::{samples, temp};
-use crate::extract::AnswerKind;
+use super::select::SampleVote;
+use super::util::temp;
+use crate::extract::{AnswerKind, extract, extract_as};
+use crate::samples::{CONFIDENCE_TOP_K, Confidence, Sample, VoteRule, Weight};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
-    /// Samples drawn, in one request with `n = k`.
+    /// Samples drawn, in one request with `n = k` (at most, when adaptive).
     pub k: u32,
     pub temperature: f32,
     /// Answer kind to extract and vote on (`number`, `choice`, `yes_no`, `text`); `null`: any.
     pub answer_kind: Option<AnswerKind>,
+    /// What weighs a vote: `none`, `mean`, `lowest_group`, `tail` (token confidence).
+    pub weight: Weight,
+    /// Share of the samples that vote, the most confident first (1: all).
+    pub keep: f32,
+    /// Adaptive sampling: samples per request, stopping early (0: all `k` at once).
+    pub batch: u32,
+    /// Adaptive sampling's threshold (Beta stopping rule).
+    pub stop_at: f32,
 }
 
 impl Default for Params {
     fn default() -> Self {
+        let rule = VoteRule::default();
         Self {
             k: 5,
             temperature: 1.0,
             answer_kind: None,
+            weight: rule.weight,
+            keep: rule.keep,
+            batch: rule.batch,
+            stop_at: rule.stop_at,
         }
     }
 }
 
-/// Sample `k`, vote on the extracted answers, answer with the winning group.
+/// Sample `k` (in batches when adaptive), vote on the extracted answers, answer with
+/// the winning group.
 #[derive(Debug, Clone)]
 pub(crate) struct Voting {
     pub slug: &'static str,
     pub k: u32,
     pub temperature: f32,
     pub answer_kind: Option<AnswerKind>,
+    pub rule: VoteRule,
 }
 
 impl Voting {
-    pub fn checked(self) -> Result<Self, StrategyError> {
-        if self.k == 0 {
-            return Err(StrategyError::BadParameter {
-                approach: self.slug.to_string(),
-                message: "k must be at least 1".into(),
-            });
+    /// The voting of `slug` with these options, checked.
+    pub fn new(
+        slug: &'static str,
+        k: u32,
+        temperature: f32,
+        answer_kind: Option<AnswerKind>,
+        rule: VoteRule,
+    ) -> Result<Self, StrategyError> {
+        let bad = |message: String| StrategyError::BadParameter {
+            approach: slug.to_string(),
+            message,
+        };
+        if k == 0 {
+            return Err(bad("k must be at least 1".into()));
         }
-        Ok(self)
+        rule.check().map_err(bad)?;
+        Ok(Self {
+            slug,
+            k,
+            temperature,
+            answer_kind,
+            rule,
+        })
     }
 
     pub async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         request.query()?;
-        let texts = samples(
-            ctx,
-            request,
-            "sample",
-            request.messages.clone(),
-            &temp(self.temperature),
-            self.k,
-        )
-        .await?;
-        let sv = vote_samples(&texts, self.answer_kind);
+        let caps = ctx.backend().capabilities();
+        let top_k = caps
+            .logprobs
+            .then_some(CONFIDENCE_TOP_K.min(caps.max_top_logprobs))
+            .filter(|&k| k > 0);
+        let step = temp(self.temperature);
+        let batch = match self.rule.batch {
+            0 => self.k,
+            b => b.min(self.k),
+        };
+        let mut drawn: Vec<Sample> = Vec::new();
+        while (drawn.len() as u32) < self.k {
+            let offset = drawn.len() as u32;
+            let m = batch.min(self.k - offset);
+            let mut chat = request.chat(request.messages.clone(), &step).with_n(m);
+            // Batch at offset d takes the seeds of samples d.. of one k-sample request.
+            chat.sampling.seed = chat.sampling.seed.map(|s| s.wrapping_add(offset));
+            if let Some(k) = top_k {
+                chat = chat.with_logprobs(k);
+            }
+            let completion = ctx.call("sample", chat).await?;
+            let new: Vec<Sample> = completion
+                .choices
+                .iter()
+                .map(|c| Sample {
+                    text: c.text.clone(),
+                    answer: extract_as(&c.text, self.answer_kind),
+                    completion_tokens: c.completion_tokens,
+                    finish_reason: Some(c.finish_reason),
+                    confidence: c.logprobs.as_deref().and_then(Confidence::from_logprobs),
+                })
+                .collect();
+            ctx.record_samples(new.iter().cloned());
+            drawn.extend(new);
+            let texts: Vec<String> = drawn.iter().map(|s| s.text.clone()).collect();
+            if let Some(i) = self
+                .rule
+                .vote(&drawn)
+                .and_then(|v| v.members.first().copied())
+            {
+                if let Some(t) = texts.get(i) {
+                    ctx.offer(t.clone());
+                }
+            }
+            if self.rule.batch > 0 && self.rule.should_stop(&drawn) {
+                tracing::info!(
+                    approach = self.slug,
+                    drawn = drawn.len(),
+                    k = self.k,
+                    "adaptive sampling stopped early"
+                );
+                break;
+            }
+            if completion.choices.is_empty() {
+                break;
+            }
+        }
+        // No sample has an answer of the kind: vote on the samples' final lines, so
+        // open-ended answers that agree still win over a lone one.
+        if drawn.iter().all(|s| s.answer.is_none()) {
+            for s in &mut drawn {
+                s.answer = extract(&s.text, AnswerKind::Text);
+            }
+        }
+        let texts: Vec<String> = drawn.iter().map(|s| s.text.clone()).collect();
+        let sv = SampleVote {
+            answers: drawn.iter().map(|s| s.answer.clone()).collect(),
+            vote: self.rule.vote(&drawn),
+        };
         if let Some(v) = &sv.vote {
             tracing::info!(
                 approach = self.slug,
@@ -73,6 +170,10 @@ impl Voting {
         }
         // The winning group first, then one sample per other answer (for n > 1).
         let mut order = sv.representatives();
+        if let Some(first) = sv.chosen() {
+            order.retain(|&i| i != first);
+            order.insert(0, first);
+        }
         if order.is_empty() && !texts.is_empty() {
             order.push(0);
         }
@@ -92,6 +193,16 @@ impl Voting {
     }
 }
 
+/// The [`VoteRule`] of a strategy's parameters.
+pub(crate) fn rule(weight: Weight, keep: f32, batch: u32, stop_at: f32) -> VoteRule {
+    VoteRule {
+        weight,
+        keep,
+        batch,
+        stop_at,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SelfConsistency {
     voting: Voting,
@@ -100,13 +211,13 @@ pub struct SelfConsistency {
 impl SelfConsistency {
     pub fn new(params: Params) -> Result<Self, StrategyError> {
         Ok(Self {
-            voting: Voting {
-                slug: "self_consistency",
-                k: params.k,
-                temperature: params.temperature,
-                answer_kind: params.answer_kind,
-            }
-            .checked()?,
+            voting: Voting::new(
+                "self_consistency",
+                params.k,
+                params.temperature,
+                params.answer_kind,
+                rule(params.weight, params.keep, params.batch, params.stop_at),
+            )?,
         })
     }
 }
@@ -181,6 +292,7 @@ mod tests {
             k: 4,
             temperature: 0.8,
             answer_kind: Some(AnswerKind::Choice),
+            ..Params::default()
         };
         let out = run(
             &SelfConsistency::new(params).unwrap(),
@@ -197,10 +309,78 @@ mod tests {
         assert!(out.candidates[3].starts_with("[answer: none]"));
     }
 
+    #[tokio::test]
+    async fn adaptive_batches_continue_the_seeds_and_stop_on_agreement() {
+        let replies = ["#### 7", "#### 7", "#### 7", "#### 7", "#### 9", "#### 9"];
+        let mock = Arc::new(MockBackend::scripted(replies));
+        let mut req = StrategyRequest::user("3 + 4?");
+        req.sampling = Sampling::default().with_seed(100);
+        let params = Params {
+            k: 6,
+            batch: 2,
+            ..Params::default()
+        };
+        let out = run(
+            &SelfConsistency::new(params).unwrap(),
+            mock.clone(),
+            &req,
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        let sent = mock.requests();
+        // 2 then 4 agreeing answers: P = 31/32 >= 0.95, so the third batch is not drawn.
+        assert_eq!(sent.iter().map(|r| r.n).collect::<Vec<_>>(), vec![2, 2]);
+        assert_eq!(
+            sent.iter().map(|r| r.sampling.seed).collect::<Vec<_>>(),
+            vec![Some(100), Some(102)]
+        );
+        // Confidences were asked for, and every sample is in the outcome.
+        assert!(sent.iter().all(|r| r.logprobs == Some(CONFIDENCE_TOP_K)));
+        assert_eq!(out.samples.len(), 4);
+        assert!(out.samples.iter().all(|s| s.confidence.is_some()));
+        assert_eq!(out.samples[0].answer.as_deref(), Some("7"));
+        assert_eq!(out.vote.unwrap().count, 4);
+    }
+
+    #[tokio::test]
+    async fn no_logprobs_no_confidence_and_weights_fall_back_to_counts() {
+        let caps = crate::types::Capabilities {
+            native_n: true,
+            ..Default::default()
+        };
+        let mock = Arc::new(MockBackend::scripted(SAMPLES).with_capabilities(caps));
+        let params = Params {
+            weight: Weight::LowestGroup,
+            keep: 0.5,
+            ..Params::default()
+        };
+        let out = run(
+            &SelfConsistency::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("3 + 4?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(mock.requests()[0].logprobs, None);
+        assert!(out.samples.iter().all(|s| s.confidence.is_none()));
+        // Without confidences every sample votes once: 7 wins 3 to 1.
+        assert_eq!(out.vote.unwrap().winner, "7");
+    }
+
     #[test]
     fn rejects_k_zero() {
         let p = Params {
             k: 0,
+            ..Params::default()
+        };
+        assert!(matches!(
+            SelfConsistency::new(p),
+            Err(StrategyError::BadParameter { .. })
+        ));
+        let p = Params {
+            keep: 1.5,
             ..Params::default()
         };
         assert!(matches!(
