@@ -4,8 +4,8 @@
 #[path = "common.rs"]
 mod common;
 
-use optillm_core::strategy::{self, Budget, StrategyRequest};
-use optillm_core::{spec, strategies};
+use optillm::strategy::{self, Budget, StrategyRequest};
+use optillm::{spec, strategies};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use optillm_core::strategy::{self, Budget, StrategyRequest};
-use optillm_core::{spec, strategies};
-use optillm_ollama::{OllamaBackend, OllamaConfig};
+use optillm::strategy::{self, Budget, StrategyRequest};
+use optillm::{OllamaBackend, OllamaConfig};
+use optillm::{spec, strategies};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -4,8 +4,8 @@
 #[path = "common.rs"]
 mod common;
 
-use optillm_core::strategy::{self, Budget, StrategyRequest};
-use optillm_core::{Sampling, spec, strategies};
+use optillm::strategy::{self, Budget, StrategyRequest};
+use optillm::{Sampling, spec, strategies};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
-use optillm_core::Backend;
+use optillm::Backend;
 
 /// Which kind of backend serves the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,15 +52,10 @@ fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
 
 /// The model name to use: the flag, else `LLM_MODEL`, else the manifest's default.
 pub fn model_name(flag: Option<String>) -> anyhow::Result<String> {
-    if let Some(m) = flag {
-        return Ok(m);
+    match flag {
+        Some(m) => Ok(m),
+        None => Ok(optillm::model_from_env()?),
     }
-    if let Ok(m) = std::env::var("LLM_MODEL") {
-        if !m.is_empty() {
-            return Ok(m);
-        }
-    }
-    Ok(optillm_models::default_model()?.name.clone())
 }
 
 /// Opens `model` on the chosen backend; native models are pulled when missing.
@@ -74,36 +69,21 @@ pub async fn open(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Bac
 
 #[cfg(feature = "llama")]
 async fn open_native(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    use optillm_models::Resolved;
-    let (path, name) = match optillm_models::resolve(model)? {
-        Resolved::Path(p) => {
-            let name = p
-                .file_stem()
-                .map_or_else(|| model.to_string(), |s| s.to_string_lossy().into_owned());
-            (p, name)
+    let mut options = optillm::OpenOptions::new();
+    if let Some(n) = args.ctx_size {
+        options = options.ctx_size(n);
+    }
+    if let Some(n) = args.threads {
+        options = options.threads(n);
+    }
+    match optillm::open(model, options.clone()).await {
+        Err(optillm::OpenError::NotPulled { name, size_mb }) => {
+            eprintln!("pulling {name} ({size_mb} MB)...");
+            crate::commands::models::pull_one(optillm_models::find(&name)?).await?;
+            Ok(optillm::open(model, options).await?)
         }
-        Resolved::Artifact(a) => {
-            let path = match optillm_models::local_path(a) {
-                Some(p) => p,
-                None => {
-                    eprintln!("pulling {} ({} MB)...", a.name, a.size / 1_000_000);
-                    crate::commands::models::pull_one(a).await?
-                }
-            };
-            (path, a.name.clone())
-        }
-    };
-    let config = optillm_llama::LlamaConfig {
-        name: Some(name),
-        n_ctx: args.ctx_size,
-        n_threads: args.threads,
-        ..Default::default()
-    };
-    let backend =
-        tokio::task::spawn_blocking(move || optillm_llama::LlamaBackend::load(path, config))
-            .await
-            .context("the model loader stopped")??;
-    Ok(Arc::new(backend))
+        opened => Ok(opened?),
+    }
 }
 
 #[cfg(not(feature = "llama"))]

@@ -93,7 +93,8 @@ pub fn parse_threads(s: &str) -> Result<i32, String> {
 
 /// Checks, before anything is downloaded or loaded, what can be checked of a native
 /// model: the backend settings (`--ctx-size`, `--threads`) and that the name is a model
-/// (not a data set). Remote backends are left alone.
+/// (a manifest model, an Ollama name mapped to one, or a file; not a data set). Remote
+/// backends are left alone.
 pub fn check_native(args: &BackendArgs, model: &str) -> anyhow::Result<()> {
     if args.backend != BackendKind::Native {
         return Ok(());
@@ -114,7 +115,7 @@ pub fn check_native(args: &BackendArgs, model: &str) -> anyhow::Result<()> {
             return Err(e).with_context(|| format!("invalid {flag}"));
         }
     }
-    optillm_models::resolve_model(model)?;
+    optillm::resolve(model)?;
     Ok(())
 }
 

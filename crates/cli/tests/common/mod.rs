@@ -1,40 +1,57 @@
-//! Shared setup: the real default model, loaded once per test binary.
+//! Shared setup: the real default model (or the GGUF file in `OPTILLM_TEST_MODEL`),
+//! opened once per test binary with `optillm::open`, pulled if missing.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use optillm_llama::{LlamaBackend, LlamaConfig};
+use optillm::{Backend, LlamaConfig, OpenOptions};
 
+fn model() -> String {
+    std::env::var("OPTILLM_TEST_MODEL").unwrap_or_else(|_| "smollm2-135m".into())
+}
+
+fn options() -> OpenOptions {
+    OpenOptions::new().pull(true).llama_config(LlamaConfig {
+        name: Some("smollm2-135m".into()),
+        n_ctx: Some(4096),
+        n_threads: Some(2),
+        ..LlamaConfig::default()
+    })
+}
+
+/// `f` on a runtime of its own thread: callers may already be inside an async runtime.
+fn block_on<T: Send + 'static>(f: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(f))
+        .join()
+        .unwrap()
+}
+
+// Not every test binary uses both.
+#[allow(dead_code)]
 pub fn model_path() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        if let Ok(p) = std::env::var("OPTILLM_TEST_MODEL") {
-            return PathBuf::from(p);
-        }
-        // A thread of its own: callers may already be inside an async runtime.
-        std::thread::spawn(|| {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            let entry = optillm_models::default_model().expect("manifest");
-            rt.block_on(optillm_models::ensure(entry, &optillm_models::NoProgress))
-                .expect("pull the default model")
+        block_on(async {
+            let (path, _) = optillm::locate(&model(), &options())
+                .await
+                .expect("pull the test model");
+            path
         })
-        .join()
-        .unwrap()
     })
     .clone()
 }
 
-pub fn native() -> Arc<LlamaBackend> {
-    static BACKEND: OnceLock<Arc<LlamaBackend>> = OnceLock::new();
+#[allow(dead_code)]
+pub fn native() -> Arc<dyn Backend> {
+    static BACKEND: OnceLock<Arc<dyn Backend>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
-            let config = LlamaConfig {
-                name: Some("smollm2-135m".into()),
-                n_ctx: Some(4096),
-                n_threads: Some(2),
-                ..LlamaConfig::default()
-            };
-            Arc::new(LlamaBackend::load(model_path(), config).expect("load model"))
+            block_on(async {
+                optillm::open(&model(), options())
+                    .await
+                    .expect("open the test model")
+            })
         })
         .clone()
 }
