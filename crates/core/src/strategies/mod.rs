@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 
 use crate::strategy::{Strategy, StrategyError};
 
+mod auto;
 mod autothink;
 mod bon;
 mod cepo;
@@ -275,6 +276,13 @@ fn entries() -> Vec<Entry> {
                     parse_params(choice_likelihood::SLUG, p)?,
                 )))
             },
+        },
+        Entry {
+            slug: auto::SLUG,
+            description: "Picks per question: multiple choice -> likelihood (with token access), \
+                      a number in the question -> the best measured math approach, else none",
+            defaults: defaults_of::<auto::Params>,
+            build: |p| Ok(Box::new(auto::Auto::new(parse_params(auto::SLUG, p)?)?)),
         },
         // Search and multi-step approaches.
         Entry {

@@ -1,0 +1,213 @@
+//! `auto`: picks an approach per question from the question alone and what the backend
+//! can do.
+//!
+//! - A multiple-choice question (lettered options `(A) ...`, `(B) ...` after the stem,
+//!   as [`split_choices`] reads them) on a backend with token-level access: the options
+//!   are ranked by likelihood (`multiple_choice`). Measured on ARC-Easy with
+//!   SmolLM2-135M, likelihood is the only approach that beats greedy decoding; every
+//!   generating approach scored at or below it. Without token access: `other`.
+//! - A question with a number in it and no options (a math word problem): `numeric`,
+//!   the best measured math approach (see docs/results.md).
+//! - Anything else: `other` (one completion).
+//!
+//! The three routes are approach specs, so a user can change them
+//! (`auto(numeric="pot")`); a route may not itself contain `auto`.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::build_spec;
+use super::choice_likelihood::split_choices;
+use crate::spec::{self, Spec};
+use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
+
+pub const SLUG: &str = "auto";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// For multiple-choice questions, when the backend gives token-level access.
+    pub multiple_choice: String,
+    /// For questions with a number and no options.
+    pub numeric: String,
+    /// For everything else.
+    pub other: String,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            multiple_choice: "choice_likelihood(format=plain,normalize=none)".into(),
+            numeric: "majority_voting".into(),
+            other: "none".into(),
+        }
+    }
+}
+
+/// What kind of question a query is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    MultipleChoice,
+    Numeric,
+    Other,
+}
+
+/// The route of `query`, from its text alone.
+pub fn classify(query: &str) -> Route {
+    if split_choices(query).is_some() {
+        Route::MultipleChoice
+    } else if query.chars().any(|c| c.is_ascii_digit()) {
+        Route::Numeric
+    } else {
+        Route::Other
+    }
+}
+
+pub struct Auto {
+    routes: [(Route, String, Box<dyn Strategy>); 3],
+}
+
+impl Auto {
+    pub fn new(params: Params) -> Result<Self, StrategyError> {
+        let route =
+            |spec_text: &str, which: &str| -> Result<(String, Box<dyn Strategy>), StrategyError> {
+                let parsed = spec::parse(spec_text)?;
+                if mentions_auto(&parsed) {
+                    return Err(StrategyError::BadParameter {
+                        approach: SLUG.into(),
+                        message: format!("the `{which}` route may not use `auto` itself"),
+                    });
+                }
+                Ok((parsed.to_string(), build_spec(&parsed)?))
+            };
+        let (mc, mc_s) = route(&params.multiple_choice, "multiple_choice")?;
+        let (num, num_s) = route(&params.numeric, "numeric")?;
+        let (other, other_s) = route(&params.other, "other")?;
+        Ok(Self {
+            routes: [
+                (Route::MultipleChoice, mc, mc_s),
+                (Route::Numeric, num, num_s),
+                (Route::Other, other, other_s),
+            ],
+        })
+    }
+
+    fn strategy(&self, route: Route) -> Option<&(Route, String, Box<dyn Strategy>)> {
+        self.routes.iter().find(|(r, _, _)| *r == route)
+    }
+}
+
+fn mentions_auto(spec: &Spec) -> bool {
+    match spec {
+        Spec::Stage { slug, .. } => slug == SLUG,
+        Spec::Pipeline(specs) | Spec::Parallel(specs) => specs.iter().any(mentions_auto),
+    }
+}
+
+#[async_trait]
+impl Strategy for Auto {
+    fn slug(&self) -> &str {
+        SLUG
+    }
+
+    async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
+        let mut route = classify(request.query()?);
+        if route == Route::MultipleChoice && !ctx.backend().capabilities().token_control {
+            route = Route::Other;
+        }
+        let (_, name, strategy) =
+            self.strategy(route)
+                .ok_or_else(|| StrategyError::BadParameter {
+                    approach: SLUG.into(),
+                    message: format!("no approach for {route:?} questions"),
+                })?;
+        tracing::info!(approach = SLUG, route = ?route, chosen = %name, "auto route");
+        strategy.run(ctx, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mock::MockBackend;
+    use crate::strategy::{Budget, run};
+
+    #[test]
+    fn questions_are_routed_by_their_text() {
+        assert_eq!(
+            classify("Which is a metal?\n(A) wood\n(B) iron\n(C) glass"),
+            Route::MultipleChoice
+        );
+        assert_eq!(
+            classify("Tom has 3 apples and buys 4 more. How many?"),
+            Route::Numeric
+        );
+        assert_eq!(classify("Write a haiku about rain."), Route::Other);
+    }
+
+    #[test]
+    fn routes_are_specs_and_auto_may_not_nest() {
+        assert!(Auto::new(Params::default()).is_ok());
+        let nested = Params {
+            numeric: "re2&auto".into(),
+            ..Params::default()
+        };
+        assert!(matches!(
+            Auto::new(nested),
+            Err(StrategyError::BadParameter { .. })
+        ));
+        let bad = Params {
+            other: "nonsense".into(),
+            ..Params::default()
+        };
+        assert!(Auto::new(bad).is_err());
+    }
+
+    #[tokio::test]
+    async fn numeric_questions_vote_and_others_pass_through() {
+        let mock = Arc::new(MockBackend::scripted(["#### 7"; 8]));
+        let auto = Auto::new(Params::default()).unwrap();
+        let out = run(
+            &auto,
+            mock.clone(),
+            &StrategyRequest::user("3 + 4?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        // majority_voting: one request of 8 samples, and the vote.
+        assert_eq!(mock.requests()[0].n, 8);
+        assert_eq!(out.vote.unwrap().winner, "7");
+
+        let mock = Arc::new(MockBackend::scripted(["Rain falls."]));
+        let out = run(
+            &auto,
+            mock.clone(),
+            &StrategyRequest::user("Write a haiku about rain."),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(mock.requests()[0].n, 1);
+        assert_eq!(out.answer, "Rain falls.");
+    }
+
+    #[tokio::test]
+    async fn multiple_choice_without_token_access_is_answered_by_generation() {
+        // MockBackend has no token-level access: likelihood is impossible, `other` runs.
+        let mock = Arc::new(MockBackend::scripted(["The answer is (B)."]));
+        let auto = Auto::new(Params::default()).unwrap();
+        let out = run(
+            &auto,
+            mock.clone(),
+            &StrategyRequest::user("Which is a metal?\n(A) wood\n(B) iron"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(mock.requests().len(), 1);
+        assert_eq!(out.answer, "The answer is (B).");
+    }
+}
