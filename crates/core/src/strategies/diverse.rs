@@ -1,15 +1,17 @@
 //! `diverse`: DiverseSampling. `n` samples over a temperature ladder, each its own
 //! request with its own temperature (and seed), all concurrently; one is picked by a
-//! selection rule: the extracted-answer majority (default), the longest, or the
-//! model's 0-10 rating.
+//! selection rule: the extracted-answer majority (default; optionally weighted by each
+//! sample's token confidence, see [`crate::samples`]), the longest, or the model's 0-10
+//! rating. Every sample is recorded in the outcome.
 
 use async_trait::async_trait;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use super::select::{argmax, best_guess, rate_all, settle, vote_samples};
-use super::util::{one, temp};
-use crate::extract::AnswerKind;
+use super::select::{SampleVote, argmax, best_guess, rate_all, settle};
+use super::util::temp;
+use crate::extract::{AnswerKind, extract, extract_as};
+use crate::samples::{CONFIDENCE_TOP_K, Confidence, Sample, VoteRule, Weight};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 /// How the answer is picked among the samples.
@@ -38,6 +40,10 @@ pub struct Params {
     pub rating_temperature: f32,
     /// Answer kind for the `vote` selection (`number`, `choice`, `yes_no`, `text`); `null`: any.
     pub answer_kind: Option<AnswerKind>,
+    /// What weighs a vote (`vote` selection): `none`, `mean`, `lowest_group`, `tail`.
+    pub weight: Weight,
+    /// Share of the samples that vote, the most confident first (1: all).
+    pub keep: f32,
 }
 
 impl Default for Params {
@@ -49,6 +55,8 @@ impl Default for Params {
             selection: Selection::Vote,
             rating_temperature: 0.1,
             answer_kind: None,
+            weight: Weight::None,
+            keep: 1.0,
         }
     }
 }
@@ -73,7 +81,18 @@ impl Diverse {
                 "temperatures must satisfy 0 <= min_temperature <= max_temperature",
             ));
         }
+        if !(params.keep > 0.0 && params.keep <= 1.0) {
+            return Err(bad("keep must be in (0, 1]"));
+        }
         Ok(Self { params })
+    }
+
+    fn rule(&self) -> VoteRule {
+        VoteRule {
+            weight: self.params.weight,
+            keep: self.params.keep,
+            ..VoteRule::default()
+        }
     }
 
     /// The temperature of each sample, from min to max.
@@ -100,17 +119,40 @@ impl Strategy for Diverse {
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         request.query()?;
+        let caps = ctx.backend().capabilities();
+        let top_k = caps
+            .logprobs
+            .then_some(CONFIDENCE_TOP_K.min(caps.max_top_logprobs))
+            .filter(|&k| k > 0);
+        let kind = self.params.answer_kind;
         let calls = self.ladder().into_iter().enumerate().map(|(i, t)| {
             let mut step = temp(t);
             // Distinct seeds, so a seeded run does not repeat one sample n times.
             step.seed = request.sampling.seed_for(i as u32);
+            let mut chat = request.chat(request.messages.clone(), &step);
+            if let Some(k) = top_k {
+                chat = chat.with_logprobs(k);
+            }
             async move {
                 let purpose = format!("sample {} (temperature {t:.2})", i + 1);
-                one(ctx, request, &purpose, request.messages.clone(), &step).await
+                let completion = ctx.call(purpose, chat).await?;
+                let choice = completion.choices.into_iter().next();
+                Ok(Sample {
+                    answer: choice.as_ref().and_then(|c| extract_as(&c.text, kind)),
+                    completion_tokens: choice.as_ref().map_or(0, |c| c.completion_tokens),
+                    finish_reason: choice.as_ref().map(|c| c.finish_reason),
+                    confidence: choice
+                        .as_ref()
+                        .and_then(|c| c.logprobs.as_deref())
+                        .and_then(Confidence::from_logprobs),
+                    text: choice.map(|c| c.text).unwrap_or_default(),
+                })
             }
         });
         let (results, cut) = settle(join_all(calls).await)?;
-        let texts: Vec<String> = results.into_iter().flatten().collect();
+        let mut samples: Vec<Sample> = results.into_iter().flatten().collect();
+        ctx.record_samples(samples.iter().cloned());
+        let texts: Vec<String> = samples.iter().map(|s| s.text.clone()).collect();
         if let Some(guess) = best_guess(&texts, self.params.answer_kind) {
             ctx.offer(guess);
         }
@@ -119,7 +161,16 @@ impl Strategy for Diverse {
         }
         let (chosen, candidates) = match self.params.selection {
             Selection::Vote => {
-                let sv = vote_samples(&texts, self.params.answer_kind);
+                // No sample has an answer of the kind: vote on their final lines.
+                if samples.iter().all(|s| s.answer.is_none()) {
+                    for s in &mut samples {
+                        s.answer = extract(&s.text, AnswerKind::Text);
+                    }
+                }
+                let sv = SampleVote {
+                    answers: samples.iter().map(|s| s.answer.clone()).collect(),
+                    vote: self.rule().vote(&samples),
+                };
                 (sv.chosen(), sv.labelled(&texts))
             }
             Selection::Longest => {
@@ -237,6 +288,37 @@ mod tests {
         // 13 has three votes (0.6, 0.9, 1.5); the lowest-temperature member is returned,
         // not the first sample (which says 12).
         assert_eq!(out.answer, by_temperature(&sent_at(&sent, 0.6)));
+    }
+
+    #[tokio::test]
+    async fn samples_are_recorded_and_only_the_kept_share_votes() {
+        let mock = Arc::new(MockBackend::new(|r, _| Ok(by_temperature(r))));
+        let keep = Diverse::new(Params {
+            keep: 0.4,
+            ..Params::default()
+        })
+        .unwrap();
+        let out = run(
+            &keep,
+            mock.clone(),
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert!(mock.requests().iter().all(|r| r.logprobs.is_some()));
+        assert_eq!(out.samples.len(), 5);
+        assert!(out.samples.iter().all(|s| s.confidence.is_some()));
+        // Equal confidences: the first two samples (12 at 0.3, 13 at 0.6) vote, a tie
+        // that the first seen wins, where all five would have chosen 13.
+        assert_eq!(out.answer, "at 0.3 the answer is 12");
+        assert!(
+            Diverse::new(Params {
+                keep: 0.0,
+                ..Params::default()
+            })
+            .is_err()
+        );
     }
 
     fn sent_at(sent: &[ChatRequest], t: f32) -> ChatRequest {
