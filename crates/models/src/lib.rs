@@ -99,20 +99,27 @@ pub fn find(name: &str) -> Result<&'static Artifact, ModelsError> {
 }
 
 /// [`Manifest::resolve`] on the built-in manifest: an existing file path is used as it
-/// is, a `hf:` spec or URL is [`Resolved::Remote`], else a name or alias gives its
-/// entry. A bare `.gguf` file name that is no file here but the file of a model pulled
-/// by spec or URL (in the lock file of the cache at [`cache_dir`]) is that model.
+/// is, else a name or alias gives its entry. A `hf:` spec or URL is
+/// [`Resolved::Remote`], or [`Resolved::Path`] to its cached file when that was pulled
+/// and checked against the lock file (its marker is valid; else
+/// [`Cache::ensure_remote`] re-hashes it). A bare `.gguf` file name that is no file here
+/// but the file of a model pulled by spec or URL is that model. The cache is the one at
+/// [`cache_dir`].
 pub fn resolve(name_or_path: &str) -> Result<Resolved<'static>, ModelsError> {
-    or_pulled_file(name_or_path, Manifest::builtin()?.resolve(name_or_path))
+    local_remote(or_pulled_file(
+        name_or_path,
+        Manifest::builtin()?.resolve(name_or_path),
+    )?)
 }
 
-/// [`Manifest::resolve_model`] on the built-in manifest: like [`resolve`], but a data
-/// set's name is [`ModelsError::NotAModel`].
+/// [`Manifest::resolve_model`] on the built-in manifest, with the same handling of
+/// `hf:` specs, URLs and pulled file names as [`resolve`]: a data set's name is
+/// [`ModelsError::NotAModel`].
 pub fn resolve_model(name_or_path: &str) -> Result<Resolved<'static>, ModelsError> {
-    or_pulled_file(
+    local_remote(or_pulled_file(
         name_or_path,
         Manifest::builtin()?.resolve_model(name_or_path),
-    )
+    )?)
 }
 
 /// A [`ModelsError::FileNotFound`] for a bare `.gguf` name becomes the pulled model
@@ -136,6 +143,21 @@ fn or_pulled_file(
         }
         other => other,
     }
+}
+
+/// A remote model whose cached file is verified becomes that file.
+fn local_remote(resolved: Resolved<'static>) -> Result<Resolved<'static>, ModelsError> {
+    let Resolved::Remote(model) = resolved else {
+        return Ok(resolved);
+    };
+    let Ok(cache) = Cache::from_env() else {
+        return Ok(Resolved::Remote(model));
+    };
+    let entry = cache.remote_entry(&model)?;
+    if cache.remote_state(&model, entry.as_ref()) == LocalState::Verified {
+        return Ok(Resolved::Path(cache.remote_path(&model)));
+    }
+    Ok(Resolved::Remote(model))
 }
 
 /// [`Cache::local_path`] in the cache at [`cache_dir`] (`None` if there is no cache dir).

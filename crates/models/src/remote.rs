@@ -656,42 +656,35 @@ impl Cache {
         // The cached file, if it has the expected hash.
         if let (Some((sha, outcome)), Some(e)) = (&expected, &entry) {
             if e.sha256 == *sha {
-                match self.remote_state(model, Some(e)) {
-                    LocalState::Verified => {
-                        return Ok(RemotePulled {
-                            path,
-                            size: e.size,
-                            sha256: e.sha256.clone(),
-                            trust: *outcome,
-                            downloaded: false,
-                            resumed_from: None,
-                            lock,
-                        });
-                    }
+                let ok = match self.remote_state(model, Some(e)) {
+                    LocalState::Verified => true,
                     LocalState::Unverified => match self.verify_remote(model, progress).await {
-                        Ok(path) => {
-                            if pin.is_some() && e.trust != Trust::Pinned {
-                                self.record(LockEntry {
-                                    trust: Trust::Pinned,
-                                    recorded: unix_now(),
-                                    ..e.clone()
-                                })?;
-                            }
-                            return Ok(RemotePulled {
-                                path,
-                                size: e.size,
-                                sha256: e.sha256.clone(),
-                                trust: *outcome,
-                                downloaded: false,
-                                resumed_from: None,
-                                lock,
-                            });
-                        }
+                        Ok(_) => true,
                         Err(error) => {
                             warn!(model = %model, error = %error, "the cached file does not match the lock file: downloading it again");
+                            false
                         }
                     },
-                    _ => {}
+                    _ => false,
+                };
+                if ok {
+                    // A first-use hash confirmed by the caller becomes pinned.
+                    if pin.is_some() && e.trust != Trust::Pinned {
+                        self.record(LockEntry {
+                            trust: Trust::Pinned,
+                            recorded: unix_now(),
+                            ..e.clone()
+                        })?;
+                    }
+                    return Ok(RemotePulled {
+                        path,
+                        size: e.size,
+                        sha256: e.sha256.clone(),
+                        trust: *outcome,
+                        downloaded: false,
+                        resumed_from: None,
+                        lock,
+                    });
                 }
             }
         }

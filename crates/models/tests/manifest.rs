@@ -64,6 +64,7 @@ fn builtin_has_the_required_entries() {
         ("arc-easy", ArtifactKind::Dataset),
         ("arc-challenge", ArtifactKind::Dataset),
         ("asdiv", ArtifactKind::Dataset),
+        ("math-500", ArtifactKind::Dataset),
     ] {
         let a = m.find(name).unwrap();
         assert_eq!(a.kind, kind, "{name}");
@@ -93,6 +94,8 @@ fn builtin_has_the_required_entries() {
     };
     assert_eq!(wheel_of("gsm8k"), wheel_of("arc-easy"));
     assert_eq!(wheel_of("gsm8k"), wheel_of("arc-challenge"));
+    assert_eq!(wheel_of("gsm8k"), wheel_of("math-500"));
+    assert_eq!(m.find("math500").unwrap().name, "math-500");
 }
 
 #[test]

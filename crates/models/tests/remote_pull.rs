@@ -263,6 +263,16 @@ async fn first_pull_records_the_hash_and_later_ones_reuse_the_checked_file() {
     assert_eq!(listed[0].state, LocalState::Verified);
     assert_eq!(listed[0].model.spec(), SPEC);
 
+    // Confirming the recorded hash with --sha256 pins it, still without a download.
+    let pinned = cache
+        .ensure_remote(&spec(), Some(&sha(&body)), &NoProgress)
+        .await
+        .unwrap();
+    assert!(!pinned.downloaded);
+    assert_eq!(pinned.trust, TrustOutcome::MatchedPin);
+    assert_eq!(cache.remote_entries().unwrap()[0].trust, Trust::Pinned);
+    assert_eq!(server.requests().len(), 1);
+
     // The bare file name finds it, and so does the spec.
     assert_eq!(
         cache.find_remote_file("tiny-q8_0.gguf").unwrap(),
