@@ -10,6 +10,10 @@ pub enum BackendError {
     /// The request itself is malformed (bad ranges, no messages, ...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// The request's [`ResponseFormat`](crate::ResponseFormat) is malformed, out of bounds,
+    /// or (native backend) could not be completed.
+    #[error("invalid response format: {0}")]
+    InvalidFormat(#[from] crate::format::FormatError),
     /// The backend cannot honour a setting that the request asked for.
     #[error("{backend} does not support {feature}")]
     Unsupported { backend: String, feature: String },

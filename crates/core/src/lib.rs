@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod error;
 pub mod extract;
+pub mod format;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
 #[cfg(any(test, feature = "mock"))]
@@ -21,6 +22,7 @@ pub use backend::{
     run_token_job, stream_channel,
 };
 pub use error::BackendError;
+pub use format::{FormatError, FormatSupport, ResponseFormat};
 pub use spec::{Spec, split_model_name};
 pub use strategy::{
     Answer, Budget, Ctx, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest, TextSink,

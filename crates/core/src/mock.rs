@@ -46,6 +46,7 @@ impl MockBackend {
                 max_top_logprobs: 20,
                 token_control: false,
                 context_length: Some(8192),
+                formats: crate::FormatSupport::ALL,
             },
         }
     }

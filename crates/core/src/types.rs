@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BackendError;
+use crate::format::{FormatSupport, ResponseFormat};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -212,6 +213,9 @@ pub struct ChatRequest {
     /// `k` most likely alternatives at each position (`k` may be 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<u32>,
+    /// Constrains the completion (JSON, a JSON schema, a GBNF grammar); `None`: free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ResponseFormat>,
 }
 
 /// The content of the last user message of a conversation, if any.
@@ -234,6 +238,7 @@ impl ChatRequest {
             sampling: Sampling::default(),
             n: 1,
             logprobs: None,
+            format: None,
         }
     }
     /// A request with a single user message.
@@ -250,6 +255,10 @@ impl ChatRequest {
     }
     pub fn with_logprobs(mut self, top_k: u32) -> Self {
         self.logprobs = Some(top_k);
+        self
+    }
+    pub fn with_format(mut self, format: ResponseFormat) -> Self {
+        self.format = Some(format);
         self
     }
 
@@ -271,6 +280,9 @@ impl ChatRequest {
             return Err(BackendError::InvalidRequest(
                 "at most 20 top logprobs per token".into(),
             ));
+        }
+        if let Some(format) = &self.format {
+            format.validate()?;
         }
         self.sampling.validate()
     }
@@ -421,6 +433,10 @@ pub struct Capabilities {
     pub token_control: bool,
     /// Context length in tokens, when known.
     pub context_length: Option<u32>,
+    /// The [`ResponseFormat`]s honoured; any other is refused with
+    /// [`BackendError::Unsupported`].
+    #[serde(default)]
+    pub formats: FormatSupport,
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@
 //! the `n_seq_max` sequences of a round and their cells fit the context. Each prompt is
 //! evaluated into its own sequence, and every sample of every request is in the batch of
 //! each step. A request arriving during a round waits for the next one.
+//!
+//! A request's [`ResponseFormat`](optillm_core::ResponseFormat) is honoured with
+//! llama.cpp's grammar sampler (a JSON schema turned into GBNF by llama.cpp's converter),
+//! one grammar state per sample; a schema or grammar llama.cpp refuses is
+//! [`BackendError::InvalidFormat`] before decoding starts.
 
 mod error;
 mod session;
@@ -565,6 +570,9 @@ impl Backend for LlamaBackend {
             max_top_logprobs: 20,
             token_control: true,
             context_length: Some(self.loaded.n_ctx),
+            // JSON and JSON schemas through llama.cpp's converter, GBNF as given; every
+            // sample has its own grammar state.
+            formats: optillm_core::FormatSupport::ALL,
         }
     }
 

@@ -16,9 +16,11 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use optillm_core::{
-    BackendError, ChatRequest, Choice, Completion, FinishReason, Sampling, StreamEvent,
-    StreamSender, Timings, TokenLogprob, TopLogprob, Usage,
+    BackendError, ChatRequest, Choice, Completion, FinishReason, FormatError, ResponseFormat,
+    Sampling, StreamEvent, StreamSender, Timings, TokenLogprob, TopLogprob, Usage,
 };
 
 use crate::session::Session;
@@ -212,8 +214,13 @@ fn context_params(
         .with_flash_attention_policy(flash)
 }
 
-/// The request was abandoned by its consumer.
-struct Cancelled;
+/// Why a part of a round ended without its samples.
+enum Stopped {
+    /// The request was abandoned by its consumer.
+    Cancelled,
+    /// Its samples could not go on (a grammar with no admissible token).
+    Failed(BackendError),
+}
 
 /// A generation request taken off the queue, its prompt tokenized.
 struct Admitted {
@@ -221,6 +228,8 @@ struct Admitted {
     sender: StreamSender,
     submitted: Instant,
     tokens: Vec<LlamaToken>,
+    /// The GBNF grammar every sample follows (from the request's format).
+    grammar: Option<String>,
 }
 
 impl Admitted {
@@ -238,6 +247,7 @@ impl Admitted {
             first,
             count,
             submitted: self.submitted,
+            grammar: self.grammar.as_deref(),
         }
     }
 
@@ -251,9 +261,9 @@ impl Admitted {
     }
 }
 
-/// Receives a part of a round when it ends: its index, its samples (or `Cancelled`)
+/// Receives a part of a round when it ends: its index, its samples (or why it has none)
 /// and its timings.
-type OnEnd<'f> = dyn FnMut(usize, Result<Vec<Choice>, Cancelled>, &Timings) + 'f;
+type OnEnd<'f> = dyn FnMut(usize, Result<Vec<Choice>, Stopped>, &Timings) + 'f;
 
 /// A request's share of a round: its samples `first..first + count`.
 struct Part<'a> {
@@ -263,6 +273,7 @@ struct Part<'a> {
     first: u32,
     count: u32,
     submitted: Instant,
+    grammar: Option<&'a str>,
 }
 
 /// One sequence being generated.
@@ -272,6 +283,8 @@ struct Seq {
     part: usize,
     index: u32,
     sampler: LlamaSampler,
+    /// Its own grammar state, when the request constrains the output.
+    grammar: Option<LlamaSampler>,
     utf8: Utf8Buffer,
     scanner: StopScanner,
     generated: u32,
@@ -345,12 +358,17 @@ impl<'m> Engine<'m> {
         sender: StreamSender,
         submitted: Instant,
     ) -> Option<Admitted> {
-        match self.prompt_tokens(&request) {
-            Ok(tokens) => Some(Admitted {
+        let admitted = self.prompt_tokens(&request).and_then(|tokens| {
+            let grammar = self.grammar_of(request.format.as_ref())?;
+            Ok((tokens, grammar))
+        });
+        match admitted {
+            Ok((tokens, grammar)) => Some(Admitted {
                 request,
                 sender,
                 submitted,
                 tokens,
+                grammar,
             }),
             Err(e) => {
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -358,6 +376,22 @@ impl<'m> Engine<'m> {
                 None
             }
         }
+    }
+
+    /// The GBNF grammar of a response format, checked by building its sampler once: a
+    /// schema llama.cpp cannot convert or a grammar it cannot parse is an
+    /// [`BackendError::InvalidFormat`] here, before any decoding.
+    fn grammar_of(&self, format: Option<&ResponseFormat>) -> Result<Option<String>, BackendError> {
+        let Some(format) = format else {
+            return Ok(None);
+        };
+        let grammar = match format {
+            ResponseFormat::Grammar { grammar } => grammar.clone(),
+            ResponseFormat::JsonObject => schema_grammar(r#"{"type":"object"}"#)?,
+            ResponseFormat::JsonSchema { schema } => schema_grammar(&schema.to_string())?,
+        };
+        grammar_sampler(self.model, &grammar)?;
+        Ok(Some(grammar))
     }
 
     /// Whether `next` can decode in one round with `group`: every request bounds its
@@ -414,6 +448,7 @@ impl<'m> Engine<'m> {
             )?;
             match ended {
                 Some(Ok(mut samples)) => choices.append(&mut samples),
+                Some(Err(Stopped::Failed(e))) => return Err(e),
                 _ => return Ok(None),
             }
             first += count;
@@ -453,20 +488,24 @@ impl<'m> Engine<'m> {
                 return;
             };
             *flag = true;
-            let completion = samples.ok().map(|choices| {
-                let mut timings = *t;
-                timings.total = a.submitted.elapsed();
-                Completion {
-                    model: name.clone(),
-                    usage: Usage {
-                        prompt_tokens: a.tokens.len() as u32,
-                        completion_tokens: choices.iter().map(|c| c.completion_tokens).sum(),
-                    },
-                    choices,
-                    timings,
+            let completion = match samples {
+                Ok(choices) => {
+                    let mut timings = *t;
+                    timings.total = a.submitted.elapsed();
+                    Ok(Some(Completion {
+                        model: name.clone(),
+                        usage: Usage {
+                            prompt_tokens: a.tokens.len() as u32,
+                            completion_tokens: choices.iter().map(|c| c.completion_tokens).sum(),
+                        },
+                        choices,
+                        timings,
+                    }))
                 }
-            });
-            answer(&stats, a, Ok(completion));
+                Err(Stopped::Cancelled) => Ok(None),
+                Err(Stopped::Failed(e)) => Err(e),
+            };
+            answer(&stats, a, completion);
         });
         if let Err(e) = outcome {
             let message = e.to_string();
@@ -521,11 +560,16 @@ impl<'m> Engine<'m> {
                         .map_err(|e| decode_error(e.to_string()))?;
                 }
                 let index = part.first + s;
+                let grammar = match part.grammar {
+                    Some(g) => Some(grammar_sampler(self.model, g)?),
+                    None => None,
+                };
                 seqs.push(Seq {
                     id,
                     part: p,
                     index,
                     sampler: sampler(&part.request.sampling, index, n_vocab),
+                    grammar,
                     utf8: Utf8Buffer::default(),
                     scanner: StopScanner::new(&part.request.sampling.stop),
                     generated: 0,
@@ -538,6 +582,7 @@ impl<'m> Engine<'m> {
             }
         }
         let mut cancelled = vec![false; parts.len()];
+        let mut failed: Vec<Option<FormatError>> = vec![None; parts.len()];
         let mut reported = vec![false; parts.len()];
         let vocab = self.model.vocab();
         let mut batch = LlamaBatch::new(seqs.len().max(1), 1);
@@ -547,7 +592,24 @@ impl<'m> Engine<'m> {
                 let Some(part) = parts.get(seq.part) else {
                     continue;
                 };
-                let token = seq.sampler.sample(ctx, seq.logits_at);
+                let token = match seq.grammar.as_mut() {
+                    None => seq.sampler.sample(ctx, seq.logits_at),
+                    Some(grammar) => {
+                        match sample_constrained(ctx, seq.logits_at, &mut seq.sampler, grammar) {
+                            Some(t) => t,
+                            None => {
+                                // The grammar admits nothing here: the request fails.
+                                if let Some(slot) = failed.get_mut(seq.part) {
+                                    slot.get_or_insert(FormatError::DeadEnd {
+                                        after: seq.scanner.text().to_string(),
+                                    });
+                                }
+                                gone.push(seq.part);
+                                continue;
+                            }
+                        }
+                    }
+                };
                 self.stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
                 if let Some(t) = timings.get_mut(seq.part) {
                     if t.time_to_first_token.is_none() {
@@ -609,6 +671,7 @@ impl<'m> Engine<'m> {
             report(
                 &mut seqs,
                 &cancelled,
+                &mut failed,
                 &mut reported,
                 timings,
                 decode_started,
@@ -692,6 +755,12 @@ impl<'m> Engine<'m> {
         request: &ChatRequest,
         job: optillm_core::TokenJob,
     ) -> Result<(), BackendError> {
+        if request.format.is_some() {
+            return Err(BackendError::unsupported(
+                "the native token-level interface",
+                "a response format",
+            ));
+        }
         let tokens = self.prompt_tokens(request)?;
         let last = eval_prompt(&mut self.ctx, self.config.n_batch, &tokens)?;
         let logits = self.ctx.get_logits_ith(last).to_vec();
@@ -702,10 +771,12 @@ impl<'m> Engine<'m> {
 }
 
 /// Hands every part not reported yet whose samples have all ended (or whose consumer
-/// is gone) to `on_end`, its samples in order, its decode time added to its timings.
+/// is gone, or whose grammar failed) to `on_end`, its samples in order, its decode time
+/// added to its timings.
 fn report(
     seqs: &mut [Seq],
     cancelled: &[bool],
+    failed: &mut [Option<FormatError>],
     reported: &mut [bool],
     timings: &mut [Timings],
     decode_started: Instant,
@@ -735,7 +806,12 @@ fn report(
             continue;
         };
         t.decode += decode_started.elapsed();
-        on_end(p, if gone { Err(Cancelled) } else { Ok(choices) }, t);
+        let outcome = match failed.get_mut(p).and_then(Option::take) {
+            Some(e) => Err(Stopped::Failed(e.into())),
+            None if gone => Err(Stopped::Cancelled),
+            None => Ok(choices),
+        };
+        on_end(p, outcome, t);
     }
 }
 
@@ -880,6 +956,83 @@ fn sampler(s: &Sampling, index: u32, n_vocab: i32) -> LlamaSampler {
     let seed = s.seed_for(index).unwrap_or_else(random_seed);
     chain.push(LlamaSampler::dist(seed));
     LlamaSampler::chain_simple(chain)
+}
+
+/// The GBNF grammar llama.cpp makes of a JSON schema.
+fn schema_grammar(schema: &str) -> Result<String, BackendError> {
+    llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| {
+        tracing::debug!("json_schema_to_grammar: {e}");
+        BackendError::from(FormatError::BadSchema {
+            path: "#".into(),
+            reason: "llama.cpp cannot turn it into a grammar (an unsupported keyword, a \
+                     `$ref` to nothing, or an invalid `pattern`?)"
+                .into(),
+        })
+    })
+}
+
+/// A grammar sampler whose start rule is `root`. llama.cpp's parser reports its errors
+/// (syntax, undefined rules, left recursion) as a null sampler, and C++ exceptions are
+/// caught by llama-cpp-2's `common` shim: a bad grammar is an error, never an abort.
+fn grammar_sampler(model: &LlamaModel, grammar: &str) -> Result<LlamaSampler, BackendError> {
+    LlamaSampler::grammar(model, grammar, "root").map_err(|e| {
+        let why = match e {
+            llama_cpp_2::GrammarError::RootNotFound => "it has no `root` rule".to_string(),
+            llama_cpp_2::GrammarError::GrammarNullBytes => "it contains a NUL byte".to_string(),
+            _ => "llama.cpp could not parse it (a syntax error, an undefined rule or left \
+                  recursion)"
+                .to_string(),
+        };
+        BackendError::from(FormatError::BadGrammar(why))
+    })
+}
+
+/// Whether `grammar` (in its current state) admits `token` next.
+fn admits(grammar: &mut LlamaSampler, token: LlamaToken) -> bool {
+    let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
+    grammar.apply(&mut one);
+    one.data.first().is_some_and(|d| d.logit().is_finite())
+}
+
+/// Samples the next token of a sequence under its grammar, as llama.cpp's own common
+/// sampler does: the unconstrained choice when the grammar admits it (one check), else a
+/// choice among the admitted tokens only (the grammar applied to the whole vocabulary).
+/// Both samplers then accept the token. `None` when the grammar admits no token at all,
+/// or refuses the one accepted (the sequence cannot go on): never a token the grammar
+/// would abort on.
+fn sample_constrained(
+    ctx: &LlamaContext,
+    idx: i32,
+    chain: &mut LlamaSampler,
+    grammar: &mut LlamaSampler,
+) -> Option<LlamaToken> {
+    let candidates = || {
+        LlamaTokenDataArray::from_iter(
+            ctx.get_logits_ith(idx)
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LlamaTokenData::new(LlamaToken(i as i32), *l, 0.0)),
+            false,
+        )
+    };
+    let mut all = candidates();
+    chain.apply(&mut all);
+    let mut token = all.selected_token()?;
+    if !admits(grammar, token) {
+        let mut allowed = candidates();
+        grammar.apply(&mut allowed);
+        if !allowed.data.iter().any(|d| d.logit().is_finite()) {
+            return None;
+        }
+        chain.apply(&mut allowed);
+        token = allowed.selected_token()?;
+        if !admits(grammar, token) {
+            return None;
+        }
+    }
+    chain.accept(token);
+    grammar.try_accept(token).ok()?;
+    Some(token)
 }
 
 fn random_seed() -> u32 {

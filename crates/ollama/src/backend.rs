@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use optillm_core::{
     Backend, BackendError, Capabilities, ChatRequest, Choice, Completion, CompletionStream,
-    Sampling, StreamEvent, StreamSender, Timings, TokenLogprob, Usage, stream_channel,
+    FormatSupport, ResponseFormat, Sampling, StreamEvent, StreamSender, Timings, TokenLogprob,
+    Usage, stream_channel,
 };
 use reqwest::header::CONTENT_TYPE;
 use tokio::sync::Semaphore;
@@ -158,6 +159,7 @@ impl Backend for OllamaBackend {
                 .config
                 .num_ctx
                 .or_else(|| self.inner.context_length.get().copied().flatten()),
+            formats: FORMATS,
         }
     }
 
@@ -168,15 +170,37 @@ impl Backend for OllamaBackend {
         request.validate()?;
         let sampling = self.inner.config.sampling.merged(&request.sampling);
         sampling.validate()?;
+        let format = wire_format(request.format.as_ref())?;
         let bodies = http::sample_seeds(sampling.seed, request.n)
             .into_iter()
-            .map(|seed| self.inner.body(&request, &sampling, seed))
+            .map(|seed| self.inner.body(&request, &sampling, format.as_ref(), seed))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, stream) = stream_channel();
         let inner = Arc::clone(&self.inner);
         let want_logprobs = request.logprobs.is_some();
         tokio::spawn(async move { inner.produce(bodies, want_logprobs, tx).await });
         Ok(stream)
+    }
+}
+
+/// What `/api/chat`'s `format` expresses: JSON (`"json"`) and JSON schemas.
+const FORMATS: FormatSupport = FormatSupport {
+    json_object: true,
+    json_schema: true,
+    grammar: false,
+};
+
+/// The `format` field of a request: `"json"` for any JSON object, the schema itself for a
+/// JSON schema; a GBNF grammar is refused (Ollama has no way to take one).
+fn wire_format(format: Option<&ResponseFormat>) -> Result<Option<serde_json::Value>, BackendError> {
+    match format {
+        None => Ok(None),
+        Some(ResponseFormat::JsonObject) => Ok(Some(serde_json::Value::from("json"))),
+        Some(ResponseFormat::JsonSchema { schema }) => Ok(Some(schema.clone())),
+        Some(ResponseFormat::Grammar { .. }) => Err(BackendError::unsupported(
+            "Ollama",
+            "GBNF grammars (its `format` takes \"json\" or a JSON schema)",
+        )),
     }
 }
 
@@ -206,6 +230,7 @@ impl Inner {
         &self,
         request: &ChatRequest,
         sampling: &Sampling,
+        format: Option<&serde_json::Value>,
         seed: Option<u32>,
     ) -> Result<Bytes, BackendError> {
         let body = ChatBody {
@@ -226,6 +251,7 @@ impl Inner {
             keep_alive: self.config.keep_alive.as_deref(),
             logprobs: request.logprobs.map(|_| true),
             top_logprobs: request.logprobs.filter(|&k| k > 0),
+            format,
         };
         serde_json::to_vec(&body)
             .map(Bytes::from)

@@ -16,6 +16,9 @@ pub(crate) struct ChatBody<'a> {
     pub logprobs: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<u32>,
+    /// Structured output: `"json"` or a JSON schema.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'a serde_json::Value>,
 }
 
 /// `options` of a request: every sampling setting goes here, never at the top level.

@@ -743,3 +743,52 @@ async fn zero_limits_are_refused() {
     assert_eq!(defaults.max_line_bytes, 8 * 1024 * 1024);
     assert_eq!(defaults.max_body_bytes, 64 * 1024 * 1024);
 }
+
+#[tokio::test]
+async fn response_formats_go_in_format_and_a_grammar_is_refused() {
+    use optillm_core::ResponseFormat;
+    let body = format!("{}{}", line("{\"a\":1}"), FINAL);
+    let server =
+        TestServer::start(move |_, _| Reply::split(200, NDJSON, body.as_bytes(), &[])).await;
+    let b = backend(&server);
+    let caps = b.capabilities().formats;
+    assert!(caps.json_object && caps.json_schema && !caps.grammar);
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"]
+    });
+    let c = b
+        .complete(ChatRequest::user("Hi").with_format(ResponseFormat::json_schema(schema.clone())))
+        .await
+        .unwrap();
+    assert_eq!(c.text(), "{\"a\":1}");
+    b.complete(ChatRequest::user("Hi").with_format(ResponseFormat::JsonObject))
+        .await
+        .unwrap();
+    b.complete(ChatRequest::user("Hi")).await.unwrap();
+    let got = server.received();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].json()["format"], schema);
+    assert_eq!(got[1].json()["format"], "json");
+    assert!(got[2].json().get("format").is_none());
+    assert!(got[0].json()["options"].get("format").is_none());
+    // A GBNF grammar cannot be expressed: refused before any request.
+    let e = b
+        .stream(ChatRequest::user("Hi").with_format(ResponseFormat::grammar("root ::= \"a\"")))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackendError::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("GBNF"), "{e}");
+    // An out-of-bounds schema is refused at the edge, typed.
+    let e = b
+        .stream(
+            ChatRequest::user("Hi").with_format(ResponseFormat::json_schema(
+                serde_json::json!({"type": "string", "maxLength": 100_000}),
+            )),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackendError::InvalidFormat(_)), "{e}");
+    assert_eq!(server.received().len(), 3);
+}

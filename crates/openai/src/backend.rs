@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use optillm_core::{
     Backend, BackendError, Capabilities, ChatRequest, Choice, Completion, CompletionStream,
-    FinishReason, Sampling, StreamEvent, StreamSender, Timings, TokenLogprob, Usage,
-    stream_channel,
+    FinishReason, FormatSupport, ResponseFormat, Sampling, StreamEvent, StreamSender, Timings,
+    TokenLogprob, Usage, stream_channel,
 };
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use tokio::sync::Semaphore;
@@ -143,6 +143,15 @@ impl OpenAiBackend {
         request.validate()?;
         let sampling = self.inner.config.sampling.merged(&request.sampling);
         sampling.validate()?;
+        if let Some(ResponseFormat::Grammar { .. }) = &request.format {
+            if !self.inner.config.grammar {
+                return Err(BackendError::unsupported(
+                    "this OpenAI-compatible server",
+                    "GBNF grammars (only llama-server takes them: configure the backend \
+                     with OpenAiConfig::with_grammar(true))",
+                ));
+            }
+        }
         let (tx, stream) = stream_channel();
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
@@ -175,6 +184,11 @@ impl Backend for OpenAiBackend {
             max_top_logprobs: 20,
             token_control: false,
             context_length: None,
+            formats: FormatSupport {
+                json_object: true,
+                json_schema: true,
+                grammar: self.inner.config.grammar,
+            },
         }
     }
 
@@ -187,6 +201,19 @@ impl Backend for OpenAiBackend {
     /// The whole answer in one response (`stream: false`).
     async fn complete(&self, request: ChatRequest) -> Result<Completion, BackendError> {
         self.start(request, false)?.collect().await
+    }
+}
+
+/// The `response_format` of a request (`None` for free text and for a GBNF grammar,
+/// which goes in `grammar`).
+fn response_format(format: Option<&ResponseFormat>) -> Option<serde_json::Value> {
+    match format? {
+        ResponseFormat::JsonObject => Some(serde_json::json!({"type": "json_object"})),
+        ResponseFormat::JsonSchema { schema } => Some(serde_json::json!({
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": schema},
+        })),
+        ResponseFormat::Grammar { .. } => None,
     }
 }
 
@@ -312,6 +339,11 @@ impl Inner {
             min_p: sampling.min_p,
             repeat_penalty: sampling.repeat_penalty,
             repetition_penalty: sampling.repeat_penalty,
+            response_format: response_format(request.format.as_ref()),
+            grammar: match &request.format {
+                Some(ResponseFormat::Grammar { grammar }) => Some(grammar.as_str()),
+                _ => None,
+            },
         };
         serde_json::to_vec(&body)
             .map(Bytes::from)

@@ -61,6 +61,11 @@ pub struct OpenAiConfig {
     pub max_retries: u32,
     /// Wait before the first retry; doubled for each further one.
     pub retry_backoff: Duration,
+    /// The server takes a GBNF grammar in a `grammar` field (llama.cpp's llama-server
+    /// does; OpenAI and vLLM do not). Off by default: a grammar is then refused with
+    /// [`BackendError::Unsupported`](optillm_core::BackendError::Unsupported) rather than
+    /// sent to a server that would ignore it.
+    pub grammar: bool,
 }
 
 impl fmt::Debug for OpenAiConfig {
@@ -81,6 +86,7 @@ impl fmt::Debug for OpenAiConfig {
             .field("max_concurrency", &self.max_concurrency)
             .field("max_retries", &self.max_retries)
             .field("retry_backoff", &self.retry_backoff)
+            .field("grammar", &self.grammar)
             .finish()
     }
 }
@@ -104,6 +110,7 @@ impl OpenAiConfig {
             max_concurrency: 4,
             max_retries: 2,
             retry_backoff: Duration::from_millis(250),
+            grammar: false,
         }
     }
 
@@ -117,6 +124,11 @@ impl OpenAiConfig {
         Self::new(base, model)
     }
 
+    /// Whether the server takes llama.cpp's `grammar` field (see [`OpenAiConfig::grammar`]).
+    pub fn with_grammar(mut self, on: bool) -> Self {
+        self.grammar = on;
+        self
+    }
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
         self

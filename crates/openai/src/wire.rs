@@ -38,6 +38,12 @@ pub(crate) struct ChatBody<'a> {
     /// vLLM's name for `repeat_penalty` (llama-server reads the other one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repetition_penalty: Option<f32>,
+    /// Structured output: `{"type":"json_object"}` or `{"type":"json_schema",...}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<serde_json::Value>,
+    /// llama-server's GBNF grammar (only sent when the configuration says it is taken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]

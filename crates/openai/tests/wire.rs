@@ -881,3 +881,60 @@ fn zero_limits_are_refused_and_defaults_are_documented_values() {
     assert_eq!(defaults.max_line_bytes, 8 * 1024 * 1024);
     assert_eq!(defaults.max_body_bytes, 64 * 1024 * 1024);
 }
+
+#[tokio::test]
+async fn response_formats_are_sent_and_grammars_only_to_llama_server() {
+    use optillm_core::ResponseFormat;
+    let body = format!(
+        "{}{}{}",
+        chunk(0, Some("{}"), Some("stop")),
+        usage_chunk(1, 1),
+        DONE
+    );
+    let server = TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[])).await;
+    let b = backend(&server);
+    assert!(!b.capabilities().formats.grammar);
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    let requests = [
+        ChatRequest::user("Hi").with_format(ResponseFormat::json_schema(schema.clone())),
+        ChatRequest::user("Hi").with_format(ResponseFormat::JsonObject),
+        ChatRequest::user("Hi"),
+    ];
+    for r in requests {
+        let (_, result) = drain(&b, r).await;
+        result.unwrap();
+    }
+    let grammar = ResponseFormat::grammar("root ::= \"{}\"");
+    let e = b
+        .stream(ChatRequest::user("Hi").with_format(grammar.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackendError::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("with_grammar"), "{e}");
+    let got = server.received();
+    assert_eq!(got.len(), 3, "nothing sent for the refused grammar");
+    assert_eq!(
+        got[0].json()["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "response", "schema": schema}})
+    );
+    assert_eq!(
+        got[1].json()["response_format"],
+        json!({"type": "json_object"})
+    );
+    assert!(got[2].json().get("response_format").is_none());
+    assert!(got[0].json().get("grammar").is_none());
+
+    // A llama-server: the grammar goes in `grammar`, no response_format.
+    let llama_server = OpenAiBackend::new(
+        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
+            .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE")
+            .with_grammar(true),
+    )
+    .unwrap();
+    assert!(llama_server.capabilities().formats.grammar);
+    let (_, result) = drain(&llama_server, ChatRequest::user("Hi").with_format(grammar)).await;
+    result.unwrap();
+    let sent = server.received()[3].json();
+    assert_eq!(sent["grammar"], "root ::= \"{}\"");
+    assert!(sent.get("response_format").is_none());
+}
