@@ -132,9 +132,9 @@ impl From<BackendError> for ApiError {
         let message = e.to_string();
         let status = match &e {
             BackendError::ModelNotFound(name) => return ApiError::model_not_found(name),
-            BackendError::InvalidRequest(_) | BackendError::Unsupported { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            BackendError::InvalidRequest(_)
+            | BackendError::InvalidFormat(_)
+            | BackendError::Unsupported { .. } => StatusCode::BAD_REQUEST,
             BackendError::ContextOverflow { .. } => {
                 return ApiError::bad_request(format!(
                     "{message}: shorten the conversation or use a model with a longer context"

@@ -45,7 +45,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
-use optillm_core::{Budget, Message, Sampling, Spec, StrategyRequest};
+use optillm_core::{Budget, Message, ResponseFormat, Sampling, Spec, StrategyRequest};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -245,6 +245,7 @@ impl AppState {
             &selection.spec,
             request,
             incoming.logprobs,
+            incoming.format,
             self.inner.config.default_budget,
             Arc::clone(&self.inner.metrics),
         )
@@ -259,6 +260,8 @@ struct Incoming {
     sampling: Sampling,
     n: u32,
     logprobs: Option<u32>,
+    /// Structured output (`none` only).
+    format: Option<ResponseFormat>,
     approach: Option<String>,
     params: Option<Map<String, Value>>,
 }

@@ -12,7 +12,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, stream};
-use optillm_core::{Message, Role, Sampling, TokenLogprob};
+use optillm_core::{Message, ResponseFormat, Role, Sampling, TokenLogprob};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -190,13 +190,6 @@ impl Common {
         if self.model.trim().is_empty() {
             return Err(ApiError::bad_request("model is required"));
         }
-        if self
-            .format
-            .as_ref()
-            .is_some_and(|f| !f.is_null() && f != "")
-        {
-            return Err(unsupported("`format` (structured output)"));
-        }
         if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(unsupported("`tools`"));
         }
@@ -221,9 +214,24 @@ impl Common {
             sampling: sampling_from_options(self.options.as_ref())?,
             n: 1,
             logprobs,
+            format: format_of(self.format.as_ref())?,
             approach: self.optillm_approach,
             params: self.optillm_params,
         })
+    }
+}
+
+/// Ollama's `format`: `"json"` for any JSON object, or a JSON schema object (`""` and
+/// `null`: free text). The schema's bounds are checked later, with the rest of the request.
+fn format_of(format: Option<&Value>) -> Result<Option<ResponseFormat>, ApiError> {
+    match format {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s == "json" => Ok(Some(ResponseFormat::JsonObject)),
+        Some(schema @ Value::Object(_)) => Ok(Some(ResponseFormat::json_schema(schema.clone()))),
+        Some(_) => Err(ApiError::bad_request(
+            "`format` must be \"json\" or a JSON schema object",
+        )),
     }
 }
 

@@ -10,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt, stream};
-use optillm_core::{Message, Role, Sampling, TokenLogprob};
+use optillm_core::{Message, ResponseFormat, Role, Sampling, TokenLogprob};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -95,6 +95,9 @@ struct ChatBody {
     logit_bias: Option<Map<String, Value>>,
     #[serde(default)]
     response_format: Option<Value>,
+    /// llama-server's GBNF grammar.
+    #[serde(default)]
+    grammar: Option<String>,
     #[serde(default)]
     tools: Option<Vec<Value>>,
     #[serde(default)]
@@ -161,11 +164,7 @@ impl ChatBody {
         if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
             return unsupported("tools");
         }
-        if let Some(format) = &self.response_format {
-            if format.get("type").and_then(Value::as_str) != Some("text") {
-                return unsupported("response_format other than text");
-            }
-        }
+        let format = response_format(self.response_format.as_ref(), self.grammar)?;
         for key in self.extra.keys() {
             tracing::debug!(field = %key, "ignoring request field");
         }
@@ -210,9 +209,59 @@ impl ChatBody {
             sampling,
             n: self.n.unwrap_or(1),
             logprobs,
+            format,
             approach: self.optillm_approach,
             params: self.optillm_params,
         })
+    }
+}
+
+/// The structured output a body asks for: OpenAI's `response_format` (`text`,
+/// `json_object`, `json_schema` with `json_schema.schema`; llama-server's spelling with
+/// `schema` beside `type` too), or llama-server's GBNF `grammar` (empty: none). The
+/// format's own bounds are checked later, with the rest of the request.
+fn response_format(
+    format: Option<&Value>,
+    grammar: Option<String>,
+) -> Result<Option<ResponseFormat>, ApiError> {
+    let kinds = "text, json_object or json_schema";
+    let parsed = match format {
+        None | Some(Value::Null) => None,
+        Some(f) => {
+            let Some(kind) = f.get("type").and_then(Value::as_str) else {
+                return Err(ApiError::bad_request(format!(
+                    "`response_format` needs a `type`: {kinds}"
+                )));
+            };
+            let schema = f
+                .get("json_schema")
+                .and_then(|j| j.get("schema"))
+                .or_else(|| f.get("schema"));
+            match (kind, schema) {
+                ("text", _) => None,
+                ("json_object", None) => Some(ResponseFormat::JsonObject),
+                ("json_object" | "json_schema", Some(s)) => {
+                    Some(ResponseFormat::json_schema(s.clone()))
+                }
+                ("json_schema", None) => {
+                    return Err(ApiError::bad_request(
+                        "`response_format` of type json_schema needs `json_schema.schema`",
+                    ));
+                }
+                (other, _) => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown `response_format` type `{other}`: {kinds}"
+                    )));
+                }
+            }
+        }
+    };
+    match (parsed, grammar.filter(|g| !g.is_empty())) {
+        (parsed, None) => Ok(parsed),
+        (None, Some(g)) => Ok(Some(ResponseFormat::grammar(g))),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give either a `grammar` or a JSON `response_format`, not both",
+        )),
     }
 }
 

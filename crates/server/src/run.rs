@@ -12,8 +12,8 @@ use futures::future::{BoxFuture, join_all};
 use optillm_core::strategies::build_spec;
 use optillm_core::strategy::{self, Strategy};
 use optillm_core::{
-    Backend, Budget, ChatRequest, Completion, Ctx, FinishReason, StrategyError, StrategyRequest,
-    StreamEvent, TextSink, Timings, TokenLogprob, Usage, stream_channel,
+    Backend, Budget, ChatRequest, Completion, Ctx, FinishReason, ResponseFormat, StrategyError,
+    StrategyRequest, StreamEvent, TextSink, Timings, TokenLogprob, Usage, stream_channel,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,6 +37,8 @@ pub struct Job {
     pub request: StrategyRequest,
     /// Top logprobs per token (`none` only).
     pub logprobs: Option<u32>,
+    /// Structured output (`none` only).
+    pub format: Option<ResponseFormat>,
     pub budget: Budget,
     pub metrics: Arc<Metrics>,
 }
@@ -83,6 +85,7 @@ impl Job {
         spec: &optillm_core::Spec,
         request: StrategyRequest,
         logprobs: Option<u32>,
+        format: Option<ResponseFormat>,
         budget: Budget,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ApiError> {
@@ -90,6 +93,7 @@ impl Job {
             .with_sampling(request.sampling.clone())
             .with_n(request.n);
         check.logprobs = logprobs;
+        check.format = format.clone();
         check.validate()?;
         let plan = if spec.is_none() {
             Plan::Direct
@@ -97,6 +101,15 @@ impl Job {
             if logprobs.is_some() {
                 return Err(ApiError::bad_request(format!(
                     "logprobs are only available with the `none` approach, not `{spec}`"
+                )));
+            }
+            // An approach's answer is often not the output of one model call (a vote, a
+            // choice among samples, a composed text), so no grammar could vouch for it.
+            if let Some(f) = &format {
+                return Err(ApiError::bad_request(format!(
+                    "structured output ({}) is only available with the `none` approach, \
+                     not `{spec}`: an approach's answer is not constrained by a grammar",
+                    f.kind()
                 )));
             }
             request.query()?;
@@ -107,6 +120,7 @@ impl Job {
             plan,
             request,
             logprobs,
+            format,
             budget,
             metrics,
         })
@@ -117,6 +131,7 @@ impl Job {
             .with_sampling(self.request.sampling.clone())
             .with_n(self.request.n);
         r.logprobs = self.logprobs;
+        r.format = self.format.clone();
         r
     }
 
