@@ -271,3 +271,79 @@ fn small_contexts_work_with_long_prompts() {
         assert!(r.stderr.contains("completion"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn bad_json_schemas_fail_before_the_model_is_pulled() {
+    let home = TempDir::new();
+    let missing = home.path().join("missing.json");
+    let missing = missing.to_str().unwrap();
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["--json-schema", r#"{"type": "int"}"#],
+            &["--json-schema", "#/type"],
+        ),
+        (
+            &["--json-schema", "{not json"],
+            &["--json-schema", "not valid JSON"],
+        ),
+        (
+            &["--json-schema", missing],
+            &["--json-schema", "cannot read"],
+        ),
+        (
+            &["--json-schema", r#"{"type": "object"}"#, "-a", "bon"],
+            &["`none` approach only"],
+        ),
+        (
+            &[
+                "--json-schema",
+                r#"{"type": "object"}"#,
+                "--trace",
+                "t.jsonl",
+            ],
+            &["--trace"],
+        ),
+    ];
+    for (flags, needles) in cases {
+        let mut args = vec!["run", "hi"];
+        args.extend_from_slice(flags);
+        let r = optillm(home.path(), &args);
+        assert_clean_failure(&r, needles);
+    }
+    assert_nothing_pulled(home.path());
+}
+
+#[test]
+fn a_json_schema_constrains_the_answer() {
+    let model = common::model_path();
+    let home = TempDir::new();
+    let schema_file = home.path().join("answer.json");
+    std::fs::write(
+        &schema_file,
+        r#"{"type": "object", "properties": {"answer": {"type": "integer"}},
+            "required": ["answer"], "additionalProperties": false}"#,
+    )
+    .unwrap();
+    let r = optillm(
+        home.path(),
+        &[
+            "run",
+            "-m",
+            model.to_str().unwrap(),
+            "--threads",
+            "2",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "64",
+            "--json-schema",
+            schema_file.to_str().unwrap(),
+            "What is 2 + 3? Reply in JSON.",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", r.stdout));
+    assert!(v["answer"].is_i64(), "{v}");
+    assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+}

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use optillm_core::strategy::{self, Budget, StrategyRequest};
 use optillm_core::{
-    ChatRequest, Completion, Ctx, Message, Sampling, StreamEvent, TextSink, strategies,
+    ChatRequest, Completion, Ctx, Message, ResponseFormat, Sampling, StreamEvent, TextSink,
+    strategies,
 };
 
 use crate::backends::{self, BackendArgs};
@@ -62,7 +63,14 @@ pub struct RunArgs {
     /// Write the trace of every model call as JSON Lines to this file.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// Constrain the answer to JSON matching this JSON schema: a file, or the schema
+    /// itself when it starts with `{` (approach `none` only).
+    #[arg(long, value_name = "FILE_OR_JSON")]
+    pub json_schema: Option<String>,
 }
+
+/// Largest `--json-schema` file read (its compact form is bounded again, more tightly).
+const MAX_SCHEMA_FILE: u64 = 1 << 20;
 
 impl RunArgs {
     fn sampling(&self) -> Sampling {
@@ -76,6 +84,33 @@ impl RunArgs {
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
         }
+    }
+
+    /// The `--json-schema` format, read and checked (`None` without the flag).
+    fn format(&self) -> anyhow::Result<Option<ResponseFormat>> {
+        let Some(arg) = &self.json_schema else {
+            return Ok(None);
+        };
+        let text = if arg.trim_start().starts_with('{') {
+            arg.clone()
+        } else {
+            let path = std::path::Path::new(arg);
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("--json-schema: cannot read {}", path.display()))?
+                .len();
+            anyhow::ensure!(
+                size <= MAX_SCHEMA_FILE,
+                "--json-schema: {} is {size} bytes; at most {MAX_SCHEMA_FILE}",
+                path.display()
+            );
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--json-schema: cannot read {}", path.display()))?
+        };
+        let schema: serde_json::Value =
+            serde_json::from_str(&text).context("--json-schema: not valid JSON")?;
+        let format = ResponseFormat::json_schema(schema);
+        format.validate().context("--json-schema")?;
+        Ok(Some(format))
     }
 
     fn messages(&self) -> anyhow::Result<Vec<Message>> {
@@ -100,14 +135,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     args.sampling()
         .validate()
         .context("invalid sampling options")?;
+    let format = args.format()?;
+    if format.is_some() {
+        // An approach's answer is not one constrained model call.
+        anyhow::ensure!(
+            spec.is_none(),
+            "--json-schema works with the `none` approach only, not `{spec}`"
+        );
+        anyhow::ensure!(
+            args.trace.is_none(),
+            "--json-schema cannot be combined with --trace"
+        );
+    }
     let messages = args.messages()?;
     let model = backends::model_name(args.model.clone())?;
     super::check_native(&args.backend, &model)?;
     let backend = backends::open(&args.backend, &model).await?;
     if spec.is_none() && args.trace.is_none() {
-        let request = ChatRequest::new(messages)
+        let mut request = ChatRequest::new(messages)
             .with_sampling(args.sampling())
             .with_n(args.n);
+        request.format = format;
         return stream_plain(backend.as_ref(), request).await;
     }
     run_strategy(&args, &spec, strategy, backend, messages).await
