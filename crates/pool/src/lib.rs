@@ -22,6 +22,10 @@
 //!   samples with the seeds that the same samples would have had in one request.
 //! - **Counters** per upstream ([`Pool::stats`]): requests, failures, failovers, latency,
 //!   in flight, health; totals also as [`BackendCounter`]s for `/metrics`.
+//! - **A pool file** ([`config`]): the upstreams as TOML (kind, URL, API key variable,
+//!   weight, max in flight, model name on that server).
+
+pub mod config;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
