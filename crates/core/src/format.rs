@@ -237,7 +237,7 @@ fn check_schema(schema: &Value, path: &str) -> Result<(), FormatError> {
         }
     }
     if let Some(e) = obj.get("enum") {
-        if !e.as_array().is_some_and(|a| !a.is_empty()) {
+        if e.as_array().is_none_or(|a| a.is_empty()) {
             return Err(bad(&at("enum"), "must be a non-empty list"));
         }
     }
