@@ -69,6 +69,15 @@ pub async fn open(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Bac
 
 #[cfg(feature = "llama")]
 async fn open_native(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    // A GGUF file by `hf:` spec or URL: pulled (or re-checked), then opened by its path.
+    let local;
+    let model = match optillm_models::resolve_model(model) {
+        Ok(optillm_models::Resolved::Remote(m)) => {
+            local = crate::commands::models::ensure_remote(&m).await?;
+            local.to_str().unwrap_or(model)
+        }
+        _ => model,
+    };
     let mut options = optillm::OpenOptions::new();
     if let Some(n) = args.ctx_size {
         options = options.ctx_size(n);

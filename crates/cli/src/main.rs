@@ -25,28 +25,21 @@ struct Cli {
 enum Command {
     /// Answer a prompt, streaming the answer to stdout (usage and timings go to stderr).
     Run(RunArgs),
-    /// Download models or data sets of the manifest into the cache (default: the default model).
-    Pull {
-        /// Manifest names or aliases.
-        names: Vec<String>,
-        /// Every model of the manifest.
-        #[arg(long)]
-        all_models: bool,
-        /// Re-hash files already in the cache (not only unverified ones) and download
-        /// damaged ones again.
-        #[arg(long)]
-        verify: bool,
-    },
-    /// Re-hash cached models and data sets against the manifest's SHA-256 (default: every
-    /// one in the cache) and remove files left by interrupted pulls.
+    /// Download models or data sets of the manifest, or any GGUF file by `hf:` spec or
+    /// https URL, into the cache (default: the default model).
+    Pull(commands::models::PullArgs),
+    /// Re-hash cached models and data sets against the manifest's SHA-256, and GGUF files
+    /// pulled by `hf:` spec or URL against the lock file (default: every one in the
+    /// cache); remove files left by interrupted pulls.
     Verify {
-        /// Manifest names or aliases.
+        /// Manifest names or aliases, `hf:` specs or URLs.
         names: Vec<String>,
         /// Download damaged or missing files again.
         #[arg(long)]
         repair: bool,
     },
-    /// List the manifest's models and data sets and whether they are local; with
+    /// List the manifest's models and data sets and the GGUF files pulled by `hf:` spec or
+    /// URL, and whether they are local; with
     /// `--backend ollama|openai`, the server's models too.
     Models {
         #[command(flatten)]
@@ -85,11 +78,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => commands::run::run(args).await,
-            Command::Pull {
-                names,
-                all_models,
-                verify,
-            } => commands::models::pull(names, all_models, verify).await,
+            Command::Pull(args) => commands::models::pull(args).await,
             Command::Verify { names, repair } => commands::models::verify(names, repair).await,
             Command::Models { backend } => commands::models::list(backend).await,
             Command::Serve(args) => commands::serve::serve(args).await,

@@ -115,7 +115,13 @@ pub fn check_native(args: &BackendArgs, model: &str) -> anyhow::Result<()> {
             return Err(e).with_context(|| format!("invalid {flag}"));
         }
     }
-    optillm::resolve(model)?;
+    // `hf:` specs and URLs are parsed here; they are pulled when opened.
+    if !matches!(
+        optillm_models::resolve_model(model),
+        Ok(optillm_models::Resolved::Remote(_))
+    ) {
+        optillm::resolve(model)?;
+    }
     Ok(())
 }
 

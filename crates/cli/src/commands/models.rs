@@ -1,10 +1,116 @@
-//! `optillm pull` and `optillm models`.
+//! `optillm pull`, `optillm verify` and `optillm models`.
 
 use std::path::PathBuf;
 
-use optillm_models::{Artifact, ArtifactKind, IndicatifProgress, LocalState};
+use anyhow::bail;
+use optillm_models::{
+    Artifact, ArtifactKind, Cache, DownloadOptions, IndicatifProgress, LocalState, RemoteModel,
+    RemotePulled, TrustOutcome,
+};
 
 use crate::backends::BackendArgs;
+
+/// `optillm pull`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PullArgs {
+    /// Manifest names or aliases, `hf:OWNER/REPO[@REVISION]/FILE.gguf` (from
+    /// `$HF_ENDPOINT`, default https://huggingface.co) or `https://.../FILE.gguf`.
+    pub names: Vec<String>,
+    /// Every model of the manifest.
+    #[arg(long)]
+    pub all_models: bool,
+    /// Re-hash files already in the cache (not only unverified ones) and download
+    /// damaged ones again.
+    #[arg(long)]
+    pub verify: bool,
+    /// The SHA-256 the one `hf:` or URL file given must have. Without it, the hash of
+    /// the first download is recorded in the cache's lock file and later pulls and uses
+    /// are checked against it (trust on first use).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Largest `hf:` or URL file accepted, in bytes or with a K/M/G suffix (powers of
+    /// 1024), e.g. `8G` (default 64G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+}
+
+/// `--max-size`: bytes, or a number with a K, M, G or T suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("`{s}`: unknown unit `{c}` (K, M, G or T)")),
+            };
+            (t.get(..i).unwrap_or_default(), shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size such as 500M or 8G"))?;
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("`{s}` is out of range"))?;
+    Ok(bytes)
+}
+
+/// The cache at the usual place, with `--max-size` applied.
+fn remote_cache(max_size: Option<u64>) -> anyhow::Result<Cache> {
+    let mut options = DownloadOptions::default();
+    if let Some(max) = max_size {
+        options = options.max_file_size(max);
+    }
+    Ok(Cache::from_env()?.with_options(options))
+}
+
+/// The checked local file of a GGUF file outside the manifest (`hf:` spec or URL),
+/// pulled with a progress bar when needed; says on stderr which hash it was checked
+/// against (or that it was recorded now, trust on first use).
+pub async fn ensure_remote(model: &RemoteModel) -> anyhow::Result<PathBuf> {
+    let cache = remote_cache(None)?;
+    Ok(pull_remote(&cache, model, None).await?.path)
+}
+
+async fn pull_remote(
+    cache: &Cache,
+    model: &RemoteModel,
+    sha256: Option<&str>,
+) -> anyhow::Result<RemotePulled> {
+    let progress = IndicatifProgress::new();
+    let result = cache.ensure_remote(model, sha256, &progress).await;
+    progress.finish();
+    let pulled = result?;
+    report_trust(model, &pulled);
+    Ok(pulled)
+}
+
+fn report_trust(model: &RemoteModel, p: &RemotePulled) {
+    if let Some(from) = p.resumed_from {
+        eprintln!("{model}: resumed an interrupted download at byte {from}");
+    }
+    match p.trust {
+        TrustOutcome::Recorded => eprintln!(
+            "{model}: no --sha256 given: trusting this first download (trust on first use); \
+             its SHA-256 {} is recorded in {} and every later pull and use is checked against it",
+            p.sha256,
+            p.lock.display()
+        ),
+        TrustOutcome::MatchedFirstUse => eprintln!(
+            "{model}: SHA-256 {} matches the one recorded at its first download \
+             (trust on first use, {})",
+            p.sha256,
+            p.lock.display()
+        ),
+        _ => eprintln!("{model}: SHA-256 {} matches the pinned hash", p.sha256),
+    }
+}
 
 /// The local file of one artifact, checked, or a pull, with a progress bar: a cached
 /// file without its verification marker is re-hashed first (and pulled again if damaged).
@@ -39,8 +145,43 @@ fn wanted(names: &[String], all_models: bool) -> anyhow::Result<Vec<&'static Art
 
 /// `optillm pull`: missing artifacts are downloaded; files already in the cache are kept
 /// when verified (re-hashed when they have no marker). With `verify`, every file is
-/// re-hashed and a damaged one downloaded again.
-pub async fn pull(names: Vec<String>, all_models: bool, verify: bool) -> anyhow::Result<()> {
+/// re-hashed and a damaged one downloaded again. `hf:` specs and URLs are pulled as
+/// GGUF files outside the manifest, checked against `--sha256` or the lock file.
+pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
+    let (remote, names): (Vec<String>, Vec<String>) = args
+        .names
+        .iter()
+        .cloned()
+        .partition(|n| RemoteModel::looks_remote(n));
+    let remote: Vec<RemoteModel> = remote
+        .iter()
+        .map(|n| RemoteModel::parse(n))
+        .collect::<Result<_, _>>()?;
+    if args.sha256.is_some() && remote.len() != 1 {
+        bail!(
+            "--sha256 needs exactly one `hf:` spec or URL to check (got {})",
+            remote.len()
+        );
+    }
+    let pin = args
+        .sha256
+        .as_deref()
+        .map(optillm_models::parse_sha256)
+        .transpose()?;
+    if !remote.is_empty() {
+        let cache = remote_cache(args.max_size)?;
+        for m in &remote {
+            if args.verify {
+                cache.unverify_remote(m)?;
+            }
+            let pulled = pull_remote(&cache, m, pin.as_deref()).await?;
+            println!("{m}\t{}", pulled.path.display());
+        }
+        if names.is_empty() && !args.all_models {
+            return Ok(());
+        }
+    }
+    let (all_models, verify) = (args.all_models, args.verify);
     let wanted = wanted(&names, all_models)?;
     let cache = optillm_models::Cache::from_env()?;
     if verify {
@@ -99,6 +240,48 @@ pub async fn verify(names: Vec<String>, repair: bool) -> anyhow::Result<()> {
     for p in &removed {
         eprintln!("removed {} (left by an interrupted pull)", p.display());
     }
+    let (remote_names, names): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| RemoteModel::looks_remote(n));
+    let remote: Vec<RemoteModel> = if remote_names.is_empty() && names.is_empty() {
+        cache
+            .list_remote()?
+            .into_iter()
+            .filter(|r| r.state != LocalState::Missing)
+            .map(|r| r.model)
+            .collect()
+    } else {
+        remote_names
+            .iter()
+            .map(|n| RemoteModel::parse(n))
+            .collect::<Result<_, _>>()?
+    };
+    let mut failed = Vec::new();
+    for m in &remote {
+        let progress = IndicatifProgress::new();
+        let checked = cache.verify_remote(m, &progress).await;
+        progress.finish();
+        match checked {
+            Ok(path) => println!("{m}\tok\t{}", path.display()),
+            Err(e) if repair => {
+                eprintln!("{m}: {e}; pulling it again");
+                match pull_remote(&cache, m, None).await {
+                    Ok(p) => println!("{m}\tok\t{}", p.path.display()),
+                    Err(e) => {
+                        println!("{m}\tFAILED\t{e:#}");
+                        failed.push(m.to_string());
+                    }
+                }
+            }
+            Err(e) => {
+                println!("{m}\tFAILED\t{e}");
+                failed.push(m.to_string());
+            }
+        }
+    }
+    if !remote_names.is_empty() && names.is_empty() {
+        return verdict(&failed, remote.len());
+    }
     let wanted: Vec<&Artifact> = if names.is_empty() {
         optillm_models::manifest()?
             .artifacts()
@@ -112,11 +295,10 @@ pub async fn verify(names: Vec<String>, repair: bool) -> anyhow::Result<()> {
             .map(|n| manifest.find(n))
             .collect::<Result<_, _>>()?
     };
-    if wanted.is_empty() {
+    if wanted.is_empty() && remote.is_empty() {
         println!("nothing in the cache {} to verify", cache.root().display());
         return Ok(());
     }
-    let mut failed = Vec::new();
     for a in &wanted {
         match check_and_repair(&cache, a, repair).await {
             Ok(path) => println!("{}\tok\t{}", a.name, path.display()),
@@ -126,11 +308,15 @@ pub async fn verify(names: Vec<String>, repair: bool) -> anyhow::Result<()> {
             }
         }
     }
+    verdict(&failed, wanted.len() + remote.len())
+}
+
+fn verdict(failed: &[String], total: usize) -> anyhow::Result<()> {
     if !failed.is_empty() {
         anyhow::bail!(
             "{} of {} failed verification: {} (`optillm verify --repair` pulls them again)",
             failed.len(),
-            wanted.len(),
+            total,
             failed.join(", ")
         );
     }
@@ -175,5 +361,48 @@ pub async fn list(backend: BackendArgs) -> anyhow::Result<()> {
             a.description
         );
     }
+    let cache = Cache::from_env()?;
+    let pulled = cache.list_remote()?;
+    if !pulled.is_empty() {
+        println!(
+            "\nGGUF files pulled by hf: spec or URL (hashes in {}):",
+            cache.remote_lock_path().display()
+        );
+        println!(
+            "{:<10} {:<6} {:<10} {:<16} model",
+            "size MB", "local", "trust", "sha256"
+        );
+        for row in pulled {
+            let e = &row.entry;
+            println!(
+                "{:>10.1} {:<6} {:<10} {:<16} {}",
+                e.size as f64 / 1e6,
+                match row.state {
+                    LocalState::Verified => "yes",
+                    LocalState::Missing => "no",
+                    _ => "check",
+                },
+                e.trust.to_string(),
+                e.sha256.chars().take(16).collect::<String>(),
+                e.spec
+            );
+        }
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("123"), Ok(123));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("8g"), Ok(8 << 30));
+        assert_eq!(parse_size(" 2K "), Ok(2048));
+        for bad in ["", "M", "0", "1.5G", "5X", "-1", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

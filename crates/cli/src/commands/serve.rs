@@ -126,6 +126,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             info.size = Some(a.size);
             info.digest = Some(a.sha256.clone());
             info.format = Some("gguf".into());
+        } else if let Some(e) = remote_entry(name) {
+            info.size = Some(e.size);
+            info.digest = Some(e.sha256);
+            info.format = Some("gguf".into());
         }
         models.insert(info, backend);
     }
@@ -162,4 +166,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await
     .context("the server stopped")
+}
+
+/// The lock entry of a model served by `hf:` spec or URL (pulled by now).
+fn remote_entry(name: &str) -> Option<optillm_models::LockEntry> {
+    if !optillm_models::RemoteModel::looks_remote(name) {
+        return None;
+    }
+    let model = optillm_models::RemoteModel::parse(name).ok()?;
+    optillm_models::Cache::from_env()
+        .ok()?
+        .remote_entry(&model)
+        .ok()
+        .flatten()
 }
