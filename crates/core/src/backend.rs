@@ -114,8 +114,9 @@ impl futures::Stream for CompletionStream {
     }
 }
 
-/// An inference backend. Implementations must honour every sampling setting of a request
-/// or reject it with [`BackendError::Unsupported`].
+/// An inference backend. Implementations must honour every sampling setting of a request,
+/// and its [`format`](ChatRequest::format) (structured output, see
+/// [`Capabilities::formats`]), or reject it with [`BackendError::Unsupported`].
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// The model this backend serves (a name or a file path).
