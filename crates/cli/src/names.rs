@@ -80,8 +80,8 @@ pub fn known_ollama_names() -> Vec<String> {
 }
 
 /// Resolves a model for the native backend: an existing file path, a manifest name or
-/// alias, or an Ollama name of a known family (mapped to the closest manifest model,
-/// with a warning in the log). A data set's name is an error listing the models; an
+/// alias, or an Ollama name of a known family (mapped to the closest manifest model;
+/// [`crate::locate`] says so in the log). A data set's name is an error listing the models; an
 /// unknown name is [`OpenError::UnknownModel`], naming what is available.
 pub fn resolve(name_or_path: &str) -> Result<ModelSource, OpenError> {
     match optillm_models::resolve_model(name_or_path) {
@@ -95,11 +95,6 @@ pub fn resolve(name_or_path: &str) -> Result<ModelSource, OpenError> {
             match closest_to_ollama_name(name_or_path).filter(|_| !is_gguf) {
                 Some(target) => {
                     let artifact = optillm_models::find(target)?;
-                    tracing::warn!(
-                        "`{name_or_path}` is not in the manifest; using the closest model \
-                         it has, {}",
-                        artifact.name
-                    );
                     Ok(ModelSource::Manifest {
                         artifact,
                         stands_in_for: Some(name_or_path.to_string()),

@@ -133,7 +133,16 @@ pub async fn locate(
             );
             Ok((path, name))
         }
-        ModelSource::Manifest { artifact, .. } => {
+        ModelSource::Manifest {
+            artifact,
+            stands_in_for,
+        } => {
+            if let Some(asked) = stands_in_for {
+                tracing::warn!(
+                    "`{asked}` is not in the manifest; using the closest model it has, {}",
+                    artifact.name
+                );
+            }
             let path = match optillm_models::local_path(artifact) {
                 Some(path) => path,
                 None if options.pull => {
