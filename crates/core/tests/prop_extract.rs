@@ -7,15 +7,17 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use optillm_core::extract::{
-    AnswerKind, answers_equal, extract, extract_any, extract_as, normalize, vote,
+    AnswerKind, answers_equal, extract, extract_any, extract_as, math_answers_equal, normalize,
+    normalize_math, vote,
 };
 use proptest::prelude::*;
 
-const KINDS: [AnswerKind; 4] = [
+const KINDS: [AnswerKind; 5] = [
     AnswerKind::Number,
     AnswerKind::Choice,
     AnswerKind::YesNo,
     AnswerKind::Text,
+    AnswerKind::Math,
 ];
 
 /// Whether an answer extracted from (or normalised from) `text` is made of what the text
@@ -59,6 +61,10 @@ fn check_text(text: &str) {
                     assert!(matches!(a.as_str(), "yes" | "no"), "{a:?} from {text:?}")
                 }
                 AnswerKind::Text => assert!(!a.trim().is_empty(), "{a:?} from {text:?}"),
+                AnswerKind::Math => assert!(
+                    !a.is_empty() && !a.chars().any(char::is_whitespace),
+                    "{a:?} from {text:?}"
+                ),
             }
         }
         assert_eq!(extract_as(text, Some(kind)), extract(text, kind));
@@ -168,6 +174,39 @@ fn model_output() -> impl Strategy<Value = String> {
     prop::collection::vec(fragment(), 0..30).prop_map(|parts| parts.concat())
 }
 
+/// Whether every `{` of `s` is closed by a later `}` and every `}` closes one.
+fn balanced(s: &str) -> bool {
+    let mut depth = 0i64;
+    for c in s.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => return false,
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+/// Math answers as LaTeX: commands, braces, numbers, units and stray symbols.
+fn latex_answer() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        4 => prop::sample::select(
+            &[
+                "\\frac", "\\dfrac", "\\sqrt", "\\pi", "\\infty", "\\text{", "\\text{ cm}",
+                "\\mbox{ inches}", "\\left(", "\\right)", "\\left[", "\\right]", "^\\circ",
+                "^{\\circ}", "\\!", "\\,", "\\ ", "\\\\", "\\%", "\\$", "{", "}", "(", ")", "[",
+                "]", "^", "_", "=", "x", "y", "East", "(C)", "1", "2", "43", "0.5", "10,080",
+                "-", "+", ",", ".", "/", "$", " ", "%", "°", "\u{2212}", "\\begin{pmatrix}",
+                "\\end{bmatrix}", "&",
+            ][..],
+        )
+        .prop_map(String::from),
+        1 => "\\PC{0,3}",
+    ];
+    prop::collection::vec(piece, 0..10).prop_map(|parts| parts.concat())
+}
+
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
@@ -204,6 +243,27 @@ proptest! {
                 prop_assert_eq!(normalize(&a), a.clone(), "{:?} of {:?}", kind, text);
             }
         }
+    }
+
+    #[test]
+    fn math_answers_are_canonical(text in latex_answer()) {
+        // Normalised once is normalised: a gold normalised once and an extracted answer
+        // normalised twice (by `extract`, then by the comparison) still agree.
+        let once = normalize_math(&text);
+        prop_assert_eq!(normalize_math(&once), once.clone(), "{:?}", text);
+        if !once.is_empty() {
+            prop_assert!(math_answers_equal(&text, &once), "{:?}", text);
+            // Boxed (when its braces pair up, as they do in a box that closes).
+            let boxed = format!("The answer is $\\boxed{{{text}}}$.");
+            if let Some(a) = balanced(&text).then(|| extract(&boxed, AnswerKind::Math)).flatten() {
+                prop_assert!(math_answers_equal(&a, &text), "{:?} from {:?}", a, text);
+            }
+        }
+    }
+
+    #[test]
+    fn math_answers_equal_is_symmetric(a in latex_answer(), b in latex_answer()) {
+        prop_assert_eq!(math_answers_equal(&a, &b), math_answers_equal(&b, &a));
     }
 
     #[test]
