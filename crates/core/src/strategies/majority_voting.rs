@@ -25,6 +25,9 @@ pub struct Params {
     pub batch: u32,
     /// Adaptive sampling's threshold (Beta stopping rule).
     pub stop_at: f32,
+    /// Read the final answer of samples that state none with one constrained call each
+    /// (a JSON schema; backends with structured output only).
+    pub read_answers: bool,
 }
 
 impl Default for Params {
@@ -38,6 +41,7 @@ impl Default for Params {
             keep: rule.keep,
             batch: rule.batch,
             stop_at: rule.stop_at,
+            read_answers: false,
         }
     }
 }
@@ -50,13 +54,16 @@ pub struct MajorityVoting {
 impl MajorityVoting {
     pub fn new(params: Params) -> Result<Self, StrategyError> {
         Ok(Self {
-            voting: Voting::new(
-                "majority_voting",
-                params.k,
-                params.temperature,
-                params.answer_kind,
-                rule(params.weight, params.keep, params.batch, params.stop_at),
-            )?,
+            voting: Voting {
+                read_answers: params.read_answers,
+                ..Voting::new(
+                    "majority_voting",
+                    params.k,
+                    params.temperature,
+                    params.answer_kind,
+                    rule(params.weight, params.keep, params.batch, params.stop_at),
+                )?
+            },
         })
     }
 }

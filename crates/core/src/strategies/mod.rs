@@ -28,6 +28,7 @@ mod plansearch;
 mod pot;
 mod pvg;
 mod re2;
+mod read_answer;
 mod rsa;
 mod rstar;
 mod rto;

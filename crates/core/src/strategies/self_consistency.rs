@@ -12,6 +12,9 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use futures::future::join_all;
+
+use super::read_answer::{read_answer, schema_for};
 use super::select::SampleVote;
 use super::util::temp;
 use crate::extract::{AnswerKind, extract, extract_as};
@@ -34,6 +37,9 @@ pub struct Params {
     pub batch: u32,
     /// Adaptive sampling's threshold (Beta stopping rule).
     pub stop_at: f32,
+    /// Read the final answer of samples that state none with one constrained call each
+    /// (a JSON schema; backends with structured output only).
+    pub read_answers: bool,
 }
 
 impl Default for Params {
@@ -47,6 +53,7 @@ impl Default for Params {
             keep: rule.keep,
             batch: rule.batch,
             stop_at: rule.stop_at,
+            read_answers: false,
         }
     }
 }
@@ -60,6 +67,7 @@ pub(crate) struct Voting {
     pub temperature: f32,
     pub answer_kind: Option<AnswerKind>,
     pub rule: VoteRule,
+    pub read_answers: bool,
 }
 
 impl Voting {
@@ -85,6 +93,7 @@ impl Voting {
             temperature,
             answer_kind,
             rule,
+            read_answers: false,
         })
     }
 
@@ -110,7 +119,14 @@ impl Voting {
             if let Some(k) = top_k {
                 chat = chat.with_logprobs(k);
             }
-            let completion = ctx.call("sample", chat).await?;
+            let completion = match ctx.call("sample", chat).await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Keep what was drawn (a budget cut still returns the best so far).
+                    ctx.record_samples(drawn);
+                    return Err(e);
+                }
+            };
             let new: Vec<Sample> = completion
                 .choices
                 .iter()
@@ -122,7 +138,6 @@ impl Voting {
                     confidence: c.logprobs.as_deref().and_then(Confidence::from_logprobs),
                 })
                 .collect();
-            ctx.record_samples(new.iter().cloned());
             drawn.extend(new);
             let texts: Vec<String> = drawn.iter().map(|s| s.text.clone()).collect();
             if let Some(i) = self
@@ -147,6 +162,12 @@ impl Voting {
                 break;
             }
         }
+        if self.read_answers {
+            if let Err(e) = self.read_missing(ctx, request, &mut drawn).await {
+                ctx.record_samples(drawn);
+                return Err(e);
+            }
+        }
         // No sample has an answer of the kind: vote on the samples' final lines, so
         // open-ended answers that agree still win over a lone one.
         if drawn.iter().all(|s| s.answer.is_none()) {
@@ -154,6 +175,7 @@ impl Voting {
                 s.answer = extract(&s.text, AnswerKind::Text);
             }
         }
+        ctx.record_samples(drawn.iter().cloned());
         let texts: Vec<String> = drawn.iter().map(|s| s.text.clone()).collect();
         let sv = SampleVote {
             answers: drawn.iter().map(|s| s.answer.clone()).collect(),
@@ -193,6 +215,37 @@ impl Voting {
     }
 }
 
+impl Voting {
+    /// Fills in the answers of samples that state none, by one constrained call each
+    /// (concurrently); a sample whose answer was read ends with `The answer is X.`.
+    async fn read_missing(
+        &self,
+        ctx: &Ctx,
+        request: &StrategyRequest,
+        drawn: &mut [Sample],
+    ) -> Result<(), StrategyError> {
+        let Some(schema) = schema_for(request.query()?, self.answer_kind) else {
+            return Ok(());
+        };
+        let missing: Vec<usize> = (0..drawn.len())
+            .filter(|&i| drawn.get(i).is_some_and(|s| s.answer.is_none()))
+            .collect();
+        let reads = join_all(missing.iter().map(|&i| {
+            let text = drawn.get(i).map(|s| s.text.clone()).unwrap_or_default();
+            let schema = &schema;
+            async move { read_answer(ctx, request, &text, schema).await }
+        }))
+        .await;
+        for (i, read) in missing.into_iter().zip(reads) {
+            if let (Some(s), Some(a)) = (drawn.get_mut(i), read?) {
+                s.text = format!("{}\n\nThe answer is {a}.", s.text.trim_end());
+                s.answer = extract_as(&s.text, self.answer_kind);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The [`VoteRule`] of a strategy's parameters.
 pub(crate) fn rule(weight: Weight, keep: f32, batch: u32, stop_at: f32) -> VoteRule {
     VoteRule {
@@ -211,13 +264,16 @@ pub struct SelfConsistency {
 impl SelfConsistency {
     pub fn new(params: Params) -> Result<Self, StrategyError> {
         Ok(Self {
-            voting: Voting::new(
-                "self_consistency",
-                params.k,
-                params.temperature,
-                params.answer_kind,
-                rule(params.weight, params.keep, params.batch, params.stop_at),
-            )?,
+            voting: Voting {
+                read_answers: params.read_answers,
+                ..Voting::new(
+                    "self_consistency",
+                    params.k,
+                    params.temperature,
+                    params.answer_kind,
+                    rule(params.weight, params.keep, params.batch, params.stop_at),
+                )?
+            },
         })
     }
 }
@@ -366,6 +422,37 @@ mod tests {
         assert_eq!(mock.requests()[0].logprobs, None);
         assert!(out.samples.iter().all(|s| s.confidence.is_none()));
         // Without confidences every sample votes once: 7 wins 3 to 1.
+        assert_eq!(out.vote.unwrap().winner, "7");
+    }
+
+    #[tokio::test]
+    async fn samples_without_an_answer_can_have_it_read() {
+        let mock = Arc::new(MockBackend::scripted([
+            "So it is 7.",
+            "I think about it and stop",
+            "#### 8",
+            r#"{"answer": 7}"#,
+        ]));
+        let params = Params {
+            k: 3,
+            read_answers: true,
+            answer_kind: Some(AnswerKind::Number),
+            ..Params::default()
+        };
+        let out = run(
+            &SelfConsistency::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("3 + 4?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        // One constrained call, for the sample without an answer only.
+        let sent = mock.requests();
+        assert_eq!(sent.len(), 2);
+        assert!(sent[1].format.is_some());
+        assert_eq!(out.samples[1].answer.as_deref(), Some("7"), "{:?}", out.samples);
+        assert!(out.samples[1].text.ends_with("The answer is 7."));
         assert_eq!(out.vote.unwrap().winner, "7");
     }
 

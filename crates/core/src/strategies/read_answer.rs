@@ -1,0 +1,131 @@
+//! Answers that can always be read: when a sample ends without a final answer that the
+//! extraction finds, one short constrained continuation asks for it. The sample is
+//! given back as the assistant's turn, then "State only the final answer.", with the
+//! reply constrained by a JSON schema (`{"answer": <number>}`, or one of the option
+//! letters for a multiple-choice question), which the native backend enforces with a
+//! llama.cpp grammar and Ollama / OpenAI-compatible servers with their structured
+//! output. The answer read is appended to the sample as `The answer is X.`, so the
+//! vote and any later scoring see it.
+
+use serde_json::{Value, json};
+
+use super::choice_likelihood::split_choices;
+use crate::extract::AnswerKind;
+use crate::format::ResponseFormat;
+use crate::strategy::{Ctx, StrategyError, StrategyRequest};
+use crate::types::{Message, Sampling};
+
+/// Tokens allowed for the constrained reply.
+const READ_TOKENS: u32 = 32;
+
+/// The kind to read for `query` and its schema: the given kind, else a multiple-choice
+/// question's letters, else a number when the question has one; `None` when nothing
+/// sensible can be asked (free text, yes/no without a schema of its own).
+pub(crate) fn schema_for(query: &str, kind: Option<AnswerKind>) -> Option<Value> {
+    let letters = || -> Option<Vec<String>> {
+        Some(
+            split_choices(query)?
+                .options
+                .iter()
+                .map(|(c, _)| c.to_string())
+                .collect(),
+        )
+    };
+    let number = json!({"type": "object", "properties": {"answer": {"type": "number"}},
+        "required": ["answer"], "additionalProperties": false});
+    let choice = |l: Vec<String>| {
+        json!({"type": "object", "properties": {"answer": {"enum": l}},
+            "required": ["answer"], "additionalProperties": false})
+    };
+    match kind {
+        Some(AnswerKind::Number) => Some(number),
+        Some(AnswerKind::Choice) => letters().map(choice),
+        Some(AnswerKind::YesNo) => Some(choice(vec!["yes".into(), "no".into()])),
+        Some(_) => None,
+        None => match letters() {
+            Some(l) => Some(choice(l)),
+            None if query.chars().any(|c| c.is_ascii_digit()) => Some(number),
+            None => None,
+        },
+    }
+}
+
+/// The final answer of `sample` read by one constrained call, as text (`42`, `B`);
+/// `None` when the backend cannot constrain its output or the reply has no answer.
+pub(crate) async fn read_answer(
+    ctx: &Ctx,
+    request: &StrategyRequest,
+    sample: &str,
+    schema: &Value,
+) -> Result<Option<String>, StrategyError> {
+    let format = ResponseFormat::JsonSchema {
+        schema: schema.clone(),
+    };
+    if !ctx.backend().capabilities().formats.supports(&format) {
+        return Ok(None);
+    }
+    let mut messages = request.messages.clone();
+    messages.push(Message::assistant(sample));
+    messages.push(Message::user("State only the final answer."));
+    let step = Sampling::default()
+        .with_temperature(0.0)
+        .with_max_tokens(READ_TOKENS);
+    let chat = request.chat(messages, &step).with_format(format);
+    let reply = ctx.text("read the final answer", chat).await?;
+    let answer = serde_json::from_str::<Value>(reply.trim())
+        .ok()
+        .and_then(|v| v.get("answer").cloned())
+        .and_then(|a| match a {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            _ => None,
+        });
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mock::MockBackend;
+    use crate::strategy::Budget;
+
+    #[test]
+    fn the_schema_follows_the_question() {
+        let mc = schema_for("Which?\n(A) one\n(B) two", None).unwrap();
+        assert_eq!(mc["properties"]["answer"]["enum"], json!(["A", "B"]));
+        let n = schema_for("Tom has 3 apples.", None).unwrap();
+        assert_eq!(n["properties"]["answer"]["type"], "number");
+        assert!(schema_for("Write a poem.", None).is_none());
+        assert!(schema_for("Write a poem.", Some(AnswerKind::Text)).is_none());
+        assert!(schema_for("No options here", Some(AnswerKind::Choice)).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_constrained_call_reads_the_answer() {
+        let mock = Arc::new(MockBackend::scripted([r#"{"answer": 42}"#]));
+        let ctx = Ctx::new(mock.clone(), Budget::default());
+        let req = StrategyRequest::user("6 * 7?");
+        let schema = schema_for("6 * 7?", None).unwrap();
+        let a = read_answer(&ctx, &req, "I multiplied them.", &schema)
+            .await
+            .unwrap();
+        assert_eq!(a.as_deref(), Some("42"));
+        let sent = &mock.requests()[0];
+        assert!(matches!(
+            sent.format,
+            Some(ResponseFormat::JsonSchema { .. })
+        ));
+        assert_eq!(sent.messages.len(), 3);
+        assert_eq!(sent.messages[1].content, "I multiplied them.");
+        assert_eq!(sent.sampling.temperature, Some(0.0));
+        // A backend without structured output is not asked.
+        let plain = Arc::new(
+            MockBackend::scripted(["x"]).with_capabilities(crate::types::Capabilities::default()),
+        );
+        let ctx = Ctx::new(plain.clone(), Budget::default());
+        assert_eq!(read_answer(&ctx, &req, "hm", &schema).await.unwrap(), None);
+        assert_eq!(plain.calls(), 0);
+    }
+}
