@@ -451,7 +451,12 @@ mod tests {
         let sent = mock.requests();
         assert_eq!(sent.len(), 2);
         assert!(sent[1].format.is_some());
-        assert_eq!(out.samples[1].answer.as_deref(), Some("7"), "{:?}", out.samples);
+        assert_eq!(
+            out.samples[1].answer.as_deref(),
+            Some("7"),
+            "{:?}",
+            out.samples
+        );
         assert!(out.samples[1].text.ends_with("The answer is 7."));
         assert_eq!(out.vote.unwrap().winner, "7");
     }
