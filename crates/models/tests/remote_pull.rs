@@ -29,6 +29,8 @@ struct Behaviour {
     drops: usize,
     /// Answer every request with the whole file (200), whatever its Range says.
     ignore_range: bool,
+    /// Send bodies chunked, without a Content-Length.
+    chunked: bool,
     /// (path, Range, If-Range) of every request.
     requests: Vec<(String, Option<String>, Option<String>)>,
 }
@@ -105,6 +107,13 @@ async fn handle(State(state): State<Shared>, uri: Uri, headers: HeaderMap) -> Re
             body
         }
     };
+    if state.lock().unwrap().chunked {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            slice.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+        return builder
+            .body(Body::from_stream(futures::stream::iter(chunks)))
+            .unwrap();
+    }
     builder = builder.header(header::CONTENT_LENGTH, slice.len());
     if drop_now {
         let half = slice[..slice.len() / 2].to_vec();
@@ -654,4 +663,46 @@ async fn a_url_pull_and_resolution_of_specs() {
         optillm_models::resolve_model("http://example.com/x.gguf"),
         Err(ModelsError::InsecureUrl { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_body_without_length_is_bounded_while_it_arrives() {
+    let server = Server::start(vec![
+        ("/o/r/resolve/main/small.gguf", gguf(3, 3_500)),
+        ("/o/r/resolve/main/big.gguf", gguf(4, 9_000)),
+    ])
+    .await;
+    server.with(|b| b.chunked = true);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path()).with_options(
+        DownloadOptions::default()
+            .hf_endpoint(server.endpoint())
+            .max_file_size(4_000),
+    );
+    let small = RemoteModel::parse("hf:o/r/small.gguf").unwrap();
+    let pulled = cache
+        .ensure_remote(&small, None, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&pulled.path).unwrap(), gguf(3, 3_500));
+    let big = RemoteModel::parse("hf:o/r/big.gguf").unwrap();
+    let err = cache
+        .ensure_remote(&big, None, &NoProgress)
+        .await
+        .unwrap_err();
+    // Stopped at the first chunk past the limit, not at the end of the body.
+    match &err {
+        ModelsError::TooLarge { size, max, .. } => {
+            assert_eq!(*max, 4_000);
+            assert!((4_001..=5_000).contains(size), "{size}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(!cache.remote_path(&big).exists());
+    assert!(
+        !cache
+            .remote_path(&big)
+            .with_file_name(".big.gguf.part")
+            .exists()
+    );
 }
