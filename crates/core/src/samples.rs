@@ -20,8 +20,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::extract::{AnswerKind, extract_as};
 use crate::extract::{Vote, weighted_vote};
-use crate::types::{FinishReason, TokenLogprob};
+use crate::types::{Capabilities, Choice, FinishReason, TokenLogprob};
 
 /// Tokens per window of the lowest-group confidence, and of the tail.
 pub const CONFIDENCE_WINDOW: usize = 32;
@@ -102,6 +103,27 @@ pub struct Sample {
     /// `None` when the backend returned no log-probabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<Confidence>,
+}
+
+impl Sample {
+    /// A sample from a backend's choice, its answer extracted as `kind`.
+    pub fn from_choice(c: &Choice, kind: Option<AnswerKind>) -> Self {
+        Self {
+            text: c.text.clone(),
+            answer: extract_as(&c.text, kind),
+            completion_tokens: c.completion_tokens,
+            finish_reason: Some(c.finish_reason),
+            confidence: c.logprobs.as_deref().and_then(Confidence::from_logprobs),
+        }
+    }
+}
+
+/// The top alternatives to ask a backend for, so samples get confidences (`None`
+/// when it returns no log-probabilities).
+pub fn confidence_top_k(caps: &Capabilities) -> Option<u32> {
+    caps.logprobs
+        .then_some(CONFIDENCE_TOP_K.min(caps.max_top_logprobs))
+        .filter(|&k| k > 0)
 }
 
 /// What weighs a sample's vote.

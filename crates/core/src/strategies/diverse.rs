@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::select::{SampleVote, argmax, best_guess, rate_all, settle};
 use super::util::temp;
-use crate::extract::{AnswerKind, extract, extract_as};
-use crate::samples::{CONFIDENCE_TOP_K, Confidence, Sample, VoteRule, Weight};
+use crate::extract::{AnswerKind, extract};
+use crate::samples::{Sample, VoteRule, Weight, confidence_top_k};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 /// How the answer is picked among the samples.
@@ -119,11 +119,7 @@ impl Strategy for Diverse {
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         request.query()?;
-        let caps = ctx.backend().capabilities();
-        let top_k = caps
-            .logprobs
-            .then_some(CONFIDENCE_TOP_K.min(caps.max_top_logprobs))
-            .filter(|&k| k > 0);
+        let top_k = confidence_top_k(&ctx.backend().capabilities());
         let kind = self.params.answer_kind;
         let calls = self.ladder().into_iter().enumerate().map(|(i, t)| {
             let mut step = temp(t);
@@ -136,17 +132,17 @@ impl Strategy for Diverse {
             async move {
                 let purpose = format!("sample {} (temperature {t:.2})", i + 1);
                 let completion = ctx.call(purpose, chat).await?;
-                let choice = completion.choices.into_iter().next();
-                Ok(Sample {
-                    answer: choice.as_ref().and_then(|c| extract_as(&c.text, kind)),
-                    completion_tokens: choice.as_ref().map_or(0, |c| c.completion_tokens),
-                    finish_reason: choice.as_ref().map(|c| c.finish_reason),
-                    confidence: choice
-                        .as_ref()
-                        .and_then(|c| c.logprobs.as_deref())
-                        .and_then(Confidence::from_logprobs),
-                    text: choice.map(|c| c.text).unwrap_or_default(),
-                })
+                Ok(completion
+                    .choices
+                    .first()
+                    .map(|c| Sample::from_choice(c, kind))
+                    .unwrap_or_else(|| Sample {
+                        text: String::new(),
+                        answer: None,
+                        completion_tokens: 0,
+                        finish_reason: None,
+                        confidence: None,
+                    }))
             }
         });
         let (results, cut) = settle(join_all(calls).await)?;

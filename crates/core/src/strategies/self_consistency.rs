@@ -18,7 +18,7 @@ use super::read_answer::{read_answer, schema_for};
 use super::select::SampleVote;
 use super::util::temp;
 use crate::extract::{AnswerKind, extract, extract_as};
-use crate::samples::{CONFIDENCE_TOP_K, Confidence, Sample, VoteRule, Weight};
+use crate::samples::{Sample, VoteRule, Weight, confidence_top_k};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,11 +99,7 @@ impl Voting {
 
     pub async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         request.query()?;
-        let caps = ctx.backend().capabilities();
-        let top_k = caps
-            .logprobs
-            .then_some(CONFIDENCE_TOP_K.min(caps.max_top_logprobs))
-            .filter(|&k| k > 0);
+        let top_k = confidence_top_k(&ctx.backend().capabilities());
         let step = temp(self.temperature);
         let batch = match self.rule.batch {
             0 => self.k,
@@ -130,13 +126,7 @@ impl Voting {
             let new: Vec<Sample> = completion
                 .choices
                 .iter()
-                .map(|c| Sample {
-                    text: c.text.clone(),
-                    answer: extract_as(&c.text, self.answer_kind),
-                    completion_tokens: c.completion_tokens,
-                    finish_reason: Some(c.finish_reason),
-                    confidence: c.logprobs.as_deref().and_then(Confidence::from_logprobs),
-                })
+                .map(|c| Sample::from_choice(c, self.answer_kind))
                 .collect();
             drawn.extend(new);
             let texts: Vec<String> = drawn.iter().map(|s| s.text.clone()).collect();
@@ -392,7 +382,10 @@ mod tests {
             vec![Some(100), Some(102)]
         );
         // Confidences were asked for, and every sample is in the outcome.
-        assert!(sent.iter().all(|r| r.logprobs == Some(CONFIDENCE_TOP_K)));
+        assert!(
+            sent.iter()
+                .all(|r| r.logprobs == Some(crate::samples::CONFIDENCE_TOP_K))
+        );
         assert_eq!(out.samples.len(), 4);
         assert!(out.samples.iter().all(|s| s.confidence.is_some()));
         assert_eq!(out.samples[0].answer.as_deref(), Some("7"));
