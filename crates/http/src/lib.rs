@@ -15,6 +15,22 @@
 //!   A request that fails on a connection that closed before any byte of the answer
 //!   (the server closed an idle keep-alive connection just as it was reused) is sent
 //!   again, once, on a fresh connection.
+//!
+//! Besides the transport, what the remote backends share lives here too, so that each
+//! backend keeps only its wire format: the shared settings and their builders
+//! ([`RemoteConfig`], [`remote_config_builders!`], [`ConfigError`]), the server end
+//! ([`Remote`]), the framing of streamed bodies ([`framing`]: NDJSON lines, server-sent
+//! events), and the handling of answers ([`answer`]: deltas, the `n` fan-out, the
+//! producer task, the merged completion, logprob wire types).
+
+pub mod answer;
+mod config;
+pub mod framing;
+mod remote;
+
+pub use config::{ConfigError, RemoteConfig};
+pub use optillm_core::Sampling;
+pub use remote::Remote;
 
 use std::time::Duration;
 

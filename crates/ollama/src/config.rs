@@ -1,8 +1,6 @@
 //! Configuration of the Ollama backend.
 
-use std::time::Duration;
-
-use optillm_core::Sampling;
+use optillm_http::RemoteConfig;
 
 /// Where Ollama listens when `OLLAMA_HOST` is not set.
 pub const DEFAULT_HOST: &str = "http://127.0.0.1:11434";
@@ -11,73 +9,32 @@ const DEFAULT_PORT: &str = "11434";
 
 /// Settings of an [`OllamaBackend`](crate::OllamaBackend), built with `with_*` methods.
 ///
-/// `sampling` holds defaults: every setting a request sets wins over them.
-///
-/// Timeouts and limits, with their defaults:
-/// - `connect_timeout` 10 s; `first_byte_timeout` 300 s per attempt (model loading and
-///   prompt evaluation); `total_timeout` none;
-/// - `idle_timeout` 60 s: once the answer has begun, the longest wait for its next chunk
-///   ([`BackendError::Stalled`](optillm_core::BackendError::Stalled) past it);
-/// - `max_line_bytes` 8 MiB: the longest NDJSON line;
-/// - `max_body_bytes` 64 MiB: the largest whole answer of `/api/tags` and `/api/show`
-///   (both [`BackendError::TooLarge`](optillm_core::BackendError::TooLarge) past them).
-///
-/// On any of these errors the connection is closed, which cancels the request upstream.
-/// Idle keep-alive connections are kept 3 s (below the usual 5 s server keep-alive), and
-/// a request whose reused connection closed before any byte of the answer is sent again
-/// once on a fresh connection.
+/// The settings every remote backend shares (server, model, default sampling, timeouts,
+/// limits, retries, concurrency) are in [`RemoteConfig`], which this type dereferences
+/// to (`config.model`, `config.idle_timeout`); see it for their defaults. The NDJSON
+/// line cap (`max_line_bytes`) bounds each streamed line; the body cap
+/// (`max_body_bytes`) the whole answers of `/api/tags` and `/api/show`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct OllamaConfig {
-    /// Base URL of the server, e.g. `http://127.0.0.1:11434`.
-    pub base_url: String,
-    /// Model name as Ollama knows it (`smollm2:135m`).
-    pub model: String,
-    /// Default sampling settings (sent in `options`).
-    pub sampling: Sampling,
+    /// The shared settings (base URL like `http://127.0.0.1:11434`, model name as
+    /// Ollama knows it like `smollm2:135m`, sampling sent in `options`).
+    pub remote: RemoteConfig,
     /// `options.num_ctx`: the context window Ollama should load the model with.
     pub num_ctx: Option<u32>,
     /// `keep_alive`: how long Ollama keeps the model loaded after a request (`"5m"`, `"-1"`).
     pub keep_alive: Option<String>,
-    /// Time to establish a TCP (and TLS) connection.
-    pub connect_timeout: Duration,
-    /// Time from sending a request to the first byte of the answer's body (covers model
-    /// loading and prompt evaluation), per attempt.
-    pub first_byte_timeout: Duration,
-    /// Time for a whole answer (one sample), `None` for no limit.
-    pub total_timeout: Option<Duration>,
-    /// Longest wait for the next chunk once the answer has begun (default 60 s).
-    pub idle_timeout: Duration,
-    /// Longest NDJSON line, in bytes (default 8 MiB).
-    pub max_line_bytes: usize,
-    /// Largest whole (non-streamed) answer, in bytes (default 64 MiB).
-    pub max_body_bytes: usize,
-    /// Most requests in flight at once from this backend (samples of `n > 1` included).
-    pub max_concurrency: usize,
-    /// Retries after a refused connection or a 5xx answer (before anything was streamed).
-    pub max_retries: u32,
-    /// Wait before the first retry; doubled for each further one.
-    pub retry_backoff: Duration,
 }
+
+optillm_http::deref_remote_config!(OllamaConfig);
 
 impl OllamaConfig {
     /// A configuration for `model` on the server at `base_url`, with default settings.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
-            base_url: base_url.into(),
-            model: model.into(),
-            sampling: Sampling::default(),
+            remote: RemoteConfig::new(base_url, model),
             num_ctx: None,
             keep_alive: None,
-            connect_timeout: Duration::from_secs(10),
-            first_byte_timeout: Duration::from_secs(300),
-            total_timeout: None,
-            idle_timeout: optillm_http::DEFAULT_IDLE_TIMEOUT,
-            max_line_bytes: optillm_http::DEFAULT_MAX_LINE_BYTES,
-            max_body_bytes: optillm_http::DEFAULT_MAX_BODY_BYTES,
-            max_concurrency: 4,
-            max_retries: 2,
-            retry_backoff: Duration::from_millis(250),
         }
     }
 
@@ -89,42 +46,11 @@ impl OllamaConfig {
         Self::new(host_from_env_value(host.as_deref()), model)
     }
 
-    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
-        self.sampling = sampling;
-        self
-    }
-    pub fn with_temperature(mut self, t: f32) -> Self {
-        self.sampling.temperature = Some(t);
-        self
-    }
-    pub fn with_top_p(mut self, p: f32) -> Self {
-        self.sampling.top_p = Some(p);
-        self
-    }
-    pub fn with_top_k(mut self, k: u32) -> Self {
-        self.sampling.top_k = Some(k);
-        self
-    }
-    pub fn with_min_p(mut self, p: f32) -> Self {
-        self.sampling.min_p = Some(p);
-        self
-    }
-    pub fn with_repeat_penalty(mut self, p: f32) -> Self {
-        self.sampling.repeat_penalty = Some(p);
-        self
-    }
-    pub fn with_seed(mut self, seed: u32) -> Self {
-        self.sampling.seed = Some(seed);
-        self
-    }
-    /// Most tokens to generate (`options.num_predict`).
-    pub fn with_num_predict(mut self, n: u32) -> Self {
-        self.sampling.max_tokens = Some(n);
-        self
-    }
-    pub fn with_stop(mut self, stop: impl Into<String>) -> Self {
-        self.sampling.stop.push(stop.into());
-        self
+    optillm_http::remote_config_builders!();
+
+    /// Most tokens to generate (`options.num_predict`); the same as `with_max_tokens`.
+    pub fn with_num_predict(self, n: u32) -> Self {
+        self.with_max_tokens(n)
     }
     pub fn with_num_ctx(mut self, n: u32) -> Self {
         self.num_ctx = Some(n);
@@ -132,49 +58,6 @@ impl OllamaConfig {
     }
     pub fn with_keep_alive(mut self, keep_alive: impl Into<String>) -> Self {
         self.keep_alive = Some(keep_alive.into());
-        self
-    }
-    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = d;
-        self
-    }
-    pub fn with_first_byte_timeout(mut self, d: Duration) -> Self {
-        self.first_byte_timeout = d;
-        self
-    }
-    pub fn with_total_timeout(mut self, d: Duration) -> Self {
-        self.total_timeout = Some(d);
-        self
-    }
-    /// Longest wait for the next chunk once the answer has begun (default 60 s, above
-    /// zero); past it the request fails with
-    /// [`BackendError::Stalled`](optillm_core::BackendError::Stalled) and is cancelled.
-    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
-        self.idle_timeout = d;
-        self
-    }
-    /// Longest NDJSON line, in bytes (default 8 MiB); past it the request fails with
-    /// [`BackendError::TooLarge`](optillm_core::BackendError::TooLarge) and is cancelled.
-    pub fn with_max_line_bytes(mut self, n: usize) -> Self {
-        self.max_line_bytes = n;
-        self
-    }
-    /// Largest whole (non-streamed) answer, in bytes (default 64 MiB); past it,
-    /// [`BackendError::TooLarge`](optillm_core::BackendError::TooLarge).
-    pub fn with_max_body_bytes(mut self, n: usize) -> Self {
-        self.max_body_bytes = n;
-        self
-    }
-    pub fn with_max_concurrency(mut self, n: usize) -> Self {
-        self.max_concurrency = n;
-        self
-    }
-    pub fn with_max_retries(mut self, n: u32) -> Self {
-        self.max_retries = n;
-        self
-    }
-    pub fn with_retry_backoff(mut self, d: Duration) -> Self {
-        self.retry_backoff = d;
         self
     }
 }

@@ -50,4 +50,4 @@ mod backend;
 pub use backend::{OllamaBackend, OllamaModel};
 pub use config::{DEFAULT_HOST, OllamaConfig, host_from_env_value};
 pub use error::OllamaError;
-pub use optillm_http::UrlError;
+pub use optillm_http::{RemoteConfig, UrlError};

@@ -1,6 +1,7 @@
 //! Ollama's JSON shapes (only the fields this backend reads or writes).
 
-use optillm_core::{FinishReason, Message, TokenLogprob, TopLogprob};
+use optillm_core::Message;
+use optillm_http::answer::WireLogprob;
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /api/chat`.
@@ -48,71 +49,21 @@ pub(crate) struct Options {
 /// Ollama omits zero values.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ChatChunk {
-    #[serde(default)]
     pub message: Option<ChunkMessage>,
     #[serde(default)]
     pub done: bool,
-    #[serde(default)]
     pub done_reason: Option<String>,
-    #[serde(default)]
     pub prompt_eval_count: Option<u32>,
-    #[serde(default)]
     pub prompt_eval_duration: Option<u64>,
-    #[serde(default)]
     pub eval_count: Option<u32>,
-    #[serde(default)]
     pub eval_duration: Option<u64>,
-    #[serde(default)]
     pub logprobs: Option<Vec<WireLogprob>>,
-    #[serde(default)]
     pub error: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ChunkMessage {
-    #[serde(default)]
     pub content: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct WireLogprob {
-    pub token: String,
-    pub logprob: f64,
-    #[serde(default)]
-    pub top_logprobs: Option<Vec<WireTopLogprob>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct WireTopLogprob {
-    pub token: String,
-    pub logprob: f64,
-}
-
-impl From<WireLogprob> for TokenLogprob {
-    fn from(w: WireLogprob) -> Self {
-        TokenLogprob {
-            token: w.token,
-            logprob: w.logprob as f32,
-            top: w
-                .top_logprobs
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| TopLogprob {
-                    token: t.token,
-                    logprob: t.logprob as f32,
-                })
-                .collect(),
-        }
-    }
-}
-
-/// `done_reason` as a finish reason. `stop` covers both the end-of-text token and a
-/// matched stop sequence (Ollama does not tell them apart); it maps to `EndOfText`.
-pub(crate) fn finish_reason(done_reason: Option<&str>) -> FinishReason {
-    match done_reason {
-        Some("length") => FinishReason::Length,
-        _ => FinishReason::EndOfText,
-    }
 }
 
 /// `GET /api/tags`.
@@ -125,32 +76,23 @@ pub(crate) struct Tags {
 #[derive(Debug, Deserialize)]
 pub(crate) struct TagModel {
     pub name: String,
-    #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
     pub size: Option<u64>,
-    #[serde(default)]
     pub digest: Option<String>,
-    #[serde(default)]
     pub modified_at: Option<String>,
-    #[serde(default)]
     pub details: Option<TagDetails>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct TagDetails {
-    #[serde(default)]
     pub family: Option<String>,
-    #[serde(default)]
     pub parameter_size: Option<String>,
-    #[serde(default)]
     pub quantization_level: Option<String>,
 }
 
 /// `POST /api/show`: only `model_info` is read.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Show {
-    #[serde(default)]
     pub model_info: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -184,13 +126,9 @@ mod tests {
         assert!(full.done);
         assert_eq!(full.eval_count, Some(259));
         assert_eq!(full.prompt_eval_duration, Some(130_079_000));
-        assert_eq!(
-            finish_reason(full.done_reason.as_deref()),
-            FinishReason::Length
-        );
+        assert_eq!(full.done_reason.as_deref(), Some("length"));
         let bare: ChatChunk = serde_json::from_str(r#"{"done":true}"#).unwrap();
         assert_eq!(bare.eval_count, None);
-        assert_eq!(finish_reason(None), FinishReason::EndOfText);
     }
 
     #[test]

@@ -3,25 +3,23 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use optillm_core::{
-    Backend, BackendError, Capabilities, ChatRequest, Choice, Completion, CompletionStream,
-    FinishReason, FormatSupport, ResponseFormat, Sampling, StreamEvent, StreamSender, Timings,
-    TokenLogprob, Usage, stream_channel,
+    Backend, BackendError, Capabilities, ChatRequest, Completion, CompletionStream, FormatSupport,
+    ResponseFormat, Sampling, StreamSender, Timings, Usage,
 };
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use optillm_http::Remote;
+use optillm_http::answer::{self, Answer, Flow, FrameHandler, Received};
+use optillm_http::framing::{SseBuffer, SseEvent};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use tracing::{debug, warn};
-use url::Url;
 
 use crate::config::OpenAiConfig;
 use crate::error::OpenAiError;
-use crate::http::{self, Policy};
-use crate::sse::{SseBuffer, SseEvent};
+use crate::http;
 use crate::wire::{self, ChatBody, Chunk, Models, Response, StreamOptions, WireTimings, WireUsage};
 
 /// A model the server offers (`GET /models`).
@@ -43,10 +41,7 @@ pub struct OpenAiBackend {
 #[derive(Debug)]
 struct Inner {
     config: OpenAiConfig,
-    base: Url,
-    clients: http::Clients,
-    policy: Policy,
-    permits: Arc<Semaphore>,
+    remote: Remote,
     /// Whether `n > 1` is still sent natively (false once the server refused it).
     native_n: AtomicBool,
 }
@@ -55,22 +50,6 @@ impl OpenAiBackend {
     /// A backend for `config`: checks the URL, reads the API key, builds the HTTP client
     /// (no request yet).
     pub fn new(config: OpenAiConfig) -> Result<Self, OpenAiError> {
-        if config.model.trim().is_empty() {
-            return Err(OpenAiError::EmptyModel);
-        }
-        if config.max_concurrency == 0 {
-            return Err(OpenAiError::ZeroConcurrency);
-        }
-        if config.idle_timeout.is_zero() {
-            return Err(OpenAiError::ZeroLimit("idle_timeout"));
-        }
-        if config.max_line_bytes == 0 {
-            return Err(OpenAiError::ZeroLimit("max_line_bytes"));
-        }
-        if config.max_body_bytes == 0 {
-            return Err(OpenAiError::ZeroLimit("max_body_bytes"));
-        }
-        let base = http::base_url(&config.base_url)?;
         let (key, source_name) = match &config.api_key {
             Some(k) => (Some(k.clone()), "api_key".to_string()),
             None => (
@@ -87,24 +66,11 @@ impl OpenAiBackend {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let clients =
-            http::Clients::new(config.connect_timeout, headers).map_err(OpenAiError::Client)?;
-        let policy = Policy {
-            connect_timeout: config.connect_timeout,
-            first_byte_timeout: config.first_byte_timeout,
-            idle_timeout: config.idle_timeout,
-            max_retries: config.max_retries,
-            retry_backoff: config.retry_backoff,
-            max_line_bytes: config.max_line_bytes,
-            max_body_bytes: config.max_body_bytes,
-        };
+        let remote = Remote::new("the server", &config.remote, headers)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                permits: Arc::new(Semaphore::new(config.max_concurrency)),
                 config,
-                base,
-                clients,
-                policy,
+                remote,
                 native_n: AtomicBool::new(true),
             }),
         })
@@ -116,14 +82,9 @@ impl OpenAiBackend {
 
     /// The models the server offers (`GET /models`).
     pub async fn list_models(&self) -> Result<Vec<OpenAiModel>, BackendError> {
-        let url = self.inner.endpoint("models")?;
-        let inner = &self.inner;
-        let opened = http::open(&inner.policy, &inner.clients, &inner.config.model, |c| {
-            c.get(url.clone())
-        })
-        .await?;
-        let body = http::read_all(opened).await?;
-        let models: Models = serde_json::from_slice(&body).map_err(|e| malformed(&e, &body))?;
+        let remote = &self.inner.remote;
+        let url = remote.endpoint("models")?;
+        let models: Models = remote.fetch_json(|c| c.get(url.clone())).await?;
         Ok(models
             .data
             .into_iter()
@@ -152,22 +113,10 @@ impl OpenAiBackend {
                 ));
             }
         }
-        let (tx, stream) = stream_channel();
         let inner = Arc::clone(&self.inner);
-        tokio::spawn(async move {
-            tokio::select! {
-                result = inner.produce(&request, &sampling, streaming, &tx) => {
-                    let event = match result {
-                        Ok(Some(c)) => Ok(StreamEvent::Done(c)),
-                        Ok(None) => return,
-                        Err(e) => Err(e),
-                    };
-                    let _ = tx.send(event).await;
-                }
-                _ = tx.closed() => debug!("the consumer dropped the stream; cancelling"),
-            }
-        });
-        Ok(stream)
+        Ok(answer::spawn_producer(move |tx| async move {
+            inner.produce(&request, &sampling, streaming, &tx).await
+        }))
     }
 }
 
@@ -252,33 +201,37 @@ impl Target {
     }
 }
 
-#[derive(Debug, Default)]
-struct Partial {
-    text: String,
-    logprobs: Vec<TokenLogprob>,
-    finish: Option<FinishReason>,
-}
-
 /// What one request produced.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Run {
-    choices: BTreeMap<u32, Partial>,
+    target: Target,
+    received: Received,
     /// Usage chunks, each with the choice that finished last before it. OpenAI sends one
     /// for the whole answer; llama-server sends one per choice, right after its end.
     usages: Vec<(Option<u32>, WireUsage)>,
     last_finished: Option<u32>,
     timings: Option<WireTimings>,
-    first_token: Option<Duration>,
 }
 
 impl Run {
+    fn new(target: Target, started: Instant) -> Self {
+        Self {
+            target,
+            received: Received::new(started),
+            usages: Vec::new(),
+            last_finished: None,
+            timings: None,
+        }
+    }
+
     /// The usage of the whole request and the token count of each choice, when known.
     fn usage(&self) -> (Option<WireUsage>, BTreeMap<u32, u32>) {
         let mut per_choice = BTreeMap::new();
         match self.usages.as_slice() {
             [] => (None, per_choice),
             [(_, u)] => {
-                if let [index] = self.choices.keys().copied().collect::<Vec<_>>().as_slice() {
+                let indexes: Vec<u32> = self.received.choices.keys().copied().collect();
+                if let [index] = indexes.as_slice() {
                     per_choice.insert(*index, u.completion_tokens);
                 }
                 (Some(*u), per_choice)
@@ -297,21 +250,95 @@ impl Run {
             }
         }
     }
+
+    /// A whole (`stream: false`) response.
+    fn whole(&mut self, response: Response) {
+        for c in response.choices {
+            let index = self.target.index(c.index);
+            let p = self.received.choices.entry(index).or_default();
+            p.text = c.message.and_then(|m| m.content).unwrap_or_default();
+            p.logprobs = answer::logprobs(c.logprobs.and_then(|l| l.content));
+            p.finish = c.finish_reason.as_deref().map(answer::finish_reason);
+        }
+        self.usages.extend(response.usage.map(|u| (None, u)));
+        self.timings = response.timings;
+    }
+
+    fn into_answer(self) -> Answer {
+        let (usage, per_choice) = self.usage();
+        let choices: Vec<_> = self
+            .received
+            .choices
+            .into_iter()
+            .map(|(index, p)| p.into_choice(index, per_choice.get(&index).copied()))
+            .collect();
+        let usage = match usage {
+            Some(u) => Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+            },
+            None => Usage {
+                prompt_tokens: 0,
+                completion_tokens: choices.iter().map(|c| c.completion_tokens).sum(),
+            },
+        };
+        let server = self.timings.unwrap_or_default();
+        Answer {
+            choices,
+            usage,
+            timings: Timings {
+                prompt_eval: wire::millis(server.prompt_ms),
+                decode: wire::millis(server.predicted_ms),
+                time_to_first_token: self.received.first_token,
+                ..Timings::default()
+            },
+        }
+    }
 }
 
-enum Flow {
-    More,
-    Done,
-    Gone,
+impl FrameHandler<SseEvent> for Run {
+    /// Handles one server-sent event.
+    async fn frame(&mut self, event: SseEvent, tx: &StreamSender) -> Result<Flow, BackendError> {
+        if event.data.trim_ascii() == b"[DONE]" {
+            return Ok(Flow::Done);
+        }
+        if event.event.as_deref() == Some("error") {
+            return Err(BackendError::Protocol(format!(
+                "the server reported an error mid-stream: {}",
+                http::preview(&event.data)
+            )));
+        }
+        let chunk: Chunk =
+            serde_json::from_slice(&event.data).map_err(|e| malformed(&e, &event.data))?;
+        if let Some(error) = &chunk.error {
+            return Err(BackendError::Protocol(format!(
+                "the server reported an error mid-stream: {}",
+                wire::error_text(error)
+            )));
+        }
+        if let Some(usage) = chunk.usage {
+            self.usages.push((self.last_finished, usage));
+        }
+        if chunk.timings.is_some() {
+            self.timings = chunk.timings;
+        }
+        for c in chunk.choices {
+            let index = self.target.index(c.index);
+            let text = c.delta.and_then(|d| d.content).unwrap_or_default();
+            let logprobs = answer::logprobs(c.logprobs.and_then(|l| l.content));
+            if let Some(reason) = c.finish_reason.as_deref() {
+                self.received.finish(index, answer::finish_reason(reason));
+                self.last_finished = Some(index);
+            }
+            if !self.received.add(index, text, logprobs, tx).await {
+                return Ok(Flow::Gone);
+            }
+        }
+        Ok(Flow::More)
+    }
 }
 
 impl Inner {
-    fn endpoint(&self, path: &str) -> Result<Url, BackendError> {
-        self.base
-            .join(path)
-            .map_err(|e| BackendError::InvalidRequest(format!("bad endpoint {path}: {e}")))
-    }
-
     fn body(
         &self,
         request: &ChatRequest,
@@ -361,26 +388,23 @@ impl Inner {
     ) -> Result<Option<Completion>, BackendError> {
         let started = Instant::now();
         let n = request.n;
-        let mut runs = Vec::new();
+        let mut answers = Vec::new();
         let mut missing: Vec<u32> = (0..n).collect();
         if n > 1 && self.native_n.load(Ordering::Relaxed) {
             let body = self.body(request, sampling, streaming, Some(n), sampling.seed)?;
-            match self
-                .run_limited(body, streaming, Target::Native, tx, started)
-                .await
-            {
+            match self.run(body, streaming, Target::Native, tx, started).await {
                 Ok(Some(run)) => {
-                    missing.retain(|i| !run.choices.contains_key(i));
+                    missing.retain(|i| !run.received.choices.contains_key(i));
                     if !missing.is_empty() {
                         warn!(
                             asked = n,
-                            got = run.choices.len(),
+                            got = run.received.choices.len(),
                             "the server returned fewer choices than asked for; \
                              the rest are sent as separate requests, from now on too"
                         );
                         self.native_n.store(false, Ordering::Relaxed);
                     }
-                    runs.push(run);
+                    answers.push(run.into_answer());
                 }
                 Ok(None) => return Ok(None),
                 Err(BackendError::Http { status, message })
@@ -394,97 +418,32 @@ impl Inner {
         }
         if !missing.is_empty() {
             let seeds = http::sample_seeds(sampling.seed, n);
-            let mut tasks = JoinSet::new();
+            let mut singles = Vec::with_capacity(missing.len());
             for i in missing {
                 let seed = seeds.get(i as usize).copied().flatten();
                 let body = self.body(request, sampling, streaming, None, seed)?;
                 let inner = Arc::clone(self);
                 let tx = tx.clone();
-                tasks.spawn(async move {
+                singles.push(async move {
                     inner
-                        .run_limited(body, streaming, Target::Single(i), &tx, started)
+                        .run(body, streaming, Target::Single(i), &tx, started)
                         .await
                 });
             }
-            while let Some(joined) = tasks.join_next().await {
-                match joined {
-                    Ok(Ok(Some(run))) => runs.push(run),
-                    Ok(Ok(None)) => return Ok(None),
-                    Ok(Err(e)) => return Err(e),
-                    Err(e) => return Err(BackendError::Other(Box::new(e))),
-                }
+            match answer::fan_out(singles).await? {
+                Some(runs) => answers.extend(runs.into_iter().map(Run::into_answer)),
+                None => return Ok(None),
             }
         }
-        Ok(Some(self.completion(runs, n, started)))
+        Ok(Some(answer::completion(
+            &self.config.model,
+            n,
+            answers,
+            started,
+        )))
     }
 
-    fn completion(&self, runs: Vec<Run>, n: u32, started: Instant) -> Completion {
-        let mut usage = Usage::default();
-        let mut timings = Timings {
-            total: started.elapsed(),
-            ..Timings::default()
-        };
-        let mut choices: BTreeMap<u32, Choice> = BTreeMap::new();
-        for run in runs {
-            let (run_usage, per_choice) = run.usage();
-            let mut counted = 0;
-            for (index, p) in run.choices {
-                if index >= n {
-                    warn!(index, n, "ignoring a choice the request did not ask for");
-                    continue;
-                }
-                let tokens = per_choice
-                    .get(&index)
-                    .copied()
-                    .unwrap_or(u32::try_from(p.logprobs.len()).unwrap_or(u32::MAX));
-                counted += tokens;
-                choices.insert(
-                    index,
-                    Choice {
-                        index,
-                        text: p.text,
-                        finish_reason: p.finish.unwrap_or(FinishReason::EndOfText),
-                        logprobs: (!p.logprobs.is_empty()).then_some(p.logprobs),
-                        completion_tokens: tokens,
-                    },
-                );
-            }
-            match run_usage {
-                Some(u) => {
-                    usage.prompt_tokens += u.prompt_tokens;
-                    usage.completion_tokens += u.completion_tokens;
-                }
-                None => usage.completion_tokens += counted,
-            }
-            let server = run.timings.unwrap_or_default();
-            timings.overlap(&Timings {
-                prompt_eval: wire::millis(server.prompt_ms),
-                decode: wire::millis(server.predicted_ms),
-                time_to_first_token: run.first_token,
-                ..Timings::default()
-            });
-        }
-        Completion {
-            model: self.config.model.clone(),
-            choices: choices.into_values().collect(),
-            usage,
-            timings,
-        }
-    }
-
-    async fn run_limited(
-        &self,
-        body: Bytes,
-        streaming: bool,
-        target: Target,
-        tx: &StreamSender,
-        started: Instant,
-    ) -> Result<Option<Run>, BackendError> {
-        let run = self.run(body, streaming, target, tx, started);
-        http::limited(&self.permits, self.config.total_timeout, run).await
-    }
-
-    /// One request. `Ok(None)`: the consumer went away.
+    /// One request under the backend's limits. `Ok(None)`: the consumer went away.
     async fn run(
         &self,
         body: Bytes,
@@ -493,135 +452,31 @@ impl Inner {
         tx: &StreamSender,
         started: Instant,
     ) -> Result<Option<Run>, BackendError> {
-        let url = self.endpoint("chat/completions")?;
-        debug!(model = %self.config.model, ?target, streaming, "POST chat/completions");
-        let mut opened = http::open(&self.policy, &self.clients, &self.config.model, |c| {
-            c.post(url.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone())
-        })
-        .await?;
-        let mut run = Run::default();
-        if !streaming {
-            let bytes = http::read_all(opened).await?;
-            let response: Response =
-                serde_json::from_slice(&bytes).map_err(|e| malformed(&e, &bytes))?;
-            for c in response.choices {
-                let p = run.choices.entry(target.index(c.index)).or_default();
-                p.text = c.message.and_then(|m| m.content).unwrap_or_default();
-                p.logprobs = c
-                    .logprobs
-                    .and_then(|l| l.content)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(TokenLogprob::from)
-                    .collect();
-                p.finish = c.finish_reason.as_deref().map(wire::finish_reason);
-            }
-            run.usages.extend(response.usage.map(|u| (None, u)));
-            run.timings = response.timings;
-            return Ok(Some(run));
-        }
-        let mut events = SseBuffer::new();
-        // Every error return drops `opened`, which closes the connection: the request
-        // is cancelled upstream (a stall past the idle timeout, an event past the limit).
-        while let Some(bytes) = opened.chunk().await? {
-            events.push(&bytes);
-            while let Some(event) = events.next_event() {
-                match run.event(event, target, tx, started).await? {
-                    Flow::More => {}
-                    Flow::Done => return Ok(Some(run)),
-                    Flow::Gone => return Ok(None),
+        let remote = &self.remote;
+        remote
+            .limited(async {
+                debug!(model = %self.config.model, ?target, streaming, "POST chat/completions");
+                let opened = remote.post("chat/completions", body).await?;
+                let mut run = Run::new(target, started);
+                if !streaming {
+                    let bytes = http::read_all(opened).await?;
+                    let response: Response =
+                        serde_json::from_slice(&bytes).map_err(|e| malformed(&e, &bytes))?;
+                    run.whole(response);
+                    return Ok(Some(run));
                 }
-            }
-            http::check_pending(events.pending(), self.policy.max_line_bytes, "an event")?;
-        }
-        if let Some(event) = events.finish() {
-            match run.event(event, target, tx, started).await? {
-                Flow::More => {}
-                Flow::Done => return Ok(Some(run)),
-                Flow::Gone => return Ok(None),
-            }
-        }
-        // No [DONE]: accept the answer only if every choice said why it finished.
-        if !run.choices.is_empty() && run.choices.values().all(|c| c.finish.is_some()) {
-            return Ok(Some(run));
-        }
-        Err(BackendError::Protocol(
-            "the event stream ended before [DONE]".into(),
-        ))
-    }
-}
-
-impl Run {
-    /// Handles one server-sent event.
-    async fn event(
-        &mut self,
-        event: SseEvent,
-        target: Target,
-        tx: &StreamSender,
-        started: Instant,
-    ) -> Result<Flow, BackendError> {
-        if event.data.trim_ascii() == b"[DONE]" {
-            return Ok(Flow::Done);
-        }
-        if event.event.as_deref() == Some("error") {
-            return Err(BackendError::Protocol(format!(
-                "the server reported an error mid-stream: {}",
-                http::preview(&event.data)
-            )));
-        }
-        let chunk: Chunk =
-            serde_json::from_slice(&event.data).map_err(|e| malformed(&e, &event.data))?;
-        if let Some(error) = &chunk.error {
-            return Err(BackendError::Protocol(format!(
-                "the server reported an error mid-stream: {}",
-                wire::error_text(error)
-            )));
-        }
-        if let Some(usage) = chunk.usage {
-            self.usages.push((self.last_finished, usage));
-        }
-        if chunk.timings.is_some() {
-            self.timings = chunk.timings;
-        }
-        for c in chunk.choices {
-            let index = target.index(c.index);
-            let text = c.delta.and_then(|d| d.content).unwrap_or_default();
-            let logprobs: Vec<TokenLogprob> = c
-                .logprobs
-                .and_then(|l| l.content)
-                .unwrap_or_default()
-                .into_iter()
-                .map(TokenLogprob::from)
-                .collect();
-            let partial = self.choices.entry(index).or_default();
-            if let Some(reason) = c.finish_reason.as_deref() {
-                partial.finish = Some(wire::finish_reason(reason));
-                self.last_finished = Some(index);
-            }
-            if text.is_empty() && logprobs.is_empty() {
-                continue;
-            }
-            if self.first_token.is_none() {
-                self.first_token = Some(started.elapsed());
-            }
-            partial.text.push_str(&text);
-            let logprob = match logprobs.as_slice() {
-                [one] => Some(one.clone()),
-                _ => None,
-            };
-            partial.logprobs.extend(logprobs);
-            let delta = StreamEvent::Delta {
-                index,
-                text,
-                logprob,
-            };
-            if !tx.send(Ok(delta)).await {
-                return Ok(Flow::Gone);
-            }
-        }
-        Ok(Flow::More)
+                let limit = remote.max_line_bytes();
+                match answer::read_frames::<SseBuffer, _>(opened, limit, &mut run, tx).await? {
+                    Flow::Done => Ok(Some(run)),
+                    Flow::Gone => Ok(None),
+                    // No [DONE]: accepted only if every choice said why it finished.
+                    Flow::More if run.received.all_finished() => Ok(Some(run)),
+                    Flow::More => Err(BackendError::Protocol(
+                        "the event stream ended before [DONE]".into(),
+                    )),
+                }
+            })
+            .await
     }
 }
 

@@ -60,4 +60,4 @@ mod wire;
 pub use backend::{OpenAiBackend, OpenAiModel};
 pub use config::{DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, OpenAiConfig};
 pub use error::OpenAiError;
-pub use optillm_http::UrlError;
+pub use optillm_http::{RemoteConfig, UrlError};

@@ -1,7 +1,8 @@
 //! OpenAI's chat-completions JSON shapes (only the fields this backend reads or writes),
 //! plus the fields llama-server adds (`timings`).
 
-use optillm_core::{FinishReason, Message, TokenLogprob, TopLogprob};
+use optillm_core::Message;
+use optillm_http::answer::WireLogprob;
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /chat/completions`.
@@ -56,11 +57,8 @@ pub(crate) struct StreamOptions {
 pub(crate) struct Chunk {
     #[serde(default)]
     pub choices: Vec<ChunkChoice>,
-    #[serde(default)]
     pub usage: Option<WireUsage>,
-    #[serde(default)]
     pub timings: Option<WireTimings>,
-    #[serde(default)]
     pub error: Option<serde_json::Value>,
 }
 
@@ -68,17 +66,13 @@ pub(crate) struct Chunk {
 pub(crate) struct ChunkChoice {
     #[serde(default)]
     pub index: u32,
-    #[serde(default)]
     pub delta: Option<Delta>,
-    #[serde(default)]
     pub finish_reason: Option<String>,
-    #[serde(default)]
     pub logprobs: Option<WireLogprobs>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Delta {
-    #[serde(default)]
     pub content: Option<String>,
 }
 
@@ -87,9 +81,7 @@ pub(crate) struct Delta {
 pub(crate) struct Response {
     #[serde(default)]
     pub choices: Vec<ResponseChoice>,
-    #[serde(default)]
     pub usage: Option<WireUsage>,
-    #[serde(default)]
     pub timings: Option<WireTimings>,
 }
 
@@ -97,50 +89,14 @@ pub(crate) struct Response {
 pub(crate) struct ResponseChoice {
     #[serde(default)]
     pub index: u32,
-    #[serde(default)]
     pub message: Option<Delta>,
-    #[serde(default)]
     pub finish_reason: Option<String>,
-    #[serde(default)]
     pub logprobs: Option<WireLogprobs>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct WireLogprobs {
-    #[serde(default)]
     pub content: Option<Vec<WireLogprob>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct WireLogprob {
-    pub token: String,
-    pub logprob: f64,
-    #[serde(default)]
-    pub top_logprobs: Option<Vec<WireTopLogprob>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct WireTopLogprob {
-    pub token: String,
-    pub logprob: f64,
-}
-
-impl From<WireLogprob> for TokenLogprob {
-    fn from(w: WireLogprob) -> Self {
-        TokenLogprob {
-            token: w.token,
-            logprob: w.logprob as f32,
-            top: w
-                .top_logprobs
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| TopLogprob {
-                    token: t.token,
-                    logprob: t.logprob as f32,
-                })
-                .collect(),
-        }
-    }
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -154,9 +110,7 @@ pub(crate) struct WireUsage {
 /// llama-server's own timings (milliseconds).
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
 pub(crate) struct WireTimings {
-    #[serde(default)]
     pub prompt_ms: Option<f64>,
-    #[serde(default)]
     pub predicted_ms: Option<f64>,
 }
 
@@ -170,20 +124,8 @@ pub(crate) struct Models {
 #[derive(Debug, Deserialize)]
 pub(crate) struct WireModel {
     pub id: String,
-    #[serde(default)]
     pub owned_by: Option<String>,
-    #[serde(default)]
     pub created: Option<u64>,
-}
-
-/// `finish_reason` as a finish reason. `stop` covers both the end-of-text token and a
-/// matched stop sequence (the wire does not tell them apart); it maps to `EndOfText`, as
-/// do `tool_calls` and `content_filter`.
-pub(crate) fn finish_reason(reason: &str) -> FinishReason {
-    match reason {
-        "length" => FinishReason::Length,
-        _ => FinishReason::EndOfText,
-    }
 }
 
 /// The message of an `error` member: a string, or an object with `message`.
