@@ -534,6 +534,9 @@ mod tests {
 #[cfg(feature = "test-server")]
 pub mod test_server;
 
+#[cfg(feature = "test-server")]
+pub mod test_suite;
+
 /// Runs `work` once one of `permits` is free, within the `total` time limit (if any):
 /// the concurrency limit and total timeout every remote request goes through.
 pub async fn limited<T>(

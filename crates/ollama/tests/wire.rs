@@ -7,8 +7,12 @@ mod common;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use common::{Received, Reply, TestServer};
 use optillm_core::{Backend, BackendError, ChatRequest, FinishReason, Sampling, StreamEvent};
+use optillm_http::RemoteConfig;
+use optillm_http::test_suite::{self, Dialect, drain};
 use optillm_ollama::{OllamaBackend, OllamaConfig};
 
 const NDJSON: &str = "application/x-ndjson";
@@ -31,24 +35,34 @@ fn backend(server: &TestServer) -> OllamaBackend {
     .unwrap()
 }
 
-/// Drains a stream: the deltas (index, text) and the final result.
-async fn drain(
-    backend: &OllamaBackend,
-    request: ChatRequest,
-) -> (
-    Vec<(u32, String)>,
-    Result<optillm_core::Completion, BackendError>,
-) {
-    let mut stream = backend.stream(request).await.unwrap();
-    let mut deltas = Vec::new();
-    while let Some(event) = stream.next_event().await {
-        match event {
-            Ok(StreamEvent::Delta { index, text, .. }) => deltas.push((index, text)),
-            Ok(StreamEvent::Done(c)) => return (deltas, Ok(c)),
-            Err(e) => return (deltas, Err(e)),
-        }
+/// Ollama's wire for the transport tests every remote backend shares.
+struct Ollama;
+
+impl Dialect for Ollama {
+    const CONTENT_TYPE: &'static str = NDJSON;
+    const FRAME: &'static str = "a line";
+    fn backend(url: &str, tweak: &dyn Fn(&mut RemoteConfig)) -> Arc<dyn Backend> {
+        let mut config = OllamaConfig::new(url, "smollm2");
+        tweak(&mut config.remote);
+        Arc::new(OllamaBackend::new(config).unwrap())
     }
-    (deltas, Err(BackendError::Protocol("no final event".into())))
+    fn piece(text: &str) -> String {
+        line(text)
+    }
+    fn end() -> String {
+        FINAL.to_string()
+    }
+    fn error(message: &str) -> String {
+        serde_json::json!({ "error": message }).to_string()
+    }
+    fn endless_start() -> &'static str {
+        "{\"model\":\""
+    }
+}
+
+#[tokio::test]
+async fn the_transport_behaviours_every_remote_backend_shares() {
+    test_suite::run_all::<Ollama>().await;
 }
 
 #[tokio::test]
@@ -237,130 +251,6 @@ async fn a_mid_stream_error_line_is_a_protocol_error_with_the_message() {
 }
 
 #[tokio::test]
-async fn a_slow_first_byte_times_out() {
-    let body = format!("{}{}", line("late"), FINAL);
-    let server = TestServer::start(move |_, _| {
-        Reply::split(200, NDJSON, body.as_bytes(), &[]).with_delay(Duration::from_secs(3))
-    })
-    .await;
-    let b = OllamaBackend::new(
-        OllamaConfig::new(server.url(), "smollm2")
-            .with_first_byte_timeout(Duration::from_millis(200)),
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
-    assert!(
-        matches!(err, BackendError::Timeout(d) if d == Duration::from_millis(200)),
-        "{err:?}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(2));
-}
-
-#[tokio::test]
-async fn the_total_timeout_bounds_a_slow_stream() {
-    let body = format!("{}{}{}", line("a"), line("b"), FINAL);
-    let server = TestServer::start(move |_, _| {
-        Reply::split(200, NDJSON, body.as_bytes(), &[10, 20, 30])
-            .with_gap(Duration::from_millis(400))
-    })
-    .await;
-    let b = OllamaBackend::new(
-        OllamaConfig::new(server.url(), "smollm2").with_total_timeout(Duration::from_millis(600)),
-    )
-    .unwrap();
-    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
-    assert!(
-        matches!(err, BackendError::Timeout(d) if d == Duration::from_millis(600)),
-        "{err:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_dropped_connection_mid_stream_is_a_connection_error() {
-    let body = format!("{}{}", line("Hello"), line(" wor"));
-    let server = TestServer::start(move |_, _| {
-        Reply::split(200, NDJSON, body.as_bytes(), &[12]).disconnecting()
-    })
-    .await;
-    let (deltas, result) = drain(&backend(&server), ChatRequest::user("Hi")).await;
-    assert_eq!(deltas.len(), 2);
-    assert!(
-        matches!(result, Err(BackendError::Connection(_))),
-        "{result:?}"
-    );
-    assert_eq!(server.received().len(), 1, "no retry once streaming began");
-}
-
-#[tokio::test]
-async fn model_not_found_is_typed_and_not_retried() {
-    let server =
-        TestServer::start(|_, _| Reply::json(404, r#"{"error":"model 'nope' not found"}"#)).await;
-    let err = backend(&server)
-        .complete(ChatRequest::user("Hi"))
-        .await
-        .unwrap_err();
-    match err {
-        BackendError::ModelNotFound(m) => assert!(m.contains("nope"), "{m}"),
-        other => panic!("expected ModelNotFound, got {other:?}"),
-    }
-    assert_eq!(server.received().len(), 1);
-}
-
-#[tokio::test]
-async fn a_400_keeps_status_and_message() {
-    let server =
-        TestServer::start(|_, _| Reply::json(400, r#"{"error":"invalid options: num_ctx"}"#)).await;
-    let err = backend(&server)
-        .complete(ChatRequest::user("Hi"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, BackendError::Http { status: 400, message } if message == "invalid options: num_ctx"),
-        "{err:?}"
-    );
-    assert_eq!(server.received().len(), 1);
-}
-
-#[tokio::test]
-async fn a_500_is_retried_then_succeeds() {
-    let body = format!("{}{}", line("second time lucky"), FINAL);
-    let server = TestServer::start(move |_, number| {
-        if number == 0 {
-            Reply::json(500, r#"{"error":"llama runner process has terminated"}"#)
-        } else {
-            Reply::split(200, NDJSON, body.as_bytes(), &[3])
-        }
-    })
-    .await;
-    let c = backend(&server)
-        .complete(ChatRequest::user("Hi"))
-        .await
-        .unwrap();
-    assert_eq!(c.text(), "second time lucky");
-    let got = server.received();
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[0].body, got[1].body, "the retry sends the same request");
-}
-
-#[tokio::test]
-async fn a_persistent_500_is_an_http_error_after_the_retries() {
-    let server = TestServer::start(|_, _| Reply::json(500, r#"{"error":"boom"}"#)).await;
-    let b = OllamaBackend::new(
-        OllamaConfig::new(server.url(), "smollm2")
-            .with_max_retries(2)
-            .with_retry_backoff(Duration::from_millis(5)),
-    )
-    .unwrap();
-    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
-    assert!(
-        matches!(&err, BackendError::Http { status: 500, message } if message == "boom"),
-        "{err:?}"
-    );
-    assert_eq!(server.received().len(), 3);
-}
-
-#[tokio::test]
 async fn garbage_json_is_a_protocol_error() {
     let body = format!(
         "{}{{\"model\":\"m\",\"message\":{{\"content\":\"x\"}} GARBAGE\n{FINAL}",
@@ -508,55 +398,6 @@ async fn list_models_and_context_length() {
     assert!(caps.logprobs);
 }
 
-#[tokio::test]
-async fn connection_refused_is_a_connection_error_after_retries() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let b = OllamaBackend::new(
-        OllamaConfig::new(format!("http://127.0.0.1:{port}"), "smollm2")
-            .with_max_retries(2)
-            .with_retry_backoff(Duration::from_millis(50)),
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
-    assert!(matches!(err, BackendError::Connection(_)), "{err:?}");
-    // 50 ms + 100 ms of backoff show that it retried.
-    assert!(started.elapsed() >= Duration::from_millis(150));
-}
-
-#[tokio::test]
-async fn dropping_the_stream_closes_the_response() {
-    let mut body = String::new();
-    for i in 0..60 {
-        body.push_str(&line(&format!("t{i} ")));
-    }
-    body.push_str(FINAL);
-    let lines: Vec<Vec<u8>> = body
-        .lines()
-        .map(|l| format!("{l}\n").into_bytes())
-        .collect();
-    let server = TestServer::start(move |_, _| {
-        Reply::new(200, NDJSON, lines.clone()).with_gap(Duration::from_millis(20))
-    })
-    .await;
-    let b = backend(&server);
-    let mut stream = b.stream(ChatRequest::user("Hi")).await.unwrap();
-    let first = stream.next_event().await.unwrap().unwrap();
-    assert!(matches!(first, StreamEvent::Delta { .. }));
-    drop(stream);
-    // The server notices the closed connection long before its 1.2 s of answer ends.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        server
-            .broken_writes
-            .load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
-}
-
 #[test]
 fn bad_configurations_are_typed_errors() {
     use optillm_ollama::{OllamaError, UrlError};
@@ -592,84 +433,6 @@ async fn invalid_requests_are_rejected_before_any_request() {
     assert!(server.received().is_empty());
 }
 
-/// Polls `f` until it holds, at most 5 s.
-async fn eventually(f: impl Fn() -> bool) -> bool {
-    for _ in 0..100 {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f()
-}
-
-#[tokio::test]
-async fn half_a_line_then_silence_is_a_stall_after_the_idle_timeout() {
-    let body = format!("{}{}", line("Hel"), line("lo"));
-    let half = line("Hel").len() + 20;
-    let server = TestServer::start(move |_, _| {
-        Reply::split(200, NDJSON, &body.as_bytes()[..half], &[half - 20]).stalling()
-    })
-    .await;
-    let b = OllamaBackend::new(
-        OllamaConfig::new(server.url(), "smollm2").with_idle_timeout(Duration::from_millis(300)),
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let (deltas, result) =
-        tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
-            .await
-            .expect("a stalled upstream must not hang the request");
-    assert_eq!(deltas, vec![(0, "Hel".into())]);
-    let err = result.unwrap_err();
-    assert!(
-        matches!(err, BackendError::Stalled(d) if d == Duration::from_millis(300)),
-        "{err:?}"
-    );
-    assert_eq!(err.to_string(), "the upstream sent nothing for 300ms");
-    assert!(err.is_transient());
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(
-        eventually(|| server.hung_up() == 1).await,
-        "the connection is closed (the request cancelled upstream)"
-    );
-    assert_eq!(server.received().len(), 1, "no retry once streaming began");
-}
-
-#[tokio::test]
-async fn an_endless_line_is_too_long_and_memory_stays_bounded() {
-    let server = TestServer::start(|_, _| {
-        Reply::new(
-            200,
-            NDJSON,
-            vec![b"{\"model\":\"".to_vec(), vec![b'x'; 16 * 1024]],
-        )
-        .with_gap(Duration::from_millis(1))
-        .endless()
-    })
-    .await;
-    let limit = 256 * 1024;
-    let b =
-        OllamaBackend::new(OllamaConfig::new(server.url(), "smollm2").with_max_line_bytes(limit))
-            .unwrap();
-    let err = tokio::time::timeout(Duration::from_secs(10), b.complete(ChatRequest::user("Hi")))
-        .await
-        .expect("an endless line must not hang the request")
-        .unwrap_err();
-    assert!(
-        matches!(&err, BackendError::TooLarge { what, limit: l } if what == "a line" && *l == limit),
-        "{err:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        "the upstream sent a line longer than 262144 bytes"
-    );
-    assert!(
-        eventually(|| server.hung_up() == 1).await,
-        "the connection is closed (the request cancelled upstream)"
-    );
-}
-
 #[tokio::test]
 async fn a_whole_answer_over_the_body_limit_is_too_large() {
     let big = format!(r#"{{"models":[{{"name":"{}"}}]}}"#, "m".repeat(4096));
@@ -691,57 +454,6 @@ async fn a_whole_answer_over_the_body_limit_is_too_large() {
         OllamaBackend::new(OllamaConfig::new(server.url(), "smollm2").with_max_body_bytes(8192))
             .unwrap();
     assert_eq!(b.list_models().await.unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn a_reused_connection_closed_by_the_server_is_retried_once_on_a_fresh_one() {
-    let body = format!("{}{}", line("ok"), FINAL);
-    let server = TestServer::start_keep_alive(move |r, _| match r.path.as_str() {
-        "/api/tags" => Reply::json(200, r#"{"models":[{"name":"smollm2:135m"}]}"#),
-        _ => Reply::split(200, NDJSON, body.as_bytes(), &[]),
-    })
-    .await;
-    // No backoff retries: only the keep-alive retry can save a request.
-    let b =
-        OllamaBackend::new(OllamaConfig::new(server.url(), "smollm2").with_max_retries(0)).unwrap();
-    for i in 0..4 {
-        let models = tokio::time::timeout(Duration::from_secs(10), b.list_models())
-            .await
-            .unwrap();
-        assert_eq!(models.unwrap().len(), 1, "request {i}");
-        let answer =
-            tokio::time::timeout(Duration::from_secs(10), b.complete(ChatRequest::user("Hi")))
-                .await
-                .unwrap();
-        assert_eq!(answer.unwrap().text(), "ok", "request {i}");
-    }
-    assert!(
-        server.dropped_reused() >= 3,
-        "the server closed reused connections {} times",
-        server.dropped_reused()
-    );
-}
-
-#[tokio::test]
-async fn zero_limits_are_refused() {
-    use optillm_ollama::OllamaError;
-    let c = || OllamaConfig::new("http://h", "m");
-    assert!(matches!(
-        OllamaBackend::new(c().with_idle_timeout(Duration::ZERO)),
-        Err(OllamaError::ZeroLimit("idle_timeout"))
-    ));
-    assert!(matches!(
-        OllamaBackend::new(c().with_max_line_bytes(0)),
-        Err(OllamaError::ZeroLimit("max_line_bytes"))
-    ));
-    assert!(matches!(
-        OllamaBackend::new(c().with_max_body_bytes(0)),
-        Err(OllamaError::ZeroLimit("max_body_bytes"))
-    ));
-    let defaults = c();
-    assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
-    assert_eq!(defaults.max_line_bytes, 8 * 1024 * 1024);
-    assert_eq!(defaults.max_body_bytes, 64 * 1024 * 1024);
 }
 
 #[tokio::test]

@@ -7,10 +7,12 @@ mod common;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use common::{Received, Reply, TestServer};
-use optillm_core::{
-    Backend, BackendError, ChatRequest, Completion, FinishReason, Sampling, StreamEvent,
-};
+use optillm_core::{Backend, BackendError, ChatRequest, FinishReason, Sampling, StreamEvent};
+use optillm_http::RemoteConfig;
+use optillm_http::test_suite::{self, Dialect, drain, eventually};
 use optillm_openai::{OpenAiBackend, OpenAiConfig, OpenAiError, UrlError};
 use serde_json::json;
 
@@ -59,20 +61,35 @@ fn backend(server: &TestServer) -> OpenAiBackend {
     .unwrap()
 }
 
-async fn drain(
-    backend: &OpenAiBackend,
-    request: ChatRequest,
-) -> (Vec<(u32, String)>, Result<Completion, BackendError>) {
-    let mut stream = backend.stream(request).await.unwrap();
-    let mut deltas = Vec::new();
-    while let Some(event) = stream.next_event().await {
-        match event {
-            Ok(StreamEvent::Delta { index, text, .. }) => deltas.push((index, text)),
-            Ok(StreamEvent::Done(c)) => return (deltas, Ok(c)),
-            Err(e) => return (deltas, Err(e)),
-        }
+/// The OpenAI wire for the transport tests every remote backend shares.
+struct OpenAi;
+
+impl Dialect for OpenAi {
+    const CONTENT_TYPE: &'static str = SSE;
+    const FRAME: &'static str = "an event";
+    fn backend(url: &str, tweak: &dyn Fn(&mut RemoteConfig)) -> Arc<dyn Backend> {
+        let mut config = OpenAiConfig::new(format!("{url}/v1"), "m")
+            .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE");
+        tweak(&mut config.remote);
+        Arc::new(OpenAiBackend::new(config).unwrap())
     }
-    (deltas, Err(BackendError::Protocol("no final event".into())))
+    fn piece(text: &str) -> String {
+        chunk(0, Some(text), None)
+    }
+    fn end() -> String {
+        format!("{}{DONE}", chunk(0, None, Some("stop")))
+    }
+    fn error(message: &str) -> String {
+        json!({"error": {"message": message, "type": "invalid_request_error"}}).to_string()
+    }
+    fn endless_start() -> &'static str {
+        "data: {\"id\":\""
+    }
+}
+
+#[tokio::test]
+async fn the_transport_behaviours_every_remote_backend_shares() {
+    test_suite::run_all::<OpenAi>().await;
 }
 
 #[tokio::test]
@@ -509,77 +526,6 @@ async fn garbage_and_truncation_are_protocol_errors() {
 }
 
 #[tokio::test]
-async fn a_500_is_retried_then_succeeds_and_a_slow_first_byte_times_out() {
-    let body = format!("{}{}", chunk(0, Some("ok"), Some("stop")), DONE);
-    let server = TestServer::start(move |_, number| {
-        if number < 2 {
-            Reply::json(
-                503,
-                r#"{"error":{"message":"Loading model","type":"unavailable_error","code":503}}"#,
-            )
-        } else {
-            Reply::split(200, SSE, body.as_bytes(), &[])
-        }
-    })
-    .await;
-    let c = drain(&backend(&server), ChatRequest::user("Hi"))
-        .await
-        .1
-        .unwrap();
-    assert_eq!(c.text(), "ok");
-    assert_eq!(server.received().len(), 3);
-
-    let server =
-        TestServer::start(|_, _| Reply::json(503, r#"{"error":{"message":"Loading model"}}"#))
-            .await;
-    let b = OpenAiBackend::new(
-        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
-            .with_max_retries(1)
-            .with_retry_backoff(Duration::from_millis(5)),
-    )
-    .unwrap();
-    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
-    assert!(
-        matches!(&err, BackendError::Http { status: 503, message } if message == "Loading model"),
-        "{err:?}"
-    );
-    assert_eq!(server.received().len(), 2);
-
-    let server =
-        TestServer::start(|_, _| Reply::json(200, "{}").with_delay(Duration::from_secs(3))).await;
-    let b = OpenAiBackend::new(
-        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
-            .with_first_byte_timeout(Duration::from_millis(150)),
-    )
-    .unwrap();
-    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
-    assert!(
-        matches!(err, BackendError::Timeout(d) if d == Duration::from_millis(150)),
-        "{err:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_dropped_connection_mid_stream_is_a_connection_error() {
-    let body = format!(
-        "{}{}",
-        chunk(0, Some("Hello"), None),
-        chunk(0, Some(" wor"), None)
-    );
-    let server = TestServer::start(move |_, _| {
-        Reply::split(200, SSE, body.as_bytes(), &[20]).disconnecting()
-    })
-    .await;
-    let (deltas, result) = drain(&backend(&server), ChatRequest::user("Hi")).await;
-    assert_eq!(deltas.len(), 2);
-    assert!(
-        matches!(result, Err(BackendError::Connection(_))),
-        "{result:?}"
-    );
-    assert_eq!(server.received().len(), 1);
-}
-
-#[tokio::test]
 async fn list_models_reads_v1_models() {
     let server = TestServer::start(|r, _| {
         assert_eq!(r.path, "/v1/models");
@@ -617,58 +563,6 @@ fn bad_configurations_are_typed_errors() {
     ));
 }
 
-#[tokio::test]
-async fn dropping_the_stream_closes_the_response() {
-    let parts: Vec<Vec<u8>> = (0..60)
-        .map(|i| chunk(0, Some(&format!("t{i} ")), None).into_bytes())
-        .chain([DONE.as_bytes().to_vec()])
-        .collect();
-    let server = TestServer::start(move |_, _| {
-        Reply::new(200, SSE, parts.clone()).with_gap(Duration::from_millis(20))
-    })
-    .await;
-    let b = backend(&server);
-    let mut stream = b.stream(ChatRequest::user("Hi")).await.unwrap();
-    let first = stream.next_event().await.unwrap().unwrap();
-    assert!(matches!(first, StreamEvent::Delta { .. }));
-    drop(stream);
-    // The server notices the closed connection long before its 1.2 s of answer ends.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        server
-            .broken_writes
-            .load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
-}
-
-#[tokio::test]
-async fn connection_refused_is_a_connection_error() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let b = OpenAiBackend::new(
-        OpenAiConfig::new(format!("http://127.0.0.1:{port}/v1"), "m")
-            .with_max_retries(1)
-            .with_retry_backoff(Duration::from_millis(5)),
-    )
-    .unwrap();
-    let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
-    assert!(matches!(err, BackendError::Connection(_)), "{err:?}");
-}
-
-/// Polls `f` until it holds, at most 5 s.
-async fn eventually(f: impl Fn() -> bool) -> bool {
-    for _ in 0..100 {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f()
-}
-
 fn limited(
     server: &TestServer,
     config: impl FnOnce(OpenAiConfig) -> OpenAiConfig,
@@ -678,34 +572,6 @@ fn limited(
             .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE"),
     ))
     .unwrap()
-}
-
-#[tokio::test]
-async fn half_an_event_then_silence_is_a_stall_after_the_idle_timeout() {
-    let first = chunk(0, Some("Hel"), None);
-    let second = chunk(0, Some("lo"), None);
-    let parts = vec![first.into_bytes(), second.as_bytes()[..25].to_vec()];
-    let server =
-        TestServer::start(move |_, _| Reply::new(200, SSE, parts.clone()).stalling()).await;
-    let b = limited(&server, |c| c.with_idle_timeout(Duration::from_millis(300)));
-    let started = std::time::Instant::now();
-    let (deltas, result) =
-        tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
-            .await
-            .expect("a stalled upstream must not hang the request");
-    assert_eq!(deltas, vec![(0, "Hel".into())]);
-    let err = result.unwrap_err();
-    assert!(
-        matches!(err, BackendError::Stalled(d) if d == Duration::from_millis(300)),
-        "{err:?}"
-    );
-    assert_eq!(err.to_string(), "the upstream sent nothing for 300ms");
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(
-        eventually(|| server.hung_up() == 1).await,
-        "the connection is closed (the request cancelled upstream)"
-    );
-    assert_eq!(server.received().len(), 1, "no retry once streaming began");
 }
 
 #[tokio::test]
@@ -726,40 +592,6 @@ async fn a_whole_answer_that_stalls_midway_is_a_stall_too() {
         .unwrap_err();
     assert!(matches!(err, BackendError::Stalled(_)), "{err:?}");
     assert!(eventually(|| server.hung_up() == 1).await);
-}
-
-#[tokio::test]
-async fn an_endless_event_is_too_long_and_memory_stays_bounded() {
-    let server = TestServer::start(|_, _| {
-        Reply::new(
-            200,
-            SSE,
-            vec![b"data: {\"id\":\"".to_vec(), vec![b'x'; 16 * 1024]],
-        )
-        .with_gap(Duration::from_millis(1))
-        .endless()
-    })
-    .await;
-    let limit = 256 * 1024;
-    let b = limited(&server, |c| c.with_max_line_bytes(limit));
-    let (deltas, result) =
-        tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
-            .await
-            .expect("an endless event must not hang the request");
-    assert!(deltas.is_empty());
-    let err = result.unwrap_err();
-    assert!(
-        matches!(&err, BackendError::TooLarge { what, limit: l } if what == "an event" && *l == limit),
-        "{err:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        "the upstream sent an event longer than 262144 bytes"
-    );
-    assert!(
-        eventually(|| server.hung_up() == 1).await,
-        "the connection is closed (the request cancelled upstream)"
-    );
 }
 
 #[tokio::test]
@@ -859,27 +691,6 @@ async fn a_reused_connection_closed_by_the_server_is_retried_once_on_a_fresh_one
         "the server closed reused connections {} times",
         server.dropped_reused()
     );
-}
-
-#[test]
-fn zero_limits_are_refused_and_defaults_are_documented_values() {
-    let c = || OpenAiConfig::new("http://h/v1", "m");
-    assert!(matches!(
-        OpenAiBackend::new(c().with_idle_timeout(Duration::ZERO)),
-        Err(OpenAiError::ZeroLimit("idle_timeout"))
-    ));
-    assert!(matches!(
-        OpenAiBackend::new(c().with_max_line_bytes(0)),
-        Err(OpenAiError::ZeroLimit("max_line_bytes"))
-    ));
-    assert!(matches!(
-        OpenAiBackend::new(c().with_max_body_bytes(0)),
-        Err(OpenAiError::ZeroLimit("max_body_bytes"))
-    ));
-    let defaults = c();
-    assert_eq!(defaults.idle_timeout, Duration::from_secs(60));
-    assert_eq!(defaults.max_line_bytes, 8 * 1024 * 1024);
-    assert_eq!(defaults.max_body_bytes, 64 * 1024 * 1024);
 }
 
 #[tokio::test]
