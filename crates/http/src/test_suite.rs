@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,10 @@ pub trait Dialect {
     const CONTENT_TYPE: &'static str;
     /// What the backend calls a frame in [`BackendError::TooLarge`] ("a line").
     const FRAME: &'static str;
+    /// The backend.
+    type Backend: Backend + 'static;
     /// A backend for the test server at `url`, its shared settings changed by `tweak`.
-    fn backend(url: &str, tweak: &dyn Fn(&mut RemoteConfig)) -> Arc<dyn Backend>;
+    fn open(url: &str, tweak: &dyn Fn(&mut RemoteConfig)) -> Self::Backend;
     /// The frame of a streamed answer that carries `text` for choice 0.
     fn piece(text: &str) -> String;
     /// The frames that end a streamed answer.
@@ -97,7 +98,8 @@ fn answer<D: Dialect>(texts: &[&str]) -> String {
     body
 }
 
-fn fast(c: &mut RemoteConfig) {
+/// Short retry backoff, and a first-byte timeout of 5 s: the settings of most tests.
+pub fn quick(c: &mut RemoteConfig) {
     c.retry_backoff = Duration::from_millis(10);
     c.first_byte_timeout = Duration::from_secs(5);
 }
@@ -116,8 +118,8 @@ pub async fn a_500_is_retried_then_succeeds<D: Dialect>() {
         }
     })
     .await;
-    let b = D::backend(&server.url(), &fast);
-    assert_eq!(streamed(&*b).await.unwrap().text(), "second time lucky");
+    let b = D::open(&server.url(), &quick);
+    assert_eq!(streamed(&b).await.unwrap().text(), "second time lucky");
     let got = server.received();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].body, got[2].body, "the retry sends the same request");
@@ -125,11 +127,11 @@ pub async fn a_500_is_retried_then_succeeds<D: Dialect>() {
 
 pub async fn a_persistent_500_is_an_http_error_after_the_retries<D: Dialect>() {
     let server = TestServer::start(|_, _| Reply::json(503, &D::error("Loading model"))).await;
-    let b = D::backend(&server.url(), &|c| {
+    let b = D::open(&server.url(), &|c| {
         c.max_retries = 2;
         c.retry_backoff = Duration::from_millis(5);
     });
-    let err = streamed(&*b).await.unwrap_err();
+    let err = streamed(&b).await.unwrap_err();
     assert!(
         matches!(&err, BackendError::Http { status: 503, message } if message == "Loading model"),
         "{err:?}"
@@ -143,16 +145,13 @@ pub async fn client_errors_keep_status_and_message_and_are_not_retried<D: Dialec
         _ => Reply::json(400, &D::error("invalid options: num_ctx")),
     })
     .await;
-    let b = D::backend(&server.url(), &fast);
-    let err = drain(&*b, ChatRequest::user("missing"))
-        .await
-        .1
-        .unwrap_err();
+    let b = D::open(&server.url(), &quick);
+    let err = drain(&b, ChatRequest::user("missing")).await.1.unwrap_err();
     assert!(
         matches!(&err, BackendError::ModelNotFound(m) if m.contains("nope")),
         "{err:?}"
     );
-    let err = streamed(&*b).await.unwrap_err();
+    let err = streamed(&b).await.unwrap_err();
     assert!(
         matches!(&err, BackendError::Http { status: 400, message } if message == "invalid options: num_ctx"),
         "{err:?}"
@@ -166,11 +165,11 @@ pub async fn a_slow_first_byte_times_out<D: Dialect>() {
         Reply::split(200, D::CONTENT_TYPE, body.as_bytes(), &[]).with_delay(Duration::from_secs(3))
     })
     .await;
-    let b = D::backend(&server.url(), &|c| {
+    let b = D::open(&server.url(), &|c| {
         c.first_byte_timeout = Duration::from_millis(200);
     });
     let started = Instant::now();
-    let err = streamed(&*b).await.unwrap_err();
+    let err = streamed(&b).await.unwrap_err();
     assert!(
         matches!(err, BackendError::Timeout(d) if d == Duration::from_millis(200)),
         "{err:?}"
@@ -187,10 +186,10 @@ pub async fn the_total_timeout_bounds_a_slow_stream<D: Dialect>() {
         Reply::new(200, D::CONTENT_TYPE, parts.clone()).with_gap(Duration::from_millis(400))
     })
     .await;
-    let b = D::backend(&server.url(), &|c| {
+    let b = D::open(&server.url(), &|c| {
         c.total_timeout = Some(Duration::from_millis(600));
     });
-    let err = streamed(&*b).await.unwrap_err();
+    let err = streamed(&b).await.unwrap_err();
     assert!(
         matches!(err, BackendError::Timeout(d) if d == Duration::from_millis(600)),
         "{err:?}"
@@ -204,8 +203,8 @@ pub async fn a_dropped_connection_mid_stream_is_a_connection_error<D: Dialect>()
         Reply::split(200, D::CONTENT_TYPE, body.as_bytes(), &[cut]).disconnecting()
     })
     .await;
-    let b = D::backend(&server.url(), &fast);
-    let (deltas, result) = drain(&*b, ChatRequest::user("Hi")).await;
+    let b = D::open(&server.url(), &quick);
+    let (deltas, result) = drain(&b, ChatRequest::user("Hi")).await;
     assert_eq!(deltas.len(), 2);
     assert!(
         matches!(result, Err(BackendError::Connection(_))),
@@ -219,12 +218,12 @@ pub async fn connection_refused_is_a_connection_error_after_retries<D: Dialect>(
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let b = D::backend(&format!("http://127.0.0.1:{port}"), &|c| {
+    let b = D::open(&format!("http://127.0.0.1:{port}"), &|c| {
         c.max_retries = 2;
         c.retry_backoff = Duration::from_millis(50);
     });
     let started = Instant::now();
-    let err = streamed(&*b).await.unwrap_err();
+    let err = streamed(&b).await.unwrap_err();
     assert!(matches!(err, BackendError::Connection(_)), "{err:?}");
     // 50 ms + 100 ms of backoff show that it retried.
     assert!(started.elapsed() >= Duration::from_millis(150));
@@ -240,7 +239,7 @@ pub async fn dropping_the_stream_closes_the_response<D: Dialect>() {
         Reply::new(200, D::CONTENT_TYPE, parts.clone()).with_gap(Duration::from_millis(20))
     })
     .await;
-    let b = D::backend(&server.url(), &fast);
+    let b = D::open(&server.url(), &quick);
     let mut stream = b.stream(ChatRequest::user("Hi")).await.unwrap();
     let first = stream.next_event().await.unwrap().unwrap();
     assert!(matches!(first, StreamEvent::Delta { .. }));
@@ -257,12 +256,12 @@ pub async fn half_a_frame_then_silence_is_a_stall_after_the_idle_timeout<D: Dial
     let server =
         TestServer::start(move |_, _| Reply::new(200, D::CONTENT_TYPE, parts.clone()).stalling())
             .await;
-    let b = D::backend(&server.url(), &|c| {
+    let b = D::open(&server.url(), &|c| {
         c.idle_timeout = Duration::from_millis(300);
     });
     let started = Instant::now();
     let (deltas, result) =
-        tokio::time::timeout(Duration::from_secs(10), drain(&*b, ChatRequest::user("Hi")))
+        tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
             .await
             .expect("a stalled upstream must not hang the request");
     assert_eq!(deltas, vec![(0, "Hel".into())]);
@@ -296,9 +295,9 @@ pub async fn an_endless_frame_is_too_large_and_memory_stays_bounded<D: Dialect>(
     })
     .await;
     let limit = 256 * 1024;
-    let b = D::backend(&server.url(), &|c| c.max_line_bytes = limit);
+    let b = D::open(&server.url(), &|c| c.max_line_bytes = limit);
     let (deltas, result) =
-        tokio::time::timeout(Duration::from_secs(10), drain(&*b, ChatRequest::user("Hi")))
+        tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
             .await
             .expect("an endless frame must not hang the request");
     assert!(deltas.is_empty());
@@ -324,9 +323,9 @@ pub async fn a_reused_connection_closed_by_the_server_is_retried_once<D: Dialect
     })
     .await;
     // No backoff retries: only the keep-alive retry can save a request.
-    let b = D::backend(&server.url(), &|c| c.max_retries = 0);
+    let b = D::open(&server.url(), &|c| c.max_retries = 0);
     for i in 0..8 {
-        let answer = tokio::time::timeout(Duration::from_secs(10), streamed(&*b))
+        let answer = tokio::time::timeout(Duration::from_secs(10), streamed(&b))
             .await
             .unwrap();
         assert_eq!(answer.unwrap().text(), "ok", "request {i}");

@@ -18,21 +18,7 @@ use tracing::{debug, warn};
 use crate::config::OllamaConfig;
 use crate::error::OllamaError;
 use crate::http;
-use crate::wire::{ChatBody, ChatChunk, Options, Show, Tags};
-
-/// A model installed on the Ollama server (`GET /api/tags`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct OllamaModel {
-    pub name: String,
-    pub model: Option<String>,
-    pub size: Option<u64>,
-    pub digest: Option<String>,
-    pub modified_at: Option<String>,
-    pub family: Option<String>,
-    pub parameter_size: Option<String>,
-    pub quantization_level: Option<String>,
-}
+use crate::wire::{ChatBody, ChatChunk, OllamaModel, Options, Show, Tags};
 
 /// The Ollama backend. Cheap to clone; clones share the connection pool and the
 /// concurrency limit.
@@ -70,23 +56,7 @@ impl OllamaBackend {
         let remote = &self.inner.remote;
         let url = remote.endpoint("api/tags")?;
         let tags: Tags = remote.fetch_json(|c| c.get(url.clone())).await?;
-        Ok(tags
-            .models
-            .into_iter()
-            .map(|m| {
-                let details = m.details.unwrap_or_default();
-                OllamaModel {
-                    name: m.name,
-                    model: m.model,
-                    size: m.size,
-                    digest: m.digest,
-                    modified_at: m.modified_at,
-                    family: details.family,
-                    parameter_size: details.parameter_size,
-                    quantization_level: details.quantization_level,
-                }
-            })
-            .collect())
+        Ok(tags.models.into_iter().map(OllamaModel::from).collect())
     }
 
     /// The model's trained context length (`POST /api/show`, `model_info`'s

@@ -47,7 +47,8 @@ mod wire;
 
 mod backend;
 
-pub use backend::{OllamaBackend, OllamaModel};
+pub use backend::OllamaBackend;
 pub use config::{DEFAULT_HOST, OllamaConfig, host_from_env_value};
 pub use error::OllamaError;
 pub use optillm_http::{RemoteConfig, UrlError};
+pub use wire::OllamaModel;

@@ -90,6 +90,36 @@ pub(crate) struct TagDetails {
     pub quantization_level: Option<String>,
 }
 
+/// A model installed on the Ollama server (`GET /api/tags`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OllamaModel {
+    pub name: String,
+    pub model: Option<String>,
+    pub size: Option<u64>,
+    pub digest: Option<String>,
+    pub modified_at: Option<String>,
+    pub family: Option<String>,
+    pub parameter_size: Option<String>,
+    pub quantization_level: Option<String>,
+}
+
+impl From<TagModel> for OllamaModel {
+    fn from(m: TagModel) -> Self {
+        let details = m.details.unwrap_or_default();
+        OllamaModel {
+            name: m.name,
+            model: m.model,
+            size: m.size,
+            digest: m.digest,
+            modified_at: m.modified_at,
+            family: details.family,
+            parameter_size: details.parameter_size,
+            quantization_level: details.quantization_level,
+        }
+    }
+}
+
 /// `POST /api/show`: only `model_info` is read.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Show {

@@ -7,8 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use common::{Received, Reply, TestServer};
 use optillm_core::{Backend, BackendError, ChatRequest, FinishReason, Sampling, StreamEvent};
 use optillm_http::RemoteConfig;
@@ -27,12 +25,7 @@ fn line(content: &str) -> String {
 const FINAL: &str = "{\"model\":\"smollm2\",\"created_at\":\"2023-08-04T19:22:45.499127Z\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\",\"total_duration\":10706818083,\"load_duration\":6338219291,\"prompt_eval_count\":26,\"prompt_eval_duration\":130079000,\"eval_count\":259,\"eval_duration\":4232710000}\n";
 
 fn backend(server: &TestServer) -> OllamaBackend {
-    OllamaBackend::new(
-        OllamaConfig::new(server.url(), "smollm2")
-            .with_retry_backoff(Duration::from_millis(10))
-            .with_first_byte_timeout(Duration::from_secs(5)),
-    )
-    .unwrap()
+    Ollama::open(&server.url(), &test_suite::quick)
 }
 
 /// Ollama's wire for the transport tests every remote backend shares.
@@ -41,10 +34,11 @@ struct Ollama;
 impl Dialect for Ollama {
     const CONTENT_TYPE: &'static str = NDJSON;
     const FRAME: &'static str = "a line";
-    fn backend(url: &str, tweak: &dyn Fn(&mut RemoteConfig)) -> Arc<dyn Backend> {
+    type Backend = OllamaBackend;
+    fn open(url: &str, tweak: &dyn Fn(&mut RemoteConfig)) -> OllamaBackend {
         let mut config = OllamaConfig::new(url, "smollm2");
         tweak(&mut config.remote);
-        Arc::new(OllamaBackend::new(config).unwrap())
+        OllamaBackend::new(config).unwrap()
     }
     fn piece(text: &str) -> String {
         line(text)
@@ -401,24 +395,15 @@ async fn list_models_and_context_length() {
 #[test]
 fn bad_configurations_are_typed_errors() {
     use optillm_ollama::{OllamaError, UrlError};
-    assert!(matches!(
-        OllamaBackend::new(OllamaConfig::new("not a url", "m")),
-        Err(OllamaError::Url(UrlError::Invalid { .. }))
-    ));
+    // The checks themselves are optillm_http's (RemoteConfig::validate, base_url).
     assert!(matches!(
         OllamaBackend::new(OllamaConfig::new("ftp://h", "m")),
         Err(OllamaError::Url(UrlError::UnsupportedScheme { .. }))
     ));
     assert!(matches!(
-        OllamaBackend::new(OllamaConfig::new("http://h", "m").with_max_concurrency(0)),
-        Err(OllamaError::ZeroConcurrency)
-    ));
-    assert!(matches!(
-        OllamaBackend::new(OllamaConfig::new("http://h", " ")),
+        OllamaBackend::new(OllamaConfig::new("http://h", " ").with_num_predict(1)),
         Err(OllamaError::EmptyModel)
     ));
-    let e: BackendError = OllamaError::ZeroConcurrency.into();
-    assert!(matches!(e, BackendError::Other(_)));
 }
 
 #[tokio::test]

@@ -20,16 +20,9 @@ use tracing::{debug, warn};
 use crate::config::OpenAiConfig;
 use crate::error::OpenAiError;
 use crate::http;
-use crate::wire::{self, ChatBody, Chunk, Models, Response, StreamOptions, WireTimings, WireUsage};
-
-/// A model the server offers (`GET /models`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct OpenAiModel {
-    pub id: String,
-    pub owned_by: Option<String>,
-    pub created: Option<u64>,
-}
+use crate::wire::{
+    self, ChatBody, Chunk, Models, OpenAiModel, Response, StreamOptions, WireTimings, WireUsage,
+};
 
 /// The OpenAI-compatible backend. Cheap to clone; clones share the connection pool, the
 /// concurrency limit and what was learnt about `n`.
@@ -85,15 +78,7 @@ impl OpenAiBackend {
         let remote = &self.inner.remote;
         let url = remote.endpoint("models")?;
         let models: Models = remote.fetch_json(|c| c.get(url.clone())).await?;
-        Ok(models
-            .data
-            .into_iter()
-            .map(|m| OpenAiModel {
-                id: m.id,
-                owned_by: m.owned_by,
-                created: m.created,
-            })
-            .collect())
+        Ok(models.data)
     }
 
     fn start(

@@ -57,7 +57,8 @@ use optillm_http as http;
 pub mod sse;
 mod wire;
 
-pub use backend::{OpenAiBackend, OpenAiModel};
+pub use backend::OpenAiBackend;
 pub use config::{DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, OpenAiConfig};
 pub use error::OpenAiError;
 pub use optillm_http::{RemoteConfig, UrlError};
+pub use wire::OpenAiModel;

@@ -118,11 +118,13 @@ pub(crate) struct WireTimings {
 #[derive(Debug, Deserialize)]
 pub(crate) struct Models {
     #[serde(default)]
-    pub data: Vec<WireModel>,
+    pub data: Vec<OpenAiModel>,
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct WireModel {
+/// A model the server offers (`GET /models`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct OpenAiModel {
     pub id: String,
     pub owned_by: Option<String>,
     pub created: Option<u64>,
