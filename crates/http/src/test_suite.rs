@@ -28,8 +28,10 @@ pub trait Dialect {
     fn piece(text: &str) -> String;
     /// The frames that end a streamed answer.
     fn end() -> String;
-    /// The JSON body of an error answer with `message`.
+    /// The JSON body of an error answer with `message` (also sent as a frame mid-stream).
     fn error(message: &str) -> String;
+    /// `json` as one frame of a streamed answer.
+    fn frame(json: &str) -> String;
     /// The start of a frame, to be followed by an endless run of `x`.
     fn endless_start() -> &'static str;
 }
@@ -42,6 +44,10 @@ pub async fn run_all<D: Dialect>() {
     a_persistent_500_is_an_http_error_after_the_retries::<D>().await;
     eprintln!("client_errors_keep_status_and_message_and_are_not_retried");
     client_errors_keep_status_and_message_and_are_not_retried::<D>().await;
+    eprintln!("a_mid_stream_error_is_a_protocol_error_with_its_message");
+    a_mid_stream_error_is_a_protocol_error_with_its_message::<D>().await;
+    eprintln!("malformed_and_truncated_answers_are_protocol_errors");
+    malformed_and_truncated_answers_are_protocol_errors::<D>().await;
     eprintln!("a_slow_first_byte_times_out");
     a_slow_first_byte_times_out::<D>().await;
     eprintln!("the_total_timeout_bounds_a_slow_stream");
@@ -157,6 +163,48 @@ pub async fn client_errors_keep_status_and_message_and_are_not_retried<D: Dialec
         "{err:?}"
     );
     assert_eq!(server.received().len(), 2, "a 4xx is not retried");
+}
+
+pub async fn a_mid_stream_error_is_a_protocol_error_with_its_message<D: Dialect>() {
+    let message = "an error was encountered while running the model: out of memory";
+    let body = format!("{}{}", D::piece("Hel"), D::frame(&D::error(message)));
+    let server =
+        TestServer::start(move |_, _| Reply::split(200, D::CONTENT_TYPE, body.as_bytes(), &[5]))
+            .await;
+    let b = D::open(&server.url(), &quick);
+    let (deltas, result) = drain(&b, ChatRequest::user("Hi")).await;
+    assert_eq!(deltas, vec![(0, "Hel".into())]);
+    assert!(
+        matches!(&result, Err(BackendError::Protocol(m)) if m.contains("out of memory")),
+        "{result:?}"
+    );
+    assert_eq!(server.received().len(), 1, "no retry once streaming began");
+}
+
+pub async fn malformed_and_truncated_answers_are_protocol_errors<D: Dialect>() {
+    let garbage = D::frame("{\"choices\":[{\"index\":0,\"message\":{\"content\" GARBAGE");
+    let half = D::piece("b");
+    let half = half.get(..half.len() / 2).unwrap_or_default();
+    let bodies = [
+        // A frame that is not JSON.
+        format!("{}{garbage}{}", D::piece("a"), D::end()),
+        // The body ends cleanly, but in the middle of a frame and before the end.
+        format!("{}{half}", D::piece("a")),
+        // Complete frames, but not the end.
+        D::piece("a"),
+    ];
+    for (i, body) in bodies.into_iter().enumerate() {
+        let server =
+            TestServer::start(move |_, _| Reply::split(200, D::CONTENT_TYPE, body.as_bytes(), &[]))
+                .await;
+        let b = D::open(&server.url(), &quick);
+        let result = streamed(&b).await;
+        match (i, &result) {
+            (0, Err(BackendError::Protocol(m))) => assert!(m.contains("malformed"), "{m}"),
+            (_, Err(BackendError::Protocol(_))) => {}
+            _ => panic!("body {i}: expected a protocol error, got {result:?}"),
+        }
+    }
 }
 
 pub async fn a_slow_first_byte_times_out<D: Dialect>() {
