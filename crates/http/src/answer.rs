@@ -11,10 +11,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use optillm_core::{
-    BackendError, Choice, Completion, CompletionStream, FinishReason, StreamEvent, StreamSender,
-    Timings, TokenLogprob, TopLogprob, Usage, stream_channel,
+    BackendError, Choice, Completion, CompletionStream, FinishReason, Sampling, StreamEvent,
+    StreamSender, Timings, TokenLogprob, TopLogprob, Usage, stream_channel,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -53,6 +53,49 @@ impl From<WireLogprob> for TokenLogprob {
                 .collect(),
         }
     }
+}
+
+/// The sampling settings both wires spell the same way: Ollama sends them inside
+/// `options`, OpenAI-compatible servers at the top level (`top_k`, `min_p` and
+/// `repeat_penalty` as extra fields llama-server and vLLM accept). Unset ones are left
+/// out.
+#[derive(Debug, Clone, Serialize)]
+pub struct WireSampling<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub stop: &'a [String],
+}
+
+impl<'a> WireSampling<'a> {
+    /// `sampling`'s settings, with the seed of this one request.
+    pub fn new(sampling: &'a Sampling, seed: Option<u32>) -> Self {
+        Self {
+            temperature: sampling.temperature,
+            top_p: sampling.top_p,
+            top_k: sampling.top_k,
+            min_p: sampling.min_p,
+            repeat_penalty: sampling.repeat_penalty,
+            seed,
+            stop: &sampling.stop,
+        }
+    }
+}
+
+/// A message or delta as both wires send it: only its text is read.
+#[derive(Debug, Default, Deserialize)]
+pub struct WireContent {
+    pub content: Option<String>,
 }
 
 /// Wire logprobs as the core's.

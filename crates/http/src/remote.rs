@@ -92,6 +92,15 @@ impl Remote {
         self.parse(&body)
     }
 
+    /// The whole JSON answer to `GET path`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, BackendError> {
+        let url = self.endpoint(path)?;
+        self.fetch_json(|c| c.get(url.clone())).await
+    }
+
     /// `bytes` read as JSON; a [`BackendError::Protocol`] that shows their start if not.
     pub fn parse<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, BackendError> {
         serde_json::from_slice(bytes).map_err(|e| {

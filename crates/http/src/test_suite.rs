@@ -86,6 +86,25 @@ pub async fn drain(
     (deltas, Err(BackendError::Protocol("no final event".into())))
 }
 
+/// A request for `n` samples with `seed`.
+pub fn seeded(n: u32, seed: u32) -> ChatRequest {
+    ChatRequest::user("Hi")
+        .with_n(n)
+        .with_sampling(optillm_core::Sampling::default().with_seed(seed))
+}
+
+/// [`drain`], for an answer that must succeed.
+pub async fn drained(
+    backend: &dyn Backend,
+    request: ChatRequest,
+) -> (Vec<(u32, String)>, Completion) {
+    let (deltas, result) = drain(backend, request).await;
+    (
+        deltas,
+        result.unwrap_or_else(|e| panic!("the answer failed: {e}")),
+    )
+}
+
 /// Polls `f` until it holds, at most 5 s.
 pub async fn eventually(f: impl Fn() -> bool) -> bool {
     for _ in 0..100 {

@@ -10,7 +10,7 @@ use optillm_core::{
     ResponseFormat, Sampling, StreamSender, Timings, Usage,
 };
 use optillm_http::Remote;
-use optillm_http::answer::{self, Answer, Flow, FrameHandler, Received};
+use optillm_http::answer::{self, Answer, Flow, FrameHandler, Received, WireSampling};
 use optillm_http::framing::LineBuffer;
 use reqwest::header::HeaderMap;
 use tracing::{debug, warn};
@@ -53,9 +53,7 @@ impl OllamaBackend {
 
     /// The models installed on the server (`GET /api/tags`).
     pub async fn list_models(&self) -> Result<Vec<OllamaModel>, BackendError> {
-        let remote = &self.inner.remote;
-        let url = remote.endpoint("api/tags")?;
-        let tags: Tags = remote.fetch_json(|c| c.get(url.clone())).await?;
+        let tags: Tags = self.inner.remote.get_json("api/tags").await?;
         Ok(tags.models.into_iter().map(OllamaModel::from).collect())
     }
 
@@ -166,15 +164,9 @@ impl Inner {
             messages: &request.messages,
             stream: true,
             options: Options {
-                temperature: sampling.temperature,
-                top_p: sampling.top_p,
-                top_k: sampling.top_k,
-                min_p: sampling.min_p,
-                repeat_penalty: sampling.repeat_penalty,
-                seed,
+                sampling: WireSampling::new(sampling, seed),
                 num_predict: sampling.max_tokens,
                 num_ctx: self.config.num_ctx,
-                stop: sampling.stop.clone(),
             },
             keep_alive: self.config.keep_alive.as_deref(),
             logprobs: request.logprobs.map(|_| true),

@@ -1,7 +1,7 @@
 //! Ollama's JSON shapes (only the fields this backend reads or writes).
 
 use optillm_core::Message;
-use optillm_http::answer::WireLogprob;
+use optillm_http::answer::{WireContent, WireLogprob, WireSampling};
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /api/chat`.
@@ -10,7 +10,7 @@ pub(crate) struct ChatBody<'a> {
     pub model: &'a str,
     pub messages: &'a [Message],
     pub stream: bool,
-    pub options: Options,
+    pub options: Options<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -23,33 +23,21 @@ pub(crate) struct ChatBody<'a> {
 }
 
 /// `options` of a request: every sampling setting goes here, never at the top level.
-#[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct Options {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_k: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_p: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub repeat_penalty: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u32>,
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Options<'a> {
+    #[serde(flatten)]
+    pub sampling: WireSampling<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub num_predict: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub num_ctx: Option<u32>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub stop: Vec<String>,
 }
 
 /// One NDJSON line of a `/api/chat` stream (or an error line). Every metric is optional:
 /// Ollama omits zero values.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ChatChunk {
-    pub message: Option<ChunkMessage>,
+    pub message: Option<WireContent>,
     #[serde(default)]
     pub done: bool,
     pub done_reason: Option<String>,
@@ -59,11 +47,6 @@ pub(crate) struct ChatChunk {
     pub eval_duration: Option<u64>,
     pub logprobs: Option<Vec<WireLogprob>>,
     pub error: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct ChunkMessage {
-    pub content: Option<String>,
 }
 
 /// `GET /api/tags`.

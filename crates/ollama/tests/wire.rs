@@ -172,11 +172,8 @@ fn echo_seed(r: &Received, _: usize) -> Reply {
 async fn n_samples_are_concurrent_requests_with_distinct_seeds() {
     let server = TestServer::start(echo_seed).await;
     let b = backend(&server);
-    let request = ChatRequest::user("Hi")
-        .with_n(3)
-        .with_sampling(Sampling::default().with_seed(42));
-    let (deltas, result) = drain(&b, request).await;
-    let c = result.unwrap();
+    let request = test_suite::seeded(3, 42);
+    let (deltas, c) = test_suite::drained(&b, request).await;
     let mut seeds: Vec<u64> = server.received().iter().map(seed_of).collect();
     seeds.sort();
     assert_eq!(seeds, vec![42, 43, 44]);

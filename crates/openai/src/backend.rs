@@ -12,7 +12,7 @@ use optillm_core::{
     ResponseFormat, Sampling, StreamSender, Timings, Usage,
 };
 use optillm_http::Remote;
-use optillm_http::answer::{self, Answer, Flow, FrameHandler, Received};
+use optillm_http::answer::{self, Answer, Flow, FrameHandler, Received, WireSampling};
 use optillm_http::framing::{SseBuffer, SseEvent};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use tracing::{debug, warn};
@@ -75,9 +75,7 @@ impl OpenAiBackend {
 
     /// The models the server offers (`GET /models`).
     pub async fn list_models(&self) -> Result<Vec<OpenAiModel>, BackendError> {
-        let remote = &self.inner.remote;
-        let url = remote.endpoint("models")?;
-        let models: Models = remote.fetch_json(|c| c.get(url.clone())).await?;
+        let models: Models = self.inner.remote.get_json("models").await?;
         Ok(models.data)
     }
 
@@ -340,16 +338,10 @@ impl Inner {
                 include_usage: true,
             }),
             n,
-            temperature: sampling.temperature,
-            top_p: sampling.top_p,
+            sampling: WireSampling::new(sampling, seed),
             max_tokens: sampling.max_tokens,
-            stop: &sampling.stop,
-            seed,
             logprobs: request.logprobs.map(|_| true),
             top_logprobs: request.logprobs,
-            top_k: sampling.top_k,
-            min_p: sampling.min_p,
-            repeat_penalty: sampling.repeat_penalty,
             repetition_penalty: sampling.repeat_penalty,
             response_format: response_format(request.format.as_ref()),
             grammar: match &request.format {

@@ -2,7 +2,7 @@
 //! plus the fields llama-server adds (`timings`).
 
 use optillm_core::Message;
-use optillm_http::answer::WireLogprob;
+use optillm_http::answer::{WireContent, WireLogprob, WireSampling};
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /chat/completions`.
@@ -15,27 +15,16 @@ pub(crate) struct ChatBody<'a> {
     pub stream_options: Option<StreamOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f32>,
+    /// `top_k`, `min_p` and `repeat_penalty` are not in OpenAI's spec: they are the extra
+    /// fields llama-server and vLLM accept.
+    #[serde(flatten)]
+    pub sampling: WireSampling<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    pub stop: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<u32>,
-    // Not in OpenAI's spec: the extra fields llama-server and vLLM accept.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub top_k: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_p: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub repeat_penalty: Option<f32>,
     /// vLLM's name for `repeat_penalty` (llama-server reads the other one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repetition_penalty: Option<f32>,
@@ -66,14 +55,9 @@ pub(crate) struct Chunk {
 pub(crate) struct ChunkChoice {
     #[serde(default)]
     pub index: u32,
-    pub delta: Option<Delta>,
+    pub delta: Option<WireContent>,
     pub finish_reason: Option<String>,
     pub logprobs: Option<WireLogprobs>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct Delta {
-    pub content: Option<String>,
 }
 
 /// A whole `chat.completion` (`stream: false`).
@@ -89,7 +73,7 @@ pub(crate) struct Response {
 pub(crate) struct ResponseChoice {
     #[serde(default)]
     pub index: u32,
-    pub message: Option<Delta>,
+    pub message: Option<WireContent>,
     pub finish_reason: Option<String>,
     pub logprobs: Option<WireLogprobs>,
 }

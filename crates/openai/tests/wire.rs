@@ -279,11 +279,8 @@ fn rejects_n(r: &Received, _: usize) -> Reply {
 async fn a_rejected_n_falls_back_to_seeded_requests_and_is_remembered() {
     let server = TestServer::start(rejects_n).await;
     let b = backend(&server);
-    let request = ChatRequest::user("Hi")
-        .with_n(3)
-        .with_sampling(Sampling::default().with_seed(42));
-    let (deltas, result) = drain(&b, request).await;
-    let c = result.unwrap();
+    let request = test_suite::seeded(3, 42);
+    let (deltas, c) = test_suite::drained(&b, request).await;
     assert_eq!(
         c.texts(),
         vec!["seed=42".to_string(), "seed=43".into(), "seed=44".into()]
@@ -327,9 +324,7 @@ async fn fewer_choices_than_asked_are_completed_by_single_requests() {
     })
     .await;
     let b = backend(&server);
-    let request = ChatRequest::user("Hi")
-        .with_n(3)
-        .with_sampling(Sampling::default().with_seed(100));
+    let request = test_suite::seeded(3, 100);
     let c = drain(&b, request).await.1.unwrap();
     assert_eq!(
         c.texts(),
