@@ -1,10 +1,13 @@
 //! Choosing and opening a backend from command-line options.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use optillm::Backend;
+use optillm_pool::config::{PoolFile, UpstreamKind, UpstreamSpec};
+use optillm_pool::{Pool, PoolOptions, Upstream};
 
 /// Which kind of backend serves the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,9 +25,32 @@ pub struct BackendArgs {
     /// Backend kind.
     #[arg(long, value_enum, env = "OPTILLM_BACKEND", default_value = "native")]
     pub backend: BackendKind,
-    /// Server URL for remote backends (default: OLLAMA_HOST or OPENAI_BASE_URL, else the usual local address).
-    #[arg(long)]
-    pub url: Option<String>,
+    /// Server URL for remote backends (default: OLLAMA_HOST or OPENAI_BASE_URL, else the
+    /// usual local address). Repeat it to spread the requests over several servers of the
+    /// `--backend` kind (a pool: least outstanding work first, a failed server skipped
+    /// with back-off, a request that failed before its answer moved to another server).
+    #[arg(long, value_name = "URL")]
+    pub url: Vec<String>,
+    /// A pool file (TOML): upstream servers of any remote kind, each with its URL, API-key
+    /// variable, weight, most requests in flight and model name. Replaces --backend and
+    /// --url. Format:
+    ///
+    ///   model = "smollm2"               # the pool's model name (default for upstreams)
+    ///   backoff_min_ms = 1000           # optional; back-off doubles up to backoff_max_ms
+    ///   [[upstream]]
+    ///   kind = "openai"                 # or "ollama"
+    ///   url = "http://10.0.0.2:8080/v1"
+    ///   api_key_env = "BOX_KEY"         # optional: the variable holding the key
+    ///   model = "smollm2-135m.gguf"     # optional: its name on that server
+    ///   weight = 2                      # optional, default 1
+    ///   max_concurrent = 4              # optional, default 8
+    #[arg(
+        long,
+        value_name = "FILE.toml",
+        conflicts_with = "url",
+        verbatim_doc_comment
+    )]
+    pub pool: Option<PathBuf>,
     /// CPU threads for the native backend, 1..=512 (default: all cores).
     #[arg(long, value_parser = crate::commands::parse_threads)]
     pub threads: Option<i32>,
@@ -50,20 +76,171 @@ fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
-/// The model name to use: the flag, else `LLM_MODEL`, else the manifest's default.
-pub fn model_name(flag: Option<String>) -> anyhow::Result<String> {
-    match flag {
-        Some(m) => Ok(m),
-        None => Ok(optillm::model_from_env()?),
+impl BackendArgs {
+    /// Whether requests go to servers (a remote `--backend` or a `--pool` file).
+    pub fn is_remote(&self) -> bool {
+        self.pool.is_some() || self.backend != BackendKind::Native
+    }
+
+    /// The arguments that choose the same backend in a child `optillm` process.
+    pub fn child_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.pool {
+            Some(path) => {
+                out.push("--pool".to_string());
+                out.push(path.to_string_lossy().into_owned());
+            }
+            None => {
+                out.push("--backend".to_string());
+                out.push(format!("{:?}", self.backend).to_lowercase());
+                for url in &self.url {
+                    out.push("--url".to_string());
+                    out.push(url.clone());
+                }
+            }
+        }
+        if let Some(t) = self.threads {
+            out.push("--threads".to_string());
+            out.push(t.to_string());
+        }
+        if let Some(c) = self.ctx_size {
+            out.push("--ctx-size".to_string());
+            out.push(c.to_string());
+        }
+        if let Some(d) = self.idle_timeout {
+            out.push("--idle-timeout".to_string());
+            out.push(d.as_secs_f64().to_string());
+        }
+        out
     }
 }
 
-/// Opens `model` on the chosen backend; native models are pulled when missing.
+/// The model name to use: the flag, else the pool file's model, else `LLM_MODEL`, else
+/// the manifest's default.
+pub fn model_name(args: &BackendArgs, flag: Option<String>) -> anyhow::Result<String> {
+    match (flag, &args.pool) {
+        (Some(m), _) => Ok(m),
+        (None, Some(path)) => Ok(pool_name(&read_pool_file(path)?)),
+        (None, None) => Ok(optillm::model_from_env()?),
+    }
+}
+
+/// Opens `model` on the chosen backend; native models are pulled when missing. Several
+/// `--url`s, or a `--pool` file, open a [`Pool`] over them.
 pub async fn open(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    if let Some(path) = &args.pool {
+        return Ok(Arc::new(open_pool_file(args, path, model)?));
+    }
+    if args.url.len() > 1 {
+        return Ok(Arc::new(open_url_pool(args, model)?));
+    }
     match args.backend {
         BackendKind::Native => open_native(args, model).await,
         BackendKind::Ollama => open_ollama(args, model),
         BackendKind::Openai => open_openai(args, model),
+    }
+}
+
+/// Most requests in flight on each server of a `--url` pool (the OpenAI and Ollama
+/// backends' own default).
+const URL_POOL_MAX_CONCURRENT: usize = 4;
+
+/// A pool over the repeated `--url`s, every one of the `--backend` kind serving `model`.
+fn open_url_pool(args: &BackendArgs, model: &str) -> anyhow::Result<Pool> {
+    let kind = match args.backend {
+        BackendKind::Native => bail!(
+            "--url is repeated, but the native backend runs in this process: \
+             choose --backend openai or --backend ollama for several servers"
+        ),
+        BackendKind::Ollama => UpstreamKind::Ollama,
+        BackendKind::Openai => UpstreamKind::Openai,
+    };
+    let mut upstreams = Vec::with_capacity(args.url.len());
+    for (i, url) in args.url.iter().enumerate() {
+        if args.url.get(..i).is_some_and(|before| before.contains(url)) {
+            bail!("--url {url} is given twice");
+        }
+        let spec = UpstreamSpec {
+            kind,
+            url: url.clone(),
+            model: None,
+            api_key_env: None,
+            weight: 1,
+            max_concurrent: URL_POOL_MAX_CONCURRENT,
+            name: None,
+        };
+        let backend =
+            open_upstream(args, &spec, model).with_context(|| format!("cannot use --url {url}"))?;
+        upstreams
+            .push(Upstream::new(url.clone(), backend).with_max_concurrent(spec.max_concurrent));
+    }
+    Ok(Pool::new(model, upstreams, PoolOptions::default())?)
+}
+
+/// Reads and checks a pool file (bounded: a larger file is refused unread).
+pub fn read_pool_file(path: &Path) -> anyhow::Result<PoolFile> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the pool file {}", path.display()))?;
+    let mut text = String::new();
+    file.take(optillm_pool::config::MAX_FILE_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the pool file {}", path.display()))?;
+    PoolFile::parse(&text).with_context(|| format!("in the pool file {}", path.display()))
+}
+
+/// The model name a pool file answers to: its `model`, else its first upstream's.
+fn pool_name(file: &PoolFile) -> String {
+    file.model
+        .clone()
+        .or_else(|| file.upstream.first().map(|u| file.model_of(u).to_string()))
+        .unwrap_or_default()
+}
+
+/// The pool of a `--pool` file, answering to `model`; upstreams without a `model` of
+/// their own serve `model` too.
+fn open_pool_file(args: &BackendArgs, path: &Path, model: &str) -> anyhow::Result<Pool> {
+    let mut file = read_pool_file(path)?;
+    file.model = Some(model.to_string());
+    Ok(file.build(|spec, name| open_upstream(args, spec, name))?)
+}
+
+/// One upstream of a pool. The pool moves failed requests to another upstream itself, so
+/// the backend does not retry them on its own server.
+fn open_upstream(
+    args: &BackendArgs,
+    spec: &UpstreamSpec,
+    model: &str,
+) -> anyhow::Result<Arc<dyn Backend>> {
+    match spec.kind {
+        #[cfg(feature = "ollama")]
+        UpstreamKind::Ollama => {
+            if spec.api_key_env.is_some() {
+                bail!("an Ollama upstream takes no API key (api_key_env)");
+            }
+            let mut config = optillm_ollama::OllamaConfig::new(spec.url.clone(), model)
+                .with_max_retries(0)
+                .with_max_concurrency(spec.max_concurrent);
+            if let Some(d) = args.idle_timeout {
+                config = config.with_idle_timeout(d);
+            }
+            Ok(Arc::new(optillm_ollama::OllamaBackend::new(config)?))
+        }
+        #[cfg(feature = "openai")]
+        UpstreamKind::Openai => {
+            let mut config = optillm_openai::OpenAiConfig::new(spec.url.clone(), model)
+                .with_max_retries(0)
+                .with_max_concurrency(spec.max_concurrent);
+            if let Some(var) = &spec.api_key_env {
+                config = config.with_api_key_env(var.clone());
+            }
+            if let Some(d) = args.idle_timeout {
+                config = config.with_idle_timeout(d);
+            }
+            Ok(Arc::new(optillm_openai::OpenAiBackend::new(config)?))
+        }
+        #[allow(unreachable_patterns)]
+        kind => bail!("this build lacks the {kind:?} backend"),
     }
 }
 
@@ -107,7 +284,7 @@ fn open_ollama(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backen
 
 #[cfg(feature = "ollama")]
 pub fn ollama(args: &BackendArgs, model: &str) -> anyhow::Result<optillm_ollama::OllamaBackend> {
-    let config = match &args.url {
+    let config = match args.url.first() {
         Some(url) => optillm_ollama::OllamaConfig::new(url.clone(), model),
         None => optillm_ollama::OllamaConfig::from_env(model),
     };
@@ -130,7 +307,7 @@ fn open_openai(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backen
 
 #[cfg(feature = "openai")]
 pub fn openai(args: &BackendArgs, model: &str) -> anyhow::Result<optillm_openai::OpenAiBackend> {
-    let config = match &args.url {
+    let config = match args.url.first() {
         Some(url) => optillm_openai::OpenAiConfig::new(url.clone(), model),
         None => optillm_openai::OpenAiConfig::from_env(model),
     };
@@ -141,8 +318,43 @@ pub fn openai(args: &BackendArgs, model: &str) -> anyhow::Result<optillm_openai:
     Ok(optillm_openai::OpenAiBackend::new(config)?)
 }
 
-/// The models a remote server offers (`None` for the native backend).
+/// The models a remote server offers (`None` for the native backend). A pool file offers
+/// its model; several `--url`s the models every server that answers offers.
 pub async fn remote_models(args: &BackendArgs) -> anyhow::Result<Option<Vec<String>>> {
+    if let Some(path) = &args.pool {
+        return Ok(Some(vec![pool_name(&read_pool_file(path)?)]));
+    }
+    if args.url.len() > 1 && args.backend != BackendKind::Native {
+        let mut shared: Option<Vec<String>> = None;
+        let mut first_error = None;
+        for url in &args.url {
+            let one = BackendArgs {
+                url: vec![url.clone()],
+                ..args.clone()
+            };
+            match Box::pin(remote_models(&one)).await {
+                Ok(Some(names)) => {
+                    shared = Some(match shared {
+                        None => names,
+                        Some(mut s) => {
+                            s.retain(|n| names.contains(n));
+                            s
+                        }
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%url, error = %e, "cannot list the models of an upstream");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        return match (shared, first_error) {
+            (Some(names), _) => Ok(Some(names)),
+            (None, Some(e)) => Err(e),
+            (None, None) => Ok(Some(Vec::new())),
+        };
+    }
     match args.backend {
         BackendKind::Native => Ok(None),
         #[cfg(feature = "ollama")]
@@ -175,8 +387,144 @@ fn open_openai(_: &BackendArgs, _: &str) -> anyhow::Result<Arc<dyn Backend>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::time::Duration;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        backend: BackendArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<BackendArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("optillm").chain(argv.iter().copied()))
+            .map(|c| c.backend)
+    }
+
+    fn pool_file(text: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "optillm-pool-{}-{}.toml",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn one_url_is_one_server_and_several_are_a_pool_in_order() {
+        let one = parse(&["--backend", "openai", "--url", "http://127.0.0.1:1/v1"]).unwrap();
+        let backend = open(&one, "m").await.unwrap();
+        assert!(backend.upstreams().is_empty(), "one --url is not a pool");
+        assert_eq!(backend.model(), "m");
+
+        let argv = [
+            "--backend",
+            "openai",
+            "--url",
+            "http://127.0.0.1:1/v1",
+            "--url",
+            "http://127.0.0.1:2/v1",
+            "--url",
+            "http://127.0.0.1:3/v1",
+        ];
+        let many = parse(&argv).unwrap();
+        let pool = open(&many, "m").await.unwrap();
+        assert_eq!(pool.model(), "m");
+        let names: Vec<String> = pool.upstreams().into_iter().map(|u| u.name).collect();
+        assert_eq!(
+            names,
+            [
+                "http://127.0.0.1:1/v1",
+                "http://127.0.0.1:2/v1",
+                "http://127.0.0.1:3/v1"
+            ]
+        );
+        assert!(pool.upstreams().iter().all(|u| u.model == "m" && u.healthy));
+        // A child process (bench) is given the same servers.
+        assert_eq!(many.child_args(), argv);
+
+        let twice = parse(&[
+            "--backend",
+            "openai",
+            "--url",
+            "http://a/v1",
+            "--url",
+            "http://a/v1",
+        ]);
+        let e = open(&twice.unwrap(), "m").await.err().unwrap();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let native = parse(&["--url", "http://a/v1", "--url", "http://b/v1"]).unwrap();
+        let e = open(&native, "m").await.err().unwrap();
+        assert!(e.to_string().contains("--backend openai"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_pool_file_names_the_model_and_opens_each_upstream() {
+        let path = pool_file(
+            r#"
+            model = "smol"
+            [[upstream]]
+            kind = "openai"
+            url = "http://127.0.0.1:1/v1"
+            model = "smol.gguf"
+            weight = 2
+            [[upstream]]
+            kind = "ollama"
+            url = "http://127.0.0.1:2"
+            "#,
+        );
+        let p = path.to_str().unwrap();
+        let args = parse(&["--pool", p]).unwrap();
+        assert!(args.is_remote(), "a pool is remote whatever --backend says");
+        assert_eq!(model_name(&args, None).unwrap(), "smol");
+        assert_eq!(model_name(&args, Some("other".into())).unwrap(), "other");
+        assert_eq!(
+            remote_models(&args).await.unwrap(),
+            Some(vec!["smol".to_string()])
+        );
+        let pool = open(&args, "smol").await.unwrap();
+        let ups = pool.upstreams();
+        assert_eq!(
+            ups.iter()
+                .map(|u| (u.model.as_str(), u.weight))
+                .collect::<Vec<_>>(),
+            [("smol.gguf", 2), ("smol", 1)]
+        );
+        // --model renames the pool and the upstreams that name no model of their own.
+        let renamed = open(&args, "other").await.unwrap();
+        assert_eq!(renamed.model(), "other");
+        assert_eq!(renamed.upstreams()[1].model, "other");
+        assert_eq!(args.child_args(), ["--pool", p]);
+        assert!(
+            parse(&["--pool", p, "--url", "http://x"]).is_err(),
+            "--pool replaces --url"
+        );
+        std::fs::remove_file(&path).unwrap();
+
+        let bad = pool_file("[[upstream]]\nkind = \"openai\"\nurl = \"ftp://x\"\nmodel = \"m\"\n");
+        let e = open(&parse(&["--pool", bad.to_str().unwrap()]).unwrap(), "m")
+            .await
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("http://"), "{e:#}");
+        std::fs::remove_file(&bad).unwrap();
+        let key = pool_file(
+            "[[upstream]]\nkind = \"ollama\"\nurl = \"http://x\"\nmodel = \"m\"\napi_key_env = \"K\"\n",
+        );
+        let e = open(&parse(&["--pool", key.to_str().unwrap()]).unwrap(), "m")
+            .await
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("no API key"), "{e:#}");
+        std::fs::remove_file(&key).unwrap();
+        let missing = parse(&["--pool", "/no/such/pool.toml"]).unwrap();
+        assert!(model_name(&missing, None).is_err());
+    }
 
     #[test]
     fn idle_timeouts_are_positive_seconds() {

@@ -65,6 +65,13 @@ pub use optillm_openai as openai;
 #[cfg(feature = "openai")]
 pub use optillm_openai::{OpenAiBackend, OpenAiConfig};
 
+/// The upstream pool: a [`Backend`] over several servers (least outstanding work,
+/// failover before the first byte, back-off), built in code or from a TOML pool file.
+#[cfg(feature = "pool")]
+pub use optillm_pool as pool;
+#[cfg(feature = "pool")]
+pub use optillm_pool::{Pool, PoolOptions, Upstream};
+
 /// The OpenAI- and Ollama-compatible HTTP server.
 #[cfg(feature = "server")]
 pub use optillm_server as server;

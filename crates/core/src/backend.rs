@@ -36,6 +36,31 @@ pub struct BackendCounter {
     pub value: u64,
 }
 
+/// What a backend that spreads requests over several upstream servers (a pool) has seen
+/// of one of them, for monitoring: the server exports each field as a metric
+/// `optillm_upstream_<field>{model=..,upstream=..}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UpstreamStats {
+    /// The upstream's name in logs and metrics (by default its URL).
+    pub name: String,
+    /// The model's name on that upstream.
+    pub model: String,
+    /// Its relative share of the work.
+    pub weight: u32,
+    /// Requests sent to it (each attempt counts).
+    pub requests: u64,
+    /// Attempts that failed (before or after the first byte).
+    pub failures: u64,
+    /// Requests moved from it to another upstream after a failure before the first byte.
+    pub failovers: u64,
+    /// Requests in flight now (including those waiting for room on it).
+    pub in_flight: usize,
+    /// Summed wall time of its finished requests, in seconds.
+    pub latency_s: f64,
+    /// False while it is backing off after a failure.
+    pub healthy: bool,
+}
+
 /// Capacity of the channel between a backend's producer and the consumer.
 pub const STREAM_BUFFER: usize = 64;
 
@@ -148,6 +173,12 @@ pub trait Backend: Send + Sync {
     fn counters(&self) -> Vec<BackendCounter> {
         Vec::new()
     }
+
+    /// The upstream servers this backend spreads its requests over, with what it has
+    /// seen of each (a pool); none by default.
+    fn upstreams(&self) -> Vec<UpstreamStats> {
+        Vec::new()
+    }
 }
 
 /// Runs a token-level closure on `backend` and returns its value.
@@ -191,6 +222,9 @@ impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn counters(&self) -> Vec<BackendCounter> {
         (**self).counters()
     }
+    fn upstreams(&self) -> Vec<UpstreamStats> {
+        (**self).upstreams()
+    }
 }
 
 #[async_trait]
@@ -212,6 +246,9 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn counters(&self) -> Vec<BackendCounter> {
         (**self).counters()
+    }
+    fn upstreams(&self) -> Vec<UpstreamStats> {
+        (**self).upstreams()
     }
 }
 

@@ -19,7 +19,7 @@ pub mod types;
 
 pub use backend::{
     Backend, BackendCounter, ChoiceAccumulator, CompletionStream, StreamEvent, StreamSender,
-    run_token_job, stream_channel,
+    UpstreamStats, run_token_job, stream_channel,
 };
 pub use error::BackendError;
 pub use format::{FormatError, FormatSupport, ResponseFormat};

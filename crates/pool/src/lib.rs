@@ -37,7 +37,6 @@ use optillm_core::{
     Backend, BackendCounter, BackendError, Capabilities, ChatRequest, Completion, CompletionStream,
     StreamEvent, Timings, Usage, stream_channel,
 };
-use serde::Serialize;
 use tokio::sync::Semaphore;
 
 /// One upstream of a pool.
@@ -98,25 +97,8 @@ pub enum PoolError {
     BadUpstream { name: String, message: String },
 }
 
-/// What a pool has seen of one upstream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UpstreamStats {
-    pub name: String,
-    pub model: String,
-    pub weight: u32,
-    /// Requests sent to it (each attempt counts).
-    pub requests: u64,
-    /// Attempts that failed (before or after the first byte).
-    pub failures: u64,
-    /// Requests moved from it to another upstream after a failure before the first byte.
-    pub failovers: u64,
-    /// Requests in flight now (including those waiting for room).
-    pub in_flight: usize,
-    /// Summed wall time of its completed requests, in seconds.
-    pub latency_s: f64,
-    /// False while it is backing off after a failure.
-    pub healthy: bool,
-}
+/// What a pool has seen of one upstream (also [`Backend::upstreams`], for `/metrics`).
+pub use optillm_core::UpstreamStats;
 
 #[derive(Debug, Default)]
 struct Breaker {
@@ -337,8 +319,24 @@ impl Pool {
         Ok(merged)
     }
 
+    /// One whole completion. Unlike a stream, nothing of it has reached the caller
+    /// until it is complete, so an upstream failing midway (killed, stalled, a 5xx in
+    /// the stream) is retried on another upstream too, up to once per upstream.
     async fn complete_one(&self, request: ChatRequest) -> Result<Completion, BackendError> {
-        self.stream(request).await?.collect().await
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = match self.stream(request.clone()).await {
+                Ok(stream) => stream.collect().await,
+                Err(e) => return Err(e),
+            };
+            match result {
+                Err(e) if fails_over(&e) && attempts < self.members.len() => {
+                    tracing::warn!(error = %e, "an upstream failed midway through a whole completion; retrying it on another");
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -439,7 +437,12 @@ impl Backend for Pool {
                         break;
                     }
                     next = tokio::select! {
-                        e = inner.next_event() => e,
+                        e = inner.next_event() => Some(e.unwrap_or_else(|| {
+                            // The upstream went away without its final event.
+                            Err(BackendError::Connection(
+                                "the upstream's stream ended before its final event".into(),
+                            ))
+                        })),
                         () = tx.closed() => None,
                     };
                 }
@@ -468,6 +471,10 @@ impl Backend for Pool {
         } else {
             self.complete_one(request).await
         }
+    }
+
+    fn upstreams(&self) -> Vec<UpstreamStats> {
+        self.stats()
     }
 
     fn counters(&self) -> Vec<BackendCounter> {

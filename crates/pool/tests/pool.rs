@@ -164,6 +164,68 @@ async fn no_failover_once_streaming_began() {
     assert_eq!(pool.stats()[0].failovers, 0);
 }
 
+/// Sends one delta, then its stream ends without a final event (a server killed midway
+/// whose client saw the connection close cleanly).
+struct EndsMidway;
+
+#[async_trait]
+impl Backend for EndsMidway {
+    fn model(&self) -> &str {
+        "ends"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+    async fn stream(&self, _: ChatRequest) -> Result<CompletionStream, BackendError> {
+        Ok(CompletionStream::from_events(vec![Ok(
+            StreamEvent::Delta {
+                index: 0,
+                text: "The ans".into(),
+                logprob: None,
+            },
+        )]))
+    }
+}
+
+#[tokio::test]
+async fn a_whole_completion_that_fails_midway_is_retried_on_another_upstream() {
+    for dies in [
+        Arc::new(DiesMidway) as Arc<dyn Backend>,
+        Arc::new(EndsMidway) as Arc<dyn Backend>,
+    ] {
+        let spare = Arc::new(MockBackend::constant("spare"));
+        let pool = Pool::new(
+            "m",
+            vec![up("dies", dies), up("spare", spare.clone())],
+            fast_backoff(),
+        )
+        .unwrap();
+        // Nothing of a whole completion reached the caller: it is answered by the spare.
+        let c = pool.complete(ChatRequest::user("q")).await.unwrap();
+        assert_eq!(c.text(), "spare");
+        assert_eq!(spare.calls(), 1);
+        let stats = pool.stats();
+        assert_eq!((stats[0].requests, stats[0].failures), (1, 1));
+        assert!(!stats[0].healthy, "the upstream that died backs off");
+        assert_eq!((stats[1].requests, stats[1].failures), (1, 0));
+        assert_eq!(pool.upstreams(), stats, "the same counters for /metrics");
+    }
+}
+
+#[tokio::test]
+async fn a_whole_completion_is_not_retried_when_every_upstream_dies_midway() {
+    let pool = Pool::new(
+        "m",
+        vec![up("a", Arc::new(DiesMidway)), up("b", Arc::new(DiesMidway))],
+        fast_backoff(),
+    )
+    .unwrap();
+    let e = pool.complete(ChatRequest::user("q")).await.unwrap_err();
+    assert!(matches!(e, BackendError::Connection(_)), "{e}");
+    let requests: u64 = pool.stats().iter().map(|s| s.requests).sum();
+    assert_eq!(requests, 2, "once per upstream, no more");
+}
+
 #[tokio::test]
 async fn concurrent_requests_spread_by_outstanding_work_and_weight() {
     let mocks: Vec<Arc<MockBackend>> = (0..3)

@@ -76,19 +76,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 "--runs",
                 &args.runs.to_string(),
             ])
-            .args([
-                "--backend",
-                &format!("{:?}", args.backend.backend).to_lowercase(),
-            ]);
-        if let Some(url) = &args.backend.url {
-            cmd.args(["--url", url]);
-        }
-        if let Some(t) = args.backend.threads {
-            cmd.args(["--threads", &t.to_string()]);
-        }
-        if let Some(c) = args.backend.ctx_size {
-            cmd.args(["--ctx-size", &c.to_string()]);
-        }
+            .args(args.backend.child_args());
         let out = cmd.output().await?;
         if !out.status.success() {
             bail!(
@@ -211,7 +199,7 @@ fn eval_sampling(args: &EvalArgs) -> anyhow::Result<Sampling> {
 
 pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let approaches = split_specs(&args.approaches);
-    let model = backends::model_name(args.model.clone())?;
+    let model = backends::model_name(&args.backend, args.model.clone())?;
     let own = optillm_bench::dataset::looks_like_path(&args.dataset);
     let loaded = if own {
         optillm_bench::dataset::load_custom(std::path::Path::new(&args.dataset))?

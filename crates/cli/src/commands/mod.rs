@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use optillm_core::strategies;
 
-use crate::backends::{BackendArgs, BackendKind};
+use crate::backends::BackendArgs;
 
 /// Longest `--deadline` accepted, in seconds (7 days).
 pub const DEADLINE_MAX_SECS: f64 = 7.0 * 24.0 * 3600.0;
@@ -96,7 +96,7 @@ pub fn parse_threads(s: &str) -> Result<i32, String> {
 /// (a manifest model, an Ollama name mapped to one, or a file; not a data set). Remote
 /// backends are left alone.
 pub fn check_native(args: &BackendArgs, model: &str) -> anyhow::Result<()> {
-    if args.backend != BackendKind::Native {
+    if args.is_remote() {
         return Ok(());
     }
     #[cfg(feature = "llama")]

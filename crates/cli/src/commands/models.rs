@@ -325,8 +325,11 @@ fn verdict(failed: &[String], total: usize) -> anyhow::Result<()> {
 
 pub async fn list(backend: BackendArgs) -> anyhow::Result<()> {
     if let Some(remote) = crate::backends::remote_models(&backend).await? {
-        let url = backend.url.as_deref().unwrap_or("(from the environment)");
-        println!("{:?} server {url}:", backend.backend);
+        match (&backend.pool, backend.url.as_slice()) {
+            (Some(path), _) => println!("pool {}:", path.display()),
+            (None, []) => println!("{:?} server (from the environment):", backend.backend),
+            (None, urls) => println!("{:?} server {}:", backend.backend, urls.join(", ")),
+        }
         for name in remote {
             println!("  {name}");
         }

@@ -148,7 +148,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let messages = args.messages()?;
-    let model = backends::model_name(args.model.clone())?;
+    let model = backends::model_name(&args.backend, args.model.clone())?;
     super::check_native(&args.backend, &model)?;
     let backend = backends::open(&args.backend, &model).await?;
     if spec.is_none() && args.trace.is_none() {

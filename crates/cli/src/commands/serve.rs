@@ -102,7 +102,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if names.is_empty() {
         names = match backends::remote_models(&args.backend).await? {
             Some(remote) => remote,
-            None => vec![backends::model_name(None)?],
+            None => vec![backends::model_name(&args.backend, None)?],
         };
     }
     for name in &names {
@@ -118,6 +118,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let mut info = ModelInfo::new(name.clone());
         info.context_length = backend.capabilities().context_length;
         info.owned_by = Some(match args.backend.backend {
+            _ if args.backend.pool.is_some() => "pool".into(),
             BackendKind::Native => "optillm".into(),
             BackendKind::Ollama => "ollama".into(),
             BackendKind::Openai => "openai".into(),
