@@ -123,14 +123,19 @@ pub struct Partial {
     pub text: String,
     pub logprobs: Vec<TokenLogprob>,
     pub finish: Option<FinishReason>,
+    /// Pieces of text streamed (servers stream a token a piece).
+    pub pieces: u32,
 }
 
 impl Partial {
     /// The finished choice; its token count is `completion_tokens` when the server
-    /// reported it, else the number of logprobs received (zero without them). A choice
-    /// that never said why it ended counts as ended by its text.
+    /// reported it, else the number of logprobs received, else the number of pieces
+    /// streamed (a server that reports one usage for several choices). A choice that
+    /// never said why it ended counts as ended by its text.
     pub fn into_choice(self, index: u32, completion_tokens: Option<u32>) -> Choice {
-        let counted = u32::try_from(self.logprobs.len()).unwrap_or(u32::MAX);
+        let counted = u32::try_from(self.logprobs.len())
+            .unwrap_or(u32::MAX)
+            .max(self.pieces);
         Choice {
             index,
             text: self.text,
@@ -178,6 +183,9 @@ impl Received {
             self.first_token = Some(self.started.elapsed());
         }
         partial.text.push_str(&text);
+        if !text.is_empty() {
+            partial.pieces += 1;
+        }
         let logprob = match logprobs.as_slice() {
             [one] => Some(one.clone()),
             _ => None,
@@ -360,6 +368,7 @@ mod tests {
                 top: Vec::new(),
             }],
             finish: None,
+            pieces: 0,
         };
         let c = p.into_choice(2, None);
         assert_eq!((c.index, c.completion_tokens), (2, 1));
@@ -419,6 +428,7 @@ mod tests {
         assert!(r.first_token.is_none() && r.choices.contains_key(&0));
         assert!(r.add(1, "hi".into(), Vec::new(), &tx).await);
         assert!(r.first_token.is_some());
+        assert_eq!(r.choices.get(&1).map(|p| p.pieces), Some(1));
         assert!(!r.all_finished());
         r.finish(0, FinishReason::Length);
         r.finish(1, FinishReason::EndOfText);

@@ -217,6 +217,9 @@ async fn native_n_streams_interleaved_choices() {
         "one request: the prompt counted once"
     );
     assert_eq!(c.usage.completion_tokens, 4);
+    // One usage for both choices: each counts the pieces it streamed.
+    assert_eq!(c.choices[0].completion_tokens, 2);
+    assert_eq!(c.choices[1].completion_tokens, 2);
     assert!(b.capabilities().native_n);
 }
 
