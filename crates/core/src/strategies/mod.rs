@@ -8,6 +8,7 @@ use crate::strategy::{Strategy, StrategyError};
 mod auto;
 mod autothink;
 mod bon;
+mod calculator;
 mod cepo;
 mod choice_likelihood;
 mod combinators;
@@ -213,6 +214,19 @@ fn entries() -> Vec<Entry> {
             build: |p| {
                 Ok(Box::new(cot_decoding::CotDecoding::new(parse_params(
                     cot_decoding::SLUG,
+                    p,
+                )?)?))
+            },
+        },
+        Entry {
+            slug: calculator::SLUG,
+            description: "Exact arithmetic while decoding: each expression the model closes \
+                      with `=` is computed and its result written for the model; k > 1 \
+                      samples vote",
+            defaults: defaults_of::<calculator::Params>,
+            build: |p| {
+                Ok(Box::new(calculator::Calculator::new(parse_params(
+                    calculator::SLUG,
                     p,
                 )?)?))
             },

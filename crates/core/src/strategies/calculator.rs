@@ -1,0 +1,776 @@
+//! `calculator`: the model reasons, the arithmetic is exact.
+//!
+//! Tiny models set up a calculation well and then get its result wrong (`80 + 80 + 150 +
+//! 150 = 500`). This approach decodes token by token (native backend, `token_control`)
+//! and, each time the text reaches an `=` right after an arithmetic expression, computes
+//! the expression and writes the result itself; the model goes on from the exact value.
+//! It is the GSM8K calculator-annotation idea (`<<48/2=24>>`, Cobbe et al. 2021) applied
+//! to the equations the model writes anyway, plain or LaTeX (`\frac{48}{2}`, `3 \times
+//! 4`), so no special prompt or fine-tuning is needed.
+//!
+//! Only arithmetic is evaluated, by a small parser over numbers, `+ - * / ^` and
+//! brackets: no code runs, the expression is at most [`MAX_EXPR_CHARS`] characters and
+//! bracket depth [`MAX_DEPTH`]. An `=` whose left side is not a complete expression
+//! (`x = `, `total - 3 * 4 = `, `2.5% of 40 = `) is left to the model. After a written
+//! result, the next token may not start with a digit, so the model cannot extend
+//! `1200` into `12000`.
+//!
+//! With `k > 1`, `k` samples are decoded together from the one evaluated prompt (one
+//! batch per step) and vote on their final answers, as `self_consistency` does.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::sampler::{Rng, SamplerConfig, max_new_tokens, sample};
+use crate::error::BackendError;
+use crate::extract::{AnswerKind, extract_as, vote};
+use crate::samples::Sample;
+use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
+use crate::token::{SeqId, Token, TokenSession};
+use crate::types::{FinishReason, Sampling};
+
+pub const SLUG: &str = "calculator";
+
+/// Longest expression evaluated, in characters.
+pub const MAX_EXPR_CHARS: usize = 120;
+/// Deepest bracket nesting evaluated.
+pub const MAX_DEPTH: usize = 16;
+/// Characters before an `=` looked at.
+const TAIL_CHARS: usize = 240;
+/// Largest result written; beyond it the model keeps its own.
+const MAX_RESULT: f64 = 1e15;
+/// Most likely tokens checked when the token after a result may not be a digit.
+const GUARD_TOP: usize = 64;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Samples decoded together; more than one vote on their answers.
+    pub k: u32,
+    /// Sampling temperature (0: greedy; `k > 1` needs more than 0).
+    pub temperature: f32,
+    pub top_p: f32,
+    /// Most tokens generated per sample.
+    pub max_tokens: u32,
+    /// Answer kind to extract for the vote (`null`: any).
+    pub answer_kind: Option<AnswerKind>,
+    /// Sampling seed (`null`: the request's seed, else 0); sample `i` uses `seed + i`.
+    pub seed: Option<u64>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            k: 1,
+            temperature: 0.0,
+            top_p: 1.0,
+            max_tokens: 512,
+            answer_kind: None,
+            seed: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Calculator {
+    params: Params,
+}
+
+impl Calculator {
+    pub fn new(params: Params) -> Result<Self, StrategyError> {
+        let bad = |message: &str| StrategyError::BadParameter {
+            approach: SLUG.into(),
+            message: message.into(),
+        };
+        if params.k == 0 || params.k > 64 {
+            return Err(bad("k must be between 1 and 64"));
+        }
+        if params.max_tokens == 0 {
+            return Err(bad("max_tokens must be at least 1"));
+        }
+        let sampler = sampler_of(&params);
+        if let Some(reason) = sampler.check() {
+            return Err(bad(reason));
+        }
+        if params.k > 1 && params.temperature == 0.0 {
+            return Err(bad(
+                "k > 1 needs temperature > 0 (greedy samples are all the same)",
+            ));
+        }
+        Ok(Self { params })
+    }
+}
+
+fn sampler_of(p: &Params) -> SamplerConfig {
+    SamplerConfig {
+        temperature: p.temperature,
+        top_p: p.top_p,
+        ..SamplerConfig::greedy()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Finding and evaluating the expression before an `=`.
+
+macro_rules! pattern {
+    ($name:ident, $re:expr) => {
+        static $name: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new($re).ok());
+    };
+}
+
+pattern!(FRAC, r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}");
+pattern!(TIMES_X, r"([0-9)])\s*[xX]\s*([0-9(])");
+pattern!(THOUSANDS, r"(\d),(\d{3})\b");
+pattern!(LIST_NUMBER, r"^\d+\.\s+");
+
+fn replace_all(re: &LazyLock<Option<Regex>>, text: &str, with: &str) -> String {
+    match re.as_ref() {
+        Some(re) => re.replace_all(text, with).into_owned(),
+        None => text.to_string(),
+    }
+}
+
+/// Plain arithmetic notation for `text`: LaTeX operators and fractions, `×`, `÷`, the
+/// `x` of `3 x 4`, thousands separators and currency signs.
+fn plain_notation(text: &str) -> String {
+    let mut s = text.to_string();
+    for _ in 0..3 {
+        // Inner fractions first; three rounds cover `\frac{\frac{a}{b}}{c}`.
+        s = replace_all(&FRAC, &s, "(($1)/($2))");
+    }
+    for (from, to) in [
+        ("\\times", "*"),
+        ("\\cdot", "*"),
+        ("\\ast", "*"),
+        ("\\div", "/"),
+        ("\\left", ""),
+        ("\\right", ""),
+        ("\\,", " "),
+        ("\\;", " "),
+        ("\\!", ""),
+        ("\\$", ""),
+        ("$", ""),
+        ("×", "*"),
+        ("·", "*"),
+        ("∗", "*"),
+        ("÷", "/"),
+        ("−", "-"),
+        ("{", "("),
+        ("}", ")"),
+    ] {
+        s = s.replace(from, to);
+    }
+    // Twice: `2 x 3 x 4` overlaps.
+    s = replace_all(&TIMES_X, &s, "$1 * $2");
+    s = replace_all(&TIMES_X, &s, "$1 * $2");
+    replace_all(&THOUSANDS, &s, "$1$2")
+}
+
+fn expression_char(c: char) -> bool {
+    c.is_ascii_digit() || " .+-*/^()".contains(c)
+}
+
+/// The arithmetic expression that `before` (the text up to an `=`, without it) ends
+/// with, in plain notation: `None` when it does not end with one, or when what precedes
+/// the expression makes its left end uncertain (`feet + 3 * 400`).
+pub fn expression_before(before: &str) -> Option<String> {
+    let count = before.chars().count();
+    let tail: String = before.chars().skip(count.saturating_sub(TAIL_CHARS)).collect();
+    let plain: Vec<char> = plain_notation(&tail).chars().collect();
+    let mut start = plain.len();
+    while start > 0 && plain.get(start - 1).is_some_and(|c| expression_char(*c)) {
+        start -= 1;
+    }
+    let at_line_start = start == 0 || plain.get(start - 1) == Some(&'\n');
+    let run: String = plain.get(start..)?.iter().collect();
+    let mut expr = run.trim().to_string();
+    if at_line_start {
+        // A list bullet or number, not an operator: "- 5000 * 0.025", "2. 3 + 4".
+        for bullet in ["- ", "* ", "+ "] {
+            if let Some(rest) = expr.strip_prefix(bullet) {
+                expr = rest.trim_start().to_string();
+            }
+        }
+        expr = replace_all(&LIST_NUMBER, &expr, "");
+    }
+    // Brackets opened before the expression: `\(80 + 80` became `(80 + 80`.
+    while expr.starts_with('(') && expr.matches('(').count() > expr.matches(')').count() {
+        expr = expr.chars().skip(1).collect::<String>().trim_start().to_string();
+    }
+    if expr.is_empty() || expr.chars().count() > MAX_EXPR_CHARS {
+        return None;
+    }
+    Some(expr)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tok {
+    Num(f64),
+    Op(char),
+    Open,
+    Close,
+}
+
+fn lex(expr: &str) -> Option<Vec<Tok>> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out: Vec<Tok> = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        let next = chars.get(i + 1).copied();
+        let starts_number = c.is_ascii_digit()
+            || (c == '.' && next.is_some_and(|n| n.is_ascii_digit()))
+            // A sign written against its number, where no operand precedes: `-5 + 3`.
+            || (c == '-'
+                && next.is_some_and(|n| n.is_ascii_digit() || n == '.')
+                && matches!(out.last(), None | Some(Tok::Op(_)) | Some(Tok::Open)));
+        if starts_number {
+            let mut text = String::new();
+            text.push(c);
+            i += 1;
+            while let Some(&d) = chars.get(i) {
+                if d.is_ascii_digit() || d == '.' {
+                    text.push(d);
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            if text.ends_with('.') || text.matches('.').count() > 1 {
+                return None;
+            }
+            if matches!(out.last(), Some(Tok::Num(_)) | Some(Tok::Close)) {
+                return None;
+            }
+            out.push(Tok::Num(text.parse().ok()?));
+            continue;
+        }
+        match c {
+            ' ' => {}
+            '+' | '-' | '*' | '/' | '^' => out.push(Tok::Op(c)),
+            '(' => out.push(Tok::Open),
+            ')' => out.push(Tok::Close),
+            _ => return None,
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+    binary_ops: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<Tok> {
+        self.toks.get(self.pos).copied()
+    }
+
+    fn expr(&mut self, depth: usize) -> Option<f64> {
+        let mut value = self.term(depth)?;
+        while let Some(Tok::Op(op @ ('+' | '-'))) = self.peek() {
+            self.pos += 1;
+            self.binary_ops += 1;
+            let rhs = self.term(depth)?;
+            value = if op == '+' { value + rhs } else { value - rhs };
+        }
+        Some(value)
+    }
+
+    fn term(&mut self, depth: usize) -> Option<f64> {
+        let mut value = self.power(depth)?;
+        while let Some(Tok::Op(op @ ('*' | '/'))) = self.peek() {
+            self.pos += 1;
+            self.binary_ops += 1;
+            let rhs = self.power(depth)?;
+            value = if op == '*' {
+                value * rhs
+            } else if rhs == 0.0 {
+                return None;
+            } else {
+                value / rhs
+            };
+        }
+        Some(value)
+    }
+
+    fn power(&mut self, depth: usize) -> Option<f64> {
+        let base = self.atom(depth)?;
+        if self.peek() == Some(Tok::Op('^')) {
+            self.pos += 1;
+            self.binary_ops += 1;
+            let exponent = self.atom(depth)?;
+            if exponent.fract() != 0.0 || exponent.abs() > 64.0 {
+                return None;
+            }
+            return Some(base.powi(exponent as i32));
+        }
+        Some(base)
+    }
+
+    fn atom(&mut self, depth: usize) -> Option<f64> {
+        match self.peek()? {
+            Tok::Num(v) => {
+                self.pos += 1;
+                Some(v)
+            }
+            Tok::Open if depth < MAX_DEPTH => {
+                self.pos += 1;
+                let v = self.expr(depth + 1)?;
+                if self.peek() != Some(Tok::Close) {
+                    return None;
+                }
+                self.pos += 1;
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The value of an arithmetic expression in plain notation with at least one operator
+/// (`None`: not such an expression, division by zero, too large).
+pub fn evaluate(expr: &str) -> Option<f64> {
+    let toks = lex(expr)?;
+    let mut parser = Parser {
+        toks,
+        pos: 0,
+        binary_ops: 0,
+    };
+    let value = parser.expr(0)?;
+    let complete = parser.pos == parser.toks.len();
+    (complete && parser.binary_ops > 0 && value.is_finite() && value.abs() < MAX_RESULT)
+        .then_some(value)
+}
+
+/// `value` as a model would write it: an integer without decimals, otherwise at most six
+/// decimals without trailing zeros.
+pub fn format_number(value: f64) -> String {
+    let rounded = (value * 1e6).round() / 1e6;
+    if rounded.fract() == 0.0 {
+        if rounded == 0.0 {
+            return "0".into();
+        }
+        return format!("{rounded:.0}");
+    }
+    let text = format!("{rounded:.6}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The text to write after `text` when it ends with an `=` that closes an arithmetic
+/// expression: the result, with a space before it when the model put one before the
+/// `=` (`3 + 4 = 7`, `<<3+4=7`). `None`: nothing to compute here.
+pub fn result_after(text: &str) -> Option<String> {
+    let (before, space) = if let Some(b) = text.strip_suffix("= ") {
+        (b, false)
+    } else {
+        (text.strip_suffix('=')?, true)
+    };
+    // `==`, `<=`, `>=`, `!=` are comparisons.
+    if before.ends_with(['=', '<', '>', '!']) {
+        return None;
+    }
+    let value = evaluate(&expression_before(before)?)?;
+    let number = format_number(value);
+    Some(if space && before.ends_with(' ') {
+        format!(" {number}")
+    } else {
+        number
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Decoding.
+
+/// One decoded sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub text: String,
+    /// Tokens generated, results written by the calculator included.
+    pub tokens: u32,
+    /// Results the calculator wrote.
+    pub computed: u32,
+    pub finish: FinishReason,
+}
+
+struct Branch {
+    seq: SeqId,
+    rng: Rng,
+    tokens: Vec<Token>,
+    text: Vec<u8>,
+    computed: u32,
+    /// The last thing written was a result: the next token may not start with a digit.
+    guard: bool,
+    finish: Option<FinishReason>,
+}
+
+fn starts_with_digit(session: &dyn TokenSession, t: Token) -> Result<bool, BackendError> {
+    Ok(session
+        .token_bytes(t)?
+        .first()
+        .is_some_and(u8::is_ascii_digit))
+}
+
+/// The next token of `b`: sampled, with the digit guard applied to the most likely
+/// tokens after a written result.
+fn next_token(
+    session: &dyn TokenSession,
+    b: &mut Branch,
+    sampler: &SamplerConfig,
+) -> Result<Option<Token>, BackendError> {
+    let mut logits = session.logits(b.seq)?;
+    if b.guard {
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        let top = GUARD_TOP.min(order.len());
+        if top > 0 {
+            order.select_nth_unstable_by(top - 1, |x, y| {
+                logits
+                    .get(*y)
+                    .unwrap_or(&f32::MIN)
+                    .total_cmp(logits.get(*x).unwrap_or(&f32::MIN))
+            });
+        }
+        for &i in order.iter().take(top) {
+            let Ok(t) = Token::try_from(i) else { continue };
+            if starts_with_digit(session, t)?
+                && let Some(l) = logits.get_mut(i)
+            {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+    Ok(sample(&logits, sampler, &mut b.rng))
+}
+
+/// Decodes `k` samples from the prompt of sequence 0, all in one batch per step, with
+/// the calculator writing the result of every arithmetic expression closed by `=`.
+fn decode(
+    session: &mut dyn TokenSession,
+    params: &Params,
+    max_tokens: usize,
+    seed: u64,
+    limits: &TokenLimits,
+) -> Result<Vec<Decoded>, BackendError> {
+    let sampler = sampler_of(params);
+    let mut branches = Vec::new();
+    for i in 0..params.k {
+        let seq = if i == 0 { 0 } else { session.fork(0)? };
+        branches.push(Branch {
+            seq,
+            rng: Rng::new(seed.wrapping_add(u64::from(i))),
+            tokens: Vec::new(),
+            text: Vec::new(),
+            computed: 0,
+            guard: false,
+            finish: None,
+        });
+    }
+    loop {
+        let exhausted = limits.exhausted(session);
+        let mut batch = Vec::new();
+        for b in branches.iter_mut().filter(|b| b.finish.is_none()) {
+            if exhausted || b.tokens.len() >= max_tokens || session.remaining(b.seq) == 0 {
+                b.finish = Some(FinishReason::Length);
+                continue;
+            }
+            let Some(t) = next_token(session, b, &sampler)? else {
+                b.finish = Some(FinishReason::EndOfText);
+                continue;
+            };
+            if session.is_end(t) {
+                b.finish = Some(FinishReason::EndOfText);
+                continue;
+            }
+            let bytes = session.token_bytes(t)?;
+            b.guard = b.guard && matches!(bytes.as_slice(), b"." | b",");
+            b.text.extend_from_slice(&bytes);
+            b.tokens.push(t);
+            batch.push((b.seq, t));
+        }
+        if batch.is_empty() {
+            break;
+        }
+        session.append_batch(&batch)?;
+        for b in branches.iter_mut().filter(|b| b.finish.is_none()) {
+            let last = b.tokens.last().copied();
+            let wrote_equals = match last {
+                Some(t) => session.token_bytes(t)?.contains(&b'='),
+                None => false,
+            };
+            if !wrote_equals {
+                continue;
+            }
+            let Some(result) = result_after(&String::from_utf8_lossy(&b.text)) else {
+                continue;
+            };
+            let tokens = session.tokenize(&result)?;
+            let room = max_tokens.saturating_sub(b.tokens.len());
+            if tokens.is_empty()
+                || tokens.len() > room
+                || (session.remaining(b.seq) as usize) < tokens.len()
+            {
+                continue;
+            }
+            tracing::trace!(seq = b.seq, result = %result, "calculator wrote a result");
+            session.append(b.seq, &tokens)?;
+            b.tokens.extend_from_slice(&tokens);
+            b.text.extend_from_slice(result.as_bytes());
+            b.computed += 1;
+            b.guard = true;
+        }
+    }
+    let mut out = Vec::with_capacity(branches.len());
+    for b in branches {
+        if b.seq != 0 {
+            session.release(b.seq);
+        }
+        out.push(Decoded {
+            text: session.detokenize(&b.tokens)?,
+            tokens: u32::try_from(b.tokens.len()).unwrap_or(u32::MAX),
+            computed: b.computed,
+            finish: b.finish.unwrap_or(FinishReason::Length),
+        });
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Strategy for Calculator {
+    fn slug(&self) -> &str {
+        SLUG
+    }
+
+    async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
+        let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
+        let seed = self
+            .params
+            .seed
+            .or(request.sampling.seed.map(u64::from))
+            .unwrap_or(0);
+        let params = self.params.clone();
+        let kind = params.answer_kind;
+        let chat = request.chat(request.messages.clone(), &Sampling::default());
+        let decoded = ctx
+            .token_job("calculator decoding", chat, move |session, limits| {
+                let d = decode(session, &params, max_tokens as usize, seed, limits)?;
+                let texts = d.iter().map(|x| x.text.clone()).collect();
+                Ok((d, texts))
+            })
+            .await?;
+        let computed: u32 = decoded.iter().map(|d| d.computed).sum();
+        tracing::debug!(computed, samples = decoded.len(), "calculator results written");
+        let samples: Vec<Sample> = decoded
+            .iter()
+            .map(|d| Sample {
+                text: d.text.clone(),
+                answer: extract_as(&d.text, kind),
+                completion_tokens: d.tokens,
+                finish_reason: Some(d.finish),
+                confidence: None,
+            })
+            .collect();
+        let chosen = if samples.len() > 1 {
+            let answers: Vec<Option<String>> = samples.iter().map(|s| s.answer.clone()).collect();
+            let winner = vote(&answers).map(|v| v.winner);
+            samples
+                .iter()
+                .position(|s| winner.is_some() && s.answer == winner)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let answer = samples.get(chosen).map(|s| s.text.clone()).unwrap_or_default();
+        let candidates = samples.iter().map(|s| s.text.clone()).collect();
+        if samples.len() > 1 {
+            ctx.record_samples(samples);
+        }
+        Ok(Answer::one(answer).with_candidates(candidates))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::mock::MockBackend;
+    use crate::mock_tokens::{MockTokenBackend, logits_with};
+    use crate::strategy::{Budget, run};
+
+    fn result(text: &str) -> Option<String> {
+        result_after(text)
+    }
+
+    #[test]
+    fn computes_what_the_model_got_wrong() {
+        assert_eq!(result("So 80 + 80 + 150 + 150 ="), Some(" 460".into()));
+        assert_eq!(result("her salary is \\(50 * 50 = "), Some("2500".into()));
+        assert_eq!(result("\\[ 33 + 66 ="), Some(" 99".into()));
+        assert_eq!(result("<<48/2="), Some("24".into()));
+        assert_eq!(result("W = \\frac{2}{2} ="), Some(" 1".into()));
+        assert_eq!(result("\\frac{1}{2} \\times 2 ="), Some(" 1".into()));
+        assert_eq!(result("3 x 4 x 2 ="), Some(" 24".into()));
+        assert_eq!(result("$1,200 - $300 ="), Some(" 900".into()));
+        assert_eq!(result("(2 + 3) * 4 ="), Some(" 20".into()));
+        assert_eq!(result("2^10 ="), Some(" 1024".into()));
+        assert_eq!(result("0.1 + 0.2 ="), Some(" 0.3".into()));
+        assert_eq!(result("10 / 4 ="), Some(" 2.5".into()));
+        assert_eq!(result("1 / 3 ="), Some(" 0.333333".into()));
+        assert_eq!(result("-5 + 3 ="), Some(" -2".into()));
+        assert_eq!(result("4 × 2.5 ="), Some(" 10".into()));
+    }
+
+    #[test]
+    fn list_markers_and_opening_brackets_are_not_part_of_the_expression() {
+        assert_eq!(result("we multiply.\n- 5000 * 0.025 ="), Some(" 125".into()));
+        assert_eq!(result("steps:\n2. 3 + 4 ="), Some(" 7".into()));
+        assert_eq!(result("is \\(40 + 0.5 * 40 ="), Some(" 60".into()));
+    }
+
+    #[test]
+    fn leaves_what_is_not_a_closed_expression_to_the_model() {
+        // An operand that is not a number: where the expression begins is unclear.
+        assert_eq!(result("is 1000 feet + 3 * 400 ="), None);
+        assert_eq!(result("total - 3 * 4 ="), None);
+        assert_eq!(result("Let x ="), None);
+        assert_eq!(result("B = 2, so W ="), None);
+        assert_eq!(result("the price is 5 ="), None); // no operator
+        assert_eq!(result("2.5% of 40 ="), None);
+        assert_eq!(result("if a <="), None);
+        assert_eq!(result("a =="), None);
+        assert_eq!(result("5 / 0 ="), None);
+        assert_eq!(result("3 + ="), None);
+        assert_eq!(result("(3 + 4 ="), Some(" 7".into())); // the open bracket came before
+        assert_eq!(result("3 + 4) * 2 ="), None);
+        assert_eq!(result("3 + 4\n"), None); // no `=`
+        assert_eq!(result("9^99 ="), None);
+        assert_eq!(result("99999999 * 99999999 ="), None); // past the largest result
+    }
+
+    #[test]
+    fn bounded_input_gives_no_answer_rather_than_recursion() {
+        let deep = format!("{}1 + 1{} =", "(".repeat(40), ")".repeat(40));
+        assert_eq!(result(&deep), None);
+        let ok = format!("{}1 + 1{} =", "(".repeat(10), ")".repeat(10));
+        assert_eq!(result(&ok), Some(" 2".into()));
+        let long = format!("{} =", vec!["1"; 100].join(" + "));
+        assert_eq!(result(&long), None);
+        // Multi-byte text before the expression is no problem.
+        assert_eq!(result("déjà vu ✓ 2 + 2 ="), Some(" 4".into()));
+    }
+
+    #[test]
+    fn formats_like_a_model_writes() {
+        assert_eq!(format_number(24.0), "24");
+        assert_eq!(format_number(-0.0), "0");
+        assert_eq!(format_number(2.50), "2.5");
+        assert_eq!(format_number(1e14), "100000000000000");
+    }
+
+    // Vocabulary: 0 <eos>, 1 "2", 2 " +", 3 " 2", 4 " =", 5 " 5", 6 ".", 7 " 4", 8 "0",
+    // 9 " The answer is", 10 " so".
+    const VOCAB: [&str; 11] = [
+        "<eos>", "2", " +", " 2", " =", " 5", ".", " 4", "0", " The answer is", " so",
+    ];
+
+    /// The model writes "2 + 2 = 5." then "The answer is 5." unless it has seen the
+    /// calculator's " 4": then it wants to add a digit ("0"), and after the guard it
+    /// writes "." and "The answer is 4".
+    fn script(toks: &[Token]) -> Vec<f32> {
+        let l = |set: &[(Token, f32)]| logits_with(11, 0.0, set);
+        match toks {
+            [] => l(&[(1, 10.0)]),
+            [1] => l(&[(2, 10.0)]),
+            [1, 2] => l(&[(3, 10.0)]),
+            [1, 2, 3] => l(&[(4, 10.0)]),
+            [1, 2, 3, 4] => l(&[(5, 10.0)]),
+            [1, 2, 3, 4, 5] => l(&[(6, 10.0)]),
+            [1, 2, 3, 4, 5, 6] => l(&[(9, 10.0)]),
+            [1, 2, 3, 4, 5, 6, 9] => l(&[(5, 10.0)]),
+            [1, 2, 3, 4, 7] => l(&[(8, 10.0), (6, 9.0)]),
+            [1, 2, 3, 4, 7, 6] => l(&[(9, 10.0)]),
+            [1, 2, 3, 4, 7, 6, 9] => l(&[(7, 10.0)]),
+            _ => l(&[(0, 10.0)]),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_model_goes_on_from_the_exact_result() {
+        let backend = Arc::new(MockTokenBackend::new(&VOCAB, &[0], script));
+        let calc = Calculator::new(Params::default()).unwrap();
+        let out = run(
+            &calc,
+            backend,
+            &StrategyRequest::user("What is 2 + 2?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        // Without the calculator the script says "2 + 2 = 5. The answer is 5"; with it, the
+        // guard keeps the model from writing "40".
+        assert_eq!(out.answer, "2 + 2 = 4. The answer is 4");
+    }
+
+    #[tokio::test]
+    async fn k_samples_vote() {
+        let backend = Arc::new(MockTokenBackend::new(&VOCAB, &[0], script));
+        let calc = Calculator::new(Params {
+            k: 3,
+            temperature: 0.01,
+            ..Params::default()
+        })
+        .unwrap();
+        let out = run(
+            &calc,
+            backend,
+            &StrategyRequest::user("What is 2 + 2?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.answer, "2 + 2 = 4. The answer is 4");
+        assert_eq!(out.candidates.len(), 3);
+        assert_eq!(out.samples.len(), 3);
+        assert!(out.samples.iter().all(|s| s.answer.as_deref() == Some("4")));
+    }
+
+    #[test]
+    fn rejects_bad_parameters() {
+        let bad = |p: Params| Calculator::new(p).is_err();
+        assert!(bad(Params {
+            k: 0,
+            ..Params::default()
+        }));
+        assert!(bad(Params {
+            k: 4,
+            ..Params::default()
+        }));
+        assert!(bad(Params {
+            max_tokens: 0,
+            ..Params::default()
+        }));
+        assert!(bad(Params {
+            temperature: -1.0,
+            ..Params::default()
+        }));
+    }
+
+    #[tokio::test]
+    async fn needs_token_control() {
+        let mock = Arc::new(MockBackend::scripted(["2 + 2 = 4"]));
+        let calc = Calculator::new(Params::default()).unwrap();
+        let err = run(
+            &calc,
+            mock,
+            &StrategyRequest::user("What is 2 + 2?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("token_control"), "{err}");
+    }
+}
