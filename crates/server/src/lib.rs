@@ -339,10 +339,13 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    let backends = state
-        .inner
-        .models
-        .loaded()
+    let loaded = state.inner.models.loaded();
+    let upstreams = loaded
+        .iter()
+        .map(|(name, backend)| (name.clone(), backend.upstreams()))
+        .filter(|(_, ups)| !ups.is_empty())
+        .collect();
+    let backends = loaded
         .into_iter()
         .map(|(name, backend)| (name, backend.counters()))
         .collect();
@@ -350,6 +353,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         state.inner.limiter.running(),
         state.inner.limiter.queued(),
         backends,
+        upstreams,
     );
     (
         [(

@@ -1,5 +1,7 @@
 //! Prometheus metrics: requests by endpoint and status, tokens, latency, queue depth,
-//! and the counters each loaded backend keeps of its own work.
+//! the counters each loaded backend keeps of its own work, and for a backend over
+//! several servers (a pool) each upstream's requests, failures, failovers, latency, in
+//! flight and health, labelled `{model, upstream}`.
 
 use std::time::Instant;
 
@@ -8,11 +10,11 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use optillm_core::{BackendCounter, Usage};
+use optillm_core::{BackendCounter, UpstreamStats, Usage};
 
 /// The prefix of every metric name.
 const PREFIX: &str = "optillm";
@@ -68,6 +70,86 @@ impl Collector for BackendCollector {
                     model: (*model).to_string(),
                 };
                 ConstCounter::new(c.value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    model: String,
+    upstream: String,
+}
+
+/// One value per upstream: a counter (it only grows) or a gauge.
+#[derive(Clone, Copy)]
+enum UpstreamValue {
+    Counter(fn(&UpstreamStats) -> f64),
+    Gauge(fn(&UpstreamStats) -> f64),
+}
+
+/// The upstream metrics: name (after `optillm_`), help, value.
+const UPSTREAM_METRICS: [(&str, &str, UpstreamValue); 6] = [
+    (
+        "upstream_requests",
+        "Requests a pool sent to each upstream (each attempt counts)",
+        UpstreamValue::Counter(|s| s.requests as f64),
+    ),
+    (
+        "upstream_failures",
+        "Requests to each upstream that failed (before or after the first byte)",
+        UpstreamValue::Counter(|s| s.failures as f64),
+    ),
+    (
+        "upstream_failovers",
+        "Requests moved from each upstream to another after a failure before the first byte",
+        UpstreamValue::Counter(|s| s.failovers as f64),
+    ),
+    (
+        "upstream_latency_seconds",
+        "Summed wall time of each upstream's finished requests",
+        UpstreamValue::Counter(|s| s.latency_s),
+    ),
+    (
+        "upstream_in_flight",
+        "Requests in flight on each upstream, including those waiting for room on it",
+        UpstreamValue::Gauge(|s| s.in_flight as f64),
+    ),
+    (
+        "upstream_healthy",
+        "1 when the upstream takes requests, 0 while it backs off after a failure",
+        UpstreamValue::Gauge(|s| if s.healthy { 1.0 } else { 0.0 }),
+    ),
+];
+
+/// The upstreams of the pooled backends as read for one scrape (model name, upstreams).
+#[derive(Debug)]
+struct UpstreamCollector(Vec<(String, Vec<UpstreamStats>)>);
+
+impl Collector for UpstreamCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if self.0.iter().all(|(_, ups)| ups.is_empty()) {
+            return Ok(());
+        }
+        for (name, help, value) in UPSTREAM_METRICS {
+            let kind = match value {
+                UpstreamValue::Counter(_) => prometheus_client::metrics::MetricType::Counter,
+                UpstreamValue::Gauge(_) => prometheus_client::metrics::MetricType::Gauge,
+            };
+            let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+            for (model, ups) in &self.0 {
+                for up in ups {
+                    let labels = UpstreamLabels {
+                        model: model.clone(),
+                        upstream: up.name.clone(),
+                    };
+                    let family = metric.encode_family(&labels)?;
+                    match value {
+                        UpstreamValue::Counter(f) => ConstCounter::new(f(up)).encode(family)?,
+                        UpstreamValue::Gauge(f) => ConstGauge::new(f(up)).encode(family)?,
+                    }
+                }
             }
         }
         Ok(())
@@ -169,13 +251,15 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the gauges set to `running` and `queued`
-    /// and the backend counters to `backends` (model name, counters).
+    /// The Prometheus text exposition, with the gauges set to `running` and `queued`,
+    /// the backend counters to `backends` (model name, counters) and the upstream
+    /// metrics to `upstreams` (model name, its pool's upstreams).
     pub fn render(
         &self,
         running: usize,
         queued: usize,
         backends: Vec<(String, Vec<BackendCounter>)>,
+        upstreams: Vec<(String, Vec<UpstreamStats>)>,
     ) -> String {
         self.in_flight
             .set(i64::try_from(running).unwrap_or(i64::MAX));
@@ -184,6 +268,7 @@ impl Metrics {
         // The backends' counters are read per scrape: a registry of this scrape only.
         let mut scrape = Registry::with_prefix(PREFIX);
         scrape.register_collector(Box::new(BackendCollector(backends)));
+        scrape.register_collector(Box::new(UpstreamCollector(upstreams)));
         let mut out = String::new();
         let encoded = text::encode_registry(&mut out, &self.registry)
             .and_then(|()| text::encode_registry(&mut out, &scrape))
