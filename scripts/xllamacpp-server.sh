@@ -7,7 +7,10 @@
 #
 # xllamacpp is installed into .venv-test/ at the repository root (ignored by git through
 # .venv-test/.gitignore). Set XLLAMACPP_VERSION to pin a version, N_PARALLEL for the number
-# of server slots (default 4), N_CTX for the total context (default 4096).
+# of server slots (default 4), N_CTX for the total context (default 4096), N_THREADS for
+# the CPU threads of decoding and prompt processing (default: llama.cpp's), CACHE_PROMPT=0
+# to turn off the reuse of a previous prompt's KV cache (sampled texts then no longer depend
+# on what the server computed before: the cache changes the floating-point rounding).
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
@@ -46,6 +49,11 @@ params.hostnames = ["127.0.0.1"]
 params.port = port
 params.n_parallel = int(os.environ.get("N_PARALLEL", "4"))
 params.n_ctx = int(os.environ.get("N_CTX", "4096"))
+if os.environ.get("CACHE_PROMPT") == "0":
+    params.cache_prompt = False
+if os.environ.get("N_THREADS"):
+    params.cpuparams.n_threads = int(os.environ["N_THREADS"])
+    params.cpuparams_batch.n_threads = int(os.environ["N_THREADS"])
 server = xlc.Server(params)
 print(f"xllamacpp {getattr(xlc, '__version__', '?')} serving {model} at {server.listening_address}",
       flush=True)
