@@ -12,31 +12,10 @@ use optillm_core::strategy::{self, Budget, StrategyRequest};
 use optillm_core::{Backend, ChatRequest, Sampling, spec, strategies};
 use optillm_ollama::{OllamaBackend, OllamaConfig};
 use optillm_openai::{OpenAiBackend, OpenAiConfig};
-use optillm_server::{ServerConfig, StaticModels};
-
-async fn start_server() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let native: Arc<dyn Backend> = common::native();
-    let models = StaticModels::new().with("smollm2-135m", native);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = ServerConfig {
-        max_concurrent: 4,
-        ..ServerConfig::default()
-    };
-    tokio::spawn(async move {
-        optillm_server::serve_on(listener, config, Arc::new(models), async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    (format!("http://{addr}"), stop)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strategies_run_unchanged_over_every_backend() {
-    let (url, _stop) = start_server().await;
+    let (url, _stop) = common::serve_native().await;
     let backends: Vec<(&str, Arc<dyn Backend>)> = vec![
         ("native", common::native()),
         (

@@ -55,3 +55,25 @@ pub fn native() -> Arc<dyn Backend> {
         })
         .clone()
 }
+
+/// `optillm serve` in process on loopback, serving [`native`] as `smollm2-135m`: its base
+/// URL, and the sender whose drop stops it.
+#[allow(dead_code)]
+pub async fn serve_native() -> (String, tokio::sync::oneshot::Sender<()>) {
+    let models = optillm_server::StaticModels::new().with("smollm2-135m", native());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = optillm_server::ServerConfig {
+        max_concurrent: 4,
+        ..optillm_server::ServerConfig::default()
+    };
+    tokio::spawn(async move {
+        optillm_server::serve_on(listener, config, Arc::new(models), async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (url, stop)
+}
