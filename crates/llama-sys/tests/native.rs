@@ -552,3 +552,95 @@ async fn waiting_requests_decode_together_and_read_as_alone() {
         story.timings
     );
 }
+
+#[tokio::test]
+async fn a_consumer_that_does_not_read_does_not_stall_the_requests_batched_with_it() {
+    use std::time::Duration;
+    // A backend of its own, so that the counters see this test's requests only.
+    let b = own_backend();
+    let greedy = Sampling::default().with_temperature(0.0);
+    let story = ask(
+        "Write a very long story about a dragon.",
+        greedy.clone().with_max_tokens(300),
+    );
+    let alone = b.complete(story.clone()).await.unwrap();
+    // More tokens than the stream's channel holds events: a consumer that does not read
+    // fills it while its request still has tokens to send.
+    let buffer = optillm_core::backend::STREAM_BUFFER as u32;
+    assert!(alone.choices[0].completion_tokens > 2 * buffer, "{alone:?}");
+    // 16 samples fill a round (n_seq_max): the two requests sent while it runs wait,
+    // then decode together.
+    let blocker = b
+        .stream(ask("Count to twenty.", greedy.clone().with_max_tokens(32)).with_n(16))
+        .await
+        .unwrap();
+    let mut stalled = b.stream(story).await.unwrap();
+    let reader = b
+        .stream(ask(
+            "Write a long story about the sea.",
+            greedy.clone().with_max_tokens(2 * buffer),
+        ))
+        .await
+        .unwrap();
+    let (blocker, read) = tokio::join!(
+        blocker.collect(),
+        // Before, the worker blocked on the full channel of the stalled consumer, and
+        // this never ended.
+        tokio::time::timeout(Duration::from_secs(300), reader.collect()),
+    );
+    assert_eq!(blocker.unwrap().choices.len(), 16);
+    let read = read
+        .expect("the reader finished while the other consumer read nothing")
+        .unwrap();
+    assert_eq!(b.stats().batched_requests.load(Ordering::Relaxed), 2);
+    // It went on past the point where the stalled consumer's channel was full.
+    assert!(read.choices[0].completion_tokens > buffer, "{read:?}");
+    // The stalled consumer gets every event, in order, when it reads at last.
+    let mut text = String::new();
+    let done = loop {
+        match stalled.next_event().await {
+            Some(Ok(StreamEvent::Delta { text: t, .. })) => text.push_str(&t),
+            Some(Ok(StreamEvent::Done(c))) => break c,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(text, done.text());
+    // More events than its channel holds were kept for it, none lost. (Its text need
+    // not equal `alone`'s: over 300 greedy tokens, decoding in a batch of two can tip a
+    // near tie the other way.)
+    assert!(done.choices[0].completion_tokens > 2 * buffer, "{done:?}");
+    assert!(text.len() >= done.choices[0].completion_tokens as usize / 2);
+    assert_eq!(b.stats().cancelled.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_consumer_that_leaves_with_events_held_cancels_its_request() {
+    use std::time::Duration;
+    let b = own_backend();
+    let greedy = Sampling::default().with_temperature(0.0);
+    let stalled = b
+        .stream(ask(
+            "Write a very long story about a dragon.",
+            greedy.clone().with_max_tokens(1000),
+        ))
+        .await
+        .unwrap();
+    // Let its channel fill up (64 tokens take well under a few seconds), then leave.
+    let buffer = optillm_core::backend::STREAM_BUFFER as u64;
+    let waited = std::time::Instant::now();
+    while b.stats().tokens_generated.load(Ordering::Relaxed) <= 2 * buffer {
+        assert!(waited.elapsed() < Duration::from_secs(120), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stalled);
+    // Requests are served in order: once this one is answered, the first is over.
+    b.complete(ask("Hi", greedy.with_max_tokens(2)))
+        .await
+        .unwrap();
+    assert_eq!(b.stats().cancelled.load(Ordering::Relaxed), 1);
+    let generated = b.stats().tokens_generated.load(Ordering::Relaxed);
+    assert!(
+        generated < 900,
+        "decoding went on after the drop: {generated}"
+    );
+}

@@ -1,0 +1,1010 @@
+//! The batched round: each request's prompt evaluated once, its KV cache copied to each
+//! of its samples' sequences, then every sample of every request decoded together, one
+//! token per sequence per step, each request answered as soon as its own samples end.
+//!
+//! A request whose consumer does not read has its events held in its [`Outbox`]; past
+//! the outbox's limit its sequences sit out the steps (they keep their cells and their
+//! next token) until the consumer reads, so the others never wait for it. A consumer
+//! that leaves cancels its request and frees its sequences' cells.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use optillm_core::{
+    BackendError, ChatRequest, Choice, Completion, FinishReason, FormatError, StreamEvent, Timings,
+    TokenLogprob, Usage,
+};
+
+use super::admission::{Admitted, Entry};
+use super::outbox::{Delivery, Event, Outbox};
+use super::sampling::{grammar_sampler, sample_constrained, sampler, token_logprob};
+use super::{Engine, context_params};
+use crate::text::{Scan, StopScanner, Utf8Buffer};
+use crate::{LlamaError, Stats};
+
+/// llama.cpp pads context sizes to this many cells.
+const CELL_PAD: u32 = 256;
+
+/// How long a round with only paused requests left sleeps between looks at their
+/// consumers (a consumer that reads wakes it at once).
+const PAUSED_WAIT: Duration = Duration::from_millis(100);
+
+/// A context whose KV cache has one stream per sequence (`kv_unified = false`), as
+/// llama-batched-bench uses by default: each of n samples attends to its own cells only,
+/// where in the shared cache every step would attend over the cells of all n.
+pub(super) struct Streams<'m> {
+    ctx: LlamaContext<'m>,
+    /// Number of streams (sequences it can hold).
+    streams: u32,
+    /// Cells of each stream: the most prompt + generated tokens of one sequence.
+    cells: u32,
+}
+
+/// Whether a round decodes in the per-stream context, and whether that must be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StreamsPlan {
+    /// The main (shared) context.
+    Shared,
+    /// The per-stream context as it is.
+    Reuse,
+    /// A per-stream context of this shape, made now.
+    Make { streams: u32, cells: u32 },
+}
+
+/// The plan for a round of `count` samples of at most `cells` tokens each (prompt and
+/// completion; `None`: unbounded), given the main context's size `budget` and the shape
+/// `(streams, cells)` of the per-stream context there is. Per-stream only when its KV
+/// cache fits in the size of the main one (the memory cost is at most twice the main
+/// context's); grown to the larger of the old and new shapes when that fits, so requests
+/// of varying sizes do not remake it each time.
+pub(super) fn streams_plan(
+    count: u32,
+    cells: Option<u32>,
+    budget: u32,
+    current: Option<(u32, u32)>,
+) -> StreamsPlan {
+    let Some(cells) = cells.map(|c| c.div_ceil(CELL_PAD).saturating_mul(CELL_PAD)) else {
+        return StreamsPlan::Shared;
+    };
+    if count < 2 || count.saturating_mul(cells) > budget {
+        return StreamsPlan::Shared;
+    }
+    match current {
+        Some((s, c)) if s >= count && c >= cells => StreamsPlan::Reuse,
+        Some((s, c)) if s.max(count).saturating_mul(c.max(cells)) <= budget => StreamsPlan::Make {
+            streams: s.max(count),
+            cells: c.max(cells),
+        },
+        _ => StreamsPlan::Make {
+            streams: count,
+            cells,
+        },
+    }
+}
+
+/// Why a part of a round ended without its samples.
+pub(super) enum Stopped {
+    /// The request was abandoned by its consumer.
+    Cancelled,
+    /// Its samples could not go on (a grammar with no admissible token).
+    Failed(BackendError),
+}
+
+/// Receives a part of a round when it ends: its index, its samples (or why it has none)
+/// and its timings; returns the event that answers its request, if any.
+type OnEnd<'f> = dyn FnMut(usize, Result<Vec<Choice>, Stopped>, &Timings) -> Option<Event> + 'f;
+
+/// A request's share of a round: its samples `first..first + count`.
+pub(super) struct Part<'a> {
+    pub(super) request: &'a ChatRequest,
+    pub(super) prompt: &'a [LlamaToken],
+    pub(super) first: u32,
+    pub(super) count: u32,
+    pub(super) submitted: Instant,
+    pub(super) grammar: Option<&'a str>,
+}
+
+/// The first sequence id of each part: the parts' samples take consecutive ids, in
+/// order, and each part's prompt is evaluated into its first one.
+pub(super) fn bases(counts: impl IntoIterator<Item = u32>) -> Vec<i32> {
+    let mut next = 0i32;
+    counts
+        .into_iter()
+        .map(|count| {
+            let base = next;
+            next = next.saturating_add(i32::try_from(count).unwrap_or(i32::MAX));
+            base
+        })
+        .collect()
+}
+
+/// One sequence being generated: its place and its text so far.
+pub(super) struct Seq {
+    id: i32,
+    /// The part (request) of the round it belongs to.
+    part: usize,
+    index: u32,
+    utf8: Utf8Buffer,
+    scanner: StopScanner,
+    generated: u32,
+    pos: i32,
+    /// Batch index of its logits in the last decode.
+    logits_at: i32,
+    logprobs: Option<Vec<TokenLogprob>>,
+    finish: Option<FinishReason>,
+    /// A sampled token not decoded yet.
+    next: Option<LlamaToken>,
+}
+
+/// The samplers of one sequence.
+struct Samplers {
+    chain: LlamaSampler,
+    /// Its own grammar state, when the request constrains the output.
+    grammar: Option<LlamaSampler>,
+}
+
+impl Seq {
+    /// Sequence `id`, sample `index` of part `part`, after a prompt of `prompt` tokens
+    /// whose last logits are at batch index `logits_at`.
+    fn new(
+        id: i32,
+        (part, index): (usize, u32),
+        prompt: usize,
+        logits_at: i32,
+        stop: &[String],
+        logprobs: bool,
+    ) -> Self {
+        Seq {
+            id,
+            part,
+            index,
+            utf8: Utf8Buffer::default(),
+            scanner: StopScanner::new(stop),
+            generated: 0,
+            pos: i32::try_from(prompt).unwrap_or(i32::MAX),
+            logits_at,
+            logprobs: logprobs.then(Vec::new),
+            finish: None,
+            next: None,
+        }
+    }
+
+    /// Whether it samples in this step: it goes on and its last token has been decoded.
+    fn samples_now(&self) -> bool {
+        self.finish.is_none() && self.next.is_none()
+    }
+
+    /// Takes its sampled `token`: the end of text (`piece` is `None`) closes it; any
+    /// other token counts, adds its logprob and its piece (through the UTF-8 buffer and
+    /// the stop scanner), waits to be decoded, and closes the sequence at a stop
+    /// sequence or at `max_tokens`. Returns the text to send now.
+    fn accept(
+        &mut self,
+        token: LlamaToken,
+        piece: Option<&[u8]>,
+        max_tokens: u32,
+        logprob: Option<&TokenLogprob>,
+    ) -> String {
+        let Some(piece) = piece else {
+            return self.close(FinishReason::EndOfText);
+        };
+        self.generated += 1;
+        if let (Some(list), Some(lp)) = (self.logprobs.as_mut(), logprob) {
+            list.push(lp.clone());
+        }
+        let piece = self.utf8.push(piece);
+        let mut text = match self.scanner.push(&piece) {
+            Scan::Delta(t) => t,
+            Scan::Stopped(t) => {
+                self.finish = Some(FinishReason::StopSequence);
+                t
+            }
+        };
+        if self.finish.is_none() && self.generated >= max_tokens {
+            text.push_str(&self.close(FinishReason::Length));
+        }
+        self.next = Some(token);
+        text
+    }
+
+    /// Ends the sequence; returns the text still held back (a partial character, a
+    /// possible start of a stop sequence).
+    fn close(&mut self, reason: FinishReason) -> String {
+        let rest = self.utf8.finish();
+        let (mut text, reason) = match self.scanner.push(&rest) {
+            Scan::Delta(t) => (t, reason),
+            Scan::Stopped(t) => (t, FinishReason::StopSequence),
+        };
+        text.push_str(&self.scanner.flush());
+        self.finish = Some(reason);
+        text
+    }
+
+    /// Stops it where it is (its request was cancelled or failed).
+    fn stop(&mut self) {
+        self.finish.get_or_insert(FinishReason::Length);
+        self.next = None;
+    }
+}
+
+/// The sequences in the next step's batch, in order: those going on with a sampled
+/// token to decode, unless their request is paused.
+pub(super) fn batch_members(seqs: &[Seq], paused: &[bool]) -> Vec<usize> {
+    seqs.iter()
+        .enumerate()
+        .filter(|(_, s)| s.finish.is_none() && s.next.is_some())
+        .filter(|(_, s)| !paused.get(s.part).copied().unwrap_or(false))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The paused parts that still have sequences going on: what a step whose batch is
+/// empty waits for.
+pub(super) fn held_parts(seqs: &[Seq], paused: &[bool]) -> Vec<usize> {
+    let mut held: Vec<usize> = seqs
+        .iter()
+        .filter(|s| s.finish.is_none() && paused.get(s.part).copied().unwrap_or(false))
+        .map(|s| s.part)
+        .collect();
+    held.dedup();
+    held
+}
+
+/// The parts not reported yet whose samples have all ended (or whose consumer is gone,
+/// or whose grammar failed), each with its samples in order or why it has none; marks
+/// them reported.
+pub(super) fn ended_parts(
+    seqs: &mut [Seq],
+    cancelled: &[bool],
+    failed: &mut [Option<FormatError>],
+    reported: &mut [bool],
+) -> Vec<(usize, Result<Vec<Choice>, Stopped>)> {
+    let mut ended = Vec::new();
+    for (p, (done, &gone)) in reported.iter_mut().zip(cancelled).enumerate() {
+        let all_ended = seqs
+            .iter()
+            .filter(|s| s.part == p)
+            .all(|s| s.finish.is_some());
+        if *done || !(gone || all_ended) {
+            continue;
+        }
+        *done = true;
+        let choices = seqs
+            .iter_mut()
+            .filter(|s| s.part == p)
+            .map(|s| Choice {
+                index: s.index,
+                text: s.scanner.text().to_string(),
+                finish_reason: s.finish.unwrap_or(FinishReason::Length),
+                logprobs: s.logprobs.take(),
+                completion_tokens: s.generated,
+            })
+            .collect();
+        let outcome = match failed.get_mut(p).and_then(Option::take) {
+            Some(e) => Err(Stopped::Failed(e.into())),
+            None if gone => Err(Stopped::Cancelled),
+            None => Ok(choices),
+        };
+        ended.push((p, outcome));
+    }
+    ended
+}
+
+/// Waits until one of the paused parts `held` can go on: its consumer read (its outbox
+/// is under its limit again) or left.
+fn wait_for_room(outboxes: &mut [Outbox], held: &[usize]) {
+    loop {
+        let mut free = false;
+        for &p in held {
+            free |= match outboxes.get_mut(p) {
+                Some(o) => o.flush() == Delivery::Gone || !o.is_full(),
+                None => true,
+            };
+        }
+        if free {
+            return;
+        }
+        std::thread::park_timeout(PAUSED_WAIT);
+    }
+}
+
+/// Counts a request's outcome and gives the event that answers it: its completion, its
+/// error, or nothing when its consumer has gone (`Ok(None)`).
+fn answer(stats: &Stats, result: Result<Option<Completion>, BackendError>) -> Option<Event> {
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    match result {
+        Ok(Some(completion)) => Some(Ok(StreamEvent::Done(completion))),
+        Ok(None) => {
+            stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("request cancelled by its consumer");
+            None
+        }
+        Err(e) => Some(Err(e)),
+    }
+}
+
+pub(super) fn decode_error(message: String) -> BackendError {
+    BackendError::from(LlamaError::Decode(message))
+}
+
+/// Sends a delta unless there is nothing to say; `false` when the consumer is gone.
+fn send_delta(
+    outbox: &mut Outbox,
+    index: u32,
+    text: String,
+    logprob: Option<TokenLogprob>,
+) -> bool {
+    if text.is_empty() && logprob.is_none() {
+        return !outbox.is_gone();
+    }
+    outbox.push(Ok(StreamEvent::Delta {
+        index,
+        text,
+        logprob,
+    }))
+}
+
+impl<'m> Engine<'m> {
+    /// Serves a group of requests: one alone as [`Engine::generate_all`], several in
+    /// one round; each request's answer (or error) goes to its caller. Returns their
+    /// outboxes, which may still hold events for consumers that have not read them.
+    pub(super) fn generate(&mut self, group: Vec<Entry>) -> Vec<Outbox> {
+        let (group, mut outboxes): (Vec<Admitted>, Vec<Outbox>) = group
+            .into_iter()
+            .map(|(a, sender)| (a, Outbox::new(sender, self.waker.clone())))
+            .unzip();
+        if let ([one], [outbox]) = (group.as_slice(), outboxes.as_mut_slice()) {
+            let result = self.generate_all(one, outbox);
+            if let Some(event) = answer(&self.stats, result) {
+                outbox.push(event);
+            }
+            return outboxes;
+        }
+        self.stats
+            .batched_requests
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        self.generate_together(&group, &mut outboxes);
+        outboxes
+    }
+
+    /// One request's samples, in rounds of at most `n_seq_max`.
+    fn generate_all(
+        &mut self,
+        a: &Admitted,
+        outbox: &mut Outbox,
+    ) -> Result<Option<Completion>, BackendError> {
+        let request = &a.request;
+        let mut usage = Usage::default();
+        let mut timings = Timings::default();
+        let mut choices = Vec::new();
+        let per_round = self.config.n_seq_max.max(1);
+        // Cells one sample can fill: prompt and completion (`None`: unbounded).
+        let cells = request
+            .sampling
+            .max_tokens
+            .map(|m| m.saturating_add(a.tokens.len() as u32));
+        let mut first = 0;
+        while first < request.n {
+            let count = per_round.min(request.n - first);
+            let per_stream = self.use_streams(count, cells);
+            usage.prompt_tokens += a.tokens.len() as u32;
+            let part = a.part(first, count);
+            let mut ended = None;
+            self.round(
+                &[part],
+                std::slice::from_mut(outbox),
+                per_stream,
+                std::slice::from_mut(&mut timings),
+                &mut |_, samples, _| {
+                    ended = Some(samples);
+                    None
+                },
+            )?;
+            match ended {
+                Some(Ok(mut samples)) => choices.append(&mut samples),
+                Some(Err(Stopped::Failed(e))) => return Err(e),
+                _ => return Ok(None),
+            }
+            first += count;
+        }
+        usage.completion_tokens = choices.iter().map(|c: &Choice| c.completion_tokens).sum();
+        timings.total = a.submitted.elapsed();
+        Ok(Some(Completion {
+            model: self.name.clone(),
+            choices,
+            usage,
+            timings,
+        }))
+    }
+
+    /// Several requests (admitted by [`super::admission::joins`]) in one round: each
+    /// prompt evaluated once, every sample of every request decoded in the same batch
+    /// per step, each request answered as soon as its own samples end.
+    fn generate_together(&mut self, group: &[Admitted], outboxes: &mut [Outbox]) {
+        let seqs: u32 = group.iter().map(|a| a.request.n).sum();
+        let cells = group
+            .iter()
+            .filter_map(|a| {
+                a.request
+                    .sampling
+                    .max_tokens
+                    .map(|m| m.saturating_add(a.tokens.len() as u32))
+            })
+            .max();
+        let per_stream = self.use_streams(seqs, cells);
+        let parts: Vec<Part> = group.iter().map(|a| a.part(0, a.request.n)).collect();
+        let mut timings = vec![Timings::default(); group.len()];
+        let stats = Arc::clone(&self.stats);
+        let name = self.name.clone();
+        let mut answered = vec![false; group.len()];
+        let outcome = self.round(
+            &parts,
+            outboxes,
+            per_stream,
+            &mut timings,
+            &mut |p, samples, t| {
+                let (Some(a), Some(flag)) = (group.get(p), answered.get_mut(p)) else {
+                    return None;
+                };
+                *flag = true;
+                let completion = match samples {
+                    Ok(choices) => {
+                        let mut timings = *t;
+                        timings.total = a.submitted.elapsed();
+                        Ok(Some(Completion {
+                            model: name.clone(),
+                            usage: Usage {
+                                prompt_tokens: a.tokens.len() as u32,
+                                completion_tokens: choices
+                                    .iter()
+                                    .map(|c| c.completion_tokens)
+                                    .sum(),
+                            },
+                            choices,
+                            timings,
+                        }))
+                    }
+                    Err(Stopped::Cancelled) => Ok(None),
+                    Err(Stopped::Failed(e)) => Err(e),
+                };
+                answer(&stats, completion)
+            },
+        );
+        if let Err(e) = outcome {
+            let message = e.to_string();
+            for (done, outbox) in answered.into_iter().zip(outboxes.iter_mut()) {
+                if done {
+                    continue;
+                }
+                if let Some(event) = answer(&self.stats, Err(decode_error(message.clone()))) {
+                    outbox.push(event);
+                }
+            }
+        }
+    }
+
+    /// One round: each part's prompt evaluated once in the chosen context, its cache
+    /// copied to each of its samples' sequences, all samples of all parts decoded
+    /// together. `on_end` gets each part's samples (with its timings) as soon as they
+    /// have all ended, or `Cancelled` when its consumer is gone; the others go on. Part
+    /// `p`'s events go to `outboxes[p]`.
+    fn round(
+        &mut self,
+        parts: &[Part],
+        outboxes: &mut [Outbox],
+        per_stream: bool,
+        timings: &mut [Timings],
+        on_end: &mut OnEnd,
+    ) -> Result<(), BackendError> {
+        if per_stream {
+            self.stats.stream_rounds.fetch_add(1, Ordering::Relaxed);
+        }
+        let ctx = match self.streams.as_mut() {
+            Some(s) if per_stream => &mut s.ctx,
+            _ => &mut self.ctx,
+        };
+        let started = Instant::now();
+        let bases = bases(parts.iter().map(|p| p.count));
+        let prompts: Vec<(&[LlamaToken], i32)> = parts
+            .iter()
+            .zip(&bases)
+            .map(|(part, base)| (part.prompt, *base))
+            .collect();
+        let lasts = eval_prompts(ctx, self.config.n_batch, &prompts)?;
+        // Summed over the rounds of a request of more than `n_seq_max` samples.
+        let prompt_eval = started.elapsed();
+        for t in timings.iter_mut() {
+            t.prompt_eval += prompt_eval;
+        }
+        let decode_started = Instant::now();
+        let n_vocab = self.model.n_vocab();
+        let mut seqs: Vec<Seq> = Vec::new();
+        let mut samplers: Vec<Samplers> = Vec::new();
+        for (p, ((part, base), logits_at)) in parts.iter().zip(&bases).zip(lasts).enumerate() {
+            for s in 0..part.count {
+                let id = base + s as i32;
+                if s > 0 {
+                    ctx.copy_kv_cache_seq(*base, id, None, None)
+                        .map_err(|e| decode_error(e.to_string()))?;
+                }
+                let index = part.first + s;
+                let grammar = match part.grammar {
+                    Some(g) => Some(grammar_sampler(self.model, g)?),
+                    None => None,
+                };
+                samplers.push(Samplers {
+                    chain: sampler(&part.request.sampling, index, n_vocab),
+                    grammar,
+                });
+                seqs.push(Seq::new(
+                    id,
+                    (p, index),
+                    part.prompt.len(),
+                    logits_at,
+                    &part.request.sampling.stop,
+                    part.request.logprobs.is_some(),
+                ));
+            }
+        }
+        let mut cancelled = vec![false; parts.len()];
+        let mut failed: Vec<Option<FormatError>> = vec![None; parts.len()];
+        let mut reported = vec![false; parts.len()];
+        let vocab = self.model.vocab();
+        let mut batch = LlamaBatch::new(seqs.len().max(1), 1);
+        loop {
+            let mut gone = Vec::new();
+            for (seq, own) in seqs.iter_mut().zip(samplers.iter_mut()) {
+                if !seq.samples_now() {
+                    continue;
+                }
+                let (Some(part), Some(outbox)) = (parts.get(seq.part), outboxes.get_mut(seq.part))
+                else {
+                    continue;
+                };
+                let token = match own.grammar.as_mut() {
+                    None => own.chain.sample(ctx, seq.logits_at),
+                    Some(grammar) => {
+                        match sample_constrained(ctx, seq.logits_at, &mut own.chain, grammar) {
+                            Some(t) => t,
+                            None => {
+                                // The grammar admits nothing here: the request fails.
+                                if let Some(slot) = failed.get_mut(seq.part) {
+                                    slot.get_or_insert(FormatError::DeadEnd {
+                                        after: seq.scanner.text().to_string(),
+                                    });
+                                }
+                                gone.push(seq.part);
+                                continue;
+                            }
+                        }
+                    }
+                };
+                self.stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
+                if let Some(t) = timings.get_mut(seq.part) {
+                    if t.time_to_first_token.is_none() {
+                        t.time_to_first_token = Some(part.submitted.elapsed());
+                    }
+                }
+                let logprob = part.request.logprobs.map(|k| {
+                    token_logprob(ctx.get_logits_ith(seq.logits_at), token, k, |t| {
+                        String::from_utf8_lossy(&vocab.token_to_piece(t, false, None)).into_owned()
+                    })
+                });
+                let max_tokens = part.request.sampling.max_tokens.unwrap_or(u32::MAX);
+                let (text, logprob) = if vocab.is_eog(token) {
+                    (seq.accept(token, None, max_tokens, None), None)
+                } else {
+                    let piece = vocab.token_to_piece(token, false, None);
+                    let text = seq.accept(token, Some(piece.as_slice()), max_tokens, logprob.as_ref());
+                    (text, logprob)
+                };
+                if !send_delta(outbox, seq.index, text, logprob) {
+                    gone.push(seq.part);
+                }
+            }
+            // Deliver what waits; a consumer that left cancels its request.
+            for (p, outbox) in outboxes.iter_mut().enumerate() {
+                if outbox.flush() == Delivery::Gone {
+                    gone.push(p);
+                }
+            }
+            for p in gone {
+                if let Some(flag) = cancelled.get_mut(p) {
+                    *flag = true;
+                }
+                // Its sequences stop and free their cells for the others.
+                for seq in seqs.iter_mut().filter(|s| s.part == p) {
+                    seq.stop();
+                    let _ = ctx.clear_kv_cache_seq(u32::try_from(seq.id).ok(), None, None);
+                }
+            }
+            for (p, outcome) in ended_parts(&mut seqs, &cancelled, &mut failed, &mut reported) {
+                let Some(t) = timings.get_mut(p) else {
+                    continue;
+                };
+                t.decode += decode_started.elapsed();
+                let event = on_end(p, outcome, t);
+                if let (Some(event), Some(outbox)) = (event, outboxes.get_mut(p)) {
+                    outbox.push(event);
+                }
+            }
+            let paused: Vec<bool> = outboxes.iter().map(Outbox::is_full).collect();
+            batch.clear();
+            for i in batch_members(&seqs, &paused) {
+                let Some(seq) = seqs.get_mut(i) else {
+                    continue;
+                };
+                if let Some(t) = seq.next.take() {
+                    seq.logits_at = batch.n_tokens();
+                    batch
+                        .add(t, seq.pos, &[seq.id], true)
+                        .map_err(|e| decode_error(e.to_string()))?;
+                    seq.pos += 1;
+                }
+            }
+            if batch.n_tokens() == 0 {
+                let held = held_parts(&seqs, &paused);
+                if held.is_empty() {
+                    break;
+                }
+                // Only requests whose consumers do not read are left: wait for one.
+                wait_for_room(outboxes, &held);
+                continue;
+            }
+            if let Err(e) = ctx.decode(&mut batch) {
+                // The context is full: every sequence still going ends for length.
+                tracing::debug!("decode stopped: {e}");
+                for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
+                    let text = seq.close(FinishReason::Length);
+                    if let Some(outbox) = outboxes.get_mut(seq.part) {
+                        if !send_delta(outbox, seq.index, text, None) {
+                            if let Some(flag) = cancelled.get_mut(seq.part) {
+                                *flag = true;
+                            }
+                        }
+                    }
+                }
+                // Every sequence has ended: the next pass reports them and stops.
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a round of `count` samples of at most `cells` tokens each (prompt and
+    /// completion; `None`: unbounded) decodes in the per-stream context, made or grown
+    /// here if needed (see [`streams_plan`]).
+    fn use_streams(&mut self, count: u32, cells: Option<u32>) -> bool {
+        let current = self.streams.as_ref().map(|s| (s.streams, s.cells));
+        let (streams, per) = match streams_plan(count, cells, self.ctx.n_ctx(), current) {
+            StreamsPlan::Shared => return false,
+            StreamsPlan::Reuse => return true,
+            StreamsPlan::Make { streams, cells } => (streams, cells),
+        };
+        self.streams = None;
+        let params = context_params(&self.config, streams * per, streams, false);
+        match self.model.new_context(self.backend, params) {
+            Ok(ctx) => {
+                let cells = ctx.n_ctx() / streams;
+                tracing::debug!(streams, cells, "per-stream context made");
+                self.streams = Some(Streams {
+                    ctx,
+                    streams,
+                    cells,
+                });
+                true
+            }
+            Err(e) => {
+                tracing::warn!("per-stream context failed, using the shared one: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// Clears the cache of `ctx` and evaluates `tokens` into sequence 0, `chunk` tokens per
+/// batch; returns the batch index of the last token's logits.
+pub(crate) fn eval_prompt(
+    ctx: &mut LlamaContext,
+    chunk: u32,
+    tokens: &[LlamaToken],
+) -> Result<i32, BackendError> {
+    let lasts = eval_prompts(ctx, chunk, &[(tokens, 0)])?;
+    lasts
+        .first()
+        .copied()
+        .ok_or_else(|| decode_error("an empty prompt".into()))
+}
+
+/// Clears the cache of `ctx` and evaluates each prompt into its sequence, `chunk` tokens
+/// per batch. The last token of every prompt goes into the last batch, so that the
+/// logits of all of them are there at once; returns their batch indices, in order.
+pub(crate) fn eval_prompts(
+    ctx: &mut LlamaContext,
+    chunk: u32,
+    prompts: &[(&[LlamaToken], i32)],
+) -> Result<Vec<i32>, BackendError> {
+    ctx.clear_kv_cache();
+    let chunk = chunk.max(1) as usize;
+    if prompts.len() > chunk {
+        return Err(decode_error(format!(
+            "{} prompts in one round need a batch of at least as many tokens (n_batch {chunk})",
+            prompts.len()
+        )));
+    }
+    let mut leading = Vec::new();
+    let mut lasts = Vec::with_capacity(prompts.len());
+    for (tokens, seq) in prompts {
+        let Some((last, rest)) = tokens.split_last() else {
+            return Err(decode_error("an empty prompt".into()));
+        };
+        leading.extend(
+            rest.iter()
+                .enumerate()
+                .map(|(pos, t)| (*t, pos as i32, *seq)),
+        );
+        lasts.push((*last, rest.len() as i32, *seq));
+    }
+    let mut batch = LlamaBatch::new(chunk, 1);
+    let mut pieces = leading.chunks(chunk).peekable();
+    while let Some(piece) = pieces.next() {
+        for &(t, pos, seq) in piece {
+            batch
+                .add(t, pos, &[seq], false)
+                .map_err(|e| decode_error(e.to_string()))?;
+        }
+        // The last piece takes the prompts' last tokens too when they fit.
+        if pieces.peek().is_none() && piece.len() + lasts.len() <= chunk {
+            break;
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| decode_error(e.to_string()))?;
+        batch.clear();
+    }
+    let mut indices = Vec::with_capacity(lasts.len());
+    for (t, pos, seq) in lasts {
+        indices.push(batch.n_tokens());
+        batch
+            .add(t, pos, &[seq], true)
+            .map_err(|e| decode_error(e.to_string()))?;
+    }
+    ctx.decode(&mut batch)
+        .map_err(|e| decode_error(e.to_string()))?;
+    Ok(indices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(id: i32, part: usize, index: u32) -> Seq {
+        Seq::new(id, (part, index), 10, 0, &[], false)
+    }
+
+    /// A sequence of `part` that has sampled a token not decoded yet.
+    fn sampled(id: i32, part: usize) -> Seq {
+        let mut s = seq(id, part, 0);
+        let text = s.accept(LlamaToken(7), Some(b"a"), 100, None);
+        assert_eq!(text, "a");
+        s
+    }
+
+    /// A sequence of `part` that has ended.
+    fn ended(id: i32, part: usize, index: u32) -> Seq {
+        let mut s = seq(id, part, index);
+        s.accept(LlamaToken(7), Some(b"ok"), 100, None);
+        s.accept(LlamaToken(2), None, 100, None);
+        s
+    }
+
+    #[test]
+    fn parts_take_consecutive_sequence_ids() {
+        assert_eq!(bases([3, 1, 2]), vec![0, 3, 4]);
+        assert_eq!(bases([16]), vec![0]);
+        assert!(bases([]).is_empty());
+    }
+
+    #[test]
+    fn the_per_stream_context_is_used_when_its_cache_fits_the_main_one() {
+        use StreamsPlan::*;
+        // One sample, or an unbounded length: the shared context.
+        assert_eq!(streams_plan(1, Some(100), 2048, None), Shared);
+        assert_eq!(streams_plan(4, None, 2048, None), Shared);
+        // 4 streams of 100 cells padded to 256: 1024 <= 2048.
+        assert_eq!(
+            streams_plan(4, Some(100), 2048, None),
+            Make {
+                streams: 4,
+                cells: 256
+            }
+        );
+        // 9 * 256 > 2048.
+        assert_eq!(streams_plan(9, Some(256), 2048, None), Shared);
+        // What there is holds it.
+        assert_eq!(streams_plan(2, Some(200), 2048, Some((4, 256))), Reuse);
+        // Grown to the larger shape when that fits...
+        assert_eq!(
+            streams_plan(4, Some(256), 2048, Some((2, 512))),
+            Make {
+                streams: 4,
+                cells: 512
+            }
+        );
+        // ...else made for this round only.
+        assert_eq!(
+            streams_plan(2, Some(600), 2048, Some((4, 256))),
+            Make {
+                streams: 2,
+                cells: 768
+            }
+        );
+    }
+
+    #[test]
+    fn a_sampled_token_waits_to_be_decoded_before_the_next_sample() {
+        let mut s = seq(0, 0, 0);
+        assert!(s.samples_now());
+        assert_eq!(s.accept(LlamaToken(5), Some(b"Hi"), 10, None), "Hi");
+        assert!(!s.samples_now());
+        assert_eq!(s.next, Some(LlamaToken(5)));
+        assert_eq!(s.generated, 1);
+        s.next = None; // decoded
+        assert!(s.samples_now());
+    }
+
+    #[test]
+    fn max_tokens_ends_a_sequence_for_length() {
+        let mut s = seq(0, 0, 0);
+        assert_eq!(s.accept(LlamaToken(1), Some(b"a"), 2, None), "a");
+        assert_eq!(s.finish, None);
+        assert_eq!(s.accept(LlamaToken(1), Some(b"b"), 2, None), "b");
+        assert_eq!(s.finish, Some(FinishReason::Length));
+        assert!(!s.samples_now());
+        assert_eq!(s.scanner.text(), "ab");
+        assert_eq!(s.generated, 2);
+    }
+
+    #[test]
+    fn end_of_text_releases_what_was_held_back_and_is_not_counted() {
+        let stop = ["STOP".to_string()];
+        let mut s = Seq::new(0, (0, 0), 10, 0, &stop, false);
+        // "ST" could begin the stop sequence: held back.
+        assert_eq!(s.accept(LlamaToken(1), Some(b"go ST"), 10, None), "go ");
+        assert_eq!(s.accept(LlamaToken(2), None, 10, None), "ST");
+        assert_eq!(s.finish, Some(FinishReason::EndOfText));
+        assert_eq!(s.generated, 1);
+        assert_eq!(s.scanner.text(), "go ST");
+    }
+
+    #[test]
+    fn a_stop_sequence_ends_a_sequence_without_leaking() {
+        let stop = ["\n\n".to_string()];
+        let mut s = Seq::new(0, (0, 0), 10, 0, &stop, false);
+        assert_eq!(s.accept(LlamaToken(1), Some(b"one\n"), 10, None), "one");
+        assert_eq!(s.finish, None);
+        assert_eq!(s.accept(LlamaToken(1), Some(b"\ntwo"), 10, None), "");
+        assert_eq!(s.finish, Some(FinishReason::StopSequence));
+        assert_eq!(s.scanner.text(), "one");
+    }
+
+    #[test]
+    fn split_characters_wait_for_their_last_byte() {
+        let mut s = seq(0, 0, 0);
+        let e = "é".as_bytes();
+        assert_eq!(s.accept(LlamaToken(1), Some(&e[..1]), 10, None), "");
+        assert_eq!(s.accept(LlamaToken(1), Some(&e[1..]), 10, None), "é");
+    }
+
+    #[test]
+    fn logprobs_are_kept_when_asked_for_each_counted_token() {
+        let lp = TokenLogprob {
+            token: "a".into(),
+            logprob: -0.5,
+            top: Vec::new(),
+        };
+        let mut asked = Seq::new(0, (0, 0), 10, 0, &[], true);
+        asked.accept(LlamaToken(1), Some(b"a"), 10, Some(&lp));
+        asked.accept(LlamaToken(2), None, 10, Some(&lp));
+        assert_eq!(asked.logprobs.as_ref().map(Vec::len), Some(1));
+        let mut not = seq(0, 0, 0);
+        not.accept(LlamaToken(1), Some(b"a"), 10, Some(&lp));
+        assert!(not.logprobs.is_none());
+    }
+
+    #[test]
+    fn the_batch_takes_sampled_tokens_of_requests_not_paused_in_order() {
+        let mut decoded = seq(1, 0, 1);
+        decoded.accept(LlamaToken(7), Some(b"a"), 100, None);
+        decoded.next = None;
+        let seqs = vec![
+            sampled(0, 0),
+            decoded,
+            ended(2, 0, 2),
+            sampled(3, 1),
+            sampled(4, 2),
+            sampled(5, 2),
+        ];
+        assert_eq!(
+            batch_members(&seqs, &[false, false, false]),
+            vec![0, 3, 4, 5]
+        );
+        // Part 2's consumer does not read: its sequences sit out.
+        assert_eq!(batch_members(&seqs, &[false, false, true]), vec![0, 3]);
+        assert_eq!(held_parts(&seqs, &[false, false, true]), vec![2]);
+        // Everyone paused: an empty batch, and what it waits for.
+        assert!(batch_members(&seqs, &[true, true, true]).is_empty());
+        assert_eq!(held_parts(&seqs, &[true, true, true]), vec![0, 1, 2]);
+        // A paused part whose sequences all ended holds nothing.
+        let done = vec![ended(0, 0, 0)];
+        assert!(held_parts(&done, &[true]).is_empty());
+        assert!(batch_members(&done, &[false]).is_empty());
+    }
+
+    #[test]
+    fn a_part_is_reported_once_when_all_its_samples_end() {
+        let mut seqs = vec![
+            ended(0, 0, 0),
+            ended(1, 0, 1),
+            ended(2, 1, 0),
+            sampled(3, 1),
+        ];
+        let cancelled = [false, false];
+        let mut failed = vec![None, None];
+        let mut reported = [false, false];
+        let ended_now = ended_parts(&mut seqs, &cancelled, &mut failed, &mut reported);
+        assert_eq!(ended_now.len(), 1);
+        let (p, outcome) = &ended_now[0];
+        assert_eq!(*p, 0);
+        let Ok(choices) = outcome else {
+            panic!("part 0 ended with its samples");
+        };
+        assert_eq!(
+            choices.iter().map(|c| c.index).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert!(choices.iter().all(|c| c.text == "ok"
+            && c.completion_tokens == 1
+            && c.finish_reason == FinishReason::EndOfText));
+        assert_eq!(reported, [true, false]);
+        // Nothing new: nothing reported again.
+        assert!(ended_parts(&mut seqs, &cancelled, &mut failed, &mut reported).is_empty());
+        // Part 1's last sample ends for length.
+        seqs[3].accept(LlamaToken(7), Some(b"b"), 2, None);
+        let ended_now = ended_parts(&mut seqs, &cancelled, &mut failed, &mut reported);
+        assert_eq!(ended_now.len(), 1);
+        let Some((1, Ok(choices))) = ended_now.first() else {
+            panic!("part 1 ended with its samples");
+        };
+        assert_eq!(choices[1].finish_reason, FinishReason::Length);
+    }
+
+    #[test]
+    fn a_cancelled_part_ends_at_once_and_a_failure_wins_over_a_cancel() {
+        let mut seqs = vec![sampled(0, 0), sampled(1, 1), sampled(2, 2)];
+        let cancelled = [true, true, false];
+        let mut failed = vec![None, Some(FormatError::DeadEnd { after: "{".into() }), None];
+        let mut reported = [false; 3];
+        let ended_now = ended_parts(&mut seqs, &cancelled, &mut failed, &mut reported);
+        assert_eq!(ended_now.len(), 2);
+        assert!(matches!(ended_now[0], (0, Err(Stopped::Cancelled))));
+        assert!(matches!(ended_now[1], (1, Err(Stopped::Failed(_)))));
+        assert_eq!(reported, [true, true, false]);
+        assert!(failed[1].is_none());
+    }
+
+    #[test]
+    fn a_stopped_sequence_leaves_the_batch() {
+        let mut s = sampled(0, 0);
+        s.stop();
+        assert_eq!(s.finish, Some(FinishReason::Length));
+        assert!(batch_members(&[s], &[false]).is_empty());
+        // A sequence already ended keeps its reason.
+        let mut e = ended(0, 0, 0);
+        e.stop();
+        assert_eq!(e.finish, Some(FinishReason::EndOfText));
+    }
+}
