@@ -31,8 +31,12 @@ if [ "${1:-}" != "--time" ]; then
     cargo test --release -p optillm --test pool_failover -- --ignored --nocapture
 fi
 
-cargo build --release -p optillm --bin optillm
-bin=target/release/optillm
+# OPTILLM_BIN: an optillm binary to time instead of building target/release/optillm.
+bin=${OPTILLM_BIN:-}
+if [ -z "$bin" ]; then
+    cargo build --release -p optillm --bin optillm
+    bin=target/release/optillm
+fi
 model=$("$bin" pull | cut -f2)
 "$bin" pull gsm8k > /dev/null
 work=$(mktemp -d)
@@ -65,8 +69,8 @@ run() { # name url...
         --max-tokens 48 --seed 7 --concurrency 3 --model smollm2-135m --backend openai \
         "${args[@]}" --out "$work/$name" > "$work/$name.md" 2> "$work/$name.log"
     end=$(date +%s.%N)
-    printf '%s servers: %s s, %s\n' "$name" "$(awk "BEGIN { printf \"%.1f\", $end - $start }")" \
-        "$(grep -o '[0-9.]*%' "$work/$name.md" | head -1) correct"
+    printf '%s servers: %s s, %s correct\n' "$name" "$(awk "BEGIN { printf \"%.1f\", $end - $start }")" \
+        "$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(f"{sum(x["correct"] for x in r)}/{len(r)}")' "$work/$name/results.jsonl")"
 }
 echo "GSM8K x $questions, self_consistency(k=3), 48 tokens, concurrency 3, $(nproc) cores:"
 run 1 "${urls[0]}"
