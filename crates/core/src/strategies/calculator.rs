@@ -166,7 +166,15 @@ fn plain_notation(text: &str) -> String {
     // Twice: `2 x 3 x 4` overlaps.
     s = replace_all(&TIMES_X, &s, "$1 * $2");
     s = replace_all(&TIMES_X, &s, "$1 * $2");
-    replace_all(&THOUSANDS, &s, "$1$2")
+    // Matches do not overlap: `1,000,000` takes two rounds.
+    for _ in 0..6 {
+        let next = replace_all(&THOUSANDS, &s, "$1$2");
+        if next == s {
+            break;
+        }
+        s = next;
+    }
+    s
 }
 
 fn expression_char(c: char) -> bool {
@@ -361,26 +369,69 @@ pub fn format_number(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// The text to write after `text` when it ends with an `=` that closes an arithmetic
-/// expression: the result, with a space before it when the model put one before the
-/// `=` (`3 + 4 = 7`, `<<3+4=7`). `None`: nothing to compute here.
+/// The result of the arithmetic expression that `text` closes with its final `=` (an
+/// `= ` with one space after it is fine): `None` when there is nothing to compute. The
+/// number is written as the expression writes its numbers: `1,200` grouped in
+/// thousands when the expression is.
 pub fn result_after(text: &str) -> Option<String> {
-    let (before, space) = if let Some(b) = text.strip_suffix("= ") {
-        (b, false)
-    } else {
-        (text.strip_suffix('=')?, true)
+    let before = match text.strip_suffix("= ") {
+        Some(b) => b,
+        None => text.strip_suffix('=')?,
     };
     // `==`, `<=`, `>=`, `!=` are comparisons.
     if before.ends_with(['=', '<', '>', '!']) {
         return None;
     }
     let value = evaluate(&expression_before(before)?)?;
-    let number = format_number(value);
-    Some(if space && before.ends_with(' ') {
-        format!(" {number}")
+    let line = before.rsplit('\n').next().unwrap_or(before);
+    let grouped = THOUSANDS.as_ref().is_some_and(|re| re.is_match(line));
+    Some(if grouped {
+        group_thousands(&format_number(value))
     } else {
-        number
+        format_number(value)
     })
+}
+
+/// `1234567.5` as `1,234,567.5`.
+fn group_thousands(number: &str) -> String {
+    let (sign, rest) = match number.strip_prefix('-') {
+        Some(r) => ("-", r),
+        None => ("", number),
+    };
+    let (int, frac) = match rest.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (rest, None),
+    };
+    let digits: Vec<char> = int.chars().collect();
+    let mut grouped = String::new();
+    for (i, d) in digits.iter().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(*d);
+    }
+    match frac {
+        Some(f) => format!("{sign}{grouped}.{f}"),
+        None => format!("{sign}{grouped}"),
+    }
+}
+
+/// Where the model's own number begins in a token's text: the token is what may come
+/// before a number (spaces, `$`, `\(`), then a digit or a sign with a digit. Gives the
+/// part before the number; `None` when the token has text of another kind.
+fn number_start(token: &str) -> Option<Result<String, ()>> {
+    let chars: Vec<char> = token.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        let next_is_digit = chars.get(i + 1).is_some_and(char::is_ascii_digit);
+        if c.is_ascii_digit() || (*c == '-' && next_is_digit) {
+            return Some(Ok(chars.get(..i)?.iter().collect()));
+        }
+        if !(c.is_whitespace() || matches!(c, '$' | '\\' | '(' | '[')) {
+            return None;
+        }
+    }
+    // Only lead-in so far: the number may come with the next token.
+    Some(Err(()))
 }
 
 // ---------------------------------------------------------------------------------
@@ -403,6 +454,9 @@ struct Branch {
     tokens: Vec<Token>,
     text: Vec<u8>,
     computed: u32,
+    /// A result waiting for the model to begin its own number (with the tokens of
+    /// lead-in seen so far); the model's number is then replaced by it.
+    pending: Option<(String, u32)>,
     /// The last thing written was a result: the next token may not start with a digit.
     guard: bool,
     finish: Option<FinishReason>,
@@ -465,6 +519,7 @@ fn decode(
             tokens: Vec::new(),
             text: Vec::new(),
             computed: 0,
+            pending: None,
             guard: false,
             finish: None,
         });
@@ -472,6 +527,8 @@ fn decode(
     loop {
         let exhausted = limits.exhausted(session);
         let mut batch = Vec::new();
+        // Sequences whose number the calculator wrote instead of the model's.
+        let mut replaced: Vec<(SeqId, Vec<Token>)> = Vec::new();
         for b in branches.iter_mut().filter(|b| b.finish.is_none()) {
             if exhausted || b.tokens.len() >= max_tokens || session.remaining(b.seq) == 0 {
                 b.finish = Some(FinishReason::Length);
@@ -486,41 +543,51 @@ fn decode(
                 continue;
             }
             let bytes = session.token_bytes(t)?;
+            if let Some((result, lead_ins)) = b.pending.take() {
+                match number_start(&String::from_utf8_lossy(&bytes)) {
+                    Some(Ok(lead)) => {
+                        let text = format!("{lead}{result}");
+                        let tokens = session.tokenize(&text)?;
+                        let fits = !tokens.is_empty()
+                            && b.tokens.len() + tokens.len() <= max_tokens
+                            && session.remaining(b.seq) as usize >= tokens.len();
+                        if fits {
+                            tracing::trace!(seq = b.seq, result = %result, "calculator wrote a result");
+                            b.tokens.extend_from_slice(&tokens);
+                            b.text.extend_from_slice(text.as_bytes());
+                            b.computed += 1;
+                            b.guard = true;
+                            replaced.push((b.seq, tokens));
+                            continue;
+                        }
+                    }
+                    // Spaces or `$` before the number: it may begin with the next token.
+                    Some(Err(())) if lead_ins < 3 => b.pending = Some((result, lead_ins + 1)),
+                    _ => {}
+                }
+            }
             b.guard = b.guard && matches!(bytes.as_slice(), b"." | b",");
             b.text.extend_from_slice(&bytes);
             b.tokens.push(t);
             batch.push((b.seq, t));
         }
-        if batch.is_empty() {
+        if batch.is_empty() && replaced.is_empty() {
             break;
         }
-        session.append_batch(&batch)?;
+        if !batch.is_empty() {
+            session.append_batch(&batch)?;
+        }
+        for (seq, tokens) in &replaced {
+            session.append(*seq, tokens)?;
+        }
         for b in branches.iter_mut().filter(|b| b.finish.is_none()) {
-            let last = b.tokens.last().copied();
-            let wrote_equals = match last {
-                Some(t) => session.token_bytes(t)?.contains(&b'='),
+            let wrote_equals = match b.tokens.last() {
+                Some(t) => session.token_bytes(*t)?.contains(&b'='),
                 None => false,
             };
-            if !wrote_equals {
-                continue;
+            if wrote_equals {
+                b.pending = result_after(&String::from_utf8_lossy(&b.text)).map(|r| (r, 0));
             }
-            let Some(result) = result_after(&String::from_utf8_lossy(&b.text)) else {
-                continue;
-            };
-            let tokens = session.tokenize(&result)?;
-            let room = max_tokens.saturating_sub(b.tokens.len());
-            if tokens.is_empty()
-                || tokens.len() > room
-                || (session.remaining(b.seq) as usize) < tokens.len()
-            {
-                continue;
-            }
-            tracing::trace!(seq = b.seq, result = %result, "calculator wrote a result");
-            session.append(b.seq, &tokens)?;
-            b.tokens.extend_from_slice(&tokens);
-            b.text.extend_from_slice(result.as_bytes());
-            b.computed += 1;
-            b.guard = true;
         }
     }
     let mut out = Vec::with_capacity(branches.len());
@@ -607,28 +674,50 @@ mod tests {
 
     #[test]
     fn computes_what_the_model_got_wrong() {
-        assert_eq!(result("So 80 + 80 + 150 + 150 ="), Some(" 460".into()));
+        assert_eq!(result("So 80 + 80 + 150 + 150 ="), Some("460".into()));
         assert_eq!(result("her salary is \\(50 * 50 = "), Some("2500".into()));
-        assert_eq!(result("\\[ 33 + 66 ="), Some(" 99".into()));
+        assert_eq!(result("\\[ 33 + 66 ="), Some("99".into()));
         assert_eq!(result("<<48/2="), Some("24".into()));
-        assert_eq!(result("W = \\frac{2}{2} ="), Some(" 1".into()));
-        assert_eq!(result("\\frac{1}{2} \\times 2 ="), Some(" 1".into()));
-        assert_eq!(result("3 x 4 x 2 ="), Some(" 24".into()));
-        assert_eq!(result("$1,200 - $300 ="), Some(" 900".into()));
-        assert_eq!(result("(2 + 3) * 4 ="), Some(" 20".into()));
-        assert_eq!(result("2^10 ="), Some(" 1024".into()));
-        assert_eq!(result("0.1 + 0.2 ="), Some(" 0.3".into()));
-        assert_eq!(result("10 / 4 ="), Some(" 2.5".into()));
-        assert_eq!(result("1 / 3 ="), Some(" 0.333333".into()));
-        assert_eq!(result("-5 + 3 ="), Some(" -2".into()));
-        assert_eq!(result("4 × 2.5 ="), Some(" 10".into()));
+        assert_eq!(result("W = \\frac{2}{2} ="), Some("1".into()));
+        assert_eq!(result("\\frac{1}{2} \\times 2 ="), Some("1".into()));
+        assert_eq!(result("3 x 4 x 2 ="), Some("24".into()));
+        assert_eq!(result("$1,200 - $300 ="), Some("900".into()));
+        assert_eq!(result("(2 + 3) * 4 ="), Some("20".into()));
+        assert_eq!(result("2^10 ="), Some("1024".into()));
+        assert_eq!(result("0.1 + 0.2 ="), Some("0.3".into()));
+        assert_eq!(result("10 / 4 ="), Some("2.5".into()));
+        assert_eq!(result("1 / 3 ="), Some("0.333333".into()));
+        assert_eq!(result("-5 + 3 ="), Some("-2".into()));
+        assert_eq!(result("4 × 2.5 ="), Some("10".into()));
+    }
+
+    #[test]
+    fn writes_numbers_as_the_expression_does() {
+        assert_eq!(result("$80,000 + $50,000 ="), Some("130,000".into()));
+        assert_eq!(result("1,000,000 * 2.5 ="), Some("2,500,000".into()));
+        assert_eq!(result("1,000 - 1,500 ="), Some("-500".into()));
+        assert_eq!(group_thousands("-1234567.25"), "-1,234,567.25");
+        // A grouped number on an earlier line does not count.
+        assert_eq!(result("It costs 1,000.\n2000 + 500 ="), Some("2500".into()));
+    }
+
+    #[test]
+    fn finds_where_the_models_number_begins() {
+        assert_eq!(number_start("5"), Some(Ok(String::new())));
+        assert_eq!(number_start(" 130"), Some(Ok(" ".into())));
+        assert_eq!(number_start(" $1"), Some(Ok(" $".into())));
+        assert_eq!(number_start("-3"), Some(Ok(String::new())));
+        assert_eq!(number_start(" "), Some(Err(())));
+        assert_eq!(number_start(" \\("), Some(Err(())));
+        assert_eq!(number_start(" x"), None);
+        assert_eq!(number_start(" -"), None);
     }
 
     #[test]
     fn list_markers_and_opening_brackets_are_not_part_of_the_expression() {
-        assert_eq!(result("we multiply.\n- 5000 * 0.025 ="), Some(" 125".into()));
-        assert_eq!(result("steps:\n2. 3 + 4 ="), Some(" 7".into()));
-        assert_eq!(result("is \\(40 + 0.5 * 40 ="), Some(" 60".into()));
+        assert_eq!(result("we multiply.\n- 5000 * 0.025 ="), Some("125".into()));
+        assert_eq!(result("steps:\n2. 3 + 4 ="), Some("7".into()));
+        assert_eq!(result("is \\(40 + 0.5 * 40 ="), Some("60".into()));
     }
 
     #[test]
@@ -644,7 +733,7 @@ mod tests {
         assert_eq!(result("a =="), None);
         assert_eq!(result("5 / 0 ="), None);
         assert_eq!(result("3 + ="), None);
-        assert_eq!(result("(3 + 4 ="), Some(" 7".into())); // the open bracket came before
+        assert_eq!(result("(3 + 4 ="), Some("7".into())); // the open bracket came before
         assert_eq!(result("3 + 4) * 2 ="), None);
         assert_eq!(result("3 + 4\n"), None); // no `=`
         assert_eq!(result("9^99 ="), None);
@@ -656,11 +745,11 @@ mod tests {
         let deep = format!("{}1 + 1{} =", "(".repeat(40), ")".repeat(40));
         assert_eq!(result(&deep), None);
         let ok = format!("{}1 + 1{} =", "(".repeat(10), ")".repeat(10));
-        assert_eq!(result(&ok), Some(" 2".into()));
+        assert_eq!(result(&ok), Some("2".into()));
         let long = format!("{} =", vec!["1"; 100].join(" + "));
         assert_eq!(result(&long), None);
         // Multi-byte text before the expression is no problem.
-        assert_eq!(result("déjà vu ✓ 2 + 2 ="), Some(" 4".into()));
+        assert_eq!(result("déjà vu ✓ 2 + 2 ="), Some("4".into()));
     }
 
     #[test]
@@ -677,8 +766,8 @@ mod tests {
         "<eos>", "2", " +", " 2", " =", " 5", ".", " 4", "0", " The answer is", " so",
     ];
 
-    /// The model writes "2 + 2 = 5." then "The answer is 5." unless it has seen the
-    /// calculator's " 4": then it wants to add a digit ("0"), and after the guard it
+    /// The model writes "2 + 2 = 5." then "The answer is 5." unless the calculator wrote
+    /// " 4" in place of its " 5": then it wants to add a digit ("0"), and after the guard it
     /// writes "." and "The answer is 4".
     fn script(toks: &[Token]) -> Vec<f32> {
         let l = |set: &[(Token, f32)]| logits_with(11, 0.0, set);
