@@ -17,6 +17,18 @@ pub enum ModelsError {
         /// The manifest names (without aliases) that do exist.
         known: Vec<String>,
     },
+    /// A pinned manifest entry was asked for, but the name is a model trusted on first
+    /// use (no size and hash in the manifest): it is pulled as its `hf:` spec or URL.
+    #[error(
+        "`{name}` has no pinned hash in the manifest: it is the GGUF file {spec}, \
+         checked against the hash recorded at its first download (trust on first use)"
+    )]
+    NotPinned {
+        /// The name that was asked for.
+        name: String,
+        /// The entry's `hf:` spec or URL.
+        spec: String,
+    },
     /// A model was asked for, but the name is a data set (or another kind) of the
     /// manifest.
     #[error("`{name}` is a {kind} of the manifest, not a model; models: {}", models.join(", "))]

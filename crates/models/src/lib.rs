@@ -72,8 +72,8 @@ pub use cache::{
 };
 pub use error::{ModelsError, SourceFailure};
 pub use manifest::{
-    Artifact, ArtifactKind, BUILTIN_MANIFEST, MANIFEST_VERSION, Manifest, Resolved, Source,
-    WheelPart,
+    Artifact, ArtifactKind, BUILTIN_MANIFEST, FirstUseModel, MANIFEST_VERSION, Manifest, Resolved,
+    Source, WheelPart,
 };
 #[cfg(feature = "progress")]
 pub use progress::IndicatifProgress;

