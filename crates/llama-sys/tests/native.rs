@@ -586,7 +586,7 @@ async fn a_consumer_that_does_not_read_does_not_stall_the_requests_batched_with_
         blocker.collect(),
         // Before, the worker blocked on the full channel of the stalled consumer, and
         // this never ended.
-        tokio::time::timeout(Duration::from_secs(300), reader.collect()),
+        tokio::time::timeout(Duration::from_secs(900), reader.collect()),
     );
     assert_eq!(blocker.unwrap().choices.len(), 16);
     let read = read
