@@ -62,17 +62,22 @@ impl<'e, 'm> Session<'e, 'm> {
         let mut batch = LlamaBatch::new(chunk, 1);
         for part in items.chunks(chunk) {
             batch.clear();
+            // Only the last token of each sequence needs its logits: computing them for
+            // every token of a prompt costs a vocabulary-sized product per token.
             let mut last_of: HashMap<SeqId, i32> = HashMap::new();
+            for (i, (seq, _)) in part.iter().enumerate() {
+                last_of.insert(*seq, i as i32);
+            }
             for (i, (seq, token)) in part.iter().enumerate() {
                 let state = self
                     .seqs
                     .get_mut(seq)
                     .ok_or_else(|| BackendError::InvalidRequest(format!("no sequence {seq}")))?;
+                let wants_logits = last_of.get(seq) == Some(&(i as i32));
                 batch
-                    .add(LlamaToken(*token), state.pos, &[*seq], true)
+                    .add(LlamaToken(*token), state.pos, &[*seq], wants_logits)
                     .map_err(|e| BackendError::from(LlamaError::Decode(e.to_string())))?;
                 state.pos += 1;
-                last_of.insert(*seq, i as i32);
             }
             self.engine.ctx.decode(&mut batch).map_err(|e| match e {
                 llama_cpp_2::DecodeError::NoKvCacheSlot => BackendError::ContextOverflow {
