@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::sampler::max_new_tokens;
+use super::sampler::{max_new_tokens, run_seed};
 use super::thinkdeeper::{self, Effort, Forcing, run_forcing};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -207,11 +207,7 @@ impl Strategy for AutoThink {
         let assessment = assess(request.query()?);
         tracing::debug!(?assessment, "autothink heuristic difficulty");
         let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
-        let seed = self
-            .params
-            .seed
-            .or(request.sampling.seed.map(u64::from))
-            .unwrap_or(0);
+        let seed = run_seed(self.params.seed, request.sampling.seed);
         let forcing = Self::forcing(&self.params, assessment.effort, max_tokens, seed)?;
         let purpose = format!(
             "budget forcing, {} effort (heuristic score {})",

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::sampler::{Rng, SamplerConfig, max_new_tokens, sample};
+use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample};
 use crate::error::BackendError;
 use crate::extract::{AnswerKind, extract_as, vote};
 use crate::samples::Sample;
@@ -186,7 +186,10 @@ fn expression_char(c: char) -> bool {
 /// the expression makes its left end uncertain (`feet + 3 * 400`).
 pub fn expression_before(before: &str) -> Option<String> {
     let count = before.chars().count();
-    let tail: String = before.chars().skip(count.saturating_sub(TAIL_CHARS)).collect();
+    let tail: String = before
+        .chars()
+        .skip(count.saturating_sub(TAIL_CHARS))
+        .collect();
     let plain: Vec<char> = plain_notation(&tail).chars().collect();
     let mut start = plain.len();
     while start > 0 && plain.get(start - 1).is_some_and(|c| expression_char(*c)) {
@@ -206,7 +209,12 @@ pub fn expression_before(before: &str) -> Option<String> {
     }
     // Brackets opened before the expression: `\(80 + 80` became `(80 + 80`.
     while expr.starts_with('(') && expr.matches('(').count() > expr.matches(')').count() {
-        expr = expr.chars().skip(1).collect::<String>().trim_start().to_string();
+        expr = expr
+            .chars()
+            .skip(1)
+            .collect::<String>()
+            .trim_start()
+            .to_string();
     }
     if expr.is_empty() || expr.chars().count() > MAX_EXPR_CHARS {
         return None;
@@ -613,11 +621,7 @@ impl Strategy for Calculator {
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
-        let seed = self
-            .params
-            .seed
-            .or(request.sampling.seed.map(u64::from))
-            .unwrap_or(0);
+        let seed = run_seed(self.params.seed, request.sampling.seed);
         let params = self.params.clone();
         let kind = params.answer_kind;
         let chat = request.chat(request.messages.clone(), &Sampling::default());
@@ -629,7 +633,11 @@ impl Strategy for Calculator {
             })
             .await?;
         let computed: u32 = decoded.iter().map(|d| d.computed).sum();
-        tracing::debug!(computed, samples = decoded.len(), "calculator results written");
+        tracing::debug!(
+            computed,
+            samples = decoded.len(),
+            "calculator results written"
+        );
         let samples: Vec<Sample> = decoded
             .iter()
             .map(|d| Sample {
@@ -650,7 +658,10 @@ impl Strategy for Calculator {
         } else {
             0
         };
-        let answer = samples.get(chosen).map(|s| s.text.clone()).unwrap_or_default();
+        let answer = samples
+            .get(chosen)
+            .map(|s| s.text.clone())
+            .unwrap_or_default();
         let candidates = samples.iter().map(|s| s.text.clone()).collect();
         if samples.len() > 1 {
             ctx.record_samples(samples);
@@ -763,7 +774,17 @@ mod tests {
     // Vocabulary: 0 <eos>, 1 "2", 2 " +", 3 " 2", 4 " =", 5 " 5", 6 ".", 7 " 4", 8 "0",
     // 9 " The answer is", 10 " so".
     const VOCAB: [&str; 11] = [
-        "<eos>", "2", " +", " 2", " =", " 5", ".", " 4", "0", " The answer is", " so",
+        "<eos>",
+        "2",
+        " +",
+        " 2",
+        " =",
+        " 5",
+        ".",
+        " 4",
+        "0",
+        " The answer is",
+        " so",
     ];
 
     /// The model writes "2 + 2 = 5." then "The answer is 5." unless the calculator wrote

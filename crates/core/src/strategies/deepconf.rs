@@ -21,7 +21,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::sampler::{Rng, SamplerConfig, max_new_tokens, sample, token_confidence};
+use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample, token_confidence};
 use crate::error::BackendError;
 use crate::extract::{AnswerKind, extract_as};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
@@ -436,7 +436,7 @@ impl Strategy for DeepConf {
             percentile: p.threshold_percentile,
             max_tokens: max_new_tokens(p.max_tokens, request.sampling.max_tokens) as usize,
             sampler: sampler_of(p),
-            seed: p.seed.or(request.sampling.seed.map(u64::from)).unwrap_or(0),
+            seed: run_seed(p.seed, request.sampling.seed),
             kind: p.answer_kind,
         };
         let chat = request.chat(request.messages.clone(), &Sampling::default());

@@ -192,6 +192,11 @@ pub fn token_confidence(logits: &[f32], k: usize) -> f32 {
     -sum / top.len() as f32
 }
 
+/// The seed of a run: the strategy's own when set, else the caller's, else 0.
+pub fn run_seed(own: Option<u64>, caller: Option<u32>) -> u64 {
+    own.or(caller.map(u64::from)).unwrap_or(0)
+}
+
 /// The number of tokens to generate: the strategy's own limit, lowered by the caller's
 /// `max_tokens` when one is set.
 pub fn max_new_tokens(own: u32, caller: Option<u32>) -> u32 {

@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::sampler::{Rng, SamplerConfig, max_new_tokens, sample};
+use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample};
 use crate::error::BackendError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
 use crate::token::{Token, TokenSession};
@@ -292,11 +292,7 @@ impl Strategy for ThinkDeeper {
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
-        let seed = self
-            .params
-            .seed
-            .or(request.sampling.seed.map(u64::from))
-            .unwrap_or(0);
+        let seed = run_seed(self.params.seed, request.sampling.seed);
         let forcing = Self::forcing(&self.params, max_tokens, seed)?;
         let forced = run_forcing(ctx, "budget forcing".into(), request, forcing).await?;
         Ok(Answer::one(forced.text))
