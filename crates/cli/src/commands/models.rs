@@ -112,6 +112,21 @@ fn report_trust(model: &RemoteModel, p: &RemotePulled) {
     }
 }
 
+/// Whether `name` is pulled as a GGUF file outside the pinned manifest: a `hf:` spec, an
+/// URL, or a manifest model trusted on first use.
+fn is_remote_name(name: &str) -> bool {
+    RemoteModel::looks_remote(name)
+        || optillm_models::manifest().is_ok_and(|m| m.first_use(name).is_some())
+}
+
+/// The GGUF file of a `hf:` spec, an URL or a manifest model trusted on first use.
+fn remote_model(name: &str) -> anyhow::Result<RemoteModel> {
+    if let Some(f) = optillm_models::manifest()?.first_use(name) {
+        return Ok(f.remote.clone());
+    }
+    Ok(RemoteModel::parse(name)?)
+}
+
 /// The local file of one artifact, checked, or a pull, with a progress bar: a cached
 /// file without its verification marker is re-hashed first (and pulled again if damaged).
 pub async fn pull_one(artifact: &Artifact) -> anyhow::Result<PathBuf> {
@@ -148,14 +163,11 @@ fn wanted(names: &[String], all_models: bool) -> anyhow::Result<Vec<&'static Art
 /// re-hashed and a damaged one downloaded again. `hf:` specs and URLs are pulled as
 /// GGUF files outside the manifest, checked against `--sha256` or the lock file.
 pub async fn pull(args: PullArgs) -> anyhow::Result<()> {
-    let (remote, names): (Vec<String>, Vec<String>) = args
-        .names
-        .iter()
-        .cloned()
-        .partition(|n| RemoteModel::looks_remote(n));
+    let (remote, names): (Vec<String>, Vec<String>) =
+        args.names.iter().cloned().partition(|n| is_remote_name(n));
     let remote: Vec<RemoteModel> = remote
         .iter()
-        .map(|n| RemoteModel::parse(n))
+        .map(|n| remote_model(n))
         .collect::<Result<_, _>>()?;
     if args.sha256.is_some() && remote.len() != 1 {
         bail!(
@@ -240,9 +252,8 @@ pub async fn verify(names: Vec<String>, repair: bool) -> anyhow::Result<()> {
     for p in &removed {
         eprintln!("removed {} (left by an interrupted pull)", p.display());
     }
-    let (remote_names, names): (Vec<String>, Vec<String>) = names
-        .into_iter()
-        .partition(|n| RemoteModel::looks_remote(n));
+    let (remote_names, names): (Vec<String>, Vec<String>) =
+        names.into_iter().partition(|n| is_remote_name(n));
     let remote: Vec<RemoteModel> = if remote_names.is_empty() && names.is_empty() {
         cache
             .list_remote()?
@@ -253,7 +264,7 @@ pub async fn verify(names: Vec<String>, repair: bool) -> anyhow::Result<()> {
     } else {
         remote_names
             .iter()
-            .map(|n| RemoteModel::parse(n))
+            .map(|n| remote_model(n))
             .collect::<Result<_, _>>()?
     };
     let mut failed = Vec::new();
@@ -365,6 +376,27 @@ pub async fn list(backend: BackendArgs) -> anyhow::Result<()> {
         );
     }
     let cache = Cache::from_env()?;
+    // Manifest models without a pinned hash: the size is known once pulled.
+    for f in optillm_models::manifest()?.first_use_models() {
+        let entry = cache.remote_entry(&f.remote)?;
+        let size = entry
+            .as_ref()
+            .map_or("?".to_string(), |e| format!("{:.1}", e.size as f64 / 1e6));
+        let local = match cache.remote_state(&f.remote, entry.as_ref()) {
+            LocalState::Verified => "yes",
+            LocalState::Missing => "no",
+            _ => "check",
+        };
+        println!(
+            "{:<22} {:<8} {:>10}  {:<6} {} [{}; hash trusted on first use]",
+            f.name,
+            "model",
+            size,
+            local,
+            f.description,
+            f.remote.spec()
+        );
+    }
     let pulled = cache.list_remote()?;
     if !pulled.is_empty() {
         println!(
