@@ -600,7 +600,8 @@ impl<'m> Engine<'m> {
                     (seq.accept(token, None, max_tokens, None), None)
                 } else {
                     let piece = vocab.token_to_piece(token, false, None);
-                    let text = seq.accept(token, Some(piece.as_slice()), max_tokens, logprob.as_ref());
+                    let text =
+                        seq.accept(token, Some(piece.as_slice()), max_tokens, logprob.as_ref());
                     (text, logprob)
                 };
                 if !send_delta(outbox, seq.index, text, logprob) {
