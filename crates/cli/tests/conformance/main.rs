@@ -74,7 +74,7 @@ async fn the_native_backend_on_smollm2() {
         name: "native",
         backend: native.clone(),
         expect: Expect {
-            overflow: Overflow::ContextOverflow,
+            overflow: Overflow::Typed,
             overflow_words: OVERFLOW_WORDS,
             cancelled: Some(cancelled_counter(native)),
             down: None,

@@ -14,7 +14,7 @@ use optillm::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
     /// [`BackendError::ContextOverflow`] with the counts (the native backend).
-    ContextOverflow,
+    Typed,
     /// [`BackendError::Http`] 400 whose message speaks of the context (a remote server's
     /// refusal, as the wire carries it).
     BadRequest,
@@ -303,7 +303,7 @@ async fn a_prompt_longer_than_the_context_is_a_typed_error(s: &Subject) {
         .await;
     match (s.expect.overflow, &result) {
         (
-            Overflow::ContextOverflow,
+            Overflow::Typed,
             Err(BackendError::ContextOverflow {
                 prompt_tokens,
                 context_length,
