@@ -284,15 +284,22 @@ fn open_ollama(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backen
 
 #[cfg(feature = "ollama")]
 pub fn ollama(args: &BackendArgs, model: &str) -> anyhow::Result<optillm_ollama::OllamaBackend> {
+    Ok(optillm_ollama::OllamaBackend::new(ollama_config(
+        args, model,
+    ))?)
+}
+
+/// The settings of the Ollama server of `--url` (else `OLLAMA_HOST`) for `model`.
+#[cfg(feature = "ollama")]
+fn ollama_config(args: &BackendArgs, model: &str) -> optillm_ollama::OllamaConfig {
     let config = match args.url.first() {
         Some(url) => optillm_ollama::OllamaConfig::new(url.clone(), model),
         None => optillm_ollama::OllamaConfig::from_env(model),
     };
-    let config = match args.idle_timeout {
+    match args.idle_timeout {
         Some(d) => config.with_idle_timeout(d),
         None => config,
-    };
-    Ok(optillm_ollama::OllamaBackend::new(config)?)
+    }
 }
 
 #[cfg(not(feature = "ollama"))]
@@ -307,19 +314,67 @@ fn open_openai(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backen
 
 #[cfg(feature = "openai")]
 pub fn openai(args: &BackendArgs, model: &str) -> anyhow::Result<optillm_openai::OpenAiBackend> {
+    Ok(optillm_openai::OpenAiBackend::new(openai_config(
+        args, model,
+    ))?)
+}
+
+/// The settings of the OpenAI-compatible server of `--url` (else `OPENAI_BASE_URL`) for
+/// `model`.
+#[cfg(feature = "openai")]
+fn openai_config(args: &BackendArgs, model: &str) -> optillm_openai::OpenAiConfig {
     let config = match args.url.first() {
         Some(url) => optillm_openai::OpenAiConfig::new(url.clone(), model),
         None => optillm_openai::OpenAiConfig::from_env(model),
     };
-    let config = match args.idle_timeout {
+    match args.idle_timeout {
         Some(d) => config.with_idle_timeout(d),
         None => config,
+    }
+}
+
+/// Why the models of a remote server could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    /// The server did not answer the listing (`GET /v1/models`, `GET /api/tags`), or
+    /// answered it with an error.
+    #[error("cannot list the models of the {server} (name one with --model)")]
+    Unavailable {
+        server: String,
+        #[source]
+        source: optillm::BackendError,
+    },
+    /// The server lists no model: there is nothing to serve.
+    #[error("the {server} lists no model (name one with --model)")]
+    Empty { server: String },
+}
+
+/// The remote server(s) of `args`, for messages: `OpenAI-compatible server at URL`,
+/// `Ollama server at URL`, `pool FILE`.
+pub fn describe_server(args: &BackendArgs) -> String {
+    if let Some(path) = &args.pool {
+        return format!("pool {}", path.display());
+    }
+    let kind = match args.backend {
+        BackendKind::Native => "native backend",
+        BackendKind::Ollama => "Ollama server",
+        BackendKind::Openai => "OpenAI-compatible server",
     };
-    Ok(optillm_openai::OpenAiBackend::new(config)?)
+    let urls = match (args.backend, args.url.as_slice()) {
+        (_, [_, ..]) => args.url.join(", "),
+        #[cfg(feature = "ollama")]
+        (BackendKind::Ollama, []) => ollama_config(args, "").base_url.clone(),
+        #[cfg(feature = "openai")]
+        (BackendKind::Openai, []) => openai_config(args, "").base_url.clone(),
+        _ => return kind.to_string(),
+    };
+    format!("{kind} at {urls}")
 }
 
 /// The models a remote server offers (`None` for the native backend). A pool file offers
-/// its model; several `--url`s the models every server that answers offers.
+/// its model; several `--url`s the models every server that answers offers. Neither
+/// needs a model name: a listing is about the server.
 pub async fn remote_models(args: &BackendArgs) -> anyhow::Result<Option<Vec<String>>> {
     if let Some(path) = &args.pool {
         return Ok(Some(vec![pool_name(&read_pool_file(path)?)]));
@@ -355,29 +410,28 @@ pub async fn remote_models(args: &BackendArgs) -> anyhow::Result<Option<Vec<Stri
             (None, None) => Ok(Some(Vec::new())),
         };
     }
-    match args.backend {
-        BackendKind::Native => Ok(None),
+    let listed = match args.backend {
+        BackendKind::Native => return Ok(None),
         #[cfg(feature = "ollama")]
-        BackendKind::Ollama => Ok(Some(
-            ollama(args, "")?
-                .list_models()
-                .await?
-                .into_iter()
-                .map(|m| m.name)
-                .collect(),
-        )),
+        BackendKind::Ollama => {
+            optillm_ollama::OllamaBackend::list_server_models(&ollama_config(args, ""))
+                .await
+                .map(|models| models.into_iter().map(|m| m.name).collect())
+        }
         #[cfg(feature = "openai")]
-        BackendKind::Openai => Ok(Some(
-            openai(args, "")?
-                .list_models()
-                .await?
-                .into_iter()
-                .map(|m| m.id)
-                .collect(),
-        )),
+        BackendKind::Openai => {
+            optillm_openai::OpenAiBackend::list_server_models(&openai_config(args, ""))
+                .await
+                .map(|models| models.into_iter().map(|m| m.id).collect())
+        }
         #[allow(unreachable_patterns)]
         _ => bail!("this build lacks the {:?} backend", args.backend),
-    }
+    };
+    let names = listed.map_err(|source| ListError::Unavailable {
+        server: describe_server(args),
+        source,
+    })?;
+    Ok(Some(names))
 }
 
 #[cfg(not(feature = "openai"))]

@@ -81,6 +81,12 @@ impl RemoteConfig {
         if self.model.trim().is_empty() {
             return Err(ConfigError::EmptyModel);
         }
+        self.validate_limits()
+    }
+
+    /// Checks the limits that must not be zero (everything [`validate`](Self::validate)
+    /// checks but the model name, which requests about the server itself do not need).
+    pub fn validate_limits(&self) -> Result<(), ConfigError> {
         if self.max_concurrency == 0 {
             return Err(ConfigError::ZeroConcurrency);
         }
@@ -267,6 +273,10 @@ mod tests {
         let mut bad = c();
         bad.model = " ".into();
         assert!(matches!(bad.validate(), Err(ConfigError::EmptyModel)));
+        assert!(
+            bad.validate_limits().is_ok(),
+            "the server needs no model name"
+        );
         let mut bad = c();
         bad.max_concurrency = 0;
         assert!(matches!(bad.validate(), Err(ConfigError::ZeroConcurrency)));

@@ -37,6 +37,17 @@ impl Remote {
         headers: HeaderMap,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        Self::for_server(name, config, headers)
+    }
+
+    /// Like [`Remote::new`], for requests about the server rather than one of its
+    /// models (listing its models): `config.model` is not checked and may be empty.
+    pub fn for_server(
+        name: &'static str,
+        config: &RemoteConfig,
+        headers: HeaderMap,
+    ) -> Result<Self, ConfigError> {
+        config.validate_limits()?;
         let base = crate::base_url(&config.base_url)?;
         let clients = Clients::new(config.connect_timeout, headers).map_err(ConfigError::Client)?;
         Ok(Self {

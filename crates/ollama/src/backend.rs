@@ -53,8 +53,16 @@ impl OllamaBackend {
 
     /// The models installed on the server (`GET /api/tags`).
     pub async fn list_models(&self) -> Result<Vec<OllamaModel>, BackendError> {
-        let tags: Tags = self.inner.remote.get_json("api/tags").await?;
-        Ok(tags.models.into_iter().map(OllamaModel::from).collect())
+        list(&self.inner.remote).await
+    }
+
+    /// The models installed on the server of `config` (`GET /api/tags`), with no
+    /// backend for one of them: `config.model` is not used and may be empty.
+    pub async fn list_server_models(
+        config: &OllamaConfig,
+    ) -> Result<Vec<OllamaModel>, BackendError> {
+        let remote = Remote::for_server("Ollama", &config.remote, HeaderMap::new())?;
+        list(&remote).await
     }
 
     /// The model's trained context length (`POST /api/show`, `model_info`'s
@@ -75,6 +83,11 @@ impl OllamaBackend {
         let _ = self.inner.context_length.set(length);
         Ok(length)
     }
+}
+
+async fn list(remote: &Remote) -> Result<Vec<OllamaModel>, BackendError> {
+    let tags: Tags = remote.get_json("api/tags").await?;
+    Ok(tags.models.into_iter().map(OllamaModel::from).collect())
 }
 
 #[async_trait]

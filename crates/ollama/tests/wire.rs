@@ -11,7 +11,7 @@ use common::{Received, Reply, TestServer};
 use optillm_core::{Backend, BackendError, ChatRequest, FinishReason, Sampling, StreamEvent};
 use optillm_http::RemoteConfig;
 use optillm_http::test_suite::{self, Dialect, drain};
-use optillm_ollama::{OllamaBackend, OllamaConfig};
+use optillm_ollama::{OllamaBackend, OllamaConfig, OllamaError};
 
 const NDJSON: &str = "application/x-ndjson";
 
@@ -314,6 +314,14 @@ async fn list_models_and_context_length() {
     assert_eq!(models[0].size, Some(2_019_393_189));
     assert_eq!(models[0].quantization_level.as_deref(), Some("Q4_K_M"));
     assert_eq!(models[1].family, None);
+    // The server's models are listed with no model name (none is known yet).
+    let config = OllamaConfig::new(server.url(), "");
+    assert!(matches!(
+        OllamaBackend::new(config.clone()),
+        Err(OllamaError::EmptyModel)
+    ));
+    let listed = OllamaBackend::list_server_models(&config).await.unwrap();
+    assert_eq!(listed, models);
 
     assert_eq!(b.capabilities().context_length, None);
     assert_eq!(b.context_length().await.unwrap(), Some(8192));

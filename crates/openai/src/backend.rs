@@ -39,27 +39,33 @@ struct Inner {
     native_n: AtomicBool,
 }
 
+/// The headers of every request to the server of `config`: its API key as a bearer
+/// token (from `api_key`, else the variable `api_key_env`), when there is one.
+fn headers(config: &OpenAiConfig) -> Result<HeaderMap, OpenAiError> {
+    let (key, source_name) = match &config.api_key {
+        Some(k) => (Some(k.clone()), "api_key".to_string()),
+        None => (
+            std::env::var(&config.api_key_env)
+                .ok()
+                .filter(|k| !k.trim().is_empty()),
+            config.api_key_env.clone(),
+        ),
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(key) = key {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+            .map_err(|_| OpenAiError::InvalidApiKey { source_name })?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
 impl OpenAiBackend {
     /// A backend for `config`: checks the URL, reads the API key, builds the HTTP client
     /// (no request yet).
     pub fn new(config: OpenAiConfig) -> Result<Self, OpenAiError> {
-        let (key, source_name) = match &config.api_key {
-            Some(k) => (Some(k.clone()), "api_key".to_string()),
-            None => (
-                std::env::var(&config.api_key_env)
-                    .ok()
-                    .filter(|k| !k.trim().is_empty()),
-                config.api_key_env.clone(),
-            ),
-        };
-        let mut headers = HeaderMap::new();
-        if let Some(key) = key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.trim()))
-                .map_err(|_| OpenAiError::InvalidApiKey { source_name })?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
-        let remote = Remote::new("the server", &config.remote, headers)?;
+        let remote = Remote::new("the server", &config.remote, headers(&config)?)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -76,6 +82,16 @@ impl OpenAiBackend {
     /// The models the server offers (`GET /models`).
     pub async fn list_models(&self) -> Result<Vec<OpenAiModel>, BackendError> {
         let models: Models = self.inner.remote.get_json("models").await?;
+        Ok(models.data)
+    }
+
+    /// The models the server of `config` offers (`GET /models`), with no backend for
+    /// one of them: `config.model` is not used and may be empty.
+    pub async fn list_server_models(
+        config: &OpenAiConfig,
+    ) -> Result<Vec<OpenAiModel>, BackendError> {
+        let remote = Remote::for_server("the server", &config.remote, headers(config)?)?;
+        let models: Models = remote.get_json("models").await?;
         Ok(models.data)
     }
 

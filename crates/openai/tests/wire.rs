@@ -483,6 +483,16 @@ async fn list_models_reads_v1_models() {
     assert_eq!(models[0].id, "smollm2");
     assert_eq!(models[0].owned_by.as_deref(), Some("llamacpp"));
     assert_eq!(models[1].created, None);
+
+    // The server's models are listed with no model name (none is known yet).
+    let config = OpenAiConfig::new(format!("{}/v1", server.url()), "");
+    assert!(matches!(
+        OpenAiBackend::new(config.clone()),
+        Err(OpenAiError::EmptyModel)
+    ));
+    let listed = OpenAiBackend::list_server_models(&config).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["smollm2", "other"]);
 }
 
 #[test]

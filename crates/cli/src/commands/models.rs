@@ -336,10 +336,9 @@ fn verdict(failed: &[String], total: usize) -> anyhow::Result<()> {
 
 pub async fn list(backend: BackendArgs) -> anyhow::Result<()> {
     if let Some(remote) = crate::backends::remote_models(&backend).await? {
-        match (&backend.pool, backend.url.as_slice()) {
-            (Some(path), _) => println!("pool {}:", path.display()),
-            (None, []) => println!("{:?} server (from the environment):", backend.backend),
-            (None, urls) => println!("{:?} server {}:", backend.backend, urls.join(", ")),
+        println!("{}:", crate::backends::describe_server(&backend));
+        if remote.is_empty() {
+            println!("  (no models)");
         }
         for name in remote {
             println!("  {name}");

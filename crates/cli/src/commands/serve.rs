@@ -100,7 +100,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut names = args.model.clone();
     if names.is_empty() {
+        // Every model of the remote server, served under its own name (and behind
+        // approach prefixes: `moa-NAME`).
         names = match backends::remote_models(&args.backend).await? {
+            Some(remote) if remote.is_empty() => {
+                return Err(backends::ListError::Empty {
+                    server: backends::describe_server(&args.backend),
+                }
+                .into());
+            }
             Some(remote) => remote,
             None => vec![backends::model_name(&args.backend, None)?],
         };
