@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -25,7 +25,7 @@ use crate::wire::{
 };
 
 /// The OpenAI-compatible backend. Cheap to clone; clones share the connection pool, the
-/// concurrency limit and what was learnt about `n`.
+/// concurrency limit and the smallest `n` the server rejected.
 #[derive(Debug, Clone)]
 pub struct OpenAiBackend {
     inner: Arc<Inner>,
@@ -35,8 +35,9 @@ pub struct OpenAiBackend {
 struct Inner {
     config: OpenAiConfig,
     remote: Remote,
-    /// Whether `n > 1` is still sent natively (false once the server refused it).
-    native_n: AtomicBool,
+    /// The smallest `n` the server rejected (`u32::MAX` while none was): requests that
+    /// ask for fewer samples are still sent with `n`, the others as single requests.
+    rejected_n: AtomicU32,
 }
 
 /// The headers of every request to the server of `config`: its API key as a bearer
@@ -70,7 +71,7 @@ impl OpenAiBackend {
             inner: Arc::new(Inner {
                 config,
                 remote,
-                native_n: AtomicBool::new(true),
+                rejected_n: AtomicU32::new(u32::MAX),
             }),
         })
     }
@@ -127,7 +128,8 @@ impl Backend for OpenAiBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            native_n: self.inner.native_n.load(Ordering::Relaxed),
+            // False only once the server rejected `n = 2`: it takes one sample per request.
+            native_n: self.inner.rejected_n.load(Ordering::Relaxed) > 2,
             logprobs: true,
             max_top_logprobs: 20,
             token_control: false,
@@ -172,14 +174,15 @@ fn malformed(e: &serde_json::Error, body: &[u8]) -> BackendError {
     ))
 }
 
-/// Whether an error message is about the `n` parameter: it names `n` as a word (OpenAI's
-/// `param`), or speaks of choices (llama-server: "Only one completion choice is allowed").
+/// Whether an error message is about the `n` parameter: it names `n` (or llama.cpp's
+/// `n_cmpl`) as a word (OpenAI's `param`), or speaks of choices (llama-server: "Only one
+/// completion choice is allowed").
 fn mentions_n(message: &str) -> bool {
     let lower = message.to_lowercase();
     lower.contains("choice")
         || lower
             .split(|c: char| !c.is_alphanumeric() && c != '_')
-            .any(|w| w == "n")
+            .any(|w| w == "n" || w == "n_cmpl")
 }
 
 /// Which choice the choices of a response are.
@@ -370,8 +373,11 @@ impl Inner {
             .map_err(|e| BackendError::InvalidRequest(format!("cannot encode the request: {e}")))
     }
 
-    /// Every choice of `request`: natively when `n > 1` is (still) believed to work,
-    /// the missing ones as single requests. `Ok(None)`: the consumer went away.
+    /// Every choice of `request`: natively when `n > 1` is below the smallest `n` the
+    /// server rejected, the missing ones as single requests. A rejected `n` (llama-server
+    /// caps it at its slot count) or a short answer falls back for this request only;
+    /// later requests with a smaller `n` are still sent natively. `Ok(None)`: the
+    /// consumer went away.
     async fn produce(
         self: &Arc<Self>,
         request: &ChatRequest,
@@ -383,7 +389,7 @@ impl Inner {
         let n = request.n;
         let mut answers = Vec::new();
         let mut missing: Vec<u32> = (0..n).collect();
-        if n > 1 && self.native_n.load(Ordering::Relaxed) {
+        if n > 1 && n < self.rejected_n.load(Ordering::Relaxed) {
             let body = self.body(request, sampling, streaming, Some(n), sampling.seed)?;
             match self.run(body, streaming, Target::Native, tx, started).await {
                 Ok(Some(run)) => {
@@ -393,9 +399,8 @@ impl Inner {
                             asked = n,
                             got = run.received.choices.len(),
                             "the server returned fewer choices than asked for; \
-                             the rest are sent as separate requests, from now on too"
+                             the rest are sent as separate requests"
                         );
-                        self.native_n.store(false, Ordering::Relaxed);
                     }
                     answers.push(run.into_answer());
                 }
@@ -403,8 +408,14 @@ impl Inner {
                 Err(BackendError::Http { status, message })
                     if (400..500).contains(&status) && mentions_n(&message) =>
                 {
-                    warn!(status, %message, "the server rejects n > 1; sending separate requests, from now on too");
-                    self.native_n.store(false, Ordering::Relaxed);
+                    warn!(
+                        status,
+                        %message,
+                        n,
+                        "the server rejects this n; its samples are sent as separate \
+                         requests, as are those of later requests with this n or more"
+                    );
+                    self.rejected_n.fetch_min(n, Ordering::Relaxed);
                 }
                 Err(e) => return Err(e),
             }
@@ -482,6 +493,7 @@ mod tests {
         assert!(mentions_n("Only one completion choice is allowed"));
         assert!(mentions_n("n must be 1 (param: n)"));
         assert!(mentions_n("'n' is not supported with this model."));
+        assert!(mentions_n("n_cmpl must not exceed the number of slots"));
         assert!(!mentions_n("Incorrect API key provided"));
         assert!(!mentions_n("max_tokens is too large: 4096"));
     }

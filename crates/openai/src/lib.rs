@@ -26,11 +26,15 @@
 //!   [`BackendError::Http`] with its message.
 //!   The token limit is sent as `max_tokens`, which every such server reads.
 //! - `n > 1` is sent natively first. When the server rejects it (a 4xx whose message
-//!   names the parameter `n` or speaks of "choice(s)", as llama-server's "Only one
-//!   completion choice is allowed") or returns fewer choices than asked, the missing
-//!   samples are sent as concurrent single requests with seeds `seed + i` (a random base
-//!   when the request has no seed), and the backend remembers to do so from then on
-//!   ([`Capabilities::native_n`](optillm_core::Capabilities) turns false).
+//!   names the parameter `n` or `n_cmpl`, or speaks of "choice(s)", as llama-server's
+//!   "Only one completion choice is allowed"; llama-server caps `n` at its slot count) or
+//!   returns fewer choices than asked, the missing samples of that request are sent as
+//!   concurrent single requests with seeds `seed + i` (a random base when the request
+//!   has no seed). Only the rejected `n` is remembered: later requests asking for that
+//!   many samples or more go straight to single requests, those asking for fewer are
+//!   still sent with `n` ([`Capabilities::native_n`](optillm_core::Capabilities) turns
+//!   false only when `n = 2` was rejected). A short answer is completed for that request
+//!   only.
 //! - `finish_reason: "stop"` covers both the end-of-text token and a matched stop
 //!   sequence; the wire cannot tell them apart, so it maps to
 //!   [`FinishReason::EndOfText`](optillm_core::FinishReason). `"length"` maps to `Length`.

@@ -279,7 +279,7 @@ fn rejects_n(r: &Received, _: usize) -> Reply {
 }
 
 #[tokio::test]
-async fn a_rejected_n_falls_back_to_seeded_requests_and_is_remembered() {
+async fn a_rejected_n_falls_back_for_that_request_only() {
     let server = TestServer::start(rejects_n).await;
     let b = backend(&server);
     let request = test_suite::seeded(3, 42);
@@ -296,17 +296,84 @@ async fn a_rejected_n_falls_back_to_seeded_requests_and_is_remembered() {
         server.max_in_flight() > 1,
         "the fallback requests ran one at a time"
     );
-    assert!(!b.capabilities().native_n);
+    assert!(
+        b.capabilities().native_n,
+        "one rejection of n = 3 does not turn native n off"
+    );
 
-    // Remembered: the next request does not try n again.
+    // A smaller n is tried again; this server rejects it too.
     let c = b.complete(ChatRequest::user("Hi").with_n(2)).await.unwrap();
     assert_eq!(c.choices.len(), 2);
     assert_ne!(c.choices[0].text, c.choices[1].text);
     let got = server.received();
-    assert_eq!(got.len(), 6);
-    assert!(got[4..].iter().all(|r| r.json().get("n").is_none()));
-    let (s4, s5) = (seed_of(&got[4]), seed_of(&got[5]));
-    assert_ne!(s4, s5, "samples without a seed still get distinct seeds");
+    assert_eq!(got.len(), 7);
+    assert_eq!(got[4].json()["n"], 2);
+    assert!(got[5..].iter().all(|r| r.json().get("n").is_none()));
+    let (s5, s6) = (seed_of(&got[5]), seed_of(&got[6]));
+    assert_ne!(s5, s6, "samples without a seed still get distinct seeds");
+
+    // n = 2 rejected: the server takes one sample per request, and it is not asked again.
+    assert!(!b.capabilities().native_n);
+    let c = b.complete(test_suite::seeded(2, 9)).await.unwrap();
+    assert_eq!(c.texts(), ["seed=9", "seed=10"]);
+    let got = server.received();
+    assert_eq!(got.len(), 9);
+    assert!(got[7..].iter().all(|r| r.json().get("n").is_none()));
+}
+
+/// A server like llama-server with 4 slots: `n` above 4 is a 400; up to 4 it answers
+/// every choice in one (whole) response, each text naming its request's `n` and seed.
+fn caps_n_at_4(r: &Received, _: usize) -> Reply {
+    let body = r.json();
+    let n = body["n"].as_u64().unwrap_or(1);
+    if n > 4 {
+        return Reply::json(
+            400,
+            &json!({"error": {"code": 400, "type": "invalid_request_error",
+                "message": format!("n_cmpl ({n}) exceeds the number of slots (4)")}})
+            .to_string(),
+        );
+    }
+    let choices: Vec<_> = (0..n)
+        .map(|i| {
+            json!({"index": i, "finish_reason": "stop", "message": {"role": "assistant",
+                "content": format!("n={n} seed={}", seed_of(r) + i)}})
+        })
+        .collect();
+    let whole = json!({"object": "chat.completion", "choices": choices,
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2 * n}});
+    Reply::json(200, &whole.to_string())
+}
+
+#[tokio::test]
+async fn an_n_above_the_servers_cap_falls_back_and_smaller_ones_stay_native() {
+    let server = TestServer::start(caps_n_at_4).await;
+    let b = backend(&server);
+    let n_of = |r: &Received| r.json().get("n").and_then(|n| n.as_u64());
+
+    // n = 6 is rejected: this request's six samples go as single requests.
+    let c = b.complete(test_suite::seeded(6, 100)).await.unwrap();
+    let want: Vec<String> = (100..106).map(|s| format!("n=1 seed={s}")).collect();
+    assert_eq!(c.texts(), want);
+    let got = server.received();
+    assert_eq!(got.len(), 7, "one rejected request, then six single ones");
+    assert_eq!(n_of(&got[0]), Some(6));
+    assert!(got[1..].iter().all(|r| n_of(r).is_none()));
+    assert!(b.capabilities().native_n);
+
+    // The next request of n = 3 is still sent natively: one request, three choices.
+    let c = b.complete(test_suite::seeded(3, 7)).await.unwrap();
+    assert_eq!(c.texts(), ["n=3 seed=7", "n=3 seed=8", "n=3 seed=9"]);
+    let got = server.received();
+    assert_eq!(got.len(), 8);
+    assert_eq!(n_of(&got[7]), Some(3));
+
+    // n = 6 again, and n = 8: straight to single requests, no second rejection.
+    b.complete(test_suite::seeded(6, 1)).await.unwrap();
+    b.complete(test_suite::seeded(8, 1)).await.unwrap();
+    let got = server.received();
+    assert_eq!(got.len(), 8 + 6 + 8);
+    assert!(got[8..].iter().all(|r| n_of(r).is_none()));
 }
 
 #[tokio::test]
@@ -336,7 +403,12 @@ async fn fewer_choices_than_asked_are_completed_by_single_requests() {
     let got = server.received();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].json()["n"], 3);
-    assert!(!b.capabilities().native_n);
+    // For that request only: the next one asks for n again.
+    assert!(b.capabilities().native_n);
+    drain(&b, test_suite::seeded(2, 5)).await.1.unwrap();
+    let got = server.received();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[3].json()["n"], 2);
 }
 
 #[tokio::test]
