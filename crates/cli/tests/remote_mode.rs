@@ -296,3 +296,141 @@ async fn a_server_that_cannot_list_its_models_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// An OpenAI-compatible server like llama-server with 4 slots: `n` above 4 is a 400;
+/// otherwise every choice, streamed or whole.
+async fn server_capping_n_at_4() -> TestServer {
+    TestServer::start(|r, _| {
+        let body = r.json();
+        let n = body["n"].as_u64().unwrap_or(1);
+        if n > 4 {
+            let message = format!("n_cmpl ({n}) exceeds the number of slots (4)");
+            let error = json!({"error": {"code": 400, "message": message}});
+            return Reply::json(400, &error.to_string());
+        }
+        let usage = json!({"prompt_tokens": 5, "completion_tokens": n});
+        if body["stream"] == true {
+            let mut events = String::new();
+            for i in 0..n {
+                let chunk = json!({"choices": [{"index": i, "delta": {"content": format!("sample {i}")},
+                    "finish_reason": "stop"}]});
+                events.push_str(&format!("data: {chunk}\n\n"));
+            }
+            let last = json!({"choices": [], "usage": usage});
+            events.push_str(&format!("data: {last}\n\ndata: [DONE]\n\n"));
+            return Reply::new(200, SSE, vec![events.into_bytes()]);
+        }
+        let choices: Vec<_> = (0..n)
+            .map(|i| {
+                json!({"index": i, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": format!("sample {i}")}})
+            })
+            .collect();
+        let whole = json!({"object": "chat.completion", "choices": choices, "usage": usage});
+        Reply::json(200, &whole.to_string())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_footer_and_trace_count_the_http_requests_sent() {
+    let upstream = server_capping_n_at_4().await;
+    let url = format!("{}/v1", upstream.url());
+    let trace = std::env::temp_dir().join(format!("optillm-trace-{}.jsonl", std::process::id()));
+    let trace_arg = trace.to_str().unwrap();
+    let args = [
+        "run",
+        "--backend",
+        "openai",
+        "--url",
+        &url,
+        "--model",
+        "m",
+        "-n",
+        "6",
+        "--trace",
+        trace_arg,
+        "Hi",
+    ];
+    let out = optillm(&args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // One call of n = 6: the server rejected n = 6, then six single requests.
+    assert_eq!(upstream.received().len(), 7);
+    assert!(
+        stderr.contains("approach none | calls 1 | requests 7 | prompt 30 tokens"),
+        "{stderr}"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    std::fs::remove_file(&trace).unwrap();
+    assert_eq!(lines.len(), 1, "one call");
+    assert_eq!(
+        (lines[0]["n"].as_u64(), lines[0]["requests"].as_u64()),
+        (Some(6), Some(7))
+    );
+
+    // Within the cap: one call, one request.
+    let args = [
+        "run",
+        "--backend",
+        "openai",
+        "--url",
+        &url,
+        "--model",
+        "m",
+        "-n",
+        "3",
+        "Hi",
+    ];
+    let out = optillm(&args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("model m | n 3 | requests 1 |"), "{stderr}");
+    let args = [
+        "run",
+        "--backend",
+        "openai",
+        "--url",
+        &url,
+        "--model",
+        "m",
+        "-n",
+        "6",
+        "Hi",
+    ];
+    let out = optillm(&args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A new process asks for n = 6 again: rejected, then six single requests.
+    assert!(stderr.contains("model m | n 6 | requests 7 |"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_model_calls_and_the_http_requests_they_sent() {
+    let upstream = server_capping_n_at_4().await;
+    let url = format!("{}/v1", upstream.url());
+    let served = serve(&["--backend", "openai", "--url", &url, "--model", "m"]).await;
+    let mut six = chat("m");
+    six["n"] = json!(6);
+    let (status, body) = http(served.port, "POST", "/v1/chat/completions", Some(six)).await;
+    assert_eq!(status, 200, "{body}");
+    let mut two = chat("m");
+    two["n"] = json!(2);
+    let (status, body) = http(served.port, "POST", "/v1/chat/completions", Some(two)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(upstream.received().len(), 7 + 1);
+
+    let (status, metrics) = http(served.port, "GET", "/metrics", None).await;
+    assert_eq!(status, 200, "{metrics}");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+            .to_string()
+    };
+    assert_eq!(value("optillm_model_calls_total"), "2");
+    assert_eq!(value("optillm_remote_requests_total"), "8");
+}

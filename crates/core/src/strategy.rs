@@ -59,7 +59,12 @@ pub struct Budget {
 /// Usage summed over every call of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunUsage {
+    /// Backend calls the approach made (one per call, whatever its `n`).
     pub calls: u32,
+    /// HTTP requests remote backends sent for those calls ([`crate::types::Timings::requests`]: a
+    /// call of `n` samples the server would not batch is `n` requests); 0 in process.
+    #[serde(default)]
+    pub requests: u32,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
 }
@@ -68,8 +73,10 @@ impl RunUsage {
     pub fn total_tokens(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
     }
-    fn add(&mut self, u: &Usage) {
+    /// Adds one call that used `u` and took `requests` HTTP requests.
+    fn add(&mut self, u: &Usage, requests: u32) {
         self.calls += 1;
+        self.requests += requests;
         self.prompt_tokens += u64::from(u.prompt_tokens);
         self.completion_tokens += u64::from(u.completion_tokens);
     }
@@ -85,6 +92,9 @@ pub struct TraceEntry {
     pub n: u32,
     pub outputs: Vec<String>,
     pub usage: Usage,
+    /// HTTP requests the call took (see [`RunUsage::requests`]).
+    #[serde(default)]
+    pub requests: u32,
     pub elapsed: Duration,
 }
 
@@ -328,10 +338,11 @@ impl Ctx {
             n: request.n,
             outputs: completion.texts(),
             usage: completion.usage,
+            requests: completion.timings.requests,
             elapsed: started.elapsed(),
         };
         self.with_state(|s| {
-            s.usage.add(&completion.usage);
+            s.usage.add(&completion.usage, completion.timings.requests);
             s.trace.push(entry);
         });
     }
@@ -503,10 +514,11 @@ impl Ctx {
             n: u32::try_from(outputs.len()).unwrap_or(u32::MAX),
             outputs,
             usage,
+            requests: 0,
             elapsed: started.elapsed(),
         };
         self.with_state(|s| {
-            s.usage.add(&usage);
+            s.usage.add(&usage, 0);
             s.trace.push(entry);
         });
         Ok(value)

@@ -361,7 +361,7 @@ impl std::ops::AddAssign for Usage {
     }
 }
 
-/// Where the time of one request went.
+/// Where the time of one request went, and how many HTTP requests it took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     /// From the request reaching the backend to the first generated token.
@@ -372,13 +372,19 @@ pub struct Timings {
     pub decode: Duration,
     /// Wall time of the whole request.
     pub total: Duration,
+    /// HTTP requests a remote backend sent for it: `n` samples the server would not
+    /// batch are `n` requests, and a request the server rejected (an `n` above its cap)
+    /// counts too. 0 for a backend in this process.
+    #[serde(default)]
+    pub requests: u32,
 }
 
 impl Timings {
     /// Adds the timings of a request that ran at the same time as the others: the
     /// longest prompt evaluation and decode are where the time went, the earliest first
-    /// token is the first of all. `total` is left to the caller.
+    /// token is the first of all, the HTTP requests add up. `total` is left to the caller.
     pub fn overlap(&mut self, other: &Timings) {
+        self.requests += other.requests;
         self.prompt_eval = self.prompt_eval.max(other.prompt_eval);
         self.decode = self.decode.max(other.decode);
         self.time_to_first_token = match (self.time_to_first_token, other.time_to_first_token) {
@@ -475,13 +481,16 @@ mod tests {
             decode: ms(300),
             time_to_first_token: Some(ms(50)),
             total: ms(999),
+            requests: 1,
         });
         t.overlap(&Timings {
             time_to_first_token: Some(ms(40)),
+            requests: 5,
             ..Timings::default()
         });
         assert_eq!((t.prompt_eval, t.decode), (ms(30), ms(300)));
         assert_eq!(t.time_to_first_token, Some(ms(40)));
         assert_eq!(t.total, Duration::ZERO);
+        assert_eq!(t.requests, 6, "the requests that ran together add up");
     }
 }

@@ -314,12 +314,13 @@ where
 pub struct Answer {
     pub choices: Vec<Choice>,
     pub usage: Usage,
-    /// Its prompt evaluation, decode and first token (`total` is not read).
+    /// Its prompt evaluation, decode and first token (`total` is not read), and the
+    /// HTTP requests it took (1).
     pub timings: Timings,
 }
 
 /// The completion of `n` choices from the answers of the requests that ran at the same
-/// time since `started`: usage added up, timings overlapped ([`Timings::overlap`]),
+/// time since `started`: usage and requests added up, timings overlapped ([`Timings::overlap`]),
 /// choices in index order (one the request did not ask for, at `n` or above, is
 /// dropped with a warning).
 pub fn completion(model: &str, n: u32, answers: Vec<Answer>, started: Instant) -> Completion {
@@ -397,6 +398,7 @@ mod tests {
                 timings: Timings {
                     decode: ms(30),
                     time_to_first_token: Some(ms(9)),
+                    requests: 1,
                     ..Timings::default()
                 },
             },
@@ -409,6 +411,7 @@ mod tests {
                 timings: Timings {
                     decode: ms(10),
                     time_to_first_token: Some(ms(4)),
+                    requests: 1,
                     ..Timings::default()
                 },
             },
@@ -418,6 +421,7 @@ mod tests {
         assert_eq!((c.usage.prompt_tokens, c.usage.completion_tokens), (6, 3));
         assert_eq!(c.timings.decode, ms(30));
         assert_eq!(c.timings.time_to_first_token, Some(ms(4)));
+        assert_eq!(c.timings.requests, 2);
     }
 
     #[tokio::test]

@@ -259,6 +259,7 @@ impl Sample {
                 prompt_eval: Duration::from_nanos(last.prompt_eval_duration.unwrap_or(0)),
                 decode: Duration::from_nanos(last.eval_duration.unwrap_or(0)),
                 time_to_first_token: self.received.first_token,
+                requests: 1,
                 ..Timings::default()
             },
             choices: vec![choice],

@@ -186,6 +186,7 @@ async fn n_samples_are_concurrent_requests_with_distinct_seeds() {
     // The prompt is evaluated once per request.
     assert_eq!(c.usage.prompt_tokens, 3 * 26);
     assert_eq!(c.usage.completion_tokens, 9);
+    assert_eq!(c.timings.requests, 3, "three HTTP requests");
     assert!(
         server.max_in_flight() > 1,
         "the samples did not run concurrently"

@@ -292,6 +292,7 @@ impl Run {
                 prompt_eval: wire::millis(server.prompt_ms),
                 decode: wire::millis(server.predicted_ms),
                 time_to_first_token: self.received.first_token,
+                requests: 1,
                 ..Timings::default()
             },
         }
@@ -389,6 +390,8 @@ impl Inner {
         let n = request.n;
         let mut answers = Vec::new();
         let mut missing: Vec<u32> = (0..n).collect();
+        // Requests sent that returned no answer (a rejected `n`).
+        let mut refused = 0;
         if n > 1 && n < self.rejected_n.load(Ordering::Relaxed) {
             let body = self.body(request, sampling, streaming, Some(n), sampling.seed)?;
             match self.run(body, streaming, Target::Native, tx, started).await {
@@ -416,6 +419,7 @@ impl Inner {
                          requests, as are those of later requests with this n or more"
                     );
                     self.rejected_n.fetch_min(n, Ordering::Relaxed);
+                    refused += 1;
                 }
                 Err(e) => return Err(e),
             }
@@ -439,12 +443,9 @@ impl Inner {
                 None => return Ok(None),
             }
         }
-        Ok(Some(answer::completion(
-            &self.config.model,
-            n,
-            answers,
-            started,
-        )))
+        let mut completion = answer::completion(&self.config.model, n, answers, started);
+        completion.timings.requests += refused;
+        Ok(Some(completion))
     }
 
     /// One request under the backend's limits. `Ok(None)`: the consumer went away.

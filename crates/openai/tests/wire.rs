@@ -357,6 +357,7 @@ async fn an_n_above_the_servers_cap_falls_back_and_smaller_ones_stay_native() {
     assert_eq!(c.texts(), want);
     let got = server.received();
     assert_eq!(got.len(), 7, "one rejected request, then six single ones");
+    assert_eq!(c.timings.requests, 7, "the completion counts them all");
     assert_eq!(n_of(&got[0]), Some(6));
     assert!(got[1..].iter().all(|r| n_of(r).is_none()));
     assert!(b.capabilities().native_n);
@@ -364,6 +365,7 @@ async fn an_n_above_the_servers_cap_falls_back_and_smaller_ones_stay_native() {
     // The next request of n = 3 is still sent natively: one request, three choices.
     let c = b.complete(test_suite::seeded(3, 7)).await.unwrap();
     assert_eq!(c.texts(), ["n=3 seed=7", "n=3 seed=8", "n=3 seed=9"]);
+    assert_eq!(c.timings.requests, 1);
     let got = server.received();
     assert_eq!(got.len(), 8);
     assert_eq!(n_of(&got[7]), Some(3));

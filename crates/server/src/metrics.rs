@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests by endpoint and status, tokens, latency, queue depth,
+//! Prometheus metrics: requests by endpoint and status, tokens, model calls and the HTTP
+//! requests they sent to remote servers, latency, queue depth,
 //! the counters each loaded backend keeps of its own work, and for a backend over
 //! several servers (a pool) each upstream's requests, failures, failovers, latency, in
 //! flight and health, labelled `{model, upstream}`.
@@ -163,6 +164,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     tokens: Family<TokenLabels, Counter>,
+    calls: Counter,
+    remote_requests: Counter,
     latency: HistogramFamily,
     in_flight: Gauge,
     queue_depth: Gauge,
@@ -184,6 +187,8 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix(PREFIX);
         let requests = Family::<RequestLabels, Counter>::default();
         let tokens = Family::<TokenLabels, Counter>::default();
+        let calls = Counter::default();
+        let remote_requests = Counter::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let in_flight = Gauge::default();
         let queue_depth = Gauge::default();
@@ -196,6 +201,17 @@ impl Default for Metrics {
             "tokens",
             "Tokens processed by model calls, by kind (prompt or completion)",
             tokens.clone(),
+        );
+        registry.register(
+            "model_calls",
+            "Model calls made by approaches (one per backend call, whatever its n)",
+            calls.clone(),
+        );
+        registry.register(
+            "remote_requests",
+            "HTTP requests sent to remote model servers (n samples a server would not batch \
+             are n requests; a rejected request counts too)",
+            remote_requests.clone(),
         );
         registry.register(
             "request_duration_seconds",
@@ -216,6 +232,8 @@ impl Default for Metrics {
             registry,
             requests,
             tokens,
+            calls,
+            remote_requests,
             latency,
             in_flight,
             queue_depth,
@@ -249,6 +267,12 @@ impl Metrics {
                 .get_or_create(&TokenLabels { kind: kind.into() })
                 .inc_by(u64::from(n));
         }
+    }
+
+    /// Adds the model calls of one request and the HTTP requests they sent upstream.
+    pub fn add_calls(&self, calls: u32, remote_requests: u32) {
+        self.calls.inc_by(u64::from(calls));
+        self.remote_requests.inc_by(u64::from(remote_requests));
     }
 
     /// The Prometheus text exposition, with the gauges set to `running` and `queued`,

@@ -58,8 +58,9 @@ pub struct Final {
     pub choices: Vec<FinalChoice>,
     /// Tokens over every model call of the request.
     pub usage: Usage,
+    /// Timings, and the HTTP requests sent to remote servers (`timings.requests`).
     pub timings: Timings,
-    /// Model calls made.
+    /// Model calls made (each may take several HTTP requests).
     pub calls: u32,
 }
 
@@ -153,6 +154,7 @@ impl Job {
             }
         };
         self.metrics.add_usage(&fin.usage);
+        self.metrics.add_calls(fin.calls, fin.timings.requests);
         Ok(fin)
     }
 
@@ -309,6 +311,7 @@ async fn forward_backend(
             Some(Ok(StreamEvent::Done(c))) => {
                 let fin = from_completion(c);
                 metrics.add_usage(&fin.usage);
+                metrics.add_calls(fin.calls, fin.timings.requests);
                 let _ = tx.send(RunEvent::Done(fin)).await;
                 return;
             }
@@ -381,6 +384,7 @@ async fn run_with_keep_alive(
     match result {
         Ok(fin) => {
             metrics.add_usage(&fin.usage);
+            metrics.add_calls(fin.calls, fin.timings.requests);
             for c in &fin.choices {
                 let Some(rest) = streamed.rest_of(c.index, &c.text) else {
                     continue;
@@ -607,6 +611,7 @@ async fn run_strategy(
             texts.push(o.answer.clone());
             cut.push(o.budget_exhausted);
             usage.calls += o.usage.calls;
+            usage.requests += o.usage.requests;
             usage.prompt_tokens += o.usage.prompt_tokens;
             usage.completion_tokens += o.usage.completion_tokens;
             wall = wall.max(o.wall);
@@ -634,6 +639,7 @@ async fn run_strategy(
         },
         timings: Timings {
             total: wall,
+            requests: usage.requests,
             ..Timings::default()
         },
         calls: usage.calls,

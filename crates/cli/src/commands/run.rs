@@ -161,6 +161,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     run_strategy(&args, &spec, strategy, backend, messages).await
 }
 
+/// ` | requests N` for a footer: the HTTP requests sent to remote servers (a call of `n`
+/// samples a server would not batch is `n` requests); nothing for a native model.
+fn requests_sent(requests: u32) -> String {
+    match requests {
+        0 => String::new(),
+        r => format!(" | requests {r}"),
+    }
+}
+
 /// `none`: tokens go to stdout as the model produces them.
 async fn stream_plain(
     backend: &dyn optillm_core::Backend,
@@ -193,9 +202,10 @@ async fn stream_plain(
         .map(|c| c.finish_reason.as_api_str())
         .collect();
     eprintln!(
-        "model {} | n {} | finish {} | prompt {} tokens, completion {} tokens",
+        "model {} | n {}{} | finish {} | prompt {} tokens, completion {} tokens",
         completion.model,
         n,
+        requests_sent(t.requests),
         reasons.join(","),
         u.prompt_tokens,
         u.completion_tokens
@@ -259,9 +269,10 @@ async fn run_strategy(
     }
     let u = &outcome.usage;
     eprintln!(
-        "approach {} | calls {} | prompt {} tokens, completion {} tokens | wall {:.2} s{}",
+        "approach {} | calls {}{} | prompt {} tokens, completion {} tokens | wall {:.2} s{}",
         spec,
         u.calls,
+        requests_sent(u.requests),
         u.prompt_tokens,
         u.completion_tokens,
         outcome.wall.as_secs_f64(),
