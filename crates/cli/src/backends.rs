@@ -58,6 +58,14 @@ pub struct BackendArgs {
     /// (default: the model's, at most 8192).
     #[arg(long, value_parser = crate::commands::parse_ctx_size)]
     pub ctx_size: Option<u32>,
+    /// KV cache type for the native backend: f16 (default) or q8_0 (half the cache's
+    /// memory; llama.cpp's `--cache-type-k/-v q8_0`).
+    #[arg(long, value_name = "TYPE", value_parser = ["f16", "q8_0"])]
+    pub kv_type: Option<String>,
+    /// Recent prompts whose KV cells the native backend keeps, so that a prompt sharing
+    /// their beginning evaluates only the rest (default 4; 0 turns reuse off).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub prefix_cache: Option<u32>,
     /// Remote backends: seconds to wait for the next chunk once an answer has begun,
     /// before the request fails as stalled and is cancelled (default 60).
     #[arg(long, value_name = "SECS", value_parser = parse_idle_timeout)]
@@ -106,6 +114,14 @@ impl BackendArgs {
         if let Some(c) = self.ctx_size {
             out.push("--ctx-size".to_string());
             out.push(c.to_string());
+        }
+        if let Some(t) = &self.kv_type {
+            out.push("--kv-type".to_string());
+            out.push(t.clone());
+        }
+        if let Some(n) = self.prefix_cache {
+            out.push("--prefix-cache".to_string());
+            out.push(n.to_string());
         }
         if let Some(d) = self.idle_timeout {
             out.push("--idle-timeout".to_string());
@@ -261,6 +277,12 @@ async fn open_native(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn 
     }
     if let Some(n) = args.threads {
         options = options.threads(n);
+    }
+    if let Some(n) = args.prefix_cache {
+        options = options.prefix_cache(n);
+    }
+    if let Some(t) = &args.kv_type {
+        options = options.kv_type(t.parse().map_err(anyhow::Error::msg)?);
     }
     match optillm::open(model, options.clone()).await {
         Err(optillm::OpenError::NotPulled { name, size_mb }) => {

@@ -51,7 +51,7 @@ pub use optillm_models as models;
 #[cfg(feature = "llama")]
 pub use optillm_llama as llama;
 #[cfg(feature = "llama")]
-pub use optillm_llama::{LlamaBackend, LlamaConfig, LlamaError};
+pub use optillm_llama::{KvType, LlamaBackend, LlamaConfig, LlamaError};
 
 /// The Ollama backend.
 #[cfg(feature = "ollama")]

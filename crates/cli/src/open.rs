@@ -94,6 +94,18 @@ impl OpenOptions {
         self.llama.n_ctx = Some(n_ctx);
         self
     }
+    /// Recent prompts whose KV cells are kept for reuse (default 4; 0: off).
+    #[cfg(feature = "llama")]
+    pub fn prefix_cache(mut self, prompts: u32) -> Self {
+        self.llama.prefix_cache = prompts;
+        self
+    }
+    /// KV cache type (default f16; q8_0 halves the cache's memory).
+    #[cfg(feature = "llama")]
+    pub fn kv_type(mut self, kv_type: optillm_llama::KvType) -> Self {
+        self.llama.kv_type = kv_type;
+        self
+    }
     /// CPU threads (default: all cores).
     #[cfg(feature = "llama")]
     pub fn threads(mut self, n_threads: i32) -> Self {

@@ -47,6 +47,21 @@ pub struct LlamaConfig {
     /// model's training context, at most 8192). Also the most cells of the second,
     /// per-stream context that n > 1 samples with `max_tokens` decode in.
     pub n_ctx: Option<u32>,
+    /// Cells of KV cache allocated at load (`None`: [`N_CTX_START`], or `n_ctx` if
+    /// smaller). The cache doubles, keeping its contents, when a request needs more, up
+    /// to `n_ctx`, and stays at its largest size; `Some(n_ctx)` allocates it all up
+    /// front as llama.cpp does.
+    pub n_ctx_start: Option<u32>,
+    /// Recent prompts whose KV cells are kept (saved beside the cache, in memory: each
+    /// the size of its prompt's share of the cache, at most [`PREFIX_CACHE_BYTES`]
+    /// together), so that a new prompt starts from the
+    /// longest token prefix it shares with one of them (least recently used dropped first;
+    /// 0 turns reuse off; at most [`PREFIX_CACHE_MAX`]). Requests of n > 1 samples with
+    /// `max_tokens` decode in the per-stream context and evaluate their prompt whole.
+    pub prefix_cache: u32,
+    /// Type of the KV cache's keys and values: [`KvType::Q8_0`] halves its memory (it
+    /// needs flash attention, so not with `flash_attention: Some(false)`).
+    pub kv_type: KvType,
     /// CPU threads (`None`: all available cores). Never more than free cores.
     pub n_threads: Option<i32>,
     /// Largest number of tokens decoded in one batch (prompt chunks).
@@ -61,6 +76,14 @@ pub struct LlamaConfig {
     pub queue: usize,
 }
 
+/// Most prompts kept for prefix reuse ([`LlamaConfig::prefix_cache`]).
+pub const PREFIX_CACHE_MAX: u32 = 64;
+/// Most bytes of saved KV cells the kept prompts hold together (64 MiB: about 2,900
+/// tokens of SmolLM2-135M's cache, 5,400 of Qwen2.5-0.5B's); the least recently used go
+/// first.
+pub const PREFIX_CACHE_BYTES: usize = 64 << 20;
+/// Cells of KV cache allocated at load by default ([`LlamaConfig::n_ctx_start`]).
+pub const N_CTX_START: u32 = 1024;
 /// Smallest context size accepted ([`LlamaConfig::n_ctx`]); it must also be at least
 /// [`LlamaConfig::n_seq_max`] (llama.cpp reserves one output row per sequence in a batch
 /// of at most `n_ctx` tokens and aborts otherwise). llama.cpp rounds any context up to
@@ -79,6 +102,38 @@ pub const N_SEQ_MAX_MAX: u32 = 256;
 /// Most requests waiting in the queue ([`LlamaConfig::queue`]; its slots are allocated
 /// up front).
 pub const QUEUE_MAX: usize = 1 << 16;
+
+/// Type of the KV cache's entries ([`LlamaConfig::kv_type`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KvType {
+    /// 16-bit floats, llama.cpp's default.
+    #[default]
+    F16,
+    /// 8-bit blocks (`q8_0`): half the memory of `F16`, close to its answers.
+    Q8_0,
+}
+
+impl KvType {
+    /// The name llama.cpp's `--cache-type-k` uses: `f16`, `q8_0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+}
+
+impl std::str::FromStr for KvType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f16" => Ok(KvType::F16),
+            "q8_0" | "q8" => Ok(KvType::Q8_0),
+            _ => Err(format!("{s:?} is not a KV cache type (f16 or q8_0)")),
+        }
+    }
+}
 
 /// A setting of [`LlamaConfig`] outside what llama.cpp (or this backend) accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,6 +194,31 @@ impl LlamaConfig {
                 ));
             }
         }
+        if let Some(start) = self.n_ctx_start {
+            let min = N_CTX_MIN.max(self.n_seq_max);
+            let max = self.n_ctx.unwrap_or(N_CTX_MAX);
+            if !(min..=max).contains(&start) {
+                return Err(ConfigError::new(
+                    "n_ctx_start",
+                    start,
+                    format!("{min}..={max} tokens (at least n_seq_max, at most n_ctx)"),
+                ));
+            }
+        }
+        if self.prefix_cache > PREFIX_CACHE_MAX {
+            return Err(ConfigError::new(
+                "prefix_cache",
+                self.prefix_cache,
+                format!("0..={PREFIX_CACHE_MAX}"),
+            ));
+        }
+        if self.kv_type == KvType::Q8_0 && self.flash_attention == Some(false) {
+            return Err(ConfigError::new(
+                "kv_type",
+                self.kv_type.as_str(),
+                "f16 without flash attention (llama.cpp quantises the V cache only with it)",
+            ));
+        }
         if let Some(t) = self.n_threads {
             if !(1..=N_THREADS_MAX).contains(&t) {
                 return Err(ConfigError::new(
@@ -183,6 +263,9 @@ impl Default for LlamaConfig {
         Self {
             name: None,
             n_ctx: None,
+            n_ctx_start: None,
+            prefix_cache: 4,
+            kv_type: KvType::F16,
             n_threads: None,
             n_batch: 512,
             n_seq_max: 16,
@@ -231,6 +314,16 @@ pub struct Stats {
     pub stream_rounds: AtomicU64,
     /// Requests decoded in one round together with others.
     pub batched_requests: AtomicU64,
+    /// Times the main context's KV cache grew.
+    pub context_grown: AtomicU64,
+    /// Cells of the main context's KV cache now (it grows on demand up to `n_ctx`).
+    pub context_cells: AtomicU64,
+    /// Prompt tokens evaluated (those taken from a kept prompt are not).
+    pub prompt_tokens_evaluated: AtomicU64,
+    /// Prompts that started from a kept prompt's cells.
+    pub prefix_hits: AtomicU64,
+    /// Prompt tokens taken from kept prompts' cells instead of evaluated.
+    pub prefix_tokens_reused: AtomicU64,
 }
 
 /// The native llama.cpp backend.
@@ -483,7 +576,7 @@ impl LlamaBackend {
         config.validate_for(gguf_context_length(&path))?;
         // llama.cpp never batches more tokens than the context holds; the worker's
         // prompt chunks must not exceed the context's batch either.
-        if let Some(n_ctx) = config.n_ctx {
+        if let Some(n_ctx) = config.n_ctx_start.or(config.n_ctx) {
             config.n_batch = config.n_batch.min(n_ctx);
         }
         let started = Instant::now();
@@ -534,9 +627,15 @@ impl LlamaBackend {
         &self.stats
     }
 
-    /// Context size in tokens.
+    /// Context size in tokens: the most a request can use.
     pub fn n_ctx(&self) -> u32 {
         self.loaded.n_ctx
+    }
+
+    /// Cells of KV cache allocated now (at most [`LlamaBackend::n_ctx`]; it grows on
+    /// demand from [`LlamaConfig::n_ctx_start`]).
+    pub fn context_cells(&self) -> u32 {
+        u32::try_from(self.stats.context_cells.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
     }
 
     /// Context length the model was trained with.
@@ -632,6 +731,26 @@ impl Backend for LlamaBackend {
                 "Requests decoded in one round together with other requests",
                 &s.batched_requests,
             ),
+            counter(
+                "prompt_tokens_evaluated",
+                "Prompt tokens evaluated (not those reused from a kept prompt)",
+                &s.prompt_tokens_evaluated,
+            ),
+            counter(
+                "prefix_hits",
+                "Prompts that started from the cells of a kept prompt",
+                &s.prefix_hits,
+            ),
+            counter(
+                "prefix_tokens_reused",
+                "Prompt tokens reused from kept prompts instead of evaluated",
+                &s.prefix_tokens_reused,
+            ),
+            counter(
+                "context_grown",
+                "Times the KV cache grew to hold a request (it starts small)",
+                &s.context_grown,
+            ),
         ]
     }
 }
@@ -684,6 +803,52 @@ mod tests {
         assert!(with(|c| c.n_seq_max = 0).validate().is_err());
         assert!(with(|c| c.n_seq_max = 257).validate().is_err());
         assert!(with(|c| c.queue = usize::MAX).validate().is_err());
+    }
+
+    #[test]
+    fn the_first_allocation_lies_between_n_seq_max_and_n_ctx() {
+        for (n_ctx, start) in [(None, 8), (Some(512), 1024), (Some(512), 0)] {
+            let e = with(|c| {
+                c.n_ctx = n_ctx;
+                c.n_ctx_start = Some(start);
+            })
+            .validate()
+            .unwrap_err();
+            assert_eq!(e.setting, "n_ctx_start", "{n_ctx:?} {start}");
+        }
+        for (n_ctx, start) in [(None, 16), (Some(512), 512), (None, 8192)] {
+            let config = with(|c| {
+                c.n_ctx = n_ctx;
+                c.n_ctx_start = Some(start);
+            });
+            assert!(config.validate().is_ok(), "{n_ctx:?} {start}");
+        }
+    }
+
+    #[test]
+    fn a_q8_0_cache_needs_flash_attention() {
+        let q8 = |flash| {
+            with(|c| {
+                c.kv_type = KvType::Q8_0;
+                c.flash_attention = flash;
+            })
+            .validate()
+        };
+        assert_eq!(q8(Some(false)).unwrap_err().setting, "kv_type");
+        assert!(q8(None).is_ok());
+        assert!(q8(Some(true)).is_ok());
+        assert_eq!("Q8_0".parse::<KvType>(), Ok(KvType::Q8_0));
+        assert_eq!("f16".parse::<KvType>(), Ok(KvType::F16));
+        assert!("q4_0".parse::<KvType>().is_err());
+    }
+
+    #[test]
+    fn the_prefix_cache_is_bounded() {
+        let e = with(|c| c.prefix_cache = PREFIX_CACHE_MAX + 1)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "prefix_cache");
+        assert!(with(|c| c.prefix_cache = 0).validate().is_ok());
     }
 
     #[test]

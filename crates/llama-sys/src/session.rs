@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use llama_cpp_2::DecodeError;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 use optillm_core::{BackendError, SeqId, Token, TokenSession, Usage};
@@ -79,10 +80,20 @@ impl<'e, 'm> Session<'e, 'm> {
                     .map_err(|e| BackendError::from(LlamaError::Decode(e.to_string())))?;
                 state.pos += 1;
             }
-            self.engine.ctx.decode(&mut batch).map_err(|e| match e {
-                llama_cpp_2::DecodeError::NoKvCacheSlot => BackendError::ContextOverflow {
+            let main = self.engine.context(false);
+            let mut decoded = main.ctx.decode(&mut batch);
+            while matches!(decoded, Err(DecodeError::NoKvCacheSlot)) {
+                // Full: the context grows, its cache kept, up to its limit.
+                let cells = main.ctx.n_ctx().saturating_add(1);
+                if !main.maker.grow(main.ctx, cells, true) {
+                    break;
+                }
+                decoded = main.ctx.decode(&mut batch);
+            }
+            decoded.map_err(|e| match e {
+                DecodeError::NoKvCacheSlot => BackendError::ContextOverflow {
                     prompt_tokens: self.usage.prompt_tokens,
-                    context_length: self.engine.ctx.n_ctx(),
+                    context_length: self.engine.limit,
                 },
                 other => BackendError::from(LlamaError::Decode(other.to_string())),
             })?;
@@ -105,7 +116,7 @@ impl TokenSession for Session<'_, '_> {
 
     fn remaining(&self, seq: SeqId) -> u32 {
         let used = self.seqs.get(&seq).map_or(0, |s| s.pos.max(0) as u32);
-        self.engine.ctx.n_ctx().saturating_sub(used)
+        self.engine.limit.saturating_sub(used)
     }
 
     fn is_end(&self, token: Token) -> bool {

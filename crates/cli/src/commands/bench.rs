@@ -286,9 +286,26 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
         EvalEvent::Finished { .. } => bar.finish_and_clear(),
         _ => {}
     };
-    let summary =
-        optillm_bench::run_eval(backend, &loaded, &approaches, &options, &out, &on_event).await?;
+    let summary = optillm_bench::run_eval(
+        backend.clone(),
+        &loaded,
+        &approaches,
+        &options,
+        &out,
+        &on_event,
+    )
+    .await?;
     println!("{}", summary.to_markdown());
+    // What the backend did for this process's runs (the native one: prompt tokens
+    // evaluated and reused, ...), for measurements such as prefix reuse on and off.
+    let counters = backend.counters();
+    if !counters.is_empty() {
+        let line: Vec<String> = counters
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.value))
+            .collect();
+        eprintln!("backend counters: {}", line.join(" "));
+    }
     eprintln!("results in {}", out.display());
     Ok(())
 }

@@ -131,7 +131,7 @@ impl Engine<'_> {
         &self,
         request: &ChatRequest,
     ) -> Result<Vec<LlamaToken>, BackendError> {
-        let n_ctx = self.ctx.n_ctx();
+        let n_ctx = self.limit;
         check_messages(request.messages.len(), n_ctx)?;
         let messages = request
             .messages
@@ -198,7 +198,7 @@ impl Engine<'_> {
         Limits {
             seqs: self.config.n_seq_max.max(1),
             parts: self.config.n_batch as usize,
-            cells: u64::from(self.ctx.n_ctx()),
+            cells: u64::from(self.limit),
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod admission;
 mod outbox;
+mod prefix;
 mod round;
 mod sampling;
 
@@ -22,7 +23,8 @@ use std::task::Waker;
 use std::time::Duration;
 
 use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use optillm_core::{BackendError, ChatRequest};
@@ -30,7 +32,8 @@ use optillm_core::{BackendError, ChatRequest};
 use crate::session::Session;
 use crate::{Job, LlamaConfig, LlamaError, Loaded, Stats, llama};
 use outbox::{Delivery, Outbox, thread_waker};
-use round::{Streams, eval_prompt};
+use prefix::PrefixCache;
+use round::{Streams, eval_prompts};
 
 // llama.cpp's `llama_flash_attn_type` values.
 const FLASH_ATTN_AUTO: i32 = -1;
@@ -64,10 +67,14 @@ pub(crate) fn run(
             return;
         }
     };
-    let n_ctx = config
+    let limit = config
         .n_ctx
         .unwrap_or_else(|| model.n_ctx_train().clamp(512, 8192));
-    let params = context_params(&config, n_ctx, config.n_seq_max, true);
+    let start = config
+        .n_ctx_start
+        .unwrap_or(crate::N_CTX_START)
+        .clamp(crate::N_CTX_MIN.max(config.n_seq_max), limit);
+    let params = context_params(&config, start, config.n_seq_max, true);
     let threads = params.n_threads();
     let ctx = match model.new_context(backend, params) {
         Ok(c) => c,
@@ -86,13 +93,23 @@ pub(crate) fn run(
             return;
         }
     };
+    stats
+        .context_cells
+        .store(u64::from(ctx.n_ctx()), Ordering::Relaxed);
     let loaded = Loaded {
-        n_ctx: ctx.n_ctx(),
+        n_ctx: limit.max(ctx.n_ctx()),
         n_ctx_train: model.n_ctx_train(),
         n_params: model.n_params(),
         size: model.size(),
     };
-    tracing::info!(path = %path.display(), n_ctx = loaded.n_ctx, threads, "model loaded");
+    tracing::info!(
+        path = %path.display(),
+        n_ctx = loaded.n_ctx,
+        allocated = ctx.n_ctx(),
+        threads,
+        "model loaded"
+    );
+    let limit = loaded.n_ctx;
     if ready.send(Ok(loaded)).is_err() {
         return;
     }
@@ -100,6 +117,8 @@ pub(crate) fn run(
         backend,
         model: &model,
         ctx,
+        limit,
+        prefix: PrefixCache::new(config.prefix_cache, crate::PREFIX_CACHE_BYTES),
         streams: None,
         template,
         name,
@@ -169,6 +188,10 @@ pub(crate) struct Engine<'m> {
     /// The main context: one KV cache shared by all sequences (`kv_unified`), the whole
     /// context length available to any of them.
     pub(crate) ctx: LlamaContext<'m>,
+    /// The most cells the main context grows to ([`LlamaConfig::n_ctx`]).
+    pub(crate) limit: u32,
+    /// Recent prompts of the main context, their cells saved.
+    prefix: PrefixCache<SeqState>,
     /// A second context for n > 1 samples, made on demand (see [`round::streams_plan`]).
     streams: Option<Streams<'m>>,
     template: LlamaChatTemplate,
@@ -177,6 +200,81 @@ pub(crate) struct Engine<'m> {
     stats: Arc<Stats>,
     /// Wakes the worker when a consumer it waits for reads.
     waker: Waker,
+}
+
+/// A context to decode in and what growing it takes ([`Engine::context`]).
+pub(crate) struct Decoding<'a, 'm> {
+    pub(crate) ctx: &'a mut LlamaContext<'m>,
+    pub(crate) maker: Maker<'a, 'm>,
+    /// The main context's kept prompts; `None` for the per-stream context, which is
+    /// sized for its round and neither grows nor reuses prompts.
+    pub(crate) prefix: Option<&'a mut PrefixCache<SeqState>>,
+}
+
+/// What making a context of the model takes.
+#[derive(Clone, Copy)]
+pub(crate) struct Maker<'a, 'm> {
+    backend: &'static llama_cpp_2::llama_backend::LlamaBackend,
+    pub(crate) model: &'m LlamaModel,
+    pub(crate) config: &'a LlamaConfig,
+    pub(crate) stats: &'a Stats,
+    /// The most cells of the main context.
+    limit: u32,
+}
+
+impl<'m> Maker<'_, 'm> {
+    /// Grows the main context `ctx` to hold at least `cells` cells (doubling, at most
+    /// the limit); its KV cache comes along when `keep` (sequences, positions and
+    /// cells shared between sequences as they were). Whether it now holds `cells`:
+    /// false when that is past the limit or the new context could not be made (the old
+    /// one is left as it was).
+    pub(crate) fn grow(&self, ctx: &mut LlamaContext<'m>, cells: u32, keep: bool) -> bool {
+        let current = ctx.n_ctx();
+        if cells <= current {
+            return true;
+        }
+        if cells > self.limit {
+            return false;
+        }
+        let mut size = current.max(1);
+        while size < cells {
+            size = size.saturating_mul(2);
+        }
+        let size = size.min(self.limit);
+        // Sequence -1: the whole cache, every cell with all of its sequences.
+        let state = if keep {
+            match ctx.state_seq_get(-1, LlamaStateSeqFlags::empty()) {
+                Ok(state) => Some(state),
+                Err(e) => {
+                    tracing::warn!("context not grown, its cache could not be read: {e}");
+                    return false;
+                }
+            }
+        } else {
+            None
+        };
+        let params = context_params(self.config, size, self.config.n_seq_max, true);
+        let mut grown = match self.model.new_context(self.backend, params) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(cells = size, "context not grown: {e}");
+                return false;
+            }
+        };
+        if let Some(state) = &state {
+            if let Err(e) = grown.state_seq_set(state, -1) {
+                tracing::warn!("context not grown, its cache could not be restored: {e}");
+                return false;
+            }
+        }
+        tracing::debug!(from = current, to = grown.n_ctx(), "context grown");
+        *ctx = grown;
+        self.stats.context_grown.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .context_cells
+            .store(u64::from(ctx.n_ctx()), Ordering::Relaxed);
+        ctx.n_ctx() >= cells
+    }
 }
 
 /// Context parameters from the backend's settings.
@@ -203,9 +301,43 @@ fn context_params(
         .with_n_threads_batch(threads)
         .with_kv_unified(unified)
         .with_flash_attention_policy(flash)
+        .with_type_k(kv_type(config.kv_type))
+        .with_type_v(kv_type(config.kv_type))
 }
 
-impl Engine<'_> {
+fn kv_type(t: crate::KvType) -> KvCacheType {
+    match t {
+        crate::KvType::F16 => KvCacheType::F16,
+        crate::KvType::Q8_0 => KvCacheType::Q8_0,
+    }
+}
+
+impl<'m> Engine<'m> {
+    /// The context to decode in, with what growing it takes: the per-stream context
+    /// when `per_stream` and there is one (sized for its round: `grows` is false),
+    /// else the main one.
+    pub(crate) fn context(&mut self, per_stream: bool) -> Decoding<'_, 'm> {
+        let maker = Maker {
+            backend: self.backend,
+            model: self.model,
+            config: &self.config,
+            stats: &self.stats,
+            limit: self.limit,
+        };
+        match self.streams.as_mut() {
+            Some(s) if per_stream => Decoding {
+                ctx: &mut s.ctx,
+                maker,
+                prefix: None,
+            },
+            _ => Decoding {
+                ctx: &mut self.ctx,
+                maker,
+                prefix: Some(&mut self.prefix),
+            },
+        }
+    }
+
     fn token_job(
         &mut self,
         request: &ChatRequest,
@@ -218,7 +350,15 @@ impl Engine<'_> {
             ));
         }
         let tokens = self.prompt_tokens(request)?;
-        let last = eval_prompt(&mut self.ctx, self.config.n_batch, &tokens)?;
+        let mut main = self.context(false);
+        // Room for the prompt and a first step; decoding grows it further.
+        let cells = u64::try_from(tokens.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = eval_prompts(&mut main, &[(&tokens, 0)], cells)?
+            .first()
+            .copied()
+            .ok_or_else(|| round::decode_error("an empty prompt".into()))?;
         let logits = self.ctx.get_logits_ith(last).to_vec();
         self.stats.token_jobs.fetch_add(1, Ordering::Relaxed);
         let mut session = Session::new(self, tokens.len() as u32, logits);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use llama_cpp_2::DecodeError;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::sampling::LlamaSampler;
@@ -23,9 +24,10 @@ use optillm_core::{
 use super::admission::{Admitted, Entry};
 use super::outbox::{Delivery, Event, Outbox};
 use super::sampling::{grammar_sampler, sample_constrained, sampler, token_logprob};
-use super::{Engine, context_params};
+use super::{Decoding, Engine, context_params};
 use crate::text::{Scan, StopScanner, Utf8Buffer};
 use crate::{LlamaError, Stats};
+use llama_cpp_2::context::session::LlamaStateSeqFlags;
 
 /// llama.cpp pads context sizes to this many cells.
 const CELL_PAD: u32 = 256;
@@ -38,7 +40,7 @@ const PAUSED_WAIT: Duration = Duration::from_millis(100);
 /// llama-batched-bench uses by default: each of n samples attends to its own cells only,
 /// where in the shared cache every step would attend over the cells of all n.
 pub(super) struct Streams<'m> {
-    ctx: LlamaContext<'m>,
+    pub(super) ctx: LlamaContext<'m>,
     /// Number of streams (sequences it can hold).
     streams: u32,
     /// Cells of each stream: the most prompt + generated tokens of one sequence.
@@ -504,10 +506,8 @@ impl<'m> Engine<'m> {
         if per_stream {
             self.stats.stream_rounds.fetch_add(1, Ordering::Relaxed);
         }
-        let ctx = match self.streams.as_mut() {
-            Some(s) if per_stream => &mut s.ctx,
-            _ => &mut self.ctx,
-        };
+        let mut decoding = self.context(per_stream);
+        let (model, stats) = (decoding.maker.model, decoding.maker.stats);
         let started = Instant::now();
         let bases = bases(parts.iter().map(|p| p.count));
         let prompts: Vec<(&[LlamaToken], i32)> = parts
@@ -515,14 +515,17 @@ impl<'m> Engine<'m> {
             .zip(&bases)
             .map(|(part, base)| (part.prompt, *base))
             .collect();
-        let lasts = eval_prompts(ctx, self.config.n_batch, &prompts)?;
+        let lasts = eval_prompts(&mut decoding, &prompts, round_cells(parts))?;
+        let Decoding { ctx, maker, prefix } = decoding;
+        // The main context grows when full; the per-stream one is sized for the round.
+        let grows = prefix.is_some();
         // Summed over the rounds of a request of more than `n_seq_max` samples.
         let prompt_eval = started.elapsed();
         for t in timings.iter_mut() {
             t.prompt_eval += prompt_eval;
         }
         let decode_started = Instant::now();
-        let n_vocab = self.model.n_vocab();
+        let n_vocab = model.n_vocab();
         let mut seqs: Vec<Seq> = Vec::new();
         let mut samplers: Vec<Samplers> = Vec::new();
         for (p, ((part, base), logits_at)) in parts.iter().zip(&bases).zip(lasts).enumerate() {
@@ -534,7 +537,7 @@ impl<'m> Engine<'m> {
                 }
                 let index = part.first + s;
                 let grammar = match part.grammar {
-                    Some(g) => Some(grammar_sampler(self.model, g)?),
+                    Some(g) => Some(grammar_sampler(model, g)?),
                     None => None,
                 };
                 samplers.push(Samplers {
@@ -554,7 +557,7 @@ impl<'m> Engine<'m> {
         let mut cancelled = vec![false; parts.len()];
         let mut failed: Vec<Option<FormatError>> = vec![None; parts.len()];
         let mut reported = vec![false; parts.len()];
-        let vocab = self.model.vocab();
+        let vocab = model.vocab();
         let mut batch = LlamaBatch::new(seqs.len().max(1), 1);
         loop {
             let mut gone = Vec::new();
@@ -584,7 +587,7 @@ impl<'m> Engine<'m> {
                         }
                     }
                 };
-                self.stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
+                stats.tokens_generated.fetch_add(1, Ordering::Relaxed);
                 if let Some(t) = timings.get_mut(seq.part) {
                     if t.time_to_first_token.is_none() {
                         t.time_to_first_token = Some(part.submitted.elapsed());
@@ -657,7 +660,16 @@ impl<'m> Engine<'m> {
                 wait_for_room(outboxes, &held);
                 continue;
             }
-            if let Err(e) = ctx.decode(&mut batch) {
+            let mut decoded = ctx.decode(&mut batch);
+            while grows && matches!(decoded, Err(DecodeError::NoKvCacheSlot)) {
+                // The main context is full: it grows, its cache kept, up to its limit.
+                let cells = ctx.n_ctx().saturating_add(1);
+                if !maker.grow(ctx, cells, true) {
+                    break;
+                }
+                decoded = ctx.decode(&mut batch);
+            }
+            if let Err(e) = decoded {
                 // The context is full: every sequence still going ends for length.
                 tracing::debug!("decode stopped: {e}");
                 for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
@@ -681,7 +693,7 @@ impl<'m> Engine<'m> {
     /// here if needed (see [`streams_plan`]).
     fn use_streams(&mut self, count: u32, cells: Option<u32>) -> bool {
         let current = self.streams.as_ref().map(|s| (s.streams, s.cells));
-        let (streams, per) = match streams_plan(count, cells, self.ctx.n_ctx(), current) {
+        let (streams, per) = match streams_plan(count, cells, self.limit, current) {
             StreamsPlan::Shared => return false,
             StreamsPlan::Reuse => return true,
             StreamsPlan::Make { streams, cells } => (streams, cells),
@@ -707,29 +719,101 @@ impl<'m> Engine<'m> {
     }
 }
 
-/// Clears the cache of `ctx` and evaluates `tokens` into sequence 0, `chunk` tokens per
-/// batch; returns the batch index of the last token's logits.
-pub(crate) fn eval_prompt(
-    ctx: &mut LlamaContext,
-    chunk: u32,
-    tokens: &[LlamaToken],
-) -> Result<i32, BackendError> {
-    let lasts = eval_prompts(ctx, chunk, &[(tokens, 0)])?;
-    lasts
-        .first()
-        .copied()
-        .ok_or_else(|| decode_error("an empty prompt".into()))
+/// Cells a round of `parts` fills in the shared cache: each prompt once (its samples
+/// share its cells) and what each sample may generate (one step when unbounded).
+fn round_cells(parts: &[Part]) -> u64 {
+    parts
+        .iter()
+        .map(|p| {
+            let generated = p.request.sampling.max_tokens.unwrap_or(1).max(1);
+            p.prompt.len() as u64 + u64::from(p.count) * u64::from(generated)
+        })
+        .sum()
 }
 
-/// Clears the cache of `ctx` and evaluates each prompt into its sequence, `chunk` tokens
-/// per batch. The last token of every prompt goes into the last batch, so that the
-/// logits of all of them are there at once; returns their batch indices, in order.
+/// Evaluates each prompt into its sequence of an emptied cache; returns the batch indices
+/// of their last tokens' logits, in order.
+///
+/// In the main context, which first grows to hold `cells` cells (the prompts and what the
+/// round may generate), each prompt starts from the saved cells of the kept prompt sharing
+/// the longest prefix with it (at least its last token is evaluated, for its logits), and
+/// is kept afterwards. The per-stream context evaluates each prompt whole.
 pub(crate) fn eval_prompts(
+    d: &mut Decoding,
+    prompts: &[(&[LlamaToken], i32)],
+    cells: u64,
+) -> Result<Vec<i32>, BackendError> {
+    let config = d.maker.config;
+    d.ctx.clear_kv_cache();
+    let mut starts = vec![0; prompts.len()];
+    if let Some(prefix) = d.prefix.as_deref_mut() {
+        let needed = cells.min(u64::from(d.maker.limit));
+        d.maker
+            .grow(d.ctx, u32::try_from(needed).unwrap_or(u32::MAX), false);
+        for ((tokens, seq), start) in prompts.iter().zip(starts.iter_mut()) {
+            let Some((state, common)) = prefix.best(tokens) else {
+                continue;
+            };
+            let common = common.min(tokens.len().saturating_sub(1));
+            if common == 0 {
+                continue;
+            }
+            let id = u32::try_from(*seq).ok();
+            if let Err(e) = d.ctx.state_seq_set(state, *seq) {
+                tracing::warn!("a kept prompt could not be restored: {e}");
+                let _ = d.ctx.clear_kv_cache_seq(id, None, None);
+                continue;
+            }
+            // Its cells past the common prefix go.
+            let from = u32::try_from(common).ok();
+            d.ctx
+                .clear_kv_cache_seq(id, from, None)
+                .map_err(|e| decode_error(e.to_string()))?;
+            *start = common;
+        }
+    }
+    let lasts = decode_prompts(d.ctx, config.n_batch, prompts, &starts)?;
+    let stats = d.maker.stats;
+    let reused: usize = starts.iter().sum();
+    let total: usize = prompts.iter().map(|(t, _)| t.len()).sum();
+    stats
+        .prompt_tokens_evaluated
+        .fetch_add((total - reused) as u64, Ordering::Relaxed);
+    stats.prefix_hits.fetch_add(
+        starts.iter().filter(|&&s| s > 0).count() as u64,
+        Ordering::Relaxed,
+    );
+    stats
+        .prefix_tokens_reused
+        .fetch_add(reused as u64, Ordering::Relaxed);
+    if let Some(prefix) = d.prefix.as_deref_mut() {
+        for (tokens, seq) in prompts {
+            if !prefix.enabled() || prefix.holds(tokens) {
+                continue;
+            }
+            // The sequence holds the prompt's cells and nothing else yet.
+            match d.ctx.state_seq_get(*seq, LlamaStateSeqFlags::empty()) {
+                Ok(state) => {
+                    let bytes = state.byte_len();
+                    prefix.keep(tokens, state, bytes);
+                }
+                Err(e) => tracing::warn!("a prompt could not be kept: {e}"),
+            }
+        }
+    }
+    Ok(lasts)
+}
+
+/// Evaluates each prompt into its sequence from its start (the cells before it are
+/// there), `chunk` tokens per batch. The last token of every prompt goes into the last
+/// batch, so that the logits of all of them are there at once; returns their batch
+/// indices, in order.
+fn decode_prompts(
     ctx: &mut LlamaContext,
     chunk: u32,
     prompts: &[(&[LlamaToken], i32)],
+    starts: &[usize],
 ) -> Result<Vec<i32>, BackendError> {
-    ctx.clear_kv_cache();
     let chunk = chunk.max(1) as usize;
     if prompts.len() > chunk {
         return Err(decode_error(format!(
@@ -739,13 +823,14 @@ pub(crate) fn eval_prompts(
     }
     let mut leading = Vec::new();
     let mut lasts = Vec::with_capacity(prompts.len());
-    for (tokens, seq) in prompts {
+    for ((tokens, seq), &start) in prompts.iter().zip(starts) {
         let Some((last, rest)) = tokens.split_last() else {
             return Err(decode_error("an empty prompt".into()));
         };
         leading.extend(
             rest.iter()
                 .enumerate()
+                .skip(start)
                 .map(|(pos, t)| (*t, pos as i32, *seq)),
         );
         lasts.push((*last, rest.len() as i32, *seq));

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prompt-prefix reuse on and off, side by side: per approach, the prompt tokens the native
+# backend evaluated and reused, its prefix hits, and the wall time per question, from
+# `optillm eval` runs on the first N GSM8K questions (`--prefix-cache 4` vs `0`, alternating).
+#
+#   scripts/prefix-reuse.sh [BINARY] [MODEL] [N] [APPROACH...]
+#
+# Defaults: target/release/optillm, qwen2.5-coder-0.5b, 10, bon moa mcts pvg rstar
+# self_consistency. Writes a Markdown table to stdout; eval directories go to a temp dir.
+set -euo pipefail
+bin=${1:-target/release/optillm}
+model=${2:-qwen2.5-coder-0.5b}
+n=${3:-10}
+shift $(( $# < 3 ? $# : 3 ))
+if [ $# -gt 0 ]; then
+  approaches=("$@")
+else
+  approaches=(bon moa mcts pvg rstar self_consistency)
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+counter() { # name, log
+  grep '^backend counters:' "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'
+}
+
+echo "| approach | prefix cache | prompt tokens evaluated | reused | hits | accuracy | wall s/question |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for a in "${approaches[@]}"; do
+  for cache in 4 0; do
+    out="$work/$a-$cache"
+    start=$(date +%s.%N)
+    NO_COLOR=1 "$bin" eval --dataset gsm8k --model "$model" --limit "$n" --seed 0 --threads 2 \
+      --approaches "$a" --prefix-cache "$cache" --out "$out" >"$out.md" 2>"$out.log"
+    end=$(date +%s.%N)
+    acc=$(grep -m1 "^| $a " "$out.md" | awk -F'|' '{ gsub(/ /, "", $3); print $3 }')
+    awk -v a="$a" -v c="$cache" -v e="$(counter prompt_tokens_evaluated "$out.log")" \
+      -v r="$(counter prefix_tokens_reused "$out.log")" -v h="$(counter prefix_hits "$out.log")" \
+      -v acc="$acc" -v s="$start" -v t="$end" -v n="$n" \
+      'BEGIN { printf "| %s | %s | %d | %d | %d | %s | %.1f |\n", a, c, e, r, h, acc, (t - s) / n }'
+  done
+done
