@@ -78,10 +78,10 @@ pub struct LlamaConfig {
 
 /// Most prompts kept for prefix reuse ([`LlamaConfig::prefix_cache`]).
 pub const PREFIX_CACHE_MAX: u32 = 64;
-/// Most bytes of saved KV cells the kept prompts hold together (64 MiB: about 2,900
-/// tokens of SmolLM2-135M's cache, 5,400 of Qwen2.5-0.5B's); the least recently used go
-/// first.
-pub const PREFIX_CACHE_BYTES: usize = 64 << 20;
+/// Most bytes of saved KV cells the kept prompts hold together (32 MiB: about 1,450
+/// tokens of SmolLM2-135M's f16 cache, 2,700 of Qwen2.5-0.5B's); the least recently used
+/// go first, and a longer prompt is not kept.
+pub const PREFIX_CACHE_BYTES: usize = 32 << 20;
 /// Cells of KV cache allocated at load by default ([`LlamaConfig::n_ctx_start`]).
 pub const N_CTX_START: u32 = 1024;
 /// Smallest context size accepted ([`LlamaConfig::n_ctx`]); it must also be at least

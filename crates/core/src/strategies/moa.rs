@@ -69,24 +69,34 @@ fn count_word(n: usize) -> String {
     }
 }
 
-pub(crate) fn critique_prompt(query: &str, texts: &[String]) -> String {
+/// What the critique and the synthesis prompts share, first and byte for byte (the
+/// query and the candidates), so that a backend that keeps the critique's prompt evaluates
+/// only the synthesis's own part (prefix reuse in the native backend, llama.cpp's
+/// `cache_prompt`, vLLM's prefix caching).
+fn shared_part(query: &str, texts: &[String]) -> String {
     format!(
-        "Original query: {query}\n\nI will present you with {} candidate responses to the original query. \
-         Please analyze and critique each response, discussing their strengths and weaknesses. \
-         Provide your analysis for each candidate separately.\n\n{}\n\n\
-         Please provide your critique for each candidate:",
+        "Original query: {query}\n\nHere are {} candidate responses to the original query.\n\n{}\n\n",
         count_word(texts.len()),
         candidates_block(texts)
     )
 }
 
+pub(crate) fn critique_prompt(query: &str, texts: &[String]) -> String {
+    format!(
+        "{}Please analyze and critique each candidate response, discussing its strengths and \
+         weaknesses. Provide your analysis for each candidate separately.\n\n\
+         Please provide your critique for each candidate:",
+        shared_part(query, texts)
+    )
+}
+
 pub(crate) fn synthesis_prompt(query: &str, texts: &[String], critiques: &str) -> String {
     format!(
-        "Original query: {query}\n\nBased on the following candidate responses and their critiques, \
-         generate a final response to the original query.\n\n{}\n\n\
-         Critiques of all candidates:\n{}\n\n\
+        "{}Critiques of all candidates:\n{}\n\n\
+         Based on the candidate responses and their critiques, generate a final response to \
+         the original query.\n\n\
          Please provide a final, optimized response to the original query:",
-        candidates_block(texts),
+        shared_part(query, texts),
         critiques.trim()
     )
 }
@@ -182,6 +192,10 @@ mod tests {
         let synthesis = &sent[2].messages[1].content;
         assert!(synthesis.contains("Candidate 3:\nthird try 42"));
         assert!(synthesis.contains("Critiques of all candidates:\nCandidate 1 is off by one."));
+        // The query and the candidates come first in both, byte for byte (prefix reuse).
+        let own = critique.find("Please analyze").unwrap();
+        assert!(critique[..own].ends_with("Candidate 3:\nthird try 42\n\n"));
+        assert!(synthesis.starts_with(&critique[..own]));
         assert_eq!(out.candidates.len(), 4);
     }
 

@@ -96,6 +96,11 @@ impl<S> PrefixCache<S> {
         });
     }
 
+    /// Whether a state of `bytes` bytes can be kept at all.
+    pub(crate) fn fits(&self, bytes: usize) -> bool {
+        self.capacity > 0 && bytes <= self.max_bytes
+    }
+
     /// Bytes of the kept states.
     pub(crate) fn bytes(&self) -> usize {
         self.kept.iter().map(|k| k.bytes).sum()
@@ -179,6 +184,7 @@ mod tests {
         let mut one = PrefixCache::new(1, 100);
         one.keep(&[], 'a', 10);
         // A state larger than the whole budget is not kept.
+        assert!(!one.fits(101) && one.fits(100));
         one.keep(&toks(&[1]), 'b', 101);
         assert_eq!(one.len(), 0);
     }

@@ -788,7 +788,10 @@ pub(crate) fn eval_prompts(
         .fetch_add(reused as u64, Ordering::Relaxed);
     if let Some(prefix) = d.prefix.as_deref_mut() {
         for (tokens, seq) in prompts {
-            if !prefix.enabled() || prefix.holds(tokens) {
+            let size = d
+                .ctx
+                .state_seq_get_size_ext(*seq, LlamaStateSeqFlags::empty());
+            if !prefix.enabled() || prefix.holds(tokens) || !prefix.fits(size) {
                 continue;
             }
             // The sequence holds the prompt's cells and nothing else yet.
