@@ -42,11 +42,6 @@ impl<S> PrefixCache<S> {
         }
     }
 
-    /// Whether prompts are kept at all.
-    pub(crate) fn enabled(&self) -> bool {
-        self.capacity > 0
-    }
-
     /// The kept prompt sharing the longest token prefix with `prompt`: its state and the
     /// length of that prefix (`None` when none shares a token). It is marked used.
     pub(crate) fn best(&mut self, prompt: &[LlamaToken]) -> Option<(&S, usize)> {
@@ -178,7 +173,7 @@ mod tests {
     #[test]
     fn a_capacity_of_zero_keeps_nothing() {
         let mut cache = PrefixCache::new(0, 100);
-        assert!(!cache.enabled());
+        assert!(!cache.fits(1));
         cache.keep(&toks(&[1, 2]), 'a', 10);
         assert_eq!(cache.best(&toks(&[1, 2])), None);
         let mut one = PrefixCache::new(1, 100);

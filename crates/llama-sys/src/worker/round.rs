@@ -788,10 +788,13 @@ pub(crate) fn eval_prompts(
         .fetch_add(reused as u64, Ordering::Relaxed);
     if let Some(prefix) = d.prefix.as_deref_mut() {
         for (tokens, seq) in prompts {
+            if prefix.holds(tokens) {
+                continue;
+            }
             let size = d
                 .ctx
                 .state_seq_get_size_ext(*seq, LlamaStateSeqFlags::empty());
-            if !prefix.enabled() || prefix.holds(tokens) || !prefix.fits(size) {
+            if !prefix.fits(size) {
                 continue;
             }
             // The sequence holds the prompt's cells and nothing else yet.
