@@ -332,6 +332,25 @@ async fn server_capping_n_at_4() -> TestServer {
     .await
 }
 
+/// `optillm run -n N Hi` against the OpenAI-compatible server at `url`; its stderr.
+async fn run_n(url: &str, n: u32) -> String {
+    let n = n.to_string();
+    let args = [
+        "run",
+        "--backend",
+        "openai",
+        "--url",
+        url,
+        "--model",
+        "m",
+        "-n",
+        &n,
+        "Hi",
+    ];
+    let out = optillm(&args).await;
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_footer_and_trace_count_the_http_requests_sent() {
     let upstream = server_capping_n_at_4().await;
@@ -374,35 +393,9 @@ async fn the_run_footer_and_trace_count_the_http_requests_sent() {
     );
 
     // Within the cap: one call, one request.
-    let args = [
-        "run",
-        "--backend",
-        "openai",
-        "--url",
-        &url,
-        "--model",
-        "m",
-        "-n",
-        "3",
-        "Hi",
-    ];
-    let out = optillm(&args).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = run_n(&url, 3).await;
     assert!(stderr.contains("model m | n 3 | requests 1 |"), "{stderr}");
-    let args = [
-        "run",
-        "--backend",
-        "openai",
-        "--url",
-        &url,
-        "--model",
-        "m",
-        "-n",
-        "6",
-        "Hi",
-    ];
-    let out = optillm(&args).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = run_n(&url, 6).await;
     // A new process asks for n = 6 again: rejected, then six single requests.
     assert!(stderr.contains("model m | n 6 | requests 7 |"), "{stderr}");
 }
