@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -200,6 +201,64 @@ impl Backend for MockBackend {
         }
         events.push(Ok(StreamEvent::Done(completion)));
         Ok(CompletionStream::from_events(events))
+    }
+}
+
+/// A backend that answers like a [`MockBackend`] after a fixed delay (tokio time, so a
+/// paused test clock makes it instant), and counts the calls in flight: what a test needs
+/// to check that a strategy's independent calls overlap.
+pub struct DelayedBackend {
+    inner: MockBackend,
+    delay: Duration,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl std::fmt::Debug for DelayedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DelayedBackend")
+            .field("delay", &self.delay)
+            .finish()
+    }
+}
+
+impl DelayedBackend {
+    pub fn new(inner: MockBackend, delay: Duration) -> Self {
+        Self {
+            inner,
+            delay,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// The most calls that were in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The wrapped backend (its recorded requests).
+    pub fn inner(&self) -> &MockBackend {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl Backend for DelayedBackend {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<CompletionStream, BackendError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.inner.stream(request).await
     }
 }
 

@@ -9,9 +9,20 @@
 //!
 //! Rollouts sample one reply per step, not three: only one is used (the reference asks for
 //! three and keeps a random one).
+//!
+//! Concurrency: a simulation's visits are known as soon as its node is chosen, only its
+//! value waits for its calls. So the next simulation selects and expands while earlier ones
+//! still roll out, whenever its selection does not depend on a value still out (a node
+//! with an unvisited child takes the first one, whatever the values; one child is taken
+//! alone); otherwise it waits for them. Values are backed up in simulation order, so the
+//! tree, the values and the answer are those of the simulations one after another.
+
+use std::collections::VecDeque;
 
 use async_trait::async_trait;
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, join_all};
+use futures::stream::FuturesOrdered;
 use serde::{Deserialize, Serialize};
 
 use super::util::{first_number, one, samples, temp};
@@ -103,15 +114,53 @@ struct Search<'a> {
     request: &'a StrategyRequest,
     params: &'a Params,
     nodes: Vec<Node>,
+    /// Per node: simulations through it whose value is not backed up yet.
+    pending: Vec<u32>,
+}
+
+fn is_terminal(params: &Params, messages: &[Message]) -> bool {
+    let turns = messages.iter().filter(|m| m.role != Role::System).count();
+    turns > params.max_turns
+        || messages
+            .last()
+            .is_some_and(|m| m.content.to_lowercase().contains("goodbye"))
+}
+
+/// Rolls `depth` turns on from `messages` and scores the reached state.
+async fn simulate(
+    ctx: &Ctx,
+    request: &StrategyRequest,
+    params: &Params,
+    mut messages: Vec<Message>,
+) -> Result<f64, StrategyError> {
+    for _ in 0..params.depth {
+        if is_terminal(params, &messages) {
+            break;
+        }
+        let reply = one(
+            ctx,
+            request,
+            "rollout reply",
+            messages.clone(),
+            &temp(params.temperature),
+        )
+        .await?;
+        messages = Search::next_user(ctx.clone(), request, params, &messages, &reply).await?;
+    }
+    // Score the conversation so far, without the pending user turn.
+    let mut ask = messages;
+    if ask.last().is_some_and(|m| m.role == Role::User) {
+        ask.pop();
+    }
+    ask.push(Message::user(EVALUATE));
+    let step: Sampling = temp(params.eval_temperature).with_max_tokens(params.eval_max_tokens);
+    let text = one(ctx, request, "score state", ask, &step).await?;
+    Ok(first_number(&text).map_or(0.5, |v| v.clamp(0.0, 1.0)))
 }
 
 impl Search<'_> {
     fn is_terminal(&self, messages: &[Message]) -> bool {
-        let turns = messages.iter().filter(|m| m.role != Role::System).count();
-        turns > self.params.max_turns
-            || messages
-                .last()
-                .is_some_and(|m| m.content.to_lowercase().contains("goodbye"))
+        is_terminal(self.params, messages)
     }
 
     fn uct(&self, parent: usize, child: usize) -> f64 {
@@ -123,11 +172,20 @@ impl Search<'_> {
         c.value / n + self.params.exploration * (f64::from(p.visits + 1).ln() / n).sqrt()
     }
 
-    /// Descends by UCT to a node without children.
-    fn select(&self) -> usize {
+    /// Descends by UCT to a node without children; `None` while the choice depends on a
+    /// value not backed up yet. A node with an unvisited child takes the first one (its UCT
+    /// is infinite), and a single child is taken, whatever the values.
+    fn select(&self) -> Option<usize> {
         let mut node = 0;
         while !self.nodes[node].children.is_empty() {
             let children = &self.nodes[node].children;
+            if let Some(&c) = children.iter().find(|&&c| self.nodes[c].visits == 0) {
+                node = c;
+                continue;
+            }
+            if children.len() > 1 && children.iter().any(|&c| self.pending[c] > 0) {
+                return None;
+            }
             let mut best = children[0];
             for &c in children.iter().skip(1) {
                 if self.uct(node, c) > self.uct(node, best) {
@@ -136,7 +194,7 @@ impl Search<'_> {
             }
             node = best;
         }
-        node
+        Some(node)
     }
 
     /// The simulated next user turn after `messages` + the assistant `reply`.
@@ -160,11 +218,39 @@ impl Search<'_> {
     /// Adds `candidates` children to `node`; returns the first one.
     async fn expand(&mut self, node: usize) -> Result<usize, StrategyError> {
         let messages = self.nodes[node].messages.clone();
+        let added = self.candidate_children(node, &messages).await?;
+        for (reply, state) in added {
+            let id = self.nodes.len();
+            self.nodes.push(Node {
+                messages: state,
+                reply: Some(reply),
+                parent: Some(node),
+                children: Vec::new(),
+                visits: 0,
+                value: 0.0,
+            });
+            self.pending.push(0);
+            self.nodes[node].children.push(id);
+        }
+        // Replies are exchangeable samples: the first is as random a pick as any.
+        self.nodes[node].children.first().copied().ok_or_else(|| {
+            StrategyError::Backend(crate::BackendError::Protocol(
+                "the backend returned no choices".into(),
+            ))
+        })
+    }
+
+    /// The candidate replies to `messages` and the states they lead to.
+    async fn candidate_children(
+        &self,
+        node: usize,
+        messages: &[Message],
+    ) -> Result<Vec<(String, Vec<Message>)>, StrategyError> {
         let replies = samples(
             self.ctx,
             self.request,
             "expand: candidate replies",
-            messages.clone(),
+            messages.to_vec(),
             &temp(self.params.temperature),
             self.params.candidates,
         )
@@ -179,76 +265,42 @@ impl Search<'_> {
                 self.ctx.clone(),
                 self.request,
                 self.params,
-                &messages,
+                messages,
                 r.trim(),
             )
         }))
         .await;
-        for (reply, state) in replies.into_iter().zip(states) {
-            let id = self.nodes.len();
-            self.nodes.push(Node {
-                messages: state?,
-                reply: Some(reply.trim().to_string()),
-                parent: Some(node),
-                children: Vec::new(),
-                visits: 0,
-                value: 0.0,
-            });
-            self.nodes[node].children.push(id);
-        }
-        // Replies are exchangeable samples: the first is as random a pick as any.
-        self.nodes[node].children.first().copied().ok_or_else(|| {
-            StrategyError::Backend(crate::BackendError::Protocol(
-                "the backend returned no choices".into(),
-            ))
-        })
+        replies
+            .into_iter()
+            .zip(states)
+            .map(|(reply, state)| Ok((reply.trim().to_string(), state?)))
+            .collect()
     }
 
-    /// Rolls `depth` turns on from `node` and scores the reached state.
-    async fn simulate(&self, node: usize) -> Result<f64, StrategyError> {
-        let mut messages = self.nodes[node].messages.clone();
-        for _ in 0..self.params.depth {
-            if self.is_terminal(&messages) {
-                break;
-            }
-            let reply = one(
-                self.ctx,
-                self.request,
-                "rollout reply",
-                messages.clone(),
-                &temp(self.params.temperature),
-            )
-            .await?;
-            messages = Self::next_user(
-                self.ctx.clone(),
-                self.request,
-                self.params,
-                &messages,
-                &reply,
-            )
-            .await?;
+    /// The nodes from `node` up to the root.
+    fn path(&self, node: usize) -> Vec<usize> {
+        let mut path = vec![node];
+        let mut at = node;
+        while let Some(p) = self.nodes[at].parent {
+            path.push(p);
+            at = p;
         }
-        // Score the conversation so far, without the pending user turn.
-        let mut ask = messages;
-        if ask.last().is_some_and(|m| m.role == Role::User) {
-            ask.pop();
-        }
-        ask.push(Message::user(EVALUATE));
-        let step: Sampling =
-            temp(self.params.eval_temperature).with_max_tokens(self.params.eval_max_tokens);
-        let text = one(self.ctx, self.request, "score state", ask, &step).await?;
-        Ok(first_number(&text).map_or(0.5, |v| v.clamp(0.0, 1.0)))
+        path
     }
 
-    fn backpropagate(&mut self, mut node: usize, value: f64) {
-        loop {
-            let n = &mut self.nodes[node];
-            n.visits += 1;
-            n.value += value;
-            match n.parent {
-                Some(p) => node = p,
-                None => break,
-            }
+    /// A simulation from `node` starts: its visits count now, its value is pending.
+    fn visit(&mut self, node: usize) {
+        for i in self.path(node) {
+            self.nodes[i].visits += 1;
+            self.pending[i] += 1;
+        }
+    }
+
+    /// The value of the simulation from `node` comes back.
+    fn back_up(&mut self, node: usize, value: f64) {
+        for i in self.path(node) {
+            self.nodes[i].value += value;
+            self.pending[i] = self.pending[i].saturating_sub(1);
         }
     }
 
@@ -292,18 +344,62 @@ pub(crate) async fn search(
         request,
         params,
         nodes: vec![root],
+        pending: vec![0],
     };
-    for i in 0..params.simulations {
-        let mut node = s.select();
+    // Simulations rolling out, in order (their values are backed up in this order), and
+    // their nodes.
+    let mut running: FuturesOrdered<BoxFuture<'_, Result<f64, StrategyError>>> =
+        FuturesOrdered::new();
+    let mut nodes_running: VecDeque<usize> = VecDeque::new();
+    let mut done: VecDeque<f64> = VecDeque::new();
+    let mut started = 0;
+    let mut finished = 0;
+    while finished < params.simulations {
+        // Values in simulation order, before any selection.
+        while let Some(value) = done.pop_front() {
+            let node = nodes_running.pop_front().unwrap_or(0);
+            s.back_up(node, value);
+            tracing::debug!(simulation = finished, node, value, "mcts simulation");
+            finished += 1;
+            if let Some(reply) = s.best_child().and_then(|b| s.nodes[b].reply.clone()) {
+                ctx.offer(reply);
+            }
+        }
+        if finished >= params.simulations {
+            break;
+        }
+        let chosen = if started < params.simulations {
+            s.select()
+        } else {
+            None
+        };
+        let Some(mut node) = chosen else {
+            // Wait for the oldest simulation.
+            match running.next().await {
+                Some(value) => done.push_back(value?),
+                None => break,
+            }
+            continue;
+        };
         if !s.is_terminal(&s.nodes[node].messages) || node == 0 {
-            node = s.expand(node).await?;
+            // Expand while the simulations already started go on rolling out.
+            let expansion = s.expand(node);
+            tokio::pin!(expansion);
+            node = loop {
+                tokio::select! {
+                    biased;
+                    expanded = &mut expansion => break expanded?,
+                    Some(value) = running.next(), if !running.is_empty() => {
+                        done.push_back(value?);
+                    }
+                }
+            };
         }
-        let value = s.simulate(node).await?;
-        s.backpropagate(node, value);
-        tracing::debug!(simulation = i, node, value, "mcts simulation");
-        if let Some(reply) = s.best_child().and_then(|b| s.nodes[b].reply.clone()) {
-            ctx.offer(reply);
-        }
+        s.visit(node);
+        let messages = s.nodes[node].messages.clone();
+        running.push_back(simulate(ctx, request, params, messages).boxed());
+        nodes_running.push_back(node);
+        started += 1;
     }
     Ok(s.nodes)
 }
@@ -415,6 +511,66 @@ mod tests {
         let out = run(&strategy, mock, &req, Budget::default()).await.unwrap();
         assert_eq!(out.answer, "reply-1");
         assert_eq!(out.candidates.len(), 3);
+    }
+
+    type Shape = Vec<(Option<usize>, Option<String>, u32, f64)>;
+
+    fn shape_of(nodes: &[Node]) -> Shape {
+        nodes
+            .iter()
+            .map(|n| (n.parent, n.reply.clone(), n.visits, n.value))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn next_simulation_expands_while_the_last_rolls_out() {
+        let delay = std::time::Duration::from_millis(100);
+        let slow = Arc::new(crate::mock::DelayedBackend::new(scripted(), delay));
+        let req = StrategyRequest::user("hello");
+        let ctx = Ctx::new(slow.clone(), Budget::default());
+        let started = tokio::time::Instant::now();
+        let nodes = search(&ctx, &req, &Params::default()).await.unwrap();
+        // One after another: 2 x (expansion 2 + rollout reply, user turn, score 3) = 10
+        // delays. The second expansion (child 2: unvisited, so chosen whatever the first
+        // value) overlaps the first rollout: 2 + 2 + 3.
+        assert_eq!(started.elapsed(), delay * 7);
+        assert_eq!(slow.inner().calls(), 14);
+        assert!(slow.max_in_flight() >= 4, "{}", slow.max_in_flight());
+        let plain = Arc::new(scripted());
+        let ctx = Ctx::new(plain, Budget::default());
+        let instant = search(&ctx, &req, &Params::default()).await.unwrap();
+        assert_eq!(shape_of(&nodes), shape_of(&instant));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn value_dependent_selections_wait_and_the_tree_does_not_change() {
+        let params = Params {
+            simulations: 7,
+            exploration: 0.0,
+            ..Params::default()
+        };
+        let req = StrategyRequest::user("hello");
+        let slow = Arc::new(crate::mock::DelayedBackend::new(
+            scripted(),
+            std::time::Duration::from_millis(100),
+        ));
+        let ctx = Ctx::new(slow.clone(), Budget::default());
+        let overlapped = search(&ctx, &req, &params).await.unwrap();
+        let plain = Arc::new(scripted());
+        let ctx = Ctx::new(plain.clone(), Budget::default());
+        let instant = search(&ctx, &req, &params).await.unwrap();
+        assert_eq!(shape_of(&overlapped), shape_of(&instant));
+        assert_eq!(slow.inner().calls(), plain.calls());
+        assert_eq!(overlapped[0].visits, 7);
+        // Greedy UCT keeps choosing the reply-1 branch (score 0.9) once values are in.
+        let best = overlapped[0]
+            .children
+            .iter()
+            .copied()
+            .max_by_key(|&c| overlapped[c].visits)
+            .unwrap();
+        assert_eq!(overlapped[best].reply.as_deref(), Some("reply-1"));
+        assert!(overlapped[best].visits >= 4);
     }
 
     #[tokio::test]

@@ -27,12 +27,21 @@
 //! when none is kept) the most common answer wins, and its trajectory with the highest mean
 //! value is returned, as its whole reasoning text, not only the answer.
 //!
+//! Concurrency: the rollouts that start by trying a new action at the root (the first
+//! four, with the default depth) do not depend on one another: which action each starts
+//! with follows from the seed alone, and each then grows a branch of its own. They run at
+//! once and join the tree in rollout order, with the same node numbering, terminals, values
+//! and offers as one after another; each rollout draws from a random stream of its own
+//! (seed and rollout number), so that the choices do not depend on the order in which
+//! calls finish. The later rollouts select by the values backed up, so they run one by one.
+//!
 //! Differences from the reference (Python optillm `rstar.py`): the state given to an action
 //! is the whole trajectory so far, not only the parent's text; UCT expands untried actions
 //! before descending; values come from answer agreement rather than "a number was found";
 //! the consistency check compares answers, not word overlap; the full answer is returned.
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use futures::future::join_all;
@@ -253,6 +262,122 @@ fn reasoning_so_far(steps: &[&str]) -> String {
     s
 }
 
+/// The actions allowed after a step of `action` at `depth` (the root: depth 0, no action).
+fn valid_after(params: &Params, depth: u32, action: Option<Action>, terminal: bool) -> Vec<Action> {
+    if terminal || depth >= params.max_depth {
+        return Vec::new();
+    }
+    if depth + 1 == params.max_depth {
+        return vec![Action::RemainingSteps];
+    }
+    let mut actions = vec![
+        Action::NextStep,
+        Action::RemainingSteps,
+        Action::SubQuestion,
+    ];
+    if action == Some(Action::SubQuestion) {
+        actions.push(Action::Reanswer);
+    }
+    if depth == 0 {
+        actions.push(Action::Rephrase);
+    }
+    actions
+}
+
+/// A seeded random pick among `actions` (no draw when there is none).
+fn choose(rng: &mut Rng, actions: &[Action]) -> Option<Action> {
+    if actions.is_empty() {
+        return None;
+    }
+    let i = (rng.next_u64() % actions.len() as u64) as usize;
+    actions.get(i).copied()
+}
+
+/// The random stream of rollout `k`: its own, so that concurrent rollouts draw the same
+/// choices whatever order their calls finish in.
+fn rollout_rng(seed: u64, k: u32) -> Rng {
+    Rng::new(seed.wrapping_add(u64::from(k + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)))
+}
+
+/// One step made by a rollout before it joins the tree.
+struct Step {
+    action: Action,
+    text: String,
+    answer: Option<String>,
+}
+
+/// What the question, the system prompt and the settings give every step call.
+#[derive(Clone, Copy)]
+struct StepCtx<'a> {
+    ctx: &'a Ctx,
+    request: &'a StrategyRequest,
+    params: &'a Params,
+    question: &'a str,
+    system: &'a str,
+}
+
+impl StepCtx<'_> {
+    /// Applies `action` after `steps` (one model call).
+    async fn step(&self, steps: &[&str], action: Action) -> Result<Step, StrategyError> {
+        let user = action_prompt(self.question, steps, action);
+        let max_tokens = if action == Action::RemainingSteps {
+            self.params.max_tokens
+        } else {
+            self.params.step_max_tokens
+        };
+        let sampling = temp(self.params.temperature).with_max_tokens(max_tokens);
+        let text = one(
+            self.ctx,
+            self.request,
+            action.label(),
+            prompt(Some(self.system), user),
+            &sampling,
+        )
+        .await?;
+        let text = text.trim().to_string();
+        let answer = terminal_answer(action, &text, self.params.answer_kind);
+        Ok(Step {
+            action,
+            text,
+            answer,
+        })
+    }
+
+    /// A rollout that starts with the untried root action `first`: that step, then random
+    /// actions down to a terminal or the depth limit, on a branch no other rollout touches.
+    /// Offers its reasoning while no answer was offered, and its answer if it is the first.
+    async fn branch(
+        self,
+        first: Action,
+        mut rng: Rng,
+        answered: &AtomicBool,
+    ) -> Result<Vec<Step>, StrategyError> {
+        let mut steps: Vec<Step> = Vec::new();
+        let mut next = Some(first);
+        while let Some(action) = next {
+            let texts: Vec<&str> = steps.iter().map(|s| s.text.as_str()).collect();
+            let step = self.step(&texts, action).await?;
+            let terminal = step.answer.is_some();
+            steps.push(step);
+            let offer = if terminal {
+                !answered.swap(true, Ordering::SeqCst)
+            } else {
+                !answered.load(Ordering::SeqCst)
+            };
+            if offer {
+                let texts: Vec<&str> = steps.iter().map(|s| s.text.as_str()).collect();
+                self.ctx.offer(texts.join("\n\n"));
+            }
+            let depth = steps.len() as u32;
+            next = choose(
+                &mut rng,
+                &valid_after(self.params, depth, Some(action), terminal),
+            );
+        }
+        Ok(steps)
+    }
+}
+
 /// A trajectory that reached an answer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Candidate {
@@ -302,6 +427,7 @@ struct Search<'a> {
     nodes: Vec<Node>,
     /// Terminal nodes, in the order found.
     terminals: Vec<usize>,
+    /// The random stream of the consistency check's splits.
     rng: Rng,
 }
 
@@ -328,24 +454,17 @@ impl Search<'_> {
     /// The actions allowed from `node`.
     fn valid_actions(&self, node: usize) -> Vec<Action> {
         let n = &self.nodes[node];
-        if n.answer.is_some() || n.depth >= self.params.max_depth {
-            return Vec::new();
+        valid_after(self.params, n.depth, n.action, n.answer.is_some())
+    }
+
+    fn step_ctx(&self) -> StepCtx<'_> {
+        StepCtx {
+            ctx: self.ctx,
+            request: self.request,
+            params: self.params,
+            question: &self.question,
+            system: &self.system,
         }
-        if n.depth + 1 == self.params.max_depth {
-            return vec![Action::RemainingSteps];
-        }
-        let mut actions = vec![
-            Action::NextStep,
-            Action::RemainingSteps,
-            Action::SubQuestion,
-        ];
-        if n.action == Some(Action::SubQuestion) {
-            actions.push(Action::Reanswer);
-        }
-        if n.depth == 0 {
-            actions.push(Action::Rephrase);
-        }
-        actions
     }
 
     fn untried_actions(&self, node: usize) -> Vec<Action> {
@@ -358,14 +477,6 @@ impl Search<'_> {
             .into_iter()
             .filter(|a| !tried.contains(&Some(*a)))
             .collect()
-    }
-
-    fn choose(&mut self, actions: &[Action]) -> Option<Action> {
-        if actions.is_empty() {
-            return None;
-        }
-        let i = (self.rng.next_u64() % actions.len() as u64) as usize;
-        actions.get(i).copied()
     }
 
     fn uct(&self, parent: usize, child: usize) -> f64 {
@@ -389,23 +500,17 @@ impl Search<'_> {
 
     /// Applies `action` to `node` (one model call) and adds the new step as a child.
     async fn expand(&mut self, node: usize, action: Action) -> Result<usize, StrategyError> {
-        let user = action_prompt(&self.question, &self.steps(node), action);
-        let max_tokens = if action == Action::RemainingSteps {
-            self.params.max_tokens
-        } else {
-            self.params.step_max_tokens
-        };
-        let step = temp(self.params.temperature).with_max_tokens(max_tokens);
-        let text = one(
-            self.ctx,
-            self.request,
-            action.label(),
-            prompt(Some(&self.system), user),
-            &step,
-        )
-        .await?;
-        let text = text.trim().to_string();
-        let answer = terminal_answer(action, &text, self.params.answer_kind);
+        let step = self.step_ctx().step(&self.steps(node), action).await?;
+        Ok(self.attach(node, step))
+    }
+
+    /// Adds `step` as a child of `node`; returns its id.
+    fn attach(&mut self, node: usize, step: Step) -> usize {
+        let Step {
+            action,
+            text,
+            answer,
+        } = step;
         let id = self.nodes.len();
         let depth = self.nodes[node].depth + 1;
         tracing::debug!(
@@ -436,7 +541,7 @@ impl Search<'_> {
         if answer.is_some() || self.terminals.is_empty() {
             self.ctx.offer(self.trajectory_text(offered));
         }
-        Ok(id)
+        id
     }
 
     /// The value of a node reached by a rollout.
@@ -474,13 +579,13 @@ impl Search<'_> {
     }
 
     /// One rollout: select, expand, simulate, back up.
-    async fn rollout(&mut self) -> Result<(), StrategyError> {
+    async fn rollout(&mut self, rng: &mut Rng) -> Result<(), StrategyError> {
         let mut node = 0;
         // Selection: descend by UCT until a node with untried actions (or a leaf that
         // cannot be expanded: terminal or at the depth limit).
         loop {
             let untried = self.untried_actions(node);
-            if let Some(action) = self.choose(&untried) {
+            if let Some(action) = choose(rng, &untried) {
                 node = self.expand(node, action).await?;
                 break;
             }
@@ -492,13 +597,39 @@ impl Search<'_> {
         // Simulation: random actions down to a terminal or the depth limit.
         loop {
             let valid = self.valid_actions(node);
-            let Some(action) = self.choose(&valid) else {
+            let Some(action) = choose(rng, &valid) else {
                 break;
             };
             node = self.expand(node, action).await?;
         }
         let value = self.evaluate(node);
         self.backpropagate(node, value);
+        Ok(())
+    }
+
+    /// Rollouts that each start with an untried root action (`starts`: the action and the
+    /// rollout's random stream, whose first draw chose it), at once; their branches join
+    /// the tree in rollout order, each valued and backed up as its rollout ends.
+    async fn wave(&mut self, starts: Vec<(Action, Rng)>) -> Result<(), StrategyError> {
+        let answered = AtomicBool::new(!self.terminals.is_empty());
+        let branches = {
+            let step_ctx = self.step_ctx();
+            let answered = &answered;
+            join_all(
+                starts
+                    .into_iter()
+                    .map(|(first, rng)| step_ctx.branch(first, rng, answered)),
+            )
+            .await
+        };
+        for branch in branches {
+            let mut node = 0;
+            for step in branch? {
+                node = self.attach(node, step);
+            }
+            let value = self.evaluate(node);
+            self.backpropagate(node, value);
+        }
         Ok(())
     }
 
@@ -605,8 +736,33 @@ async fn search<'a>(
         terminals: Vec::new(),
         rng: Rng::new(params.seed),
     };
-    for i in 0..params.rollouts {
-        s.rollout().await?;
+    // The rollouts that try a new root action: their first draws depend on the seed and
+    // on the actions tried before them only, so they are known before any call.
+    let root_actions = valid_after(params, 0, None, false);
+    let mut starts: Vec<(Action, Rng)> = Vec::new();
+    let mut next = 0;
+    while next < params.rollouts {
+        let untried: Vec<Action> = root_actions
+            .iter()
+            .copied()
+            .filter(|a| !starts.iter().any(|(b, _)| b == a))
+            .collect();
+        let mut rng = rollout_rng(params.seed, next);
+        let Some(first) = choose(&mut rng, &untried) else {
+            break;
+        };
+        starts.push((first, rng));
+        next += 1;
+    }
+    s.wave(starts).await?;
+    tracing::debug!(
+        rollouts = next,
+        nodes = s.nodes.len(),
+        terminals = s.terminals.len(),
+        "rstar: rollouts at the root, run at once"
+    );
+    for i in next..params.rollouts {
+        s.rollout(&mut rollout_rng(params.seed, i)).await?;
         tracing::debug!(
             rollout = i,
             nodes = s.nodes.len(),
@@ -1040,6 +1196,89 @@ mod tests {
             "{}",
             out.answer
         );
+    }
+
+    /// The tree as plain data: parent, action, step, visits, value, answer of each node.
+    type Shape = Vec<(
+        Option<usize>,
+        Option<Action>,
+        String,
+        u32,
+        f64,
+        Option<String>,
+    )>;
+
+    fn shape_of(nodes: &[Node]) -> Shape {
+        nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.parent,
+                    n.action,
+                    n.step.clone(),
+                    n.visits,
+                    n.value,
+                    n.answer.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn root_rollouts_run_at_once_and_build_the_sequential_tree() {
+        let params = Params {
+            rollouts: 6,
+            ..Params::default()
+        };
+        let req = StrategyRequest::user("Three boxes hold four apples each. How many apples?");
+        let delay = std::time::Duration::from_millis(100);
+        for seed in 0..8 {
+            let params = Params {
+                seed,
+                ..params.clone()
+            };
+            // Concurrent: the four root actions are tried by four rollouts at once.
+            let slow = Arc::new(crate::mock::DelayedBackend::new(simple(), delay));
+            let ctx = Ctx::new(slow.clone(), Budget::default());
+            let started = tokio::time::Instant::now();
+            let s = search(&ctx, &req, &params).await.unwrap();
+            let elapsed = started.elapsed();
+            assert_eq!(slow.max_in_flight(), 4, "seed {seed}");
+            let calls = slow.inner().calls();
+            assert_eq!(calls, s.nodes.len() - 1);
+            // Fewer delays than calls: the wave's branches overlapped.
+            assert!(
+                elapsed < delay * calls as u32 - delay * 3,
+                "seed {seed}: {elapsed:?} for {calls} calls"
+            );
+
+            // The same rollouts one after another give the same tree, node for node.
+            let mock = Arc::new(simple());
+            let ctx = Ctx::new(mock.clone(), Budget::default());
+            let mut one_by_one = Search {
+                ctx: &ctx,
+                request: &req,
+                params: &params,
+                question: req.query().unwrap().to_string(),
+                system: SYSTEM.into(),
+                nodes: s.nodes[..1].to_vec(),
+                terminals: Vec::new(),
+                rng: Rng::new(seed),
+            };
+            one_by_one.nodes[0].children.clear();
+            one_by_one.nodes[0].visits = 0;
+            one_by_one.nodes[0].value = 0.0;
+            for k in 0..params.rollouts {
+                one_by_one.rollout(&mut rollout_rng(seed, k)).await.unwrap();
+            }
+            assert_eq!(
+                shape_of(&one_by_one.nodes),
+                shape_of(&s.nodes),
+                "seed {seed}"
+            );
+            assert_eq!(one_by_one.terminals, s.terminals);
+            assert_eq!(mock.calls(), calls);
+        }
     }
 
     #[test]
