@@ -92,7 +92,7 @@ EOF
 PIDS+=($!)
 wait_http "http://127.0.0.1:$OURS_PORT/v1/models"
 
-(cd "$WORK" && OPENAI_API_KEY=none "$VENV/bin/optillm" --base-url "$UPSTREAM" \
+(cd "$WORK" && OPENAI_API_KEY=none exec "$VENV/bin/optillm" --base-url "$UPSTREAM" \
     --port "$REF_PORT" --host 127.0.0.1 --log warning >"$WORK/reference.log" 2>&1) &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$REF_PORT/v1/models" || wait_http "http://127.0.0.1:$REF_PORT/health"
