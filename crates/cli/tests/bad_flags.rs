@@ -277,7 +277,7 @@ fn bad_json_schemas_fail_before_the_model_is_pulled() {
     let home = TempDir::new();
     let missing = home.path().join("missing.json");
     let missing = missing.to_str().unwrap();
-    let cases: [(&[&str], &[&str]); 5] = [
+    let cases: [(&[&str], &[&str]); 4] = [
         (
             &["--json-schema", r#"{"type": "int"}"#],
             &["--json-schema", "#/type"],
@@ -292,16 +292,7 @@ fn bad_json_schemas_fail_before_the_model_is_pulled() {
         ),
         (
             &["--json-schema", r#"{"type": "object"}"#, "-a", "bon"],
-            &["`none` approach only"],
-        ),
-        (
-            &[
-                "--json-schema",
-                r#"{"type": "object"}"#,
-                "--trace",
-                "t.jsonl",
-            ],
-            &["--trace"],
+            &["only available with the `none` approach"],
         ),
     ];
     for (flags, needles) in cases {
@@ -318,6 +309,7 @@ fn a_json_schema_constrains_the_answer() {
     let model = common::model_path();
     let home = TempDir::new();
     let schema_file = home.path().join("answer.json");
+    let trace = home.path().join("trace.jsonl");
     std::fs::write(
         &schema_file,
         r#"{"type": "object", "properties": {"answer": {"type": "integer"}},
@@ -338,10 +330,15 @@ fn a_json_schema_constrains_the_answer() {
             "64",
             "--json-schema",
             schema_file.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
             "What is 2 + 3? Reply in JSON.",
         ],
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // The same run path as every approach: traced, one call.
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(traced.lines().count(), 1, "{traced}");
     let v: serde_json::Value = serde_json::from_str(r.stdout.trim())
         .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", r.stdout));
     assert!(v["answer"].is_i64(), "{v}");

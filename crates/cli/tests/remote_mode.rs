@@ -377,7 +377,8 @@ async fn the_run_footer_and_trace_count_the_http_requests_sent() {
     // One call of n = 6: the server rejected n = 6, then six single requests.
     assert_eq!(upstream.received().len(), 7);
     assert!(
-        stderr.contains("approach none | calls 1 | requests 7 | prompt 30 tokens"),
+        stderr.contains("approach none | n 6 | calls 1 | requests 7 | finish ")
+            && stderr.contains("prompt 30 tokens"),
         "{stderr}"
     );
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
@@ -394,10 +395,16 @@ async fn the_run_footer_and_trace_count_the_http_requests_sent() {
 
     // Within the cap: one call, one request.
     let stderr = run_n(&url, 3).await;
-    assert!(stderr.contains("model m | n 3 | requests 1 |"), "{stderr}");
+    assert!(
+        stderr.contains("model m | approach none | n 3 | calls 1 | requests 1 |"),
+        "{stderr}"
+    );
     let stderr = run_n(&url, 6).await;
     // A new process asks for n = 6 again: rejected, then six single requests.
-    assert!(stderr.contains("model m | n 6 | requests 7 |"), "{stderr}");
+    assert!(
+        stderr.contains("model m | approach none | n 6 | calls 1 | requests 7 |"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

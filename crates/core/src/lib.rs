@@ -25,8 +25,8 @@ pub use error::BackendError;
 pub use format::{FormatError, FormatSupport, ResponseFormat};
 pub use spec::{Spec, split_model_name};
 pub use strategy::{
-    Answer, Budget, Ctx, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest, TextSink,
-    TokenLimits, TraceEntry,
+    Answer, Budget, Ctx, FinalChoice, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest,
+    TextSink, TokenLimits, TraceEntry,
 };
 pub use token::{SeqId, Token, TokenJob, TokenSession};
 pub use types::{

@@ -10,6 +10,19 @@
 //! approach token by token; [`Ctx::final_call_viewed`] streams only the part of them that
 //! is the answer (the `<output>` section of `cot_reflection`). Calls made with
 //! [`Ctx::call`] never reach it.
+//!
+//! A run is one path for every approach, `none` included: [`run_in`] runs the strategy,
+//! makes up the request's `n` choices (see there), and returns an [`Outcome`] whose
+//! choices carry their finish reason and, for `none` asked for them, their logprobs.
+//!
+//! # Whose sampling settings win
+//! A strategy builds each call's settings from the caller's ([`StrategyRequest::sampling`])
+//! overlaid by its own for that step ([`StrategyRequest::chat`]): what the strategy sets
+//! wins, what it leaves unset is the caller's. `self_consistency` samples at its own
+//! temperature whatever the caller asked, because its vote needs diverse samples; change
+//! it through the approach's parameters (`self_consistency(temperature=0.3)`). Every call
+//! where a strategy overrides a setting the caller gave is marked in the trace
+//! ([`TraceEntry::overrides`]) and logged once per run (`tracing`, level info).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,9 +33,12 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, StreamEvent, run_token_job};
 use crate::error::BackendError;
 use crate::extract::Vote;
+use crate::format::ResponseFormat;
 use crate::samples::Sample;
 use crate::token::TokenSession;
-use crate::types::{ChatRequest, Completion, Message, Role, Sampling, Usage};
+use crate::types::{
+    ChatRequest, Completion, FinishReason, Message, Role, Sampling, Timings, TokenLogprob, Usage,
+};
 
 /// Errors of a strategy run.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +112,13 @@ pub struct TraceEntry {
     #[serde(default)]
     pub requests: u32,
     pub elapsed: Duration,
+    /// Where the call's time went, as the backend reported it.
+    #[serde(default)]
+    pub timings: Timings,
+    /// The caller's settings this call's own overrode, as `temperature 0.2 -> 0.7` (see
+    /// the module documentation: the strategy's step settings win).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 /// The input of a strategy: the conversation and the caller's base settings.
@@ -104,8 +127,14 @@ pub struct StrategyRequest {
     pub messages: Vec<Message>,
     /// The caller's sampling settings; strategies layer their own per step on top.
     pub sampling: Sampling,
-    /// Choices wanted in the final answer (strategies that can give several honour it).
+    /// Choices wanted in the final answer: strategies that can give several honour it,
+    /// and [`run_in`] runs the others again until there are `n`.
     pub n: u32,
+    /// Top logprobs per token of the answer (`none` only: see [`Strategy::passes_through`]).
+    pub logprobs: Option<u32>,
+    /// Structured output of the answer (`none` only: an approach's answer is not one
+    /// constrained model call).
+    pub format: Option<ResponseFormat>,
 }
 
 impl StrategyRequest {
@@ -114,6 +143,8 @@ impl StrategyRequest {
             messages,
             sampling: Sampling::default(),
             n: 1,
+            logprobs: None,
+            format: None,
         }
     }
     pub fn user(prompt: impl Into<String>) -> Self {
@@ -174,12 +205,38 @@ impl Answer {
     }
 }
 
+/// One choice of a run's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalChoice {
+    pub text: String,
+    /// Why it stopped: that of the final call whose output it is ([`Ctx::final_call`]),
+    /// `stop` for an answer the approach composed itself (a vote, a synthesis it cut),
+    /// `length` when the budget cut the run.
+    pub finish_reason: FinishReason,
+    /// Per token, when the request asked for them ([`StrategyRequest::logprobs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprob>>,
+}
+
+impl FinalChoice {
+    fn composed(text: String) -> Self {
+        Self {
+            text,
+            finish_reason: FinishReason::EndOfText,
+            logprobs: None,
+        }
+    }
+}
+
 /// The result of a run: the answer, its cost and its trace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub approach: String,
+    /// The text of the first choice.
     pub answer: String,
-    pub choices: Vec<String>,
+    /// The request's `n` choices (more for a parallel spec `a|b`: one per branch; fewer
+    /// only when the budget ran out first), the chosen one first.
+    pub choices: Vec<FinalChoice>,
     pub candidates: Vec<String>,
     /// The vote that chose the answer (see [`Answer::vote`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,18 +261,54 @@ impl Outcome {
             .map(|l| l + "\n")
             .collect()
     }
+
+    /// Where the run's time went: its wall time, the HTTP requests of all its calls, the
+    /// prompt evaluation and decoding they spent (summed), and, for a run of one call,
+    /// that call's time to first token.
+    pub fn timings(&self) -> Timings {
+        let mut t = Timings {
+            total: self.wall,
+            requests: self.usage.requests,
+            ..Timings::default()
+        };
+        for e in &self.trace {
+            t.prompt_eval += e.timings.prompt_eval;
+            t.decode += e.timings.decode;
+        }
+        if let [only] = self.trace.as_slice() {
+            t.time_to_first_token = only.timings.time_to_first_token;
+        }
+        t
+    }
+
+    /// The texts of the choices.
+    pub fn texts(&self) -> Vec<String> {
+        self.choices.iter().map(|c| c.text.clone()).collect()
+    }
 }
 
-/// Receives the text of a run's final call as it is generated: the choice index and
-/// the new text. Called from the run's task; it must not block.
-pub type TextSink = Arc<dyn Fn(u32, &str) + Send + Sync>;
+/// Receives the text of a run's final call as it is generated: the choice index, the
+/// new text, and its token's logprob when the request asked for them and the delta is
+/// one token shown whole. Called from the run's task; it must not block.
+pub type TextSink = Arc<dyn Fn(u32, &str, Option<&TokenLogprob>) + Send + Sync>;
 
+/// What a whole run shares: its accounting, trace and samples.
 #[derive(Debug, Default)]
 struct CtxState {
     usage: RunUsage,
     trace: Vec<TraceEntry>,
-    best: Option<String>,
     samples: Vec<Sample>,
+    /// True once an override of the caller's settings was logged.
+    overrides_logged: bool,
+}
+
+/// What one strategy run has of its answer so far: the best answer offered, and the
+/// choices of the final calls it made (choice index, and the answer part of its text).
+/// The runs [`run_in`] adds to make up `n` have a slot each.
+#[derive(Debug, Default)]
+struct RunSlot {
+    best: Option<String>,
+    finals: Vec<(u32, FinalChoice)>,
 }
 
 /// The calling context of a run: backend, budget, usage, trace, and the sink of the
@@ -225,8 +318,18 @@ pub struct Ctx {
     backend: Arc<dyn Backend>,
     budget: Budget,
     started: Instant,
+    /// The caller's settings, to tell when a call overrides them.
+    caller: Arc<Sampling>,
     state: Arc<Mutex<CtxState>>,
+    slot: Arc<Mutex<RunSlot>>,
     sink: Option<TextSink>,
+}
+
+fn locked<S, T>(m: &Mutex<S>, f: impl FnOnce(&mut S) -> T) -> T {
+    match m.lock() {
+        Ok(mut s) => f(&mut s),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
+    }
 }
 
 impl Ctx {
@@ -235,7 +338,9 @@ impl Ctx {
             backend,
             budget,
             started: Instant::now(),
+            caller: Arc::default(),
             state: Arc::default(),
+            slot: Arc::default(),
             sink: None,
         }
     }
@@ -255,6 +360,14 @@ impl Ctx {
         }
     }
 
+    /// The same run with a slot of its own for a run of the strategy beside the first.
+    fn branch(&self) -> Self {
+        Self {
+            slot: Arc::default(),
+            ..self.without_sink()
+        }
+    }
+
     /// True when final calls stream to a sink.
     pub fn streams(&self) -> bool {
         self.sink.is_some()
@@ -265,10 +378,11 @@ impl Ctx {
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut CtxState) -> T) -> T {
-        match self.state.lock() {
-            Ok(mut s) => f(&mut s),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
+        locked(&self.state, f)
+    }
+
+    fn with_slot<T>(&self, f: impl FnOnce(&mut RunSlot) -> T) -> T {
+        locked(&self.slot, f)
     }
 
     pub fn usage(&self) -> RunUsage {
@@ -292,15 +406,15 @@ impl Ctx {
                 .is_some_and(|d| self.started.elapsed() >= d)
     }
 
-    /// Offers the best answer so far: what the run returns if the budget cuts it.
     /// Records samples drawn for a vote; they reach [`Outcome::samples`].
     pub fn record_samples(&self, samples: impl IntoIterator<Item = Sample>) {
         self.with_state(|s| s.samples.extend(samples));
     }
 
+    /// Offers the best answer so far: what the run returns if the budget cuts it.
     pub fn offer(&self, answer: impl Into<String>) {
         let a = answer.into();
-        self.with_state(|s| s.best = Some(a));
+        self.with_slot(|s| s.best = Some(a));
     }
 
     /// Checks the budget and caps `max_tokens` to what it has left.
@@ -324,27 +438,104 @@ impl Ctx {
             .map(|d| d.saturating_sub(self.started.elapsed()))
     }
 
+    /// The settings the caller gave that `sampling` (a call's, before the budget caps
+    /// it) sets otherwise. Seeds are left out: strategies derive one per sample.
+    fn overrides(&self, sampling: &Sampling) -> Vec<String> {
+        fn differs<T: PartialEq + std::fmt::Debug>(
+            out: &mut Vec<String>,
+            name: &str,
+            caller: &Option<T>,
+            call: &Option<T>,
+        ) {
+            if let (Some(a), Some(b)) = (caller, call)
+                && a != b
+            {
+                out.push(format!("{name} {a:?} -> {b:?}"));
+            }
+        }
+        let c = &self.caller;
+        let mut out = Vec::new();
+        differs(
+            &mut out,
+            "temperature",
+            &c.temperature,
+            &sampling.temperature,
+        );
+        differs(&mut out, "top_p", &c.top_p, &sampling.top_p);
+        differs(&mut out, "top_k", &c.top_k, &sampling.top_k);
+        differs(&mut out, "min_p", &c.min_p, &sampling.min_p);
+        differs(
+            &mut out,
+            "repeat_penalty",
+            &c.repeat_penalty,
+            &sampling.repeat_penalty,
+        );
+        differs(&mut out, "max_tokens", &c.max_tokens, &sampling.max_tokens);
+        if !c.stop.is_empty() && c.stop != sampling.stop {
+            out.push(format!("stop {:?} -> {:?}", c.stop, sampling.stop));
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         purpose: String,
         request: ChatRequest,
-        completion: &Completion,
+        outputs: Vec<String>,
+        usage: Usage,
+        timings: Timings,
+        overrides: Vec<String>,
         started: Instant,
     ) {
+        let requests = timings.requests;
+        let log = self.with_state(|s| {
+            let first = !overrides.is_empty() && !s.overrides_logged;
+            s.overrides_logged |= first;
+            first
+        });
+        if log {
+            tracing::info!(
+                purpose = %purpose,
+                overrides = %overrides.join(", "),
+                "the approach's own settings win over the caller's (noted in the trace)"
+            );
+        }
         let entry = TraceEntry {
             purpose,
+            n: request.n,
             messages: request.messages,
             sampling: request.sampling,
-            n: request.n,
-            outputs: completion.texts(),
-            usage: completion.usage,
-            requests: completion.timings.requests,
+            outputs,
+            usage,
+            requests,
             elapsed: started.elapsed(),
+            timings,
+            overrides,
         };
         self.with_state(|s| {
-            s.usage.add(&completion.usage, completion.timings.requests);
+            s.usage.add(&usage, requests);
             s.trace.push(entry);
         });
+    }
+
+    fn record_completion(
+        &self,
+        purpose: String,
+        request: ChatRequest,
+        completion: &Completion,
+        overrides: Vec<String>,
+        started: Instant,
+    ) {
+        self.record(
+            purpose,
+            request,
+            completion.texts(),
+            completion.usage,
+            completion.timings,
+            overrides,
+            started,
+        );
     }
 
     /// One model call, accounted and traced. Fails with `BudgetExhausted` when the
@@ -354,6 +545,7 @@ impl Ctx {
         purpose: impl Into<String>,
         mut request: ChatRequest,
     ) -> Result<Completion, StrategyError> {
+        let overrides = self.overrides(&request.sampling);
         self.admit(&mut request)?;
         let started = Instant::now();
         let call = self.backend.complete(request.clone());
@@ -363,7 +555,7 @@ impl Ctx {
                 .map_err(|_| StrategyError::BudgetExhausted)??,
             None => call.await?,
         };
-        self.record(purpose.into(), request, &completion, started);
+        self.record_completion(purpose.into(), request, &completion, overrides, started);
         Ok(completion)
     }
 
@@ -371,6 +563,7 @@ impl Ctx {
     /// sink ([`Ctx::with_sink`]) the call is streamed and every delta reaches the sink
     /// as it is generated; without one it is [`Ctx::call`]. A strategy makes at most
     /// one final call, and only when its answer is decided to be that call's output.
+    /// The run's choices take their finish reasons (and logprobs) from it.
     ///
     /// When the deadline cuts a streamed call, the text streamed so far (choice 0) is
     /// offered as the best answer, so that what the sink received is what the run
@@ -391,12 +584,44 @@ impl Ctx {
     pub async fn final_call_viewed(
         &self,
         purpose: impl Into<String>,
-        mut request: ChatRequest,
+        request: ChatRequest,
         view: fn(&str) -> &str,
     ) -> Result<Completion, StrategyError> {
-        let Some(sink) = self.sink.clone() else {
-            return self.call(purpose, request).await;
+        let completion = match self.sink.clone() {
+            None => self.call(purpose, request).await?,
+            Some(sink) => {
+                self.streamed_call(purpose.into(), request, view, sink)
+                    .await?
+            }
         };
+        self.keep_final(&completion, view);
+        Ok(completion)
+    }
+
+    /// Keeps the choices of a final call, for the finish reasons of the run's answer.
+    fn keep_final(&self, completion: &Completion, view: fn(&str) -> &str) {
+        let kept = completion.choices.iter().map(|c| {
+            let shown = view(&c.text);
+            let whole = shown.len() == c.text.len();
+            let choice = FinalChoice {
+                text: shown.to_string(),
+                finish_reason: c.finish_reason,
+                logprobs: c.logprobs.clone().filter(|_| whole),
+            };
+            (c.index, choice)
+        });
+        let kept: Vec<_> = kept.collect();
+        self.with_slot(|s| s.finals.extend(kept));
+    }
+
+    async fn streamed_call(
+        &self,
+        purpose: String,
+        mut request: ChatRequest,
+        view: fn(&str) -> &str,
+        sink: TextSink,
+    ) -> Result<Completion, StrategyError> {
+        let overrides = self.overrides(&request.sampling);
         self.admit(&mut request)?;
         let started = Instant::now();
         let deadline = self.time_left().map(|d| tokio::time::Instant::now() + d);
@@ -424,7 +649,11 @@ impl Ctx {
                 None => stream.next_event().await,
             };
             match next {
-                Some(Ok(StreamEvent::Delta { index, text, .. })) => {
+                Some(Ok(StreamEvent::Delta {
+                    index,
+                    text,
+                    logprob,
+                })) => {
                     let i = index as usize;
                     if texts.len() <= i {
                         texts.resize(i + 1, (String::new(), 0));
@@ -433,7 +662,8 @@ impl Ctx {
                         all.push_str(&text);
                         let shown = view(all);
                         if let Some(new) = shown.get(*sent..).filter(|n| !n.is_empty()) {
-                            sink(index, new);
+                            let whole = (new == text).then_some(()).and(logprob.as_ref());
+                            sink(index, new, whole);
                             *sent = shown.len();
                         }
                     }
@@ -448,7 +678,7 @@ impl Ctx {
                 }
             }
         };
-        self.record(purpose.into(), request, &completion, started);
+        self.record_completion(purpose, request, &completion, overrides, started);
         Ok(completion)
     }
 
@@ -491,6 +721,7 @@ impl Ctx {
         if self.exhausted() {
             return Err(StrategyError::BudgetExhausted);
         }
+        let overrides = self.overrides(&request.sampling);
         let limits = self.token_limits();
         let started = Instant::now();
         let job = run_token_job(self.backend.as_ref(), request.clone(), move |session| {
@@ -507,20 +738,17 @@ impl Ctx {
             }
             None => job.await?,
         };
-        let entry = TraceEntry {
-            purpose: purpose.into(),
-            messages: request.messages,
-            sampling: request.sampling,
-            n: u32::try_from(outputs.len()).unwrap_or(u32::MAX),
+        let mut request = request;
+        request.n = u32::try_from(outputs.len()).unwrap_or(u32::MAX);
+        self.record(
+            purpose.into(),
+            request,
             outputs,
             usage,
-            requests: 0,
-            elapsed: started.elapsed(),
-        };
-        self.with_state(|s| {
-            s.usage.add(&usage, 0);
-            s.trace.push(entry);
-        });
+            Timings::default(),
+            overrides,
+            started,
+        );
         Ok(value)
     }
 
@@ -577,9 +805,49 @@ impl TokenLimits {
 pub trait Strategy: Send + Sync {
     /// The registry slug (`moa`, `self_consistency`, ...).
     fn slug(&self) -> &str;
+    /// True for an approach whose answer is one model call passed through as it is
+    /// (`none`): it alone honours [`StrategyRequest::logprobs`] and
+    /// [`StrategyRequest::format`].
+    fn passes_through(&self) -> bool {
+        false
+    }
     /// Runs the approach. Calls go through `ctx`; offer intermediate answers with
     /// [`Ctx::offer`] so a budget cut can still return one.
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError>;
+}
+
+/// Checks what `strategy` can take of `request` before anything runs: logprobs and
+/// structured output only with an approach that passes one call through, and a user
+/// message for every other approach.
+pub fn check_request(
+    strategy: &dyn Strategy,
+    request: &StrategyRequest,
+) -> Result<(), StrategyError> {
+    if strategy.passes_through() {
+        return Ok(());
+    }
+    let refuse = |message: String| StrategyError::BadParameter {
+        approach: strategy.slug().to_string(),
+        message,
+    };
+    if request.logprobs.is_some() {
+        return Err(refuse(
+            "logprobs are only available with the `none` approach: an approach's answer \
+             is not the tokens of one model call"
+                .into(),
+        ));
+    }
+    if let Some(f) = &request.format {
+        // An approach's answer is often not the output of one model call (a vote, a
+        // choice among samples, a composed text), so no grammar could vouch for it.
+        return Err(refuse(format!(
+            "structured output ({}) is only available with the `none` approach: an \
+             approach's answer is not constrained by a grammar",
+            f.kind()
+        )));
+    }
+    request.query()?;
+    Ok(())
 }
 
 /// Runs `strategy` on `backend` and returns its outcome with usage, wall time and trace.
@@ -594,21 +862,80 @@ pub async fn run(
 
 /// [`run`] in a context made by the caller, e.g. one with a sink
 /// ([`Ctx::with_sink`]) that receives the final call's text as it is generated.
+///
+/// `n`: when the strategy gives fewer choices than the request's `n`, it runs again,
+/// concurrently, once per missing choice (`n` = 1, seed offset by the choice index), in
+/// the same run: one budget, one usage, one trace. Only the first run streams. When the
+/// budget runs out, the choices found by then are the answer.
 pub async fn run_in(
-    ctx: Ctx,
+    mut ctx: Ctx,
     strategy: &dyn Strategy,
     request: &StrategyRequest,
 ) -> Result<Outcome, StrategyError> {
+    check_request(strategy, request)?;
+    ctx.caller = Arc::new(request.sampling.clone());
     let result = strategy.run(&ctx, request).await;
-    let (usage, trace, best, samples) = ctx.with_state(|s| {
+    let (first, mut choices, mut budget_exhausted) = settle(&ctx, result)?;
+    if choices.is_empty() {
+        // An approach that found nothing answers with nothing, once.
+        choices.push(FinalChoice::composed(String::new()));
+    }
+    let mut candidates = first.candidates;
+    let wanted = request.n.max(1) as usize;
+    if choices.len() < wanted {
+        let extra = (choices.len()..wanted).map(|i| {
+            let mut one = request.clone();
+            one.n = 1;
+            one.sampling.seed = request
+                .sampling
+                .seed_for(u32::try_from(i).unwrap_or(u32::MAX));
+            let branch = ctx.branch();
+            async move {
+                let result = strategy.run(&branch, &one).await;
+                settle(&branch, result)
+            }
+        });
+        for result in futures::future::join_all(extra).await {
+            match result {
+                Ok((answer, more, cut)) => {
+                    choices.extend(more.into_iter().take(1));
+                    candidates.extend(answer.candidates);
+                    budget_exhausted |= cut;
+                }
+                Err(StrategyError::BudgetExhausted) => budget_exhausted = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let (usage, trace, samples) = ctx.with_state(|s| {
         (
             s.usage,
             std::mem::take(&mut s.trace),
-            s.best.take(),
             std::mem::take(&mut s.samples),
         )
     });
-    let (answer, budget_exhausted) = match result {
+    Ok(Outcome {
+        approach: strategy.slug().to_string(),
+        answer: choices.first().map(|c| c.text.clone()).unwrap_or_default(),
+        choices,
+        candidates,
+        vote: first.vote,
+        usage,
+        wall: ctx.started.elapsed(),
+        budget_exhausted,
+        trace,
+        samples,
+    })
+}
+
+/// The answer of one strategy run in `ctx`'s slot: its choices with their finish
+/// reasons, and whether the budget cut it (its answer then is the best offered).
+fn settle(
+    ctx: &Ctx,
+    result: Result<Answer, StrategyError>,
+) -> Result<(Answer, Vec<FinalChoice>, bool), StrategyError> {
+    let (best, finals) = ctx.with_slot(|s| (s.best.take(), std::mem::take(&mut s.finals)));
+    let (answer, cut) = match result {
         Ok(a) => (a, false),
         Err(StrategyError::BudgetExhausted) => match best {
             Some(b) => (Answer::one(b), true),
@@ -616,18 +943,31 @@ pub async fn run_in(
         },
         Err(e) => return Err(e),
     };
-    Ok(Outcome {
-        approach: strategy.slug().to_string(),
-        answer: answer.choices.first().cloned().unwrap_or_default(),
-        choices: answer.choices,
-        candidates: answer.candidates,
-        vote: answer.vote,
-        usage,
-        wall: ctx.started.elapsed(),
-        budget_exhausted,
-        trace,
-        samples,
-    })
+    let choices = answer
+        .choices
+        .iter()
+        .zip(0u32..)
+        .map(|(text, index)| {
+            if cut {
+                return FinalChoice {
+                    text: text.clone(),
+                    finish_reason: FinishReason::Length,
+                    logprobs: None,
+                };
+            }
+            // The latest final-call choice that is this text, at this index if one is.
+            let at_index = finals
+                .iter()
+                .rev()
+                .find(|(i, f)| *i == index && f.text == *text);
+            let any = || finals.iter().rev().find(|(_, f)| f.text == *text);
+            match at_index.or_else(any) {
+                Some((_, f)) => f.clone(),
+                None => FinalChoice::composed(text.clone()),
+            }
+        })
+        .collect();
+    Ok((answer, choices, cut))
 }
 
 #[cfg(test)]
@@ -648,7 +988,8 @@ mod tests {
     fn recording_sink() -> (TextSink, Received) {
         let got: Received = Arc::default();
         let into = Arc::clone(&got);
-        let sink: TextSink = Arc::new(move |i, t: &str| into.lock().unwrap().push((i, t.into())));
+        let sink: TextSink =
+            Arc::new(move |i, t: &str, _| into.lock().unwrap().push((i, t.into())));
         (sink, got)
     }
 
@@ -658,6 +999,16 @@ mod tests {
             .filter(|(i, _)| *i == index)
             .map(|(_, t)| t.as_str())
             .collect()
+    }
+
+    async fn run_streaming_request(
+        strategy: &dyn Strategy,
+        backend: Arc<dyn Backend>,
+        request: &StrategyRequest,
+    ) -> (Result<Outcome, StrategyError>, Received) {
+        let (sink, got) = recording_sink();
+        let ctx = Ctx::new(backend, Budget::default()).with_sink(sink);
+        (run_in(ctx, strategy, request).await, got)
     }
 
     async fn run_streaming(
@@ -821,5 +1172,135 @@ mod tests {
         assert!(out.budget_exhausted);
         assert_eq!(out.answer, "partial answer ");
         assert_eq!(joined(&got, 0), out.answer);
+    }
+
+    #[tokio::test]
+    async fn none_carries_finish_reasons_and_logprobs_of_its_call() {
+        let mock = Arc::new(MockBackend::constant("one two three four"));
+        let mut req = StrategyRequest::user("q");
+        req.n = 2;
+        req.logprobs = Some(1);
+        req.sampling = Sampling::default().with_max_tokens(2);
+        let strategy = build_spec(&parse("none").unwrap()).unwrap();
+        let (out, got) = run_streaming_request(strategy.as_ref(), mock.clone(), &req).await;
+        let out = out.unwrap();
+        assert_eq!(out.choices.len(), 2);
+        for c in &out.choices {
+            assert_eq!(c.text.trim_end(), "one two");
+            assert_eq!(c.finish_reason, FinishReason::Length);
+            assert_eq!(c.logprobs.as_ref().map(Vec::len), Some(2));
+        }
+        // Streamed deltas carried their tokens' logprobs.
+        let deltas = got.lock().unwrap();
+        assert_eq!(deltas.len(), 4);
+        assert_eq!(mock.requests()[0].logprobs, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_composed_answer_stops_and_a_cut_run_is_length() {
+        // moa's synthesis is its final call: its finish reason is the answer's.
+        let mock = Arc::new(MockBackend::scripted(["a", "b", "c", "critique", "synth"]));
+        let out = run(
+            build_spec(&parse("moa").unwrap()).unwrap().as_ref(),
+            mock,
+            &StrategyRequest::user("q"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.choices[0].finish_reason, FinishReason::EndOfText);
+        assert!(!out.budget_exhausted);
+
+        // A budget that cuts the run: the best answer so far, finish `length`.
+        let mock = Arc::new(MockBackend::constant("word word word word word word"));
+        let budget = Budget {
+            max_total_tokens: Some(1),
+            max_duration: None,
+        };
+        let out = run(
+            build_spec(&parse("re2&re2").unwrap()).unwrap().as_ref(),
+            mock,
+            &StrategyRequest::user("q"),
+            budget,
+        )
+        .await
+        .unwrap();
+        assert!(out.budget_exhausted);
+        assert_eq!(out.choices[0].finish_reason, FinishReason::Length);
+    }
+
+    #[tokio::test]
+    async fn n_is_made_up_once_in_core_with_one_budget_and_offset_seeds() {
+        let mock = Arc::new(MockBackend::new(|r, _| {
+            Ok(format!("seed {:?}", r.sampling.seed))
+        }));
+        let mut req = StrategyRequest::user("q");
+        req.n = 3;
+        req.sampling = Sampling::default().with_seed(10);
+        let strategy = build_spec(&parse("moa").unwrap()).unwrap();
+        let out = run(strategy.as_ref(), mock.clone(), &req, Budget::default())
+            .await
+            .unwrap();
+        assert_eq!(out.choices.len(), 3);
+        // Three runs of moa (3 calls each) in one usage and one trace.
+        assert_eq!(out.usage.calls, 9);
+        assert_eq!(out.trace.len(), 9);
+        let seeds: std::collections::BTreeSet<Option<u32>> =
+            mock.requests().iter().map(|r| r.sampling.seed).collect();
+        assert!(seeds.contains(&Some(11)) && seeds.contains(&Some(12)));
+
+        // One budget for all of them: the extra runs stop when it is spent.
+        let budget = Budget {
+            max_total_tokens: Some(40),
+            max_duration: None,
+        };
+        let small = run(strategy.as_ref(), mock, &req, budget).await.unwrap();
+        assert!(small.usage.calls < 9, "{:?}", small.usage);
+        assert!(small.choices.len() < 3);
+        assert!(small.budget_exhausted);
+    }
+
+    #[tokio::test]
+    async fn only_none_takes_logprobs_or_a_format() {
+        let mut req = StrategyRequest::user("q");
+        req.logprobs = Some(0);
+        let moa = build_spec(&parse("moa").unwrap()).unwrap();
+        let mock = Arc::new(MockBackend::constant("x"));
+        let err = run(moa.as_ref(), mock.clone(), &req, Budget::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("logprobs"), "{err}");
+        assert_eq!(mock.calls(), 0);
+        req.logprobs = None;
+        req.format = Some(crate::format::ResponseFormat::JsonObject);
+        let err = check_request(moa.as_ref(), &req).unwrap_err();
+        assert!(err.to_string().contains("structured output"), "{err}");
+        let none = build_spec(&parse("none").unwrap()).unwrap();
+        assert!(check_request(none.as_ref(), &req).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_strategy_overriding_the_callers_settings_is_traced() {
+        let mock = Arc::new(MockBackend::constant("The answer is 4."));
+        let mut req = StrategyRequest::user("2+2?");
+        req.sampling = Sampling::default().with_temperature(0.2);
+        let sc = build_spec(&parse("self_consistency(k=2,temperature=0.9)").unwrap()).unwrap();
+        let out = run(sc.as_ref(), mock.clone(), &req, Budget::default())
+            .await
+            .unwrap();
+        assert!(
+            out.trace.iter().any(|e| e
+                .overrides
+                .iter()
+                .any(|o| o.starts_with("temperature 0.2 -> 0.9"))),
+            "{:?}",
+            out.trace.iter().map(|e| &e.overrides).collect::<Vec<_>>()
+        );
+        // A call that keeps the caller's settings notes nothing.
+        let none = build_spec(&parse("none").unwrap()).unwrap();
+        let out = run(none.as_ref(), mock, &req, Budget::default())
+            .await
+            .unwrap();
+        assert!(out.trace[0].overrides.is_empty());
     }
 }

@@ -233,6 +233,8 @@ impl AppState {
                 .default_sampling
                 .merged(&incoming.sampling),
             n: incoming.n,
+            logprobs: incoming.logprobs,
+            format: incoming.format,
         };
         tracing::debug!(
             model = %selection.model,
@@ -244,8 +246,6 @@ impl AppState {
             backend,
             &selection.spec,
             request,
-            incoming.logprobs,
-            incoming.format,
             self.inner.config.default_budget,
             Arc::clone(&self.inner.metrics),
         )

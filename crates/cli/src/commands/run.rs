@@ -6,15 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use futures::StreamExt;
 use optillm_core::spec::{self, Spec};
 use std::sync::{Arc, Mutex};
 
 use optillm_core::strategy::{self, Budget, StrategyRequest};
-use optillm_core::{
-    ChatRequest, Completion, Ctx, Message, ResponseFormat, Sampling, StreamEvent, TextSink,
-    strategies,
-};
+use optillm_core::{Ctx, Message, Outcome, ResponseFormat, Sampling, TextSink, Usage, strategies};
 
 use crate::backends::{self, BackendArgs};
 
@@ -135,30 +131,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     args.sampling()
         .validate()
         .context("invalid sampling options")?;
-    let format = args.format()?;
-    if format.is_some() {
-        // An approach's answer is not one constrained model call.
-        anyhow::ensure!(
-            spec.is_none(),
-            "--json-schema works with the `none` approach only, not `{spec}`"
-        );
-        anyhow::ensure!(
-            args.trace.is_none(),
-            "--json-schema cannot be combined with --trace"
-        );
+    let mut request = StrategyRequest::new(args.messages()?);
+    request.sampling = args.sampling();
+    request.n = args.n;
+    request.format = args.format()?;
+    if request.format.is_some() {
+        strategy::check_request(strategy.as_ref(), &request).context("--json-schema")?;
     }
-    let messages = args.messages()?;
     let model = backends::model_name(&args.backend, args.model.clone())?;
     super::check_native(&args.backend, &model)?;
     let backend = backends::open(&args.backend, &model).await?;
-    if spec.is_none() && args.trace.is_none() {
-        let mut request = ChatRequest::new(messages)
-            .with_sampling(args.sampling())
-            .with_n(args.n);
-        request.format = format;
-        return stream_plain(backend.as_ref(), request).await;
-    }
-    run_strategy(&args, &spec, strategy, backend, messages).await
+    run_strategy(&args, &spec, strategy, backend, request).await
 }
 
 /// ` | requests N` for a footer: the HTTP requests sent to remote servers (a call of `n`
@@ -170,66 +153,13 @@ fn requests_sent(requests: u32) -> String {
     }
 }
 
-/// `none`: tokens go to stdout as the model produces them.
-async fn stream_plain(
-    backend: &dyn optillm_core::Backend,
-    request: ChatRequest,
-) -> anyhow::Result<()> {
-    let n = request.n;
-    let mut stream = backend.stream(request).await?;
-    let mut out = std::io::stdout().lock();
-    let mut done: Option<Completion> = None;
-    while let Some(event) = stream.next().await {
-        match event? {
-            StreamEvent::Delta { index: 0, text, .. } => {
-                out.write_all(text.as_bytes())?;
-                out.flush()?;
-            }
-            StreamEvent::Delta { .. } => {}
-            StreamEvent::Done(c) => done = Some(c),
-        }
-    }
-    let completion = done.context("the backend ended the stream without a final event")?;
-    writeln!(out)?;
-    for choice in completion.choices.iter().skip(1) {
-        writeln!(out, "\n--- choice {} ---\n{}", choice.index, choice.text)?;
-    }
-    let u = &completion.usage;
-    let t = &completion.timings;
-    let reasons: Vec<&str> = completion
-        .choices
-        .iter()
-        .map(|c| c.finish_reason.as_api_str())
-        .collect();
-    eprintln!(
-        "model {} | n {}{} | finish {} | prompt {} tokens, completion {} tokens",
-        completion.model,
-        n,
-        requests_sent(t.requests),
-        reasons.join(","),
-        u.prompt_tokens,
-        u.completion_tokens
-    );
-    eprintln!(
-        "time to first token {:.0} ms | prompt {:.1} tok/s | decode {:.1} tok/s | total {:.2} s",
-        t.time_to_first_token.unwrap_or_default().as_secs_f64() * 1000.0,
-        t.prompt_tokens_per_second(u),
-        t.decode_tokens_per_second(u),
-        t.total.as_secs_f64()
-    );
-    Ok(())
-}
-
 async fn run_strategy(
     args: &RunArgs,
     spec: &Spec,
     strategy: Box<dyn optillm_core::strategy::Strategy>,
     backend: std::sync::Arc<dyn optillm_core::Backend>,
-    messages: Vec<Message>,
+    request: StrategyRequest,
 ) -> anyhow::Result<()> {
-    let mut request = StrategyRequest::new(messages);
-    request.sampling = args.sampling();
-    request.n = args.n;
     let budget = Budget {
         max_total_tokens: args.max_total_tokens,
         max_duration: args.deadline,
@@ -237,7 +167,7 @@ async fn run_strategy(
     // The final call of the approach (if it has one) streams to stdout as it runs.
     let streamed: Arc<Mutex<String>> = Arc::default();
     let into = Arc::clone(&streamed);
-    let sink: TextSink = Arc::new(move |index, text: &str| {
+    let sink: TextSink = Arc::new(move |index, text: &str, _| {
         if index != 0 {
             return;
         }
@@ -247,6 +177,8 @@ async fn run_strategy(
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     });
+    let backend_model = backend.model().to_string();
+    let backend_model = backend_model.as_str();
     let ctx = Ctx::new(backend, budget).with_sink(sink);
     let outcome = strategy::run_in(ctx, strategy.as_ref(), &request).await?;
     let sent = streamed.lock().map(|s| s.clone()).unwrap_or_default();
@@ -258,7 +190,7 @@ async fn run_strategy(
         None => writeln!(out, "\n--- answer ---\n{}", outcome.answer)?,
     }
     for (i, choice) in outcome.choices.iter().enumerate().skip(1) {
-        writeln!(out, "\n--- choice {i} ---\n{choice}")?;
+        writeln!(out, "\n--- choice {i} ---\n{}", choice.text)?;
     }
     if let Some(path) = &args.trace {
         std::fs::write(path, outcome.trace_jsonl())
@@ -267,12 +199,28 @@ async fn run_strategy(
     if let Some(v) = &outcome.vote {
         eprintln!("votes {} of {} | {}", v.count, v.total, v.summary());
     }
+    eprintln!("{}", footer(backend_model, spec, &outcome));
+    if let Some(speed) = speed(&outcome) {
+        eprintln!("{speed}");
+    }
+    Ok(())
+}
+
+/// What the run cost: model, approach, choices, calls, HTTP requests, why the choices
+/// stopped, tokens and wall time.
+fn footer(model: &str, spec: &Spec, outcome: &Outcome) -> String {
     let u = &outcome.usage;
-    eprintln!(
-        "approach {} | calls {}{} | prompt {} tokens, completion {} tokens | wall {:.2} s{}",
-        spec,
+    let reasons: Vec<&str> = outcome
+        .choices
+        .iter()
+        .map(|c| c.finish_reason.as_api_str())
+        .collect();
+    format!(
+        "model {model} | approach {spec} | n {} | calls {}{} | finish {} | prompt {} tokens, completion {} tokens | wall {:.2} s{}",
+        outcome.choices.len(),
         u.calls,
         requests_sent(u.requests),
+        reasons.join(","),
         u.prompt_tokens,
         u.completion_tokens,
         outcome.wall.as_secs_f64(),
@@ -281,6 +229,21 @@ async fn run_strategy(
         } else {
             ""
         }
-    );
-    Ok(())
+    )
+}
+
+/// Time to first token and speeds, for a run of one model call (`none`).
+fn speed(outcome: &Outcome) -> Option<String> {
+    let [call] = outcome.trace.as_slice() else {
+        return None;
+    };
+    let t = &call.timings;
+    let u: &Usage = &call.usage;
+    Some(format!(
+        "time to first token {:.0} ms | prompt {:.1} tok/s | decode {:.1} tok/s | total {:.2} s",
+        t.time_to_first_token.unwrap_or_default().as_secs_f64() * 1000.0,
+        t.prompt_tokens_per_second(u),
+        t.decode_tokens_per_second(u),
+        t.total.as_secs_f64()
+    ))
 }

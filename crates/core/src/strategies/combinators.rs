@@ -60,8 +60,8 @@ impl Strategy for Pipeline {
             candidates.push(text.clone());
             current = StrategyRequest {
                 messages: current.with_query(&text),
-                sampling: request.sampling.clone(),
                 n: 1,
+                ..request.clone()
             };
         }
         Err(StrategyError::BadSpec {
@@ -191,8 +191,8 @@ mod tests {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(200) && took < Duration::from_millis(300));
         assert_eq!(out.choices.len(), 3);
-        assert!(out.choices[1].starts_with("q #"));
-        assert!(out.choices[1].ends_with(&format!(" #{}", 3)));
+        assert!(out.choices[1].text.starts_with("q #"));
+        assert!(out.choices[1].text.ends_with(&format!(" #{}", 3)));
         assert_eq!(out.usage.calls, 4);
         assert!(backend.0.requests().iter().all(|r| r.n == 1));
     }

@@ -1,4 +1,5 @@
-//! `none`: one completion, passed through.
+//! `none`: one completion, passed through, with its logprobs and structured output
+//! when the request asks for them (the one approach that honours them).
 //!
 //! `none(temperature=0)` is greedy decoding: the reference of an evaluation. Without
 //! `temperature` the request's own sampling settings (or the backend's default) apply.
@@ -35,14 +36,20 @@ impl Strategy for NoneStrategy {
         "none"
     }
 
+    fn passes_through(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         let step = Sampling {
             temperature: self.params.temperature,
             ..Sampling::default()
         };
-        let chat = request
+        let mut chat = request
             .chat(request.messages.clone(), &step)
             .with_n(request.n);
+        chat.logprobs = request.logprobs;
+        chat.format = request.format.clone();
         let completion = ctx.final_call("completion", chat).await?;
         Ok(Answer {
             choices: completion.texts(),
@@ -74,7 +81,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(out.choices, vec!["answer 0", "answer 1"]);
+        assert_eq!(out.texts(), vec!["answer 0", "answer 1"]);
         assert_eq!(out.usage.calls, 1);
         assert_eq!(out.usage.completion_tokens, 4);
         let sent = mock.requests();

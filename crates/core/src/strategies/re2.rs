@@ -67,7 +67,7 @@ mod tests {
         let out = run(&Re2::default(), mock.clone(), &req, Budget::default())
             .await
             .unwrap();
-        assert_eq!(out.choices, vec!["reply 0", "reply 1", "reply 2"]);
+        assert_eq!(out.texts(), vec!["reply 0", "reply 1", "reply 2"]);
         let sent = mock.requests();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].n, 3);

@@ -351,7 +351,7 @@ mod tests {
         assert_eq!(mock.requests()[0].n, 4);
         assert_eq!(mock.requests()[0].sampling.temperature, Some(0.8));
         // B twice, C once, the last mentions both (B) and (C): no answer.
-        assert_eq!(out.choices, vec![replies[0], replies[1]]);
+        assert_eq!(out.texts(), vec![replies[0], replies[1]]);
         assert!(out.candidates[3].starts_with("[answer: none]"));
     }
 
