@@ -4,8 +4,9 @@
 #[path = "common.rs"]
 mod common;
 
+use optillm::strategies::diverse::{self, Diverse};
 use optillm::strategy::{self, Budget, StrategyRequest};
-use optillm::{Sampling, spec, strategies};
+use optillm::{Sampling, strategies};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -14,16 +15,21 @@ async fn main() -> anyhow::Result<()> {
         StrategyRequest::user("A farmer has 17 sheep. All but 9 run away. How many are left?");
     request.sampling = Sampling::default().with_max_tokens(96).with_seed(1);
 
-    // ReRead: the question is given twice.
+    // ReRead by name: the question is given twice.
     let re2 = strategies::build("re2", &Default::default())?;
     let out = strategy::run(re2.as_ref(), backend.clone(), &request, Budget::default()).await?;
     println!("re2: {}\n", out.answer);
 
-    // DiverseSampling: 5 requests over a temperature ladder 0.3..1.5, answer by vote.
-    let diverse = strategies::build_spec(&spec::parse(
-        "diverse(n=5,min_temperature=0.3,max_temperature=1.5)",
-    )?)?;
-    let out = strategy::run(diverse.as_ref(), backend, &request, Budget::default()).await?;
+    // DiverseSampling from typed parameters (the spec
+    // `diverse(n=5,min_temperature=0.3,max_temperature=1.5)` builds the same): 5 requests
+    // over a temperature ladder 0.3..1.5, answer by vote.
+    let diverse = Diverse::new(diverse::Params {
+        n: 5,
+        min_temperature: 0.3,
+        max_temperature: 1.5,
+        ..Default::default()
+    })?;
+    let out = strategy::run(&diverse, backend, &request, Budget::default()).await?;
     println!("diverse: {}", out.answer);
     for c in &out.candidates {
         println!("  candidate: {}", c.lines().next().unwrap_or(""));

@@ -1,11 +1,11 @@
-//! The model-name splitters (core and server): a split name is the spec's prefix, `-`
+//! The server's model-name splitters: a split name is the spec's prefix, `-`
 //! and the rest; names over the server's cap are refused.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use optillm_core::{spec, split_model_name};
+use optillm_core::spec;
 use optillm_server::ModelInfo;
-use optillm_server::approach::{MAX_MODEL_NAME_BYTES, split_model};
+use optillm_server::approach::{MAX_MODEL_NAME_BYTES, split_model, split_model_name};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(name) = std::str::from_utf8(data) else {

@@ -3,8 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use optillm_core::StrategyError;
-use optillm_core::spec::{self, MAX_SPEC_CHARS};
+use optillm_core::spec::{self, MAX_SPEC_CHARS, SpecError};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {
@@ -16,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             let again = spec::parse(&shown);
             assert_eq!(again.as_ref().ok(), Some(&parsed), "{input:?} -> {shown:?}");
         }
-        Err(StrategyError::BadSpec { position, message }) => {
+        Err(SpecError::BadSpec { position, message }) => {
             let chars = input.chars().count();
             if chars > MAX_SPEC_CHARS {
                 assert_eq!(position, MAX_SPEC_CHARS);

@@ -432,8 +432,8 @@ pub async fn run_eval(
             approach: a.clone(),
             source,
         };
-        let parsed = spec::parse(a).map_err(wrap)?;
-        let strategy = build_spec(&parsed).map_err(wrap)?;
+        let parsed = spec::parse(a).map_err(|e| wrap(e.into()))?;
+        let strategy = build_spec(&parsed).map_err(|e| wrap(e.into()))?;
         let key = parsed.to_string();
         if built.iter().any(|(k, _)| *k == key) {
             return Err(BenchError::InvalidArgument(format!(
@@ -722,7 +722,7 @@ pub fn resolve_baseline(
         let key = spec::parse(r)
             .map_err(|source| BenchError::Strategy {
                 approach: r.to_string(),
-                source,
+                source: source.into(),
             })?
             .to_string();
         return match approaches.iter().find(|a| **a == key) {

@@ -193,7 +193,7 @@ pub fn rescore(
                 .map(|s| s.to_string())
                 .map_err(|source| BenchError::Strategy {
                     approach: a.clone(),
-                    source,
+                    source: source.into(),
                 })
         })
         .collect::<Result<_>>()?;

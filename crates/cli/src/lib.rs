@@ -39,9 +39,9 @@ pub use open::{MODEL_ENV, OpenError, OpenOptions, locate, model_from_env};
 
 pub use optillm_core::{
     Answer, Backend, BackendError, Budget, Capabilities, ChatRequest, Choice, Completion,
-    CompletionStream, FinishReason, Message, Outcome, Role, RunUsage, Sampling, Spec, Strategy,
-    StrategyError, StrategyRequest, StreamEvent, TokenLogprob, TopLogprob, TraceEntry, Usage,
-    extract, spec, strategies, strategy,
+    CompletionStream, FinishReason, Message, Outcome, Role, RunUsage, Sampling, Spec, SpecError,
+    Strategy, StrategyError, StrategyRequest, StreamEvent, TokenLogprob, TopLogprob, TraceEntry,
+    Usage, extract, spec, strategies, strategy,
 };
 
 /// Manifest, cache and downloads of models and data sets.
@@ -121,7 +121,10 @@ mod tests {
                 .all(|r| r.last_user() == Some("What is 12*3?"))
         );
         let err = run(&backend, "no_such_approach", "q").await.unwrap_err();
-        assert!(matches!(err, StrategyError::BadSpec { .. }), "{err}");
+        assert!(
+            matches!(err, StrategyError::Spec(SpecError::BadSpec { .. })),
+            "{err}"
+        );
         assert!(err.to_string().contains("no_such_approach"), "{err}");
     }
 }

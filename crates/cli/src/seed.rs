@@ -304,7 +304,7 @@ async fn run_approach(
     request: &StrategyRequest,
     client: &(impl ModelClient + ?Sized),
 ) -> Result<Outcome, SeedError> {
-    let approach = strategies::build(slug, params)?;
+    let approach = strategies::build(slug, params).map_err(StrategyError::Spec)?;
     Ok(strategy::run(
         approach.as_ref(),
         client.backend(),

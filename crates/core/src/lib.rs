@@ -23,7 +23,7 @@ pub use backend::{
 };
 pub use error::BackendError;
 pub use format::{FormatError, FormatSupport, ResponseFormat};
-pub use spec::{Spec, split_model_name};
+pub use spec::{Spec, SpecError};
 pub use strategy::{
     Answer, Budget, Ctx, FinalChoice, Outcome, RunUsage, Strategy, StrategyError, StrategyRequest,
     TextSink, TokenLimits, TraceEntry,

@@ -8,8 +8,9 @@
 //! - parameters per stage: `bon(n=5,temperature=0.8)`, `self_consistency(k=7)`;
 //!   values are numbers, booleans, bare or quoted strings, or lists `[0.3,0.6]`.
 //!
-//! The optillm model-name convention (`moa-smollm2`, `bon|moa-smollm2`) is read by
-//! [`split_model_name`].
+//! Errors in a spec, and in building one, are [`SpecError`]s; errors of a run are
+//! [`crate::StrategyError`]s. The optillm model-name convention (`moa-smollm2`) is read
+//! by the server (`optillm_server::approach::split_model_name`).
 //!
 //! Specs come from clients, so the parser is bounded: at most [`MAX_SPEC_CHARS`] characters
 //! and [`MAX_DEPTH`] levels of parentheses and lists. Its recursion depth is bounded by
@@ -20,7 +21,21 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::strategies::{self, Params};
-use crate::strategy::StrategyError;
+
+/// An approach spec that does not parse or build.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// No approach has this slug.
+    #[error("unknown approach `{0}`")]
+    UnknownApproach(String),
+    /// An approach's parameter is unknown, of the wrong type or out of range.
+    #[error("bad parameter for `{approach}`: {message}")]
+    BadParameter { approach: String, message: String },
+    /// The spec's syntax is wrong at char `position` (the message shows where).
+    #[error("bad approach spec at {position}: {message}")]
+    BadSpec { position: usize, message: String },
+}
 
 /// A parsed approach spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +69,7 @@ impl Spec {
 }
 
 impl std::str::FromStr for Spec {
-    type Err = StrategyError;
+    type Err = SpecError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         parse(s)
     }
@@ -168,20 +183,20 @@ pub const MAX_DEPTH: usize = 16;
 
 /// Parses an approach spec such as `(re2&bon(n=5))|moa`.
 ///
-/// Errors are [`StrategyError::BadSpec`] with the character position of the bad part and
+/// Errors are [`SpecError::BadSpec`] with the character position of the bad part and
 /// a message that shows the spec with a caret under it. A spec longer than
 /// [`MAX_SPEC_CHARS`] or nested deeper than [`MAX_DEPTH`] is refused.
-pub fn parse(input: &str) -> Result<Spec, StrategyError> {
+pub fn parse(input: &str) -> Result<Spec, SpecError> {
     parse_with(input, strategies::is_known)
 }
 
 /// [`parse`] with another vocabulary of stage names (e.g. the rules of
 /// `optillm eval --rescore`): the same syntax and bounds, `known` decides which names
 /// are accepted.
-pub fn parse_with(input: &str, known: fn(&str) -> bool) -> Result<Spec, StrategyError> {
+pub fn parse_with(input: &str, known: fn(&str) -> bool) -> Result<Spec, SpecError> {
     // Bytes bound chars from above: count chars only for inputs that may be short enough.
     if input.len() > 4 * MAX_SPEC_CHARS || input.chars().count() > MAX_SPEC_CHARS {
-        return Err(StrategyError::BadSpec {
+        return Err(SpecError::BadSpec {
             position: MAX_SPEC_CHARS,
             message: format!(
                 "the approach spec is longer than {MAX_SPEC_CHARS} characters ({} bytes)",
@@ -235,7 +250,7 @@ impl Parser<'_> {
     }
 
     /// Enters a parenthesis or list opened at `open`; refused beyond [`MAX_DEPTH`].
-    fn enter(&mut self, open: usize) -> Result<(), StrategyError> {
+    fn enter(&mut self, open: usize) -> Result<(), SpecError> {
         if self.depth >= MAX_DEPTH {
             return Err(self.error(
                 open,
@@ -252,16 +267,16 @@ impl Parser<'_> {
     }
 
     /// A `BadSpec` error at char `position`, underlining `len` chars.
-    fn error(&self, position: usize, len: usize, what: &str) -> StrategyError {
+    fn error(&self, position: usize, len: usize, what: &str) -> SpecError {
         let pad: String = " ".repeat(position);
         let marks: String = "^".repeat(len.max(1));
-        StrategyError::BadSpec {
+        SpecError::BadSpec {
             position,
             message: format!("{what}\n  {}\n  {pad}{marks}", self.input),
         }
     }
 
-    fn alternatives(&mut self) -> Result<Spec, StrategyError> {
+    fn alternatives(&mut self) -> Result<Spec, SpecError> {
         let mut branches = Vec::new();
         push_flat(&mut branches, self.pipeline()?, true);
         loop {
@@ -280,7 +295,7 @@ impl Parser<'_> {
         })
     }
 
-    fn pipeline(&mut self) -> Result<Spec, StrategyError> {
+    fn pipeline(&mut self) -> Result<Spec, SpecError> {
         let mut stages = Vec::new();
         push_flat(&mut stages, self.atom()?, false);
         loop {
@@ -301,7 +316,7 @@ impl Parser<'_> {
     }
 
     /// The operand after operator `op` at `op_pos`; for `|` a whole pipeline.
-    fn operand(&mut self, op_pos: usize, op: char) -> Result<Spec, StrategyError> {
+    fn operand(&mut self, op_pos: usize, op: char) -> Result<Spec, SpecError> {
         self.skip_ws();
         match self.peek() {
             None => Err(self.error(
@@ -319,7 +334,7 @@ impl Parser<'_> {
         }
     }
 
-    fn atom(&mut self) -> Result<Spec, StrategyError> {
+    fn atom(&mut self) -> Result<Spec, SpecError> {
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
@@ -368,7 +383,7 @@ impl Parser<'_> {
         }
     }
 
-    fn stage(&mut self) -> Result<Spec, StrategyError> {
+    fn stage(&mut self) -> Result<Spec, SpecError> {
         let start = self.pos;
         while self.peek().is_some_and(is_slug_char) {
             self.pos += 1;
@@ -420,7 +435,7 @@ impl Parser<'_> {
         Ok(Spec::Stage { slug, params })
     }
 
-    fn param(&mut self, params: &mut Params, open: usize) -> Result<(), StrategyError> {
+    fn param(&mut self, params: &mut Params, open: usize) -> Result<(), SpecError> {
         self.skip_ws();
         let start = self.pos;
         if self.peek().is_none() {
@@ -458,7 +473,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn value(&mut self, key: &str) -> Result<Value, StrategyError> {
+    fn value(&mut self, key: &str) -> Result<Value, SpecError> {
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
@@ -544,7 +559,7 @@ impl Parser<'_> {
     }
 
     /// The items of a list whose `[` at `start` was just read, through its `]`.
-    fn list_items(&mut self, key: &str, start: usize) -> Result<Value, StrategyError> {
+    fn list_items(&mut self, key: &str, start: usize) -> Result<Value, SpecError> {
         let mut items = Vec::new();
         self.skip_ws();
         if self.peek() == Some(']') {
@@ -581,34 +596,6 @@ fn push_flat(list: &mut Vec<Spec>, spec: Spec, parallel: bool) {
     }
 }
 
-/// Reads the optillm model-name convention: `moa-smollm2` gives (`moa`, `smollm2`),
-/// `bon|moa-smollm2` and `re2&self_consistency-smollm2` give the combined spec.
-///
-/// The approach part is the shortest prefix before a `-` that parses as a spec of known
-/// approaches; a name with no such prefix (`smollm2-135m`) gives `none` and the whole name.
-/// Only prefixes up to [`MAX_SPEC_CHARS`] are tried, so the work is bounded whatever the
-/// name's length.
-pub fn split_model_name(name: &str) -> (Spec, String) {
-    for (i, c) in name.char_indices() {
-        if i > 4 * MAX_SPEC_CHARS {
-            break;
-        }
-        if c != '-' {
-            continue;
-        }
-        let (Some(prefix), Some(rest)) = (name.get(..i), name.get(i + 1..)) else {
-            continue;
-        };
-        if rest.is_empty() {
-            break;
-        }
-        if let Ok(spec) = parse(prefix) {
-            return (spec, rest.to_string());
-        }
-    }
-    (Spec::none(), name.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,7 +612,7 @@ mod tests {
 
     fn bad(input: &str) -> (usize, String) {
         match parse(input) {
-            Err(StrategyError::BadSpec { position, message }) => (position, message),
+            Err(SpecError::BadSpec { position, message }) => (position, message),
             other => panic!("expected BadSpec for {input:?}, got {other:?}"),
         }
     }
@@ -783,65 +770,5 @@ mod tests {
         let long = "é".repeat(MAX_SPEC_CHARS + 1);
         let (_, msg) = bad(&long);
         assert!(msg.contains("longer than"), "{msg}");
-    }
-
-    #[test]
-    fn long_model_names_split_in_bounded_work() {
-        let name = format!("{}smollm2-135m", "x-".repeat(80_000));
-        let started = std::time::Instant::now();
-        let (spec, rest) = split_model_name(&name);
-        assert!(spec.is_none());
-        assert_eq!(rest, name);
-        // Generous: linear work is microseconds, the old quadratic one took seconds.
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
-        let deep = format!("{}none{}-m", "(".repeat(3000), ")".repeat(3000));
-        assert_eq!(split_model_name(&deep), (Spec::none(), deep.clone()));
-    }
-
-    #[test]
-    fn model_names() {
-        assert_eq!(
-            split_model_name("none-smollm2"),
-            (Spec::none(), "smollm2".to_string())
-        );
-        assert_eq!(
-            split_model_name("smollm2-135m"),
-            (Spec::none(), "smollm2-135m".to_string())
-        );
-        assert_eq!(
-            split_model_name("none|none-qwen2.5-coder-0.5b"),
-            (
-                Spec::Parallel(vec![Spec::none(), Spec::none()]),
-                "qwen2.5-coder-0.5b".to_string()
-            )
-        );
-        assert_eq!(
-            split_model_name("smollm2"),
-            (Spec::none(), "smollm2".to_string())
-        );
-        assert_eq!(split_model_name("none-"), (Spec::none(), "none-".into()));
-        // Real slugs, with `_` in slugs and `-` in model names.
-        assert_eq!(
-            split_model_name("mcts-qwen2.5-coder-0.5b"),
-            (Spec::stage("mcts"), "qwen2.5-coder-0.5b".to_string())
-        );
-        assert_eq!(
-            split_model_name("pvg|mars-smollm2"),
-            (
-                Spec::Parallel(vec![Spec::stage("pvg"), Spec::stage("mars")]),
-                "smollm2".to_string()
-            )
-        );
-        assert_eq!(
-            split_model_name("rsa&plansearch-smollm2-135m"),
-            (
-                Spec::Pipeline(vec![Spec::stage("rsa"), Spec::stage("plansearch")]),
-                "smollm2-135m".to_string()
-            )
-        );
-        assert_eq!(
-            split_model_name("mctsx-model"),
-            (Spec::none(), "mctsx-model".to_string())
-        );
     }
 }

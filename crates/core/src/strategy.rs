@@ -35,12 +35,13 @@ use crate::error::BackendError;
 use crate::extract::Vote;
 use crate::format::ResponseFormat;
 use crate::samples::Sample;
+use crate::spec::SpecError;
 use crate::token::TokenSession;
 use crate::types::{
     ChatRequest, Completion, FinishReason, Message, Role, Sampling, Timings, TokenLogprob, Usage,
 };
 
-/// Errors of a strategy run.
+/// Errors of a strategy run (errors of a spec, before any run, are [`SpecError`]s).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StrategyError {
@@ -49,16 +50,15 @@ pub enum StrategyError {
     /// The budget ran out before the strategy had any answer to offer.
     #[error("the budget ran out before any answer was found")]
     BudgetExhausted,
-    #[error("unknown approach `{0}`")]
-    UnknownApproach(String),
-    #[error("bad parameter for `{approach}`: {message}")]
-    BadParameter { approach: String, message: String },
-    #[error("bad approach spec at {position}: {message}")]
-    BadSpec { position: usize, message: String },
+    /// A spec that did not parse or build, for callers that parse, build and run in
+    /// one (parsing and building alone return [`SpecError`]).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     #[error("the request needs a user message")]
     NoQuery,
     /// The approach cannot answer this kind of request (a multiple-choice approach
-    /// given a question without options).
+    /// given a question without options, logprobs asked of an approach other than
+    /// `none`).
     #[error("`{approach}` cannot answer this request: {message}")]
     Unanswerable { approach: String, message: String },
 }
@@ -826,7 +826,7 @@ pub fn check_request(
     if strategy.passes_through() {
         return Ok(());
     }
-    let refuse = |message: String| StrategyError::BadParameter {
+    let refuse = |message: String| StrategyError::Unanswerable {
         approach: strategy.slug().to_string(),
         message,
     };

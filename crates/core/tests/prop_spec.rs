@@ -1,13 +1,12 @@
-//! Property tests of the approach-spec parser and the model-name splitter, the two
-//! parsers that read client input in every request: no panic on any text, errors that
-//! point inside the input and show it, `Display` that parses back to the same spec, and
-//! work bounded by the length caps.
+//! Property tests of the approach-spec parser, which reads client input in every
+//! request: no panic on any text, errors that point inside the input and show it,
+//! `Display` that parses back to the same spec, and work bounded by the length caps.
+//! (The model-name splitter's are the server's `prop_names`.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 
-use optillm_core::spec::{self, MAX_DEPTH, MAX_SPEC_CHARS, Spec};
-use optillm_core::{StrategyError, split_model_name};
+use optillm_core::spec::{self, MAX_DEPTH, MAX_SPEC_CHARS, Spec, SpecError};
 use proptest::prelude::*;
 
 const SLUGS: &[&str] = &[
@@ -32,7 +31,7 @@ fn check(input: &str) -> Option<Spec> {
             assert_eq!(again.to_string(), shown, "{input:?}");
             Some(spec)
         }
-        Err(StrategyError::BadSpec { position, message }) => {
+        Err(SpecError::BadSpec { position, message }) => {
             let chars = input.chars().count();
             if chars > MAX_SPEC_CHARS {
                 assert_eq!(position, MAX_SPEC_CHARS, "{input:?}: {message}");
@@ -214,57 +213,6 @@ proptest! {
     fn near_valid_specs_parse_or_fail_at_a_position_inside_them(input in near_valid_spec()) {
         check(&input);
     }
-
-    #[test]
-    fn a_spec_with_a_model_suffix_splits_back(spec in valid_spec(), model in "[a-z0-9][a-z0-9.:_-]{0,20}") {
-        let spec_text: String = spec.split_whitespace().collect();
-        prop_assume!(!spec_text.is_empty() && spec_text.chars().count() <= MAX_SPEC_CHARS);
-        let name = format!("{spec_text}-{model}");
-        let (got, rest) = split_model_name(&name);
-        check_split(&name, &got, &rest);
-        // The spec itself (no `-` outside a quoted or bare value) is found when it has no
-        // dash; with one, a shorter prefix may parse first.
-        if !spec_text.contains('-') {
-            prop_assert_eq!(got, spec::parse(&spec_text).unwrap());
-            prop_assert_eq!(rest, model);
-        }
-    }
-
-    #[test]
-    fn any_model_name_splits_consistently(name in "[a-z0-9_&|()=,.:-]{0,40}") {
-        let (got, rest) = split_model_name(&name);
-        check_split(&name, &got, &rest);
-    }
-
-    #[test]
-    fn any_unicode_model_name_splits_consistently(name in "\\PC{0,40}") {
-        let (got, rest) = split_model_name(&name);
-        check_split(&name, &got, &rest);
-    }
-}
-
-/// When the name splits, prefix + `-` + rest is the name, the spec parses from the
-/// prefix, and no shorter prefix before a `-` parses; otherwise the spec is `none`.
-fn check_split(name: &str, got: &Spec, rest: &str) {
-    if rest == name {
-        assert!(got.is_none(), "{name:?}: unsplit but {got:?}");
-        return;
-    }
-    let prefix_len = name
-        .len()
-        .checked_sub(rest.len() + 1)
-        .unwrap_or_else(|| panic!("{name:?}: rest {rest:?} longer than the name"));
-    let prefix = name.get(..prefix_len).expect("prefix on a char boundary");
-    assert_eq!(format!("{prefix}-{rest}"), name);
-    assert!(!rest.is_empty(), "{name:?}: empty model part");
-    assert_eq!(spec::parse(prefix).ok().as_ref(), Some(got), "{name:?}");
-    for (i, _) in prefix.match_indices('-') {
-        assert!(
-            prefix.get(..i).is_some_and(|p| spec::parse(p).is_err()),
-            "{name:?}: a shorter prefix {:?} parses",
-            prefix.get(..i)
-        );
-    }
 }
 
 #[test]
@@ -275,7 +223,7 @@ fn over_long_specs_fail_at_the_length_cap() {
         "none&".repeat(1000),
         "\u{1F600}".repeat(5000),
     ] {
-        let Err(StrategyError::BadSpec { position, message }) = spec::parse(&input) else {
+        let Err(SpecError::BadSpec { position, message }) = spec::parse(&input) else {
             panic!("{} chars accepted", input.chars().count());
         };
         assert_eq!(position, MAX_SPEC_CHARS);
@@ -295,7 +243,7 @@ fn nesting_is_refused_past_the_depth_cap_at_the_opening_that_exceeds_it() {
         for (input, first_open) in [(groups, 0), (lists, 7)] {
             match spec::parse(&input) {
                 Ok(_) => assert!(depth <= MAX_DEPTH, "{input}"),
-                Err(StrategyError::BadSpec { position, message }) => {
+                Err(SpecError::BadSpec { position, message }) => {
                     assert!(depth > MAX_DEPTH, "{input}: {message}");
                     assert_eq!(position, first_open + MAX_DEPTH, "{message}");
                     assert!(message.contains("nested"), "{message}");
@@ -336,25 +284,4 @@ fn parsing_at_the_length_cap_is_fast() {
         "{took:?} for 20 x {} specs",
         inputs.len()
     );
-}
-
-/// The splitter tries each prefix before a `-` (up to the spec cap), so its work is at
-/// most quadratic in the cap whatever the name's length. Generous bound: it guards the
-/// complexity class, not the speed.
-#[test]
-fn splitting_long_names_is_bounded() {
-    let inputs = [
-        "-".repeat(100_000),
-        "x-".repeat(50_000),
-        format!("none(a={}", "x-".repeat(50_000)),
-        format!("(((none&{}", "re2-".repeat(25_000)),
-        "é-".repeat(50_000),
-    ];
-    let start = Instant::now();
-    for name in &inputs {
-        let (spec, rest) = split_model_name(name);
-        check_split(name, &spec, &rest);
-    }
-    let took = start.elapsed();
-    assert!(took < Duration::from_secs(2), "{took:?}");
 }

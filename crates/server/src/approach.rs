@@ -83,12 +83,40 @@ fn split_checked(requested: &str, known: &[ModelInfo]) -> (Option<Spec>, String)
     if served(requested) || served(&bare(requested)) {
         return (None, bare(requested));
     }
-    let (spec, rest) = spec::split_model_name(requested);
+    let (spec, rest) = split_model_name(requested);
     if rest == requested {
         (None, bare(requested))
     } else {
         (Some(spec), bare(&rest))
     }
+}
+
+/// Reads the optillm model-name convention: `moa-smollm2` gives (`moa`, `smollm2`),
+/// `bon|moa-smollm2` and `re2&self_consistency-smollm2` give the combined spec.
+///
+/// The approach part is the shortest prefix before a `-` that parses as a spec of known
+/// approaches; a name with no such prefix (`smollm2-135m`) gives `none` and the whole name.
+/// Only prefixes up to [`spec::MAX_SPEC_CHARS`] are tried, so the work is bounded whatever the
+/// name's length.
+pub fn split_model_name(name: &str) -> (Spec, String) {
+    for (i, c) in name.char_indices() {
+        if i > 4 * spec::MAX_SPEC_CHARS {
+            break;
+        }
+        if c != '-' {
+            continue;
+        }
+        let (Some(prefix), Some(rest)) = (name.get(..i), name.get(i + 1..)) else {
+            continue;
+        };
+        if rest.is_empty() {
+            break;
+        }
+        if let Ok(spec) = spec::parse(prefix) {
+            return (spec, rest.to_string());
+        }
+    }
+    (Spec::none(), name.to_string())
 }
 
 /// Resolves the approach, model and messages of a request.
@@ -212,6 +240,66 @@ pub fn check_counts(spec: &Spec, max: u32) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_model_names_split_in_bounded_work() {
+        let name = format!("{}smollm2-135m", "x-".repeat(80_000));
+        let started = std::time::Instant::now();
+        let (spec, rest) = split_model_name(&name);
+        assert!(spec.is_none());
+        assert_eq!(rest, name);
+        // Generous: linear work is microseconds, the old quadratic one took seconds.
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let deep = format!("{}none{}-m", "(".repeat(3000), ")".repeat(3000));
+        assert_eq!(split_model_name(&deep), (Spec::none(), deep.clone()));
+    }
+
+    #[test]
+    fn model_names() {
+        assert_eq!(
+            split_model_name("none-smollm2"),
+            (Spec::none(), "smollm2".to_string())
+        );
+        assert_eq!(
+            split_model_name("smollm2-135m"),
+            (Spec::none(), "smollm2-135m".to_string())
+        );
+        assert_eq!(
+            split_model_name("none|none-qwen2.5-coder-0.5b"),
+            (
+                Spec::Parallel(vec![Spec::none(), Spec::none()]),
+                "qwen2.5-coder-0.5b".to_string()
+            )
+        );
+        assert_eq!(
+            split_model_name("smollm2"),
+            (Spec::none(), "smollm2".to_string())
+        );
+        assert_eq!(split_model_name("none-"), (Spec::none(), "none-".into()));
+        // Real slugs, with `_` in slugs and `-` in model names.
+        assert_eq!(
+            split_model_name("mcts-qwen2.5-coder-0.5b"),
+            (Spec::stage("mcts"), "qwen2.5-coder-0.5b".to_string())
+        );
+        assert_eq!(
+            split_model_name("pvg|mars-smollm2"),
+            (
+                Spec::Parallel(vec![Spec::stage("pvg"), Spec::stage("mars")]),
+                "smollm2".to_string()
+            )
+        );
+        assert_eq!(
+            split_model_name("rsa&plansearch-smollm2-135m"),
+            (
+                Spec::Pipeline(vec![Spec::stage("rsa"), Spec::stage("plansearch")]),
+                "smollm2-135m".to_string()
+            )
+        );
+        assert_eq!(
+            split_model_name("mctsx-model"),
+            (Spec::none(), "mctsx-model".to_string())
+        );
+    }
 
     fn known(names: &[&str]) -> Vec<ModelInfo> {
         names.iter().map(|n| ModelInfo::new(*n)).collect()

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use optillm_core::{BackendError, StrategyError};
+use optillm_core::{BackendError, SpecError, StrategyError};
 use serde_json::json;
 
 /// Errors of starting or running the server.
@@ -22,7 +22,7 @@ pub enum ServerError {
     #[error("invalid server configuration: {0}")]
     Config(String),
     #[error("invalid default approach: {0}")]
-    DefaultApproach(#[source] StrategyError),
+    DefaultApproach(#[source] SpecError),
 }
 
 /// Which wire format an error is written in.
@@ -157,15 +157,20 @@ impl From<BackendError> for ApiError {
     }
 }
 
+impl From<SpecError> for ApiError {
+    fn from(e: SpecError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}
+
 impl From<StrategyError> for ApiError {
     fn from(e: StrategyError) -> Self {
         match e {
             StrategyError::Backend(b) => b.into(),
-            StrategyError::UnknownApproach(_)
-            | StrategyError::BadParameter { .. }
-            | StrategyError::BadSpec { .. }
-            | StrategyError::NoQuery
-            | StrategyError::Unanswerable { .. } => ApiError::bad_request(e.to_string()),
+            StrategyError::Spec(s) => s.into(),
+            StrategyError::NoQuery | StrategyError::Unanswerable { .. } => {
+                ApiError::bad_request(e.to_string())
+            }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
@@ -245,19 +250,21 @@ mod tests {
                 502,
             ),
             (BackendError::Closed.into(), 500),
-            (StrategyError::UnknownApproach("zz".into()), 400),
+            (SpecError::UnknownApproach("zz".into()).into(), 400),
             (
-                StrategyError::BadParameter {
+                SpecError::BadParameter {
                     approach: "bon".into(),
                     message: "m".into(),
-                },
+                }
+                .into(),
                 400,
             ),
             (
-                StrategyError::BadSpec {
+                SpecError::BadSpec {
                     position: 0,
                     message: "m".into(),
-                },
+                }
+                .into(),
                 400,
             ),
             (StrategyError::NoQuery, 400),

@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use optillm_core::spec;
+use optillm_core::spec::{self, Spec};
 use optillm_server::ModelInfo;
-use optillm_server::approach::{MAX_MODEL_NAME_BYTES, split_model};
+use optillm_server::approach::{MAX_MODEL_NAME_BYTES, split_model, split_model_name};
 use proptest::prelude::*;
 
 const SERVED: &[&str] = &[
@@ -59,14 +59,29 @@ fn check(name: &str) -> Result<(Option<spec::Spec>, String), StatusCode> {
     got
 }
 
-fn spec_text() -> impl Strategy<Value = String> {
-    let stage = prop_oneof![
+/// Stages of known approaches, with and without parameters.
+fn known_stage() -> BoxedStrategy<String> {
+    prop_oneof![
         prop::sample::select(&["re2", "moa", "bon", "self_consistency", "none", "mcts"][..])
             .prop_map(String::from),
         prop::sample::select(&["bon(n=3)", "moa(rounds=2)", "self_consistency(k=5,t=0.5)"][..])
             .prop_map(String::from),
-        "[a-z_]{1,8}",
-    ];
+    ]
+    .boxed()
+}
+
+/// Specs, some with unknown stage names.
+fn spec_text() -> impl Strategy<Value = String> {
+    combined(prop_oneof![known_stage(), "[a-z_]{1,8}".boxed()].boxed())
+}
+
+/// Specs of known approaches only: every one parses.
+fn known_spec_text() -> impl Strategy<Value = String> {
+    combined(known_stage())
+}
+
+/// `stage`s combined with `&`, `|` and parentheses.
+fn combined(stage: BoxedStrategy<String>) -> impl Strategy<Value = String> {
     stage.prop_recursive(2, 6, 3, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 2..3).prop_map(|v| v.join("&")),
@@ -118,6 +133,33 @@ proptest! {
         let n = MAX_MODEL_NAME_BYTES / unit.len() + extra - 4;
         let _ = check(&unit.repeat(n));
     }
+
+    #[test]
+    fn a_spec_with_a_model_suffix_splits_back(spec in known_spec_text(), model in "[a-z0-9][a-z0-9.:_-]{0,20}") {
+        let spec_text: String = spec.split_whitespace().collect();
+        prop_assume!(!spec_text.is_empty() && spec_text.chars().count() <= spec::MAX_SPEC_CHARS);
+        let name = format!("{spec_text}-{model}");
+        let (got, rest) = split_model_name(&name);
+        check_split(&name, &got, &rest);
+        // The spec itself (no `-` outside a quoted or bare value) is found when it has no
+        // dash; with one, a shorter prefix may parse first.
+        if !spec_text.contains('-') {
+            prop_assert_eq!(got, spec::parse(&spec_text).unwrap());
+            prop_assert_eq!(rest, model);
+        }
+    }
+
+    #[test]
+    fn any_model_name_splits_consistently(name in "[a-z0-9_&|()=,.:-]{0,40}") {
+        let (got, rest) = split_model_name(&name);
+        check_split(&name, &got, &rest);
+    }
+
+    #[test]
+    fn any_unicode_model_name_splits_consistently(name in "\\PC{0,40}") {
+        let (got, rest) = split_model_name(&name);
+        check_split(&name, &got, &rest);
+    }
 }
 
 #[test]
@@ -152,6 +194,51 @@ fn splitting_names_at_the_cap_is_bounded() {
         for name in &inputs {
             let _ = check(name);
         }
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+/// When the name splits, prefix + `-` + rest is the name, the spec parses from the
+/// prefix, and no shorter prefix before a `-` parses; otherwise the spec is `none`.
+fn check_split(name: &str, got: &Spec, rest: &str) {
+    if rest == name {
+        assert!(got.is_none(), "{name:?}: unsplit but {got:?}");
+        return;
+    }
+    let prefix_len = name
+        .len()
+        .checked_sub(rest.len() + 1)
+        .unwrap_or_else(|| panic!("{name:?}: rest {rest:?} longer than the name"));
+    let prefix = name.get(..prefix_len).expect("prefix on a char boundary");
+    assert_eq!(format!("{prefix}-{rest}"), name);
+    assert!(!rest.is_empty(), "{name:?}: empty model part");
+    assert_eq!(spec::parse(prefix).ok().as_ref(), Some(got), "{name:?}");
+    for (i, _) in prefix.match_indices('-') {
+        assert!(
+            prefix.get(..i).is_some_and(|p| spec::parse(p).is_err()),
+            "{name:?}: a shorter prefix {:?} parses",
+            prefix.get(..i)
+        );
+    }
+}
+
+/// The splitter tries each prefix before a `-` (up to the spec cap), so its work is at
+/// most quadratic in the cap whatever the name's length. Generous bound: it guards the
+/// complexity class, not the speed.
+#[test]
+fn splitting_long_names_is_bounded() {
+    let inputs = [
+        "-".repeat(100_000),
+        "x-".repeat(50_000),
+        format!("none(a={}", "x-".repeat(50_000)),
+        format!("(((none&{}", "re2-".repeat(25_000)),
+        "é-".repeat(50_000),
+    ];
+    let start = Instant::now();
+    for name in &inputs {
+        let (spec, rest) = split_model_name(name);
+        check_split(name, &spec, &rest);
     }
     let took = start.elapsed();
     assert!(took < Duration::from_secs(2), "{took:?}");

@@ -16,13 +16,17 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::build_spec;
 use super::choice_likelihood::split_choices;
+use crate::spec::SpecError;
 use crate::spec::{self, Spec};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 pub const SLUG: &str = "auto";
 
+/// The parameters of `auto`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -63,17 +67,19 @@ pub fn classify(query: &str) -> Route {
     }
 }
 
+/// The `auto` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 pub struct Auto {
     routes: [(Route, String, Box<dyn Strategy>); 3],
 }
 
 impl Auto {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         let route =
-            |spec_text: &str, which: &str| -> Result<(String, Box<dyn Strategy>), StrategyError> {
+            |spec_text: &str, which: &str| -> Result<(String, Box<dyn Strategy>), SpecError> {
                 let parsed = spec::parse(spec_text)?;
                 if mentions_auto(&parsed) {
-                    return Err(StrategyError::BadParameter {
+                    return Err(SpecError::BadParameter {
                         approach: SLUG.into(),
                         message: format!("the `{which}` route may not use `auto` itself"),
                     });
@@ -104,6 +110,17 @@ fn mentions_auto(spec: &Spec) -> bool {
     }
 }
 
+impl Approach for Auto {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "Picks per question: multiple choice -> likelihood (with token access), \
+         a number in the question -> the best measured math approach, else none";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for Auto {
     fn slug(&self) -> &str {
@@ -117,7 +134,7 @@ impl Strategy for Auto {
         }
         let (_, name, strategy) =
             self.strategy(route)
-                .ok_or_else(|| StrategyError::BadParameter {
+                .ok_or_else(|| StrategyError::Unanswerable {
                     approach: SLUG.into(),
                     message: format!("no approach for {route:?} questions"),
                 })?;
@@ -156,7 +173,7 @@ mod tests {
         };
         assert!(matches!(
             Auto::new(nested),
-            Err(StrategyError::BadParameter { .. })
+            Err(SpecError::BadParameter { .. })
         ));
         let bad = Params {
             other: "nonsense".into(),

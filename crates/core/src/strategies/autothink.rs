@@ -9,12 +9,16 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::sampler::{max_new_tokens, run_seed};
 use super::thinkdeeper::{self, Effort, Forcing, run_forcing};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 pub const SLUG: &str = "autothink";
 
+/// The parameters of `autothink`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -144,15 +148,17 @@ pub fn assess(query: &str) -> Assessment {
     }
 }
 
+/// The `autothink` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct AutoThink {
     params: Params,
 }
 
 impl AutoThink {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         if params.max_tokens == 0 {
-            return Err(StrategyError::BadParameter {
+            return Err(SpecError::BadParameter {
                 approach: SLUG.into(),
                 message: "max_tokens must be at least 1".into(),
             });
@@ -168,7 +174,7 @@ impl AutoThink {
         effort: Effort,
         max_tokens: u32,
         seed: u64,
-    ) -> Result<Forcing, StrategyError> {
+    ) -> Result<Forcing, SpecError> {
         let min_fraction = match effort {
             Effort::Low => p.min_fraction_easy,
             Effort::Medium => p.min_fraction_medium,
@@ -194,6 +200,18 @@ impl AutoThink {
             &t,
             seed,
         )
+    }
+}
+
+impl Approach for AutoThink {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "A heuristic classifier (query length, math/logic keywords, numbers) \
+         picks the thinking budget, then thinkdeeper budget forcing \
+         (not the reference's trained classifier or steering vectors)";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
     }
 }
 

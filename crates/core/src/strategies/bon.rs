@@ -4,10 +4,14 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::select::{argmax, rate_all};
 use super::util::{samples, temp};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
+/// The parameters of `bon`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -30,16 +34,18 @@ impl Default for Params {
     }
 }
 
+/// The `bon` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct BestOfN {
     params: Params,
 }
 
 impl BestOfN {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         if params.n == 0 || params.rating_max_tokens == 0 {
-            return Err(StrategyError::BadParameter {
-                approach: "bon".into(),
+            return Err(SpecError::BadParameter {
+                approach: Self::SLUG.into(),
                 message: "n and rating_max_tokens must be at least 1".into(),
             });
         }
@@ -47,10 +53,21 @@ impl BestOfN {
     }
 }
 
+impl Approach for BestOfN {
+    const SLUG: &'static str = "bon";
+    const DESCRIPTION: &'static str =
+        "Best-of-n: n samples in one request, each rated 0-10 by the model concurrently, argmax";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for BestOfN {
     fn slug(&self) -> &str {
-        "bon"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

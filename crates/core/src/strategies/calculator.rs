@@ -24,10 +24,12 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample};
 use crate::error::BackendError;
 use crate::extract::{AnswerKind, extract_as, vote};
 use crate::samples::Sample;
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
 use crate::token::{SeqId, Token, TokenSession};
 use crate::types::{FinishReason, Sampling};
@@ -45,6 +47,8 @@ const MAX_RESULT: f64 = 1e15;
 /// Most likely tokens checked when the token after a result may not be a digit.
 const GUARD_TOP: usize = 64;
 
+/// The parameters of `calculator`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -74,14 +78,16 @@ impl Default for Params {
     }
 }
 
+/// The `calculator` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct Calculator {
     params: Params,
 }
 
 impl Calculator {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |message: &str| StrategyError::BadParameter {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |message: &str| SpecError::BadParameter {
             approach: SLUG.into(),
             message: message.into(),
         };
@@ -611,6 +617,18 @@ fn decode(
         });
     }
     Ok(out)
+}
+
+impl Approach for Calculator {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "Exact arithmetic while decoding: each expression the model closes \
+         with `=` is computed and its result written for the model; k > 1 \
+         samples vote";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
 }
 
 #[async_trait]

@@ -39,13 +39,15 @@ use futures::future::join_all;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::select::{settle, vote_samples};
 use super::util::{numbered, prompt, temp};
 use crate::extract::{AnswerKind, normalize};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::{ChatRequest, FinishReason, Message, Sampling};
 
-pub(crate) const SLUG: &str = "cepo";
+pub const SLUG: &str = "cepo";
 
 const EXECUTE: &str = "Can you execute the above plan step-by-step to produce the final answer. \
                        Be extra careful when executing steps where your confidence is lower.";
@@ -205,6 +207,8 @@ pub enum Rating {
     Majority,
 }
 
+/// The parameters of `cepo`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -260,14 +264,16 @@ impl Default for Params {
     }
 }
 
+/// The `cepo` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct Cepo {
     params: Params,
 }
 
 impl Cepo {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |m: &str| StrategyError::BadParameter {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |m: &str| SpecError::BadParameter {
             approach: SLUG.into(),
             message: m.into(),
         };
@@ -543,6 +549,17 @@ pub(crate) fn pick_rated(
     match best {
         Some((i, _, _)) => i,
         None => sv.chosen().unwrap_or(0),
+    }
+}
+
+impl Approach for Cepo {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str =
+        "CePO: best-of-n over plan, execute, review, answer pipelines; judge rating or majority";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
     }
 }
 
@@ -901,7 +918,7 @@ mod tests {
         bad.insert("planning_m".into(), serde_json::json!(2));
         assert!(matches!(
             crate::strategies::build(SLUG, &bad),
-            Err(StrategyError::BadParameter { .. })
+            Err(SpecError::BadParameter { .. })
         ));
         let mut pairwise = info.params.clone();
         pairwise.insert("rating".into(), serde_json::json!("pairwise"));

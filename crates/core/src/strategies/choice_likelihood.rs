@@ -17,8 +17,10 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::sampler::log_softmax;
 use crate::error::BackendError;
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
 use crate::token::{SeqId, Token, TokenSession};
 use crate::types::{Message, Sampling};
@@ -48,6 +50,8 @@ pub enum Format {
     Plain,
 }
 
+/// The parameters of `choice_likelihood`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -68,6 +72,8 @@ impl Default for Params {
     }
 }
 
+/// The `choice_likelihood` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone, Default)]
 pub struct ChoiceLikelihood {
     params: Params,
@@ -254,6 +260,18 @@ fn best(scored: &[Scored], normalize: Normalize) -> Option<usize> {
                 .then(ib.cmp(ia))
         })
         .map(|(i, _)| i)
+}
+
+impl Approach for ChoiceLikelihood {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "Multiple choice by likelihood: every lettered option scored as the \
+         reply to the question stem (summed token log-probabilities, per \
+         character by default), forked from one prompt; the best option wins";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Ok(Self::new(params))
+    }
 }
 
 #[async_trait]

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use futures::future::join_all;
 
-use crate::spec::Spec;
+use crate::spec::{Spec, SpecError};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 /// Builds the strategy a spec describes: a single approach, a pipeline or a parallel set.
-pub fn build_spec(spec: &Spec) -> Result<Box<dyn Strategy>, StrategyError> {
+pub fn build_spec(spec: &Spec) -> Result<Box<dyn Strategy>, SpecError> {
     match spec {
         Spec::Stage { slug, params } => super::build(slug, params),
         Spec::Pipeline(stages) => Ok(Box::new(Pipeline {
@@ -64,10 +64,11 @@ impl Strategy for Pipeline {
                 ..request.clone()
             };
         }
-        Err(StrategyError::BadSpec {
+        Err(SpecError::BadSpec {
             position: 0,
             message: "a pipeline needs at least one stage".into(),
-        })
+        }
+        .into())
     }
 }
 
@@ -201,11 +202,11 @@ mod tests {
     async fn build_errors_are_typed() {
         assert!(matches!(
             build_spec(&parse("none(bogus=1)").unwrap()),
-            Err(StrategyError::BadParameter { .. })
+            Err(SpecError::BadParameter { .. })
         ));
         assert!(matches!(
             build_spec(&Spec::stage("nope")),
-            Err(StrategyError::UnknownApproach(_))
+            Err(SpecError::UnknownApproach(_))
         ));
     }
 }

@@ -11,15 +11,19 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::sampler::{max_new_tokens, top_margin};
 use crate::error::BackendError;
 use crate::extract::{AnswerKind, extract_as};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
 use crate::token::{SeqId, Token, TokenSession, softmax, top_k};
 use crate::types::Sampling;
 
 pub const SLUG: &str = "cot_decoding";
 
+/// The parameters of `cot_decoding`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -44,14 +48,16 @@ impl Default for Params {
     }
 }
 
+/// The `cot_decoding` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct CotDecoding {
     params: Params,
 }
 
 impl CotDecoding {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |message: &str| StrategyError::BadParameter {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |message: &str| SpecError::BadParameter {
             approach: SLUG.into(),
             message: message.into(),
         };
@@ -246,6 +252,17 @@ fn choose(paths: &[Path], aggregate: bool) -> Option<usize> {
         .max_by(|(ia, a), (ib, b)| a.2.total_cmp(&b.2).then(ib.cmp(ia)))
         .map(|(_, g)| g)?;
     best_of(&mut group.1.iter().copied())
+}
+
+impl Approach for CotDecoding {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "CoT decoding: branch on the top-k first tokens from one shared prompt, \
+         decode greedily in one batch, pick the path most confident in its answer";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
 }
 
 #[async_trait]

@@ -5,10 +5,14 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::util::temp;
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Message;
 
+/// The parameters of `cot_reflection`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -26,6 +30,8 @@ impl Default for Params {
     }
 }
 
+/// The `cot_reflection` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone, Default)]
 pub struct CotReflection {
     params: Params,
@@ -164,10 +170,21 @@ fn strip_tags(text: &str) -> String {
     s.trim().to_string()
 }
 
+impl Approach for CotReflection {
+    const SLUG: &'static str = "cot_reflection";
+    const DESCRIPTION: &'static str =
+        "Chain of thought with <thinking>, <reflection> and <output>; returns the output";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Ok(Self::new(params))
+    }
+}
+
 #[async_trait]
 impl Strategy for CotReflection {
     fn slug(&self) -> &str {
-        "cot_reflection"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

@@ -21,15 +21,19 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample, token_confidence};
 use crate::error::BackendError;
 use crate::extract::{AnswerKind, extract_as};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
 use crate::token::{SeqId, Token, TokenSession};
 use crate::types::Sampling;
 
 pub const SLUG: &str = "deepconf";
 
+/// The parameters of `deepconf`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -74,14 +78,16 @@ impl Default for Params {
     }
 }
 
+/// The `deepconf` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct DeepConf {
     params: Params,
 }
 
 impl DeepConf {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |message: &str| StrategyError::BadParameter {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |message: &str| SpecError::BadParameter {
             approach: SLUG.into(),
             message: message.into(),
         };
@@ -416,6 +422,18 @@ fn chosen_text(run: &DeepConfRun) -> String {
     most_confident(&|t| matches!(t.end, TraceEnd::Completed | TraceEnd::Cut))
         .or_else(|| most_confident(&|_| true))
         .unwrap_or_default()
+}
+
+impl Approach for DeepConf {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "DeepConf online: forked traces decoded in parallel, warm-up sets a \
+         confidence threshold, weak traces stop early, confidence-weighted \
+         vote, stop at consensus (defaults scaled down for small models)";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
 }
 
 #[async_trait]

@@ -10,8 +10,10 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::util::{one, prompt, samples, temp};
 use crate::extract::{extract_any, vote};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 const MODULES: &[&str] = &[
@@ -27,6 +29,8 @@ const MODULES: &[&str] = &[
     "Make a plan, carry it out, and verify the result against the question.",
 ];
 
+/// The parameters of `deepthink`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -50,16 +54,18 @@ impl Default for Params {
     }
 }
 
+/// The `deepthink` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug)]
 pub struct DeepThink {
     params: Params,
 }
 
 impl DeepThink {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         if params.samples == 0 || !(0.0..=1.0).contains(&params.confidence_threshold) {
-            return Err(StrategyError::BadParameter {
-                approach: "deepthink".into(),
+            return Err(SpecError::BadParameter {
+                approach: Self::SLUG.into(),
                 message: "samples must be at least 1 and confidence_threshold in 0..=1".into(),
             });
         }
@@ -67,10 +73,20 @@ impl DeepThink {
     }
 }
 
+impl Approach for DeepThink {
+    const SLUG: &'static str = "deepthink";
+    const DESCRIPTION: &'static str = "SELF-DISCOVER reasoning structure, then uncertainty-routed CoT (vote if confident, else greedy)";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for DeepThink {
     fn slug(&self) -> &str {
-        "deepthink"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

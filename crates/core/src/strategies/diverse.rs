@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::select::{SampleVote, argmax, best_guess, rate_all, settle};
 use super::util::temp;
 use crate::extract::{AnswerKind, extract};
 use crate::samples::{Sample, VoteRule, Weight, confidence_top_k};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 /// How the answer is picked among the samples.
@@ -26,6 +28,8 @@ pub enum Selection {
     Rated,
 }
 
+/// The parameters of `diverse`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -61,15 +65,17 @@ impl Default for Params {
     }
 }
 
+/// The `diverse` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct Diverse {
     params: Params,
 }
 
 impl Diverse {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |message: &str| StrategyError::BadParameter {
-            approach: "diverse".into(),
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |message: &str| SpecError::BadParameter {
+            approach: Self::SLUG.into(),
             message: message.into(),
         };
         if params.n == 0 {
@@ -111,10 +117,21 @@ impl Diverse {
     }
 }
 
+impl Approach for Diverse {
+    const SLUG: &'static str = "diverse";
+    const DESCRIPTION: &'static str =
+        "Diverse sampling: n requests over a temperature ladder, picked by vote, length or rating";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for Diverse {
     fn slug(&self) -> &str {
-        "diverse"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
@@ -393,7 +410,7 @@ mod tests {
         };
         assert!(matches!(
             Diverse::new(p),
-            Err(StrategyError::BadParameter { .. })
+            Err(SpecError::BadParameter { .. })
         ));
         let one = Diverse::new(Params {
             n: 1,

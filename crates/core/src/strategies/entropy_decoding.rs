@@ -13,16 +13,20 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::sampler::{
     Rng, SamplerConfig, argmax, entropy_varentropy, max_new_tokens, run_seed, sample,
 };
 use crate::error::BackendError;
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
 use crate::token::{Token, TokenSession};
 use crate::types::Sampling;
 
 pub const SLUG: &str = "entropy_decoding";
 
+/// The parameters of `entropy_decoding`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -64,14 +68,16 @@ impl Default for Params {
     }
 }
 
+/// The `entropy_decoding` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct EntropyDecoding {
     params: Params,
 }
 
 impl EntropyDecoding {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |message: &str| StrategyError::BadParameter {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |message: &str| SpecError::BadParameter {
             approach: SLUG.into(),
             message: message.into(),
         };
@@ -181,6 +187,17 @@ fn decode(
         text: session.detokenize(&tokens)?,
         decisions,
     })
+}
+
+impl Approach for EntropyDecoding {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "Entropix-style decoding: entropy and varentropy per token choose \
+         argmax, sampling or a \"Wait, \" insertion";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
 }
 
 #[async_trait]

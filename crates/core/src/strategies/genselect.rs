@@ -8,12 +8,16 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::select::{best_guess, vote_samples};
 use super::util::{one, samples, temp};
 use crate::extract::AnswerKind;
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Message;
 
+/// The parameters of `genselect`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -36,16 +40,18 @@ impl Default for Params {
     }
 }
 
+/// The `genselect` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct GenSelect {
     params: Params,
 }
 
 impl GenSelect {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         if params.n < 2 {
-            return Err(StrategyError::BadParameter {
-                approach: "genselect".into(),
+            return Err(SpecError::BadParameter {
+                approach: Self::SLUG.into(),
                 message: "n must be at least 2 (there is nothing to select from one)".into(),
             });
         }
@@ -125,10 +131,21 @@ pub(crate) fn parse_selection(text: &str, n: usize) -> Option<usize> {
     })
 }
 
+impl Approach for GenSelect {
+    const SLUG: &'static str = "genselect";
+    const DESCRIPTION: &'static str =
+        "GenSelect: n candidates, one comparison call names the best; vote when unparsable";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for GenSelect {
     fn slug(&self) -> &str {
-        "genselect"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

@@ -11,10 +11,14 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::util::{one, prompt, tagged, temp};
 use crate::extract::answers_equal;
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
+/// The parameters of `leap`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -36,6 +40,8 @@ impl Default for Params {
     }
 }
 
+/// The `leap` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug)]
 pub struct Leap {
     params: Params,
@@ -73,10 +79,21 @@ fn parse_examples(text: &str) -> Vec<Example> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
+impl Approach for Leap {
+    const SLUG: &'static str = "leap";
+    const DESCRIPTION: &'static str =
+        "LEAP: learn principles from deliberate mistakes on the query's examples, then answer";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Ok(Self::new(params))
+    }
+}
+
 #[async_trait]
 impl Strategy for Leap {
     fn slug(&self) -> &str {
-        "leap"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

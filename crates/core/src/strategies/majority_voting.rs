@@ -4,11 +4,15 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::self_consistency::{Voting, rule};
 use crate::extract::AnswerKind;
 use crate::samples::{VoteRule, Weight};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
+/// The parameters of `majority_voting`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -46,18 +50,20 @@ impl Default for Params {
     }
 }
 
+/// The `majority_voting` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct MajorityVoting {
     voting: Voting,
 }
 
 impl MajorityVoting {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         Ok(Self {
             voting: Voting {
                 read_answers: params.read_answers,
                 ..Voting::new(
-                    "majority_voting",
+                    Self::SLUG,
                     params.k,
                     params.temperature,
                     params.answer_kind,
@@ -65,6 +71,17 @@ impl MajorityVoting {
                 )?
             },
         })
+    }
+}
+
+impl Approach for MajorityVoting {
+    const SLUG: &'static str = "majority_voting";
+    const DESCRIPTION: &'static str =
+        "Majority voting: k samples at T=0.6 in one request, vote on normalised answers";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
     }
 }
 

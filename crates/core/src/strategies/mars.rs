@@ -21,10 +21,12 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::rsa::{Aggregation, aggregate_step};
 use super::sampler::Rng;
 use super::util::{numbered, one, prompt, temp};
 use crate::extract::{Vote, extract_any, vote};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 const FINAL_LINE: &str = "End with the final answer on its own line as \"The answer is: ...\".";
@@ -36,6 +38,8 @@ pub enum Profile {
     Full,
 }
 
+/// The parameters of `mars`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -91,6 +95,8 @@ struct Resolved {
     improve_rounds: u32,
 }
 
+/// The `mars` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug)]
 pub struct Mars {
     params: Params,
@@ -98,9 +104,9 @@ pub struct Mars {
 }
 
 impl Mars {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |m: &str| StrategyError::BadParameter {
-            approach: "mars".into(),
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |m: &str| SpecError::BadParameter {
+            approach: Self::SLUG.into(),
             message: m.into(),
         };
         if params.agents == 0 {
@@ -414,10 +420,21 @@ impl Run<'_> {
     }
 }
 
+impl Approach for Mars {
+    const SLUG: &'static str = "mars";
+    const DESCRIPTION: &'static str =
+        "Multi-agent reasoning: explore, aggregate, cross-verify, improve, vote or synthesise";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for Mars {
     fn slug(&self) -> &str {
-        "mars"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

@@ -25,7 +25,9 @@ use futures::future::{BoxFuture, FutureExt, join_all};
 use futures::stream::FuturesOrdered;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::util::{first_number, one, samples, temp};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::{Message, Role, Sampling};
 
@@ -35,6 +37,8 @@ const EVALUATE: &str = "Evaluate the quality of this conversation on a scale fro
                         where 0 is poor and 1 is excellent. Consider factors such as coherence, \
                         relevance, and engagement. Respond with only a number.";
 
+/// The parameters of `mcts`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -74,15 +78,17 @@ impl Default for Params {
     }
 }
 
+/// The `mcts` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug)]
 pub struct Mcts {
     params: Params,
 }
 
 impl Mcts {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |m: &str| StrategyError::BadParameter {
-            approach: "mcts".into(),
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |m: &str| SpecError::BadParameter {
+            approach: Self::SLUG.into(),
             message: m.into(),
         };
         if params.simulations == 0 {
@@ -404,10 +410,21 @@ pub(crate) async fn search(
     Ok(s.nodes)
 }
 
+impl Approach for Mcts {
+    const SLUG: &'static str = "mcts";
+    const DESCRIPTION: &'static str =
+        "Monte-Carlo tree search over dialogue states (UCT, model-scored states)";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for Mcts {
     fn slug(&self) -> &str {
-        "mcts"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

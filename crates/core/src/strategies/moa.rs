@@ -4,10 +4,14 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::select::best_guess;
 use super::util::{one, prompt, samples, temp};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
+/// The parameters of `moa`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -32,16 +36,18 @@ impl Default for Params {
     }
 }
 
+/// The `moa` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct MixtureOfAgents {
     params: Params,
 }
 
 impl MixtureOfAgents {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         if params.samples == 0 || params.critique_max_tokens == 0 {
-            return Err(StrategyError::BadParameter {
-                approach: "moa".into(),
+            return Err(SpecError::BadParameter {
+                approach: Self::SLUG.into(),
                 message: "samples and critique_max_tokens must be at least 1".into(),
             });
         }
@@ -101,10 +107,21 @@ pub(crate) fn synthesis_prompt(query: &str, texts: &[String], critiques: &str) -
     )
 }
 
+impl Approach for MixtureOfAgents {
+    const SLUG: &'static str = "moa";
+    const DESCRIPTION: &'static str =
+        "Mixture of agents: samples, one critique of all, one synthesis";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for MixtureOfAgents {
     fn slug(&self) -> &str {
-        "moa"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

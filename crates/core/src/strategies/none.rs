@@ -7,9 +7,13 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Sampling;
 
+/// The parameters of `none`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -19,6 +23,8 @@ pub struct Params {
     pub temperature: Option<f32>,
 }
 
+/// The `none` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone, Default)]
 pub struct NoneStrategy {
     params: Params,
@@ -30,10 +36,21 @@ impl NoneStrategy {
     }
 }
 
+impl Approach for NoneStrategy {
+    const SLUG: &'static str = "none";
+    const DESCRIPTION: &'static str =
+        "Pass-through: one completion, streamed (temperature=0: greedy; unset: the request's)";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Ok(Self::new(params))
+    }
+}
+
 #[async_trait]
 impl Strategy for NoneStrategy {
     fn slug(&self) -> &str {
-        "none"
+        Self::SLUG
     }
 
     fn passes_through(&self) -> bool {

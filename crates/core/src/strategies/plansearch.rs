@@ -12,10 +12,14 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::util::{one, prompt, samples, temp};
 use crate::extract::{extract_any, vote};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
+/// The parameters of `plansearch`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -42,16 +46,18 @@ impl Default for Params {
     }
 }
 
+/// The `plansearch` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug)]
 pub struct PlanSearch {
     params: Params,
 }
 
 impl PlanSearch {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         if params.plans == 0 || params.observations == 0 {
-            return Err(StrategyError::BadParameter {
-                approach: "plansearch".into(),
+            return Err(SpecError::BadParameter {
+                approach: Self::SLUG.into(),
                 message: "plans and observations must be at least 1".into(),
             });
         }
@@ -119,10 +125,20 @@ async fn chain(
     .await
 }
 
+impl Approach for PlanSearch {
+    const SLUG: &'static str = "plansearch";
+    const DESCRIPTION: &'static str = "Plan search: observations, derived observations, natural-language plans, solutions; several plans";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for PlanSearch {
     fn slug(&self) -> &str {
-        "plansearch"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

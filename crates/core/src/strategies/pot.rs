@@ -13,9 +13,11 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::util::{samples, temp};
 use crate::extract::{self, AnswerKind, Vote};
 use crate::pyeval::{self, Limits, Number, PyFailure};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Message;
 
@@ -52,6 +54,8 @@ Write the Python function `solution()` that returns the final number, in one ```
 #[cfg(test)]
 const EXAMPLE_ANSWER: &str = "32";
 
+/// The parameters of `pot`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -70,14 +74,16 @@ impl Default for Params {
     }
 }
 
+/// The `pot` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct ProgramOfThought {
     params: Params,
 }
 
 impl ProgramOfThought {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |message: &str| StrategyError::BadParameter {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |message: &str| SpecError::BadParameter {
             approach: SLUG.to_string(),
             message: message.to_string(),
         };
@@ -196,6 +202,17 @@ fn run_programs(codes: Vec<Option<String>>) -> Vec<Run> {
             },
         })
         .collect()
+}
+
+impl Approach for ProgramOfThought {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "Program of thought: k Python programs (greedy for k=1) run by a bounded \
+         interpreter of a Python subset, vote on their results; replies' numbers when none runs";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
 }
 
 #[async_trait]

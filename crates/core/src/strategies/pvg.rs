@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use futures::future::{join, join_all};
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::util::{one, parse_rating, prompt, samples, temp};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
 const ROLES: &str = "You are a problem solver tasked with generating solutions to the given problem.
@@ -39,6 +41,8 @@ Respond in this format:
 Score: [a number from 0 to 10]
 Explanation: [why]";
 
+/// The parameters of `pvg`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -63,16 +67,18 @@ impl Default for Params {
     }
 }
 
+/// The `pvg` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug)]
 pub struct Pvg {
     params: Params,
 }
 
 impl Pvg {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         if params.rounds == 0 || params.n == 0 {
-            return Err(StrategyError::BadParameter {
-                approach: "pvg".into(),
+            return Err(SpecError::BadParameter {
+                approach: Self::SLUG.into(),
                 message: "rounds and n must be at least 1".into(),
             });
         }
@@ -90,10 +96,21 @@ fn prover_system(system: Option<&str>, role: &str) -> String {
     format!("{base}{ROLES}\nYou are in {role} mode.")
 }
 
+impl Approach for Pvg {
+    const SLUG: &'static str = "pvg";
+    const DESCRIPTION: &'static str =
+        "Prover-verifier game: helpful and sneaky provers, verifier scores, query refinement";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for Pvg {
     fn slug(&self) -> &str {
-        "pvg"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

@@ -3,13 +3,19 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Sampling;
 
+/// The parameters of `re2`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {}
 
+/// The `re2` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone, Default)]
 pub struct Re2 {
     _params: Params,
@@ -26,10 +32,21 @@ pub(crate) fn reread(query: &str) -> String {
     format!("{query}\nRead the question again: {query}")
 }
 
+impl Approach for Re2 {
+    const SLUG: &'static str = "re2";
+    const DESCRIPTION: &'static str =
+        "ReRead: the query is given twice (\"Read the question again\"); keeps n";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Ok(Self::new(params))
+    }
+}
+
 #[async_trait]
 impl Strategy for Re2 {
     fn slug(&self) -> &str {
-        "re2"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

@@ -12,11 +12,15 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::sampler::Rng;
 use super::util::{numbered, one, prompt, samples, temp};
 use crate::extract::{Vote, extract_any, vote};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
+/// The parameters of `rsa`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -43,15 +47,17 @@ impl Default for Params {
     }
 }
 
+/// The `rsa` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug)]
 pub struct Rsa {
     params: Params,
 }
 
 impl Rsa {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |m: &str| StrategyError::BadParameter {
-            approach: "rsa".into(),
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |m: &str| SpecError::BadParameter {
+            approach: Self::SLUG.into(),
             message: m.into(),
         };
         if params.population == 0 || params.k == 0 || params.steps == 0 {
@@ -144,10 +150,21 @@ pub(crate) fn majority(population: &[String]) -> (Option<String>, Option<Vote>) 
     (chosen, tally)
 }
 
+impl Approach for Rsa {
+    const SLUG: &'static str = "rsa";
+    const DESCRIPTION: &'static str =
+        "Recursive self-aggregation: a population refined by aggregating K of N per step";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for Rsa {
     fn slug(&self) -> &str {
-        "rsa"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

@@ -48,14 +48,16 @@ use futures::future::join_all;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::sampler::Rng;
 use super::select::settle;
 use super::util::{one, prompt, temp};
 use crate::extract::{AnswerKind, answers_equal, extract_as, normalize, vote};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Message;
 
-pub(crate) const SLUG: &str = "rstar";
+pub const SLUG: &str = "rstar";
 
 const SYSTEM: &str = "You are a helpful assistant focused on solving mathematical problems. \
                       Stick to the given question and avoid introducing new scenarios.";
@@ -137,6 +139,8 @@ pub enum Reward {
     Share,
 }
 
+/// The parameters of `rstar`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -182,14 +186,16 @@ impl Default for Params {
     }
 }
 
+/// The `rstar` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct RStar {
     params: Params,
 }
 
 impl RStar {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
-        let bad = |m: &str| StrategyError::BadParameter {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
+        let bad = |m: &str| SpecError::BadParameter {
             approach: SLUG.into(),
             message: m.into(),
         };
@@ -773,6 +779,16 @@ async fn search<'a>(
     Ok(s)
 }
 
+impl Approach for RStar {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "rStar: MCTS over five reasoning actions, then a mutual-consistency check; returns the whole reasoning";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for RStar {
     fn slug(&self) -> &str {
@@ -1298,7 +1314,7 @@ mod tests {
         bad.insert("rollouts".into(), serde_json::json!(0));
         assert!(matches!(
             crate::strategies::build(SLUG, &bad),
-            Err(StrategyError::BadParameter { .. })
+            Err(SpecError::BadParameter { .. })
         ));
         let mut unknown = info.params.clone();
         unknown.insert("depth".into(), serde_json::json!(2));

@@ -5,10 +5,14 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::util::{one, prompt, temp};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Message;
 
+/// The parameters of `rto`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -26,16 +30,18 @@ impl Default for Params {
     }
 }
 
+/// The `rto` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct RoundTrip {
     params: Params,
 }
 
 impl RoundTrip {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         if params.description_max_tokens == 0 {
-            return Err(StrategyError::BadParameter {
-                approach: "rto".into(),
+            return Err(SpecError::BadParameter {
+                approach: Self::SLUG.into(),
                 message: "description_max_tokens must be at least 1".into(),
             });
         }
@@ -82,10 +88,20 @@ pub(crate) fn merge_prompt(query: &str, c1: &str, c2: &str) -> String {
     )
 }
 
+impl Approach for RoundTrip {
+    const SLUG: &'static str = "rto";
+    const DESCRIPTION: &'static str = "Round-trip optimisation for code: C1, describe, C2 from the description, merge if they differ";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
+}
+
 #[async_trait]
 impl Strategy for RoundTrip {
     fn slug(&self) -> &str {
-        "rto"
+        Self::SLUG
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {

@@ -211,7 +211,7 @@ mod tests {
             bad.insert("no_such_param".into(), serde_json::json!(1));
             assert!(matches!(
                 crate::strategies::build(slug, &bad),
-                Err(StrategyError::BadParameter { .. })
+                Err(crate::spec::SpecError::BadParameter { .. })
             ));
         }
         let sc = &catalogue

@@ -14,13 +14,17 @@ use serde::{Deserialize, Serialize};
 
 use futures::future::join_all;
 
+use super::Approach;
 use super::read_answer::{read_answer, schema_for};
 use super::select::SampleVote;
 use super::util::temp;
 use crate::extract::{AnswerKind, extract, extract_as};
 use crate::samples::{Sample, VoteRule, Weight, confidence_top_k};
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
+/// The parameters of `self_consistency`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -78,8 +82,8 @@ impl Voting {
         temperature: f32,
         answer_kind: Option<AnswerKind>,
         rule: VoteRule,
-    ) -> Result<Self, StrategyError> {
-        let bad = |message: String| StrategyError::BadParameter {
+    ) -> Result<Self, SpecError> {
+        let bad = |message: String| SpecError::BadParameter {
             approach: slug.to_string(),
             message,
         };
@@ -246,18 +250,20 @@ pub(crate) fn rule(weight: Weight, keep: f32, batch: u32, stop_at: f32) -> VoteR
     }
 }
 
+/// The `self_consistency` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct SelfConsistency {
     voting: Voting,
 }
 
 impl SelfConsistency {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         Ok(Self {
             voting: Voting {
                 read_answers: params.read_answers,
                 ..Voting::new(
-                    "self_consistency",
+                    Self::SLUG,
                     params.k,
                     params.temperature,
                     params.answer_kind,
@@ -265,6 +271,17 @@ impl SelfConsistency {
                 )?
             },
         })
+    }
+}
+
+impl Approach for SelfConsistency {
+    const SLUG: &'static str = "self_consistency";
+    const DESCRIPTION: &'static str =
+        "Self-consistency: k samples at T=1 in one request, majority vote on extracted answers";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
     }
 }
 
@@ -462,7 +479,7 @@ mod tests {
         };
         assert!(matches!(
             SelfConsistency::new(p),
-            Err(StrategyError::BadParameter { .. })
+            Err(SpecError::BadParameter { .. })
         ));
         let p = Params {
             keep: 1.5,
@@ -470,7 +487,7 @@ mod tests {
         };
         assert!(matches!(
             SelfConsistency::new(p),
-            Err(StrategyError::BadParameter { .. })
+            Err(SpecError::BadParameter { .. })
         ));
     }
 }

@@ -12,8 +12,10 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::Approach;
 use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample};
 use crate::error::BackendError;
+use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
 use crate::token::{Token, TokenSession};
 use crate::types::Sampling;
@@ -48,6 +50,8 @@ impl Effort {
     }
 }
 
+/// The parameters of `thinkdeeper`; a field a spec leaves out takes its default here
+/// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Params {
@@ -109,8 +113,8 @@ impl Forcing {
         max_fraction: f32,
         p: &Params,
         seed: u64,
-    ) -> Result<Self, StrategyError> {
-        let bad = |message: &str| StrategyError::BadParameter {
+    ) -> Result<Self, SpecError> {
+        let bad = |message: &str| SpecError::BadParameter {
             approach: slug.into(),
             message: message.into(),
         };
@@ -236,15 +240,17 @@ pub(crate) fn force_budget(
     Ok(out)
 }
 
+/// The `thinkdeeper` strategy (the module documentation describes it): built from typed
+/// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 #[derive(Debug, Clone)]
 pub struct ThinkDeeper {
     params: Params,
 }
 
 impl ThinkDeeper {
-    pub fn new(params: Params) -> Result<Self, StrategyError> {
+    pub fn new(params: Params) -> Result<Self, SpecError> {
         if params.max_tokens == 0 {
-            return Err(StrategyError::BadParameter {
+            return Err(SpecError::BadParameter {
                 approach: SLUG.into(),
                 message: "max_tokens must be at least 1".into(),
             });
@@ -254,7 +260,7 @@ impl ThinkDeeper {
         Ok(Self { params })
     }
 
-    fn forcing(p: &Params, max_tokens: u32, seed: u64) -> Result<Forcing, StrategyError> {
+    fn forcing(p: &Params, max_tokens: u32, seed: u64) -> Result<Forcing, SpecError> {
         let max_fraction = p.max_fraction.unwrap_or(p.effort.max_fraction());
         Forcing::new(SLUG, max_tokens, p.min_fraction, max_fraction, p, seed)
     }
@@ -282,6 +288,17 @@ pub(crate) async fn run_forcing(
         "budget forcing"
     );
     Ok(forced)
+}
+
+impl Approach for ThinkDeeper {
+    const SLUG: &'static str = SLUG;
+    const DESCRIPTION: &'static str = "Budget forcing (s1): a premature end of thinking becomes \"Wait,\"; \
+         the end is forced at the maximum thinking budget";
+    type Params = Params;
+
+    fn from_params(params: Params) -> Result<Self, SpecError> {
+        Self::new(params)
+    }
 }
 
 #[async_trait]
