@@ -600,17 +600,20 @@ impl Ctx {
 
     /// Keeps the choices of a final call, for the finish reasons of the run's answer.
     fn keep_final(&self, completion: &Completion, view: fn(&str) -> &str) {
-        let kept = completion.choices.iter().map(|c| {
-            let shown = view(&c.text);
-            let whole = shown.len() == c.text.len();
-            let choice = FinalChoice {
-                text: shown.to_string(),
-                finish_reason: c.finish_reason,
-                logprobs: c.logprobs.clone().filter(|_| whole),
-            };
-            (c.index, choice)
-        });
-        let kept: Vec<_> = kept.collect();
+        let kept: Vec<_> = completion
+            .choices
+            .iter()
+            .map(|c| {
+                let shown = view(&c.text);
+                let whole = shown.len() == c.text.len();
+                let choice = FinalChoice {
+                    text: shown.to_string(),
+                    finish_reason: c.finish_reason,
+                    logprobs: c.logprobs.clone().filter(|_| whole),
+                };
+                (c.index, choice)
+            })
+            .collect();
         self.with_slot(|s| s.finals.extend(kept));
     }
 
@@ -662,8 +665,9 @@ impl Ctx {
                         all.push_str(&text);
                         let shown = view(all);
                         if let Some(new) = shown.get(*sent..).filter(|n| !n.is_empty()) {
-                            let whole = (new == text).then_some(()).and(logprob.as_ref());
-                            sink(index, new, whole);
+                            // A logprob belongs to a delta shown whole.
+                            let logprob = if new == text { logprob.as_ref() } else { None };
+                            sink(index, new, logprob);
                             *sent = shown.len();
                         }
                     }
