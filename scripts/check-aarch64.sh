@@ -5,7 +5,7 @@
 #      Raspberry Pi 4 (Cortex-A72, ARMv8.0-A) lacks; NEON is used;
 #   3. its shared libraries (readelf -d) and the newest GLIBC symbol version it needs
 #      (at most 2.36, Debian/Raspberry Pi OS bookworm);
-#   4. under qemu-aarch64 it answers a prompt with SmolLM2-135M (exit 0, non-empty stdout),
+#   4. stripped as shipped, under qemu-aarch64 it answers a prompt with SmolLM2-135M (exit 0, non-empty stdout),
 #      with peak RSS from /usr/bin/time -v (under qemu: approximate, qemu's own memory included).
 # Usage: scripts/check-aarch64.sh [BINARY] (default: $CARGO_TARGET_DIR or target/,
 # then aarch64-unknown-linux-gnu/release/optillm). MODEL=path overrides the model file.
@@ -19,7 +19,8 @@ bin="${1:-${CARGO_TARGET_DIR:-target}/$TARGET/release/optillm}"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 [ -x "$bin" ] || fail "no executable at $bin (run scripts/cross-aarch64.sh first)"
-for tool in qemu-aarch64 aarch64-linux-gnu-readelf aarch64-linux-gnu-objdump file; do
+for tool in qemu-aarch64 aarch64-linux-gnu-readelf aarch64-linux-gnu-objdump aarch64-linux-gnu-nm \
+  aarch64-linux-gnu-strip file; do
   command -v "$tool" >/dev/null || fail "$tool missing (scripts/cross-aarch64.sh installs it)"
 done
 echo "binary: $bin ($(stat -c %s "$bin") bytes)"
@@ -33,6 +34,10 @@ echo "readelf machine: $machine"
 [ "$machine" = "AArch64" ] || fail "ELF machine is '$machine', not AArch64"
 
 # 2. portability: instructions beyond ARMv8.0-A + NEON would die with SIGILL on a Pi 4.
+# Without its symbol table objdump cannot tell code from the data that assembly keeps in .text
+# (ring's), and would read that data as instructions (found: a stray "SVE" one in a string).
+[ "$(aarch64-linux-gnu-nm "$bin" 2>/dev/null | grep -c ' ggml_vec_dot_q4_1_q8_1$')" -gt 0 ] ||
+  fail "$bin has no symbol table (a stripped release build?): build it with scripts/cross-aarch64.sh, which keeps it"
 disasm=$(mktemp)
 trap 'rm -f "$disasm"' EXIT
 aarch64-linux-gnu-objdump -d --no-show-raw-insn "$bin" >"$disasm"
@@ -55,8 +60,11 @@ echo "newest GLIBC symbol version: $glibc (board needs glibc >= $glibc)"
 [ "$(printf '%s\n%s\n' "$glibc" "$MAX_GLIBC" | sort -V | tail -1)" = "$MAX_GLIBC" ] ||
   fail "needs GLIBC_$glibc, newer than bookworm's $MAX_GLIBC"
 
-# 4. generate text under qemu
-run=(qemu-aarch64 -L "$SYSROOT" "$bin")
+# 4. generate text under qemu, with the binary as shipped: stripped
+shipped=$(mktemp)
+aarch64-linux-gnu-strip -o "$shipped" "$bin"
+echo "stripped, as shipped: $(stat -c %s "$shipped") bytes"
+run=(qemu-aarch64 -L "$SYSROOT" "$shipped")
 home="${OPTILLM_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/optillm}"
 model="${MODEL:-$home/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 if [ ! -f "$model" ] && [ -z "${MODEL:-}" ]; then
@@ -66,7 +74,7 @@ fi
 [ -f "$model" ] || fail "model file $model missing"
 
 out=$(mktemp) err=$(mktemp) tv=$(mktemp)
-trap 'rm -f "$disasm" "$out" "$err" "$tv"' EXIT
+trap 'rm -f "$disasm" "$shipped" "$out" "$err" "$tv"' EXIT
 timer=()
 [ -x /usr/bin/time ] && timer=(/usr/bin/time -v -o "$tv")
 start=$(date +%s%N)

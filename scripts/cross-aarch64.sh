@@ -4,7 +4,7 @@
 # Raspberry Pi OS bookworm). Installs what is missing (Debian cross compilers, qemu-user
 # for scripts/check-aarch64.sh, the Rust target), then runs
 #   cargo build --release -p optillm --target aarch64-unknown-linux-gnu [extra cargo args]
-# and prints the binary's path on the last line of stdout.
+# (with the binary's symbol table kept, see below) and prints the binary's path on the last line of stdout.
 #
 # The binary is portable ARMv8-A + NEON: llama-cpp-sys-2 sets GGML_NATIVE=OFF and
 # GGML_CPU_ARM_ARCH=armv8-a for Linux aarch64, and this script refuses target-cpu=native.
@@ -51,8 +51,12 @@ export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=$SYSROOT"
 # `cargo run --target aarch64-unknown-linux-gnu` and `cargo test --target ...` go through qemu.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT"
 
+# The release profile strips the binary's symbol table (Cargo.toml); this build keeps it,
+# because scripts/check-aarch64.sh needs symbols to tell code from the data that hand-written
+# assembly (ring) keeps in .text. Ship it stripped: aarch64-linux-gnu-strip (docs/raspberry-pi.md).
 start=$(date +%s)
-cargo build --release -p optillm --target "$TARGET" "$@" >&2
+cargo build --release -p optillm --target "$TARGET" \
+  --config 'profile.release.package.optillm.strip="debuginfo"' "$@" >&2
 echo "cross build took $(( $(date +%s) - start )) s" >&2
 
 target_dir="${CARGO_TARGET_DIR:-target}"
