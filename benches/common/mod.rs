@@ -51,18 +51,27 @@ fn flash_attention() -> Result<Option<bool>, BoxError> {
     }
 }
 
-/// The model file and its bench label, pulling a manifest model when it is missing.
+/// The model file and its bench label, pulling a manifest model, or a `hf:`/URL model
+/// (trust on first use, as `optillm pull`), when it is missing.
 pub fn model(rt: &tokio::runtime::Runtime) -> Result<(PathBuf, String), BoxError> {
     let wanted = std::env::var("OPTILLM_BENCH_MODEL").ok();
+    let label_of = |path: &std::path::Path| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|| "model".into())
+    };
     let artifact = match wanted.as_deref() {
         None => optillm_models::default_model()?,
         Some(name) => match optillm_models::resolve(name)? {
             Resolved::Path(path) => {
-                let label = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().to_lowercase())
-                    .unwrap_or_else(|| "model".into());
+                let label = label_of(&path);
                 return Ok((path, label));
+            }
+            Resolved::Remote(remote) => {
+                let cache = optillm_models::Cache::from_env()?;
+                let pulled = rt.block_on(cache.ensure_remote(&remote, None, &NoProgress))?;
+                let label = label_of(&pulled.path);
+                return Ok((pulled.path, label));
             }
             Resolved::Artifact(a) => a,
         },

@@ -7,7 +7,8 @@
 //!   SmolLM2-135M, likelihood is the only approach that beats greedy decoding; every
 //!   generating approach scored at or below it. Without token access: `other`.
 //! - A question with a number in it and no options (a math word problem): `numeric`,
-//!   the best measured math approach (see docs/results.md).
+//!   the best measured math approach (see docs/results.md). Spelled-out numbers count
+//!   when the question asks for a quantity ("four more plums ... How many plums ...").
 //! - Anything else: `other` (one completion).
 //!
 //! The three routes are approach specs, so a user can change them
@@ -60,11 +61,65 @@ pub enum Route {
 pub fn classify(query: &str) -> Route {
     if split_choices(query).is_some() {
         Route::MultipleChoice
-    } else if query.chars().any(|c| c.is_ascii_digit()) {
+    } else if query.chars().any(|c| c.is_ascii_digit()) || spelled_quantity_question(query) {
         Route::Numeric
     } else {
         Route::Other
     }
+}
+
+/// Number words that make a question with a quantity cue a math problem.
+const NUMBER_WORDS: &[&str] = &[
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+    "million",
+    "dozen",
+    "half",
+    "twice",
+    "double",
+    "triple",
+];
+
+/// Phrases that ask for a quantity.
+const QUANTITY_CUES: &[&str] = &["how many", "how much", "how far", "how long", "how old"];
+
+/// A word problem with its numbers spelled out ("Brian has four more plums than Paul. Paul
+/// has seven plums. How many plums does Brian have?"): a number word and a question for a
+/// quantity. ASDiv spells the numbers of 31 of its first 200 problems this way.
+fn spelled_quantity_question(query: &str) -> bool {
+    let lower = query.to_lowercase();
+    QUANTITY_CUES.iter().any(|cue| lower.contains(cue))
+        && lower
+            .split(|c: char| !c.is_alphabetic())
+            .any(|word| NUMBER_WORDS.contains(&word))
 }
 
 /// The `auto` strategy (the module documentation describes it): built from typed
@@ -162,6 +217,24 @@ mod tests {
             Route::Numeric
         );
         assert_eq!(classify("Write a haiku about rain."), Route::Other);
+        assert_eq!(
+            classify(
+                "Brian has four more plums than Paul. Paul has seven. How many plums does Brian have?"
+            ),
+            Route::Numeric
+        );
+        assert_eq!(
+            classify("A dozen eggs cost twice as much as milk. How much is the milk?"),
+            Route::Numeric
+        );
+        // A number word alone, or a quantity cue alone, is not a math problem.
+        assert_eq!(classify("Tell me one thing about Paris."), Route::Other);
+        assert_eq!(classify("How many planets are there?"), Route::Other);
+        // Words are whole words: "someone" holds no "one".
+        assert_eq!(
+            classify("How much does someone need to sleep?"),
+            Route::Other
+        );
     }
 
     #[test]
