@@ -6,11 +6,14 @@
 #   scripts/prefix-reuse.sh [BINARY] [MODEL] [N] [APPROACH...]
 #
 # Defaults: target/release/optillm, qwen2.5-coder-0.5b, 10, bon moa mcts pvg rstar
-# self_consistency. Writes a Markdown table to stdout; eval directories go to a temp dir.
+# self_consistency. THREADS (default 2): llama.cpp threads; use 1 when another process
+# holds a core (2 threads on a shared core make OpenMP wait). Writes a Markdown table to
+# stdout; eval directories go to a temp dir.
 set -euo pipefail
 bin=${1:-target/release/optillm}
 model=${2:-qwen2.5-coder-0.5b}
 n=${3:-10}
+threads=${THREADS:-2}
 shift $(( $# < 3 ? $# : 3 ))
 if [ $# -gt 0 ]; then
   approaches=("$@")
@@ -30,7 +33,7 @@ for a in "${approaches[@]}"; do
   for cache in 4 0; do
     out="$work/$a-$cache"
     start=$(date +%s.%N)
-    NO_COLOR=1 "$bin" eval --dataset gsm8k --model "$model" --limit "$n" --seed 0 --threads 2 \
+    NO_COLOR=1 "$bin" eval --dataset gsm8k --model "$model" --limit "$n" --seed 0 --threads "$threads" \
       --approaches "$a" --prefix-cache "$cache" --out "$out" >"$out.md" 2>"$out.log"
     end=$(date +%s.%N)
     acc=$(grep -m1 "^| $a " "$out.md" | awk -F'|' '{ gsub(/ /, "", $3); print $3 }')

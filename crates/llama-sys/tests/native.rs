@@ -430,6 +430,70 @@ async fn a_prompt_started_from_a_kept_prefix_gives_the_text_of_a_whole_evaluatio
 }
 
 #[tokio::test]
+async fn requests_batched_together_evaluate_their_shared_beginning_once() {
+    let sharing = own_backend();
+    let whole = LlamaBackend::load(
+        model_path(),
+        LlamaConfig {
+            n_ctx: Some(2048),
+            prefix_cache: 0,
+            n_threads: Some(2),
+            ..LlamaConfig::default()
+        },
+    )
+    .expect("load model");
+    // Ratings of three candidates, as `bon` sends them: one long question first.
+    let question = "A farmer has 12 cows and buys 7 more, then sells 5. ".repeat(6);
+    let rate = |candidate: &str| {
+        ChatRequest::new(vec![
+            Message::system("You rate answers from 0 to 10."),
+            Message::user(format!("{question}\nAnswer: {candidate}\nRate it.")),
+        ])
+        .with_sampling(
+            Sampling::default()
+                .with_temperature(0.0)
+                .with_max_tokens(12),
+        )
+    };
+    let mut texts = Vec::new();
+    for b in [&sharing, &whole] {
+        // A round of 16 samples runs first, so the three ratings wait and decode together.
+        let (blocker, x, y, z) = tokio::join!(
+            b.complete(
+                ChatRequest::user("Count to twenty.")
+                    .with_sampling(Sampling::default().with_max_tokens(32))
+                    .with_n(16)
+            ),
+            b.complete(rate("14")),
+            b.complete(rate("12")),
+            b.complete(rate("24")),
+        );
+        assert_eq!(blocker.unwrap().choices.len(), 16);
+        let (x, y, z) = (x.unwrap(), y.unwrap(), z.unwrap());
+        assert_eq!(b.stats().batched_requests.load(Ordering::Relaxed), 3);
+        texts.push([
+            x.text().to_string(),
+            y.text().to_string(),
+            z.text().to_string(),
+        ]);
+    }
+    // Greedy text is the same as with every prompt evaluated whole.
+    assert_eq!(texts[0], texts[1]);
+    let stat = |b: &LlamaBackend, f: fn(&optillm_llama::Stats) -> &std::sync::atomic::AtomicU64| {
+        f(b.stats()).load(Ordering::Relaxed)
+    };
+    // Two of the three borrowed the question from the first.
+    assert!(stat(&sharing, |s| &s.prefix_hits) >= 2);
+    assert!(stat(&sharing, |s| &s.prefix_tokens_reused) > 2 * 60);
+    assert_eq!(stat(&whole, |s| &s.prefix_hits), 0);
+    assert_eq!(
+        stat(&sharing, |s| &s.prompt_tokens_evaluated)
+            + stat(&sharing, |s| &s.prefix_tokens_reused),
+        stat(&whole, |s| &s.prompt_tokens_evaluated)
+    );
+}
+
+#[tokio::test]
 async fn a_token_session_starts_from_the_kept_prompt() {
     async fn logits(b: &LlamaBackend, prompt: &str) -> Vec<f32> {
         run_token_job(b, ChatRequest::user(prompt), |s| s.logits(0))

@@ -207,8 +207,12 @@ pub(crate) struct Decoding<'a, 'm> {
     pub(crate) ctx: &'a mut LlamaContext<'m>,
     pub(crate) maker: Maker<'a, 'm>,
     /// The main context's kept prompts; `None` for the per-stream context, which is
-    /// sized for its round and neither grows nor reuses prompts.
+    /// sized for its round and neither grows nor keeps prompts.
     pub(crate) prefix: Option<&'a mut PrefixCache<SeqState>>,
+    /// Whether prompts of one round share their common beginning (reuse is on).
+    pub(crate) share: bool,
+    /// One KV stream per sequence: a copy between sequences is a whole stream's.
+    pub(crate) per_stream: bool,
 }
 
 /// What making a context of the model takes.
@@ -324,16 +328,21 @@ impl<'m> Engine<'m> {
             stats: &self.stats,
             limit: self.limit,
         };
+        let share = self.prefix.enabled();
         match self.streams.as_mut() {
             Some(s) if per_stream => Decoding {
                 ctx: &mut s.ctx,
                 maker,
                 prefix: None,
+                share,
+                per_stream: true,
             },
             _ => Decoding {
                 ctx: &mut self.ctx,
                 maker,
                 prefix: Some(&mut self.prefix),
+                share,
+                per_stream: false,
             },
         }
     }

@@ -60,6 +60,21 @@ impl<S> PrefixCache<S> {
         Some((&kept.state, len))
     }
 
+    /// The longest token prefix a kept prompt shares with `prompt` (0: none), without
+    /// marking it used.
+    pub(crate) fn peek(&self, prompt: &[LlamaToken]) -> usize {
+        self.kept
+            .iter()
+            .map(|k| common_prefix(&k.tokens, prompt))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Whether reuse is on (a capacity above 0).
+    pub(crate) fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
     /// Whether `prompt` is kept already, tokens and all (nothing to save again).
     pub(crate) fn holds(&self, prompt: &[LlamaToken]) -> bool {
         self.kept.iter().any(|k| k.tokens == prompt)

@@ -516,7 +516,9 @@ impl<'m> Engine<'m> {
             .map(|(part, base)| (part.prompt, *base))
             .collect();
         let lasts = eval_prompts(&mut decoding, &prompts, round_cells(parts))?;
-        let Decoding { ctx, maker, prefix } = decoding;
+        let Decoding {
+            ctx, maker, prefix, ..
+        } = decoding;
         // The main context grows when full; the per-stream one is sized for the round.
         let grows = prefix.is_some();
         // Summed over the rounds of a request of more than `n_seq_max` samples.
@@ -736,8 +738,12 @@ fn round_cells(parts: &[Part]) -> u64 {
 ///
 /// In the main context, which first grows to hold `cells` cells (the prompts and what the
 /// round may generate), each prompt starts from the saved cells of the kept prompt sharing
-/// the longest prefix with it (at least its last token is evaluated, for its logits), and
-/// is kept afterwards. The per-stream context evaluates each prompt whole.
+/// the longest prefix with it, or from the cells of an earlier prompt of the same round
+/// sharing a longer one (evaluated once, then copied to its sequence: the ratings of `bon`
+/// share their question); at least its last token is evaluated, for its logits. Each
+/// prompt is kept afterwards. The per-stream context shares within the round only (a kept
+/// state holds the stream count of its context, and llama.cpp restores it into no other).
+/// With reuse off (`--prefix-cache 0`) every prompt is evaluated whole.
 pub(crate) fn eval_prompts(
     d: &mut Decoding,
     prompts: &[(&[LlamaToken], i32)],
@@ -746,11 +752,29 @@ pub(crate) fn eval_prompts(
     let config = d.maker.config;
     d.ctx.clear_kv_cache();
     let mut starts = vec![0; prompts.len()];
+    let mut evaluated = 0usize;
+    let kept: Vec<usize> = prompts
+        .iter()
+        .map(|(tokens, _)| {
+            d.prefix
+                .as_deref()
+                .map_or(0, |p| p.peek(tokens).min(tokens.len().saturating_sub(1)))
+        })
+        .collect();
+    let plan = if d.share {
+        share_plan(prompts.iter().map(|(t, _)| *t), &kept)
+    } else {
+        vec![None; prompts.len()]
+    };
     if let Some(prefix) = d.prefix.as_deref_mut() {
         let needed = cells.min(u64::from(d.maker.limit));
         d.maker
             .grow(d.ctx, u32::try_from(needed).unwrap_or(u32::MAX), false);
-        for ((tokens, seq), start) in prompts.iter().zip(starts.iter_mut()) {
+        // Kept cells, for the prompts that borrow from no other of the round.
+        for (((tokens, seq), start), share) in prompts.iter().zip(starts.iter_mut()).zip(&plan) {
+            if share.is_some() {
+                continue;
+            }
             let Some((state, common)) = prefix.best(tokens) else {
                 continue;
             };
@@ -772,20 +796,67 @@ pub(crate) fn eval_prompts(
             *start = common;
         }
     }
+    if plan.iter().any(Option::is_some) {
+        // The prefixes others borrow, evaluated in their lenders' sequences...
+        let mut spans = Vec::new();
+        for (j, (tokens, seq)) in prompts.iter().enumerate() {
+            let lent = plan
+                .iter()
+                .filter_map(|s| s.filter(|&(lender, _)| lender == j).map(|(_, len)| len))
+                .max();
+            let (Some(lent), Some(start)) = (lent, starts.get_mut(j)) else {
+                continue;
+            };
+            if let Some(span) = tokens.get(*start..lent) {
+                spans.push((span, *start, *seq));
+                evaluated += span.len();
+            }
+            *start = (*start).max(lent);
+        }
+        decode_spans(d.ctx, config.n_batch, &spans)?;
+        // ...then copied to the borrowers' sequences: the cells before `len` (between
+        // streams llama.cpp copies a whole stream, so the rest is dropped after).
+        for ((_, seq), (share, start)) in prompts.iter().zip(plan.iter().zip(starts.iter_mut())) {
+            let Some((lender, len)) = *share else {
+                continue;
+            };
+            let Some(&(_, from)) = prompts.get(lender) else {
+                continue;
+            };
+            let len32 = u32::try_from(len).ok();
+            let copied = if d.per_stream {
+                d.ctx
+                    .copy_kv_cache_seq(from, *seq, None, None)
+                    .and_then(|()| {
+                        d.ctx
+                            .clear_kv_cache_seq(u32::try_from(*seq).ok(), len32, None)
+                            .map(|_| ())
+                    })
+            } else {
+                d.ctx.copy_kv_cache_seq(from, *seq, Some(0), len32)
+            };
+            copied.map_err(|e| decode_error(e.to_string()))?;
+            *start = len;
+        }
+    }
     let lasts = decode_prompts(d.ctx, config.n_batch, prompts, &starts)?;
     let stats = d.maker.stats;
-    let reused: usize = starts.iter().sum();
     let total: usize = prompts.iter().map(|(t, _)| t.len()).sum();
+    evaluated += prompts
+        .iter()
+        .zip(&starts)
+        .map(|((t, _), s)| t.len().saturating_sub(*s))
+        .sum::<usize>();
     stats
         .prompt_tokens_evaluated
-        .fetch_add((total - reused) as u64, Ordering::Relaxed);
+        .fetch_add(evaluated as u64, Ordering::Relaxed);
     stats.prefix_hits.fetch_add(
         starts.iter().filter(|&&s| s > 0).count() as u64,
         Ordering::Relaxed,
     );
     stats
         .prefix_tokens_reused
-        .fetch_add(reused as u64, Ordering::Relaxed);
+        .fetch_add(total.saturating_sub(evaluated) as u64, Ordering::Relaxed);
     if let Some(prefix) = d.prefix.as_deref_mut() {
         for (tokens, seq) in prompts {
             if prefix.holds(tokens) {
@@ -808,6 +879,74 @@ pub(crate) fn eval_prompts(
         }
     }
     Ok(lasts)
+}
+
+/// Fewest tokens worth sharing between two prompts of a round.
+const MIN_SHARED: usize = 16;
+
+/// Which prompts of a round borrow the beginning of an earlier one: for each prompt,
+/// `Some((lender, len))` when an earlier prompt that borrows nothing itself shares its
+/// first `len` tokens, more than the `kept` tokens it would restore otherwise and at
+/// least [`MIN_SHARED`]. `len` leaves both prompts' last tokens to be evaluated (they
+/// give the logits).
+pub(super) fn share_plan<'t>(
+    prompts: impl IntoIterator<Item = &'t [LlamaToken]>,
+    kept: &[usize],
+) -> Vec<Option<(usize, usize)>> {
+    let prompts: Vec<&[LlamaToken]> = prompts.into_iter().collect();
+    let mut plan: Vec<Option<(usize, usize)>> = Vec::with_capacity(prompts.len());
+    for (i, tokens) in prompts.iter().enumerate() {
+        let own = kept.get(i).copied().unwrap_or(0);
+        let best = prompts
+            .iter()
+            .take(i)
+            .enumerate()
+            .filter(|&(j, _)| plan.get(j).is_some_and(|p| p.is_none()))
+            .map(|(j, other)| {
+                let common = other
+                    .iter()
+                    .zip(tokens.iter())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let len = common
+                    .min(tokens.len().saturating_sub(1))
+                    .min(other.len().saturating_sub(1));
+                (j, len)
+            })
+            .max_by_key(|&(j, len)| (len, std::cmp::Reverse(j)));
+        plan.push(best.filter(|&(_, len)| len >= MIN_SHARED && len > own));
+    }
+    plan
+}
+
+/// Evaluates spans of prompts into their sequences, no logits: `(tokens, position of the
+/// first, sequence)`, `chunk` tokens per batch.
+fn decode_spans(
+    ctx: &mut LlamaContext,
+    chunk: u32,
+    spans: &[(&[LlamaToken], usize, i32)],
+) -> Result<(), BackendError> {
+    let chunk = chunk.max(1) as usize;
+    let tokens: Vec<(LlamaToken, i32, i32)> = spans
+        .iter()
+        .flat_map(|(span, from, seq)| {
+            span.iter()
+                .enumerate()
+                .map(move |(k, t)| (*t, (from + k) as i32, *seq))
+        })
+        .collect();
+    let mut batch = LlamaBatch::new(chunk, 1);
+    for piece in tokens.chunks(chunk) {
+        batch.clear();
+        for &(t, pos, seq) in piece {
+            batch
+                .add(t, pos, &[seq], false)
+                .map_err(|e| decode_error(e.to_string()))?;
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| decode_error(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Evaluates each prompt into its sequence from its start (the cells before it are
@@ -891,6 +1030,42 @@ mod tests {
         s.accept(LlamaToken(7), Some(b"ok"), 100, None);
         s.accept(LlamaToken(2), None, 100, None);
         s
+    }
+
+    fn toks(ids: impl IntoIterator<Item = i32>) -> Vec<LlamaToken> {
+        ids.into_iter().map(LlamaToken).collect()
+    }
+
+    #[test]
+    fn prompts_of_a_round_borrow_a_shared_beginning_once() {
+        let question = || 0..20;
+        let a = toks(question().chain([100, 101]));
+        let b = toks(question().chain([200, 201, 202]));
+        let short = toks((0..10).chain([300]));
+        // `b` borrows the 20 shared tokens of `a`; 10 shared tokens are not worth it.
+        assert_eq!(
+            share_plan([&a[..], &b[..], &short[..]], &[0, 0, 0]),
+            vec![None, Some((0, 20)), None]
+        );
+        // A kept prompt that gives more wins over borrowing.
+        assert_eq!(share_plan([&a[..], &b[..]], &[0, 21]), vec![None, None]);
+        // Each prompt's last token stays to be evaluated, for its logits.
+        assert_eq!(
+            share_plan([&a[..], &a[..]], &[0, 0]),
+            vec![None, Some((0, a.len() - 1))]
+        );
+    }
+
+    #[test]
+    fn a_borrower_lends_nothing() {
+        // c shares 30 tokens with b, but b borrows from a: c takes a's 20.
+        let a = toks((0..20).chain([100]));
+        let b = toks((0..30).chain([200]));
+        let c = toks((0..30).chain([300]));
+        assert_eq!(
+            share_plan([&a[..], &b[..], &c[..]], &[0, 0, 0]),
+            vec![None, Some((0, 20)), Some((0, 20))]
+        );
     }
 
     #[test]
