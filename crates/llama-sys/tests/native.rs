@@ -372,19 +372,21 @@ async fn a_token_session_grows_the_cache_as_it_appends() {
     assert_eq!(grown.context_cells(), 512);
 }
 
+/// A backend that evaluates every prompt whole (`prefix_cache: 0`), to compare against.
+fn no_reuse_backend() -> LlamaBackend {
+    let config = LlamaConfig {
+        n_ctx: Some(2048),
+        prefix_cache: 0,
+        n_threads: Some(2),
+        ..LlamaConfig::default()
+    };
+    LlamaBackend::load(model_path(), config).expect("load model")
+}
+
 #[tokio::test]
 async fn a_prompt_started_from_a_kept_prefix_gives_the_text_of_a_whole_evaluation() {
     let reusing = sized_backend(Some(2048), None);
-    let whole = LlamaBackend::load(
-        model_path(),
-        LlamaConfig {
-            n_ctx: Some(2048),
-            prefix_cache: 0,
-            n_threads: Some(2),
-            ..LlamaConfig::default()
-        },
-    )
-    .expect("load model");
+    let whole = no_reuse_backend();
     let system = "You are a careful assistant who answers in one short sentence. ".repeat(12);
     let ask = |q: &str, sampling: Sampling| {
         ChatRequest::new(vec![Message::system(system.clone()), Message::user(q)])
@@ -432,16 +434,7 @@ async fn a_prompt_started_from_a_kept_prefix_gives_the_text_of_a_whole_evaluatio
 #[tokio::test]
 async fn requests_batched_together_evaluate_their_shared_beginning_once() {
     let sharing = own_backend();
-    let whole = LlamaBackend::load(
-        model_path(),
-        LlamaConfig {
-            n_ctx: Some(2048),
-            prefix_cache: 0,
-            n_threads: Some(2),
-            ..LlamaConfig::default()
-        },
-    )
-    .expect("load model");
+    let whole = no_reuse_backend();
     // Ratings of three candidates, as `bon` sends them: one long question first.
     let question = "A farmer has 12 cows and buys 7 more, then sells 5. ".repeat(6);
     let rate = |candidate: &str| {
