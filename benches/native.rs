@@ -1,6 +1,6 @@
 //! Criterion benches of the native backend, named `native/<model>/<group>/...`.
 //!
-//! Run: `cargo bench -p optillm-bench --features native --bench native` (model from
+//! Run: `cargo bench -p optillm --bench native` (model from
 //! `OPTILLM_BENCH_MODEL`, threads from `OPTILLM_BENCH_THREADS`, default 2; see
 //! `benches/common/mod.rs` and docs/benchmarks.md).
 //!
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::{GEN_TOKENS, N_SAMPLES, Native, PROMPT_TOKENS, story};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use optillm_core::{ChatRequest, Sampling};
+use optillm::{ChatRequest, Sampling};
 
 fn bench_native(c: &mut Criterion) {
     let native = Native::load().expect("load the bench model");

@@ -2,7 +2,7 @@
 //! and `llama-batched-bench -npp 32 -ntg 128 -npl 1,2,4,8`, printed as one table of
 //! medians (and one JSON line) for scripts/llama-cpp-reference.sh and docs/benchmarks.md.
 //!
-//! Run: `cargo bench -p optillm-bench --features native --bench native_reference`
+//! Run: `cargo bench -p optillm --bench native_reference`
 //! (`OPTILLM_BENCH_MODEL`, `OPTILLM_BENCH_THREADS` as for the criterion benches;
 //! `OPTILLM_BENCH_REPS` repetitions, default 5). Every repetition runs every test once,
 //! so slow phases of a shared machine spread over all tests.

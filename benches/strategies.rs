@@ -2,7 +2,7 @@
 //! strategy machinery itself (prompt building, the `Ctx` bookkeeping and trace, answer
 //! extraction and voting), with a backend that answers instantly.
 //!
-//! Run: `cargo bench -p optillm-bench --bench strategies` (no model, no llama.cpp).
+//! Run: `cargo bench -p optillm --bench strategies` (no model, no llama.cpp).
 //! `mock/none/direct_call` is one plain `Backend::complete` for comparison; the
 //! throughput of each approach is in backend calls, read from the run's usage.
 #![allow(clippy::expect_used)] // a bench, like a test, stops on failure
@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
+use optillm::strategies::{Params, build};
+use optillm::strategy::run;
+use optillm::{Backend, Budget, ChatRequest, StrategyRequest};
 use optillm_core::mock::MockBackend;
-use optillm_core::strategies::{Params, build};
-use optillm_core::strategy::run;
-use optillm_core::{Backend, Budget, ChatRequest, StrategyRequest};
 
 const ANSWER: &str =
     "Each box holds 6 apples and there are 7 boxes, so 6 * 7 = 42. The answer is 42.";

@@ -5,7 +5,7 @@
 #   scripts/llama-cpp-reference.sh run     # llama-bench, llama-batched-bench and our side
 #   scripts/llama-cpp-reference.sh         # both
 #
-# build: `cargo build --release -p optillm-bench --features native --benches` (this builds
+# build: `cargo build --release -p optillm --benches` (this builds
 # llama.cpp through llama-cpp-sys-2, once), then `pip download` of the llama-cpp-python
 # sdist (its vendor/llama.cpp is a complete llama.cpp tree; llama-cpp-sys-2 ships no tool
 # sources), and compiles tools/llama-bench and tools/batched-bench from it with the compiler
@@ -54,8 +54,8 @@ sys_out() {
 }
 
 cargo_build() {
-    log "cargo build --release -p optillm-bench --features native --benches"
-    (cd "$ROOT" && nice -n 10 cargo build --release -p optillm-bench --features native --benches \
+    log "cargo build --release -p optillm --benches"
+    (cd "$ROOT" && nice -n 10 cargo build --release -p optillm --benches \
         --message-format=json) |
         python3 -c '
 import json, sys

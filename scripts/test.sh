@@ -13,8 +13,6 @@ cargo build --release -p optillm
 model=$(./target/release/optillm pull | cut -f2)
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
-# The native benches sit behind a feature the workspace build leaves off.
-cargo clippy --release -p optillm-bench --features native --all-targets -- -D warnings
 cargo test --release --workspace
 
 port=18088

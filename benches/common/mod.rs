@@ -1,7 +1,8 @@
 //! Shared setup of the native benches: which model, how many threads, the prompts.
 //!
-//! - `OPTILLM_BENCH_MODEL`: a manifest name (`smollm2-135m`, pulled into the cache when
-//!   missing) or a path to a GGUF file. Default: the manifest's default model.
+//! - `OPTILLM_BENCH_MODEL`: any name `optillm::open` takes: a manifest name
+//!   (`smollm2-135m`), a GGUF path, a `hf:` spec or URL; pulled into the cache when
+//!   missing. Default: the manifest's default model.
 //! - `OPTILLM_BENCH_THREADS`: CPU threads of llama.cpp (default 2).
 //! - `OPTILLM_BENCH_FLASH_ATTN`: `on`, `off` or `auto` (default `auto`, as llama.cpp's tools).
 
@@ -9,9 +10,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use optillm_core::{Backend, ChatRequest, Completion, FinishReason, Message, Sampling};
-use optillm_llama::{LlamaBackend, LlamaConfig};
-use optillm_models::{NoProgress, Resolved};
+use optillm::{Backend, ChatRequest, Completion, FinishReason, LlamaConfig, Message, Sampling};
 
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -24,7 +23,7 @@ pub const N_SAMPLES: [u32; 4] = [1, 2, 4, 8];
 
 /// A loaded native backend and a runtime to drive it.
 pub struct Native {
-    pub backend: Arc<LlamaBackend>,
+    pub backend: Arc<dyn Backend>,
     /// `native/<model>` prefix of the bench names.
     pub prefix: String,
     pub path: PathBuf,
@@ -51,42 +50,18 @@ fn flash_attention() -> Result<Option<bool>, BoxError> {
     }
 }
 
-/// The model file and its bench label, pulling a manifest model, or a `hf:`/URL model
-/// (trust on first use, as `optillm pull`), when it is missing.
-pub fn model(rt: &tokio::runtime::Runtime) -> Result<(PathBuf, String), BoxError> {
-    let wanted = std::env::var("OPTILLM_BENCH_MODEL").ok();
-    let label_of = |path: &std::path::Path| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().to_lowercase())
-            .unwrap_or_else(|| "model".into())
-    };
-    let artifact = match wanted.as_deref() {
-        None => optillm_models::default_model()?,
-        Some(name) => match optillm_models::resolve(name)? {
-            Resolved::Path(path) => {
-                let label = label_of(&path);
-                return Ok((path, label));
-            }
-            Resolved::Remote(remote) => {
-                let cache = optillm_models::Cache::from_env()?;
-                let pulled = rt.block_on(cache.ensure_remote(&remote, None, &NoProgress))?;
-                let label = label_of(&pulled.path);
-                return Ok((pulled.path, label));
-            }
-            Resolved::Artifact(a) => a,
-        },
-    };
-    let path = rt.block_on(optillm_models::ensure(artifact, &NoProgress))?;
-    Ok((path, artifact.name.clone()))
-}
-
 impl Native {
-    /// Loads the bench model with the bench settings (context 4096, like `-c 4096`).
+    /// Loads the bench model (`OPTILLM_BENCH_MODEL`, else the default model; pulled when
+    /// missing, as `optillm run` does) with the bench settings (context 4096, like
+    /// `-c 4096`).
     pub fn load() -> Result<Self, BoxError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (path, label) = model(&rt)?;
+        let model = match std::env::var("OPTILLM_BENCH_MODEL") {
+            Ok(name) => name,
+            Err(_) => optillm::models::default_model()?.name.clone(),
+        };
         let threads = threads()?;
         let config = LlamaConfig {
             n_ctx: Some(4096),
@@ -94,10 +69,12 @@ impl Native {
             flash_attention: flash_attention()?,
             ..LlamaConfig::default()
         };
-        let backend = Arc::new(LlamaBackend::load(&path, config)?);
+        let options = optillm::OpenOptions::new().pull(true).llama_config(config);
+        let (path, name) = rt.block_on(optillm::locate(&model, &options))?;
+        let backend = rt.block_on(optillm::open(&model, options))?;
         Ok(Self {
             backend,
-            prefix: format!("native/{label}"),
+            prefix: format!("native/{}", name.to_lowercase()),
             path,
             threads,
             rt,

@@ -262,15 +262,6 @@ fn open_upstream(
 
 #[cfg(feature = "llama")]
 async fn open_native(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    // A GGUF file by `hf:` spec or URL: pulled (or re-checked), then opened by its path.
-    let local;
-    let model = match optillm_models::resolve_model(model) {
-        Ok(optillm_models::Resolved::Remote(m)) => {
-            local = crate::commands::models::ensure_remote(&m).await?;
-            local.to_str().unwrap_or(model)
-        }
-        _ => model,
-    };
     let mut options = optillm::OpenOptions::new();
     if let Some(n) = args.ctx_size {
         options = options.ctx_size(n);
@@ -284,14 +275,21 @@ async fn open_native(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn 
     if let Some(t) = &args.kv_type {
         options = options.kv_type(t.parse().map_err(anyhow::Error::msg)?);
     }
+    // A model missing from the cache is pulled as `optillm pull` does (progress bar,
+    // what its hash was checked against), then opened.
     match optillm::open(model, options.clone()).await {
         Err(optillm::OpenError::NotPulled { name, size_mb }) => {
             eprintln!("pulling {name} ({size_mb} MB)...");
             crate::commands::models::pull_one(optillm_models::find(&name)?).await?;
-            Ok(optillm::open(model, options).await?)
         }
-        opened => Ok(opened?),
+        Err(optillm::OpenError::RemoteNotPulled { .. }) => {
+            if let optillm_models::Resolved::Remote(m) = optillm_models::resolve_model(model)? {
+                crate::commands::models::ensure_remote(&m).await?;
+            }
+        }
+        opened => return Ok(opened?),
     }
+    Ok(optillm::open(model, options).await?)
 }
 
 #[cfg(not(feature = "llama"))]

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use optillm_models::{Artifact, ArtifactKind, ModelsError, Resolved};
+use optillm_models::{Artifact, ArtifactKind, ModelsError, RemoteModel, Resolved};
 
 use crate::OpenError;
 
@@ -20,6 +20,10 @@ pub enum ModelSource {
         /// its own name or alias.
         stands_in_for: Option<String>,
     },
+    /// A GGUF file outside the pinned manifest (`hf:OWNER/REPO/FILE.gguf`, an `https://`
+    /// URL, or a manifest entry trusted on first use) that is not in the cache yet (or
+    /// whose cached copy must be re-checked): pulled by [`crate::locate`] when asked.
+    Remote(RemoteModel),
 }
 
 /// Ollama model families the seed document uses, with the manifest model closest to
@@ -95,6 +99,7 @@ pub fn resolve(name_or_path: &str) -> Result<ModelSource, OpenError> {
             artifact,
             stands_in_for: None,
         }),
+        Ok(Resolved::Remote(model)) => Ok(ModelSource::Remote(model)),
         Err(e @ (ModelsError::UnknownArtifact { .. } | ModelsError::FileNotFound { .. })) => {
             let is_gguf = name_or_path.to_ascii_lowercase().ends_with(".gguf");
             match closest_to_ollama_name(name_or_path).filter(|_| !is_gguf) {
@@ -114,12 +119,6 @@ pub fn resolve(name_or_path: &str) -> Result<ModelSource, OpenError> {
             }
         }
         Err(e) => Err(e.into()),
-        // Kinds of model source the manifest crate may add (remote GGUF files) that
-        // `open` does not load yet.
-        #[allow(unreachable_patterns)]
-        Ok(_) => Err(OpenError::UnsupportedSource {
-            name: name_or_path.to_string(),
-        }),
     }
 }
 

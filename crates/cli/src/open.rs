@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use optillm_models::{ModelsError, NoProgress, Progress};
+use optillm_models::{Cache, ModelsError, NoProgress, Progress, RemoteModel, TrustOutcome};
 
 use crate::names::{self, ModelSource};
 
@@ -33,15 +33,20 @@ pub enum OpenError {
         /// The Ollama names mapped to a manifest model.
         ollama_names: Vec<String>,
     },
-    /// The name resolves to a kind of model source that [`open`] does not load (yet).
-    #[error("`{name}` names a kind of model source that optillm::open cannot load yet")]
-    UnsupportedSource { name: String },
     /// The model is in the manifest but not in the cache, and pulling was not asked for.
     #[error(
         "model `{name}` ({size_mb} MB) is not in the cache: pull it with `optillm pull {name}` \
          or open it with `OpenOptions::default().pull(true)`"
     )]
     NotPulled { name: String, size_mb: u64 },
+    /// A GGUF file outside the pinned manifest (`hf:` spec, URL, or a manifest model
+    /// trusted on first use) is not in the cache, or its cached copy was not checked
+    /// yet, and pulling was not asked for.
+    #[error(
+        "model `{name}` is not in the cache (or not checked yet): pull it with \
+         `optillm pull {name}` or open it with `OpenOptions::default().pull(true)`"
+    )]
+    RemoteNotPulled { name: String },
     /// llama.cpp could not load the file (not GGUF, truncated, a setting out of range).
     #[cfg(feature = "llama")]
     #[error(transparent)]
@@ -77,8 +82,10 @@ impl OpenOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Download a manifest model that is not in the cache (SHA-256 checked) instead of
-    /// failing with [`OpenError::NotPulled`].
+    /// Download a model that is not in the cache instead of failing with
+    /// [`OpenError::NotPulled`] / [`OpenError::RemoteNotPulled`]: a manifest model is
+    /// checked against its pinned SHA-256; a `hf:` spec or URL against the hash recorded
+    /// at its first download (trust on first use, said so in the log when recorded now).
     pub fn pull(mut self, pull: bool) -> Self {
         self.pull = pull;
         self
@@ -132,17 +139,19 @@ pub fn model_from_env() -> Result<String, OpenError> {
 
 /// The local file of a model and the name to report it by: a path as it is (named by
 /// its file stem), a manifest model (or an Ollama name mapped to one, see
-/// [`crate::names`]) from the cache, pulled first when `options` ask for it.
+/// [`crate::names`]) from the cache, a `hf:` spec or URL (named by its file stem) from
+/// the cache, each pulled first when `options` ask for it.
 pub async fn locate(
     name_or_path: &str,
     options: &OpenOptions,
 ) -> Result<(PathBuf, String), OpenError> {
+    let progress: &dyn Progress = match &options.progress {
+        Some(p) => p.as_ref(),
+        None => &NoProgress,
+    };
     match names::resolve(name_or_path)? {
         ModelSource::File(path) => {
-            let name = path.file_stem().map_or_else(
-                || name_or_path.to_string(),
-                |s| s.to_string_lossy().into_owned(),
-            );
+            let name = stem_or(&path, name_or_path);
             Ok((path, name))
         }
         ModelSource::Manifest {
@@ -158,10 +167,6 @@ pub async fn locate(
             let path = match optillm_models::local_path(artifact) {
                 Some(path) => path,
                 None if options.pull => {
-                    let progress: &dyn Progress = match &options.progress {
-                        Some(p) => p.as_ref(),
-                        None => &NoProgress,
-                    };
                     tracing::info!(model = %artifact.name, "pulling");
                     optillm_models::ensure(artifact, progress).await?
                 }
@@ -174,12 +179,52 @@ pub async fn locate(
             };
             Ok((path, artifact.name.clone()))
         }
+        ModelSource::Remote(model) => {
+            if !options.pull {
+                return Err(OpenError::RemoteNotPulled {
+                    name: name_or_path.to_string(),
+                });
+            }
+            let path = pull_remote(&model, progress).await?;
+            // A manifest model trusted on first use keeps its manifest name.
+            let name = if RemoteModel::looks_remote(name_or_path) {
+                stem_or(&path, name_or_path)
+            } else {
+                name_or_path.to_string()
+            };
+            Ok((path, name))
+        }
     }
+}
+
+/// Pulls (or re-checks) a GGUF file outside the pinned manifest; a hash recorded now
+/// (trust on first use) is said in the log.
+async fn pull_remote(model: &RemoteModel, progress: &dyn Progress) -> Result<PathBuf, OpenError> {
+    let cache = Cache::from_env()?;
+    let pulled = cache.ensure_remote(model, None, progress).await?;
+    if pulled.trust == TrustOutcome::Recorded {
+        tracing::warn!(
+            "{model}: no hash was known, so this first download is trusted (trust on first \
+             use); its SHA-256 {} is recorded in {} and later uses are checked against it",
+            pulled.sha256,
+            pulled.lock.display()
+        );
+    }
+    Ok(pulled.path)
+}
+
+/// A file's stem as a model name, else `fallback`.
+fn stem_or(path: &std::path::Path, fallback: &str) -> String {
+    path.file_stem().map_or_else(
+        || fallback.to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 /// Opens a model on the native backend (llama.cpp): a manifest name (`smollm2-135m`),
 /// an alias, an Ollama name of the seed (`tinyllama`, mapped to the closest manifest
-/// model) or a GGUF path. A manifest model missing from the cache is pulled when
+/// model), a GGUF path, or a GGUF file by `hf:OWNER/REPO/FILE.gguf` spec or `https://`
+/// URL (trusted on first use). A model missing from the cache is pulled when
 /// `options` say [`OpenOptions::pull`], else the error says how to pull it. The model
 /// loads on a blocking thread, so this can be awaited from any async code.
 ///
@@ -201,4 +246,21 @@ pub async fn open(
             .await
             .map_err(OpenError::LoaderStopped)??;
     Ok(Arc::new(backend))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_spec_not_in_the_cache_is_pulled_only_when_asked() {
+        let spec = "hf:nobody-here/no-repo/never-pulled.gguf";
+        match locate(spec, &OpenOptions::new()).await {
+            Err(OpenError::RemoteNotPulled { name }) => assert_eq!(name, spec),
+            other => panic!("{other:?}"),
+        }
+        let e = locate(spec, &OpenOptions::new()).await.unwrap_err();
+        assert!(e.to_string().contains("optillm pull hf:nobody-here"), "{e}");
+    }
 }

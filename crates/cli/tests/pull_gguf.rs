@@ -256,22 +256,7 @@ fn pull_hf_resumes_records_the_hash_and_the_model_runs_by_its_spec() {
 
     // The model answers by its spec and by its file name, without another download.
     for name in [SPEC, "smol.gguf"] {
-        let r = optillm(
-            home.path(),
-            &ep,
-            &[
-                "run",
-                "--model",
-                name,
-                "--max-tokens",
-                "4",
-                "--temperature",
-                "0",
-                "--threads",
-                "2",
-                "Say hi.",
-            ],
-        );
+        let r = optillm(home.path(), &ep, &say_hi(name));
         assert_eq!(r.code, Some(0), "{name}: {}", r.stderr);
         assert!(!r.stdout.trim().is_empty(), "{name}: no answer");
     }
@@ -299,6 +284,49 @@ fn pull_hf_resumes_records_the_hash_and_the_model_runs_by_its_spec() {
         lock
     );
     assert!(!local.with_file_name(".smol.gguf.part").exists());
+}
+
+/// `optillm run` of `model`: a short greedy answer.
+fn say_hi(model: &str) -> [&str; 10] {
+    [
+        "run",
+        "--model",
+        model,
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0",
+        "--threads",
+        "2",
+        "Say hi.",
+    ]
+}
+
+/// `run --model SPEC` of a file never pulled: `optillm::open` says it is not in the
+/// cache, the command line pulls it (trust on first use, said so) and runs it.
+#[test]
+fn run_by_a_spec_never_pulled_pulls_it_first() {
+    let body = std::fs::read(default_model()).unwrap();
+    let server = Server::start(body.clone(), 0);
+    let home = TempDir::new();
+    let args = say_hi(SPEC);
+    let r = optillm(home.path(), &server.endpoint(), &args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!r.stdout.trim().is_empty(), "no answer: {}", r.stderr);
+    assert!(r.stderr.contains("trust on first use"), "{}", r.stderr);
+    assert_eq!(server.ranges(), vec![None]);
+    let local = home
+        .path()
+        .join("models/hf/test-owner/smol-repo/main/smol.gguf");
+    assert!(
+        std::fs::read(&local).unwrap() == body,
+        "the pulled file differs"
+    );
+
+    // The second run uses the checked file: no download.
+    let r = optillm(home.path(), &server.endpoint(), &args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(server.ranges(), vec![None]);
 }
 
 #[test]

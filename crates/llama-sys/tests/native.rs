@@ -5,34 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
+use common::model_path;
 use futures::StreamExt;
 use optillm_core::{
     Backend, BackendError, ChatRequest, FinishReason, Message, Sampling, StreamEvent, run_token_job,
 };
 use optillm_llama::{LlamaBackend, LlamaConfig, LlamaError};
-
-fn model_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Ok(p) = std::env::var("OPTILLM_TEST_MODEL") {
-            return PathBuf::from(p);
-        }
-        // A thread of its own: callers may already be inside an async runtime.
-        std::thread::spawn(|| {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            let entry = optillm_models::default_model().expect("manifest");
-            rt.block_on(optillm_models::ensure(entry, &optillm_models::NoProgress))
-                .expect("pull the default model")
-        })
-        .join()
-        .unwrap()
-    })
-    .clone()
-}
 
 fn own_backend() -> LlamaBackend {
     let config = LlamaConfig {
