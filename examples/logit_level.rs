@@ -5,7 +5,6 @@
 mod common;
 
 use optillm::strategy::{self, Budget, StrategyRequest};
-use optillm::{spec, strategies};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
         "cot_decoding(k=5,max_tokens=48)",
         "deepconf(max_traces=6,max_tokens=48)",
     ] {
-        let approach = strategies::build_spec(&spec::parse(text)?)?;
+        let approach = optillm::approach(text)?;
         let out = strategy::run(
             approach.as_ref(),
             backend.clone(),

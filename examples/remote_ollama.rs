@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use optillm::strategy::{self, Budget, StrategyRequest};
 use optillm::{OllamaBackend, OllamaConfig};
-use optillm::{spec, strategies};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let backend = Arc::new(OllamaBackend::new(
         OllamaConfig::from_env(model).with_temperature(0.7),
     )?);
-    let approach = strategies::build_spec(&spec::parse("moa")?)?;
+    let approach = optillm::approach("moa")?;
     let out = strategy::run(
         approach.as_ref(),
         backend,

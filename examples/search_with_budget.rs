@@ -4,8 +4,8 @@
 #[path = "common.rs"]
 mod common;
 
+use optillm::Sampling;
 use optillm::strategy::{self, Budget, StrategyRequest};
-use optillm::{Sampling, spec, strategies};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
         max_total_tokens: Some(1500),
         max_duration: None,
     };
-    let approach = strategies::build_spec(&spec::parse("re2&mcts(simulations=2)")?)?;
+    let approach = optillm::approach("re2&mcts(simulations=2)")?;
     let out = strategy::run(approach.as_ref(), backend, &request, budget).await?;
     println!("{}", out.answer);
     println!(

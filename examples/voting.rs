@@ -4,8 +4,8 @@
 #[path = "common.rs"]
 mod common;
 
+use optillm::Sampling;
 use optillm::strategy::{self, Budget, StrategyRequest};
-use optillm::{Sampling, spec, strategies};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let mut request = StrategyRequest::user("What is 15 + 27? End with: The answer is N.");
     request.sampling = Sampling::default().with_max_tokens(64).with_seed(7);
     for text in ["self_consistency(k=5)", "bon(n=3)"] {
-        let approach = strategies::build_spec(&spec::parse(text)?)?;
+        let approach = optillm::approach(text)?;
         let out = strategy::run(
             approach.as_ref(),
             backend.clone(),

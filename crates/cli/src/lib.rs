@@ -20,8 +20,8 @@
 //! ```
 //!
 //! - [`open`]: a native backend by manifest name, alias or GGUF path (pulled on request).
-//! - [`run`]: an approach spec on a prompt; [`strategy::run`] for full control
-//!   (conversation, sampling, `n`, [`Budget`]).
+//! - [`run`]: an approach spec on a prompt; [`approach`] and [`strategy::run`] for full
+//!   control (conversation, sampling, `n`, [`Budget`]).
 //! - [`seed`]: the API of the seed document (`OllamaClient`, `ReReadAggregator`, ...).
 //! - [`strategies`], [`spec`], [`extract`]: the catalogue, the spec parser, answer
 //!   extraction.
@@ -76,6 +76,13 @@ pub use optillm_pool::{Pool, PoolOptions, Upstream};
 #[cfg(feature = "server")]
 pub use optillm_server as server;
 
+/// The approach of a spec string (`"moa"`, `"self_consistency(k=5)"`, `"re2&bon(n=3)"`),
+/// to run with [`strategy::run`] (own sampling, conversation, `n`, [`Budget`]). Unknown
+/// approaches and bad parameters are a [`SpecError`] that says what is accepted.
+pub fn approach(spec: &str) -> Result<Box<dyn Strategy>, SpecError> {
+    strategies::build_spec(&spec::parse(spec)?)
+}
+
 /// Runs the approach `spec` (`"self_consistency(k=5)"`, `"re2&bon(n=3)"`, `"none"`) on
 /// one user prompt, with the backend's default sampling and no budget.
 pub async fn run(
@@ -83,7 +90,7 @@ pub async fn run(
     spec: &str,
     prompt: &str,
 ) -> Result<Outcome, StrategyError> {
-    let approach = strategies::build_spec(&spec::parse(spec)?)?;
+    let approach = approach(spec)?;
     strategy::run(
         approach.as_ref(),
         Arc::clone(backend),
