@@ -45,6 +45,7 @@ pub mod leap;
 pub mod majority_voting;
 pub mod mars;
 pub mod mcts;
+pub mod mixed_vote;
 pub mod moa;
 pub mod none;
 pub mod plansearch;
@@ -161,6 +162,7 @@ const REGISTRY: &[Entry] = &[
     entry::<self_consistency::SelfConsistency>(),
     entry::<majority_voting::MajorityVoting>(),
     entry::<pot::ProgramOfThought>(),
+    entry::<mixed_vote::MixedVote>(),
     entry::<bon::BestOfN>(),
     entry::<moa::MixtureOfAgents>(),
     entry::<cot_reflection::CotReflection>(),
