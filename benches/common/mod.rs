@@ -70,8 +70,10 @@ impl Native {
             ..LlamaConfig::default()
         };
         let options = optillm::OpenOptions::new().pull(true).llama_config(config);
+        // Found (and pulled) once; the file is then opened by its path.
         let (path, name) = rt.block_on(optillm::locate(&model, &options))?;
-        let backend = rt.block_on(optillm::open(&model, options))?;
+        let file = path.to_str().ok_or("the model's path is not UTF-8")?;
+        let backend = rt.block_on(optillm::open(file, options))?;
         Ok(Self {
             backend,
             prefix: format!("native/{}", name.to_lowercase()),

@@ -56,6 +56,8 @@ impl Default for Params {
 #[derive(Debug, Clone)]
 pub struct MixedVote {
     params: Params,
+    /// The program's `pot` (greedy, one program), when the program votes.
+    program: Option<ProgramOfThought>,
 }
 
 impl MixedVote {
@@ -72,7 +74,12 @@ impl MixedVote {
         if !params.temperature.is_finite() || params.temperature < 0.0 {
             return Err(bad("temperature must be a number >= 0"));
         }
-        Ok(Self { params })
+        let program = if params.program {
+            Some(ProgramOfThought::new(pot::Params::default())?)
+        } else {
+            None
+        };
+        Ok(Self { params, program })
     }
 }
 
@@ -96,67 +103,66 @@ impl Strategy for MixedVote {
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         request.query()?;
         let p = &self.params;
+        // Each voter with its label; the order is the tie-break order.
         let program = async {
-            if !p.program {
-                return Ok(None);
-            }
-            let pot = ProgramOfThought::new(pot::Params::default())?;
+            let Some(pot) = &self.program else {
+                return Ok(Vec::new());
+            };
             let answer = pot.run(&ctx.without_sink(), request).await?;
-            Ok::<_, StrategyError>(answer.choices.into_iter().next())
+            Ok(answer
+                .choices
+                .into_iter()
+                .take(1)
+                .map(|t| ("program".to_string(), t))
+                .collect())
         };
         let greedy = async {
             if !p.greedy {
-                return Ok(None);
+                return Ok(Vec::new());
             }
+            let step = temp(0.0);
             let text = one(
                 ctx,
                 request,
                 "greedy chain",
                 request.messages.clone(),
-                &temp(0.0),
+                &step,
             )
             .await?;
-            Ok::<_, StrategyError>(Some(text))
+            Ok(vec![("greedy chain".to_string(), text)])
         };
         let sampled = async {
             if p.samples == 0 {
                 return Ok(Vec::new());
             }
-            samples(
+            let step = temp(p.temperature);
+            let texts = samples(
                 ctx,
                 request,
                 "sampled chain",
                 request.messages.clone(),
-                &temp(p.temperature),
+                &step,
                 p.samples,
             )
-            .await
+            .await?;
+            Ok(texts
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (format!("sampled chain {}", i + 1), t))
+                .collect())
         };
-        let (program, greedy, sampled) = tokio::join!(program, greedy, sampled);
-
-        // The voters in tie-break order, each with its label.
+        let parts: [Result<Vec<(String, String)>, StrategyError>; 3] = {
+            let (a, b, c) = tokio::join!(program, greedy, sampled);
+            [a, b, c]
+        };
         let mut texts: Vec<(String, String)> = Vec::new();
         let mut first_error = None;
-        match program {
-            Ok(Some(t)) => texts.push(("program".into(), t)),
-            Ok(None) => {}
-            Err(e) => first_error = Some(e),
-        }
-        match greedy {
-            Ok(Some(t)) => texts.push(("greedy chain".into(), t)),
-            Ok(None) => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-        match sampled {
-            Ok(ts) => texts.extend(
-                ts.into_iter()
-                    .enumerate()
-                    .map(|(i, t)| (format!("sampled chain {}", i + 1), t)),
-            ),
-            Err(e) => {
-                first_error.get_or_insert(e);
+        for part in parts {
+            match part {
+                Ok(voters) => texts.extend(voters),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
 
