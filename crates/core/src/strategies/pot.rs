@@ -8,15 +8,18 @@
 //! shows the winning program and states its result ("The answer is 18."). When no
 //! program gives a number, the vote falls back to the numbers extracted from the
 //! replies as `none` would read them, and the answer is the winning reply as it is
-//! (the candidates and the log say so).
+//! (the candidates and the log say so). With `k > 1` every program is recorded as a
+//! [`Sample`] (its result as the answer, its confidence where the backend reports
+//! log-probabilities), so `optillm eval --rescore` can score other votes offline.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
-use super::util::{samples, temp};
+use super::util::temp;
 use crate::extract::{self, AnswerKind, Vote};
 use crate::pyeval::{self, Limits, Number, PyFailure};
+use crate::samples::{Sample, confidence_top_k};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 use crate::types::Message;
@@ -223,15 +226,23 @@ impl Strategy for ProgramOfThought {
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         let query = request.query()?;
-        let texts = samples(
-            ctx,
-            request,
-            "program",
-            messages(request.system(), query),
-            &temp(self.params.temperature),
-            self.params.k,
-        )
-        .await?;
+        let k = self.params.k;
+        let mut chat = request
+            .chat(
+                messages(request.system(), query),
+                &temp(self.params.temperature),
+            )
+            .with_n(k);
+        // A vote of k > 1 programs records its samples, with their confidences where
+        // the backend reports log-probabilities, so other rules can be scored offline.
+        let top_k = (k > 1)
+            .then(|| confidence_top_k(&ctx.backend().capabilities()))
+            .flatten();
+        if let Some(top) = top_k {
+            chat = chat.with_logprobs(top);
+        }
+        let completion = ctx.call("program", chat).await?;
+        let texts = completion.texts();
         let codes: Vec<Option<String>> = texts.iter().map(|t| code_of(t)).collect();
         let n = codes.len();
         let runs = match tokio::task::spawn_blocking(move || run_programs(codes)).await {
@@ -248,6 +259,18 @@ impl Strategy for ProgramOfThought {
                 _ => None,
             })
             .collect();
+        if k > 1 {
+            ctx.record_samples(
+                completion
+                    .choices
+                    .iter()
+                    .zip(&results)
+                    .map(|(c, r)| Sample {
+                        answer: r.clone(),
+                        ..Sample::from_choice(c, None)
+                    }),
+            );
+        }
         let ran = results.iter().filter(|r| r.is_some()).count();
         let mut labels: Vec<String> = runs
             .iter()
@@ -412,6 +435,9 @@ mod tests {
         assert_eq!((vote.winner.as_str(), vote.count, vote.total), ("72", 1, 1));
         assert!(out.candidates[0].starts_with("[program: 72] Here is"));
         assert_eq!(out.usage.calls, 1);
+        // One greedy program is not a vote of samples: nothing recorded, no logprobs asked.
+        assert!(out.samples.is_empty());
+        assert_eq!(sent[0].logprobs, None);
     }
 
     #[tokio::test]
@@ -445,6 +471,14 @@ mod tests {
         assert!(out.answer.ends_with("The answer is 18."));
         assert!(out.candidates[2].starts_with("[program failed: line 2: division by zero]"));
         assert!(out.candidates[4].starts_with("[no program]"));
+        // Every program is recorded with its result, for offline rescoring.
+        let answers: Vec<Option<&str>> = out.samples.iter().map(|s| s.answer.as_deref()).collect();
+        assert_eq!(
+            answers,
+            vec![Some("18"), Some("17"), None, Some("18"), None]
+        );
+        assert!(out.samples[1].text.contains("20 - 3"));
+        assert_eq!(sent[0].logprobs, Some(crate::samples::CONFIDENCE_TOP_K));
     }
 
     #[tokio::test]
