@@ -17,6 +17,10 @@
 //!   aggregate decode tok/s (`completion_tokens / decode`, like batched-bench's S_TG)
 //!   and all tokens over wall time (like batched-bench's S with a shared prompt);
 //! - 8 separate one-sample requests one after the other: wall time;
+//! - the same two at a prompt of [`LONG_PROMPT_TOKENS`] (notes before the story request,
+//!   the size of a strategy's prompt), where n samples share one prompt evaluation and
+//!   separate requests evaluate it each (with `OPTILLM_BENCH_PREFIX_CACHE=4`, the
+//!   backend's default, they share it through the prefix cache);
 //! - raw decode, for the analysis: the same prompt, then 128 steps of n sequences fed a
 //!   fixed token through the token-level session (`Backend::token_job`): llama.cpp's
 //!   decoding through our binding and worker without sampling, detokenization or
@@ -26,9 +30,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BoxError, GEN_TOKENS, N_SAMPLES, Native, PROMPT_TOKENS, story};
+use common::{BoxError, GEN_TOKENS, N_SAMPLES, Native, PROMPT_TOKENS, long_story, story};
 use optillm_core::run_token_job;
 use serde_json::json;
+
+/// Tokens of the realistic prompt of the n = 8 against 8 separate requests comparison.
+const LONG_PROMPT_TOKENS: u32 = 279;
 
 #[derive(Default)]
 struct Runs {
@@ -43,6 +50,11 @@ struct Runs {
     n_tokens: Vec<Vec<f64>>,
     separate_wall: Vec<f64>,
     separate_tokens: Vec<f64>,
+    /// n = 8 in one request and 8 separate requests at the long prompt: wall, tokens.
+    long_n8_wall: Vec<f64>,
+    long_n8_tokens: Vec<f64>,
+    long_separate_wall: Vec<f64>,
+    long_separate_tokens: Vec<f64>,
     /// Per n: tok/s of the raw decode.
     raw_tps: Vec<Vec<f64>>,
 }
@@ -80,7 +92,10 @@ fn run() -> Result<(), BoxError> {
         Ok(v) => v.trim().parse()?,
         Err(_) => 5,
     };
-    let native = Native::load()?;
+    // No prefix reuse unless asked: llama.cpp's tools evaluate every prompt whole, and the
+    // prompt test repeats one prompt, which a kept prefix would turn into a cache hit.
+    let prefix_cache = common::prefix_cache(0)?;
+    let native = Native::load_with(prefix_cache)?;
     eprintln!(
         "{}: {} with {} threads, {reps} repetitions",
         native.prefix,
@@ -89,6 +104,7 @@ fn run() -> Result<(), BoxError> {
     );
     let long = native.prompt_of(PROMPT_TOKENS)?;
     let seed = native.full_length_seed(GEN_TOKENS)?;
+    let notes = native.long_story_words(LONG_PROMPT_TOKENS)?;
     eprintln!("decode seed {seed}");
     let mut r = Runs {
         n_wall: vec![Vec::new(); N_SAMPLES.len()],
@@ -148,14 +164,32 @@ fn run() -> Result<(), BoxError> {
         if measured {
             r.separate_wall.push(started.elapsed().as_secs_f64());
             r.separate_tokens.push(f64::from(tokens));
+        }
+        let started = Instant::now();
+        let c = native.complete(long_story(notes, GEN_TOKENS, 8, seed))?;
+        if measured {
+            r.long_n8_wall.push(started.elapsed().as_secs_f64());
+            r.long_n8_tokens.push(f64::from(c.usage.completion_tokens));
+        }
+        let started = Instant::now();
+        let mut tokens = 0;
+        for i in 0..8 {
+            tokens += native
+                .complete(long_story(notes, GEN_TOKENS, 1, seed + i))?
+                .usage
+                .completion_tokens;
+        }
+        if measured {
+            r.long_separate_wall.push(started.elapsed().as_secs_f64());
+            r.long_separate_tokens.push(f64::from(tokens));
             eprintln!("repetition {rep}/{reps} done");
         }
     }
-    report(&native, &r);
+    report(&native, &r, prefix_cache);
     Ok(())
 }
 
-fn report(native: &Native, r: &Runs) {
+fn report(native: &Native, r: &Runs, prefix_cache: u32) {
     println!(
         "model: {}  threads: {}",
         native.path.display(),
@@ -210,6 +244,29 @@ fn report(native: &Native, r: &Runs) {
         median(&r.separate_tokens),
         median(&r.separate_wall)
     );
+    println!(
+        "\nn = 8 in one request / 8 separate requests, wall: {:.2} at the {}-token story prompt",
+        median(&r.n_wall[N_SAMPLES.len() - 1]) / median(&r.separate_wall),
+        r.story_prompt_tokens
+    );
+    println!();
+    println!("| {LONG_PROMPT_TOKENS}-token prompt | generated tokens | wall s |");
+    println!("|---|---:|---:|");
+    println!(
+        "| n = 8 in one request | {:.0} | {:.3} |",
+        median(&r.long_n8_tokens),
+        median(&r.long_n8_wall)
+    );
+    println!(
+        "| 8 separate requests | {:.0} | {:.3} |",
+        median(&r.long_separate_tokens),
+        median(&r.long_separate_wall)
+    );
+    println!(
+        "\nn = 8 in one request / 8 separate requests, wall: {:.2} at the {LONG_PROMPT_TOKENS}-token prompt (prefix cache: {})",
+        median(&r.long_n8_wall) / median(&r.long_separate_wall),
+        prefix_cache
+    );
     let summary = json!({
         "model": native.path.display().to_string(),
         "threads": native.threads,
@@ -224,6 +281,14 @@ fn report(native: &Native, r: &Runs) {
         "separate_8_wall_s": median(&r.separate_wall),
         "separate_8_wall_s_runs": r.separate_wall,
         "separate_8_tokens": median(&r.separate_tokens),
+        "long_prompt_tokens": LONG_PROMPT_TOKENS,
+        "prefix_cache": prefix_cache,
+        "long_n8_wall_s": median(&r.long_n8_wall),
+        "long_n8_wall_s_runs": r.long_n8_wall,
+        "long_n8_tokens": median(&r.long_n8_tokens),
+        "long_separate_8_wall_s": median(&r.long_separate_wall),
+        "long_separate_8_wall_s_runs": r.long_separate_wall,
+        "long_separate_8_tokens": median(&r.long_separate_tokens),
     });
     println!();
     println!("JSON {summary}");

@@ -5,6 +5,9 @@
 //!   missing. Default: the manifest's default model.
 //! - `OPTILLM_BENCH_THREADS`: CPU threads of llama.cpp (default 2).
 //! - `OPTILLM_BENCH_FLASH_ATTN`: `on`, `off` or `auto` (default `auto`, as llama.cpp's tools).
+//! - `OPTILLM_BENCH_PREFIX_CACHE`: prompts kept for prefix reuse (default: the backend's,
+//!   but 0 in `native_reference`; 0 turns reuse off, so every request evaluates its whole
+//!   prompt).
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -50,11 +53,34 @@ fn flash_attention() -> Result<Option<bool>, BoxError> {
     }
 }
 
+/// Prompts kept for prefix reuse, from `OPTILLM_BENCH_PREFIX_CACHE`, else `default`.
+pub fn prefix_cache(default: u32) -> Result<u32, BoxError> {
+    match std::env::var("OPTILLM_BENCH_PREFIX_CACHE") {
+        Ok(v) => Ok(v.trim().parse()?),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The first `words` words of a plain filler text, repeated as needed.
+fn filler(words: usize) -> String {
+    const TEXT: &str = "The river runs past the old mill where the miller keeps his \
+        grain in wooden barrels and the children play near the water on warm summer \
+        evenings while their parents talk about the harvest the weather and the market";
+    let text: Vec<&str> = TEXT.split_whitespace().cycle().take(words).collect();
+    text.join(" ")
+}
+
 impl Native {
     /// Loads the bench model (`OPTILLM_BENCH_MODEL`, else the default model; pulled when
     /// missing, as `optillm run` does) with the bench settings (context 4096, like
     /// `-c 4096`).
+    #[allow(dead_code)] // native_reference chooses its prefix cache with `load_with`
     pub fn load() -> Result<Self, BoxError> {
+        Self::load_with(prefix_cache(LlamaConfig::default().prefix_cache)?)
+    }
+
+    /// [`Native::load`] keeping `prefix_cache` prompts for prefix reuse.
+    pub fn load_with(prefix_cache: u32) -> Result<Self, BoxError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -67,6 +93,7 @@ impl Native {
             n_ctx: Some(4096),
             n_threads: Some(threads),
             flash_attention: flash_attention()?,
+            prefix_cache,
             ..LlamaConfig::default()
         };
         let options = optillm::OpenOptions::new().pull(true).llama_config(config);
@@ -90,23 +117,33 @@ impl Native {
     /// A request whose prompt (chat template included) is exactly `target` tokens,
     /// built by repeating plain text and checking the count in `usage`.
     pub fn prompt_of(&self, target: u32) -> Result<ChatRequest, BoxError> {
-        const TEXT: &str = "The river runs past the old mill where the miller keeps his \
-            grain in wooden barrels and the children play near the water on warm summer \
-            evenings while their parents talk about the harvest the weather and the market";
-        let words: Vec<&str> = TEXT.split_whitespace().collect();
-        let request = |count: usize| {
-            let text: Vec<&str> = words.iter().copied().cycle().take(count).collect();
+        let request = |words: usize| {
             ChatRequest::new(vec![
                 Message::system("Summarise."),
-                Message::user(text.join(" ")),
+                Message::user(filler(words)),
             ])
             .with_sampling(Sampling::default().with_temperature(0.0).with_max_tokens(1))
         };
+        Ok(request(self.words_for(target, request)?))
+    }
+
+    /// The words of notes that make [`long_story`]'s prompt exactly `target` tokens.
+    #[allow(dead_code)] // native_reference's only
+    pub fn long_story_words(&self, target: u32) -> Result<usize, BoxError> {
+        self.words_for(target, |words| long_story(words, 1, 1, 1))
+    }
+
+    /// The filler words that make `build(words)`'s prompt exactly `target` tokens.
+    fn words_for(
+        &self,
+        target: u32,
+        build: impl Fn(usize) -> ChatRequest,
+    ) -> Result<usize, BoxError> {
         let mut count = target as usize;
         for _ in 0..12 {
-            let got = self.complete(request(count))?.usage.prompt_tokens;
+            let got = self.complete(build(count))?.usage.prompt_tokens;
             if got == target {
-                return Ok(request(count));
+                return Ok(count);
             }
             let diff = i64::from(target) - i64::from(got);
             count = usize::try_from(count as i64 + diff).map_err(|_| "prompt too long")?;
@@ -144,4 +181,16 @@ pub fn story(max_tokens: u32, n: u32, seed: u32) -> ChatRequest {
                 .with_seed(seed),
         )
         .with_n(n)
+}
+
+/// [`story`] after `words` words of notes in the system message: a prompt the size of a
+/// strategy's (a question with its instructions), where sharing its evaluation matters.
+#[allow(dead_code)] // native_reference's only
+pub fn long_story(words: usize, max_tokens: u32, n: u32, seed: u32) -> ChatRequest {
+    let mut request = story(max_tokens, n, seed);
+    request.messages.insert(
+        0,
+        Message::system(format!("Notes for the story: {}.", filler(words))),
+    );
+    request
 }
