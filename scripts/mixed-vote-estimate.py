@@ -6,7 +6,8 @@ modes would score: greedy `pot` + greedy `none(temperature=0)` + the first k sam
     scripts/mixed-vote-estimate.py docs/results/gsm8k-qwen2.5-coder-0.5b [more dirs...]
 
 Each directory needs records of `none(temperature=0)`, `pot` and `majority_voting(k=8)`
-(with samples) on the same questions. Answers are compared as numbers; the interval is a
+(with samples) on the same questions; rows of sampled programs are added when a
+`pot(k=8,...)` run recorded its programs on every question. Answers are compared as numbers; the interval is a
 Wald interval of the paired difference to greedy `none` (an estimate: `optillm eval`'s
 own table uses Newcombe's). Token cost: the sum of each part's recorded tokens, the
 samples' share taken from the 8-sample record, over greedy's tokens.
@@ -92,3 +93,26 @@ for d in sys.argv[1:]:
                 tokens(P[i]) + tokens(G[i]) + samples(S[i], k)[1],
             ),
         )
+    # Sampled programs, when a `pot(k=8,...)` run recorded them on every question.
+    Q = next((by[a] for a in by if a.startswith("pot(k=8") and set(G) <= set(by[a])), None)
+    if Q is None:
+        continue
+    for j in (2, 3, 4, 8):
+        report(by, f"{j} sampled programs", lambda i: (vote(samples(Q[i], j)[0]), samples(Q[i], j)[1]))
+        report(
+            by,
+            f"program + {j} sampled programs",
+            lambda i: (
+                vote([P[i]["extracted"]] + samples(Q[i], j)[0]),
+                tokens(P[i]) + samples(Q[i], j)[1],
+            ),
+        )
+        for k in (1, 2):
+            report(
+                by,
+                f"program + greedy chain + {j} sampled programs + {k} samples",
+                lambda i: (
+                    vote([P[i]["extracted"], G[i]["extracted"]] + samples(Q[i], j)[0] + samples(S[i], k)[0]),
+                    tokens(P[i]) + tokens(G[i]) + samples(Q[i], j)[1] + samples(S[i], k)[1],
+                ),
+            )
