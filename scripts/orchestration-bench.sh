@@ -9,6 +9,12 @@
 #   scripts/orchestration-bench.sh [--latency-ms 200] [--repeats 5] [--tokens 40]
 #                                  [--approaches "none bon ..."] [--max-concurrent 16]
 #                                  [--bin-dir DIR]   (prebuilt optillm and fixed-upstream)
+#                                  [--llama-server MODEL.gguf]
+#
+# --llama-server: the upstream is llama.cpp's own server on this CPU instead
+# (scripts/xllamacpp-server.sh, N_PARALLEL slots, default 4), so the model's compute bounds
+# both proxies; the server's prompt and generated tokens per request (its /metrics) are
+# reported instead of request counts and latencies.
 #
 # Needs: cargo, python3 (a venv with optillm==0.4.0 --no-deps and the few packages its
 # server imports is made under /tmp/optillm-ref-venv), curl. Ports 8099-8101 on loopback.
@@ -25,6 +31,7 @@ OURS_PORT=8100
 REF_PORT=8101
 VENV=${OPTILLM_REF_VENV:-/tmp/optillm-ref-venv}
 BIN=
+LLAMA_MODEL=
 REF_VERSION=0.4.0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -34,7 +41,8 @@ while [ $# -gt 0 ]; do
         --approaches) APPROACHES=$2; shift 2 ;;
         --max-concurrent) MAX_CONCURRENT=$2; shift 2 ;;
         --bin-dir) BIN=$2; shift 2 ;;
-        -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+        --llama-server) LLAMA_MODEL=$2; shift 2 ;;
+        -h|--help) sed -n 2,21p "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -45,7 +53,7 @@ WORK=$(mktemp -d /tmp/orchestration-bench.XXXXXX)
 echo "logs in $WORK" >&2
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do kill -- "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
@@ -73,10 +81,18 @@ wait_http() {
     return 1
 }
 
-"$BIN/fixed-upstream" --port "$UP_PORT" --latency-ms "$LATENCY_MS" --tokens "$TOKENS" \
-    2>"$WORK/upstream.log" &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$UP_PORT/stats"
+if [ -n "$LLAMA_MODEL" ]; then
+    # setsid: its own process group, so that the cleanup's kill reaches the Python server.
+    METRICS=1 setsid "$ROOT/scripts/xllamacpp-server.sh" "$LLAMA_MODEL" "$UP_PORT" 2>"$WORK/upstream.log" &
+    PIDS+=(-$!)
+    for _ in $(seq 1 5); do wait_http "http://127.0.0.1:$UP_PORT/health" && break; done
+    LATENCY_MS=0
+else
+    "$BIN/fixed-upstream" --port "$UP_PORT" --latency-ms "$LATENCY_MS" --tokens "$TOKENS" \
+        2>"$WORK/upstream.log" &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$UP_PORT/stats"
+fi
 UPSTREAM="http://127.0.0.1:$UP_PORT/v1"
 
 # Ours: a pool of one upstream, so that the number of requests in flight to it is set
@@ -107,6 +123,17 @@ optillm, upstream, max_concurrent = sys.argv[7], sys.argv[8], sys.argv[9]
 QUESTION = "What is 6 times 7? Think step by step."
 
 def stats():
+    """The fixed upstream's request counts; from a llama.cpp server, the tokens it
+    evaluated and generated (its /metrics counts no requests)."""
+    if latency_ms == 0:
+        with urllib.request.urlopen(f"http://127.0.0.1:{up}/metrics") as r:
+            text = r.read().decode()
+        counters = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in ("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total"):
+                counters[name.split(":")[1]] = float(value)
+        return counters
     with urllib.request.urlopen(f"http://127.0.0.1:{up}/stats") as r:
         return json.load(r)
 
@@ -134,14 +161,24 @@ def measure(port, model):
         chat(port, model)
         walls.append(time.perf_counter() - t)
     after = stats()
-    calls = (after["requests"] - before["requests"]) / repeats
+    if latency_ms == 0:  # tokens the server evaluated / generated per request
+        calls = tuple((after.get(k, 0) - before.get(k, 0)) / repeats
+                      for k in ("prompt_tokens_total", "tokens_predicted_total"))
+    else:
+        calls = (after["requests"] - before["requests"]) / repeats
     return (statistics.mean(walls), statistics.stdev(walls) if len(walls) > 1 else 0.0,
             calls), None
 
-print(f"fixed upstream latency {latency_ms} ms; {repeats} sequential requests per approach "
+upstream_said = (f"fixed upstream latency {latency_ms} ms" if latency_ms
+                 else "upstream: llama.cpp's server on this CPU")
+print(f"{upstream_said}; {repeats} sequential requests per approach "
       f"after one warm-up; ours: `optillm serve --pool` (max_concurrent {max_concurrent})\n")
-print("| approach | ours s/req | reference s/req | speed-up | upstream requests ours/ref | "
-      "ours in latencies | ref in latencies |")
+if latency_ms:
+    print("| approach | ours s/req | reference s/req | speed-up | upstream requests ours/ref | "
+          "ours in latencies | ref in latencies |")
+else:
+    print("| approach | ours s/req | reference s/req | speed-up | server prompt tokens/req "
+          "ours/ref | server generated tokens/req ours/ref | ours generated tok/s |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 lat = latency_ms / 1000
 for a in approaches:
@@ -152,8 +189,16 @@ for a in approaches:
               f"{'-' if r is None else f'{r[0]:.3f}'} | - | - | - | - |")
         print(f"  {a}: ours error {oerr!r:.200} reference error {rerr!r:.200}", file=sys.stderr)
         continue
+    if lat:
+        counts = f"{o[2]:g} / {r[2]:g} | {o[0] / lat:.1f} | {r[0] / lat:.1f}"
+    else:
+        counts = (f"{o[2][0]:.0f} / {r[2][0]:.0f} | {o[2][1]:.0f} / {r[2][1]:.0f} | "
+                  f"{o[2][1] / o[0]:.1f}")
     print(f"| {a} | {o[0]:.3f} ± {o[1]:.3f} | {r[0]:.3f} ± {r[1]:.3f} | {r[0] / o[0]:.2f}x | "
-          f"{o[2]:g} / {r[2]:g} | {o[0] / lat:.1f} | {r[0] / lat:.1f} |", flush=True)
+          f"{counts} |", flush=True)
+
+if not lat:
+    sys.exit(0)  # a model's compute is no fixed latency to subtract
 
 # Per-call cost above the upstream: `none` through serve, and a whole `optillm run`
 # process (start, backend and model resolution, one call, exit).

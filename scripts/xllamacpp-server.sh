@@ -10,7 +10,8 @@
 # of server slots (default 4), N_CTX for the total context (default 4096), N_THREADS for
 # the CPU threads of decoding and prompt processing (default: llama.cpp's), CACHE_PROMPT=0
 # to turn off the reuse of a previous prompt's KV cache (sampled texts then no longer depend
-# on what the server computed before: the cache changes the floating-point rounding).
+# on what the server computed before: the cache changes the floating-point rounding),
+# METRICS=1 to serve llama.cpp's Prometheus counters at /metrics.
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
@@ -51,6 +52,8 @@ params.n_parallel = int(os.environ.get("N_PARALLEL", "4"))
 params.n_ctx = int(os.environ.get("N_CTX", "4096"))
 if os.environ.get("CACHE_PROMPT") == "0":
     params.cache_prompt = False
+if os.environ.get("METRICS") == "1":
+    params.endpoint_metrics = True
 if os.environ.get("N_THREADS"):
     params.cpuparams.n_threads = int(os.environ["N_THREADS"])
     params.cpuparams_batch.n_threads = int(os.environ["N_THREADS"])
