@@ -31,7 +31,7 @@ use crate::eval::{
     EvalOptions, EvalSummary, ItemRecord, RESULTS_FILE, RUN_FILE, RunInfo, read_records,
     resolve_baseline, summarize,
 };
-use crate::score::score;
+use crate::score::{score, score_answer};
 
 pub const RESCORE_JSON: &str = "rescore.json";
 pub const RESCORE_CSV: &str = "rescore.csv";
@@ -117,7 +117,12 @@ impl Rule {
             .and_then(|v| v.members.first())
             .and_then(|&i| used.get(i));
         let output = chosen.map(|s| s.text.clone()).unwrap_or_default();
-        let s = score(&output, &source.gold, source.kind);
+        // The answer the vote counted, as its sample recorded it (a program's result is
+        // not in the program's text), else what the text says.
+        let s = match chosen.and_then(|s| s.answer.clone()) {
+            Some(answer) => score_answer(Some(answer), &source.gold, source.kind),
+            None => score(&output, &source.gold, source.kind),
+        };
         let completion: u64 = used.iter().map(|s| u64::from(s.completion_tokens)).sum();
         let all: u64 = source
             .samples
@@ -275,6 +280,29 @@ mod tests {
             error: None,
             samples,
         }
+    }
+
+    #[test]
+    fn the_recorded_answer_is_scored_not_the_text() {
+        // Programs: the text is code, the recorded answer is what it computed.
+        let program = |result: &str| Sample {
+            text: "def solution():\n    apples = 4\n    return apples * 2".into(),
+            answer: Some(result.into()),
+            ..s(result, 1.0)
+        };
+        let src = record(vec![program("8"), program("8"), program("6")]);
+        let out = Rule::parse("vote").unwrap().apply(&src, "x").unwrap();
+        assert_eq!(out.extracted.as_deref(), Some("8"));
+        assert!(out.correct, "{out:?}");
+        // Samples with no recorded answer do not vote: nothing is chosen, nothing right.
+        let unread = Sample {
+            answer: None,
+            ..s("8", 1.0)
+        };
+        let out = Rule::parse("vote")
+            .unwrap()
+            .apply(&record(vec![unread]), "x");
+        assert!(out.is_some_and(|r| !r.correct && r.extracted.is_none()));
     }
 
     #[test]

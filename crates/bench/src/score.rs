@@ -23,7 +23,11 @@ pub struct Score {
 /// [`math_answers_equal`]: LaTeX normalised, numbers compared by value). An output
 /// without an answer is wrong.
 pub fn score(output: &str, gold: &str, kind: AnswerKind) -> Score {
-    let extracted = extract(output, kind);
+    score_answer(extract(output, kind), gold, kind)
+}
+
+/// Scores an answer already read (a recorded sample's) against `gold`.
+pub fn score_answer(extracted: Option<String>, gold: &str, kind: AnswerKind) -> Score {
     let equal = match kind {
         AnswerKind::Math => math_answers_equal,
         _ => answers_equal,
