@@ -247,7 +247,8 @@ async fn try_open(
             } else {
                 Retry::No
             },
-            error: status_error(status.as_u16(), error_message(&body), model),
+            error: context_overflow(&body)
+                .unwrap_or_else(|| status_error(status.as_u16(), error_message(&body), model)),
         });
     }
     let first = response.chunk().await.map_err(|e| Failed {
@@ -393,6 +394,26 @@ pub fn status_error(status: u16, message: String, model: &str) -> BackendError {
     }
 }
 
+/// llama.cpp's server refusing a prompt longer than a slot's context
+/// (`{"error":{"type":"exceed_context_size_error","n_prompt_tokens":N,"n_ctx":M,...}}`), as
+/// the typed [`BackendError::ContextOverflow`] the native backend gives for the same.
+pub fn context_overflow(body: &[u8]) -> Option<BackendError> {
+    let v = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let err = v.get("error")?;
+    if err.get("type")?.as_str()? != "exceed_context_size_error" {
+        return None;
+    }
+    let count = |key: &str| {
+        err.get(key)
+            .and_then(|n| n.as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    Some(BackendError::ContextOverflow {
+        prompt_tokens: count("n_prompt_tokens")?,
+        context_length: count("n_ctx")?,
+    })
+}
+
 /// The message of an error body: `{"error":{"message":"msg","param":"p"}}` (with
 /// ` (param: p)` appended when the server names a parameter), `{"error":"msg"}`, or the
 /// body's text (at most 500 characters).
@@ -451,6 +472,25 @@ mod tests {
         );
         assert_eq!(error_message(b"  Bad Gateway \n"), "Bad Gateway");
         assert_eq!(error_message(&[0xff, b'a']), "\u{fffd}a");
+    }
+
+    #[test]
+    fn a_llama_cpp_context_overflow_is_typed() {
+        let body = br#"{"error":{"code":400,"message":"request (1302 tokens) exceeds the available context size (1024 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":1302,"n_ctx":1024}}"#;
+        assert!(matches!(
+            context_overflow(body),
+            Some(BackendError::ContextOverflow {
+                prompt_tokens: 1302,
+                context_length: 1024
+            })
+        ));
+        // Other errors, and overflows without their counts, keep the status path.
+        assert!(
+            context_overflow(br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#)
+                .is_none()
+        );
+        assert!(context_overflow(br#"{"error":{"type":"exceed_context_size_error"}}"#).is_none());
+        assert!(context_overflow(b"not json").is_none());
     }
 
     #[test]

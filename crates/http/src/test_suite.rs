@@ -182,6 +182,28 @@ pub async fn client_errors_keep_status_and_message_and_are_not_retried<D: Dialec
         "{err:?}"
     );
     assert_eq!(server.received().len(), 2, "a 4xx is not retried");
+
+    // llama.cpp's server refusing a prompt longer than its slot: the typed overflow.
+    let server = TestServer::start(|_, _| {
+        Reply::json(
+            400,
+            r#"{"error":{"code":400,"message":"request (1302 tokens) exceeds the available context size (1024 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":1302,"n_ctx":1024}}"#,
+        )
+    })
+    .await;
+    let b = D::open(&server.url(), &quick);
+    let err = drain(&b, ChatRequest::user("long")).await.1.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackendError::ContextOverflow {
+                prompt_tokens: 1302,
+                context_length: 1024
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(server.received().len(), 1, "an overflow is not retried");
 }
 
 pub async fn a_mid_stream_error_is_a_protocol_error_with_its_message<D: Dialect>() {
