@@ -7,7 +7,8 @@ modes would score: greedy `pot` + greedy `none(temperature=0)` + the first k sam
 
 Each directory needs records of `none(temperature=0)`, `pot` and `majority_voting(k=8)`
 (with samples) on the same questions; rows of sampled programs are added when a
-`pot(k=8,...)` run recorded its programs on every question. Answers are compared as numbers; the interval is a
+`pot(k=8,...)` run recorded its programs on every question (in the directory or in
+`<dir>-pot8`). Answers are compared as numbers; the interval is a
 Wald interval of the paired difference to greedy `none` (an estimate: `optillm eval`'s
 own table uses Newcombe's). Token cost: the sum of each part's recorded tokens, the
 samples' share taken from the 8-sample record, over greedy's tokens.
@@ -15,6 +16,7 @@ samples' share taken from the 8-sample record, over greedy's tokens.
 import collections
 import json
 import math
+import os
 import sys
 
 
@@ -94,6 +96,10 @@ for d in sys.argv[1:]:
             ),
         )
     # Sampled programs, when a `pot(k=8,...)` run recorded them on every question.
+    # Kept in a directory of their own (`<dir>-pot8`): with every program's text the
+    # records would make one file too large to commit.
+    if os.path.exists(d + "-pot8/results.jsonl"):
+        by.update(load(d + "-pot8"))
     Q = next((by[a] for a in by if a.startswith("pot(k=8") and set(G) <= set(by[a])), None)
     if Q is None:
         continue
