@@ -31,7 +31,7 @@ use crate::eval::{
     EvalOptions, EvalSummary, ItemRecord, RESULTS_FILE, RUN_FILE, RunInfo, read_records,
     resolve_baseline, summarize,
 };
-use crate::score::{score, score_answer};
+use crate::score::score_answer;
 
 pub const RESCORE_JSON: &str = "rescore.json";
 pub const RESCORE_CSV: &str = "rescore.csv";
@@ -118,11 +118,12 @@ impl Rule {
             .and_then(|&i| used.get(i));
         let output = chosen.map(|s| s.text.clone()).unwrap_or_default();
         // The answer the vote counted, as its sample recorded it (a program's result is
-        // not in the program's text), else what the text says.
-        let s = match chosen.and_then(|s| s.answer.clone()) {
-            Some(answer) => score_answer(Some(answer), &source.gold, source.kind),
-            None => score(&output, &source.gold, source.kind),
-        };
+        // not in the program's text); a sample without one never wins a vote.
+        let s = score_answer(
+            chosen.and_then(|s| s.answer.clone()),
+            &source.gold,
+            source.kind,
+        );
         let completion: u64 = used.iter().map(|s| u64::from(s.completion_tokens)).sum();
         let all: u64 = source
             .samples
