@@ -13,7 +13,8 @@ use optillm::{
 /// How a backend refuses a prompt longer than its context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
-    /// [`BackendError::ContextOverflow`] with the counts (the native backend).
+    /// [`BackendError::ContextOverflow`] with the counts (the native backend, and llama.cpp's
+    /// server, whose refusal carries them).
     Typed,
     /// [`BackendError::Http`] 400 whose message speaks of the context (a remote server's
     /// refusal, as the wire carries it).
