@@ -415,6 +415,97 @@ async fn a_prompt_started_from_a_kept_prefix_gives_the_text_of_a_whole_evaluatio
 }
 
 #[tokio::test]
+async fn a_next_turn_starts_after_the_kept_reply() {
+    // The next turn of a conversation quotes the reply: its prompt starts after the
+    // reply's cells, kept with the prompt, and greedy text is that of a whole evaluation.
+    let reusing = sized_backend(Some(2048), None);
+    let whole = no_reuse_backend();
+    let greedy = Sampling::default()
+        .with_temperature(0.0)
+        .with_max_tokens(32);
+    let first = vec![Message::user("Name three fruits.")];
+    let mut runs = Vec::new();
+    for b in [&reusing, &whole] {
+        let reply = b
+            .complete(ChatRequest::new(first.clone()).with_sampling(greedy.clone()))
+            .await
+            .unwrap();
+        let before = b.stats().prefix_tokens_reused.load(Ordering::Relaxed);
+        let mut next = first.clone();
+        next.push(Message::assistant(reply.text()));
+        next.push(Message::user("Which of them is red?"));
+        let second = b
+            .complete(ChatRequest::new(next).with_sampling(greedy.clone()))
+            .await
+            .unwrap();
+        let reused = b.stats().prefix_tokens_reused.load(Ordering::Relaxed) - before;
+        runs.push((reply, second.text().to_string(), reused));
+    }
+    let (reply, second, reused) = &runs[0];
+    assert_eq!(reply.text(), runs[1].0.text());
+    assert_eq!(second, &runs[1].1);
+    assert_eq!(runs[1].2, 0);
+    let first_turn = u64::from(reply.usage.prompt_tokens);
+    assert!(
+        *reused >= first_turn + u64::from(reply.usage.completion_tokens) / 2,
+        "reused {reused} tokens: the first prompt has {first_turn}, its reply {}",
+        reply.usage.completion_tokens
+    );
+}
+
+#[tokio::test]
+async fn ratings_of_samples_start_after_the_kept_samples() {
+    // `bon`'s layout: n samples decode in the per-stream context, then each is rated in
+    // the conversation that produced it (the sample as the assistant's turn). The rating,
+    // decoded there too, starts after the sample's kept cells.
+    let reusing = own_backend();
+    let whole = no_reuse_backend();
+    let question = vec![Message::user("Write one sentence about the sea.")];
+    let sampled = Sampling::default()
+        .with_temperature(0.8)
+        .with_seed(7)
+        .with_max_tokens(40);
+    let rating = Sampling::default().with_temperature(0.0).with_max_tokens(8);
+    let mut runs = Vec::new();
+    for b in [&reusing, &whole] {
+        let samples = b
+            .complete(
+                ChatRequest::new(question.clone())
+                    .with_sampling(sampled.clone())
+                    .with_n(2),
+            )
+            .await
+            .unwrap();
+        let rounds = b.stats().stream_rounds.load(Ordering::Relaxed);
+        let before = b.stats().prefix_tokens_reused.load(Ordering::Relaxed);
+        let mut rate = question.clone();
+        rate.push(Message::assistant(samples.choices[0].text.clone()));
+        rate.push(Message::user("Rate the above response from 0 to 10."));
+        let rated = b
+            .complete(
+                ChatRequest::new(rate)
+                    .with_sampling(rating.clone())
+                    .with_n(2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(b.stats().stream_rounds.load(Ordering::Relaxed), rounds + 1);
+        let reused = b.stats().prefix_tokens_reused.load(Ordering::Relaxed) - before;
+        runs.push((samples, rated.choices[0].text.clone(), reused));
+    }
+    let (samples, rated, reused) = &runs[0];
+    assert_eq!(samples.choices[0].text, runs[1].0.choices[0].text);
+    assert_eq!(rated, &runs[1].1);
+    assert_eq!(runs[1].2, 0);
+    let asked = u64::from(samples.usage.prompt_tokens);
+    let sample = u64::from(samples.choices[0].completion_tokens);
+    assert!(
+        *reused >= asked + sample / 2,
+        "reused {reused} tokens: the question has {asked}, the sample {sample}"
+    );
+}
+
+#[tokio::test]
 async fn requests_batched_together_evaluate_their_shared_beginning_once() {
     let sharing = own_backend();
     let whole = no_reuse_backend();

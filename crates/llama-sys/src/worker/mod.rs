@@ -190,7 +190,7 @@ pub(crate) struct Engine<'m> {
     pub(crate) ctx: LlamaContext<'m>,
     /// The most cells the main context grows to ([`LlamaConfig::n_ctx`]).
     pub(crate) limit: u32,
-    /// Recent prompts of the main context, their cells saved.
+    /// Recent prompts (and replies) of the main context, their cells saved.
     prefix: PrefixCache<SeqState>,
     /// A second context for n > 1 samples, made on demand (see [`round::streams_plan`]).
     streams: Option<Streams<'m>>,
@@ -206,9 +206,13 @@ pub(crate) struct Engine<'m> {
 pub(crate) struct Decoding<'a, 'm> {
     pub(crate) ctx: &'a mut LlamaContext<'m>,
     pub(crate) maker: Maker<'a, 'm>,
-    /// The main context's kept prompts; `None` for the per-stream context, which is
-    /// sized for its round and neither grows nor keeps prompts.
-    pub(crate) prefix: Option<&'a mut PrefixCache<SeqState>>,
+    /// The kept prompts of this context (a saved state is restored only into a context
+    /// of its own shape, so each context keeps its own).
+    pub(crate) prefix: &'a mut PrefixCache<SeqState>,
+    /// The main context grows when full; the per-stream one is sized for its round.
+    pub(crate) grows: bool,
+    /// Cells one sequence can take: a kept prompt longer than that is not restored.
+    pub(crate) room: usize,
     /// Whether prompts of one round share their common beginning (reuse is on).
     pub(crate) share: bool,
     /// One KV stream per sequence: a copy between sequences is a whole stream's.
@@ -331,16 +335,20 @@ impl<'m> Engine<'m> {
         let share = self.prefix.enabled();
         match self.streams.as_mut() {
             Some(s) if per_stream => Decoding {
+                room: s.cells as usize,
                 ctx: &mut s.ctx,
                 maker,
-                prefix: None,
+                prefix: &mut s.prefix,
+                grows: false,
                 share,
                 per_stream: true,
             },
             _ => Decoding {
                 ctx: &mut self.ctx,
                 maker,
-                prefix: Some(&mut self.prefix),
+                prefix: &mut self.prefix,
+                grows: true,
+                room: self.limit as usize,
                 share,
                 per_stream: false,
             },

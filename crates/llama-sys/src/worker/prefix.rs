@@ -1,6 +1,8 @@
-//! Prompt-prefix reuse: the KV cells of recent prompts kept as saved sequence states, so
-//! that a new prompt starts from the longest common token prefix of a kept one and
-//! evaluates only the rest (as llama.cpp's server does with `cache_prompt`).
+//! Prompt-prefix reuse: the KV cells of recent requests (their prompts, then prompt and
+//! reply) kept as saved sequence states, so that a new prompt starts from the longest
+//! common token prefix of a kept one and evaluates only the rest (as llama.cpp's server
+//! does with `cache_prompt`): the next turn of a conversation, or a prompt that quotes a
+//! reply after the conversation that produced it, starts after that reply.
 //!
 //! A kept state is restored into an emptied cache, where its cells land where a fresh
 //! evaluation would have put them; the cells past the common prefix are then dropped.
@@ -42,13 +44,15 @@ impl<S> PrefixCache<S> {
         }
     }
 
-    /// The kept prompt sharing the longest token prefix with `prompt`: its state and the
-    /// length of that prefix (`None` when none shares a token). It is marked used.
-    pub(crate) fn best(&mut self, prompt: &[LlamaToken]) -> Option<(&S, usize)> {
+    /// The kept prompt of at most `room` tokens (the cells a sequence can take) sharing
+    /// the longest token prefix with `prompt`: its state and the length of that prefix
+    /// (`None` when none shares a token). It is marked used.
+    pub(crate) fn best(&mut self, prompt: &[LlamaToken], room: usize) -> Option<(&S, usize)> {
         let (i, len) = self
             .kept
             .iter()
             .enumerate()
+            .filter(|(_, k)| k.tokens.len() <= room)
             .map(|(i, k)| (i, common_prefix(&k.tokens, prompt)))
             .max_by_key(|&(i, len)| (len, std::cmp::Reverse(i)))?;
         if len == 0 {
@@ -60,11 +64,12 @@ impl<S> PrefixCache<S> {
         Some((&kept.state, len))
     }
 
-    /// The longest token prefix a kept prompt shares with `prompt` (0: none), without
-    /// marking it used.
-    pub(crate) fn peek(&self, prompt: &[LlamaToken]) -> usize {
+    /// The longest token prefix a kept prompt of at most `room` tokens shares with
+    /// `prompt` (0: none), without marking it used.
+    pub(crate) fn peek(&self, prompt: &[LlamaToken], room: usize) -> usize {
         self.kept
             .iter()
+            .filter(|k| k.tokens.len() <= room)
             .map(|k| common_prefix(&k.tokens, prompt))
             .max()
             .unwrap_or(0)
@@ -141,9 +146,15 @@ mod tests {
         let mut cache = PrefixCache::new(4, 100);
         cache.keep(&toks(&[1, 2, 3, 4]), 'a', 10);
         cache.keep(&toks(&[1, 2, 9]), 'b', 10);
-        assert_eq!(cache.best(&toks(&[1, 2, 3, 7])), Some((&'a', 3)));
-        assert_eq!(cache.best(&toks(&[1, 2, 9, 9])), Some((&'b', 3)));
-        assert_eq!(cache.best(&toks(&[5])), None);
+        assert_eq!(
+            cache.best(&toks(&[1, 2, 3, 7]), usize::MAX),
+            Some((&'a', 3))
+        );
+        assert_eq!(
+            cache.best(&toks(&[1, 2, 9, 9]), usize::MAX),
+            Some((&'b', 3))
+        );
+        assert_eq!(cache.best(&toks(&[5]), usize::MAX), None);
         assert!(cache.holds(&toks(&[1, 2, 9])));
         assert!(!cache.holds(&toks(&[1, 2])));
     }
@@ -155,7 +166,7 @@ mod tests {
         cache.keep(&toks(&[1, 2]), 'a', 10);
         cache.keep(&toks(&[1, 2, 3, 4]), 'b', 10);
         assert_eq!(cache.len(), 1);
-        assert_eq!(cache.best(&toks(&[1, 2, 3])), Some((&'b', 3)));
+        assert_eq!(cache.best(&toks(&[1, 2, 3]), usize::MAX), Some((&'b', 3)));
     }
 
     #[test]
@@ -164,12 +175,12 @@ mod tests {
         cache.keep(&toks(&[1]), 'a', 10);
         cache.keep(&toks(&[2]), 'b', 10);
         // `a` is used again, so `b` is the least recently used.
-        assert!(cache.best(&toks(&[1, 5])).is_some());
+        assert!(cache.best(&toks(&[1, 5]), usize::MAX).is_some());
         cache.keep(&toks(&[3]), 'c', 10);
         assert_eq!(cache.len(), 2);
-        assert_eq!(cache.best(&toks(&[2])), None);
-        assert_eq!(cache.best(&toks(&[1])), Some((&'a', 1)));
-        assert_eq!(cache.best(&toks(&[3])), Some((&'c', 1)));
+        assert_eq!(cache.best(&toks(&[2]), usize::MAX), None);
+        assert_eq!(cache.best(&toks(&[1]), usize::MAX), Some((&'a', 1)));
+        assert_eq!(cache.best(&toks(&[3]), usize::MAX), Some((&'c', 1)));
     }
 
     #[test]
@@ -182,7 +193,18 @@ mod tests {
         cache.keep(&toks(&[3]), 'c', 40);
         assert_eq!(cache.len(), 2);
         assert_eq!(cache.bytes(), 80);
-        assert_eq!(cache.best(&toks(&[1])), None);
+        assert_eq!(cache.best(&toks(&[1]), usize::MAX), None);
+    }
+
+    #[test]
+    fn a_kept_prompt_longer_than_the_room_is_passed_over() {
+        let mut cache = PrefixCache::new(4, 100);
+        cache.keep(&toks(&[1, 2, 3, 4, 5]), 'a', 10);
+        cache.keep(&toks(&[1, 2]), 'b', 10);
+        assert_eq!(cache.best(&toks(&[1, 2, 3, 4]), 5), Some((&'a', 4)));
+        assert_eq!(cache.best(&toks(&[1, 2, 3, 4]), 4), Some((&'b', 2)));
+        assert_eq!(cache.peek(&toks(&[1, 2, 3]), 4), 2);
+        assert_eq!(cache.best(&toks(&[1, 2, 3]), 1), None);
     }
 
     #[test]
@@ -190,7 +212,7 @@ mod tests {
         let mut cache = PrefixCache::new(0, 100);
         assert!(!cache.fits(1));
         cache.keep(&toks(&[1, 2]), 'a', 10);
-        assert_eq!(cache.best(&toks(&[1, 2])), None);
+        assert_eq!(cache.best(&toks(&[1, 2]), usize::MAX), None);
         let mut one = PrefixCache::new(1, 100);
         one.keep(&[], 'a', 10);
         // A state larger than the whole budget is not kept.

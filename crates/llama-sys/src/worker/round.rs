@@ -23,11 +23,12 @@ use optillm_core::{
 
 use super::admission::{Admitted, Entry};
 use super::outbox::{Delivery, Event, Outbox};
+use super::prefix::PrefixCache;
 use super::sampling::{grammar_sampler, sample_constrained, sampler, token_logprob};
 use super::{Decoding, Engine, context_params};
 use crate::text::{Scan, StopScanner, Utf8Buffer};
 use crate::{LlamaError, Stats};
-use llama_cpp_2::context::session::LlamaStateSeqFlags;
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 
 /// llama.cpp pads context sizes to this many cells.
 const CELL_PAD: u32 = 256;
@@ -44,7 +45,10 @@ pub(super) struct Streams<'m> {
     /// Number of streams (sequences it can hold).
     streams: u32,
     /// Cells of each stream: the most prompt + generated tokens of one sequence.
-    cells: u32,
+    pub(super) cells: u32,
+    /// Its own kept prompts and replies (a state restores into a context of its shape
+    /// only), dropped with it when it is made anew.
+    pub(super) prefix: PrefixCache<SeqState>,
 }
 
 /// Whether a round decodes in the per-stream context, and whether that must be made.
@@ -141,6 +145,8 @@ pub(super) struct Seq {
     finish: Option<FinishReason>,
     /// A sampled token not decoded yet.
     next: Option<LlamaToken>,
+    /// The tokens decoded into its cells after the prompt.
+    decoded: Vec<LlamaToken>,
 }
 
 /// The samplers of one sequence.
@@ -173,6 +179,7 @@ impl Seq {
             logprobs: logprobs.then(Vec::new),
             finish: None,
             next: None,
+            decoded: Vec::new(),
         }
     }
 
@@ -517,10 +524,12 @@ impl<'m> Engine<'m> {
             .collect();
         let lasts = eval_prompts(&mut decoding, &prompts, round_cells(parts))?;
         let Decoding {
-            ctx, maker, prefix, ..
+            ctx,
+            maker,
+            prefix,
+            grows,
+            ..
         } = decoding;
-        // The main context grows when full; the per-stream one is sized for the round.
-        let grows = prefix.is_some();
         // Summed over the rounds of a request of more than `n_seq_max` samples.
         let prompt_eval = started.elapsed();
         for t in timings.iter_mut() {
@@ -561,6 +570,9 @@ impl<'m> Engine<'m> {
         let mut reported = vec![false; parts.len()];
         let vocab = model.vocab();
         let mut batch = LlamaBatch::new(seqs.len().max(1), 1);
+        // Whether every sequence's cells hold its prompt and decoded tokens (a failed
+        // decode leaves its batch's tokens out).
+        let mut intact = true;
         loop {
             let mut gone = Vec::new();
             for (seq, own) in seqs.iter_mut().zip(samplers.iter_mut()) {
@@ -651,6 +663,7 @@ impl<'m> Engine<'m> {
                         .add(t, seq.pos, &[seq.id], true)
                         .map_err(|e| decode_error(e.to_string()))?;
                     seq.pos += 1;
+                    seq.decoded.push(t);
                 }
             }
             if batch.n_tokens() == 0 {
@@ -674,6 +687,7 @@ impl<'m> Engine<'m> {
             if let Err(e) = decoded {
                 // The context is full: every sequence still going ends for length.
                 tracing::debug!("decode stopped: {e}");
+                intact = false;
                 for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
                     let text = seq.close(FinishReason::Length);
                     if let Some(outbox) = outboxes.get_mut(seq.part) {
@@ -685,6 +699,22 @@ impl<'m> Engine<'m> {
                     }
                 }
                 // Every sequence has ended: the next pass reports them and stops.
+            }
+        }
+        if intact && prefix.enabled() {
+            // Each sample's prompt and reply are kept: a next turn, or a prompt quoting
+            // the reply after its conversation, starts after them.
+            for seq in &seqs {
+                let Some(part) = parts.get(seq.part) else {
+                    continue;
+                };
+                // A cancelled or failed part's cells are gone.
+                let gone = cancelled.get(seq.part).copied().unwrap_or(true);
+                if gone || seq.decoded.is_empty() {
+                    continue;
+                }
+                let tokens = [part.prompt, seq.decoded.as_slice()].concat();
+                keep(ctx, prefix, &tokens, seq.id);
             }
         }
         Ok(())
@@ -700,7 +730,12 @@ impl<'m> Engine<'m> {
             StreamsPlan::Reuse => return true,
             StreamsPlan::Make { streams, cells } => (streams, cells),
         };
-        self.streams = None;
+        // Its kept states restore into a context of the same stream count only.
+        let kept = self
+            .streams
+            .take()
+            .filter(|s| s.streams == streams)
+            .map(|s| s.prefix);
         let params = context_params(&self.config, streams * per, streams, false);
         match self.model.new_context(self.backend, params) {
             Ok(ctx) => {
@@ -710,6 +745,9 @@ impl<'m> Engine<'m> {
                     ctx,
                     streams,
                     cells,
+                    prefix: kept.unwrap_or_else(|| {
+                        PrefixCache::new(self.config.prefix_cache, crate::PREFIX_CACHE_BYTES)
+                    }),
                 });
                 true
             }
@@ -757,8 +795,8 @@ pub(crate) fn eval_prompts(
         .iter()
         .map(|(tokens, _)| {
             d.prefix
-                .as_deref()
-                .map_or(0, |p| p.peek(tokens).min(tokens.len().saturating_sub(1)))
+                .peek(tokens, d.room)
+                .min(tokens.len().saturating_sub(1))
         })
         .collect();
     let plan = if d.share {
@@ -766,16 +804,18 @@ pub(crate) fn eval_prompts(
     } else {
         vec![None; prompts.len()]
     };
-    if let Some(prefix) = d.prefix.as_deref_mut() {
+    if d.grows {
         let needed = cells.min(u64::from(d.maker.limit));
         d.maker
             .grow(d.ctx, u32::try_from(needed).unwrap_or(u32::MAX), false);
+    }
+    if d.prefix.enabled() {
         // Kept cells, for the prompts that borrow from no other of the round.
         for (((tokens, seq), start), share) in prompts.iter().zip(starts.iter_mut()).zip(&plan) {
             if share.is_some() {
                 continue;
             }
-            let Some((state, common)) = prefix.best(tokens) else {
+            let Some((state, common)) = d.prefix.best(tokens, d.room) else {
                 continue;
             };
             let common = common.min(tokens.len().saturating_sub(1));
@@ -857,28 +897,32 @@ pub(crate) fn eval_prompts(
     stats
         .prefix_tokens_reused
         .fetch_add(total.saturating_sub(evaluated) as u64, Ordering::Relaxed);
-    if let Some(prefix) = d.prefix.as_deref_mut() {
+    if d.prefix.enabled() {
         for (tokens, seq) in prompts {
-            if prefix.holds(tokens) {
-                continue;
-            }
-            let size = d
-                .ctx
-                .state_seq_get_size_ext(*seq, LlamaStateSeqFlags::empty());
-            if !prefix.fits(size) {
-                continue;
-            }
             // The sequence holds the prompt's cells and nothing else yet.
-            match d.ctx.state_seq_get(*seq, LlamaStateSeqFlags::empty()) {
-                Ok(state) => {
-                    let bytes = state.byte_len();
-                    prefix.keep(tokens, state, bytes);
-                }
-                Err(e) => tracing::warn!("a prompt could not be kept: {e}"),
-            }
+            keep(d.ctx, d.prefix, tokens, *seq);
         }
     }
     Ok(lasts)
+}
+
+/// Keeps the cells of sequence `seq`, which hold exactly `tokens`, unless kept already
+/// or too large.
+fn keep(ctx: &LlamaContext, prefix: &mut PrefixCache<SeqState>, tokens: &[LlamaToken], seq: i32) {
+    if prefix.holds(tokens) {
+        return;
+    }
+    let size = ctx.state_seq_get_size_ext(seq, LlamaStateSeqFlags::empty());
+    if !prefix.fits(size) {
+        return;
+    }
+    match ctx.state_seq_get(seq, LlamaStateSeqFlags::empty()) {
+        Ok(state) => {
+            let bytes = state.byte_len();
+            prefix.keep(tokens, state, bytes);
+        }
+        Err(e) => tracing::warn!("a prompt could not be kept: {e}"),
+    }
 }
 
 /// Fewest tokens worth sharing between two prompts of a round.
