@@ -1,5 +1,9 @@
 //! `moa`: mixture of agents with one model. Samples (T=1, one request) -> one critique
-//! of all (T=0.1) -> one synthesis (T=0.1), with the reference prompts.
+//! of all (T=0.1) -> one synthesis (T=0.1), with the reference prompts' words. The
+//! synthesis is asked as the next turn of the critique's conversation (the reference sends
+//! query, candidates and critique again in one new message), so a backend that keeps the
+//! critique's prompt and reply (the native backend's prefix reuse, llama.cpp's
+//! `cache_prompt`, vLLM's prefix caching) evaluates only the request that follows them.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -7,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Approach;
 use super::select::best_guess;
 use super::util::{one, prompt, samples, temp};
+use crate::Message;
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -75,36 +80,32 @@ fn count_word(n: usize) -> String {
     }
 }
 
-/// What the critique and the synthesis prompts share, first and byte for byte (the
-/// query and the candidates), so that a backend that keeps the critique's prompt evaluates
-/// only the synthesis's own part (prefix reuse in the native backend, llama.cpp's
-/// `cache_prompt`, vLLM's prefix caching).
-fn shared_part(query: &str, texts: &[String]) -> String {
+pub(crate) fn critique_prompt(query: &str, texts: &[String]) -> String {
     format!(
-        "Original query: {query}\n\nHere are {} candidate responses to the original query.\n\n{}\n\n",
+        "Original query: {query}\n\nHere are {} candidate responses to the original query.\n\n\
+         {}\n\nPlease analyze and critique each candidate response, discussing its strengths \
+         and weaknesses. Provide your analysis for each candidate separately.\n\n\
+         Please provide your critique for each candidate:",
         count_word(texts.len()),
         candidates_block(texts)
     )
 }
 
-pub(crate) fn critique_prompt(query: &str, texts: &[String]) -> String {
-    format!(
-        "{}Please analyze and critique each candidate response, discussing its strengths and \
-         weaknesses. Provide your analysis for each candidate separately.\n\n\
-         Please provide your critique for each candidate:",
-        shared_part(query, texts)
-    )
-}
+/// The synthesis request, the turn after the critique.
+pub(crate) const SYNTHESIS_REQUEST: &str = "Based on the candidate responses and your \
+    critiques of them above, generate a final response to the original query.\n\n\
+    Please provide a final, optimized response to the original query:";
 
-pub(crate) fn synthesis_prompt(query: &str, texts: &[String], critiques: &str) -> String {
-    format!(
-        "{}Critiques of all candidates:\n{}\n\n\
-         Based on the candidate responses and their critiques, generate a final response to \
-         the original query.\n\n\
-         Please provide a final, optimized response to the original query:",
-        shared_part(query, texts),
-        critiques.trim()
-    )
+/// The critique's conversation, its reply, then the synthesis request.
+fn synthesis_messages(
+    system: Option<&str>,
+    critique_prompt: String,
+    critique: &str,
+) -> Vec<Message> {
+    let mut messages = prompt(system, critique_prompt);
+    messages.push(Message::assistant(critique));
+    messages.push(Message::user(SYNTHESIS_REQUEST));
+    messages
 }
 
 impl Approach for MixtureOfAgents {
@@ -139,11 +140,12 @@ impl Strategy for MixtureOfAgents {
         if let Some(guess) = best_guess(&texts, None) {
             ctx.offer(guess);
         }
+        let asked = critique_prompt(query, &texts);
         let critique = one(
             ctx,
             request,
             "critique",
-            prompt(request.system(), critique_prompt(query, &texts)),
+            prompt(request.system(), asked.clone()),
             &temp(p.critique_temperature).with_max_tokens(p.critique_max_tokens),
         )
         .await?;
@@ -151,7 +153,7 @@ impl Strategy for MixtureOfAgents {
             .final_text(
                 "synthesis",
                 request.chat(
-                    prompt(request.system(), synthesis_prompt(query, &texts, &critique)),
+                    synthesis_messages(request.system(), asked, &critique),
                     &temp(p.synthesis_temperature),
                 ),
             )
@@ -205,14 +207,16 @@ mod tests {
         assert!(critique.starts_with("Original query: 6*7?"));
         assert!(critique.contains("three candidate responses"));
         assert!(critique.contains("Candidate 2:\nsecond try 42"));
+        assert!(critique.ends_with("Please provide your critique for each candidate:"));
+        // The synthesis continues the critique's conversation, byte for byte (prefix reuse).
         assert_eq!(sent[2].sampling.temperature, Some(0.1));
-        let synthesis = &sent[2].messages[1].content;
-        assert!(synthesis.contains("Candidate 3:\nthird try 42"));
-        assert!(synthesis.contains("Critiques of all candidates:\nCandidate 1 is off by one."));
-        // The query and the candidates come first in both, byte for byte (prefix reuse).
-        let (shared, _) = critique.split_once("Please analyze").unwrap();
-        assert!(shared.ends_with("Candidate 3:\nthird try 42\n\n"));
-        assert!(synthesis.starts_with(shared));
+        assert_eq!(sent[2].messages.len(), 4);
+        assert_eq!(sent[2].messages[..2], sent[1].messages[..]);
+        assert_eq!(
+            sent[2].messages[2],
+            Message::assistant("Candidate 1 is off by one.")
+        );
+        assert_eq!(sent[2].messages[3], Message::user(SYNTHESIS_REQUEST));
         assert_eq!(out.candidates.len(), 4);
     }
 
