@@ -62,8 +62,9 @@ pub struct BackendArgs {
     /// memory; llama.cpp's `--cache-type-k/-v q8_0`).
     #[arg(long, value_name = "TYPE", value_parser = ["f16", "q8_0"])]
     pub kv_type: Option<String>,
-    /// Recent prompts whose KV cells the native backend keeps, so that a prompt sharing
-    /// their beginning evaluates only the rest (default 4; 0 turns reuse off).
+    /// Recent prompts (with their replies) whose KV cells the native backend keeps, so
+    /// that a prompt sharing their beginning evaluates only the rest (default 4; 0 turns
+    /// reuse off).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
     pub prefix_cache: Option<u32>,
     /// Remote backends: seconds to wait for the next chunk once an answer has begun,

@@ -52,12 +52,13 @@ pub struct LlamaConfig {
     /// to `n_ctx`, and stays at its largest size; `Some(n_ctx)` allocates it all up
     /// front as llama.cpp does.
     pub n_ctx_start: Option<u32>,
-    /// Recent prompts whose KV cells are kept (saved beside the cache, in memory: each
-    /// the size of its prompt's share of the cache, at most [`PREFIX_CACHE_BYTES`]
-    /// together), so that a new prompt starts from the
-    /// longest token prefix it shares with one of them (least recently used dropped first;
-    /// 0 turns reuse off; at most [`PREFIX_CACHE_MAX`]). Requests of n > 1 samples with
-    /// `max_tokens` decode in the per-stream context and evaluate their prompt whole.
+    /// Recent prompts, and then each sample's prompt and reply, whose KV cells are kept
+    /// (saved beside the cache, in memory: each the size of its share of the cache, at
+    /// most [`PREFIX_CACHE_BYTES`] together), so that a new prompt starts from the longest
+    /// token prefix it shares with one of them (least recently used dropped first; 0 turns
+    /// reuse off; at most [`PREFIX_CACHE_MAX`]). The main context and the per-stream one
+    /// (n > 1 samples with `max_tokens`, or requests batched together) keep their own: a
+    /// saved state restores only into a context of the same stream count.
     pub prefix_cache: u32,
     /// Type of the KV cache's keys and values: [`KvType::Q8_0`] halves its memory (it
     /// needs flash attention, so not with `flash_attention: Some(false)`).
