@@ -209,13 +209,13 @@ pub(crate) struct Decoding<'a, 'm> {
     /// The kept prompts of this context (a saved state is restored only into a context
     /// of its own shape, so each context keeps its own).
     pub(crate) prefix: &'a mut PrefixCache<SeqState>,
-    /// The main context grows when full; the per-stream one is sized for its round.
-    pub(crate) grows: bool,
     /// Cells one sequence can take: a kept prompt longer than that is not restored.
     pub(crate) room: usize,
     /// Whether prompts of one round share their common beginning (reuse is on).
     pub(crate) share: bool,
-    /// One KV stream per sequence: a copy between sequences is a whole stream's.
+    /// One KV stream per sequence: a copy between sequences is a whole stream's. The
+    /// main context (not per-stream) grows when full; the per-stream one is sized for
+    /// its round.
     pub(crate) per_stream: bool,
 }
 
@@ -322,7 +322,7 @@ fn kv_type(t: crate::KvType) -> KvCacheType {
 
 impl<'m> Engine<'m> {
     /// The context to decode in, with what growing it takes: the per-stream context
-    /// when `per_stream` and there is one (sized for its round: `grows` is false),
+    /// when `per_stream` and there is one (sized for its round, it does not grow),
     /// else the main one.
     pub(crate) fn context(&mut self, per_stream: bool) -> Decoding<'_, 'm> {
         let maker = Maker {
@@ -339,7 +339,6 @@ impl<'m> Engine<'m> {
                 ctx: &mut s.ctx,
                 maker,
                 prefix: &mut s.prefix,
-                grows: false,
                 share,
                 per_stream: true,
             },
@@ -347,7 +346,6 @@ impl<'m> Engine<'m> {
                 ctx: &mut self.ctx,
                 maker,
                 prefix: &mut self.prefix,
-                grows: true,
                 room: self.limit as usize,
                 share,
                 per_stream: false,

@@ -46,8 +46,8 @@ pub(super) struct Streams<'m> {
     streams: u32,
     /// Cells of each stream: the most prompt + generated tokens of one sequence.
     pub(super) cells: u32,
-    /// Its own kept prompts and replies (a state restores into a context of its shape
-    /// only), dropped with it when it is made anew.
+    /// Its own kept prompts and replies (a saved state restores only into a context of
+    /// the same stream count), carried over when it is remade with as many streams.
     pub(super) prefix: PrefixCache<SeqState>,
 }
 
@@ -527,9 +527,11 @@ impl<'m> Engine<'m> {
             ctx,
             maker,
             prefix,
-            grows,
+            per_stream,
             ..
         } = decoding;
+        // The main context grows when full; the per-stream one is sized for its round.
+        let grows = !per_stream;
         // Summed over the rounds of a request of more than `n_seq_max` samples.
         let prompt_eval = started.elapsed();
         for t in timings.iter_mut() {
@@ -804,7 +806,7 @@ pub(crate) fn eval_prompts(
     } else {
         vec![None; prompts.len()]
     };
-    if d.grows {
+    if !d.per_stream {
         let needed = cells.min(u64::from(d.maker.limit));
         d.maker
             .grow(d.ctx, u32::try_from(needed).unwrap_or(u32::MAX), false);
