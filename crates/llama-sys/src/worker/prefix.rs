@@ -80,6 +80,11 @@ impl<S> PrefixCache<S> {
         self.capacity > 0
     }
 
+    /// How many prompts it keeps at most: of more saved at once, only the last stay.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Whether `prompt` is kept already, tokens and all (nothing to save again).
     pub(crate) fn holds(&self, prompt: &[LlamaToken]) -> bool {
         self.kept.iter().any(|k| k.tokens == prompt)

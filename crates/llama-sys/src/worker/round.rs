@@ -705,16 +705,19 @@ impl<'m> Engine<'m> {
         }
         if intact && prefix.enabled() {
             // Each sample's prompt and reply are kept: a next turn, or a prompt quoting
-            // the reply after its conversation, starts after them.
-            for seq in &seqs {
-                let Some(part) = parts.get(seq.part) else {
-                    continue;
-                };
-                // A cancelled or failed part's cells are gone.
-                let gone = cancelled.get(seq.part).copied().unwrap_or(true);
-                if gone || seq.decoded.is_empty() {
-                    continue;
-                }
+            // the reply after its conversation, starts after them. Of more samples than
+            // the cache holds only the last are copied out: the others would be dropped.
+            let kept: Vec<_> = seqs
+                .iter()
+                .filter_map(|seq| {
+                    // A cancelled or failed part's cells are gone.
+                    let gone = cancelled.get(seq.part).copied().unwrap_or(true);
+                    let part = parts.get(seq.part)?;
+                    (!gone && !seq.decoded.is_empty()).then_some((part, seq))
+                })
+                .collect();
+            let skip = kept.len().saturating_sub(prefix.capacity());
+            for (part, seq) in kept.into_iter().skip(skip) {
                 let tokens = [part.prompt, seq.decoded.as_slice()].concat();
                 keep(ctx, prefix, &tokens, seq.id);
             }
@@ -899,11 +902,11 @@ pub(crate) fn eval_prompts(
     stats
         .prefix_tokens_reused
         .fetch_add(total.saturating_sub(evaluated) as u64, Ordering::Relaxed);
-    if d.prefix.enabled() {
-        for (tokens, seq) in prompts {
-            // The sequence holds the prompt's cells and nothing else yet.
-            keep(d.ctx, d.prefix, tokens, *seq);
-        }
+    // The sequences hold their prompts' cells and nothing else yet; of more prompts than
+    // the cache holds only the last are copied out (none when reuse is off).
+    let skip = prompts.len().saturating_sub(d.prefix.capacity());
+    for (tokens, seq) in prompts.iter().skip(skip) {
+        keep(d.ctx, d.prefix, tokens, *seq);
     }
     Ok(lasts)
 }
