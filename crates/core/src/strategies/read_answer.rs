@@ -18,35 +18,41 @@ use crate::types::{Message, Sampling};
 /// Tokens allowed for the constrained reply.
 const READ_TOKENS: u32 = 32;
 
-/// The kind to read for `query` and its schema: the given kind, else a multiple-choice
-/// question's letters, else a number when the question has one; `None` when nothing
-/// sensible can be asked (free text, yes/no without a schema of its own).
+/// The kind of answer to read for `query`: the given kind, else the letters of a
+/// multiple-choice question, else a number when the question has one.
+pub(crate) fn read_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
+    kind.or_else(|| {
+        if split_choices(query).is_some() {
+            Some(AnswerKind::Choice)
+        } else if query.chars().any(|c| c.is_ascii_digit()) {
+            Some(AnswerKind::Number)
+        } else {
+            None
+        }
+    })
+}
+
+/// The schema of the answer to read for `query` (see [`read_kind`]); `None` when nothing
+/// sensible can be asked (free text, no kind).
 pub(crate) fn schema_for(query: &str, kind: Option<AnswerKind>) -> Option<Value> {
-    let letters = || -> Option<Vec<String>> {
-        Some(
-            split_choices(query)?
-                .options
-                .iter()
-                .map(|(c, _)| c.to_string())
-                .collect(),
-        )
-    };
     let number = json!({"type": "object", "properties": {"answer": {"type": "number"}},
         "required": ["answer"], "additionalProperties": false});
     let choice = |l: Vec<String>| {
         json!({"type": "object", "properties": {"answer": {"enum": l}},
             "required": ["answer"], "additionalProperties": false})
     };
-    match kind {
-        Some(AnswerKind::Number) => Some(number),
-        Some(AnswerKind::Choice) => letters().map(choice),
-        Some(AnswerKind::YesNo) => Some(choice(vec!["yes".into(), "no".into()])),
-        Some(_) => None,
-        None => match letters() {
-            Some(l) => Some(choice(l)),
-            None if query.chars().any(|c| c.is_ascii_digit()) => Some(number),
-            None => None,
-        },
+    match read_kind(query, kind)? {
+        AnswerKind::Number => Some(number),
+        AnswerKind::Choice => {
+            let letters = split_choices(query)?
+                .options
+                .iter()
+                .map(|(c, _)| c.to_string())
+                .collect();
+            Some(choice(letters))
+        }
+        AnswerKind::YesNo => Some(choice(vec!["yes".into(), "no".into()])),
+        _ => None,
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use futures::future::join_all;
 
 use super::Approach;
-use super::read_answer::{read_answer, schema_for};
+use super::read_answer::{read_answer, read_kind, schema_for};
 use super::select::SampleVote;
 use super::util::temp;
 use crate::extract::{AnswerKind, extract, extract_as};
@@ -218,11 +218,18 @@ impl Voting {
         request: &StrategyRequest,
         drawn: &mut [Sample],
     ) -> Result<(), StrategyError> {
-        let Some(schema) = schema_for(request.query()?, self.answer_kind) else {
+        let query = request.query()?;
+        let Some(schema) = schema_for(query, self.answer_kind) else {
             return Ok(());
         };
-        let missing: Vec<usize> = (0..drawn.len())
-            .filter(|&i| drawn.get(i).is_some_and(|s| s.answer.is_none()))
+        // Missing is what the read kind cannot find: a sample answering a lettered
+        // question with a number has no letter to vote on.
+        let kind = read_kind(query, self.answer_kind);
+        let missing: Vec<usize> = drawn
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| extract_as(&s.text, kind).is_none())
+            .map(|(i, _)| i)
             .collect();
         let reads = join_all(missing.iter().map(|&i| {
             let text = drawn.get(i).map(|s| s.text.clone()).unwrap_or_default();
@@ -469,6 +476,35 @@ mod tests {
         );
         assert!(out.samples[1].text.ends_with("The answer is 7."));
         assert_eq!(out.vote.unwrap().winner, "7");
+    }
+
+    #[tokio::test]
+    async fn a_lettered_question_reads_a_letter_when_the_sample_states_none() {
+        // With no answer kind set, a number is an answer to the generic extraction, but a
+        // lettered question needs a letter: that sample is read.
+        let mock = Arc::new(MockBackend::scripted([
+            "The answer is B.",
+            "It melts at 0 degrees, so 0.",
+            r#"{"answer": "A"}"#,
+        ]));
+        let params = Params {
+            k: 2,
+            read_answers: true,
+            ..Params::default()
+        };
+        let out = run(
+            &SelfConsistency::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user("When does ice melt?\n(A) at 0 C\n(B) at 50 C"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        let sent = mock.requests();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(out.samples[1].text.ends_with("The answer is A."));
+        assert_eq!(out.samples[1].answer.as_deref(), Some("A"));
+        assert_eq!(out.samples[0].answer.as_deref(), Some("B"));
     }
 
     #[test]
