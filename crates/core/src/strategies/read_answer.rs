@@ -9,6 +9,7 @@
 
 use serde_json::{Value, json};
 
+use super::auto::{Route, classify};
 use super::choice_likelihood::split_choices;
 use crate::extract::AnswerKind;
 use crate::format::ResponseFormat;
@@ -18,17 +19,14 @@ use crate::types::{Message, Sampling};
 /// Tokens allowed for the constrained reply.
 const READ_TOKENS: u32 = 32;
 
-/// The kind of answer to read for `query`: the given kind, else the letters of a
-/// multiple-choice question, else a number when the question has one.
+/// The kind of answer to read for `query`: the given kind, else what `auto` routes the
+/// question by ([`classify`]): a letter for a multiple-choice question, a number for a
+/// numeric one.
 pub(crate) fn read_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
-    kind.or_else(|| {
-        if split_choices(query).is_some() {
-            Some(AnswerKind::Choice)
-        } else if query.chars().any(|c| c.is_ascii_digit()) {
-            Some(AnswerKind::Number)
-        } else {
-            None
-        }
+    kind.or(match classify(query) {
+        Route::MultipleChoice => Some(AnswerKind::Choice),
+        Route::Numeric => Some(AnswerKind::Number),
+        Route::Other => None,
     })
 }
 
