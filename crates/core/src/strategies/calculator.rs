@@ -25,6 +25,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample};
 use crate::error::BackendError;
 use crate::extract::{AnswerKind, extract_as, vote};
@@ -641,7 +642,7 @@ impl Strategy for Calculator {
         let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
         let seed = run_seed(self.params.seed, request.sampling.seed);
         let params = self.params.clone();
-        let kind = params.answer_kind;
+        let kind = answer_kind(request.query()?, params.answer_kind);
         let chat = request.chat(request.messages.clone(), &Sampling::default());
         let decoded = ctx
             .token_job("calculator decoding", chat, move |session, limits| {

@@ -40,6 +40,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::select::{settle, vote_samples};
 use super::util::{numbered, prompt, temp};
 use crate::extract::{AnswerKind, normalize};
@@ -570,8 +571,10 @@ impl Strategy for Cepo {
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
-        request.query()?;
-        let p = &self.params;
+        let p = &Params {
+            answer_kind: answer_kind(request.query()?, self.params.answer_kind),
+            ..self.params.clone()
+        };
         let approaches = if p.plan_diversity {
             approaches(ctx, request, p).await?
         } else {

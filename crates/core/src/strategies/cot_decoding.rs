@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::sampler::{max_new_tokens, top_margin};
 use crate::error::BackendError;
 use crate::extract::{AnswerKind, extract_as};
@@ -274,7 +275,7 @@ impl Strategy for CotDecoding {
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
         let k = self.params.k as usize;
-        let kind = self.params.answer_kind;
+        let kind = answer_kind(request.query()?, self.params.answer_kind);
         let chat = request.chat(request.messages.clone(), &Sampling::default());
         let paths = ctx
             .token_job("cot decoding branches", chat, move |session, limits| {

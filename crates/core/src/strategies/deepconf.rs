@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample, token_confidence};
 use crate::error::BackendError;
 use crate::extract::{AnswerKind, extract_as};
@@ -455,7 +456,7 @@ impl Strategy for DeepConf {
             max_tokens: max_new_tokens(p.max_tokens, request.sampling.max_tokens) as usize,
             sampler: sampler_of(p),
             seed: run_seed(p.seed, request.sampling.seed),
-            kind: p.answer_kind,
+            kind: answer_kind(request.query()?, p.answer_kind),
         };
         let chat = request.chat(request.messages.clone(), &Sampling::default());
         let run = ctx

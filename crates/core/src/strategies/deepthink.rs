@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::util::{one, prompt, samples, temp};
-use crate::extract::{extract_any, vote};
+use crate::extract::{extract_as, vote};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -155,7 +156,8 @@ impl Strategy for DeepThink {
             p.samples,
         )
         .await?;
-        let answers: Vec<Option<String>> = sampled.iter().map(|s| extract_any(s)).collect();
+        let kind = answer_kind(query, None);
+        let answers: Vec<Option<String>> = sampled.iter().map(|s| extract_as(s, kind)).collect();
         let confident = vote(&answers)
             .filter(|v| v.count as f64 / sampled.len().max(1) as f64 >= p.confidence_threshold);
         if let Some(v) = confident {

@@ -9,6 +9,7 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::select::{SampleVote, argmax, best_guess, rate_all, settle};
 use super::util::temp;
 use crate::extract::{AnswerKind, extract};
@@ -135,9 +136,8 @@ impl Strategy for Diverse {
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
-        request.query()?;
+        let kind = answer_kind(request.query()?, self.params.answer_kind);
         let top_k = confidence_top_k(&ctx.backend().capabilities());
-        let kind = self.params.answer_kind;
         let calls = self.ladder().into_iter().enumerate().map(|(i, t)| {
             let mut step = temp(t);
             // Distinct seeds, so a seeded run does not repeat one sample n times.
@@ -166,7 +166,7 @@ impl Strategy for Diverse {
         let mut samples: Vec<Sample> = results.into_iter().flatten().collect();
         ctx.record_samples(samples.iter().cloned());
         let texts: Vec<String> = samples.iter().map(|s| s.text.clone()).collect();
-        if let Some(guess) = best_guess(&texts, self.params.answer_kind) {
+        if let Some(guess) = best_guess(&texts, kind) {
             ctx.offer(guess);
         }
         if let Some(e) = cut {

@@ -9,6 +9,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::select::{best_guess, vote_samples};
 use super::util::{one, samples, temp};
 use crate::extract::AnswerKind;
@@ -150,7 +151,10 @@ impl Strategy for GenSelect {
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         let query = request.query()?;
-        let p = &self.params;
+        let p = &Params {
+            answer_kind: answer_kind(query, self.params.answer_kind),
+            ..self.params.clone()
+        };
         let texts = samples(
             ctx,
             request,

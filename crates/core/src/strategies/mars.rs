@@ -22,10 +22,11 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::rsa::{Aggregation, aggregate_step};
 use super::sampler::Rng;
 use super::util::{numbered, one, prompt, temp};
-use crate::extract::{Vote, extract_any, vote};
+use crate::extract::{Vote, extract_as, vote};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -195,7 +196,9 @@ impl Run<'_> {
     /// The archive member with the majority answer, if its share reaches `threshold`
     /// (and, for a threshold above 0, at least two votes), with the vote.
     fn vote_pick(&self, threshold: f64) -> Option<(String, Option<Vote>)> {
-        let answers: Vec<Option<String>> = self.archive.iter().map(|s| extract_any(s)).collect();
+        let kind = answer_kind(&self.query, None);
+        let answers: Vec<Option<String>> =
+            self.archive.iter().map(|s| extract_as(s, kind)).collect();
         match vote(&answers) {
             Some(v) if threshold <= 0.0 || (v.count >= 2 && v.share() >= threshold) => v
                 .members
@@ -388,9 +391,11 @@ impl Run<'_> {
 
     /// The majority answer among the verified solutions, if any is verified, with the
     /// vote among them.
-    fn verified_pick(solutions: &[Solution]) -> Option<(String, Option<Vote>)> {
+    fn verified_pick(&self, solutions: &[Solution]) -> Option<(String, Option<Vote>)> {
+        let kind = answer_kind(&self.query, None);
         let verified: Vec<&Solution> = solutions.iter().filter(|s| s.verified).collect();
-        let answers: Vec<Option<String>> = verified.iter().map(|s| extract_any(&s.text)).collect();
+        let answers: Vec<Option<String>> =
+            verified.iter().map(|s| extract_as(&s.text, kind)).collect();
         let tally = vote(&answers);
         let index = tally
             .as_ref()
@@ -493,7 +498,7 @@ impl Strategy for Mars {
                 }
                 run.verify(&mut solutions, r.passes).await?;
             }
-            if let Some(picked) = Run::verified_pick(&solutions) {
+            if let Some(picked) = run.verified_pick(&solutions) {
                 return finish(&run, picked);
             }
         }

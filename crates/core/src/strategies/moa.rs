@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::select::best_guess;
 use super::util::{one, prompt, samples, temp};
 use crate::Message;
@@ -137,7 +138,7 @@ impl Strategy for MixtureOfAgents {
             p.samples,
         )
         .await?;
-        if let Some(guess) = best_guess(&texts, None) {
+        if let Some(guess) = best_guess(&texts, answer_kind(query, None)) {
             ctx.offer(guess);
         }
         let asked = critique_prompt(query, &texts);

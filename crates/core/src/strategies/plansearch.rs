@@ -13,8 +13,9 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::util::{one, prompt, samples, temp};
-use crate::extract::{extract_any, vote};
+use crate::extract::{extract_as, vote};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -170,7 +171,8 @@ impl Strategy for PlanSearch {
         .await
         .into_iter()
         .collect::<Result<Vec<String>, _>>()?;
-        let answers: Vec<Option<String>> = solutions.iter().map(|s| extract_any(s)).collect();
+        let kind = answer_kind(&query, None);
+        let answers: Vec<Option<String>> = solutions.iter().map(|s| extract_as(s, kind)).collect();
         let tally = vote(&answers);
         let index = tally
             .as_ref()

@@ -19,11 +19,19 @@ use crate::types::{Message, Sampling};
 /// Tokens allowed for the constrained reply.
 const READ_TOKENS: u32 = 32;
 
+/// The kind of answer that replies to `query` are read for (votes, scores): the given
+/// kind, else a letter when the question lists lettered options (a number in a reply to
+/// such a question is not an answer to it), else unknown, where any final answer counts
+/// ([`crate::extract::extract_any`]: `\boxed{}` LaTeX, a number, yes / no, ...).
+pub(crate) fn answer_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
+    kind.or_else(|| split_choices(query).map(|_| AnswerKind::Choice))
+}
+
 /// The kind of answer to read for `query`: the given kind, else what `auto` routes the
 /// question by ([`classify`]): a letter for a multiple-choice question, a number for a
-/// numeric one.
+/// numeric one (a constrained read needs a concrete kind).
 pub(crate) fn read_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
-    kind.or(match classify(query) {
+    answer_kind(query, kind).or(match classify(query) {
         Route::MultipleChoice => Some(AnswerKind::Choice),
         Route::Numeric => Some(AnswerKind::Number),
         Route::Other => None,

@@ -13,9 +13,10 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::sampler::Rng;
 use super::util::{numbered, one, prompt, samples, temp};
-use crate::extract::{Vote, extract_any, vote};
+use crate::extract::{Vote, extract_as, vote};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -138,10 +139,11 @@ pub(crate) async fn aggregate_step(
     join_all(calls).await.into_iter().collect()
 }
 
-/// The majority member of `population` (first member without extractable answers),
-/// with the vote that chose it.
-pub(crate) fn majority(population: &[String]) -> (Option<String>, Option<Vote>) {
-    let answers: Vec<Option<String>> = population.iter().map(|s| extract_any(s)).collect();
+/// The majority member of `population` by the answers it gives to `query` (first member
+/// without extractable answers), with the vote that chose it.
+pub(crate) fn majority(query: &str, population: &[String]) -> (Option<String>, Option<Vote>) {
+    let kind = answer_kind(query, None);
+    let answers: Vec<Option<String>> = population.iter().map(|s| extract_as(s, kind)).collect();
     let tally = vote(&answers);
     let chosen = match &tally {
         Some(v) => v.members.first().and_then(|&i| population.get(i)).cloned(),
@@ -181,7 +183,7 @@ impl Strategy for Rsa {
         )
         .await?;
         let mut candidates = population.clone();
-        if let (Some(best), _) = majority(&population) {
+        if let (Some(best), _) = majority(&query, &population) {
             ctx.offer(best);
         }
         for step in 1..p.steps {
@@ -199,12 +201,12 @@ impl Strategy for Rsa {
             )
             .await?;
             tracing::debug!(step, size = population.len(), "rsa step");
-            if let (Some(best), _) = majority(&population) {
+            if let (Some(best), _) = majority(&query, &population) {
                 ctx.offer(best);
             }
             candidates.extend(population.iter().cloned());
         }
-        let (answer, tally) = majority(&population);
+        let (answer, tally) = majority(&query, &population);
         Ok(Answer::one(answer.unwrap_or_default())
             .with_candidates(candidates)
             .with_vote(tally))

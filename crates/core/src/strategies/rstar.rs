@@ -49,6 +49,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::read_answer::answer_kind;
 use super::sampler::Rng;
 use super::select::settle;
 use super::util::{one, prompt, temp};
@@ -796,7 +797,11 @@ impl Strategy for RStar {
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
-        let mut s = search(ctx, request, &self.params).await?;
+        let params = Params {
+            answer_kind: answer_kind(request.query()?, self.params.answer_kind),
+            ..self.params.clone()
+        };
+        let mut s = search(ctx, request, &params).await?;
         let candidates = s.candidates();
         if candidates.is_empty() {
             tracing::warn!("rstar: no trajectory reached an answer; returning the most visited");

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use futures::future::join_all;
 
 use super::Approach;
-use super::read_answer::{read_answer, read_kind, schema_for};
+use super::read_answer::{answer_kind, read_answer, read_kind, schema_for};
 use super::select::SampleVote;
 use super::util::temp;
 use crate::extract::{AnswerKind, extract, extract_as};
@@ -102,7 +102,7 @@ impl Voting {
     }
 
     pub async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
-        request.query()?;
+        let kind = answer_kind(request.query()?, self.answer_kind);
         let top_k = confidence_top_k(&ctx.backend().capabilities());
         let step = temp(self.temperature);
         let batch = match self.rule.batch {
@@ -130,7 +130,7 @@ impl Voting {
             let new: Vec<Sample> = completion
                 .choices
                 .iter()
-                .map(|c| Sample::from_choice(c, self.answer_kind))
+                .map(|c| Sample::from_choice(c, kind))
                 .collect();
             drawn.extend(new);
             let texts: Vec<String> = drawn.iter().map(|s| s.text.clone()).collect();
@@ -240,7 +240,7 @@ impl Voting {
         for (i, read) in missing.into_iter().zip(reads) {
             if let (Some(s), Some(a)) = (drawn.get_mut(i), read?) {
                 s.text = format!("{}\n\nThe answer is {a}.", s.text.trim_end());
-                s.answer = extract_as(&s.text, self.answer_kind);
+                s.answer = extract_as(&s.text, answer_kind(query, self.answer_kind));
             }
         }
         Ok(())
@@ -377,6 +377,35 @@ mod tests {
         // B twice, C once, the last mentions both (B) and (C): no answer.
         assert_eq!(out.texts(), vec![replies[0], replies[1]]);
         assert!(out.candidates[3].starts_with("[answer: none]"));
+    }
+
+    #[tokio::test]
+    async fn a_lettered_question_votes_on_letters_without_an_answer_kind() {
+        // Two samples end on a number, one names a letter: the numbers are no answer to
+        // a question with lettered options, so the letter wins.
+        let replies = [
+            "Iron is a metal, so the answer is (B).",
+            "There are 3 options and 2 are not metals.",
+            "Counting again: 3 options, 2 not metals.",
+        ];
+        let mock = Arc::new(MockBackend::scripted(replies));
+        let req = StrategyRequest::user("Which is a metal?\n(A) wood\n(B) iron\n(C) glass");
+        let params = Params {
+            k: 3,
+            ..Params::default()
+        };
+        let out = run(
+            &SelfConsistency::new(params).unwrap(),
+            mock.clone(),
+            &req,
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.texts(), vec![replies[0]]);
+        let vote = out.vote.expect("a vote");
+        assert_eq!((vote.winner.as_str(), vote.count), ("B", 1));
+        assert_eq!(out.samples[1].answer, None);
     }
 
     #[tokio::test]
