@@ -95,6 +95,20 @@ for d in sys.argv[1:]:
                 tokens(P[i]) + tokens(G[i]) + samples(S[i], k)[1],
             ),
         )
+    # Samples drawn only when the program and the greedy chain disagree.
+    for k in (2, 4, 8):
+        report(
+            by,
+            f"program + greedy chain, {k} samples only when they disagree",
+            lambda i: (
+                (P[i]["extracted"], tokens(P[i]) + tokens(G[i]))
+                if P[i]["extracted"] is not None and num(P[i]["extracted"]) == num(G[i]["extracted"])
+                else (
+                    vote([P[i]["extracted"], G[i]["extracted"]] + samples(S[i], k)[0]),
+                    tokens(P[i]) + tokens(G[i]) + samples(S[i], k)[1],
+                )
+            ),
+        )
     # Sampled programs, when a `pot(k=8,...)` run recorded them on every question.
     # Kept in a directory of their own (`<dir>-pot8`): with every program's text the
     # records would make one file too large to commit.

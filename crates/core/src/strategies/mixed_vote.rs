@@ -12,6 +12,13 @@
 //! is the chain-of-thought + program-aided ensemble of Zhao et al. 2023 ("Automatic
 //! model selection with large language models for reasoning"), decided by a vote
 //! instead of a selection call.
+//!
+//! With `samples_when=disagree` the sampled chains are drawn only when the program and
+//! the greedy chain give different numbers. Where the two agree, two samples cannot
+//! change the answer (if they agree on another number, that is a tie, which goes to the
+//! program), so with `samples <= 2` the answers are those of drawing the samples always,
+//! for fewer tokens; the price is a second round, after the first two, on the questions
+//! where they disagree (docs/results.md has the figures).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -38,6 +45,20 @@ pub struct Params {
     pub samples: u32,
     /// Temperature of the sampled chains.
     pub temperature: f32,
+    /// When the sampled chains are drawn: `always` (with the program and the greedy
+    /// chain, at once) or `disagree` (after them, only when their answers differ).
+    pub samples_when: SamplesWhen,
+}
+
+/// When `mixed_vote` draws its sampled chains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplesWhen {
+    /// Together with the program and the greedy chain.
+    #[default]
+    Always,
+    /// After them, and only when the two answers differ (or one is missing).
+    Disagree,
 }
 
 impl Default for Params {
@@ -47,6 +68,7 @@ impl Default for Params {
             greedy: true,
             samples: 2,
             temperature: 0.6,
+            samples_when: SamplesWhen::Always,
         }
     }
 }
@@ -151,10 +173,23 @@ impl Strategy for MixedVote {
                 .map(|(i, t)| (format!("sampled chain {}", i + 1), t))
                 .collect())
         };
-        let parts: [Result<Vec<(String, String)>, StrategyError>; 3] = {
-            let (a, b, c) = tokio::join!(program, greedy, sampled);
-            [a, b, c]
-        };
+        let parts: [Result<Vec<(String, String)>, StrategyError>; 3] =
+            if p.samples_when == SamplesWhen::Disagree && p.program && p.greedy {
+                let (a, b) = tokio::join!(program, greedy);
+                let c = if agree(&a, &b) {
+                    tracing::debug!(
+                        approach = SLUG,
+                        "program and greedy chain agree: no samples"
+                    );
+                    Ok(Vec::new())
+                } else {
+                    sampled.await
+                };
+                [a, b, c]
+            } else {
+                let (a, b, c) = tokio::join!(program, greedy, sampled);
+                [a, b, c]
+            };
         let mut texts: Vec<(String, String)> = Vec::new();
         let mut first_error = None;
         for part in parts {
@@ -197,6 +232,23 @@ impl Strategy for MixedVote {
             candidates,
             vote,
         })
+    }
+}
+
+/// Whether two voters' replies state the same number.
+fn agree(
+    a: &Result<Vec<(String, String)>, StrategyError>,
+    b: &Result<Vec<(String, String)>, StrategyError>,
+) -> bool {
+    let number = |r: &Result<Vec<(String, String)>, StrategyError>| {
+        r.as_ref()
+            .ok()
+            .and_then(|v| v.first())
+            .and_then(|(_, t)| extract::extract(t, AnswerKind::Number))
+    };
+    match (number(a), number(b)) {
+        (Some(x), Some(y)) => extract::answers_equal(&x, &y),
+        _ => false,
     }
 }
 
@@ -325,6 +377,28 @@ mod tests {
         );
         let out = mixed(b, Params::default()).await;
         assert_eq!(out.answer, "I get 20, so the answer is 20.");
+    }
+
+    #[tokio::test]
+    async fn samples_only_when_program_and_greedy_chain_disagree() {
+        let when_split = Params {
+            samples_when: SamplesWhen::Disagree,
+            ..Params::default()
+        };
+        // Agreement on 18: no sampled request, the program's reply answers.
+        let b = backend(PROGRAM, "The answer is 18.", &["The answer is 20."; 2]);
+        let out = mixed(b.clone(), when_split.clone()).await;
+        assert!(out.answer.contains("The answer is 18."), "{}", out.answer);
+        assert_eq!(b.requests().len(), 2);
+        assert_eq!(out.candidates.len(), 2);
+        // Disagreement: the samples are drawn after, and two agreeing ones outvote.
+        let b = backend(PROGRAM, "The answer is 17.", &["The answer is 20."; 2]);
+        let out = mixed(b.clone(), when_split).await;
+        assert_eq!(out.answer, "The answer is 20.");
+        let sent = b.requests();
+        assert_eq!(sent.len(), 3);
+        assert_eq!(sent[2].n, 2);
+        assert_eq!(sent[2].sampling.temperature, Some(0.6));
     }
 
     #[test]
