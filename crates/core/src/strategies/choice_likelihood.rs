@@ -13,6 +13,12 @@
 //! score (by default per character of its text, as `acc_norm`) is the answer, written as
 //! `The answer is (B) text`. Tiny models that cannot follow an answer format, or that
 //! always write the same letter, can still rank the options they know.
+//!
+//! `normalize=unconditional` scores each option by how much the question raises its
+//! likelihood: its summed log probability minus the same after the bare text `Answer:`
+//! (the unconditional normalisation Brown et al. 2020 used for ARC, a pointwise mutual
+//! information as in Holtzman et al. 2021), so an option that is likely after anything
+//! does not win for that alone.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -37,7 +43,12 @@ pub enum Normalize {
     Tokens,
     /// The plain sum (`acc`): favours short options.
     None,
+    /// The sum minus the option's sum after the bare `Answer:` (one more prompt scored).
+    Unconditional,
 }
+
+/// The content-free prompt of `normalize=unconditional`; options follow it as ` {text}`.
+const UNCONDITIONAL_PROMPT: &str = "Answer:";
 
 /// The prompt the options are scored after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +164,8 @@ pub struct Scored {
     /// Sum of the log probabilities of the option's tokens.
     pub logprob: f64,
     pub tokens: usize,
+    /// The same sum after [`UNCONDITIONAL_PROMPT`] (`normalize=unconditional` only).
+    pub unconditional: Option<f64>,
 }
 
 impl Scored {
@@ -161,6 +174,7 @@ impl Scored {
             Normalize::Chars => self.text.chars().count(),
             Normalize::Tokens => self.tokens,
             Normalize::None => 1,
+            Normalize::Unconditional => return self.logprob - self.unconditional.unwrap_or(0.0),
         };
         self.logprob / per.max(1) as f64
     }
@@ -236,6 +250,7 @@ fn score_options(
                 text: text.clone(),
                 logprob: p.logprob,
                 tokens: p.tokens.len(),
+                unconditional: None,
             })
             .collect(),
     ))
@@ -313,9 +328,10 @@ impl Strategy for ChoiceLikelihood {
         };
         let chat = request.chat(messages, &Sampling::default());
         let options = choices.options;
+        let normalize = self.params.normalize;
         let scored = ctx
             .token_job("option likelihoods", chat, move |session, limits| {
-                let scored = match &plain {
+                let mut scored = match &plain {
                     None => score_options(session, 0, "", &options, limits)?,
                     Some(prompt) => {
                         let tokens = session.tokenize_prompt(prompt)?;
@@ -327,6 +343,20 @@ impl Strategy for ChoiceLikelihood {
                         scored?
                     }
                 };
+                if let (Normalize::Unconditional, Some(conditional)) = (normalize, &mut scored) {
+                    let tokens = session.tokenize_prompt(UNCONDITIONAL_PROMPT)?;
+                    let base = session.start(&tokens)?;
+                    let bare = score_options(session, base, " ", &options, limits);
+                    session.release(base);
+                    match bare? {
+                        Some(bare) => {
+                            for (s, b) in conditional.iter_mut().zip(bare) {
+                                s.unconditional = Some(b.logprob);
+                            }
+                        }
+                        None => scored = None,
+                    }
+                }
                 let texts = scored
                     .iter()
                     .flatten()
@@ -336,7 +366,6 @@ impl Strategy for ChoiceLikelihood {
             })
             .await?
             .ok_or(StrategyError::BudgetExhausted)?;
-        let normalize = self.params.normalize;
         let chosen = best(&scored, normalize)
             .and_then(|i| scored.get(i))
             .ok_or(StrategyError::BudgetExhausted)?;
@@ -592,6 +621,63 @@ mod tests {
             asked[0].messages[0]
                 .content
                 .starts_with("Be brief.\n\nQuestion:")
+        );
+    }
+
+    #[tokio::test]
+    async fn unconditional_scores_subtract_the_options_likelihood_after_a_bare_answer() {
+        // 0 <eos>, 1 the plain prompt, 2 " Moon", 3 " Mars", 4 " red", 5 " Sun", 6 "Answer:".
+        const VOCAB: [&str; 7] = [
+            "<eos>",
+            "Question: Which is a planet?\nAnswer:",
+            " Moon",
+            " Mars",
+            " red",
+            " Sun",
+            "Answer:",
+        ];
+        // After the question " Moon" is likeliest, but after a bare "Answer:" it is far
+        // likelier still: the question raises " Mars" most.
+        fn script(toks: &[Token]) -> Vec<f32> {
+            match toks {
+                [1] => logits_with(7, 0.0, &[(2, 3.0), (3, 2.0), (5, 1.0)]),
+                [6] => logits_with(7, 0.0, &[(2, 6.0), (3, 0.5), (5, 1.0)]),
+                [1, 3] | [6, 3] => logits_with(7, 0.0, &[(4, 12.0)]),
+                _ => logits_with(7, 0.0, &[(0, 5.0)]),
+            }
+        }
+        let answer = |normalize| async move {
+            let backend = Arc::new(MockTokenBackend::new(&VOCAB, &[0], script));
+            let strategy = ChoiceLikelihood::new(Params {
+                normalize,
+                format: Format::Plain,
+                ..Params::default()
+            });
+            let out = run(
+                &strategy,
+                backend.clone(),
+                &StrategyRequest::user(QUERY),
+                Budget::default(),
+            )
+            .await
+            .unwrap();
+            (out, backend)
+        };
+        let (out, _) = answer(Normalize::None).await;
+        assert_eq!(out.answer, "The answer is (A) Moon");
+        let (out, backend) = answer(Normalize::Unconditional).await;
+        assert_eq!(out.answer, "The answer is (B) Mars red");
+        // The bare prompt was started after the question's, and both were released.
+        let stats = backend.last_session().unwrap();
+        assert_eq!(stats.started, vec![vec![1], vec![6]]);
+        assert_eq!(stats.forks, 6);
+        // The score is the difference of the two sums.
+        let lp = |history: &[Token], t: usize| f64::from(log_softmax(&script(history))[t]);
+        let mars = (lp(&[1], 3) + lp(&[1, 3], 4)) - (lp(&[6], 3) + lp(&[6, 3], 4));
+        assert!(
+            out.candidates[1].contains(&format!("score: {mars:.4}")),
+            "{:?}",
+            out.candidates
         );
     }
 
