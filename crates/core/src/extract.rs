@@ -106,7 +106,7 @@ pub fn extract(text: &str, kind: AnswerKind) -> Option<String> {
 /// explicit one (`#### N`, "The answer is ..."), else an option letter when the text
 /// looks multiple-choice, else the last number, else a leading yes/no.
 pub fn extract_any(text: &str) -> Option<String> {
-    if let Some(a) = boxed(text).and_then(|b| classify(&b)) {
+    if let Some(a) = boxed(text).and_then(|b| classify_boxed(&b)) {
         return Some(a);
     }
     if let Some(a) = hash_tail(text).and_then(|t| classify(&t)) {
@@ -389,6 +389,19 @@ fn extract_text(text: &str) -> Option<String> {
         })?;
     let n = normalize(&found);
     (!n.is_empty()).then_some(n)
+}
+
+/// A boxed answer: one that lists several numbers (a point `(3, 0)`, an interval
+/// `[1, 5)`, solutions `2, 3`) is compared whole, as math ([`normalize_math`]), not as
+/// its first number; anything else as [`classify`].
+fn classify_boxed(s: &str) -> Option<String> {
+    let cleaned = clean(s);
+    let t = strip_decoration(after_last_eq(&cleaned));
+    if t.contains(',') && numbers(t).len() > 1 {
+        let n = normalize_math(t);
+        return (!n.is_empty()).then_some(n);
+    }
+    classify(s)
 }
 
 /// An answer in any form from a short piece of text (a boxed content or what follows
@@ -1161,6 +1174,22 @@ mod tests {
         assert_eq!(extract_any("**No.** It cannot."), Some("no".to_string()));
         assert_eq!(extract_any("No idea."), None);
         assert_eq!(extract_any("I am not sure."), None);
+        // A boxed point, interval or list is one answer, not its first number.
+        let point = extract_any("So the point is \\boxed{(3, 0)}.");
+        assert_eq!(point.as_deref(), Some("(3,0)"));
+        assert_eq!(point, extract_any("The answer is \\boxed{(3,0)}"));
+        assert_ne!(point, extract_any("\\boxed{(3, \\frac{\\pi}{2})}"));
+        assert_ne!(point, extract_any("\\boxed{3}"));
+        assert_eq!(
+            extract_any("\\boxed{x = 2, 3}").as_deref(),
+            Some("2,3"),
+            "after the last =",
+        );
+        assert_eq!(extract_any("\\boxed{1,000}").as_deref(), Some("1000"));
+        assert_eq!(
+            extract_any("\\boxed{\\$1,234.50}").as_deref(),
+            Some("1234.5")
+        );
     }
 
     #[test]

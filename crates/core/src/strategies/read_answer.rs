@@ -21,10 +21,20 @@ const READ_TOKENS: u32 = 32;
 
 /// The kind of answer that replies to `query` are read for (votes, scores): the given
 /// kind, else a letter when the question lists lettered options (a number in a reply to
-/// such a question is not an answer to it), else unknown, where any final answer counts
-/// ([`crate::extract::extract_any`]: `\boxed{}` LaTeX, a number, yes / no, ...).
+/// such a question is not an answer to it), else a LaTeX math answer when the question
+/// asks for it in `\boxed{}` (MATH-style prompts: `(3, \frac{\pi}{2})` and `(3,
+/// \pi/2)` are one answer), else unknown, where any final answer counts
+/// ([`crate::extract::extract_any`]: a boxed answer, a number, yes / no, ...).
 pub(crate) fn answer_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
-    kind.or_else(|| split_choices(query).map(|_| AnswerKind::Choice))
+    kind.or_else(|| {
+        if split_choices(query).is_some() {
+            Some(AnswerKind::Choice)
+        } else if query.contains("\\boxed") {
+            Some(AnswerKind::Math)
+        } else {
+            None
+        }
+    })
 }
 
 /// The kind of answer to read for `query`: the given kind, else what `auto` routes the
@@ -102,6 +112,20 @@ mod tests {
     use super::*;
     use crate::mock::MockBackend;
     use crate::strategy::Budget;
+
+    #[test]
+    fn the_answer_kind_follows_the_question() {
+        let mc = "Which is a metal?\n(A) wood\n(B) iron";
+        assert_eq!(answer_kind(mc, None), Some(AnswerKind::Choice));
+        let boxed = "Convert (0,3) to polar coordinates. Finish with \"The answer is \\boxed{X}\".";
+        assert_eq!(answer_kind(boxed, None), Some(AnswerKind::Math));
+        assert_eq!(answer_kind("Tom has 3 apples. How many?", None), None);
+        assert_eq!(
+            answer_kind(mc, Some(AnswerKind::Number)),
+            Some(AnswerKind::Number),
+            "a given kind wins"
+        );
+    }
 
     #[test]
     fn the_schema_follows_the_question() {
