@@ -13,12 +13,13 @@
 //! model selection with large language models for reasoning"), decided by a vote
 //! instead of a selection call.
 //!
-//! With `samples_when=disagree` the sampled chains are drawn only when the program and
-//! the greedy chain give different numbers. Where the two agree, two samples cannot
-//! change the answer (if they agree on another number, that is a tie, which goes to the
-//! program), so with `samples <= 2` the answers are those of drawing the samples always,
-//! for fewer tokens; the price is a second round, after the first two, on the questions
-//! where they disagree (docs/results.md has the figures).
+//! By default (`samples_when=disagree`) the sampled chains are drawn only when the
+//! program and the greedy chain give different numbers. Where the two agree, two samples
+//! cannot change the answer (if they agree on another number, that is a tie, which goes
+//! to the program), so with `samples <= 2` the answers are those of drawing the samples
+//! always, for fewer tokens and, on a CPU, less time; the price is a second round on the
+//! questions where they disagree, which a batching GPU server would have run alongside
+//! (`samples_when=always` asks for all four at once; docs/results.md has the figures).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -45,8 +46,8 @@ pub struct Params {
     pub samples: u32,
     /// Temperature of the sampled chains.
     pub temperature: f32,
-    /// When the sampled chains are drawn: `always` (with the program and the greedy
-    /// chain, at once) or `disagree` (after them, only when their answers differ).
+    /// When the sampled chains are drawn: `disagree` (after the program and the greedy
+    /// chain, only when their answers differ) or `always` (with them, at once).
     pub samples_when: SamplesWhen,
 }
 
@@ -55,9 +56,9 @@ pub struct Params {
 #[serde(rename_all = "snake_case")]
 pub enum SamplesWhen {
     /// Together with the program and the greedy chain.
-    #[default]
     Always,
     /// After them, and only when the two answers differ (or one is missing).
+    #[default]
     Disagree,
 }
 
@@ -68,7 +69,7 @@ impl Default for Params {
             greedy: true,
             samples: 2,
             temperature: 0.6,
-            samples_when: SamplesWhen::Always,
+            samples_when: SamplesWhen::Disagree,
         }
     }
 }
@@ -107,8 +108,8 @@ impl MixedVote {
 
 impl Approach for MixedVote {
     const SLUG: &'static str = SLUG;
-    const DESCRIPTION: &'static str = "Vote of a program (pot), a greedy chain of thought and sampled chains, \
-         all at once; ties go to the program, then the greedy chain";
+    const DESCRIPTION: &'static str = "Vote of a program (pot), a greedy chain of thought and, where those two \
+         disagree, sampled chains; ties go to the program, then the greedy chain";
     type Params = Params;
 
     fn from_params(params: Params) -> Result<Self, SpecError> {
@@ -309,7 +310,11 @@ mod tests {
             "So 9 * 2 = 18. The answer is 18.",
             &["The answer is 20.", "The answer is 18."],
         );
-        let out = mixed(b.clone(), Params::default()).await;
+        let always = Params {
+            samples_when: SamplesWhen::Always,
+            ..Params::default()
+        };
+        let out = mixed(b.clone(), always).await;
         // 18 (program, greedy, one sample) beats 20.
         assert!(out.answer.contains("The answer is 18."), "{}", out.answer);
         assert!(
@@ -381,10 +386,8 @@ mod tests {
 
     #[tokio::test]
     async fn samples_only_when_program_and_greedy_chain_disagree() {
-        let when_split = Params {
-            samples_when: SamplesWhen::Disagree,
-            ..Params::default()
-        };
+        let when_split = Params::default();
+        assert_eq!(when_split.samples_when, SamplesWhen::Disagree);
         // Agreement on 18: no sampled request, the program's reply answers.
         let b = backend(PROGRAM, "The answer is 18.", &["The answer is 20."; 2]);
         let out = mixed(b.clone(), when_split.clone()).await;
