@@ -22,8 +22,8 @@ const READ_TOKENS: u32 = 32;
 /// The kind of answer that replies to `query` are read for (votes, scores): the given
 /// kind, else a letter when the question lists lettered options (a number in a reply to
 /// such a question is not an answer to it), else a LaTeX math answer when the question
-/// asks for it in `\boxed{}` (MATH-style prompts: `(3, \frac{\pi}{2})` and `(3,
-/// \pi/2)` are one answer), else unknown, where any final answer counts
+/// asks for it in `\boxed{}` (MATH-style prompts: `\left( 3, \frac{\pi}{2} \right)` and
+/// `(3,\dfrac{\pi}{2})` are one answer), else unknown, where any final answer counts
 /// ([`crate::extract::extract_any`]: a boxed answer, a number, yes / no, ...).
 pub(crate) fn answer_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
     kind.or_else(|| {

@@ -380,6 +380,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_boxed_math_question_votes_on_whole_latex_answers() {
+        // A point is one answer, not its first number, and one point written two ways
+        // is one answer: it wins 2 to 1 to 1.
+        let replies = [
+            "So the point is \\boxed{(3, 0)}.",
+            "The answer is \\boxed{3}.",
+            "The answer is \\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}.",
+            "The answer is \\boxed{(3,\\dfrac{\\pi}{2})}.",
+        ];
+        let mock = Arc::new(MockBackend::scripted(replies));
+        let req = StrategyRequest::user(
+            "Convert (0,3) to polar coordinates. Finish with \"The answer is \\boxed{X}\".",
+        );
+        let params = Params {
+            k: 4,
+            ..Params::default()
+        };
+        let out = run(
+            &SelfConsistency::new(params).unwrap(),
+            mock.clone(),
+            &req,
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.texts(), vec![replies[2]]);
+        assert_eq!(out.vote.expect("a vote").count, 2);
+    }
+
+    #[tokio::test]
     async fn a_lettered_question_votes_on_letters_without_an_answer_kind() {
         // Two samples end on a number, one names a letter: the numbers are no answer to
         // a question with lettered options, so the letter wins.
