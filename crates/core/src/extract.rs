@@ -401,15 +401,18 @@ fn classify_boxed(s: &str) -> Option<String> {
         let n = normalize_math(t);
         return (!n.is_empty()).then_some(n);
     }
-    classify(s)
+    classify_answer(t)
 }
 
 /// An answer in any form from a short piece of text (a boxed content or what follows
 /// "The answer is").
 fn classify(s: &str) -> Option<String> {
     let cleaned = clean(s);
-    let after_eq = after_last_eq(&cleaned);
-    let t = strip_decoration(after_eq);
+    classify_answer(strip_decoration(after_last_eq(&cleaned)))
+}
+
+/// [`classify`] of text already cleaned, cut after its last `=` and undecorated.
+fn classify_answer(t: &str) -> Option<String> {
     if t.is_empty() {
         return None;
     }

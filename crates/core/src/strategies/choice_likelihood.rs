@@ -538,10 +538,11 @@ mod tests {
 
     async fn plain_answer(
         backend: MockTokenBackend,
+        normalize: Normalize,
     ) -> (crate::strategy::Outcome, Arc<MockTokenBackend>) {
         let backend = Arc::new(backend);
         let strategy = ChoiceLikelihood::new(Params {
-            normalize: Normalize::None,
+            normalize,
             format: Format::Plain,
             ..Params::default()
         });
@@ -555,7 +556,7 @@ mod tests {
     #[tokio::test]
     async fn the_plain_format_scores_options_after_a_raw_prompt_with_a_leading_space() {
         let with_bos = MockTokenBackend::new(&PLAIN_VOCAB, &[0], plain_script).with_bos(1);
-        let (out, backend) = plain_answer(with_bos).await;
+        let (out, backend) = plain_answer(with_bos, Normalize::None).await;
         assert_eq!(out.answer, "The answer is (B) Mars red");
         // The raw prompt (BOS first) started its own sequence; each option was forked
         // from it with a leading space: " Moon", " Mars" " red", " Sun".
@@ -590,7 +591,7 @@ mod tests {
         );
         // Without a BOS in the vocabulary, the prompt starts with its text.
         let without = MockTokenBackend::new(&PLAIN_VOCAB, &[0], plain_script);
-        let (out, backend) = plain_answer(without).await;
+        let (out, backend) = plain_answer(without, Normalize::None).await;
         assert_eq!(out.answer, "The answer is (A) Moon");
         assert_eq!(backend.last_session().unwrap().started, vec![vec![2]]);
         // Usage counts the chat prompt the session evaluated and the raw prompt.
@@ -646,23 +647,8 @@ mod tests {
                 _ => logits_with(7, 0.0, &[(0, 5.0)]),
             }
         }
-        let answer = |normalize| async move {
-            let backend = Arc::new(MockTokenBackend::new(&VOCAB, &[0], script));
-            let strategy = ChoiceLikelihood::new(Params {
-                normalize,
-                format: Format::Plain,
-                ..Params::default()
-            });
-            let out = run(
-                &strategy,
-                backend.clone(),
-                &StrategyRequest::user(QUERY),
-                Budget::default(),
-            )
-            .await
-            .unwrap();
-            (out, backend)
-        };
+        let answer =
+            |normalize| plain_answer(MockTokenBackend::new(&VOCAB, &[0], script), normalize);
         let (out, _) = answer(Normalize::None).await;
         assert_eq!(out.answer, "The answer is (A) Moon");
         let (out, backend) = answer(Normalize::Unconditional).await;

@@ -37,15 +37,11 @@ pub(crate) fn answer_kind(query: &str, kind: Option<AnswerKind>) -> Option<Answe
     })
 }
 
-/// The kind of answer to read for `query`: the given kind, else what `auto` routes the
-/// question by ([`classify`]): a letter for a multiple-choice question, a number for a
-/// numeric one (a constrained read needs a concrete kind).
+/// The kind of answer to read for `query`: [`answer_kind`], else a number when `auto`
+/// routes the question as numeric ([`classify`]): a constrained read needs a concrete kind.
 pub(crate) fn read_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
-    answer_kind(query, kind).or(match classify(query) {
-        Route::MultipleChoice => Some(AnswerKind::Choice),
-        Route::Numeric => Some(AnswerKind::Number),
-        Route::Other => None,
-    })
+    answer_kind(query, kind)
+        .or_else(|| (classify(query) == Route::Numeric).then_some(AnswerKind::Number))
 }
 
 /// The schema of the answer to read for `query` (see [`read_kind`]); `None` when nothing

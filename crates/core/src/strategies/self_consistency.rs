@@ -157,7 +157,7 @@ impl Voting {
             }
         }
         if self.read_answers {
-            if let Err(e) = self.read_missing(ctx, request, &mut drawn).await {
+            if let Err(e) = self.read_missing(ctx, request, kind, &mut drawn).await {
                 ctx.record_samples(drawn);
                 return Err(e);
             }
@@ -216,6 +216,7 @@ impl Voting {
         &self,
         ctx: &Ctx,
         request: &StrategyRequest,
+        vote_kind: Option<AnswerKind>,
         drawn: &mut [Sample],
     ) -> Result<(), StrategyError> {
         let query = request.query()?;
@@ -240,7 +241,7 @@ impl Voting {
         for (i, read) in missing.into_iter().zip(reads) {
             if let (Some(s), Some(a)) = (drawn.get_mut(i), read?) {
                 s.text = format!("{}\n\nThe answer is {a}.", s.text.trim_end());
-                s.answer = extract_as(&s.text, answer_kind(query, self.answer_kind));
+                s.answer = extract_as(&s.text, vote_kind);
             }
         }
         Ok(())
@@ -312,6 +313,22 @@ mod tests {
     use crate::strategy::{Budget, run};
     use crate::types::Sampling;
 
+    /// `self_consistency` with `params` on `req`, over `mock`.
+    async fn vote(
+        mock: &Arc<MockBackend>,
+        req: &StrategyRequest,
+        params: Params,
+    ) -> crate::strategy::Outcome {
+        run(
+            &SelfConsistency::new(params).unwrap(),
+            mock.clone(),
+            req,
+            Budget::default(),
+        )
+        .await
+        .unwrap()
+    }
+
     const SAMPLES: [&str; 5] = [
         "She has 3 + 4 = 7 apples.",
         "Adding gives 8. The answer is 8.",
@@ -364,14 +381,7 @@ mod tests {
             answer_kind: Some(AnswerKind::Choice),
             ..Params::default()
         };
-        let out = run(
-            &SelfConsistency::new(params).unwrap(),
-            mock.clone(),
-            &req,
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        let out = vote(&mock, &req, params).await;
         assert_eq!(mock.requests()[0].n, 4);
         assert_eq!(mock.requests()[0].sampling.temperature, Some(0.8));
         // B twice, C once, the last mentions both (B) and (C): no answer.
@@ -397,14 +407,7 @@ mod tests {
             k: 4,
             ..Params::default()
         };
-        let out = run(
-            &SelfConsistency::new(params).unwrap(),
-            mock.clone(),
-            &req,
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        let out = vote(&mock, &req, params).await;
         assert_eq!(out.texts(), vec![replies[2]]);
         assert_eq!(out.vote.expect("a vote").count, 2);
     }
@@ -424,14 +427,7 @@ mod tests {
             k: 3,
             ..Params::default()
         };
-        let out = run(
-            &SelfConsistency::new(params).unwrap(),
-            mock.clone(),
-            &req,
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        let out = vote(&mock, &req, params).await;
         assert_eq!(out.texts(), vec![replies[0]]);
         let vote = out.vote.expect("a vote");
         assert_eq!((vote.winner.as_str(), vote.count), ("B", 1));
@@ -449,14 +445,7 @@ mod tests {
             batch: 2,
             ..Params::default()
         };
-        let out = run(
-            &SelfConsistency::new(params).unwrap(),
-            mock.clone(),
-            &req,
-            Budget::default(),
-        )
-        .await
-        .unwrap();
+        let out = vote(&mock, &req, params).await;
         let sent = mock.requests();
         // 2 then 4 agreeing answers: P = 31/32 >= 0.95, so the third batch is not drawn.
         assert_eq!(sent.iter().map(|r| r.n).collect::<Vec<_>>(), vec![2, 2]);
