@@ -37,11 +37,15 @@ pub(crate) fn answer_kind(query: &str, kind: Option<AnswerKind>) -> Option<Answe
     })
 }
 
-/// The kind of answer to read for `query`: [`answer_kind`], else a number when `auto`
-/// routes the question as numeric ([`classify`]): a constrained read needs a concrete kind.
+/// The kind of answer to read for `query`: [`answer_kind`], else the kind of `auto`'s
+/// route for it ([`classify`]: a number for a word problem, LaTeX math for a question
+/// written in LaTeX): a constrained read needs a concrete kind.
 pub(crate) fn read_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
-    answer_kind(query, kind)
-        .or_else(|| (classify(query) == Route::Numeric).then_some(AnswerKind::Number))
+    answer_kind(query, kind).or_else(|| match classify(query) {
+        Route::Numeric => Some(AnswerKind::Number),
+        Route::Math => Some(AnswerKind::Math),
+        Route::MultipleChoice | Route::Other => None,
+    })
 }
 
 /// The schema of the answer to read for `query` (see [`read_kind`]); `None` when nothing
