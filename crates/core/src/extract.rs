@@ -64,6 +64,8 @@ pattern!(
 pattern!(OPENING_LETTER, r"^[\s*_\[]*(?:\(([A-E])\)|([A-E])[).:])");
 // A text that is nothing but a letter, in any case: "b", "(C).", "**D**".
 pattern!(LONE_LETTER, r"^[\s*_$(\[]*([A-Ea-e])[\s*_$)\].:]*$");
+// `\frac{a}{b}` with arguments that hold no braces (the innermost fraction).
+pattern!(FRAC_ARGS, r"\\frac\{([^{}]*)\}\{([^{}]*)\}");
 // A parenthesised option letter anywhere.
 pattern!(PAREN_LETTER, r"\(([A-E])\)");
 // Option listings: "(A) ..." or "A) ..." at line starts.
@@ -742,6 +744,9 @@ fn normalize_text(s: &str) -> String {
 /// - a number (`10,\!080`, `0.50`, `3/4`, `-\frac{2}{3}`) becomes its canonical decimal
 ///   as in [`normalize`]: `\frac{1}{2}` and `0.5` both give `0.5`.
 ///
+/// - arithmetic on numbers alone (`3^{3}`, `2\cdot5`, `\frac{1}{2}+1`) is computed by
+///   [`crate::arith`]: `3^{3}` and `27` both give `27`.
+///
 /// No algebra is done: `\frac{\sqrt{3}}{2}` and `\sqrt{3}/2` stay different.
 pub fn normalize_math(answer: &str) -> String {
     // One rewrite can uncover another (`\^\circ,` loses `^\circ` and shows `\,`):
@@ -828,7 +833,7 @@ fn normalize_math_once(answer: &str) -> String {
             s = letter.to_ascii_uppercase();
         }
     }
-    if let Some(v) = math_number(&s) {
+    if let Some(v) = math_number(&s).or_else(|| arithmetic_value(&s)) {
         return canonical_number(v);
     }
     // A word (`East`, `Evelyn`), not a single letter (a variable keeps its case).
@@ -836,6 +841,35 @@ fn normalize_math_once(answer: &str) -> String {
         s = s.to_lowercase();
     }
     s.replace(ROW, "\\\\")
+}
+
+/// The value of `s` (normalised LaTeX, no spaces) when it is nothing but arithmetic on
+/// numbers: `3^{3}`, `2\cdot5`, `\frac{1}{2}+1`, `10^{-3}` ([`crate::arith`]).
+/// Anything else (a variable, `\sqrt`, `\pi`, a comma) has no value here.
+fn arithmetic_value(s: &str) -> Option<f64> {
+    let mut plain = s.to_string();
+    // Inner fractions first; three rounds cover `\frac{\frac{a}{b}}{c}`.
+    for _ in 0..3 {
+        if let Some(re) = FRAC_ARGS.as_ref() {
+            plain = re.replace_all(&plain, "(($1)/($2))").into_owned();
+        }
+    }
+    for (from, to) in [
+        ("\\times", "*"),
+        ("\\cdot", "*"),
+        ("\\div", "/"),
+        ("{", "("),
+        ("}", ")"),
+    ] {
+        plain = plain.replace(from, to);
+    }
+    if !plain
+        .chars()
+        .all(|c| c.is_ascii_digit() || ".+-*/^()".contains(c))
+    {
+        return None;
+    }
+    crate::arith::evaluate(&plain)
 }
 
 /// `s` as a number when it is nothing else: a decimal with optional thousands
@@ -1296,8 +1330,18 @@ mod tests {
         assert!(!eq("6-5i", "6+5i"));
         assert!(!eq("-2", "2"));
         assert!(!eq("", ""));
+        // Arithmetic on numbers is done: `3^{3}` is the gold `27`.
+        assert!(eq("3^{3}", "27"));
+        assert!(eq("3^3", "27"));
+        assert!(eq("2 \\cdot 5", "10"));
+        assert!(eq("\\frac{1}{2} + 1", "\\frac{3}{2}"));
+        assert!(eq("10^{-3}", "0.001"));
+        assert!(eq("2 \\times (3 + 4)", "14"));
+        assert!(!eq("3^{3}", "9"));
+        assert!(!eq("2^{100}", "1e30"));
         // No algebra: equal values written differently are different.
         assert!(!eq("\\frac{\\sqrt{3}}{2}", "\\sqrt{3}/2"));
+        assert!(!eq("x^{2}", "x \\cdot x"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! optillm-core: the [`Backend`] trait, its request and response types, and the
 //! inference-time strategies written once over it.
 
+pub mod arith;
 pub mod backend;
 pub mod error;
 pub mod extract;

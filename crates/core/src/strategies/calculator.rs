@@ -24,6 +24,8 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+pub use crate::arith::{MAX_DEPTH, evaluate};
+
 use super::Approach;
 use super::read_answer::answer_kind;
 use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample};
@@ -39,12 +41,8 @@ pub const SLUG: &str = "calculator";
 
 /// Longest expression evaluated, in characters.
 pub const MAX_EXPR_CHARS: usize = 120;
-/// Deepest bracket nesting evaluated.
-pub const MAX_DEPTH: usize = 16;
 /// Characters before an `=` looked at.
 const TAIL_CHARS: usize = 240;
-/// Largest result written; beyond it the model keeps its own.
-const MAX_RESULT: f64 = 1e15;
 /// Most likely tokens checked when the token after a result may not be a digit.
 const GUARD_TOP: usize = 64;
 
@@ -227,147 +225,6 @@ pub fn expression_before(before: &str) -> Option<String> {
         return None;
     }
     Some(expr)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Tok {
-    Num(f64),
-    Op(char),
-    Open,
-    Close,
-}
-
-fn lex(expr: &str) -> Option<Vec<Tok>> {
-    let chars: Vec<char> = expr.chars().collect();
-    let mut out: Vec<Tok> = Vec::new();
-    let mut i = 0;
-    while let Some(&c) = chars.get(i) {
-        let next = chars.get(i + 1).copied();
-        let starts_number = c.is_ascii_digit()
-            || (c == '.' && next.is_some_and(|n| n.is_ascii_digit()))
-            // A sign written against its number, where no operand precedes: `-5 + 3`.
-            || (c == '-'
-                && next.is_some_and(|n| n.is_ascii_digit() || n == '.')
-                && matches!(out.last(), None | Some(Tok::Op(_)) | Some(Tok::Open)));
-        if starts_number {
-            let mut text = String::new();
-            text.push(c);
-            i += 1;
-            while let Some(&d) = chars.get(i) {
-                if d.is_ascii_digit() || d == '.' {
-                    text.push(d);
-                    i += 1;
-                } else {
-                    break;
-                }
-            }
-            if text.ends_with('.') || text.matches('.').count() > 1 {
-                return None;
-            }
-            if matches!(out.last(), Some(Tok::Num(_)) | Some(Tok::Close)) {
-                return None;
-            }
-            out.push(Tok::Num(text.parse().ok()?));
-            continue;
-        }
-        match c {
-            ' ' => {}
-            '+' | '-' | '*' | '/' | '^' => out.push(Tok::Op(c)),
-            '(' => out.push(Tok::Open),
-            ')' => out.push(Tok::Close),
-            _ => return None,
-        }
-        i += 1;
-    }
-    Some(out)
-}
-
-struct Parser {
-    toks: Vec<Tok>,
-    pos: usize,
-    binary_ops: usize,
-}
-
-impl Parser {
-    fn peek(&self) -> Option<Tok> {
-        self.toks.get(self.pos).copied()
-    }
-
-    fn expr(&mut self, depth: usize) -> Option<f64> {
-        let mut value = self.term(depth)?;
-        while let Some(Tok::Op(op @ ('+' | '-'))) = self.peek() {
-            self.pos += 1;
-            self.binary_ops += 1;
-            let rhs = self.term(depth)?;
-            value = if op == '+' { value + rhs } else { value - rhs };
-        }
-        Some(value)
-    }
-
-    fn term(&mut self, depth: usize) -> Option<f64> {
-        let mut value = self.power(depth)?;
-        while let Some(Tok::Op(op @ ('*' | '/'))) = self.peek() {
-            self.pos += 1;
-            self.binary_ops += 1;
-            let rhs = self.power(depth)?;
-            value = if op == '*' {
-                value * rhs
-            } else if rhs == 0.0 {
-                return None;
-            } else {
-                value / rhs
-            };
-        }
-        Some(value)
-    }
-
-    fn power(&mut self, depth: usize) -> Option<f64> {
-        let base = self.atom(depth)?;
-        if self.peek() == Some(Tok::Op('^')) {
-            self.pos += 1;
-            self.binary_ops += 1;
-            let exponent = self.atom(depth)?;
-            if exponent.fract() != 0.0 || exponent.abs() > 64.0 {
-                return None;
-            }
-            return Some(base.powi(exponent as i32));
-        }
-        Some(base)
-    }
-
-    fn atom(&mut self, depth: usize) -> Option<f64> {
-        match self.peek()? {
-            Tok::Num(v) => {
-                self.pos += 1;
-                Some(v)
-            }
-            Tok::Open if depth < MAX_DEPTH => {
-                self.pos += 1;
-                let v = self.expr(depth + 1)?;
-                if self.peek() != Some(Tok::Close) {
-                    return None;
-                }
-                self.pos += 1;
-                Some(v)
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The value of an arithmetic expression in plain notation with at least one operator
-/// (`None`: not such an expression, division by zero, too large).
-pub fn evaluate(expr: &str) -> Option<f64> {
-    let toks = lex(expr)?;
-    let mut parser = Parser {
-        toks,
-        pos: 0,
-        binary_ops: 0,
-    };
-    let value = parser.expr(0)?;
-    let complete = parser.pos == parser.toks.len();
-    (complete && parser.binary_ops > 0 && value.is_finite() && value.abs() < MAX_RESULT)
-        .then_some(value)
 }
 
 /// `value` as a model would write it: an integer without decimals, otherwise at most six
