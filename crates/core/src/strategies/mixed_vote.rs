@@ -1,8 +1,9 @@
 //! `mixed_vote`: a vote over ways of reasoning whose mistakes differ. A program
 //! (`pot`: Python run exactly by [`crate::pyeval`]), a greedy chain of thought and
 //! `samples` chains of thought sampled at `temperature` answer the same question at
-//! once; the most frequent number wins. A tie goes to the program, then to the greedy
-//! chain, then to the samples in order.
+//! once; the most frequent answer wins (read as the question implies, as every vote
+//! reads it: a number, or a word or yes / no where a word problem asks for one). A tie
+//! goes to the program, then to the greedy chain, then to the samples in order.
 //!
 //! Why: on math word problems a tiny model's programs and its chains of thought fail on
 //! different questions (Qwen2.5-Coder-0.5B on GSM8K: `pot` and greedy `none` each
@@ -14,7 +15,7 @@
 //! instead of a selection call.
 //!
 //! By default (`samples_when=disagree`) the sampled chains are drawn only when the
-//! program and the greedy chain give different numbers. Where the two agree, two samples
+//! program and the greedy chain give different answers. Where the two agree, two samples
 //! cannot change the answer (if they agree on another number, that is a tie, which goes
 //! to the program), so with `samples <= 2` the answers are those of drawing the samples
 //! always, for fewer tokens and, on a CPU, less time; the price is a second round on the
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Approach;
 use super::pot::{self, ProgramOfThought};
+use super::read_answer::answer_kind;
 use super::util::{one, samples, temp};
 use crate::extract::{self, AnswerKind};
 use crate::spec::SpecError;
@@ -124,7 +126,9 @@ impl Strategy for MixedVote {
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
-        request.query()?;
+        // Replies are read as the question implies, as every vote reads them: a word
+        // problem's answer may be a number, a word ("Purple") or yes / no.
+        let kind = answer_kind(request.query()?, None);
         let p = &self.params;
         // Each voter with its label; the order is the tie-break order.
         let program = async {
@@ -177,7 +181,7 @@ impl Strategy for MixedVote {
         let parts: [Result<Vec<(String, String)>, StrategyError>; 3] =
             if p.samples_when == SamplesWhen::Disagree && p.program && p.greedy {
                 let (a, b) = tokio::join!(program, greedy);
-                let c = if agree(&a, &b) {
+                let c = if agree(&a, &b, kind) {
                     tracing::debug!(
                         approach = SLUG,
                         "program and greedy chain agree: no samples"
@@ -204,7 +208,7 @@ impl Strategy for MixedVote {
 
         let answers: Vec<Option<String>> = texts
             .iter()
-            .map(|(_, t)| extract::extract(t, AnswerKind::Number))
+            .map(|(_, t)| extract::extract_as(t, kind))
             .collect();
         let vote = extract::vote(&answers);
         let pick = vote
@@ -236,18 +240,19 @@ impl Strategy for MixedVote {
     }
 }
 
-/// Whether two voters' replies state the same number.
+/// Whether two voters' replies state the same answer (read as `kind`).
 fn agree(
     a: &Result<Vec<(String, String)>, StrategyError>,
     b: &Result<Vec<(String, String)>, StrategyError>,
+    kind: Option<AnswerKind>,
 ) -> bool {
-    let number = |r: &Result<Vec<(String, String)>, StrategyError>| {
+    let answer = |r: &Result<Vec<(String, String)>, StrategyError>| {
         r.as_ref()
             .ok()
             .and_then(|v| v.first())
-            .and_then(|(_, t)| extract::extract(t, AnswerKind::Number))
+            .and_then(|(_, t)| extract::extract_as(t, kind))
     };
-    match (number(a), number(b)) {
+    match (answer(a), answer(b)) {
         (Some(x), Some(y)) => extract::answers_equal(&x, &y),
         _ => false,
     }
@@ -264,6 +269,8 @@ mod tests {
 
     const PROGRAM: &str =
         "```python\ndef solution():\n    eggs = 16 - 3 - 4\n    return eggs * 2\n```";
+
+    const PROGRAM_WITHOUT_NUMBER: &str = "```python\ndef solution():\n    return \"purple\"\n```";
 
     fn is_program(r: &ChatRequest) -> bool {
         r.messages
@@ -402,6 +409,26 @@ mod tests {
         assert_eq!(sent.len(), 3);
         assert_eq!(sent[2].n, 2);
         assert_eq!(sent[2].sampling.temperature, Some(0.6));
+    }
+
+    #[tokio::test]
+    async fn a_word_answer_is_voted_as_a_word() {
+        // ASDiv asks some questions with numbers whose answer is a word: the program
+        // cannot return one (no number), the chains name it.
+        let b = backend(
+            PROGRAM_WITHOUT_NUMBER,
+            "Purple has 3 parts and blue 2. The answer is Purple.",
+            &["The answer is purple.", "The answer is blue."],
+        );
+        let out = mixed(b.clone(), Params::default()).await;
+        assert_eq!(out.vote.unwrap().winner, "purple");
+        assert!(
+            out.answer.ends_with("The answer is Purple."),
+            "{}",
+            out.answer
+        );
+        // The program gave no answer, so the samples were drawn.
+        assert_eq!(b.requests().len(), 3);
     }
 
     #[test]
