@@ -742,8 +742,7 @@ fn normalize_text(s: &str) -> String {
 /// - a trailing period goes; `x = 5` becomes `5` (a short variable on the left);
 ///   `(c)` becomes `C`; `bmatrix` is written `pmatrix`;
 /// - a number (`10,\!080`, `0.50`, `3/4`, `-\frac{2}{3}`) becomes its canonical decimal
-///   as in [`normalize`]: `\frac{1}{2}` and `0.5` both give `0.5`.
-///
+///   as in [`normalize`]: `\frac{1}{2}` and `0.5` both give `0.5`;
 /// - arithmetic on numbers alone (`3^{3}`, `2\cdot5`, `\frac{1}{2}+1`) is computed by
 ///   [`crate::arith`]: `3^{3}` and `27` both give `27`.
 ///
