@@ -6,6 +6,36 @@
 //! Bounded: brackets nest at most [`MAX_DEPTH`] deep, exponents are integers of at most
 //! 64, and a result beyond [`MAX_RESULT`] (or a division by zero) is no value.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// `\frac{a}{b}` (or `\dfrac`, `\tfrac`) with arguments that hold no braces.
+static FRAC: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}").ok());
+
+/// LaTeX arithmetic in plain notation: fractions become `((a)/(b))` (inner ones first;
+/// three rounds cover `\frac{\frac{a}{b}}{c}`), `\times` / `\cdot` `*`, `\div` `/`,
+/// braces brackets (`3^{3}` -> `3^(3)`). Other text is left as it is.
+pub fn latex_to_plain(text: &str) -> String {
+    let mut s = text.to_string();
+    if let Some(re) = FRAC.as_ref() {
+        for _ in 0..3 {
+            s = re.replace_all(&s, "(($1)/($2))").into_owned();
+        }
+    }
+    for (from, to) in [
+        ("\\times", "*"),
+        ("\\cdot", "*"),
+        ("\\div", "/"),
+        ("{", "("),
+        ("}", ")"),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
+}
+
 /// Deepest bracket nesting evaluated.
 pub const MAX_DEPTH: usize = 16;
 /// Largest result: beyond it an expression has no value.

@@ -64,8 +64,6 @@ pattern!(
 pattern!(OPENING_LETTER, r"^[\s*_\[]*(?:\(([A-E])\)|([A-E])[).:])");
 // A text that is nothing but a letter, in any case: "b", "(C).", "**D**".
 pattern!(LONE_LETTER, r"^[\s*_$(\[]*([A-Ea-e])[\s*_$)\].:]*$");
-// `\frac{a}{b}` with arguments that hold no braces (the innermost fraction).
-pattern!(FRAC_ARGS, r"\\frac\{([^{}]*)\}\{([^{}]*)\}");
 // A parenthesised option letter anywhere.
 pattern!(PAREN_LETTER, r"\(([A-E])\)");
 // Option listings: "(A) ..." or "A) ..." at line starts.
@@ -846,29 +844,11 @@ fn normalize_math_once(answer: &str) -> String {
 /// numbers: `3^{3}`, `2\cdot5`, `\frac{1}{2}+1`, `10^{-3}` ([`crate::arith`]).
 /// Anything else (a variable, `\sqrt`, `\pi`, a comma) has no value here.
 fn arithmetic_value(s: &str) -> Option<f64> {
-    let mut plain = s.to_string();
-    // Inner fractions first; three rounds cover `\frac{\frac{a}{b}}{c}`.
-    for _ in 0..3 {
-        if let Some(re) = FRAC_ARGS.as_ref() {
-            plain = re.replace_all(&plain, "(($1)/($2))").into_owned();
-        }
-    }
-    for (from, to) in [
-        ("\\times", "*"),
-        ("\\cdot", "*"),
-        ("\\div", "/"),
-        ("{", "("),
-        ("}", ")"),
-    ] {
-        plain = plain.replace(from, to);
-    }
-    if !plain
+    let plain = crate::arith::latex_to_plain(s);
+    let arithmetic = plain
         .chars()
-        .all(|c| c.is_ascii_digit() || ".+-*/^()".contains(c))
-    {
-        return None;
-    }
-    crate::arith::evaluate(&plain)
+        .all(|c| c.is_ascii_digit() || ".+-*/^()".contains(c));
+    arithmetic.then(|| crate::arith::evaluate(&plain)).flatten()
 }
 
 /// `s` as a number when it is nothing else: a decimal with optional thousands

@@ -94,13 +94,10 @@ pub fn classify(query: &str) -> Route {
 /// Whether `query` is written in LaTeX: it holds a backslash command (`\boxed`,
 /// `\frac`, `\sqrt`, ...). Word problems in plain text (GSM8K, ASDiv) hold none.
 fn latex(query: &str) -> bool {
-    let mut chars = query.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\\' && chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) {
-            return true;
-        }
-    }
-    false
+    query
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'\\' && w[1].is_ascii_alphabetic())
 }
 
 /// Number words that make a question with a quantity cue a math problem.

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use crate::arith::latex_to_plain;
 pub use crate::arith::{MAX_DEPTH, evaluate};
 
 use super::Approach;
@@ -126,7 +127,6 @@ macro_rules! pattern {
     };
 }
 
-pattern!(FRAC, r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}");
 pattern!(TIMES_X, r"([0-9)])\s*[xX]\s*([0-9(])");
 pattern!(THOUSANDS, r"(\d),(\d{3})\b");
 pattern!(LIST_NUMBER, r"^\d+\.\s+");
@@ -141,16 +141,9 @@ fn replace_all(re: &LazyLock<Option<Regex>>, text: &str, with: &str) -> String {
 /// Plain arithmetic notation for `text`: LaTeX operators and fractions, `×`, `÷`, the
 /// `x` of `3 x 4`, thousands separators and currency signs.
 fn plain_notation(text: &str) -> String {
-    let mut s = text.to_string();
-    for _ in 0..3 {
-        // Inner fractions first; three rounds cover `\frac{\frac{a}{b}}{c}`.
-        s = replace_all(&FRAC, &s, "(($1)/($2))");
-    }
+    let mut s = latex_to_plain(text);
     for (from, to) in [
-        ("\\times", "*"),
-        ("\\cdot", "*"),
         ("\\ast", "*"),
-        ("\\div", "/"),
         ("\\left", ""),
         ("\\right", ""),
         ("\\,", " "),
@@ -163,8 +156,6 @@ fn plain_notation(text: &str) -> String {
         ("∗", "*"),
         ("÷", "/"),
         ("−", "-"),
-        ("{", "("),
-        ("}", ")"),
     ] {
         s = s.replace(from, to);
     }
