@@ -13,9 +13,12 @@
 //!   `numeric`, the best measured approach for word problems (see docs/results.md).
 //!   Spelled-out numbers count when the question asks for a quantity ("four more plums
 //!   ... How many plums ...").
+//! - Such a question whose answer is not a number ("What time does it end?", "Who has
+//!   more?", "Does she have enough money?", as [`asked_kind`] reads the wording):
+//!   `word_answer`, a vote of sampled chains (a program prints numbers).
 //! - Anything else: `other` (one completion).
 //!
-//! The four routes are approach specs, so a user can change them
+//! The five routes are approach specs, so a user can change them
 //! (`auto(numeric="pot")`); a route may not itself contain `auto`.
 
 use async_trait::async_trait;
@@ -24,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::Approach;
 use super::build_spec;
 use super::choice_likelihood::split_choices;
+use crate::extract::AnswerKind;
 use crate::spec::SpecError;
 use crate::spec::{self, Spec};
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
@@ -43,6 +47,13 @@ pub const NUMERIC: &str = "mixed_vote";
 /// ASDiv's; it reads whole LaTeX answers, which `mixed_vote`'s numbers cannot hold.
 pub const MATH: &str = "majority_voting(weight=lowest_group,batch=2,stop_at=0.75)";
 
+/// The route of word problems whose answer is not a number ([`asked_kind`]: a name, a
+/// time, yes / no): the same adaptive vote of sampled chains as `math`. A program prints
+/// numbers, so `mixed_vote` is the wrong tool there: on the 14 such questions of ASDiv's
+/// first 200, Qwen2.5-Coder-0.5B's programs answered 1, `mixed_vote` 2, greedy decoding
+/// 4 and this vote 7 (docs/results.md).
+pub const WORD_ANSWER: &str = MATH;
+
 /// The parameters of `auto`; a field a spec leaves out takes its default here
 /// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +65,8 @@ pub struct Params {
     pub math: String,
     /// For other questions with a number and no options.
     pub numeric: String,
+    /// For questions with a number that ask for a word, a time or yes / no.
+    pub word_answer: String,
     /// For everything else.
     pub other: String,
 }
@@ -64,6 +77,7 @@ impl Default for Params {
             multiple_choice: "choice_likelihood(format=plain,normalize=none)".into(),
             math: MATH.into(),
             numeric: NUMERIC.into(),
+            word_answer: WORD_ANSWER.into(),
             other: "none".into(),
         }
     }
@@ -75,6 +89,7 @@ pub enum Route {
     MultipleChoice,
     Math,
     Numeric,
+    WordAnswer,
     Other,
 }
 
@@ -85,11 +100,89 @@ pub fn classify(query: &str) -> Route {
     } else if latex(query) {
         Route::Math
     } else if query.chars().any(|c| c.is_ascii_digit()) || spelled_quantity_question(query) {
-        Route::Numeric
+        if asked_kind(query).is_some() {
+            Route::WordAnswer
+        } else {
+            Route::Numeric
+        }
     } else {
         Route::Other
     }
 }
+
+/// What the question of `query` asks for when it is not a number, from its wording:
+/// yes / no for a question that opens with an auxiliary verb ("Does she have enough
+/// money?"), a word for one that opens with who / which / where / when or asks "what
+/// time", "what color", "what day", ... or "what is the ratio" ("What time does it
+/// end?", "Who has more?"); `None` for anything else, a number ("how many", "what is the
+/// total") included, and for a query without a question mark (an instruction, whose
+/// clauses are no question: "..., where N is the final number."). The question is the
+/// last sentence that ends with `?`; its first "how" or "what" decides, else the first
+/// word of one of its clauses, after a leading preposition or conjunction ("If it bakes
+/// 2 hours, what time ...", "At what time ...", "In which month ...").
+pub(crate) fn asked_kind(query: &str) -> Option<AnswerKind> {
+    let question = question_sentence(query)?.to_lowercase();
+    let all: Vec<&str> = words(&question).collect();
+    for (i, word) in all.iter().enumerate() {
+        match *word {
+            "how" => return None,
+            "what" => {
+                let next = all.get(i + 1..).unwrap_or_default();
+                let word_answer = next.first().is_some_and(|w| WHAT_WORDS.contains(w))
+                    || next.iter().take(3).any(|w| *w == "ratio");
+                return word_answer.then_some(AnswerKind::Text);
+            }
+            _ => {}
+        }
+    }
+    for clause in question.split([',', ';']) {
+        let mut clause = words(clause).skip_while(|w| LEADING_WORDS.contains(w));
+        let Some(first) = clause.next() else {
+            continue;
+        };
+        if WH_WORDS.contains(&first) {
+            return Some(AnswerKind::Text);
+        }
+        if AUXILIARIES.contains(&first) {
+            return Some(AnswerKind::YesNo);
+        }
+    }
+    None
+}
+
+/// The words of `text`: its runs of letters.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+}
+
+/// The question of `query`: its last sentence that ends with `?` (sentences end at `?`,
+/// `!`, a line break or `. `, so "3.5" stays whole); `None` without a question mark.
+fn question_sentence(query: &str) -> Option<&str> {
+    let (text, _) = query.rsplit_once('?')?;
+    let sentence = text.rsplit(['?', '!', '\n']).next().unwrap_or(text);
+    sentence.rsplit(". ").next()
+}
+
+/// Question words whose answer is a word: "Who has more?", "Which color ...?"
+const WH_WORDS: &[&str] = &["who", "whom", "whose", "which", "where", "when"];
+
+/// What "what" asks for when its answer is not a number: "What time ...?"
+const WHAT_WORDS: &[&str] = &[
+    "time", "place", "color", "colour", "day", "date", "month", "season",
+];
+
+/// The verbs that open a yes / no question: "Does she have enough?"
+const AUXILIARIES: &[&str] = &[
+    "is", "are", "am", "was", "were", "do", "does", "did", "can", "could", "will", "would",
+    "should", "has", "have", "had",
+];
+
+/// Words that may come before a clause's question word: "At what time ...", "So who ...".
+const LEADING_WORDS: &[&str] = &[
+    "at", "on", "in", "after", "before", "by", "during", "for", "to", "from", "and", "so", "then",
+    "but",
+];
 
 /// Whether `query` is written in LaTeX: it holds a backslash command (`\boxed`,
 /// `\frac`, `\sqrt`, ...). Word problems in plain text (GSM8K, ASDiv) hold none.
@@ -157,7 +250,7 @@ fn spelled_quantity_question(query: &str) -> bool {
 /// The `auto` strategy (the module documentation describes it): built from typed
 /// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 pub struct Auto {
-    routes: [(Route, String, Box<dyn Strategy>); 4],
+    routes: [(Route, String, Box<dyn Strategy>); 5],
 }
 
 impl Auto {
@@ -176,12 +269,14 @@ impl Auto {
         let (mc, mc_s) = route(&params.multiple_choice, "multiple_choice")?;
         let (math, math_s) = route(&params.math, "math")?;
         let (num, num_s) = route(&params.numeric, "numeric")?;
+        let (word, word_s) = route(&params.word_answer, "word_answer")?;
         let (other, other_s) = route(&params.other, "other")?;
         Ok(Self {
             routes: [
                 (Route::MultipleChoice, mc, mc_s),
                 (Route::Math, math, math_s),
                 (Route::Numeric, num, num_s),
+                (Route::WordAnswer, word, word_s),
                 (Route::Other, other, other_s),
             ],
         })
@@ -203,7 +298,8 @@ impl Approach for Auto {
     const SLUG: &'static str = SLUG;
     const DESCRIPTION: &'static str = "Picks per question: multiple choice -> likelihood (with token access), \
          LaTeX math -> an adaptive vote on whole answers, a number in the question -> a program and \
-         chains of thought voting (mixed_vote), else none";
+         chains of thought voting (mixed_vote), or the adaptive vote where it asks for a word, a \
+         time or yes / no; else none";
     type Params = Params;
 
     fn from_params(params: Params) -> Result<Self, SpecError> {
@@ -284,6 +380,101 @@ mod tests {
             classify("How much does someone need to sleep?"),
             Route::Other
         );
+    }
+
+    #[test]
+    fn what_a_question_asks_for_is_read_from_its_wording() {
+        let text = Some(AnswerKind::Text);
+        let yes_no = Some(AnswerKind::YesNo);
+        for (query, kind) in [
+            // ASDiv's questions with a word, a time or yes / no for an answer.
+            (
+                "Mrs. Hilt has 5 cents and Jacob 3. Who has more money?",
+                text,
+            ),
+            (
+                "The movie starts at 1:30 and lasts 2 hours. What time does it end?",
+                text,
+            ),
+            (
+                "It needs to bake 2 hours and must be out at 8:10, what time should he put it in?",
+                text,
+            ),
+            (
+                "Bells ring every 3 and 4 minutes. At what time will they ring together?",
+                text,
+            ),
+            (
+                "She has 3 apples and needs 4. Does she have enough to make a pie?",
+                yes_no,
+            ),
+            ("He has 50 cents. does the former equal the latter?", yes_no),
+            (
+                "What is the ratio of guavas to apples? Guavas: 3, apples: 4.",
+                text,
+            ),
+            // Questions for a number, whatever comes before or after them.
+            ("Tom has 3 apples and buys 4. How many has he?", None),
+            (
+                "If her sister, who has 46 pencils, helps, how many boxes do they need?",
+                None,
+            ),
+            (
+                "If he packs 16 ounces to a pound, what is the total weight, in pounds?",
+                None,
+            ),
+            (
+                "If Kelly's budget is $65 then how much money, in dollars, does she have left?",
+                None,
+            ),
+            ("A book costs $3.50 and a pen $1. What do both cost?", None),
+            // No question mark: an instruction's clauses ask nothing.
+            (
+                "Find the number of bad oranges in 24.\n\nFinish with the line \"The answer is N\", \
+                 where N is the final number.",
+                None,
+            ),
+            // A question followed by an instruction is still read.
+            (
+                "Tom has 3 cents and needs 4. Does he have enough?\n\nThink it through. \
+                 Finish with \"The answer is yes\" or \"The answer is no\".",
+                yes_no,
+            ),
+        ] {
+            assert_eq!(asked_kind(query), kind, "{query}");
+        }
+        assert_eq!(
+            classify("She has 3 apples and needs 4. Does she have enough?"),
+            Route::WordAnswer
+        );
+        assert_eq!(
+            classify("The movie starts at 1:30. What time does it end?"),
+            Route::WordAnswer
+        );
+        // Without a number it is no word problem.
+        assert_eq!(classify("Who wrote Hamlet?"), Route::Other);
+    }
+
+    #[tokio::test]
+    async fn word_problems_with_a_word_answer_vote_chains_without_a_program() {
+        let mock = Arc::new(MockBackend::scripted(
+            ["So yes, she has enough. The answer is yes."; 2],
+        ));
+        let auto = Auto::new(Params::default()).unwrap();
+        let out = run(
+            &auto,
+            mock.clone(),
+            &StrategyRequest::user("Pie needs 3 apples and she has 4. Does she have enough?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        // The adaptive vote: one request of two samples, no program (no system prompt).
+        let requests = mock.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].n, 2);
+        assert!(requests[0].messages.iter().all(|m| m.role != Role::System));
+        assert_eq!(out.vote.unwrap().winner, "yes");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use super::auto::{Route, classify};
+use super::auto::{Route, asked_kind, classify};
 use super::choice_likelihood::split_choices;
 use crate::extract::AnswerKind;
 use crate::format::ResponseFormat;
@@ -23,7 +23,9 @@ const READ_TOKENS: u32 = 32;
 /// kind, else a letter when the question lists lettered options (a number in a reply to
 /// such a question is not an answer to it), else a LaTeX math answer when the question
 /// asks for it in `\boxed{}` (MATH-style prompts: `\left( 3, \frac{\pi}{2} \right)` and
-/// `(3,\dfrac{\pi}{2})` are one answer), else unknown, where any final answer counts
+/// `(3,\dfrac{\pi}{2})` are one answer), else yes / no for a yes / no question ("Does
+/// she have enough money?", see [`asked_kind`]: a number in its reasoning is not its
+/// answer), else unknown, where any final answer counts
 /// ([`crate::extract::extract_any`]: a boxed answer, a number, yes / no, ...).
 pub(crate) fn answer_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
     kind.or_else(|| {
@@ -31,6 +33,8 @@ pub(crate) fn answer_kind(query: &str, kind: Option<AnswerKind>) -> Option<Answe
             Some(AnswerKind::Choice)
         } else if query.contains("\\boxed") {
             Some(AnswerKind::Math)
+        } else if asked_kind(query) == Some(AnswerKind::YesNo) {
+            Some(AnswerKind::YesNo)
         } else {
             None
         }
@@ -44,7 +48,7 @@ pub(crate) fn read_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerK
     answer_kind(query, kind).or_else(|| match classify(query) {
         Route::Numeric => Some(AnswerKind::Number),
         Route::Math => Some(AnswerKind::Math),
-        Route::MultipleChoice | Route::Other => None,
+        Route::MultipleChoice | Route::WordAnswer | Route::Other => None,
     })
 }
 
@@ -120,6 +124,16 @@ mod tests {
         let boxed = "Convert (0,3) to polar coordinates. Finish with \"The answer is \\boxed{X}\".";
         assert_eq!(answer_kind(boxed, None), Some(AnswerKind::Math));
         assert_eq!(answer_kind("Tom has 3 apples. How many?", None), None);
+        // A yes / no question is read as yes / no, not as the last number of a reply.
+        let enough = "Tom has 3 apples and needs 4. Does he have enough?";
+        assert_eq!(answer_kind(enough, None), Some(AnswerKind::YesNo));
+        assert_eq!(
+            crate::extract::extract_as(
+                "He has 3, one short of 4. So no.",
+                answer_kind(enough, None)
+            ),
+            Some("no".to_string())
+        );
         assert_eq!(
             answer_kind(mc, Some(AnswerKind::Number)),
             Some(AnswerKind::Number),
