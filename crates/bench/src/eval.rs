@@ -41,7 +41,7 @@ use crate::baselines::{NoModelBaseline, no_model_baselines};
 use crate::dataset::{Item, LoadedDataset, sample, splitmix64};
 use crate::error::{BenchError, Result};
 use crate::plot::{PlotPoint, pareto_front, write_svg};
-use crate::score::{Accuracy, PairedDiff, score};
+use crate::score::{Accuracy, PairedDiff, score, score_answer};
 
 pub const RESULTS_FILE: &str = "results.jsonl";
 pub const RUN_FILE: &str = "run.json";
@@ -170,6 +170,16 @@ impl ItemRecord {
     pub fn total_tokens(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
     }
+
+    /// Whether the recorded answer is right by today's scoring: [`score_answer`] of
+    /// `extracted` against `gold`. Summaries count this rather than the `correct` stored
+    /// when the question ran, so that recorded runs follow fixes to how answers are
+    /// compared (clock times, ...) without being run again; the stored verdict stays
+    /// in the record, and a summary counts the records judged otherwise today
+    /// ([`ApproachSummary::rejudged`]).
+    pub fn judged_correct(&self) -> bool {
+        score_answer(self.extracted.clone(), &self.gold, self.kind).correct
+    }
 }
 
 /// The results of one approach.
@@ -198,6 +208,10 @@ pub struct ApproachSummary {
     pub errors: usize,
     /// On the accuracy-against-tokens Pareto front.
     pub pareto: bool,
+    /// Records whose answer today's scoring judges otherwise than the `correct` stored
+    /// when they ran ([`ItemRecord::judged_correct`]); `correct` counts today's verdict.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rejudged: usize,
     /// Compared with the reference on the questions both have a record of (`None` for
     /// the reference itself, or when there is none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,6 +323,19 @@ impl EvalSummary {
             ));
         }
         out.push_str("\n`*`: on the accuracy-against-tokens Pareto front\n");
+        let rejudged: Vec<String> = self
+            .approaches
+            .iter()
+            .filter(|a| a.rejudged > 0)
+            .map(|a| format!("`{}` {}", a.approach, a.rejudged))
+            .collect();
+        if !rejudged.is_empty() {
+            out.push_str(&format!(
+                "\nRecords judged by today's scoring otherwise than when they ran (answer \
+                 comparison changed since; the counts above are today's), per approach: {}.\n",
+                rejudged.join(", ")
+            ));
+        }
         if let Some(reference) = &self.baseline {
             out.push_str(&format!(
                 "\nReference: `{reference}`. `vs reference`: the row's accuracy minus the \
@@ -338,6 +365,10 @@ impl EvalSummary {
         }
         out
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A p-value for a table: three decimals, `<0.001` below.
@@ -782,7 +813,7 @@ pub fn summarize(
                     rs.iter().map(|r| f(r)).sum::<f64>() / n as f64
                 }
             };
-            let correct = rs.iter().filter(|r| r.correct).count();
+            let correct = rs.iter().filter(|r| r.judged_correct()).count();
             let acc = Accuracy::new(correct, n);
             let wall_s = rs.iter().map(|r| r.wall_ms).sum::<f64>() / 1000.0;
             ApproachSummary {
@@ -804,11 +835,15 @@ pub fn summarize(
                     .count(),
                 errors: rs.iter().filter(|r| r.error.is_some()).count(),
                 pareto: false,
+                rejudged: rs
+                    .iter()
+                    .filter(|r| r.judged_correct() != r.correct)
+                    .count(),
                 vs_baseline: baseline.filter(|b| *b != a.as_str()).map(|b| {
                     PairedDiff::from_pairs(items.iter().filter_map(|i| {
                         let mine = by_pair.get(&(a.as_str(), i.id.as_str()))?;
                         let theirs = by_pair.get(&(b, i.id.as_str()))?;
-                        Some((mine.correct, theirs.correct))
+                        Some((mine.judged_correct(), theirs.judged_correct()))
                     }))
                 }),
             }

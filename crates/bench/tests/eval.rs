@@ -446,6 +446,73 @@ async fn a_killed_run_resumes_with_only_the_missing_runs() {
 }
 
 #[tokio::test]
+async fn summaries_judge_recorded_answers_by_todays_scoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_eval(
+        Arc::new(scripted()),
+        &dataset(),
+        &specs(),
+        &options(),
+        dir.path(),
+        &NoEvalProgress,
+    )
+    .await
+    .unwrap();
+    // A record whose stored verdict an older scoring gave: `none` answered 3 on q1
+    // (gold 2), stored as right.
+    let path = dir.path().join(RESULTS_FILE);
+    let mut records = read_results(dir.path());
+    let old = records
+        .iter_mut()
+        .find(|r| r.approach == "none" && r.item == "q1")
+        .unwrap();
+    assert_eq!((old.extracted.as_deref(), old.correct), (Some("3"), false));
+    old.correct = true;
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+
+    // A finished run only rewrites the summary: the answer is judged again.
+    let mock = Arc::new(scripted());
+    let again = run_eval(
+        mock.clone(),
+        &dataset(),
+        &specs(),
+        &options(),
+        dir.path(),
+        &NoEvalProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(mock.calls(), 0);
+    let (before, now) = (row(&first, "none"), row(&again, "none"));
+    assert_eq!(
+        now.correct, before.correct,
+        "counted as wrong, as today's scoring says"
+    );
+    assert_eq!((before.rejudged, now.rejudged), (0, 1));
+    assert_eq!(row(&again, "re2").rejudged, 0);
+    assert_eq!(
+        row(&again, "re2").vs_baseline.as_ref().map(|d| (d.b, d.c)),
+        row(&first, "re2").vs_baseline.as_ref().map(|d| (d.b, d.c)),
+        "the paired comparison judges the same way"
+    );
+    let md = std::fs::read_to_string(dir.path().join(SUMMARY_MD)).unwrap();
+    assert!(
+        md.contains("otherwise than when they ran") && md.contains("per approach: `none` 1."),
+        "{md}"
+    );
+    // The stored verdict is left as it was.
+    assert!(
+        read_results(dir.path())
+            .iter()
+            .any(|r| r.approach == "none" && r.item == "q1" && r.correct)
+    );
+}
+
+#[tokio::test]
 async fn a_damaged_middle_line_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     run_eval(

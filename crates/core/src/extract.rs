@@ -90,6 +90,8 @@ pattern!(
 pattern!(SPACES, r"\s+");
 // A number with thousands separators and nothing else: `58,500`, `1,234.5`.
 pattern!(THOUSANDS, r"^\d{1,3}(?:,\d{3})+(?:\.\d+)?$");
+// A clock time and nothing else: `3:30`, `03:30 p.m.`, `5:45PM`, `14:05`.
+pattern!(CLOCK, r"(?i)^(\d{1,2}):([0-5]\d)(?:\s*([ap])\.?\s*m\.?)?$");
 
 /// The final answer of `text` for a question of `kind`, canonical (see [`normalize`]).
 pub fn extract(text: &str, kind: AnswerKind) -> Option<String> {
@@ -163,17 +165,25 @@ pub fn normalize(answer: &str) -> String {
     {
         return yes_no_canonical(yn.as_str()).to_string();
     }
+    if let Some(t) = clock_time(s) {
+        return t.to_string();
+    }
     normalize_text(s)
 }
 
-/// Whether two answers are the same after normalisation (numbers compared numerically).
+/// Whether two answers are the same after normalisation (numbers compared numerically,
+/// clock times as times: `3:30` is `3:30 p.m.`, `14:30` is `2:30 pm`, see
+/// [`ClockTime::same`]).
 pub fn answers_equal(a: &str, b: &str) -> bool {
     let (na, nb) = (normalize(a), normalize(b));
     if na == nb {
         return true;
     }
-    match (na.parse::<f64>(), nb.parse::<f64>()) {
-        (Ok(x), Ok(y)) => numbers_close(x, y),
+    if let (Ok(x), Ok(y)) = (na.parse::<f64>(), nb.parse::<f64>()) {
+        return numbers_close(x, y);
+    }
+    match (clock_time(&na), clock_time(&nb)) {
+        (Some(x), Some(y)) => x.same(y),
         _ => false,
     }
 }
@@ -723,6 +733,78 @@ fn normalize_text(s: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Clock times
+
+/// A clock time written as a whole answer: `3:30`, `3:30 p.m.`, `14:05`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClockTime {
+    /// The hour as written (1-12 with a half of the day, 0-23 without).
+    hour: u32,
+    minute: u32,
+    /// `Some(true)` for p.m., `Some(false)` for a.m., `None` when not written.
+    pm: Option<bool>,
+}
+
+impl ClockTime {
+    /// Minutes since midnight, where the half of the day is written.
+    fn minutes_of_day(self) -> Option<u32> {
+        let pm = self.pm?;
+        Some(((self.hour % 12) + if pm { 12 } else { 0 }) * 60 + self.minute)
+    }
+
+    /// Whether two written times name the same time: with both halves of the day
+    /// written, the same minute of the day; with one written, the other read as a
+    /// 24-hour time when its hour says so (`0:15`, `14:30`), else as the same half
+    /// (`3:30` is `3:30 p.m.`: a question about an afternoon says which half it means);
+    /// with neither, the same hour and minute (`15:20` is not `3:20`, which may be a
+    /// ratio).
+    fn same(self, other: ClockTime) -> bool {
+        match (self.minutes_of_day(), other.minutes_of_day()) {
+            (Some(x), Some(y)) => x == y,
+            (Some(written), None) => other.matches_half_unknown(written),
+            (None, Some(written)) => self.matches_half_unknown(written),
+            (None, None) => (self.hour, self.minute) == (other.hour, other.minute),
+        }
+    }
+
+    /// Whether this time, written without a half of the day, may be `minutes` after
+    /// midnight.
+    fn matches_half_unknown(self, minutes: u32) -> bool {
+        if self.hour == 0 || self.hour > 12 {
+            self.hour * 60 + self.minute == minutes
+        } else {
+            (self.hour % 12) * 60 + self.minute == minutes % (12 * 60)
+        }
+    }
+}
+
+impl std::fmt::Display for ClockTime {
+    /// `3:30 pm`, `14:05`: the hour without a leading zero, the half of the day as
+    /// `am` / `pm` when written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{:02}", self.hour, self.minute)?;
+        match self.pm {
+            Some(true) => write!(f, " pm"),
+            Some(false) => write!(f, " am"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `s` as a clock time and nothing else (hours 1-12 with a.m. / p.m., 0-23 without).
+fn clock_time(s: &str) -> Option<ClockTime> {
+    let c = CLOCK.as_ref()?.captures(s.trim())?;
+    let hour: u32 = c.get(1)?.as_str().parse().ok()?;
+    let minute: u32 = c.get(2)?.as_str().parse().ok()?;
+    let pm = c.get(3).map(|m| m.as_str().eq_ignore_ascii_case("p"));
+    let valid = match pm {
+        Some(_) => (1..=12).contains(&hour),
+        None => hour <= 23,
+    };
+    valid.then_some(ClockTime { hour, minute, pm })
+}
+
+// ---------------------------------------------------------------------------
 // Math (LaTeX) answers
 
 /// The canonical form of a LaTeX math answer (a MATH gold answer or a model's boxed
@@ -1144,6 +1226,37 @@ mod tests {
             Some("yes")
         );
         assert_eq!(yn("It depends."), None);
+    }
+
+    #[test]
+    fn clock_times_compare_as_times() {
+        // The forms of one time, as gold answers and extracted answers write them.
+        assert_eq!(normalize("3:30 p.m."), "3:30 pm");
+        assert_eq!(normalize("03:30PM"), "3:30 pm");
+        assert_eq!(normalize("**9:05 a.m.**"), "9:05 am");
+        assert_eq!(normalize("14:05"), "14:05");
+        assert_eq!(
+            extract("So she leaves at 3:30 p.m. The answer is 3:30 p.m.", Text).as_deref(),
+            Some("3:30 pm")
+        );
+        // A half of the day written on one side only: the other is read as that half,
+        // or as a 24-hour time when its hour says so.
+        assert!(answers_equal("3:30", "3:30 p.m."));
+        assert!(answers_equal("5:45 pm", "5:45"));
+        assert!(answers_equal("14:30", "2:30 pm"));
+        assert!(answers_equal("0:15", "12:15 am"));
+        assert!(!answers_equal("14:30", "2:30 am"));
+        assert!(!answers_equal("3:30 am", "3:30 pm"));
+        assert!(!answers_equal("4:45 pm", "5:45"));
+        assert!(!answers_equal("12:15 pm", "0:15"));
+        // Without a half of the day on either side, only the same hour and minute:
+        // `15:20` and `3:20` may be ratios.
+        assert!(answers_equal("03:20", "3:20"));
+        assert!(!answers_equal("15:20", "3:20"));
+        // Not clock times: out of range, or more than a time.
+        assert!(!answers_equal("13:30 pm", "1:30 pm"));
+        assert!(!answers_equal("3:75", "4:15"));
+        assert!(!answers_equal("3:30 or 4:30", "3:30"));
     }
 
     #[test]
