@@ -57,6 +57,7 @@ pub struct ScriptedSession {
     ends: Vec<Token>,
     specials: Vec<Token>,
     bos: Option<Token>,
+    chat_template: bool,
     logit_fn: Arc<LogitFn>,
     context: u32,
     live: HashMap<SeqId, Vec<Token>>,
@@ -84,6 +85,7 @@ impl ScriptedSession {
             ends,
             specials: Vec::new(),
             bos: None,
+            chat_template: true,
             logit_fn,
             context,
             live,
@@ -106,6 +108,12 @@ impl ScriptedSession {
     /// The token [`TokenSession::tokenize_prompt`] puts first (none by default).
     pub fn with_bos(mut self, bos: Token) -> Self {
         self.bos = Some(bos);
+        self
+    }
+
+    /// A session of a model without a chat template of its own (a base model).
+    pub fn without_chat_template(mut self) -> Self {
+        self.chat_template = false;
         self
     }
 
@@ -193,6 +201,10 @@ impl TokenSession for ScriptedSession {
             rest = rest.get(bytes.len()..).unwrap_or_default();
         }
         Ok(out)
+    }
+
+    fn has_chat_template(&self) -> bool {
+        self.chat_template
     }
 
     fn tokenize_prompt(&self, text: &str) -> Result<Vec<Token>, BackendError> {
@@ -301,6 +313,7 @@ pub struct MockTokenBackend {
     logit_fn: Arc<LogitFn>,
     context: u32,
     bos: Option<Token>,
+    chat_template: bool,
     requests: Mutex<Vec<ChatRequest>>,
     last: Mutex<Option<SessionStats>>,
 }
@@ -339,6 +352,7 @@ impl MockTokenBackend {
             logit_fn: Arc::new(logit_fn),
             context: 4096,
             bos: None,
+            chat_template: true,
             requests: Mutex::new(Vec::new()),
             last: Mutex::new(None),
         }
@@ -352,6 +366,12 @@ impl MockTokenBackend {
     /// The token the sessions' [`TokenSession::tokenize_prompt`] puts first.
     pub fn with_bos(mut self, bos: Token) -> Self {
         self.bos = Some(bos);
+        self
+    }
+
+    /// A model without a chat template of its own (a base model's GGUF).
+    pub fn without_chat_template(mut self) -> Self {
+        self.chat_template = false;
         self
     }
 
@@ -405,6 +425,7 @@ impl Backend for MockTokenBackend {
             self.context,
         );
         session.bos = self.bos;
+        session.chat_template = self.chat_template;
         let result = job(&mut session);
         if let Ok(mut last) = self.last.lock() {
             *last = Some(session.stats());

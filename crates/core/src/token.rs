@@ -25,6 +25,10 @@ pub trait TokenSession {
     fn is_end(&self, token: Token) -> bool;
     /// Tokens of `text` (no special tokens added).
     fn tokenize(&self, text: &str) -> Result<Vec<Token>, BackendError>;
+    /// Whether the model ships a chat template of its own. Without one (a base model's
+    /// GGUF), sequence 0's chat prompt is written in a generic template the model was
+    /// never trained on.
+    fn has_chat_template(&self) -> bool;
     /// Tokens of `text` as the start of a prompt without a chat template: the model's
     /// BOS token first when its vocabulary asks for one (special tokens written in the
     /// text are not parsed).

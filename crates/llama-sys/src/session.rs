@@ -134,6 +134,10 @@ impl TokenSession for Session<'_, '_> {
             .collect())
     }
 
+    fn has_chat_template(&self) -> bool {
+        self.engine.has_template
+    }
+
     fn tokenize_prompt(&self, text: &str) -> Result<Vec<Token>, BackendError> {
         // `add_special` adds BOS (and EOS) only as the vocabulary asks.
         Ok(self

@@ -738,7 +738,7 @@ async fn token_session_starts_a_raw_prompt_beside_the_chat_prompt() {
         ))
         .await
         .unwrap();
-    let (tokens, text_tokens, diff, paris_first, seq0_same, usage) =
+    let (tokens, text_tokens, diff, paris_first, seq0_same, (usage, has_template)) =
         run_token_job(b.as_ref(), ChatRequest::user("What is 2+2?"), move |s| {
             let before = s.logits(0)?;
             let tokens = s.tokenize_prompt(raw)?;
@@ -762,7 +762,8 @@ async fn token_session_starts_a_raw_prompt_beside_the_chat_prompt() {
             for seq in [a, c, f] {
                 s.release(seq);
             }
-            Ok((tokens, text_tokens, diff, paris_first, seq0_same, s.usage()))
+            let usage = (s.usage(), s.has_chat_template());
+            Ok((tokens, text_tokens, diff, paris_first, seq0_same, usage))
         })
         .await
         .unwrap();
@@ -778,6 +779,8 @@ async fn token_session_starts_a_raw_prompt_beside_the_chat_prompt() {
         "after the raw prompt, \" Paris\" beats \" Berlin\""
     );
     assert!(seq0_same);
+    // SmolLM2-135M-Instruct's GGUF ships its chat template (a base model's has none).
+    assert!(has_template);
     // Started tokens count as prompt tokens, the one appended token as completion.
     assert_eq!(
         usage.prompt_tokens as usize,

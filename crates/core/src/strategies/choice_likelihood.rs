@@ -3,11 +3,13 @@
 //! (lm-evaluation-harness `acc` / `acc_norm`), instead of by what it generates.
 //!
 //! The query's lettered options (`(A) text`, `A) text`, `A. text` or `A: text`, one per
-//! line, from `A`) are split from its stem. The stem is evaluated once, by default as
-//! the user message of the chat template with every option scored as the assistant's
-//! reply (`format=chat`), or as the plain text `Question: {stem}\nAnswer:` with every
-//! option scored as its continuation ` {text}`, no chat template, as
-//! lm-evaluation-harness's `arc_easy` does (`format=plain`). An option's score is the sum
+//! line, from `A`) are split from its stem. The stem is evaluated once, as the user
+//! message of the chat template with every option scored as the assistant's reply
+//! (`format=chat`), or as the plain text `Question: {stem}\nAnswer:` with every option
+//! scored as its continuation ` {text}`, no chat template, as lm-evaluation-harness's
+//! `arc_easy` does (`format=plain`). By default (`format=auto`) a model that ships a
+//! chat template of its own is asked in it, and a base model, which has none, in plain
+//! text (the trace then shows the chat message that was not scored). An option's score is the sum
 //! of the log probabilities of its tokens, all options forked from the one evaluated
 //! prompt and appended together, one batch per token position. The option with the best
 //! score (by default per character of its text, as `acc_norm`) is the answer, written as
@@ -54,6 +56,10 @@ const UNCONDITIONAL_PROMPT: &str = "Answer:";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// `chat` when the model ships a chat template of its own (an instruction-tuned
+    /// model), else `plain` (a base model, which only knows plain text: on ARC-Easy
+    /// Gemma-3-270M scores 30.5% = chance in a generic chat template, 55.5% plain).
+    Auto,
     /// The stem as the chat template's user message, each option as the assistant's reply.
     Chat,
     /// The raw text `Question: {stem}\nAnswer:` (the model's BOS first if it takes one,
@@ -77,7 +83,7 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             normalize: Normalize::Chars,
-            format: Format::Chat,
+            format: Format::Auto,
             show_options: false,
         }
     }
@@ -310,38 +316,38 @@ impl Strategy for ChoiceLikelihood {
         };
         let format = self.params.format;
         let mut messages = Vec::with_capacity(2);
-        let plain = match format {
-            Format::Chat => {
+        let plain = plain_prompt(request.system(), &user);
+        match format {
+            Format::Chat | Format::Auto => {
                 if let Some(system) = request.system() {
                     messages.push(Message::system(system));
                 }
                 messages.push(Message::user(user));
-                None
             }
             // The token session evaluates a chat prompt first; the plain prompt as its
             // user message keeps the trace showing what was scored.
-            Format::Plain => {
-                let prompt = plain_prompt(request.system(), &user);
-                messages.push(Message::user(prompt.clone()));
-                Some(prompt)
-            }
-        };
+            Format::Plain => messages.push(Message::user(plain.clone())),
+        }
         let chat = request.chat(messages, &Sampling::default());
         let options = choices.options;
         let normalize = self.params.normalize;
         let scored = ctx
             .token_job("option likelihoods", chat, move |session, limits| {
-                let mut scored = match &plain {
-                    None => score_options(session, 0, "", &options, limits)?,
-                    Some(prompt) => {
-                        let tokens = session.tokenize_prompt(prompt)?;
-                        // The chat prompt of sequence 0 is not needed: free its cells.
-                        session.release(0);
-                        let base = session.start(&tokens)?;
-                        let scored = score_options(session, base, " ", &options, limits);
-                        session.release(base);
-                        scored?
-                    }
+                let use_plain = match format {
+                    Format::Chat => false,
+                    Format::Plain => true,
+                    Format::Auto => !session.has_chat_template(),
+                };
+                let mut scored = if use_plain {
+                    let tokens = session.tokenize_prompt(&plain)?;
+                    // The chat prompt of sequence 0 is not needed: free its cells.
+                    session.release(0);
+                    let base = session.start(&tokens)?;
+                    let scored = score_options(session, base, " ", &options, limits);
+                    session.release(base);
+                    scored?
+                } else {
+                    score_options(session, 0, "", &options, limits)?
                 };
                 if let (Normalize::Unconditional, Some(conditional)) = (normalize, &mut scored) {
                     let tokens = session.tokenize_prompt(UNCONDITIONAL_PROMPT)?;
@@ -599,6 +605,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_default_format_is_chat_with_the_models_template_and_plain_without() {
+        // 0 <eos>, 1 the plain prompt, 2-5 plain continuations, 6-8 chat replies.
+        const VOCAB: [&str; 9] = [
+            "<eos>",
+            "Question: Which is a planet?\nAnswer:",
+            " Moon",
+            " Mars",
+            " red",
+            " Sun",
+            "Moon",
+            "Mars",
+            "Sun",
+        ];
+        // After the plain prompt " Moon" is likely; after the chat prompt (a sequence
+        // that starts empty) "Sun".
+        let script = |toks: &[Token]| match toks {
+            [1] => logits_with(9, 0.0, &[(2, 6.0)]),
+            [] => logits_with(9, 0.0, &[(8, 6.0)]),
+            _ => logits_with(9, 0.0, &[(0, 5.0)]),
+        };
+        assert_eq!(Params::default().format, Format::Auto);
+        let strategy = ChoiceLikelihood::new(Params {
+            normalize: Normalize::None,
+            ..Params::default()
+        });
+        let request = StrategyRequest::user(QUERY);
+        let instruct = Arc::new(MockTokenBackend::new(&VOCAB, &[0], script));
+        let out = run(&strategy, instruct.clone(), &request, Budget::default())
+            .await
+            .unwrap();
+        assert_eq!(out.answer, "The answer is (C) Sun");
+        assert!(instruct.last_session().unwrap().started.is_empty());
+        let base = Arc::new(MockTokenBackend::new(&VOCAB, &[0], script).without_chat_template());
+        let out = run(&strategy, base.clone(), &request, Budget::default())
+            .await
+            .unwrap();
+        assert_eq!(out.answer, "The answer is (A) Moon");
+        assert_eq!(base.last_session().unwrap().started, vec![vec![1]]);
+        // An explicit format holds whatever the model.
+        let chat = ChoiceLikelihood::new(Params {
+            normalize: Normalize::None,
+            format: Format::Chat,
+            ..Params::default()
+        });
+        let out = run(&chat, base, &request, Budget::default()).await.unwrap();
+        assert_eq!(out.answer, "The answer is (C) Sun");
+    }
+
+    #[tokio::test]
     async fn the_plain_format_puts_a_system_prompt_before_the_question() {
         assert_eq!(
             plain_prompt(Some("Be brief."), "Q?"),
@@ -710,7 +765,7 @@ mod tests {
             .find(|i| i.slug == SLUG)
             .unwrap();
         assert_eq!(info.params["normalize"], "chars");
-        assert_eq!(info.params["format"], "chat");
+        assert_eq!(info.params["format"], "auto");
         assert!(crate::strategies::build(SLUG, &info.params).is_ok());
         let mut bad = info.params.clone();
         bad.insert("normalize".into(), serde_json::json!("bytes"));

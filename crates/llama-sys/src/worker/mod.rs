@@ -83,9 +83,10 @@ pub(crate) fn run(
             return;
         }
     };
-    let template = model
-        .chat_template(None)
-        .or_else(|_| LlamaChatTemplate::new("chatml"));
+    // A base model's GGUF has no chat template: chat requests get ChatML.
+    let own_template = model.chat_template(None);
+    let has_template = own_template.is_ok();
+    let template = own_template.or_else(|_| LlamaChatTemplate::new("chatml"));
     let template = match template {
         Ok(t) => t,
         Err(e) => {
@@ -121,6 +122,7 @@ pub(crate) fn run(
         prefix: PrefixCache::new(config.prefix_cache, crate::PREFIX_CACHE_BYTES),
         streams: None,
         template,
+        has_template,
         name,
         config,
         stats,
@@ -195,6 +197,8 @@ pub(crate) struct Engine<'m> {
     /// A second context for n > 1 samples, made on demand (see [`round::streams_plan`]).
     streams: Option<Streams<'m>>,
     template: LlamaChatTemplate,
+    /// The model's GGUF has a chat template of its own (else `template` is ChatML).
+    pub(crate) has_template: bool,
     name: String,
     pub(crate) config: LlamaConfig,
     stats: Arc<Stats>,
