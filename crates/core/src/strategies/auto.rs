@@ -157,12 +157,31 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The question of `query`: its last sentence that ends with `?` (sentences end at `?`,
-/// `!`, a line break or `. `, so "3.5" stays whole); `None` without a question mark.
+/// `!`, a line break or `. ` after anything but a title such as "Mrs.", so "3.5" and
+/// "Which rug should Mrs. Hilt buy?" stay whole); `None` without a question mark.
 fn question_sentence(query: &str) -> Option<&str> {
     let (text, _) = query.rsplit_once('?')?;
     let sentence = text.rsplit(['?', '!', '\n']).next().unwrap_or(text);
-    sentence.rsplit(". ").next()
+    let ends_sentence = |at: usize| {
+        let before = sentence.get(..at).unwrap_or_default();
+        let word = before
+            .rsplit(|c: char| !c.is_alphabetic())
+            .next()
+            .unwrap_or_default()
+            .to_lowercase();
+        !TITLES.contains(&word.as_str())
+    };
+    let start = sentence
+        .match_indices(". ")
+        .map(|(at, _)| at)
+        .filter(|&at| ends_sentence(at))
+        .last()
+        .map_or(0, |at| at + ". ".len());
+    sentence.get(start..)
 }
+
+/// Abbreviations whose period does not end a sentence: "Mrs. Hilt", "Dr. Lee".
+const TITLES: &[&str] = &["mr", "mrs", "ms", "dr", "prof", "st", "mt", "jr", "sr"];
 
 /// Question words whose answer is a word: "Who has more?", "Which color ...?"
 const WH_WORDS: &[&str] = &["who", "whom", "whose", "which", "where", "when"];
@@ -409,6 +428,16 @@ mod tests {
                 yes_no,
             ),
             ("He has 50 cents. does the former equal the latter?", yes_no),
+            // A title's period does not end the sentence.
+            (
+                "Rug A is 6 by 4 and rug B 5 by 5. Which rug should Mrs. Hilt buy if she \
+                 wants the biggest area?",
+                text,
+            ),
+            (
+                "Dr. Lee has 3 pens. Mr. Bo has 4. How many pens do they have?",
+                None,
+            ),
             (
                 "What is the ratio of guavas to apples? Guavas: 3, apples: 4.",
                 text,
