@@ -164,10 +164,12 @@ fn question_sentence(query: &str) -> Option<&str> {
     let sentence = text.rsplit(['?', '!', '\n']).next().unwrap_or(text);
     let ends_sentence = |at: usize| {
         let before = sentence.get(..at).unwrap_or_default();
+        // The whole word before the period: "1st" is not the title "St".
         let word = before
-            .rsplit(|c: char| !c.is_alphabetic())
+            .rsplit(char::is_whitespace)
             .next()
             .unwrap_or_default()
+            .trim_start_matches(|c: char| !c.is_alphanumeric())
             .to_lowercase();
         !TITLES.contains(&word.as_str())
     };
@@ -438,6 +440,8 @@ mod tests {
                 "Dr. Lee has 3 pens. Mr. Bo has 4. How many pens do they have?",
                 None,
             ),
+            ("He came on May 1st. Who came 2 days later?", text),
+            ("Lee met (Dr. Bo) at 3. Which one came late?", text),
             (
                 "What is the ratio of guavas to apples? Guavas: 3, apples: 4.",
                 text,
