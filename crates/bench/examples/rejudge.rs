@@ -11,14 +11,15 @@ use std::path::{Path, PathBuf};
 use optillm_bench::eval::read_records;
 
 fn results_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
+    let mut entries: Vec<(PathBuf, std::fs::FileType)> = std::fs::read_dir(dir)?
+        .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
         .collect::<Result<_, _>>()?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, kind) in entries {
+        // Symbolic links are not followed: no loop can keep the walk going.
+        if kind.is_dir() {
             results_files(&path, out)?;
-        } else if path.file_name().is_some_and(|n| n == "results.jsonl") {
+        } else if kind.is_file() && path.file_name().is_some_and(|n| n == "results.jsonl") {
             out.push(path);
         }
     }

@@ -41,7 +41,7 @@ use crate::baselines::{NoModelBaseline, no_model_baselines};
 use crate::dataset::{Item, LoadedDataset, sample, splitmix64};
 use crate::error::{BenchError, Result};
 use crate::plot::{PlotPoint, pareto_front, write_svg};
-use crate::score::{Accuracy, PairedDiff, score, score_answer};
+use crate::score::{Accuracy, PairedDiff, answer_matches, score};
 
 pub const RESULTS_FILE: &str = "results.jsonl";
 pub const RUN_FILE: &str = "run.json";
@@ -171,14 +171,16 @@ impl ItemRecord {
         self.prompt_tokens + self.completion_tokens
     }
 
-    /// Whether the recorded answer is right by today's scoring: [`score_answer`] of
-    /// `extracted` against `gold`. Summaries count this rather than the `correct` stored
+    /// Whether the recorded answer is right by today's scoring: `extracted` against
+    /// `gold` ([`answer_matches`]). Summaries count this rather than the `correct` stored
     /// when the question ran, so that recorded runs follow fixes to how answers are
     /// compared (clock times, ...) without being run again; the stored verdict stays
     /// in the record, and a summary counts the records judged otherwise today
     /// ([`ApproachSummary::rejudged`]).
     pub fn judged_correct(&self) -> bool {
-        score_answer(self.extracted.clone(), &self.gold, self.kind).correct
+        self.extracted
+            .as_deref()
+            .is_some_and(|answer| answer_matches(answer, &self.gold, self.kind))
     }
 }
 
@@ -798,6 +800,12 @@ pub fn summarize(
             by_pair.insert((r.approach.as_str(), r.item.as_str()), r);
         }
     }
+    // Each kept record judged once, by today's scoring.
+    let judged: HashMap<(&str, &str), bool> = by_pair
+        .iter()
+        .map(|(&key, r)| (key, r.judged_correct()))
+        .collect();
+    let right = |approach: &str, item: &str| judged.get(&(approach, item)).copied();
     let mut rows: Vec<ApproachSummary> = approaches
         .iter()
         .map(|a| {
@@ -813,7 +821,10 @@ pub fn summarize(
                     rs.iter().map(|r| f(r)).sum::<f64>() / n as f64
                 }
             };
-            let correct = rs.iter().filter(|r| r.judged_correct()).count();
+            let correct = rs
+                .iter()
+                .filter(|r| right(&r.approach, &r.item) == Some(true))
+                .count();
             let acc = Accuracy::new(correct, n);
             let wall_s = rs.iter().map(|r| r.wall_ms).sum::<f64>() / 1000.0;
             ApproachSummary {
@@ -837,14 +848,14 @@ pub fn summarize(
                 pareto: false,
                 rejudged: rs
                     .iter()
-                    .filter(|r| r.judged_correct() != r.correct)
+                    .filter(|r| right(&r.approach, &r.item) != Some(r.correct))
                     .count(),
                 vs_baseline: baseline.filter(|b| *b != a.as_str()).map(|b| {
-                    PairedDiff::from_pairs(items.iter().filter_map(|i| {
-                        let mine = by_pair.get(&(a.as_str(), i.id.as_str()))?;
-                        let theirs = by_pair.get(&(b, i.id.as_str()))?;
-                        Some((mine.judged_correct(), theirs.judged_correct()))
-                    }))
+                    PairedDiff::from_pairs(
+                        items
+                            .iter()
+                            .filter_map(|i| Some((right(a, &i.id)?, right(b, &i.id)?))),
+                    )
                 }),
             }
         })

@@ -28,14 +28,19 @@ pub fn score(output: &str, gold: &str, kind: AnswerKind) -> Score {
 
 /// Scores an answer already read (a recorded sample's) against `gold`.
 pub fn score_answer(extracted: Option<String>, gold: &str, kind: AnswerKind) -> Score {
-    let equal = match kind {
-        AnswerKind::Math => math_answers_equal,
-        _ => answers_equal,
-    };
     let correct = extracted
         .as_deref()
-        .is_some_and(|answer| equal(answer, gold));
+        .is_some_and(|answer| answer_matches(answer, gold, kind));
     Score { extracted, correct }
+}
+
+/// Whether an answer already read equals `gold` for a question of `kind`
+/// ([`math_answers_equal`] for math, else [`answers_equal`]).
+pub fn answer_matches(answer: &str, gold: &str, kind: AnswerKind) -> bool {
+    match kind {
+        AnswerKind::Math => math_answers_equal(answer, gold),
+        _ => answers_equal(answer, gold),
+    }
 }
 
 /// An accuracy with its confidence interval.

@@ -174,10 +174,9 @@ fn question_sentence(query: &str) -> Option<&str> {
         !TITLES.contains(&word.as_str())
     };
     let start = sentence
-        .match_indices(". ")
+        .rmatch_indices(". ")
         .map(|(at, _)| at)
-        .filter(|&at| ends_sentence(at))
-        .last()
+        .find(|&at| ends_sentence(at))
         .map_or(0, |at| at + ". ".len());
     sentence.get(start..)
 }
