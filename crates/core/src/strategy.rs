@@ -135,6 +135,9 @@ pub struct StrategyRequest {
     /// Structured output of the answer (`none` only: an approach's answer is not one
     /// constrained model call).
     pub format: Option<ResponseFormat>,
+    /// A plain text completion of the one user message, without the chat template
+    /// (`none` only: see [`ChatRequest::raw`]).
+    pub raw: bool,
 }
 
 impl StrategyRequest {
@@ -145,10 +148,18 @@ impl StrategyRequest {
             n: 1,
             logprobs: None,
             format: None,
+            raw: false,
         }
     }
     pub fn user(prompt: impl Into<String>) -> Self {
         Self::new(vec![Message::user(prompt)])
+    }
+    /// A plain text completion of `text` (see [`ChatRequest::raw`]).
+    pub fn completion(text: impl Into<String>) -> Self {
+        Self {
+            raw: true,
+            ..Self::user(text)
+        }
     }
     /// The system prompt, if any.
     pub fn system(&self) -> Option<&str> {
@@ -820,9 +831,9 @@ pub trait Strategy: Send + Sync {
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError>;
 }
 
-/// Checks what `strategy` can take of `request` before anything runs: logprobs and
-/// structured output only with an approach that passes one call through, and a user
-/// message for every other approach.
+/// Checks what `strategy` can take of `request` before anything runs: logprobs,
+/// structured output and raw completions only with an approach that passes one call
+/// through, and a user message for every other approach.
 pub fn check_request(
     strategy: &dyn Strategy,
     request: &StrategyRequest,
@@ -849,6 +860,14 @@ pub fn check_request(
              approach's answer is not constrained by a grammar",
             f.kind()
         )));
+    }
+    if request.raw {
+        return Err(refuse(
+            "a raw completion (text continued without the chat template) is only \
+             available with the `none` approach: the other approaches write prompts of \
+             their own around the query"
+                .into(),
+        ));
     }
     request.query()?;
     Ok(())

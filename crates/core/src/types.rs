@@ -216,6 +216,11 @@ pub struct ChatRequest {
     /// Constrains the completion (JSON, a JSON schema, a GBNF grammar); `None`: free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<ResponseFormat>,
+    /// `true`: a plain text completion. The one user message is the text the model
+    /// continues, as it is, without the chat template (OpenAI `/v1/completions`, Ollama
+    /// `raw`): for a base model, or a prompt the caller has templated already.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw: bool,
 }
 
 /// The content of the last user message of a conversation, if any.
@@ -239,11 +244,27 @@ impl ChatRequest {
             n: 1,
             logprobs: None,
             format: None,
+            raw: false,
         }
     }
     /// A request with a single user message.
     pub fn user(prompt: impl Into<String>) -> Self {
         Self::new(vec![Message::user(prompt)])
+    }
+    /// A plain text completion: the model continues `text` as it is, without the chat
+    /// template (see [`ChatRequest::raw`]).
+    pub fn completion(text: impl Into<String>) -> Self {
+        Self {
+            raw: true,
+            ..Self::user(text)
+        }
+    }
+    /// The text a raw request continues (its one user message); `None` for a chat request.
+    pub fn raw_text(&self) -> Option<&str> {
+        match (self.raw, self.messages.as_slice()) {
+            (true, [m]) if m.role == Role::User => Some(&m.content),
+            _ => None,
+        }
     }
     pub fn with_sampling(mut self, sampling: Sampling) -> Self {
         self.sampling = sampling;
@@ -271,6 +292,11 @@ impl ChatRequest {
         if self.messages.is_empty() {
             return Err(BackendError::InvalidRequest(
                 "a request needs at least one message".into(),
+            ));
+        }
+        if self.raw && self.raw_text().is_none() {
+            return Err(BackendError::InvalidRequest(
+                "a raw completion is one user message: the text to continue".into(),
             ));
         }
         if self.n == 0 {

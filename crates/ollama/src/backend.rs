@@ -1,4 +1,5 @@
-//! [`OllamaBackend`]: the [`Backend`] trait over `/api/chat`.
+//! [`OllamaBackend`]: the [`Backend`] trait over `/api/chat` (and `/api/generate` with
+//! `raw: true` for a raw request: text continued without the chat template).
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -125,6 +126,7 @@ impl Backend for OllamaBackend {
             .collect::<Result<Vec<_>, _>>()?;
         let inner = Arc::clone(&self.inner);
         let want_logprobs = request.logprobs.is_some();
+        let raw = request.raw;
         let n = request.n;
         Ok(answer::spawn_producer(move |tx| async move {
             let started = Instant::now();
@@ -133,7 +135,7 @@ impl Backend for OllamaBackend {
                 let tx = tx.clone();
                 async move {
                     let sample = Sample::new(index, want_logprobs, started);
-                    inner.run(sample, body, &tx).await
+                    inner.run(sample, raw, body, &tx).await
                 }
             });
             let answers = answer::fan_out(samples).await?;
@@ -172,9 +174,13 @@ impl Inner {
         format: Option<&serde_json::Value>,
         seed: Option<u32>,
     ) -> Result<Bytes, BackendError> {
+        // A raw request goes to `/api/generate` with `raw: true`: no chat template.
+        let raw = request.raw_text();
         let body = ChatBody {
             model: &self.config.model,
-            messages: &request.messages,
+            messages: raw.is_none().then_some(request.messages.as_slice()),
+            prompt: raw,
+            raw: raw.is_some(),
             stream: true,
             options: Options {
                 sampling: WireSampling::new(sampling, seed),
@@ -196,14 +202,16 @@ impl Inner {
     async fn run(
         &self,
         mut sample: Sample,
+        raw: bool,
         body: Bytes,
         tx: &StreamSender,
     ) -> Result<Option<Answer>, BackendError> {
         let remote = &self.remote;
         remote
             .limited(async {
-                debug!(model = %self.config.model, index = sample.index, "POST /api/chat");
-                let opened = remote.post("api/chat", body).await?;
+                let path = if raw { "api/generate" } else { "api/chat" };
+                debug!(model = %self.config.model, index = sample.index, path, "POST");
+                let opened = remote.post(path, body).await?;
                 let limit = remote.max_line_bytes();
                 match answer::read_frames::<LineBuffer, _>(opened, limit, &mut sample, tx).await? {
                     Flow::Done => Ok(Some(sample.into_answer())),
@@ -288,6 +296,7 @@ impl FrameHandler<Vec<u8>> for Sample {
             .message
             .take()
             .and_then(|m| m.content)
+            .or_else(|| chunk.response.take())
             .unwrap_or_default();
         let logprobs = match self.want_logprobs {
             true => answer::logprobs(chunk.logprobs.take()),

@@ -4,11 +4,17 @@ use optillm_core::Message;
 use optillm_http::answer::{WireContent, WireLogprob, WireSampling};
 use serde::{Deserialize, Serialize};
 
-/// Body of `POST /api/chat`.
+/// Body of `POST /api/chat` (with `messages`), or of `POST /api/generate` with `raw`
+/// (with `prompt`: the text to continue, without the chat template).
 #[derive(Debug, Serialize)]
 pub(crate) struct ChatBody<'a> {
     pub model: &'a str,
-    pub messages: &'a [Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<&'a [Message]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub raw: bool,
     pub stream: bool,
     pub options: Options<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,11 +39,13 @@ pub(crate) struct Options<'a> {
     pub num_ctx: Option<u32>,
 }
 
-/// One NDJSON line of a `/api/chat` stream (or an error line). Every metric is optional:
-/// Ollama omits zero values.
+/// One NDJSON line of a `/api/chat` or `/api/generate` stream (or an error line). Every
+/// metric is optional: Ollama omits zero values.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ChatChunk {
     pub message: Option<WireContent>,
+    /// `/api/generate`'s piece of text.
+    pub response: Option<String>,
     #[serde(default)]
     pub done: bool,
     pub done_reason: Option<String>,

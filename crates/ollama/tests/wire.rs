@@ -437,3 +437,36 @@ async fn response_formats_go_in_format_and_a_grammar_is_refused() {
     assert!(matches!(e, BackendError::InvalidFormat(_)), "{e}");
     assert_eq!(server.received().len(), 3);
 }
+
+/// A raw request goes to `/api/generate` with `raw: true` and the text as `prompt` (no
+/// chat template), and `/api/generate`'s `response` pieces are read as the text.
+#[tokio::test]
+async fn a_raw_request_is_a_raw_generate() {
+    let piece = |text: &str| {
+        format!(
+            "{{\"model\":\"smollm2\",\"created_at\":\"2023-08-04T19:22:45.499127Z\",\"response\":{},\"done\":false}}\n",
+            serde_json::to_string(text).unwrap()
+        )
+    };
+    let last = "{\"model\":\"smollm2\",\"created_at\":\"2023-08-04T19:22:45.499127Z\",\"response\":\"\",\"done\":true,\"done_reason\":\"length\",\"prompt_eval_count\":5,\"eval_count\":2}\n";
+    let body = format!("{}{}{last}", piece(" Par"), piece("is"));
+    let server =
+        TestServer::start(move |_, _| Reply::split(200, NDJSON, body.as_bytes(), &[30])).await;
+    let b = backend(&server);
+    let request = ChatRequest::completion("<start_of_turn>user\nCapital?")
+        .with_sampling(Sampling::default().with_max_tokens(2));
+    let (deltas, result) = drain(&b, request).await;
+    let c = result.unwrap();
+    assert_eq!(deltas, vec![(0, " Par".into()), (0, "is".into())]);
+    assert_eq!(c.text(), " Paris");
+    assert_eq!(c.choices[0].finish_reason, FinishReason::Length);
+    assert_eq!(c.usage.prompt_tokens, 5);
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/api/generate");
+    let j = got[0].json();
+    assert_eq!(j["raw"], true);
+    assert_eq!(j["prompt"], "<start_of_turn>user\nCapital?");
+    assert!(j.get("messages").is_none());
+    assert_eq!(j["options"]["num_predict"], 2);
+}

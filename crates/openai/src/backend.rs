@@ -1,4 +1,5 @@
-//! [`OpenAiBackend`]: the [`Backend`] trait over `/chat/completions`.
+//! [`OpenAiBackend`]: the [`Backend`] trait over `/chat/completions` (and `/completions`
+//! for a raw request: text continued without the chat template).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use crate::config::OpenAiConfig;
 use crate::error::OpenAiError;
 use crate::http;
 use crate::wire::{
-    self, ChatBody, Chunk, Models, OpenAiModel, Response, StreamOptions, WireTimings, WireUsage,
+    self, ChatBody, Chunk, LogprobsAsk, Models, OpenAiModel, Response, StreamOptions, WireLogprobs,
+    WireTimings, WireUsage,
 };
 
 /// The OpenAI-compatible backend. Cheap to clone; clones share the connection pool, the
@@ -258,8 +260,12 @@ impl Run {
         for c in response.choices {
             let index = self.target.index(c.index);
             let p = self.received.choices.entry(index).or_default();
-            p.text = c.message.and_then(|m| m.content).unwrap_or_default();
-            p.logprobs = answer::logprobs(c.logprobs.and_then(|l| l.content));
+            p.text = c
+                .message
+                .and_then(|m| m.content)
+                .or(c.text)
+                .unwrap_or_default();
+            p.logprobs = answer::logprobs(c.logprobs.and_then(WireLogprobs::into_tokens));
             p.finish = c.finish_reason.as_deref().map(answer::finish_reason);
         }
         self.usages.extend(response.usage.map(|u| (None, u)));
@@ -327,8 +333,12 @@ impl FrameHandler<SseEvent> for Run {
         }
         for c in chunk.choices {
             let index = self.target.index(c.index);
-            let text = c.delta.and_then(|d| d.content).unwrap_or_default();
-            let logprobs = answer::logprobs(c.logprobs.and_then(|l| l.content));
+            let text = c
+                .delta
+                .and_then(|d| d.content)
+                .or(c.text)
+                .unwrap_or_default();
+            let logprobs = answer::logprobs(c.logprobs.and_then(WireLogprobs::into_tokens));
             if let Some(reason) = c.finish_reason.as_deref() {
                 self.received.finish(index, answer::finish_reason(reason));
                 self.last_finished = Some(index);
@@ -350,9 +360,13 @@ impl Inner {
         n: Option<u32>,
         seed: Option<u32>,
     ) -> Result<Bytes, BackendError> {
+        // A raw request is a text completion: its text as `prompt`, logprobs asked for
+        // as a count.
+        let raw = request.raw_text();
         let body = ChatBody {
             model: &self.config.model,
-            messages: &request.messages,
+            messages: raw.is_none().then_some(request.messages.as_slice()),
+            prompt: raw,
             stream: streaming,
             stream_options: (streaming && self.config.stream_usage).then_some(StreamOptions {
                 include_usage: true,
@@ -360,8 +374,11 @@ impl Inner {
             n,
             sampling: WireSampling::new(sampling, seed),
             max_tokens: sampling.max_tokens,
-            logprobs: request.logprobs.map(|_| true),
-            top_logprobs: request.logprobs,
+            logprobs: request.logprobs.map(|k| match raw {
+                Some(_) => LogprobsAsk::Text(k),
+                None => LogprobsAsk::Chat(true),
+            }),
+            top_logprobs: request.logprobs.filter(|_| raw.is_none()),
             repetition_penalty: sampling.repeat_penalty,
             response_format: response_format(request.format.as_ref()),
             grammar: match &request.format {
@@ -387,6 +404,11 @@ impl Inner {
         tx: &StreamSender,
     ) -> Result<Option<Completion>, BackendError> {
         let started = Instant::now();
+        let path = if request.raw {
+            "completions"
+        } else {
+            "chat/completions"
+        };
         let n = request.n;
         let mut answers = Vec::new();
         let mut missing: Vec<u32> = (0..n).collect();
@@ -394,7 +416,10 @@ impl Inner {
         let mut refused = 0;
         if n > 1 && n < self.rejected_n.load(Ordering::Relaxed) {
             let body = self.body(request, sampling, streaming, Some(n), sampling.seed)?;
-            match self.run(body, streaming, Target::Native, tx, started).await {
+            match self
+                .run(path, body, streaming, Target::Native, tx, started)
+                .await
+            {
                 Ok(Some(run)) => {
                     missing.retain(|i| !run.received.choices.contains_key(i));
                     if !missing.is_empty() {
@@ -434,7 +459,7 @@ impl Inner {
                 let tx = tx.clone();
                 singles.push(async move {
                     inner
-                        .run(body, streaming, Target::Single(i), &tx, started)
+                        .run(path, body, streaming, Target::Single(i), &tx, started)
                         .await
                 });
             }
@@ -451,6 +476,7 @@ impl Inner {
     /// One request under the backend's limits. `Ok(None)`: the consumer went away.
     async fn run(
         &self,
+        path: &'static str,
         body: Bytes,
         streaming: bool,
         target: Target,
@@ -460,8 +486,8 @@ impl Inner {
         let remote = &self.remote;
         remote
             .limited(async {
-                debug!(model = %self.config.model, ?target, streaming, "POST chat/completions");
-                let opened = remote.post("chat/completions", body).await?;
+                debug!(model = %self.config.model, ?target, streaming, path, "POST");
+                let opened = remote.post(path, body).await?;
                 let mut run = Run::new(target, started);
                 if !streaming {
                     let bytes = http::read_all(opened).await?;

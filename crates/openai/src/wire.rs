@@ -1,15 +1,21 @@
-//! OpenAI's chat-completions JSON shapes (only the fields this backend reads or writes),
-//! plus the fields llama-server adds (`timings`).
+//! OpenAI's chat-completions and text-completions JSON shapes (only the fields this
+//! backend reads or writes), plus the fields llama-server adds (`timings`).
+
+use std::collections::BTreeMap;
 
 use optillm_core::Message;
-use optillm_http::answer::{WireContent, WireLogprob, WireSampling};
+use optillm_http::answer::{WireContent, WireLogprob, WireSampling, WireTopLogprob};
 use serde::{Deserialize, Serialize};
 
-/// Body of `POST /chat/completions`.
+/// Body of `POST /chat/completions` (with `messages`) or `POST /completions` (with
+/// `prompt`, the text to continue).
 #[derive(Debug, Serialize)]
 pub(crate) struct ChatBody<'a> {
     pub model: &'a str,
-    pub messages: &'a [Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<&'a [Message]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<&'a str>,
     pub stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
@@ -22,7 +28,7 @@ pub(crate) struct ChatBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub logprobs: Option<bool>,
+    pub logprobs: Option<LogprobsAsk>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<u32>,
     /// vLLM's name for `repeat_penalty` (llama-server reads the other one).
@@ -34,6 +40,15 @@ pub(crate) struct ChatBody<'a> {
     /// llama-server's GBNF grammar (only sent when the configuration says it is taken).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grammar: Option<&'a str>,
+}
+
+/// How each endpoint asks for logprobs: chat completions `true` (with `top_logprobs`
+/// beside), text completions the number of alternatives.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum LogprobsAsk {
+    Chat(bool),
+    Text(u32),
 }
 
 #[derive(Debug, Serialize)]
@@ -56,6 +71,8 @@ pub(crate) struct ChunkChoice {
     #[serde(default)]
     pub index: u32,
     pub delta: Option<WireContent>,
+    /// A text completion's piece.
+    pub text: Option<String>,
     pub finish_reason: Option<String>,
     pub logprobs: Option<WireLogprobs>,
 }
@@ -74,13 +91,55 @@ pub(crate) struct ResponseChoice {
     #[serde(default)]
     pub index: u32,
     pub message: Option<WireContent>,
+    /// A text completion's text.
+    pub text: Option<String>,
     pub finish_reason: Option<String>,
     pub logprobs: Option<WireLogprobs>,
 }
 
+/// Logprobs in either layout: chat completions' `content` list, or text completions'
+/// parallel lists (`tokens`, `token_logprobs`, `top_logprobs` as token -> logprob).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct WireLogprobs {
     pub content: Option<Vec<WireLogprob>>,
+    pub tokens: Option<Vec<String>>,
+    pub token_logprobs: Option<Vec<Option<f64>>>,
+    pub top_logprobs: Option<Vec<Option<BTreeMap<String, f64>>>>,
+}
+
+impl WireLogprobs {
+    /// The tokens, whatever the layout; `None` when the parallel lists do not line up
+    /// (a token without its logprob), which cannot be read as one token each.
+    pub fn into_tokens(self) -> Option<Vec<WireLogprob>> {
+        if self.content.is_some() {
+            return self.content;
+        }
+        let tokens = self.tokens?;
+        let logprobs = self.token_logprobs.unwrap_or_default();
+        let mut tops = self.top_logprobs.unwrap_or_default().into_iter();
+        if logprobs.len() != tokens.len() {
+            return None;
+        }
+        tokens
+            .into_iter()
+            .zip(logprobs)
+            .map(|(token, logprob)| {
+                let mut top: Vec<WireTopLogprob> = tops
+                    .next()
+                    .flatten()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(token, logprob)| WireTopLogprob { token, logprob })
+                    .collect();
+                top.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
+                Some(WireLogprob {
+                    token,
+                    logprob: logprob?,
+                    top_logprobs: Some(top),
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]

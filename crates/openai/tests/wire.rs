@@ -769,3 +769,80 @@ async fn response_formats_are_sent_and_grammars_only_to_llama_server() {
     assert_eq!(sent["grammar"], "root ::= \"{}\"");
     assert!(sent.get("response_format").is_none());
 }
+
+/// A raw request is a text completion: `POST /completions` with the text as `prompt`,
+/// logprobs asked for as a count; `text` choices and the parallel-list logprobs of that
+/// endpoint are read, streamed and not.
+#[tokio::test]
+async fn a_raw_request_is_a_text_completion() {
+    let text_event = |index: u32, text: &str, finish: Option<&str>, lp: Option<(f64, f64)>| {
+        let logprobs = lp.map(|(own, alt)| {
+            json!({"tokens": [text], "token_logprobs": [own], "top_logprobs": [{text: own, " B": alt}],
+                   "text_offset": [0]})
+        });
+        event(json!({"id": "cmpl-1", "object": "text_completion", "created": 1795460080, "model": "m",
+            "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}]}))
+    };
+    let stream_body = format!(
+        "{}{}{}{}{}",
+        text_event(0, " Paris", None, Some((-0.25, -3.0))),
+        text_event(0, ".", None, Some((-0.5, -4.0))),
+        text_event(0, "", Some("length"), None),
+        usage_chunk(7, 2),
+        DONE
+    );
+    let whole = json!({
+        "id": "cmpl-2", "object": "text_completion", "created": 1795460080, "model": "m",
+        "choices": [{"index": 0, "text": " Paris.", "finish_reason": "length",
+                     "logprobs": {"tokens": [" Paris", "."], "token_logprobs": [-0.25, -0.5],
+                                  "top_logprobs": [{" Paris": -0.25, " B": -3.0}, {".": -0.5, " B": -4.0}],
+                                  "text_offset": [0, 6]}}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+    })
+    .to_string();
+    let server = TestServer::start(move |r, _| {
+        if r.json()["stream"] == true {
+            Reply::split(200, SSE, stream_body.as_bytes(), &[25])
+        } else {
+            Reply::split(200, "application/json", whole.as_bytes(), &[20])
+        }
+    })
+    .await;
+    let b = backend(&server);
+    let ask = || ChatRequest::completion("The capital of France is").with_logprobs(1);
+    let (deltas, streamed) = drain(&b, ask()).await;
+    let streamed = streamed.unwrap();
+    assert_eq!(deltas, vec![(0, " Paris".into()), (0, ".".into())]);
+    let whole = b.complete(ask()).await.unwrap();
+    for c in [&streamed, &whole] {
+        assert_eq!(c.text(), " Paris.");
+        assert_eq!(c.choices[0].finish_reason, FinishReason::Length);
+        assert_eq!(c.usage.prompt_tokens, 7);
+        let lps = c.choices[0].logprobs.as_ref().unwrap();
+        assert_eq!(lps.len(), 2);
+        assert_eq!(lps[1].token, ".");
+        assert_eq!(lps[1].logprob, -0.5);
+        // Alternatives come most likely first, whatever the order of the JSON object.
+        assert_eq!(lps[0].top[0].token, " Paris");
+        assert_eq!(lps[0].top[1].token, " B");
+        assert_eq!(lps[0].top[1].logprob, -3.0);
+    }
+    let got = server.received();
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        assert_eq!(r.path, "/v1/completions");
+        let j = r.json();
+        assert_eq!(j["prompt"], "The capital of France is");
+        assert_eq!(j["logprobs"], 1);
+        assert!(j.get("messages").is_none());
+        assert!(j.get("top_logprobs").is_none());
+    }
+
+    // A chat request still goes to chat completions.
+    let chat = ChatRequest::user("Hi").with_logprobs(1);
+    let _ = b.complete(chat).await;
+    let last = server.received().pop().unwrap();
+    assert_eq!(last.path, "/v1/chat/completions");
+    assert_eq!(last.json()["logprobs"], true);
+    assert_eq!(last.json()["top_logprobs"], 1);
+}

@@ -1,10 +1,12 @@
 //! optillm-server: an HTTP server speaking the OpenAI and Ollama dialects, running an
 //! optillm-rs approach on every request.
 //!
-//! - OpenAI: `POST /v1/chat/completions` (streamed or not), `GET /v1/models` (every
+//! - OpenAI: `POST /v1/chat/completions` (streamed or not), `POST /v1/completions`
+//!   (text continued without the chat template, `none` only), `GET /v1/models` (every
 //!   approach x model, as `moa-smollm2`).
-//! - Ollama: `POST /api/chat`, `POST /api/generate`, `GET /api/tags`, `POST /api/show`,
-//!   `GET /api/version`, `GET /` ("Ollama is running").
+//! - Ollama: `POST /api/chat`, `POST /api/generate` (`raw: true`: without the chat
+//!   template, `none` only), `GET /api/tags`, `POST /api/show`, `GET /api/version`,
+//!   `GET /` ("Ollama is running").
 //! - `GET /health` and `GET /metrics` (Prometheus / OpenMetrics text).
 //!
 //! The approach of a request comes from the body field `optillm_approach`, else a
@@ -50,6 +52,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub mod approach;
+mod completions;
 pub mod error;
 mod guard;
 mod limit;
@@ -235,6 +238,7 @@ impl AppState {
             n: incoming.n,
             logprobs: incoming.logprobs,
             format: incoming.format,
+            raw: incoming.raw,
         };
         tracing::debug!(
             model = %selection.model,
@@ -262,6 +266,8 @@ struct Incoming {
     logprobs: Option<u32>,
     /// Structured output (`none` only).
     format: Option<ResponseFormat>,
+    /// A plain text completion of the one user message (`none` only).
+    raw: bool,
     approach: Option<String>,
     params: Option<Map<String, Value>>,
 }
@@ -276,6 +282,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat))
+        .route("/v1/completions", post(completions::complete))
         .route("/api/chat", post(ollama::chat))
         .route("/api/generate", post(ollama::generate))
         .route("/api/tags", get(ollama::tags))

@@ -215,6 +215,7 @@ impl Common {
             n: 1,
             logprobs,
             format: format_of(self.format.as_ref())?,
+            raw: false,
             approach: self.optillm_approach,
             params: self.optillm_params,
         })
@@ -294,24 +295,32 @@ pub(crate) async fn generate(
     if body.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(unsupported("`suffix` (fill in the middle)").into());
     }
-    if body.raw == Some(true) || body.template.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(unsupported("`raw` and `template` (the model's chat template is used)").into());
+    if body.template.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(unsupported(
+            "`template` (the model's chat template is used, or none with `raw`)",
+        )
+        .into());
+    }
+    let raw = body.raw == Some(true);
+    let system = body.system.filter(|s| !s.is_empty());
+    if raw && system.is_some() {
+        return Err(ApiError::bad_request(
+            "`system` has no place in a `raw` prompt: write it into the prompt",
+        )
+        .into());
     }
     let mut messages = Vec::new();
-    if let Some(system) = body.system.filter(|s| !s.is_empty()) {
+    if let Some(system) = system {
         messages.push(Message::system(system));
     }
     if let Some(prompt) = body.prompt.filter(|p| !p.is_empty()) {
         messages.push(Message::user(prompt));
     }
     let stream = body.common.stream.unwrap_or(true);
-    respond(
-        state,
-        body.common.into_incoming(messages)?,
-        stream,
-        Kind::Generate,
-    )
-    .await
+    let mut incoming = body.common.into_incoming(messages)?;
+    // `raw`: the prompt is continued as it is, without the chat template.
+    incoming.raw = raw;
+    respond(state, incoming, stream, Kind::Generate).await
 }
 
 async fn respond(

@@ -44,15 +44,15 @@ struct InMessage {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Stop {
+pub(crate) enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct StreamOptions {
+pub(crate) struct StreamOptions {
     #[serde(default)]
-    include_usage: bool,
+    pub(crate) include_usage: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +106,24 @@ struct ChatBody {
     optillm_params: Option<Map<String, Value>>,
     #[serde(flatten)]
     extra: Map<String, Value>,
+}
+
+/// A request's `seed`, which llama.cpp takes as 32 bits.
+pub(crate) fn seed_of(seed: Option<i64>) -> Result<Option<u32>, ApiError> {
+    seed.map(|s| {
+        u32::try_from(s)
+            .map_err(|_| ApiError::bad_request(format!("seed must be in 0..=4294967295, got {s}")))
+    })
+    .transpose()
+}
+
+/// A request's `stop`: one string or a list.
+pub(crate) fn stop_list(stop: Option<Stop>) -> Vec<String> {
+    match stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    }
 }
 
 fn role(name: &str) -> Result<Role, ApiError> {
@@ -168,14 +186,7 @@ impl ChatBody {
         for key in self.extra.keys() {
             tracing::debug!(field = %key, "ignoring request field");
         }
-        let seed = self
-            .seed
-            .map(|s| {
-                u32::try_from(s).map_err(|_| {
-                    ApiError::bad_request(format!("seed must be in 0..=4294967295, got {s}"))
-                })
-            })
-            .transpose()?;
+        let seed = seed_of(self.seed)?;
         let logprobs = match (self.logprobs, self.top_logprobs) {
             (Some(true), k) => Some(k.unwrap_or(0)),
             (_, Some(_)) => {
@@ -193,11 +204,7 @@ impl ChatBody {
             repeat_penalty: self.repeat_penalty,
             seed,
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
-            stop: match self.stop {
-                None => Vec::new(),
-                Some(Stop::One(s)) => vec![s],
-                Some(Stop::Many(v)) => v,
-            },
+            stop: stop_list(self.stop),
         };
         Ok(Incoming {
             model: self.model,
@@ -210,6 +217,7 @@ impl ChatBody {
             n: self.n.unwrap_or(1),
             logprobs,
             format,
+            raw: false,
             approach: self.optillm_approach,
             params: self.optillm_params,
         })
@@ -220,7 +228,7 @@ impl ChatBody {
 /// `json_object`, `json_schema` with `json_schema.schema`; llama-server's spelling with
 /// `schema` beside `type` too), or llama-server's GBNF `grammar` (empty: none). The
 /// format's own bounds are checked later, with the rest of the request.
-fn response_format(
+pub(crate) fn response_format(
     format: Option<&Value>,
     grammar: Option<String>,
 ) -> Result<Option<ResponseFormat>, ApiError> {
@@ -304,7 +312,7 @@ struct Meta {
     include_usage: bool,
 }
 
-fn usage_json(fin: &Final) -> Value {
+pub(crate) fn usage_json(fin: &Final) -> Value {
     json!({
         "prompt_tokens": fin.usage.prompt_tokens,
         "completion_tokens": fin.usage.completion_tokens,
@@ -355,7 +363,7 @@ fn chunk(meta: &Meta, choices: Value) -> Event {
     }))
 }
 
-fn data(value: Value) -> Event {
+pub(crate) fn data(value: Value) -> Event {
     Event::default().data(value.to_string())
 }
 

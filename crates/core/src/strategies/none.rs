@@ -67,6 +67,7 @@ impl Strategy for NoneStrategy {
             .with_n(request.n);
         chat.logprobs = request.logprobs;
         chat.format = request.format.clone();
+        chat.raw = request.raw;
         let completion = ctx.final_call("completion", chat).await?;
         Ok(Answer {
             choices: completion.texts(),

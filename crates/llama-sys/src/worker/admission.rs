@@ -126,12 +126,24 @@ fn check_prompt(tokens: usize, n_ctx: u32) -> Result<(), BackendError> {
 }
 
 impl Engine<'_> {
-    /// The request's messages through the model's chat template, tokenized.
+    /// The request's messages through the model's chat template, tokenized; a raw
+    /// request's text as it is (BOS only where the vocabulary asks for it, special
+    /// tokens written in the text read as such, as llama.cpp's server does).
     pub(crate) fn prompt_tokens(
         &self,
         request: &ChatRequest,
     ) -> Result<Vec<LlamaToken>, BackendError> {
         let n_ctx = self.limit;
+        if request.raw {
+            let text = request.raw_text().ok_or_else(|| {
+                BackendError::InvalidRequest(
+                    "a raw completion is one user message: the text to continue".into(),
+                )
+            })?;
+            let tokens = self.model.vocab().tokenize(text.as_bytes(), true, true);
+            check_prompt(tokens.len(), n_ctx)?;
+            return Ok(tokens);
+        }
         check_messages(request.messages.len(), n_ctx)?;
         let messages = request
             .messages
