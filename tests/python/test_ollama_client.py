@@ -61,3 +61,13 @@ def test_unknown_model_is_404(ollama_client):
         ollama_client.chat(model="no-such-model-xyz", messages=QUESTION)
     assert e.value.status_code == 404
     assert "no-such-model-xyz" in e.value.error
+
+
+def test_generate_raw_skips_the_chat_template(ollama_client, model):
+    prompt = "The capital of France is"
+    options = {"temperature": 0, "num_predict": 4}
+    raw = ollama_client.generate(model=model, prompt=prompt, raw=True, options=options)
+    templated = ollama_client.generate(model=model, prompt=prompt, options=options)
+    assert raw.done is True
+    assert raw.response
+    assert raw.prompt_eval_count + 5 < templated.prompt_eval_count

@@ -143,3 +143,43 @@ def test_bad_approach_is_bad_request(openai_client, model):
             model=model, messages=QUESTION, extra_body={"optillm_approach": "bon&&moa"}
         )
     assert "approach" in str(e.value)
+
+
+# (After "Answer:" SmolLM2-135M-Instruct ends the text at once: no prompt of that shape.)
+RAW = "The capital of France is"
+
+
+def test_text_completion_continues_the_prompt_without_the_chat_template(openai_client, model):
+    r = openai_client.completions.create(
+        model=model, prompt=RAW, max_tokens=5, temperature=0, logprobs=2
+    )
+    assert r.id.startswith("cmpl-")
+    assert r.object == "text_completion"
+    choice = r.choices[0]
+    assert choice.text
+    assert choice.finish_reason in ("stop", "length")
+    assert "".join(choice.logprobs.tokens) == choice.text
+    assert len(choice.logprobs.token_logprobs) == len(choice.logprobs.tokens)
+    assert all(len(top) <= 2 for top in choice.logprobs.top_logprobs)
+    # The prompt is the text alone: the same question as a chat message costs the
+    # template's tokens on top.
+    chat = openai_client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": RAW}], max_tokens=1, temperature=0
+    )
+    assert r.usage.prompt_tokens + 5 < chat.usage.prompt_tokens
+
+
+def test_text_completion_streamed(openai_client, model):
+    stream = openai_client.completions.create(
+        model=model, prompt="1, 2, 3, 4,", max_tokens=6, temperature=0, stream=True
+    )
+    chunks = list(stream)
+    assert chunks[-1].choices[0].finish_reason == "length"
+    text = "".join(c.choices[0].text for c in chunks)
+    assert text.strip()
+
+
+def test_text_completion_with_an_approach_is_bad_request(openai_client, model):
+    with pytest.raises(openai.BadRequestError) as e:
+        openai_client.completions.create(model=f"moa-{model}", prompt=RAW, max_tokens=4)
+    assert "none" in str(e.value)

@@ -277,7 +277,12 @@ fn bad_json_schemas_fail_before_the_model_is_pulled() {
     let home = TempDir::new();
     let missing = home.path().join("missing.json");
     let missing = missing.to_str().unwrap();
-    let cases: [(&[&str], &[&str]); 4] = [
+    let cases: [(&[&str], &[&str]); 6] = [
+        (
+            &["--raw", "-a", "moa"],
+            &["--raw", "only available with the `none` approach"],
+        ),
+        (&["--raw", "--system", "s"], &["--raw", "--system"]),
         (
             &["--json-schema", r#"{"type": "int"}"#],
             &["--json-schema", "#/type"],
@@ -343,4 +348,44 @@ fn a_json_schema_constrains_the_answer() {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", r.stdout));
     assert!(v["answer"].is_i64(), "{v}");
     assert_eq!(v.as_object().unwrap().len(), 1, "{v}");
+}
+
+#[test]
+fn raw_continues_the_prompt_without_the_chat_template() {
+    let model = common::model_path();
+    let home = TempDir::new();
+    let run = |raw: bool| {
+        let trace = home.path().join(format!("trace-{raw}.jsonl"));
+        let mut args = vec![
+            "run",
+            "-m",
+            model.to_str().unwrap(),
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "4",
+            "--trace",
+            trace.to_str().unwrap(),
+        ];
+        if raw {
+            args.push("--raw");
+        }
+        args.push("Question: What is the capital of France?\nAnswer:");
+        let r = optillm(home.path(), &args);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        let line = std::fs::read_to_string(&trace).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        (
+            v["raw"] == true,
+            v["usage"]["prompt_tokens"].as_u64().unwrap(),
+        )
+    };
+    let (raw_flag, raw_prompt) = run(true);
+    let (chat_flag, chat_prompt) = run(false);
+    assert!(raw_flag && !chat_flag);
+    // The text alone, against the text inside the chat template.
+    assert!(
+        raw_prompt + 5 < chat_prompt,
+        "{raw_prompt} vs {chat_prompt}"
+    );
 }

@@ -119,6 +119,9 @@ pub struct TraceEntry {
     /// the module documentation: the strategy's step settings win).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<String>,
+    /// The call continued its one message as raw text, without the chat template.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw: bool,
 }
 
 /// The input of a strategy: the conversation and the caller's base settings.
@@ -515,6 +518,7 @@ impl Ctx {
         let entry = TraceEntry {
             purpose,
             n: request.n,
+            raw: request.raw,
             messages: request.messages,
             sampling: request.sampling,
             outputs,

@@ -969,3 +969,57 @@ async fn a_consumer_that_leaves_with_events_held_cancels_its_request() {
         "decoding went on after the drop: {generated}"
     );
 }
+
+#[tokio::test]
+async fn a_raw_completion_continues_the_text_without_the_chat_template() {
+    let b = backend();
+    // (After "Answer:" SmolLM2-135M-Instruct's likeliest token is the end of the text.)
+    let text = "The capital of France is";
+    let greedy = Sampling::default().with_temperature(0.0).with_max_tokens(1);
+    let raw = b
+        .complete(ChatRequest::completion(text).with_sampling(greedy.clone()))
+        .await
+        .unwrap();
+    let chat = b.complete(ask(text, greedy)).await.unwrap();
+    // The most likely token after the text, read off the token-level interface.
+    let (tokens, best) = run_token_job(b.as_ref(), ChatRequest::user("x"), move |s| {
+        let tokens = s.tokenize_prompt(text)?;
+        let seq = s.start(&tokens)?;
+        let logits = s.logits(seq)?;
+        let best = (0..logits.len())
+            .max_by(|&i, &j| logits[i].total_cmp(&logits[j]))
+            .unwrap_or(0);
+        let bytes = s.token_bytes(best as i32)?;
+        s.release(seq);
+        Ok((tokens, String::from_utf8_lossy(&bytes).into_owned()))
+    })
+    .await
+    .unwrap();
+    // Only the text's own tokens were evaluated: no template around them.
+    assert_eq!(raw.usage.prompt_tokens as usize, tokens.len());
+    assert!(chat.usage.prompt_tokens > raw.usage.prompt_tokens + 5);
+    assert_eq!(
+        raw.text(),
+        best,
+        "greedy continues with the likeliest token"
+    );
+
+    // Special tokens written in the text are read as such (a prompt templated by its
+    // caller): `<|im_start|>` is one token, not its characters.
+    let special = b
+        .complete(
+            ChatRequest::completion("<|im_start|>")
+                .with_sampling(Sampling::default().with_max_tokens(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(special.usage.prompt_tokens, 1);
+
+    // A raw request is one user message.
+    let mut two = ChatRequest::completion("a");
+    two.messages.push(Message::user("b"));
+    assert!(matches!(
+        b.complete(two).await.unwrap_err(),
+        BackendError::InvalidRequest(_)
+    ));
+}

@@ -780,8 +780,10 @@ async fn a_raw_request_is_a_text_completion() {
             json!({"tokens": [text], "token_logprobs": [own], "top_logprobs": [{text: own, " B": alt}],
                    "text_offset": [0]})
         });
-        event(json!({"id": "cmpl-1", "object": "text_completion", "created": 1795460080, "model": "m",
-            "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}]}))
+        event(
+            json!({"id": "cmpl-1", "object": "text_completion", "created": 1795460080, "model": "m",
+            "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}]}),
+        )
     };
     let stream_body = format!(
         "{}{}{}{}{}",

@@ -169,3 +169,49 @@ async fn logprobs_come_back_per_token() {
         assert_eq!(lp.top[0].token, lp.token);
     }
 }
+
+/// A raw request is a text completion (`/v1/completions`): the server evaluates the text
+/// alone, not the chat template around it, and its logprobs are read, streamed and not.
+#[tokio::test]
+async fn a_raw_request_is_a_text_completion_of_the_text_alone() {
+    let Some(b) = server().await else { return };
+    let text = "The capital of France is";
+    let raw = || {
+        ChatRequest::completion(text)
+            .with_sampling(greedy(6))
+            .with_logprobs(2)
+    };
+    let whole = b.complete(raw()).await.unwrap();
+    let chat = b
+        .complete(ChatRequest::user(text).with_sampling(greedy(6)))
+        .await
+        .unwrap();
+    assert!(!whole.text().is_empty());
+    assert!(
+        whole.usage.prompt_tokens + 5 < chat.usage.prompt_tokens,
+        "raw {} vs chat {} prompt tokens",
+        whole.usage.prompt_tokens,
+        chat.usage.prompt_tokens
+    );
+    let lps = whole.choices[0].logprobs.as_ref().unwrap();
+    assert_eq!(
+        lps.iter().map(|l| l.token.as_str()).collect::<String>(),
+        whole.text()
+    );
+    assert!(lps.iter().all(|l| l.logprob <= 0.0 && l.top.len() <= 2));
+
+    let mut stream = b.stream(raw()).await.unwrap();
+    let mut joined = String::new();
+    let streamed = loop {
+        match stream.next_event().await.unwrap().unwrap() {
+            StreamEvent::Delta { text, .. } => joined.push_str(&text),
+            StreamEvent::Done(c) => break c,
+        }
+    };
+    assert_eq!(joined, streamed.text());
+    assert_eq!(
+        streamed.text(),
+        whole.text(),
+        "greedy: the same text streamed"
+    );
+}

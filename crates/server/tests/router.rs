@@ -1382,3 +1382,171 @@ async fn a_closed_connection_cancels_a_non_streamed_request() {
         .unwrap()
         .unwrap();
 }
+
+// ---------- Text completions (raw prompts) ----------
+
+#[tokio::test]
+async fn openai_text_completion_continues_the_prompt_as_it_is() {
+    let mock = Arc::new(MockBackend::constant("Paris is the capital"));
+    let app = one_model("m", mock.clone());
+    let r = post(
+        &app,
+        "/v1/completions",
+        json!({"model": "m", "prompt": "Q: capital of France?\nA:", "temperature": 0, "stop": ["\n"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert!(v["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["model"], "m");
+    assert_eq!(v["choices"][0]["text"], "Paris is the capital");
+    assert_eq!(v["choices"][0]["index"], 0);
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["choices"][0]["message"].is_null());
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+    let sent = &mock.requests()[0];
+    assert!(sent.raw, "the backend was asked for a chat answer");
+    assert_eq!(sent.raw_text(), Some("Q: capital of France?\nA:"));
+    assert_eq!(sent.sampling.temperature, Some(0.0));
+    assert_eq!(sent.sampling.stop, vec!["\n".to_string()]);
+    // OpenAI's default for this endpoint: 16 tokens.
+    assert_eq!(sent.sampling.max_tokens, Some(16));
+
+    // A list of one prompt is that prompt; streamed, the text comes in pieces.
+    let r = post(
+        &app,
+        "/v1/completions",
+        json!({"model": "m", "prompt": ["Once upon"], "max_tokens": 3, "stream": true,
+               "stream_options": {"include_usage": true}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (events, done) = sse_data(&r.body);
+    assert!(done);
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, "Paris is the ");
+    assert!(events.iter().all(|e| e["object"] == "text_completion"));
+    let last_choice = events
+        .iter()
+        .rev()
+        .find(|e| !e["choices"].as_array().unwrap().is_empty())
+        .unwrap();
+    assert_eq!(last_choice["choices"][0]["finish_reason"], "length");
+    assert_eq!(events.last().unwrap()["usage"]["completion_tokens"], 3);
+    assert_eq!(mock.requests()[1].raw_text(), Some("Once upon"));
+}
+
+#[tokio::test]
+async fn text_completion_logprobs_are_parallel_lists() {
+    let app = one_model("m", Arc::new(MockBackend::constant("a b")));
+    let r = post(
+        &app,
+        "/v1/completions",
+        json!({"model": "m", "prompt": "x", "logprobs": 2}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let lp = &r.json()["choices"][0]["logprobs"];
+    let tokens: Vec<&str> = lp["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.concat(), "a b");
+    assert_eq!(lp["token_logprobs"].as_array().unwrap().len(), tokens.len());
+    assert_eq!(lp["top_logprobs"].as_array().unwrap().len(), tokens.len());
+    // Each token's offset is where it starts in the text, in characters.
+    let offsets: Vec<u64> = lp["text_offset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_u64().unwrap())
+        .collect();
+    let mut expected = Vec::new();
+    let mut at = 0;
+    for t in &tokens {
+        expected.push(at);
+        at += t.chars().count() as u64;
+    }
+    assert_eq!(offsets, expected);
+}
+
+#[tokio::test]
+async fn text_completions_refuse_what_they_cannot_do() {
+    let mock = Arc::new(MockBackend::constant("x"));
+    let app = one_model("m", mock.clone());
+    for (body, needle) in [
+        (json!({"model": "moa-m", "prompt": "p"}), "`none` approach"),
+        (
+            json!({"model": "m", "prompt": "p", "optillm_approach": "re2"}),
+            "`none` approach",
+        ),
+        (json!({"model": "m", "prompt": ["a", "b"]}), "one string"),
+        (json!({"model": "m", "prompt": ""}), "must not be empty"),
+        (json!({"model": "m", "prompt": "p", "echo": true}), "echo"),
+        (
+            json!({"model": "m", "prompt": "p", "suffix": "s"}),
+            "suffix",
+        ),
+        (
+            json!({"model": "m", "prompt": "p", "best_of": 3}),
+            "best_of",
+        ),
+        (json!({"model": "m", "prompt": [1, 2]}), ""),
+        (json!({"model": "m"}), ""),
+    ] {
+        let r = post(&app, "/v1/completions", body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    assert_eq!(mock.calls(), 0, "a refused request reached the model");
+    let r = post(
+        &app,
+        "/v1/completions",
+        json!({"model": "zz", "prompt": "p"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn ollama_generate_raw_skips_the_chat_template() {
+    let mock = Arc::new(MockBackend::constant("Paris"));
+    let app = one_model("m", mock.clone());
+    let r = post(
+        &app,
+        "/api/generate",
+        json!({"model": "m", "prompt": "<start_of_turn>user\nCapital?", "raw": true, "stream": false}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["response"], "Paris");
+    let sent = &mock.requests()[0];
+    assert!(sent.raw);
+    assert_eq!(sent.raw_text(), Some("<start_of_turn>user\nCapital?"));
+
+    // Without `raw` the same prompt is a chat message.
+    post(
+        &app,
+        "/api/generate",
+        json!({"model": "m", "prompt": "p", "stream": false}),
+    )
+    .await;
+    assert!(!mock.requests()[1].raw);
+
+    for body in [
+        json!({"model": "m", "prompt": "p", "raw": true, "system": "s"}),
+        json!({"model": "re2-m", "prompt": "p", "raw": true}),
+        json!({"model": "m", "prompt": "p", "template": "{{ .Prompt }}"}),
+    ] {
+        let r = post(&app, "/api/generate", body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+    }
+    assert_eq!(mock.calls(), 2);
+}

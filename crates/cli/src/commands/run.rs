@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// itself when it starts with `{` (approach `none` only).
     #[arg(long, value_name = "FILE_OR_JSON")]
     pub json_schema: Option<String>,
+    /// Continue the prompt as it is, without the model's chat template: for a base
+    /// model (gemma3-270m), or a prompt already templated (approach `none` only).
+    #[arg(long, conflicts_with = "system")]
+    pub raw: bool,
 }
 
 /// Largest `--json-schema` file read (its compact form is bounded again, more tightly).
@@ -137,6 +141,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     request.format = args.format()?;
     if request.format.is_some() {
         strategy::check_request(strategy.as_ref(), &request).context("--json-schema")?;
+    }
+    request.raw = args.raw;
+    if request.raw {
+        strategy::check_request(strategy.as_ref(), &request).context("--raw")?;
     }
     let model = backends::model_name(&args.backend, args.model.clone())?;
     super::check_native(&args.backend, &model)?;
