@@ -1015,6 +1015,13 @@ async fn a_raw_completion_continues_the_text_without_the_chat_template() {
         .unwrap();
     assert_eq!(special.usage.prompt_tokens, 1);
 
+    // A text longer than the context is the typed overflow, as a chat prompt is.
+    let long = "word ".repeat(3000);
+    assert!(matches!(
+        b.complete(ChatRequest::completion(long)).await.unwrap_err(),
+        BackendError::ContextOverflow { .. }
+    ));
+
     // A raw request is one user message.
     let mut two = ChatRequest::completion("a");
     two.messages.push(Message::user("b"));
