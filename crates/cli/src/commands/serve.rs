@@ -163,7 +163,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     eprintln!(
-        "serving {} on http://{} (OpenAI: /v1/chat/completions, Ollama: /api/chat)",
+        "serving {} on http://{} (OpenAI: /v1/chat/completions, /v1/completions; Ollama: /api/chat, /api/generate)",
         names.join(", "),
         config.bind
     );
