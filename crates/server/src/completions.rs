@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, OpenAiError};
-use crate::openai::{Stop, StreamOptions, data, response_format, seed_of, stop_list, usage_json};
+use crate::openai::{
+    Meta, Stop, StreamOptions, data, response_format, seed_of, stop_list, usage_json,
+};
 use crate::run::{EventStream, Final, RunEvent};
 use crate::{AppState, Incoming, new_id, parse_body, unix_now};
 
@@ -186,13 +188,6 @@ pub(crate) async fn complete(
         .stream(state.inner.config.keep_alive_interval, ticket)
         .await?;
     Ok(Sse::new(sse_events(events, meta)).into_response())
-}
-
-struct Meta {
-    id: String,
-    created: u64,
-    model: String,
-    include_usage: bool,
 }
 
 /// Logprobs in this endpoint's own layout: parallel lists, one entry per token, each

@@ -305,11 +305,12 @@ pub(crate) async fn chat(
     Ok(Sse::new(sse_events(events, meta)).into_response())
 }
 
-struct Meta {
-    id: String,
-    created: u64,
-    model: String,
-    include_usage: bool,
+/// What every chunk and answer of one response repeats (both OpenAI endpoints).
+pub(crate) struct Meta {
+    pub(crate) id: String,
+    pub(crate) created: u64,
+    pub(crate) model: String,
+    pub(crate) include_usage: bool,
 }
 
 pub(crate) fn usage_json(fin: &Final) -> Value {
