@@ -2,42 +2,29 @@
 //! without the chat template (a base model, or a prompt its caller has templated).
 //! Only the `none` approach takes it; the others write chat prompts of their own.
 
-use std::convert::Infallible;
-
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::response::sse::{Event, Sse};
-use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt, stream};
+use axum::response::Response;
 use optillm_core::{Message, Sampling, TokenLogprob};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, OpenAiError};
-use crate::openai::{
-    Meta, Stop, StreamOptions, data, response_format, seed_of, stop_list, usage_json,
-};
-use crate::run::{EventStream, Final, RunEvent};
-use crate::{AppState, Incoming, new_id, parse_body, unix_now};
+use crate::openai::{Layout, Stop, StreamOptions, respond, response_format, seed_of, stop_list};
+use crate::run::FinalChoice;
+use crate::{AppState, Incoming, parse_body};
 
 /// Tokens generated when a request gives no `max_tokens`: OpenAI's documented default
 /// for this endpoint (vLLM's too).
 pub const DEFAULT_MAX_TOKENS: u32 = 16;
 
-/// `prompt`: one string, or a list holding one (a batch of prompts is not served).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Prompt {
-    One(String),
-    Many(Vec<String>),
-}
-
 #[derive(Debug, Deserialize)]
 struct CompletionBody {
     model: String,
-    prompt: Prompt,
+    /// One string, or a list holding one (a batch of prompts is not served): read by
+    /// [`prompt_text`], which says what is wrong with any other value.
+    prompt: Value,
     #[serde(default)]
     suffix: Option<String>,
     #[serde(default)]
@@ -117,19 +104,7 @@ impl CompletionBody {
                  chat model instead",
             ));
         }
-        let prompt = match self.prompt {
-            Prompt::One(p) => p,
-            Prompt::Many(mut list) if list.len() == 1 => list.remove(0),
-            Prompt::Many(list) => {
-                return Err(ApiError::bad_request(format!(
-                    "`prompt` must be one string ({} given): send one request per prompt",
-                    list.len()
-                )));
-            }
-        };
-        if prompt.is_empty() {
-            return Err(ApiError::bad_request("`prompt` must not be empty"));
-        }
+        let prompt = prompt_text(self.prompt)?;
         let format = response_format(self.response_format.as_ref(), self.grammar)?;
         for key in self.extra.keys() {
             tracing::debug!(field = %key, "ignoring request field");
@@ -158,6 +133,37 @@ impl CompletionBody {
     }
 }
 
+/// The text of a request's `prompt`: a string, or a list of one string. Token ids and
+/// batches of prompts are refused, each with its own message.
+fn prompt_text(prompt: Value) -> Result<String, ApiError> {
+    let not_text = || ApiError::bad_request("`prompt` must be a string (or a list of one string)");
+    let text = match prompt {
+        Value::String(text) => text,
+        Value::Array(list) => {
+            if list.first().is_some_and(|v| v.is_number() || v.is_array()) {
+                return Err(ApiError::bad_request(
+                    "`prompt` as token ids is not supported: send the text",
+                ));
+            }
+            if list.len() > 1 {
+                return Err(ApiError::bad_request(format!(
+                    "`prompt` must be one string ({} given): send one request per prompt",
+                    list.len()
+                )));
+            }
+            match list.into_iter().next() {
+                Some(Value::String(text)) => text,
+                _ => return Err(not_text()),
+            }
+        }
+        _ => return Err(not_text()),
+    };
+    if text.is_empty() {
+        return Err(ApiError::bad_request("`prompt` must not be empty"));
+    }
+    Ok(text)
+}
+
 /// `POST /v1/completions`
 pub(crate) async fn complete(
     State(state): State<AppState>,
@@ -170,24 +176,7 @@ pub(crate) async fn complete(
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let incoming = body.into_incoming()?;
-    let meta = Meta {
-        id: new_id("cmpl"),
-        created: unix_now(),
-        model: incoming.model.clone(),
-        include_usage,
-    };
-    let ticket = state.inner.limiter.admit()?;
-    let job = state.prepare(incoming).await?;
-    if !stream {
-        let permit = ticket.wait().await?;
-        let fin = job.complete().await?;
-        drop(permit);
-        return Ok(Json(completion_json(&meta, &fin)).into_response());
-    }
-    let events = job
-        .stream(state.inner.config.keep_alive_interval, ticket)
-        .await?;
-    Ok(Sse::new(sse_events(events, meta)).into_response())
+    respond(&state, incoming, stream, include_usage, Text::default()).await
 }
 
 /// Logprobs in this endpoint's own layout: parallel lists, one entry per token, each
@@ -209,125 +198,39 @@ fn logprobs_json(logprobs: &[TokenLogprob], first_offset: usize) -> Value {
     })
 }
 
-fn completion_json(meta: &Meta, fin: &Final) -> Value {
-    json!({
-        "id": meta.id,
-        "object": "text_completion",
-        "created": meta.created,
-        "model": meta.model,
-        "system_fingerprint": null,
-        "choices": fin.choices.iter().map(|c| json!({
+/// Text completions: the text as it is, logprobs as parallel lists.
+#[derive(Default)]
+struct Text {
+    /// Characters sent so far per choice (the next token's `text_offset`).
+    sent: Vec<usize>,
+}
+
+impl Layout for Text {
+    const ID_PREFIX: &'static str = "cmpl";
+    const OBJECT: &'static str = "text_completion";
+    const CHUNK_OBJECT: &'static str = "text_completion";
+
+    fn choice(c: &FinalChoice) -> Value {
+        json!({
             "index": c.index,
             "text": c.text,
             "logprobs": c.logprobs.as_ref().map(|l| logprobs_json(l, 0)),
             "finish_reason": c.finish.as_api_str(),
-        })).collect::<Vec<_>>(),
-        "usage": usage_json(fin),
-    })
-}
+        })
+    }
 
-fn chunk(meta: &Meta, choices: Value) -> Event {
-    data(json!({
-        "id": meta.id,
-        "object": "text_completion",
-        "created": meta.created,
-        "model": meta.model,
-        "system_fingerprint": null,
-        "choices": choices,
-    }))
-}
-
-struct SseState {
-    meta: Meta,
-    /// Characters sent so far per choice (the next token's `text_offset`).
-    sent: Vec<usize>,
-    finished: bool,
-}
-
-impl SseState {
-    fn sent_mut(&mut self, index: u32) -> &mut usize {
+    fn delta(&mut self, index: u32, text: &str, logprob: Option<&TokenLogprob>) -> Value {
         let i = index as usize;
         if self.sent.len() <= i {
             self.sent.resize(i + 1, 0);
         }
-        &mut self.sent[i]
+        let offset = self.sent[i];
+        self.sent[i] += text.chars().count();
+        let logprobs = logprob.map(|l| logprobs_json(std::slice::from_ref(l), offset));
+        json!({ "index": index, "text": text, "logprobs": logprobs, "finish_reason": null })
     }
 
-    fn render(&mut self, event: Option<RunEvent>) -> Vec<Event> {
-        if self.finished {
-            return Vec::new();
-        }
-        match event {
-            Some(RunEvent::KeepAlive) => vec![Event::default().comment("keep-alive")],
-            Some(RunEvent::Delta {
-                index,
-                text,
-                logprob,
-            }) => {
-                let sent = self.sent_mut(index);
-                let offset = *sent;
-                *sent += text.chars().count();
-                let logprobs = logprob.map(|l| logprobs_json(std::slice::from_ref(&l), offset));
-                vec![chunk(
-                    &self.meta,
-                    json!([{ "index": index, "text": text, "logprobs": logprobs, "finish_reason": null }]),
-                )]
-            }
-            Some(RunEvent::Done(fin)) => {
-                self.finished = true;
-                let mut out: Vec<Event> = fin
-                    .choices
-                    .iter()
-                    .map(|c| {
-                        chunk(
-                            &self.meta,
-                            json!([{
-                                "index": c.index,
-                                "text": "",
-                                "logprobs": null,
-                                "finish_reason": c.finish.as_api_str(),
-                            }]),
-                        )
-                    })
-                    .collect();
-                if self.meta.include_usage {
-                    out.push(data(json!({
-                        "id": self.meta.id,
-                        "object": "text_completion",
-                        "created": self.meta.created,
-                        "model": self.meta.model,
-                        "choices": [],
-                        "usage": usage_json(&fin),
-                    })));
-                }
-                out.push(Event::default().data("[DONE]"));
-                out
-            }
-            Some(RunEvent::Error(e)) => {
-                self.finished = true;
-                vec![data(e.body(crate::Dialect::OpenAi))]
-            }
-            None => {
-                self.finished = true;
-                let e = ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "the run stopped before its answer",
-                );
-                vec![data(e.body(crate::Dialect::OpenAi))]
-            }
-        }
+    fn end(&mut self, index: u32, reason: &str) -> Vec<Value> {
+        vec![json!({ "index": index, "text": "", "logprobs": null, "finish_reason": reason })]
     }
-}
-
-fn sse_events(events: EventStream, meta: Meta) -> impl Stream<Item = Result<Event, Infallible>> {
-    let mut state = SseState {
-        meta,
-        sent: Vec::new(),
-        finished: false,
-    };
-    events
-        .map(Some)
-        .chain(stream::once(async { None }))
-        .flat_map(move |e| stream::iter(state.render(e)))
-        .map(Ok)
 }

@@ -69,7 +69,7 @@ pub use models::{ModelInfo, Models, StaticModels};
 
 use limit::Limiter;
 use metrics::{Metrics, RequestRecord};
-use run::Job;
+use run::{EventStream, Final, Job};
 
 /// Most choices one request may ask for (as OpenAI).
 pub const MAX_N: u32 = 128;
@@ -209,6 +209,24 @@ impl AppState {
         &self.inner.config
     }
 
+    /// Admits a request (or refuses it when the queue is full), prepares it and runs it:
+    /// to its whole answer once it holds a slot, or (`stream`) as its events, which wait
+    /// for the slot themselves, with keep-alives.
+    async fn answer(&self, incoming: Incoming, stream: bool) -> Result<Answer, ApiError> {
+        let ticket = self.inner.limiter.admit()?;
+        let job = self.prepare(incoming).await?;
+        if stream {
+            let events = job
+                .stream(self.inner.config.keep_alive_interval, ticket)
+                .await?;
+            return Ok(Answer::Stream(events));
+        }
+        let permit = ticket.wait().await?;
+        let fin = job.complete().await?;
+        drop(permit);
+        Ok(Answer::Whole(fin))
+    }
+
     /// Resolves approach and model, fetches the backend and validates the request.
     async fn prepare(&self, incoming: Incoming) -> Result<Job, ApiError> {
         if incoming.n > MAX_N {
@@ -254,6 +272,12 @@ impl AppState {
             Arc::clone(&self.inner.metrics),
         )
     }
+}
+
+/// What a dialect handler writes out: a whole answer, or one to stream.
+enum Answer {
+    Whole(Final),
+    Stream(EventStream),
 }
 
 /// A chat request in dialect-neutral form.

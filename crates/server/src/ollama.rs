@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use crate::error::{ApiError, OllamaError};
 use crate::models::ModelInfo;
 use crate::run::{EventStream, Final, RunEvent};
-use crate::{AppState, Incoming, parse_body, rfc3339_now};
+use crate::{Answer, AppState, Incoming, parse_body, rfc3339_now};
 
 /// The Ollama API version this server answers like.
 pub const OLLAMA_VERSION: &str = "0.5.1";
@@ -345,24 +345,18 @@ async fn respond(
         return Ok(Json(line).into_response());
     }
     let started = Instant::now();
-    let ticket = state.inner.limiter.admit()?;
-    let job = state.prepare(incoming).await?;
-    if !stream {
-        let permit = ticket.wait().await?;
-        let fin = job.complete().await?;
-        drop(permit);
-        let text = fin.choices.first().map(|c| c.text.as_str()).unwrap_or("");
-        let mut line = base(&model, kind, text);
-        if let Some(lps) = fin.choices.first().and_then(|c| c.logprobs.as_ref()) {
-            line["logprobs"] = json!(lps.iter().map(logprob_json).collect::<Vec<_>>());
+    match state.answer(incoming, stream).await? {
+        Answer::Whole(fin) => {
+            let text = fin.choices.first().map(|c| c.text.as_str()).unwrap_or("");
+            let mut line = base(&model, kind, text);
+            if let Some(lps) = fin.choices.first().and_then(|c| c.logprobs.as_ref()) {
+                line["logprobs"] = json!(lps.iter().map(logprob_json).collect::<Vec<_>>());
+            }
+            finish(&mut line, &fin, started.elapsed());
+            Ok(Json(line).into_response())
         }
-        finish(&mut line, &fin, started.elapsed());
-        return Ok(Json(line).into_response());
+        Answer::Stream(events) => Ok(ndjson(events, model, kind, started)),
     }
-    let events = job
-        .stream(state.inner.config.keep_alive_interval, ticket)
-        .await?;
-    Ok(ndjson(events, model, kind, started))
 }
 
 fn base(model: &str, kind: Kind, text: &str) -> Value {

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, OpenAiError};
-use crate::run::{EventStream, Final, RunEvent};
-use crate::{AppState, Incoming, new_id, parse_body, unix_now};
+use crate::run::{EventStream, Final, FinalChoice, RunEvent};
+use crate::{Answer, AppState, Incoming, new_id, parse_body, unix_now};
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -285,40 +285,80 @@ pub(crate) async fn chat(
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let incoming = body.into_incoming()?;
+    respond(&state, incoming, stream, include_usage, Chat::default()).await
+}
+
+/// How one OpenAI endpoint lays out its answer and its stream's chunks: chat
+/// completions here, text completions in [`crate::completions`].
+pub(crate) trait Layout: Send + 'static {
+    /// The prefix of a response's id.
+    const ID_PREFIX: &'static str;
+    /// `object` of a whole answer.
+    const OBJECT: &'static str;
+    /// `object` of a streamed chunk.
+    const CHUNK_OBJECT: &'static str;
+    /// One choice of a whole answer.
+    fn choice(c: &FinalChoice) -> Value;
+    /// A streamed choice carrying the next piece of choice `index`'s text.
+    fn delta(&mut self, index: u32, text: &str, logprob: Option<&TokenLogprob>) -> Value;
+    /// The streamed choices (one a chunk) that end choice `index` with `reason`.
+    fn end(&mut self, index: u32, reason: &str) -> Vec<Value>;
+}
+
+/// Runs a request of either OpenAI endpoint and writes its answer in `layout`: whole,
+/// or as server-sent events.
+pub(crate) async fn respond<L: Layout>(
+    state: &AppState,
+    incoming: Incoming,
+    stream: bool,
+    include_usage: bool,
+    layout: L,
+) -> Result<Response, OpenAiError> {
     let meta = Meta {
-        id: new_id("chatcmpl"),
+        id: new_id(L::ID_PREFIX),
         created: unix_now(),
         model: incoming.model.clone(),
         include_usage,
     };
-    let ticket = state.inner.limiter.admit()?;
-    let job = state.prepare(incoming).await?;
-    if !stream {
-        let permit = ticket.wait().await?;
-        let fin = job.complete().await?;
-        drop(permit);
-        return Ok(Json(completion_json(&meta, &fin)).into_response());
-    }
-    let events = job
-        .stream(state.inner.config.keep_alive_interval, ticket)
-        .await?;
-    Ok(Sse::new(sse_events(events, meta)).into_response())
+    Ok(match state.answer(incoming, stream).await? {
+        Answer::Whole(fin) => Json(whole_json::<L>(&meta, &fin)).into_response(),
+        Answer::Stream(events) => Sse::new(sse_events(events, meta, layout)).into_response(),
+    })
 }
 
-/// What every chunk and answer of one response repeats (both OpenAI endpoints).
-pub(crate) struct Meta {
-    pub(crate) id: String,
-    pub(crate) created: u64,
-    pub(crate) model: String,
-    pub(crate) include_usage: bool,
+/// What every chunk and answer of one response repeats.
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
 }
 
-pub(crate) fn usage_json(fin: &Final) -> Value {
+fn usage_json(fin: &Final) -> Value {
     json!({
         "prompt_tokens": fin.usage.prompt_tokens,
         "completion_tokens": fin.usage.completion_tokens,
         "total_tokens": fin.usage.total(),
     })
+}
+
+fn whole_json<L: Layout>(meta: &Meta, fin: &Final) -> Value {
+    json!({
+        "id": meta.id,
+        "object": L::OBJECT,
+        "created": meta.created,
+        "model": meta.model,
+        "system_fingerprint": null,
+        "choices": fin.choices.iter().map(L::choice).collect::<Vec<_>>(),
+        "usage": usage_json(fin),
+    })
+}
+
+/// Chat completions: the text as a message, logprobs as a `content` list.
+#[derive(Default)]
+struct Chat {
+    /// Choices whose role has been sent.
+    started: BTreeSet<u32>,
 }
 
 fn logprob_json(lp: &TokenLogprob) -> Value {
@@ -334,58 +374,66 @@ fn logprob_json(lp: &TokenLogprob) -> Value {
     })
 }
 
-fn completion_json(meta: &Meta, fin: &Final) -> Value {
-    json!({
-        "id": meta.id,
-        "object": "chat.completion",
-        "created": meta.created,
-        "model": meta.model,
-        "system_fingerprint": null,
-        "choices": fin.choices.iter().map(|c| json!({
+impl Layout for Chat {
+    const ID_PREFIX: &'static str = "chatcmpl";
+    const OBJECT: &'static str = "chat.completion";
+    const CHUNK_OBJECT: &'static str = "chat.completion.chunk";
+
+    fn choice(c: &FinalChoice) -> Value {
+        json!({
             "index": c.index,
             "message": {"role": "assistant", "content": c.text},
             "logprobs": c.logprobs.as_ref().map(|l| json!({
                 "content": l.iter().map(logprob_json).collect::<Vec<_>>()
             })),
             "finish_reason": c.finish.as_api_str(),
-        })).collect::<Vec<_>>(),
-        "usage": usage_json(fin),
-    })
-}
+        })
+    }
 
-fn chunk(meta: &Meta, choices: Value) -> Event {
-    data(json!({
-        "id": meta.id,
-        "object": "chat.completion.chunk",
-        "created": meta.created,
-        "model": meta.model,
-        "system_fingerprint": null,
-        "choices": choices,
-    }))
+    fn delta(&mut self, index: u32, text: &str, logprob: Option<&TokenLogprob>) -> Value {
+        let mut delta = json!({ "content": text });
+        if self.started.insert(index) {
+            delta["role"] = json!("assistant");
+        }
+        let logprobs = logprob.map(|l| json!({ "content": [logprob_json(l)] }));
+        json!({ "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null })
+    }
+
+    fn end(&mut self, index: u32, reason: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        if !self.started.contains(&index) {
+            // A choice with no text still says its role before it ends.
+            out.push(self.delta(index, "", None));
+        }
+        out.push(json!({ "index": index, "delta": {}, "logprobs": null, "finish_reason": reason }));
+        out
+    }
 }
 
 pub(crate) fn data(value: Value) -> Event {
     Event::default().data(value.to_string())
 }
 
-struct SseState {
+struct SseState<L> {
     meta: Meta,
-    /// Choices whose role has been sent.
-    started: BTreeSet<u32>,
+    layout: L,
     finished: bool,
 }
 
-impl SseState {
-    fn delta(&mut self, index: u32, text: &str, logprob: Option<&TokenLogprob>) -> Event {
-        let mut delta = json!({ "content": text });
-        if self.started.insert(index) {
-            delta["role"] = json!("assistant");
+impl<L: Layout> SseState<L> {
+    fn chunk(&self, choices: Value, usage: Option<Value>) -> Event {
+        let mut chunk = json!({
+            "id": self.meta.id,
+            "object": L::CHUNK_OBJECT,
+            "created": self.meta.created,
+            "model": self.meta.model,
+            "system_fingerprint": null,
+            "choices": choices,
+        });
+        if let Some(usage) = usage {
+            chunk["usage"] = usage;
         }
-        let logprobs = logprob.map(|l| json!({ "content": [logprob_json(l)] }));
-        chunk(
-            &self.meta,
-            json!([{ "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null }]),
-        )
+        data(chunk)
     }
 
     fn render(&mut self, event: Option<RunEvent>) -> Vec<Event> {
@@ -398,34 +446,20 @@ impl SseState {
                 index,
                 text,
                 logprob,
-            }) => vec![self.delta(index, &text, logprob.as_ref())],
+            }) => {
+                let choice = self.layout.delta(index, &text, logprob.as_ref());
+                vec![self.chunk(json!([choice]), None)]
+            }
             Some(RunEvent::Done(fin)) => {
                 self.finished = true;
                 let mut out = Vec::new();
                 for c in &fin.choices {
-                    if !self.started.contains(&c.index) {
-                        out.push(self.delta(c.index, "", None));
+                    for choice in self.layout.end(c.index, c.finish.as_api_str()) {
+                        out.push(self.chunk(json!([choice]), None));
                     }
-                    out.push(chunk(
-                        &self.meta,
-                        json!([{
-                            "index": c.index,
-                            "delta": {},
-                            "logprobs": null,
-                            "finish_reason": c.finish.as_api_str(),
-                        }]),
-                    ));
                 }
                 if self.meta.include_usage {
-                    let mut last = json!({
-                        "id": self.meta.id,
-                        "object": "chat.completion.chunk",
-                        "created": self.meta.created,
-                        "model": self.meta.model,
-                        "choices": [],
-                    });
-                    last["usage"] = usage_json(&fin);
-                    out.push(data(last));
+                    out.push(self.chunk(json!([]), Some(usage_json(&fin))));
                 }
                 out.push(Event::default().data("[DONE]"));
                 out
@@ -446,10 +480,14 @@ impl SseState {
     }
 }
 
-fn sse_events(events: EventStream, meta: Meta) -> impl Stream<Item = Result<Event, Infallible>> {
+fn sse_events<L: Layout>(
+    events: EventStream,
+    meta: Meta,
+    layout: L,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     let mut state = SseState {
         meta,
-        started: BTreeSet::new(),
+        layout,
         finished: false,
     };
     events

@@ -1497,8 +1497,15 @@ async fn text_completions_refuse_what_they_cannot_do() {
             json!({"model": "m", "prompt": "p", "best_of": 3}),
             "best_of",
         ),
-        (json!({"model": "m", "prompt": [1, 2]}), ""),
-        (json!({"model": "m"}), ""),
+        (json!({"model": "m", "prompt": [1, 2]}), "token ids"),
+        (json!({"model": "m", "prompt": [[1, 2]]}), "token ids"),
+        (json!({"model": "m", "prompt": 7}), "must be a string"),
+        (
+            json!({"model": "m", "prompt": [{"text": "p"}]}),
+            "must be a string",
+        ),
+        (json!({"model": "m", "prompt": []}), "must be a string"),
+        (json!({"model": "m"}), "missing field `prompt`"),
     ] {
         let r = post(&app, "/v1/completions", body.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
