@@ -184,6 +184,60 @@ pub fn run_program(source: &str, limits: &Limits) -> Result<ProgramResult, PyFai
         .map_err(|_| PyFailure::at(0, PyError::Internal("the interpreter thread failed".into())))?
 }
 
+/// What a script printed, and the failure that stopped it early, if one did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptOutput {
+    pub printed: Vec<String>,
+    pub failure: Option<PyFailure>,
+}
+
+/// Runs `source` as Python runs a script: its statements in order, nothing called
+/// after them (a `solution()` that nobody calls does not run). What it printed before
+/// a failure is kept, as a terminal would show it. On its own thread, as
+/// [`run_program`].
+pub fn run_script(source: &str, limits: &Limits) -> ScriptOutput {
+    let failed = |failure| ScriptOutput {
+        printed: Vec::new(),
+        failure: Some(failure),
+    };
+    let chars = source.chars().count();
+    if chars > limits.max_source_chars {
+        return failed(PyFailure::at(0, PyError::SourceTooLong(chars)));
+    }
+    let source = source.to_string();
+    let limits = *limits;
+    let handle = std::thread::Builder::new()
+        .name("pyeval".into())
+        .stack_size(64 << 20)
+        .spawn(move || script_here(&source, &limits));
+    match handle.map(|h| h.join()) {
+        Ok(Ok(output)) => output,
+        Ok(Err(_)) => failed(PyFailure::at(
+            0,
+            PyError::Internal("the interpreter thread failed".into()),
+        )),
+        Err(e) => failed(PyFailure::at(0, PyError::Internal(e.to_string()))),
+    }
+}
+
+fn script_here(source: &str, limits: &Limits) -> ScriptOutput {
+    let program = match tokenize(source, limits).and_then(|t| Parser::new(t, limits).file()) {
+        Ok(program) => program,
+        Err(failure) => {
+            return ScriptOutput {
+                printed: Vec::new(),
+                failure: Some(failure),
+            };
+        }
+    };
+    let mut interp = Interp::new(limits);
+    let failure = interp.exec_block(&program).err().map(|e| interp.fail(e));
+    ScriptOutput {
+        printed: interp.printed,
+        failure,
+    }
+}
+
 fn run_here(source: &str, limits: &Limits) -> Result<ProgramResult, PyFailure> {
     let tokens = tokenize(source, limits)?;
     let program = Parser::new(tokens, limits).file()?;

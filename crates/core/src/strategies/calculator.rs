@@ -15,6 +15,15 @@
 //! result, the next token may not start with a digit, so the model cannot extend
 //! `1200` into `12000`.
 //!
+//! Programs run too (`run_code`, on by default). A code model often reasons by writing a
+//! Python block and then, after a ```` ```output ```` fence, what it imagines the block
+//! prints (Qwen2.5-Coder-0.5B on GSM8K: 50 of 200 greedy answers, 3 of them right). When
+//! the text reaches such a fence, the block is run by the bounded interpreter of
+//! [`crate::pyeval`] (no real Python, no files, no network; steps and memory bounded)
+//! and what it prints (or the error that stopped it) is written as the output; the
+//! model goes on from it. This is tool-integrated reasoning (ToRA, Gou et al. 2024; the
+//! Python-interpreter mode of Qwen2.5-Math) with no prompt of its own.
+//!
 //! With `k > 1`, `k` samples are decoded together from the one evaluated prompt (one
 //! batch per step) and vote on their final answers, as `self_consistency` does.
 
@@ -32,6 +41,7 @@ use super::read_answer::answer_kind;
 use super::sampler::{Rng, SamplerConfig, max_new_tokens, run_seed, sample};
 use crate::error::BackendError;
 use crate::extract::{AnswerKind, extract_as, vote};
+use crate::pyeval::{self, Limits};
 use crate::samples::Sample;
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
@@ -46,6 +56,10 @@ pub const MAX_EXPR_CHARS: usize = 120;
 const TAIL_CHARS: usize = 240;
 /// Most likely tokens checked when the token after a result may not be a digit.
 const GUARD_TOP: usize = 64;
+/// The fence after which a model writes what its code block prints.
+const OUTPUT_FENCE: &str = "```output";
+/// Most characters of a program's output written for the model.
+pub const MAX_OUTPUT_CHARS: usize = 2_000;
 
 /// The parameters of `calculator`; a field a spec leaves out takes its default here
 /// (`optillm approaches` lists them).
@@ -63,6 +77,8 @@ pub struct Params {
     pub answer_kind: Option<AnswerKind>,
     /// Sampling seed (`null`: the request's seed, else 0); sample `i` uses `seed + i`.
     pub seed: Option<u64>,
+    /// Run the Python block before a ```` ```output ```` fence and write what it prints.
+    pub run_code: bool,
 }
 
 impl Default for Params {
@@ -74,6 +90,7 @@ impl Default for Params {
             max_tokens: 512,
             answer_kind: None,
             seed: None,
+            run_code: true,
         }
     }
 }
@@ -298,6 +315,39 @@ fn number_start(token: &str) -> Option<Result<String, ()>> {
 }
 
 // ---------------------------------------------------------------------------------
+// Running the model's code.
+
+/// The code of the Python block right before the output fence `text` ends with (the
+/// fence, or the fence and its newline): the model has written a program and expects
+/// what it prints next. `None` when the text does not end so.
+pub fn code_before_output(text: &str) -> Option<&str> {
+    let before = text.strip_suffix('\n').unwrap_or(text);
+    let before = before.strip_suffix(OUTPUT_FENCE)?;
+    let (_, block) = before.rsplit_once("```python")?;
+    let code = block.trim_end().strip_suffix("```")?;
+    (!code.contains("```")).then_some(code)
+}
+
+/// What running `code` prints, as the body of an output block: the printed lines (at
+/// most [`MAX_OUTPUT_CHARS`] characters), then the error that stopped it, if one did.
+pub fn program_output(code: &str) -> String {
+    let run = pyeval::run_script(code, &Limits::default());
+    let mut lines = run.printed;
+    if let Some(failure) = run.failure {
+        lines.push(format!("Error: {failure}"));
+    }
+    lines.join("\n").chars().take(MAX_OUTPUT_CHARS).collect()
+}
+
+/// The text to write after the output fence `text` ends with, when it follows a code
+/// block: the program's output, then the closing fence.
+fn output_block(text: &str) -> Option<String> {
+    let code = code_before_output(text)?;
+    let opened = if text.ends_with('\n') { "" } else { "\n" };
+    Some(format!("{opened}{}\n```\n", program_output(code)))
+}
+
+// ---------------------------------------------------------------------------------
 // Decoding.
 
 /// One decoded sample.
@@ -308,6 +358,8 @@ pub struct Decoded {
     pub tokens: u32,
     /// Results the calculator wrote.
     pub computed: u32,
+    /// Programs run, their output written.
+    pub programs: u32,
     pub finish: FinishReason,
 }
 
@@ -317,6 +369,7 @@ struct Branch {
     tokens: Vec<Token>,
     text: Vec<u8>,
     computed: u32,
+    programs: u32,
     /// A result waiting for the model to begin its own number (with the tokens of
     /// lead-in seen so far); the model's number is then replaced by it.
     pending: Option<(String, u32)>,
@@ -382,6 +435,7 @@ fn decode(
             tokens: Vec::new(),
             text: Vec::new(),
             computed: 0,
+            programs: 0,
             pending: None,
             guard: false,
             finish: None,
@@ -444,6 +498,28 @@ fn decode(
             session.append(*seq, tokens)?;
         }
         for b in branches.iter_mut().filter(|b| b.finish.is_none()) {
+            if params.run_code
+                && (b.text.ends_with(b"```output") || b.text.ends_with(b"```output\n"))
+            {
+                let block = output_block(&String::from_utf8_lossy(&b.text));
+                if let Some(block) = block {
+                    let tokens = session.tokenize(&block)?;
+                    let fits = b.tokens.len() + tokens.len() <= max_tokens
+                        && session.remaining(b.seq) as usize >= tokens.len();
+                    if !fits {
+                        b.finish = Some(FinishReason::Length);
+                        continue;
+                    }
+                    tracing::trace!(seq = b.seq, "calculator ran a program");
+                    session.append(b.seq, &tokens)?;
+                    b.tokens.extend_from_slice(&tokens);
+                    b.text.extend_from_slice(block.as_bytes());
+                    b.programs += 1;
+                    b.pending = None;
+                    b.guard = false;
+                    continue;
+                }
+            }
             let wrote_equals = match b.tokens.last() {
                 Some(t) => session.token_bytes(*t)?.contains(&b'='),
                 None => false,
@@ -462,17 +538,40 @@ fn decode(
             text: session.detokenize(&b.tokens)?,
             tokens: u32::try_from(b.tokens.len()).unwrap_or(u32::MAX),
             computed: b.computed,
+            programs: b.programs,
             finish: b.finish.unwrap_or(FinishReason::Length),
         });
     }
     Ok(out)
 }
 
+impl Calculator {
+    /// Decodes the request's `k` samples (a token job labelled `label` in the trace).
+    pub(crate) async fn decode(
+        &self,
+        ctx: &Ctx,
+        request: &StrategyRequest,
+        label: &str,
+    ) -> Result<Vec<Decoded>, StrategyError> {
+        let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
+        let seed = run_seed(self.params.seed, request.sampling.seed);
+        let params = self.params.clone();
+        let chat = request.chat(request.messages.clone(), &Sampling::default());
+        ctx.token_job(label, chat, move |session, limits| {
+            let d = decode(session, &params, max_tokens as usize, seed, limits)?;
+            let texts = d.iter().map(|x| x.text.clone()).collect();
+            Ok((d, texts))
+        })
+        .await
+    }
+}
+
 impl Approach for Calculator {
     const SLUG: &'static str = SLUG;
     const DESCRIPTION: &'static str = "Exact arithmetic while decoding: each expression the model closes \
-         with `=` is computed and its result written for the model; k > 1 \
-         samples vote";
+         with `=` is computed and its result written for the model, and each Python block \
+         it follows with an output fence is run (bounded interpreter) and its output \
+         written; k > 1 samples vote";
     type Params = Params;
 
     fn from_params(params: Params) -> Result<Self, SpecError> {
@@ -487,21 +586,13 @@ impl Strategy for Calculator {
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
-        let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
-        let seed = run_seed(self.params.seed, request.sampling.seed);
-        let params = self.params.clone();
-        let kind = answer_kind(request.query()?, params.answer_kind);
-        let chat = request.chat(request.messages.clone(), &Sampling::default());
-        let decoded = ctx
-            .token_job("calculator decoding", chat, move |session, limits| {
-                let d = decode(session, &params, max_tokens as usize, seed, limits)?;
-                let texts = d.iter().map(|x| x.text.clone()).collect();
-                Ok((d, texts))
-            })
-            .await?;
+        let kind = answer_kind(request.query()?, self.params.answer_kind);
+        let decoded = self.decode(ctx, request, "calculator decoding").await?;
         let computed: u32 = decoded.iter().map(|d| d.computed).sum();
+        let programs: u32 = decoded.iter().map(|d| d.programs).sum();
         tracing::debug!(
             computed,
+            programs,
             samples = decoded.len(),
             "calculator results written"
         );
@@ -538,7 +629,7 @@ impl Strategy for Calculator {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -713,6 +804,102 @@ mod tests {
         assert_eq!(out.candidates.len(), 3);
         assert_eq!(out.samples.len(), 3);
         assert!(out.samples.iter().all(|s| s.answer.as_deref() == Some("4")));
+    }
+
+    #[test]
+    fn finds_the_code_the_model_expects_output_of() {
+        let text = "Let's compute.\n```python\nx = 3\nprint(x * 4)\n```\n```output";
+        assert_eq!(code_before_output(text), Some("\nx = 3\nprint(x * 4)\n"));
+        let newline = format!("{text}\n");
+        assert_eq!(
+            code_before_output(&newline),
+            Some("\nx = 3\nprint(x * 4)\n")
+        );
+        // The last block is the one run.
+        let two =
+            "```python\nprint(1)\n```\n```output\n1\n```\n```python\nprint(2)\n```\n```output";
+        assert_eq!(code_before_output(two), Some("\nprint(2)\n"));
+        // No fence at the end, no block before it, or a block not closed: nothing to run.
+        assert_eq!(code_before_output("```python\nprint(1)\n```\nSo"), None);
+        assert_eq!(code_before_output("The output:\n```output"), None);
+        assert_eq!(code_before_output("```python\nprint(1)\n```output"), None);
+    }
+
+    #[test]
+    fn writes_what_the_program_prints_or_why_it_stopped() {
+        assert_eq!(program_output("x = 16 - 3 - 4\nprint(x * 2)\n"), "18");
+        assert_eq!(
+            program_output("print('eggs', 9)\nprint(round(10 / 4, 1))"),
+            "eggs 9\n2.5"
+        );
+        // A function nobody calls prints nothing, as in Python.
+        assert_eq!(program_output("def solution():\n    return 3\n"), "");
+        // What was printed before the error stays, the error follows.
+        let failed = program_output("print(1)\nprint(y)\n");
+        assert!(failed.starts_with("1\nError: line 2"), "{failed}");
+        assert!(failed.contains('y'), "{failed}");
+        assert!(program_output("import os\n").starts_with("Error:"));
+        // A loop without end stops at the interpreter's step limit.
+        assert!(program_output("while True:\n    pass\n").starts_with("Error:"));
+        // Output is bounded.
+        let long = program_output("for i in range(5000):\n    print(i)\n");
+        assert_eq!(long.chars().count(), MAX_OUTPUT_CHARS);
+    }
+
+    pub(crate) const CODE_VOCAB: [&str; 10] = [
+        "<eos>",
+        "```python\nprint(2 + 2)\n```\n",
+        "```output",
+        "\n",
+        "5",
+        "4",
+        "```",
+        " The answer is",
+        " 4",
+        " 5",
+    ];
+
+    /// The model writes a program that prints 2 + 2, imagines its output as "5" and
+    /// answers 5; given the real output "4", it answers 4.
+    pub(crate) fn code_script(toks: &[Token]) -> Vec<f32> {
+        let l = |t: Token| logits_with(10, 0.0, &[(t, 10.0)]);
+        match toks {
+            [] => l(1),
+            [1] => l(2),
+            [1, 2] => l(3),
+            [1, 2, 3] => l(4),
+            [1, 2, 3, 4] => l(3),
+            [1, 2, 3, 4, 3] => l(6),
+            [1, 2, 3, 4, 3, 6] => l(3),
+            [1, 2, 3, 4, 3, 6, 3] | [1, 2, 3, 5, 3, 6, 3] => l(7),
+            [1, 2, 3, 4, 3, 6, 3, 7] => l(9),
+            [1, 2, 3, 5, 3, 6, 3, 7] => l(8),
+            _ => l(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_model_goes_on_from_what_its_program_really_prints() {
+        let ask = |run_code| async move {
+            let backend = Arc::new(MockTokenBackend::new(&CODE_VOCAB, &[0], code_script));
+            let calc = Calculator::new(Params {
+                run_code,
+                ..Params::default()
+            })
+            .unwrap();
+            run(
+                &calc,
+                backend,
+                &StrategyRequest::user("What is 2 + 2?"),
+                Budget::default(),
+            )
+            .await
+            .unwrap()
+            .answer
+        };
+        let code = "```python\nprint(2 + 2)\n```\n```output\n";
+        assert_eq!(ask(false).await, format!("{code}5\n```\n The answer is 5"));
+        assert_eq!(ask(true).await, format!("{code}4\n```\n The answer is 4"));
     }
 
     #[test]

@@ -26,9 +26,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::calculator::{self, Calculator};
 use super::pot::{self, ProgramOfThought};
 use super::read_answer::answer_kind;
-use super::util::{one, samples, temp};
+use super::util::{samples, temp};
 use crate::extract::{self, AnswerKind};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
@@ -51,6 +52,10 @@ pub struct Params {
     /// When the sampled chains are drawn: `disagree` (after the program and the greedy
     /// chain, only when their answers differ) or `always` (with them, at once).
     pub samples_when: SamplesWhen,
+    /// Decode the chains with `calculator` (exact arithmetic, and the Python blocks a
+    /// chain writes are run and their output written) where the backend gives token
+    /// control (native); elsewhere the chains are plain chat calls.
+    pub calculator: bool,
 }
 
 /// When `mixed_vote` draws its sampled chains.
@@ -72,6 +77,7 @@ impl Default for Params {
             samples: 2,
             temperature: 0.6,
             samples_when: SamplesWhen::Disagree,
+            calculator: false,
         }
     }
 }
@@ -83,6 +89,9 @@ pub struct MixedVote {
     params: Params,
     /// The program's `pot` (greedy, one program), when the program votes.
     program: Option<ProgramOfThought>,
+    /// With `calculator`: the greedy chain's and the sampled chains' decoders.
+    greedy_calculator: Option<Calculator>,
+    samples_calculator: Option<Calculator>,
 }
 
 impl MixedVote {
@@ -104,7 +113,49 @@ impl MixedVote {
         } else {
             None
         };
-        Ok(Self { params, program })
+        let chains = |k: u32, temperature: f32| {
+            Calculator::new(calculator::Params {
+                k,
+                temperature,
+                ..calculator::Params::default()
+            })
+        };
+        let greedy_calculator = match params.calculator && params.greedy {
+            true => Some(chains(1, 0.0)?),
+            false => None,
+        };
+        let samples_calculator = match params.calculator && params.samples > 0 {
+            true => Some(chains(params.samples, params.temperature)?),
+            false => None,
+        };
+        Ok(Self {
+            params,
+            program,
+            greedy_calculator,
+            samples_calculator,
+        })
+    }
+
+    /// The texts of a chain decoder: `calculator` where one is given and the backend
+    /// gives token control, else one chat request for `n` chains at `temperature`.
+    async fn chains(
+        ctx: &Ctx,
+        request: &StrategyRequest,
+        purpose: &str,
+        decoder: Option<&Calculator>,
+        temperature: f32,
+        n: u32,
+    ) -> Result<Vec<String>, StrategyError> {
+        match decoder {
+            Some(c) if ctx.backend().capabilities().token_control => {
+                let decoded = c.decode(ctx, request, purpose).await?;
+                Ok(decoded.into_iter().map(|d| d.text).collect())
+            }
+            _ => {
+                let step = temp(temperature);
+                samples(ctx, request, purpose, request.messages.clone(), &step, n).await
+            }
+        }
     }
 }
 
@@ -147,28 +198,25 @@ impl Strategy for MixedVote {
             if !p.greedy {
                 return Ok(Vec::new());
             }
-            let step = temp(0.0);
-            let text = one(
-                ctx,
-                request,
-                "greedy chain",
-                request.messages.clone(),
-                &step,
-            )
-            .await?;
-            Ok(vec![("greedy chain".to_string(), text)])
+            let decoder = self.greedy_calculator.as_ref();
+            let texts = Self::chains(ctx, request, "greedy chain", decoder, 0.0, 1).await?;
+            Ok(texts
+                .into_iter()
+                .take(1)
+                .map(|t| ("greedy chain".to_string(), t))
+                .collect())
         };
         let sampled = async {
             if p.samples == 0 {
                 return Ok(Vec::new());
             }
-            let step = temp(p.temperature);
-            let texts = samples(
+            let decoder = self.samples_calculator.as_ref();
+            let texts = Self::chains(
                 ctx,
                 request,
                 "sampled chain",
-                request.messages.clone(),
-                &step,
+                decoder,
+                p.temperature,
                 p.samples,
             )
             .await?;
@@ -429,6 +477,44 @@ mod tests {
         );
         // The program gave no answer, so the samples were drawn.
         assert_eq!(b.requests().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn chains_decoded_by_the_calculator_run_their_programs() {
+        use crate::mock_tokens::MockTokenBackend;
+        use crate::strategies::calculator::tests::{CODE_VOCAB, code_script};
+        let params = |calculator| Params {
+            program: false,
+            samples: 0,
+            calculator,
+            ..Params::default()
+        };
+        // Where the backend gives token control, the greedy chain is the calculator's:
+        // its program printed 4, not the 5 the model imagined.
+        let tokens = Arc::new(MockTokenBackend::new(&CODE_VOCAB, &[0], code_script));
+        let out = run(
+            &MixedVote::new(params(true)).unwrap(),
+            tokens,
+            &StrategyRequest::user("What is 2 + 2?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert!(out.answer.ends_with("The answer is 4"), "{}", out.answer);
+        assert_eq!(out.vote.unwrap().winner, "4");
+        // Elsewhere the chains are chat calls, as without the option.
+        let chat = backend(PROGRAM, "The answer is 18.", &[]);
+        let out = mixed(chat.clone(), params(true)).await;
+        assert_eq!(out.answer, "The answer is 18.");
+        assert_eq!(chat.requests().len(), 1);
+        // Sampled chains need a temperature when there are several.
+        let e = MixedVote::new(Params {
+            calculator: true,
+            temperature: 0.0,
+            ..Params::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("temperature"), "{e}");
     }
 
     #[test]
