@@ -43,7 +43,11 @@ fn run_answer(text: &str) -> Option<String> {
 /// A chain's answer: as recorded, or (`run`) its program's when it has one.
 fn answer(text: &str, recorded: Option<&str>, run: bool) -> Option<String> {
     let recorded = recorded.map(str::to_string);
-    if run { run_answer(text).or(recorded) } else { recorded }
+    if run {
+        run_answer(text).or(recorded)
+    } else {
+        recorded
+    }
 }
 
 fn right(answer: Option<&str>, r: &ItemRecord) -> bool {
@@ -71,7 +75,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut asis, mut ran, mut with_code) = (0, 0, 0);
     for r in greedy.values() {
         asis += usize::from(right(r.extracted.as_deref(), r));
-        ran += usize::from(right(answer(&r.output, r.extracted.as_deref(), true).as_deref(), r));
+        ran += usize::from(right(
+            answer(&r.output, r.extracted.as_deref(), true).as_deref(),
+            r,
+        ));
         with_code += usize::from(run_answer(&r.output).is_some());
     }
     println!(
