@@ -168,20 +168,7 @@ pub struct ProgramResult {
 /// Runs on its own thread with a fixed, large stack, so the (bounded) recursion of the
 /// parser and the interpreter never meets the caller's stack size.
 pub fn run_program(source: &str, limits: &Limits) -> Result<ProgramResult, PyFailure> {
-    let chars = source.chars().count();
-    if chars > limits.max_source_chars {
-        return Err(PyFailure::at(0, PyError::SourceTooLong(chars)));
-    }
-    let source = source.to_string();
-    let limits = *limits;
-    let handle = std::thread::Builder::new()
-        .name("pyeval".into())
-        .stack_size(64 << 20)
-        .spawn(move || run_here(&source, &limits))
-        .map_err(|e| PyFailure::at(0, PyError::Internal(e.to_string())))?;
-    handle
-        .join()
-        .map_err(|_| PyFailure::at(0, PyError::Internal("the interpreter thread failed".into())))?
+    on_interpreter_thread(source, limits, run_here)?
 }
 
 /// What a script printed, and the failure that stopped it early, if one did.
@@ -196,28 +183,34 @@ pub struct ScriptOutput {
 /// a failure is kept, as a terminal would show it. On its own thread, as
 /// [`run_program`].
 pub fn run_script(source: &str, limits: &Limits) -> ScriptOutput {
-    let failed = |failure| ScriptOutput {
+    on_interpreter_thread(source, limits, script_here).unwrap_or_else(|failure| ScriptOutput {
         printed: Vec::new(),
         failure: Some(failure),
-    };
+    })
+}
+
+/// Runs `run` over `source` on a thread of its own with a fixed, large stack, so the
+/// (bounded) recursion of the parser and the interpreter never meets the caller's stack
+/// size; a source over the length limit is refused before.
+fn on_interpreter_thread<T: Send + 'static>(
+    source: &str,
+    limits: &Limits,
+    run: fn(&str, &Limits) -> T,
+) -> Result<T, PyFailure> {
     let chars = source.chars().count();
     if chars > limits.max_source_chars {
-        return failed(PyFailure::at(0, PyError::SourceTooLong(chars)));
+        return Err(PyFailure::at(0, PyError::SourceTooLong(chars)));
     }
     let source = source.to_string();
     let limits = *limits;
     let handle = std::thread::Builder::new()
         .name("pyeval".into())
         .stack_size(64 << 20)
-        .spawn(move || script_here(&source, &limits));
-    match handle.map(|h| h.join()) {
-        Ok(Ok(output)) => output,
-        Ok(Err(_)) => failed(PyFailure::at(
-            0,
-            PyError::Internal("the interpreter thread failed".into()),
-        )),
-        Err(e) => failed(PyFailure::at(0, PyError::Internal(e.to_string()))),
-    }
+        .spawn(move || run(&source, &limits))
+        .map_err(|e| PyFailure::at(0, PyError::Internal(e.to_string())))?;
+    handle
+        .join()
+        .map_err(|_| PyFailure::at(0, PyError::Internal("the interpreter thread failed".into())))
 }
 
 fn script_here(source: &str, limits: &Limits) -> ScriptOutput {
