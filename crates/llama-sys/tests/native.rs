@@ -1030,3 +1030,35 @@ async fn a_raw_completion_continues_the_text_without_the_chat_template() {
         BackendError::InvalidRequest(_)
     ));
 }
+
+#[tokio::test]
+async fn a_final_assistant_message_is_continued_not_answered() {
+    let b = backend();
+    let greedy = Sampling::default().with_temperature(0.0).with_max_tokens(4);
+    let question = "What is the capital of France?";
+    let begun = "The capital of France is";
+    let prefill = b
+        .complete(
+            ChatRequest::new(vec![Message::user(question), Message::assistant(begun)])
+                .with_sampling(greedy.clone()),
+        )
+        .await
+        .unwrap();
+    let fresh = b.complete(ask(question, greedy)).await.unwrap();
+    // The prompt is the question's, up to where the assistant's turn begins, then the
+    // begun text: no end of turn after it, no new turn.
+    let begun_tokens = run_token_job(b.as_ref(), ChatRequest::user("x"), move |s| {
+        Ok(s.tokenize(begun)?.len())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        prefill.usage.prompt_tokens as usize,
+        fresh.usage.prompt_tokens as usize + begun_tokens
+    );
+    assert!(
+        prefill.text().trim_start().starts_with("Paris"),
+        "{:?}",
+        prefill.text()
+    );
+}

@@ -46,7 +46,7 @@ use crate::samples::Sample;
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest, TokenLimits};
 use crate::token::{SeqId, Token, TokenSession};
-use crate::types::{FinishReason, Sampling};
+use crate::types::{FinishReason, Message, Sampling};
 
 pub const SLUG: &str = "calculator";
 
@@ -345,6 +345,73 @@ fn output_block(text: &str) -> Option<String> {
     let code = code_before_output(text)?;
     let opened = if text.ends_with('\n') { "" } else { "\n" };
     Some(format!("{opened}{}\n```\n", program_output(code)))
+}
+
+/// Most programs one chain runs over chat calls.
+pub const MAX_PROGRAMS: usize = 4;
+
+/// `n` chains of the request's conversation at `step`, decoded over chat calls with
+/// their programs run, for backends without token control: each call stops at an output
+/// fence; where the text before it ends with a Python block, the block runs, its output
+/// is written, and the next call continues the assistant's message from there. (A
+/// remote backend does not say which stop ended a reply, so a chain that ends right
+/// after a Python block is taken as asking for its output too, as ToRA's loop does.) (A
+/// conversation that ends with an assistant message is continued, not answered: the
+/// native backend, llama.cpp's server and Ollama do so). The first call asks for all
+/// `n` chains at once; each then goes on alone, at most [`MAX_PROGRAMS`] times, within
+/// the request's `max_tokens` in all.
+pub(crate) async fn chat_chains_running_code(
+    ctx: &Ctx,
+    request: &StrategyRequest,
+    purpose: &str,
+    step: &Sampling,
+    n: u32,
+) -> Result<Vec<String>, StrategyError> {
+    let mut first = request
+        .chat(request.messages.clone(), step)
+        .with_n(n.max(1));
+    first.sampling.stop.push(OUTPUT_FENCE.to_string());
+    let budget = first.sampling.max_tokens;
+    let done = ctx.call(purpose, first).await?;
+    let chains = done.choices.into_iter().map(|c| async move {
+        let (mut text, mut used, mut finish) = (c.text, c.completion_tokens, c.finish_reason);
+        for _ in 0..MAX_PROGRAMS {
+            if finish == FinishReason::Length {
+                break;
+            }
+            let fenced = match text.ends_with(OUTPUT_FENCE) {
+                true => text.clone(),
+                false => format!("{text}{OUTPUT_FENCE}"),
+            };
+            let Some(block) = output_block(&fenced) else {
+                break;
+            };
+            let left = budget.map(|b| b.saturating_sub(used));
+            if left == Some(0) {
+                break;
+            }
+            text = format!("{fenced}{block}");
+            let mut messages = request.messages.clone();
+            messages.push(Message::assistant(text.clone()));
+            let mut next = request.chat(messages, step);
+            next.sampling.max_tokens = left;
+            next.sampling.stop.push(OUTPUT_FENCE.to_string());
+            let more = ctx
+                .call(format!("{purpose}: after its program ran"), next)
+                .await?;
+            let Some(more) = more.choices.into_iter().next() else {
+                break;
+            };
+            text.push_str(&more.text);
+            used += more.completion_tokens;
+            finish = more.finish_reason;
+        }
+        Ok::<_, StrategyError>(text)
+    });
+    futures::future::join_all(chains)
+        .await
+        .into_iter()
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------

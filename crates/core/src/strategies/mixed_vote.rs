@@ -52,9 +52,10 @@ pub struct Params {
     /// When the sampled chains are drawn: `disagree` (after the program and the greedy
     /// chain, only when their answers differ) or `always` (with them, at once).
     pub samples_when: SamplesWhen,
-    /// Decode the chains with `calculator` (exact arithmetic, and the Python blocks a
-    /// chain writes are run and their output written) where the backend gives token
-    /// control (native); elsewhere the chains are plain chat calls.
+    /// Run the Python blocks the chains write and let them go on from the real output:
+    /// the chains are decoded by `calculator` where the backend gives token control
+    /// (native: exact arithmetic too), else over chat calls that stop at each output
+    /// fence and continue the assistant's message after the program's output.
     pub calculator: bool,
 }
 
@@ -136,8 +137,9 @@ impl MixedVote {
         })
     }
 
-    /// The texts of a chain decoder: `calculator` where one is given and the backend
-    /// gives token control, else one chat request for `n` chains at `temperature`.
+    /// The texts of `n` chains at `temperature`: without a decoder, one chat request;
+    /// with one, `calculator`'s decoding where the backend gives token control, else
+    /// chat calls that run the chains' programs between them.
     async fn chains(
         ctx: &Ctx,
         request: &StrategyRequest,
@@ -151,7 +153,11 @@ impl MixedVote {
                 let decoded = c.decode(ctx, request, purpose).await?;
                 Ok(decoded.into_iter().map(|d| d.text).collect())
             }
-            _ => {
+            Some(_) => {
+                calculator::chat_chains_running_code(ctx, request, purpose, &temp(temperature), n)
+                    .await
+            }
+            None => {
                 let step = temp(temperature);
                 samples(ctx, request, purpose, request.messages.clone(), &step, n).await
             }
@@ -502,11 +508,40 @@ mod tests {
         .unwrap();
         assert!(out.answer.ends_with("The answer is 4"), "{}", out.answer);
         assert_eq!(out.vote.unwrap().winner, "4");
-        // Elsewhere the chains are chat calls, as without the option.
+        // Elsewhere a chain without a program is one chat call, as without the option.
         let chat = backend(PROGRAM, "The answer is 18.", &[]);
         let out = mixed(chat.clone(), params(true)).await;
         assert_eq!(out.answer, "The answer is 18.");
         assert_eq!(chat.requests().len(), 1);
+
+        // A chain that writes a program stops at its output fence; the program runs and
+        // the next call continues the assistant's message from its real output.
+        let code = "Let me compute.\n```python\nprint(6 * 7)\n```\n";
+        let chat = Arc::new(MockBackend::new(move |r, _| {
+            Ok(match r.messages.last() {
+                Some(m) if m.role == Role::Assistant => {
+                    match m.content.ends_with("```output\n42\n```\n") {
+                        true => "The answer is 42.".to_string(),
+                        false => "The answer is 41.".to_string(),
+                    }
+                }
+                _ => code.to_string(),
+            })
+        }));
+        let out = mixed(chat.clone(), params(true)).await;
+        assert_eq!(
+            out.answer,
+            format!("{code}```output\n42\n```\nThe answer is 42.")
+        );
+        let sent = chat.requests();
+        assert_eq!(sent.len(), 2);
+        assert!(
+            sent.iter()
+                .all(|r| r.sampling.stop.contains(&"```output".to_string()))
+        );
+        // Without the option the chain is read as the model wrote it.
+        let out = mixed(chat.clone(), params(false)).await;
+        assert_eq!(out.answer, code);
         // Sampled chains need a temperature when there are several.
         let e = MixedVote::new(Params {
             calculator: true,

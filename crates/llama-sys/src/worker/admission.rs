@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use llama_cpp_2::model::LlamaChatMessage;
 use llama_cpp_2::token::LlamaToken;
-use optillm_core::{BackendError, ChatRequest, ResponseFormat, StreamSender};
+use optillm_core::{BackendError, ChatRequest, Message, ResponseFormat, Role, StreamSender};
 
 use super::Engine;
 use super::outbox::Outbox;
@@ -145,16 +145,7 @@ impl Engine<'_> {
             return Ok(tokens);
         }
         check_messages(request.messages.len(), n_ctx)?;
-        let messages = request
-            .messages
-            .iter()
-            .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| BackendError::InvalidRequest(format!("message: {e}")))?;
-        let prompt = self
-            .model
-            .apply_chat_template(&self.template, &messages, true)
-            .map_err(|e| BackendError::from(LlamaError::Template(e.to_string())))?;
+        let prompt = self.chat_prompt(&request.messages)?;
         let vocab = self.model.vocab();
         let mut tokens = vocab.tokenize(prompt.as_bytes(), true, true);
         // Templates that write the BOS token themselves would get it twice.
@@ -163,6 +154,40 @@ impl Engine<'_> {
         }
         check_prompt(tokens.len(), n_ctx)?;
         Ok(tokens)
+    }
+
+    /// The conversation through the chat template. A conversation that ends with an
+    /// assistant message is continued (prefill, as llama.cpp's server and Ollama do): the
+    /// template renders it with a marker in place of that message's text, the prompt is
+    /// what comes before the marker, then the text itself, with no end of turn after it.
+    fn chat_prompt(&self, messages: &[Message]) -> Result<String, BackendError> {
+        const MARKER: &str = "\u{1}optillm-prefill\u{1}";
+        let prefill = messages.last().filter(|m| m.role == Role::Assistant);
+        let rendered = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let content = match prefill {
+                    Some(_) if i + 1 == messages.len() => MARKER.to_string(),
+                    _ => m.content.clone(),
+                };
+                LlamaChatMessage::new(m.role.as_str().to_string(), content)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BackendError::InvalidRequest(format!("message: {e}")))?;
+        let prompt = self
+            .model
+            .apply_chat_template(&self.template, &rendered, prefill.is_none())
+            .map_err(|e| BackendError::from(LlamaError::Template(e.to_string())))?;
+        let Some(last) = prefill else {
+            return Ok(prompt);
+        };
+        let (before, _) = prompt.split_once(MARKER).ok_or_else(|| {
+            BackendError::InvalidRequest(
+                "this model's chat template cannot continue an assistant message".into(),
+            )
+        })?;
+        Ok(format!("{before}{}", last.content))
     }
 
     /// A generation request with its prompt tokenized, or why it cannot run.
