@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use optillm::{
-    Backend, BackendError, ChatRequest, Completion, FinishReason, Sampling, StreamEvent,
+    Backend, BackendError, ChatRequest, Completion, FinishReason, Message, Sampling, StreamEvent,
 };
 
 /// How a backend refuses a prompt longer than its context.
@@ -34,6 +34,9 @@ pub struct Expect {
     pub cancelled: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
     /// For a remote backend: the same backend pointed at a server that is down.
     pub down: Option<Arc<dyn Backend>>,
+    /// A conversation that ends with an assistant message is continued (prefill), not
+    /// answered with a new turn (every model backend; not a scripted mock).
+    pub prefill: bool,
 }
 
 /// A backend under test.
@@ -91,7 +94,28 @@ const TESTS: &[(&str, Test)] = &[
     ("a_server_that_is_down_is_a_typed_error", |s| {
         Box::pin(a_server_that_is_down_is_a_typed_error(s))
     }),
+    ("a_final_assistant_message_is_continued", |s| {
+        Box::pin(a_final_assistant_message_is_continued(s))
+    }),
 ];
+
+async fn a_final_assistant_message_is_continued(s: &Subject) {
+    if !s.expect.prefill {
+        return;
+    }
+    let request = ChatRequest::new(vec![
+        Message::user("What is the capital of France?"),
+        Message::assistant("The capital of France is"),
+    ])
+    .with_sampling(greedy(4));
+    let out = s.backend.complete(request).await.unwrap();
+    assert!(
+        out.text().trim_start().starts_with("Paris"),
+        "[{}] {:?}",
+        s.name,
+        out.text()
+    );
+}
 
 fn greedy(max_tokens: u32) -> Sampling {
     Sampling::default()

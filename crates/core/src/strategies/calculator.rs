@@ -357,7 +357,8 @@ pub const MAX_PROGRAMS: usize = 4;
 /// remote backend does not say which stop ended a reply, so a chain that ends right
 /// after a Python block is taken as asking for its output too, as ToRA's loop does.) (A
 /// conversation that ends with an assistant message is continued, not answered: the
-/// native backend, llama.cpp's server and Ollama do so). The first call asks for all
+/// native backend and Ollama do so, llama.cpp's server with its Jinja templates; a
+/// server that starts a new turn instead gets a chain that restates itself). The first call asks for all
 /// `n` chains at once; each then goes on alone, at most [`MAX_PROGRAMS`] times, within
 /// the request's `max_tokens` in all.
 pub(crate) async fn chat_chains_running_code(

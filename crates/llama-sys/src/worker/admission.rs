@@ -157,9 +157,10 @@ impl Engine<'_> {
     }
 
     /// The conversation through the chat template. A conversation that ends with an
-    /// assistant message is continued (prefill, as llama.cpp's server and Ollama do): the
-    /// template renders it with a marker in place of that message's text, the prompt is
-    /// what comes before the marker, then the text itself, with no end of turn after it.
+    /// assistant message is continued (prefill, as Ollama and llama.cpp's server with
+    /// its Jinja templates do): the template renders it with a marker in place of that
+    /// message's text, the prompt is what comes before the marker, then the text itself,
+    /// with no end of turn after it.
     fn chat_prompt(&self, messages: &[Message]) -> Result<String, BackendError> {
         const MARKER: &str = "\u{1}optillm-prefill\u{1}";
         let prefill = messages.last().filter(|m| m.role == Role::Assistant);
