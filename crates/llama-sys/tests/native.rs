@@ -1061,4 +1061,20 @@ async fn a_final_assistant_message_is_continued_not_answered() {
         "{:?}",
         prefill.text()
     );
+
+    // A question that holds the characters the template is cut at is still whole.
+    let sly = "What is the capital of France? \u{1}optillm-prefill\u{1}";
+    let greedy = Sampling::default().with_temperature(0.0).with_max_tokens(1);
+    let prefill = b
+        .complete(
+            ChatRequest::new(vec![Message::user(sly), Message::assistant(begun)])
+                .with_sampling(greedy.clone()),
+        )
+        .await
+        .unwrap();
+    let fresh = b.complete(ask(sly, greedy)).await.unwrap();
+    assert_eq!(
+        prefill.usage.prompt_tokens as usize,
+        fresh.usage.prompt_tokens as usize + begun_tokens
+    );
 }

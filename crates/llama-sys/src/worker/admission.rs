@@ -160,7 +160,8 @@ impl Engine<'_> {
     /// assistant message is continued (prefill, as Ollama and llama.cpp's server with
     /// its Jinja templates do): the template renders it with a marker in place of that
     /// message's text, the prompt is what comes before the marker, then the text itself,
-    /// with no end of turn after it.
+    /// with no end of turn after it. (The last marker is the one: an earlier message may
+    /// hold the same characters.)
     fn chat_prompt(&self, messages: &[Message]) -> Result<String, BackendError> {
         const MARKER: &str = "\u{1}optillm-prefill\u{1}";
         let prefill = messages.last().filter(|m| m.role == Role::Assistant);
@@ -183,7 +184,7 @@ impl Engine<'_> {
         let Some(last) = prefill else {
             return Ok(prompt);
         };
-        let (before, _) = prompt.split_once(MARKER).ok_or_else(|| {
+        let (before, _) = prompt.rsplit_once(MARKER).ok_or_else(|| {
             BackendError::InvalidRequest(
                 "this model's chat template cannot continue an assistant message".into(),
             )
