@@ -351,16 +351,17 @@ fn output_block(text: &str) -> Option<String> {
 pub const MAX_PROGRAMS: usize = 4;
 
 /// `n` chains of the request's conversation at `step`, decoded over chat calls with
-/// their programs run, for backends without token control: each call stops at an output
-/// fence; where the text before it ends with a Python block, the block runs, its output
-/// is written, and the next call continues the assistant's message from there. (A
-/// remote backend does not say which stop ended a reply, so a chain that ends right
-/// after a Python block is taken as asking for its output too, as ToRA's loop does.) (A
-/// conversation that ends with an assistant message is continued, not answered: the
-/// native backend and Ollama do so, llama.cpp's server with its Jinja templates; a
-/// server that starts a new turn instead gets a chain that restates itself). The first call asks for all
-/// `n` chains at once; each then goes on alone, at most [`MAX_PROGRAMS`] times, within
-/// the request's `max_tokens` in all.
+/// their programs run, for backends without token control.
+///
+/// Each call stops at an output fence. Where the text before it ends with a Python
+/// block, the block runs, its output is written, and the next call continues the
+/// assistant's message from there: a conversation that ends with an assistant message
+/// is continued, not answered (the native backend and Ollama do so, llama-server with
+/// its Jinja templates; a server that starts a new turn instead gets a chain that
+/// restates itself). A remote backend does not say which stop ended a reply, so a chain
+/// that ends right after a Python block is taken as asking for its output too, as
+/// ToRA's loop does. The first call asks for all `n` chains at once; each then goes on
+/// alone, at most [`MAX_PROGRAMS`] times, within the request's `max_tokens` in all.
 pub(crate) async fn chat_chains_running_code(
     ctx: &Ctx,
     request: &StrategyRequest,
