@@ -83,3 +83,43 @@ async fn strategies_run_unchanged_over_every_backend() {
         );
     }
 }
+
+/// `mixed_vote(calculator=true)` runs the chains' programs whichever way the model is
+/// reached: natively by `calculator`'s decoding, over the two HTTP dialects by chat calls
+/// that stop at the output fence and continue the assistant's message after the real
+/// output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programs_run_over_every_backend() {
+    let (url, _stop) = common::serve_native().await;
+    let backends: Vec<(&str, Arc<dyn Backend>)> = vec![
+        ("native", common::native()),
+        (
+            "ollama-dialect",
+            Arc::new(OllamaBackend::new(OllamaConfig::new(url.clone(), "smollm2-135m")).unwrap()),
+        ),
+        (
+            "openai-dialect",
+            Arc::new(
+                OpenAiBackend::new(OpenAiConfig::new(format!("{url}/v1"), "smollm2-135m")).unwrap(),
+            ),
+        ),
+    ];
+    let spec = "mixed_vote(program=false,samples=0,calculator=true)";
+    let approach = strategies::build_spec(&spec::parse(spec).unwrap()).unwrap();
+    for (name, backend) in backends {
+        let out = strategy::run(
+            approach.as_ref(),
+            backend,
+            &common::program_request(),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        let blocks = common::output_blocks(&out.answer);
+        assert!(!blocks.is_empty(), "{name}: no program ran: {}", out.answer);
+        for (code, written) in blocks {
+            let printed = optillm_core::strategies::calculator::program_output(&code);
+            assert_eq!(written, printed, "{name}: {}", out.answer);
+        }
+    }
+}

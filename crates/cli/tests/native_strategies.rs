@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use optillm_core::strategies::calculator;
 use optillm_core::strategy::{self, Budget, StrategyRequest};
-use optillm_core::{Backend, Message, Sampling, spec, strategies};
+use optillm_core::{Backend, Sampling, spec, strategies};
 
 /// Small settings per approach, so the whole catalogue runs in minutes on 2 cores.
 fn small(slug: &str) -> String {
@@ -143,43 +143,17 @@ async fn every_strategy_runs_natively_with_consistent_accounting() {
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
 }
 
-/// The output blocks of `text` that follow a Python block: (its code, what is written).
-fn output_blocks(text: &str) -> Vec<(String, String)> {
-    const FENCE: &str = "```output";
-    let mut out = Vec::new();
-    let mut before = String::new();
-    let mut pieces = text.split(FENCE).peekable();
-    while let Some(piece) = pieces.next() {
-        before.push_str(piece);
-        let Some(next) = pieces.peek() else { break };
-        before.push_str(FENCE);
-        let code = calculator::code_before_output(&before);
-        let written = next.trim_start_matches('\n').split("```").next();
-        if let (Some(code), Some(written)) = (code, written) {
-            out.push((code.to_string(), written.trim_end().to_string()));
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calculator_runs_the_program_the_model_writes() {
     let backend: Arc<dyn Backend> = common::native();
-    // One worked exchange, which the model imitates: a program, then its output.
-    let shown = "```python\nx = 2 + 3\nprint(x * 10)\n```\n```output\n50\n```\nThe answer is 50.";
-    let mut request = StrategyRequest::new(vec![
-        Message::user("Compute (2 + 3) * 10 with Python."),
-        Message::assistant(shown),
-        Message::user("Compute (4 + 3) * 6 with Python."),
-    ]);
-    request.sampling = Sampling::default().with_max_tokens(64);
+    let request = common::program_request();
     let approach = strategies::build_spec(&spec::parse("calculator").unwrap()).unwrap();
     let out = strategy::run(approach.as_ref(), backend, &request, Budget::default())
         .await
         .unwrap();
     // Every output block holds what its program prints. (Without `run_code` the model
     // writes the program `x = 4 + 3; print(x * 6)` and imagines its output as 12.)
-    let blocks = output_blocks(&out.answer);
+    let blocks = common::output_blocks(&out.answer);
     assert!(
         !blocks.is_empty(),
         "no program with an output: {}",

@@ -77,3 +77,38 @@ pub async fn serve_native() -> (String, tokio::sync::oneshot::Sender<()>) {
     });
     (url, stop)
 }
+
+/// A request the model answers with a Python block and an output block, after one
+/// worked exchange that it imitates (SmolLM2-135M writes `x = 4 + 3`, `print(x * 6)`).
+#[allow(dead_code)]
+pub fn program_request() -> optillm_core::StrategyRequest {
+    use optillm::{Message, Sampling};
+    let shown = "```python\nx = 2 + 3\nprint(x * 10)\n```\n```output\n50\n```\nThe answer is 50.";
+    let mut request = optillm_core::StrategyRequest::new(vec![
+        Message::user("Compute (2 + 3) * 10 with Python."),
+        Message::assistant(shown),
+        Message::user("Compute (4 + 3) * 6 with Python."),
+    ]);
+    request.sampling = Sampling::default().with_max_tokens(64);
+    request
+}
+
+/// The output blocks of `text` that follow a Python block: (its code, what is written).
+#[allow(dead_code)]
+pub fn output_blocks(text: &str) -> Vec<(String, String)> {
+    const FENCE: &str = "```output";
+    let mut out = Vec::new();
+    let mut before = String::new();
+    let mut pieces = text.split(FENCE).peekable();
+    while let Some(piece) = pieces.next() {
+        before.push_str(piece);
+        let Some(next) = pieces.peek() else { break };
+        before.push_str(FENCE);
+        let code = optillm_core::strategies::calculator::code_before_output(&before);
+        let written = next.trim_start_matches('\n').split("```").next();
+        if let (Some(code), Some(written)) = (code, written) {
+            out.push((code.to_string(), written.trim_end().to_string()));
+        }
+    }
+    out
+}
