@@ -783,6 +783,82 @@ pub fn resolve_baseline(
     Ok(greedy.or(any_none).cloned())
 }
 
+/// What an evaluation directory holds for some approaches: its settings, the
+/// approaches' canonical specs, the reference of the comparisons, the questions the
+/// options select, and every record.
+pub struct Recorded {
+    pub info: RunInfo,
+    pub keys: Vec<String>,
+    pub baseline: Option<String>,
+    pub items: Vec<Item>,
+    pub records: Vec<ItemRecord>,
+}
+
+impl Recorded {
+    /// Reads `out_dir` (its `run.json` must be of `dataset`).
+    pub fn read(
+        dataset: &LoadedDataset,
+        approaches: &[String],
+        options: &EvalOptions,
+        out_dir: &Path,
+    ) -> Result<Self> {
+        let run_path = out_dir.join(RUN_FILE);
+        let text = std::fs::read_to_string(&run_path).map_err(|e| BenchError::io(&run_path, e))?;
+        let info: RunInfo = serde_json::from_str(&text).map_err(|source| BenchError::Json {
+            path: run_path.clone(),
+            line: 1,
+            source,
+        })?;
+        if info.dataset != dataset.name {
+            return Err(BenchError::Mismatch {
+                path: run_path,
+                message: format!(
+                    "the directory holds an evaluation of {}, not {}",
+                    info.dataset, dataset.name
+                ),
+            });
+        }
+        let keys: Vec<String> = approaches
+            .iter()
+            .map(|a| {
+                spec::parse(a)
+                    .map(|s| s.to_string())
+                    .map_err(|source| BenchError::Strategy {
+                        approach: a.clone(),
+                        source: source.into(),
+                    })
+            })
+            .collect::<Result<_>>()?;
+        let baseline = resolve_baseline(&keys, options.baseline.as_deref(), &info.sampling)?;
+        let items = sample(
+            &dataset.items,
+            options.limit,
+            options.shuffle.then_some(options.seed),
+        );
+        let records = read_records(&out_dir.join(RESULTS_FILE))?;
+        Ok(Self {
+            info,
+            keys,
+            baseline,
+            items,
+            records,
+        })
+    }
+
+    /// The summary of what is recorded, with no model call and no file written: each
+    /// approach over the questions it has, compared with the reference on the
+    /// questions both have (a run still going, or stopped halfway, can be read so).
+    pub fn summary(&self) -> EvalSummary {
+        summarize(
+            &self.info,
+            &self.items,
+            &self.keys,
+            &self.records,
+            self.baseline.as_deref(),
+        )
+    }
+}
+
 /// The summary of `records` over `items` and `approaches` (records of other items or
 /// approaches are left out; the last record of a pair wins), each approach compared with
 /// `baseline` (one of `approaches`) on the items both have.

@@ -25,12 +25,9 @@ use optillm_core::samples::VoteRule;
 use optillm_core::spec::{self, Spec};
 use serde::Deserialize;
 
-use crate::dataset::{LoadedDataset, sample};
+use crate::dataset::LoadedDataset;
 use crate::error::{BenchError, Result};
-use crate::eval::{
-    EvalOptions, EvalSummary, ItemRecord, RESULTS_FILE, RUN_FILE, RunInfo, read_records,
-    resolve_baseline, summarize,
-};
+use crate::eval::{EvalOptions, EvalSummary, ItemRecord, Recorded, summarize};
 use crate::score::score_answer;
 
 pub const RESCORE_JSON: &str = "rescore.json";
@@ -176,40 +173,13 @@ pub fn rescore(
             "at least one rescoring rule is needed, e.g. `vote(weight=lowest_group)`".into(),
         ));
     }
-    let run_path = out_dir.join(RUN_FILE);
-    let text = std::fs::read_to_string(&run_path).map_err(|e| BenchError::io(&run_path, e))?;
-    let info: RunInfo = serde_json::from_str(&text).map_err(|source| BenchError::Json {
-        path: run_path.clone(),
-        line: 1,
-        source,
-    })?;
-    if info.dataset != dataset.name {
-        return Err(BenchError::Mismatch {
-            path: run_path,
-            message: format!(
-                "the directory holds an evaluation of {}, not {}",
-                info.dataset, dataset.name
-            ),
-        });
-    }
-    let keys: Vec<String> = approaches
-        .iter()
-        .map(|a| {
-            spec::parse(a)
-                .map(|s| s.to_string())
-                .map_err(|source| BenchError::Strategy {
-                    approach: a.clone(),
-                    source: source.into(),
-                })
-        })
-        .collect::<Result<_>>()?;
-    let baseline = resolve_baseline(&keys, options.baseline.as_deref(), &info.sampling)?;
-    let items = sample(
-        &dataset.items,
-        options.limit,
-        options.shuffle.then_some(options.seed),
-    );
-    let mut records = read_records(&out_dir.join(RESULTS_FILE))?;
+    let Recorded {
+        info,
+        keys,
+        baseline,
+        items,
+        mut records,
+    } = Recorded::read(dataset, approaches, options, out_dir)?;
     let mut rows: Vec<String> = Vec::new();
     let mut derived: Vec<ItemRecord> = Vec::new();
     for key in &keys {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use optillm_bench::eval::{
-    PLOT_FILE, RESULTS_FILE, RUN_FILE, SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD,
+    PLOT_FILE, RESULTS_FILE, RUN_FILE, Recorded, SUMMARY_CSV, SUMMARY_JSON, SUMMARY_MD,
 };
 use optillm_bench::{
     Accuracy, BenchError, EvalEvent, EvalOptions, EvalSummary, Item, ItemRecord, LoadedDataset,
@@ -936,4 +936,55 @@ fn the_default_reference_follows_the_base_temperature() {
             .as_deref(),
         Some("bon(n=3)")
     );
+}
+
+#[tokio::test]
+async fn a_run_halfway_is_summarised_without_a_call_or_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = Arc::new(scripted());
+    // Half the questions (q0, q2, q4: single samples are right on even items).
+    let half = EvalOptions {
+        shard: Some(Shard { index: 0, count: 2 }),
+        ..options()
+    };
+    run_eval(
+        mock.clone(),
+        &dataset(),
+        &specs(),
+        &half,
+        dir.path(),
+        &NoEvalProgress,
+    )
+    .await
+    .unwrap();
+    let calls = mock.calls();
+    let files = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = files(dir.path());
+    let summary = Recorded::read(&dataset(), &specs(), &options(), dir.path())
+        .unwrap()
+        .summary();
+    assert_eq!(mock.calls(), calls);
+    assert_eq!(files(dir.path()), before, "a file was written");
+    let none = row(&summary, "none");
+    assert_eq!((none.items, none.correct), (3, 3));
+    assert_eq!(row(&summary, "re2").items, 3);
+    // Another data set's directory is refused.
+    let other = LoadedDataset::new("other", dataset().items);
+    let e = Recorded::read(&other, &specs(), &options(), dir.path())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("toy"), "{e}");
 }

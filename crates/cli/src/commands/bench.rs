@@ -154,6 +154,11 @@ pub struct EvalArgs {
     /// keep=.., batch=.., stop_at=..)`. Writes rescore.md/json/csv beside the summary.
     #[arg(long)]
     pub rescore: Option<String>,
+    /// Print the summary of what --out holds for --approaches, without calling the model
+    /// or writing a file: a run still going (or stopped halfway) compared on the
+    /// questions each pair of rows has.
+    #[arg(long, conflicts_with_all = ["rescore", "shard"])]
+    pub recorded: bool,
 }
 
 /// Splits `a,b(k=1,n=2),c` at top-level commas.
@@ -234,6 +239,11 @@ pub async fn eval(args: EvalArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency.max(1),
         baseline: args.baseline.clone(),
     };
+    if args.recorded {
+        let recorded = optillm_bench::eval::Recorded::read(&loaded, &approaches, &options, &out)?;
+        println!("{}", recorded.summary().to_markdown());
+        return Ok(());
+    }
     if let Some(rules) = &args.rescore {
         let rules: Vec<String> = rules
             .split(';')
