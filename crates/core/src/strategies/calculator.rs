@@ -368,7 +368,7 @@ pub(crate) async fn chat_chains_running_code(
     purpose: &str,
     step: &Sampling,
     n: u32,
-) -> Result<Vec<String>, StrategyError> {
+) -> Result<Vec<Decoded>, StrategyError> {
     let mut first = request
         .chat(request.messages.clone(), step)
         .with_n(n.max(1));
@@ -377,6 +377,7 @@ pub(crate) async fn chat_chains_running_code(
     let done = ctx.call(purpose, first).await?;
     let chains = done.choices.into_iter().map(|c| async move {
         let (mut text, mut used, mut finish) = (c.text, c.completion_tokens, c.finish_reason);
+        let mut programs = 0;
         for _ in 0..MAX_PROGRAMS {
             if finish == FinishReason::Length {
                 break;
@@ -393,6 +394,7 @@ pub(crate) async fn chat_chains_running_code(
                 break;
             }
             text = format!("{fenced}{block}");
+            programs += 1;
             let mut messages = request.messages.clone();
             messages.push(Message::assistant(text.clone()));
             let mut next = request.chat(messages, step);
@@ -408,7 +410,13 @@ pub(crate) async fn chat_chains_running_code(
             used += more.completion_tokens;
             finish = more.finish_reason;
         }
-        Ok::<_, StrategyError>(text)
+        Ok::<_, StrategyError>(Decoded {
+            text,
+            tokens: used,
+            computed: 0,
+            programs,
+            finish,
+        })
     });
     futures::future::join_all(chains)
         .await
@@ -615,13 +623,29 @@ fn decode(
 }
 
 impl Calculator {
-    /// Decodes the request's `k` samples (a token job labelled `label` in the trace).
+    /// Decodes the request's `k` samples: token by token (a token job labelled `label`
+    /// in the trace) where the backend gives token control; elsewhere, with `run_code`,
+    /// over chat calls that run the samples' programs (no arithmetic is intercepted
+    /// there: a remote server decodes the tokens).
     pub(crate) async fn decode(
         &self,
         ctx: &Ctx,
         request: &StrategyRequest,
         label: &str,
     ) -> Result<Vec<Decoded>, StrategyError> {
+        if self.params.run_code && !ctx.backend().capabilities().token_control {
+            let step = Sampling {
+                temperature: Some(self.params.temperature),
+                top_p: Some(self.params.top_p),
+                seed: self.params.seed.and_then(|s| u32::try_from(s).ok()),
+                max_tokens: Some(max_new_tokens(
+                    self.params.max_tokens,
+                    request.sampling.max_tokens,
+                )),
+                ..Sampling::default()
+            };
+            return chat_chains_running_code(ctx, request, label, &step, self.params.k).await;
+        }
         let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
         let seed = run_seed(self.params.seed, request.sampling.seed);
         let params = self.params.clone();
@@ -640,7 +664,8 @@ impl Approach for Calculator {
     const DESCRIPTION: &'static str = "Exact arithmetic while decoding: each expression the model closes \
          with `=` is computed and its result written for the model, and each Python block \
          it follows with an output fence is run (bounded interpreter) and its output \
-         written; k > 1 samples vote";
+         written (over HTTP backends only the programs: they give no token control); k > 1 \
+         samples vote";
     type Params = Params;
 
     fn from_params(params: Params) -> Result<Self, SpecError> {
@@ -993,9 +1018,13 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn needs_token_control() {
+    async fn needs_token_control_for_arithmetic() {
         let mock = Arc::new(MockBackend::scripted(["2 + 2 = 4"]));
-        let calc = Calculator::new(Params::default()).unwrap();
+        let calc = Calculator::new(Params {
+            run_code: false,
+            ..Params::default()
+        })
+        .unwrap();
         let err = run(
             &calc,
             mock,
@@ -1005,5 +1034,55 @@ pub(crate) mod tests {
         .await
         .unwrap_err();
         assert!(err.to_string().contains("token_control"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn over_chat_calls_the_programs_run_and_k_samples_vote() {
+        // The first call of each sample stops at the output fence after its program; the
+        // next continues the assistant's message from the program's real output.
+        let mock = Arc::new(MockBackend::new(|r, _| {
+            Ok(match r.messages.last() {
+                Some(m) if m.role == crate::types::Role::Assistant => {
+                    let printed = m.content.trim_end().trim_end_matches("```").trim_end();
+                    let last = printed.lines().last().unwrap_or("");
+                    format!("The answer is {last}.")
+                }
+                _ => "```python\nprint(6 * 7)\n```\n".to_string(),
+            })
+        }));
+        let calc = Calculator::new(Params {
+            k: 3,
+            temperature: 0.5,
+            ..Params::default()
+        })
+        .unwrap();
+        let out = run(
+            &calc,
+            mock.clone(),
+            &StrategyRequest::user("What is 6 * 7?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            out.answer
+                .ends_with("```output\n42\n```\nThe answer is 42."),
+            "{}",
+            out.answer
+        );
+        assert_eq!(out.samples.len(), 3);
+        assert!(
+            out.samples
+                .iter()
+                .all(|s| s.answer.as_deref() == Some("42"))
+        );
+        // One request for the 3 samples, then one continuation each.
+        let sent = mock.requests();
+        assert_eq!(sent.len(), 4);
+        assert_eq!(sent[0].n, 3);
+        assert!(
+            sent.iter()
+                .all(|r| r.sampling.stop.iter().any(|s| s == "```output"))
+        );
     }
 }

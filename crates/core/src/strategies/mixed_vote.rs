@@ -138,8 +138,8 @@ impl MixedVote {
     }
 
     /// The texts of `n` chains at `temperature`: without a decoder, one chat request;
-    /// with one, `calculator`'s decoding where the backend gives token control, else
-    /// chat calls that run the chains' programs between them.
+    /// with one, `calculator`'s decoding (token by token where the backend gives token
+    /// control, else chat calls that run the chains' programs between them).
     async fn chains(
         ctx: &Ctx,
         request: &StrategyRequest,
@@ -149,13 +149,9 @@ impl MixedVote {
         n: u32,
     ) -> Result<Vec<String>, StrategyError> {
         match decoder {
-            Some(c) if ctx.backend().capabilities().token_control => {
+            Some(c) => {
                 let decoded = c.decode(ctx, request, purpose).await?;
                 Ok(decoded.into_iter().map(|d| d.text).collect())
-            }
-            Some(_) => {
-                calculator::chat_chains_running_code(ctx, request, purpose, &temp(temperature), n)
-                    .await
             }
             None => {
                 let step = temp(temperature);
