@@ -13,14 +13,14 @@ use optillm_core::{Backend, ChatRequest, Sampling, spec, strategies};
 use optillm_ollama::{OllamaBackend, OllamaConfig};
 use optillm_openai::{OpenAiBackend, OpenAiConfig};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strategies_run_unchanged_over_every_backend() {
-    let (url, _stop) = common::serve_native().await;
-    let backends: Vec<(&str, Arc<dyn Backend>)> = vec![
+/// The native backend, and this project's Ollama and OpenAI backends to `optillm serve`
+/// at `url` (which serves the same native model).
+fn every_backend(url: &str) -> Vec<(&'static str, Arc<dyn Backend>)> {
+    vec![
         ("native", common::native()),
         (
             "ollama-dialect",
-            Arc::new(OllamaBackend::new(OllamaConfig::new(url.clone(), "smollm2-135m")).unwrap()),
+            Arc::new(OllamaBackend::new(OllamaConfig::new(url, "smollm2-135m")).unwrap()),
         ),
         (
             "openai-dialect",
@@ -28,7 +28,13 @@ async fn strategies_run_unchanged_over_every_backend() {
                 OpenAiBackend::new(OpenAiConfig::new(format!("{url}/v1"), "smollm2-135m")).unwrap(),
             ),
         ),
-    ];
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategies_run_unchanged_over_every_backend() {
+    let (url, _stop) = common::serve_native().await;
+    let backends = every_backend(&url);
 
     // Greedy decoding gives the same text whichever way the model is reached.
     let greedy = ChatRequest::user("What is the capital of France?").with_sampling(
@@ -91,19 +97,7 @@ async fn strategies_run_unchanged_over_every_backend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn programs_run_over_every_backend() {
     let (url, _stop) = common::serve_native().await;
-    let backends: Vec<(&str, Arc<dyn Backend>)> = vec![
-        ("native", common::native()),
-        (
-            "ollama-dialect",
-            Arc::new(OllamaBackend::new(OllamaConfig::new(url.clone(), "smollm2-135m")).unwrap()),
-        ),
-        (
-            "openai-dialect",
-            Arc::new(
-                OpenAiBackend::new(OpenAiConfig::new(format!("{url}/v1"), "smollm2-135m")).unwrap(),
-            ),
-        ),
-    ];
+    let backends = every_backend(&url);
     let spec = "mixed_vote(program=false,samples=0,calculator=true)";
     let approach = strategies::build_spec(&spec::parse(spec).unwrap()).unwrap();
     for (name, backend) in backends {
