@@ -382,9 +382,10 @@ pub(crate) async fn chat_chains_running_code(
             if finish == FinishReason::Length {
                 break;
             }
-            let fenced = match text.ends_with(OUTPUT_FENCE) {
-                true => text.clone(),
-                false => format!("{text}{OUTPUT_FENCE}"),
+            let fenced = if text.ends_with(OUTPUT_FENCE) {
+                text.clone()
+            } else {
+                format!("{text}{OUTPUT_FENCE}")
             };
             let Some(block) = output_block(&fenced) else {
                 break;

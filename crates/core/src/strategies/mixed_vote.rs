@@ -121,14 +121,12 @@ impl MixedVote {
                 ..calculator::Params::default()
             })
         };
-        let greedy_calculator = match params.calculator && params.greedy {
-            true => Some(chains(1, 0.0)?),
-            false => None,
-        };
-        let samples_calculator = match params.calculator && params.samples > 0 {
-            true => Some(chains(params.samples, params.temperature)?),
-            false => None,
-        };
+        let greedy_calculator = (params.calculator && params.greedy)
+            .then(|| chains(1, 0.0))
+            .transpose()?;
+        let samples_calculator = (params.calculator && params.samples > 0)
+            .then(|| chains(params.samples, params.temperature))
+            .transpose()?;
         Ok(Self {
             params,
             program,
