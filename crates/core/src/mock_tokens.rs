@@ -2,8 +2,9 @@
 //!
 //! The vocabulary is a list of byte strings; the logits of a sequence are a function
 //! of the tokens generated on it so far (the chat prompt is not part of the input; a
-//! sequence made by [`TokenSession::start`] begins with its own prompt tokens), so a
-//! test can make any selection rule observable. The session counts forks, batches and
+//! sequence made by [`TokenSession::start`] begins with its own prompt tokens, one made
+//! by [`TokenSession::start_chat`] with the tokens a test maps its conversation to), so
+//! a test can make any selection rule observable. The session counts forks, batches and
 //! evaluated tokens the way a real backend would.
 
 use std::collections::HashMap;
@@ -14,10 +15,23 @@ use async_trait::async_trait;
 use crate::backend::{Backend, CompletionStream};
 use crate::error::BackendError;
 use crate::token::{SeqId, Token, TokenJob, TokenSession};
-use crate::types::{Capabilities, ChatRequest, Usage};
+use crate::types::{Capabilities, ChatRequest, Message, Usage};
 
 /// Logits of the next token given the tokens generated on a sequence so far.
 pub type LogitFn = dyn Fn(&[Token]) -> Vec<f32> + Send + Sync;
+
+/// The tokens a sequence made by [`TokenSession::start_chat`] begins its history with,
+/// given its conversation (none by default).
+pub type ChatFn = dyn Fn(&[Message]) -> Vec<Token> + Send + Sync;
+
+/// Cells a conversation takes in the scripted context: one per word.
+fn words(messages: &[Message]) -> u32 {
+    let n: usize = messages
+        .iter()
+        .map(|m| m.content.split_whitespace().count())
+        .sum();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
 
 /// Logits that are `floor` everywhere except at the listed tokens.
 pub fn logits_with(vocab_size: usize, floor: f32, set: &[(Token, f32)]) -> Vec<f32> {
@@ -47,6 +61,8 @@ pub struct SessionStats {
     pub single_appends: u32,
     /// The prompt of every sequence made by [`TokenSession::start`], in order.
     pub started: Vec<Vec<Token>>,
+    /// The conversation of every sequence made by [`TokenSession::start_chat`], in order.
+    pub chats: Vec<Vec<Message>>,
     /// The generated tokens of every sequence at the end of the job (released ones included).
     pub sequences: HashMap<SeqId, Vec<Token>>,
 }
@@ -59,6 +75,7 @@ pub struct ScriptedSession {
     bos: Option<Token>,
     chat_template: bool,
     logit_fn: Arc<LogitFn>,
+    chat_fn: Option<Arc<ChatFn>>,
     context: u32,
     live: HashMap<SeqId, Vec<Token>>,
     /// Context cells each sequence holds before its history: the chat prompt for
@@ -87,6 +104,7 @@ impl ScriptedSession {
             bos: None,
             chat_template: true,
             logit_fn,
+            chat_fn: None,
             context,
             live,
             bases,
@@ -289,6 +307,34 @@ impl TokenSession for ScriptedSession {
         Ok(id)
     }
 
+    /// Its history begins with the tokens the backend's [`ChatFn`] maps the
+    /// conversation to; the conversation itself takes a cell per word, like sequence 0's.
+    fn start_chat(&mut self, messages: &[Message]) -> Result<SeqId, BackendError> {
+        let history = self
+            .chat_fn
+            .as_ref()
+            .map(|f| f(messages))
+            .unwrap_or_default();
+        for t in &history {
+            self.check_token(*t)?;
+        }
+        let base = words(messages);
+        let cells = u64::from(base) + history.len() as u64;
+        if cells >= u64::from(self.context) {
+            return Err(BackendError::ContextOverflow {
+                prompt_tokens: u32::try_from(cells).unwrap_or(u32::MAX),
+                context_length: self.context,
+            });
+        }
+        let id = self.next_seq;
+        self.next_seq += 1;
+        self.stats.prompt_tokens += base + history.len() as u32;
+        self.live.insert(id, history);
+        self.bases.insert(id, base);
+        self.stats.chats.push(messages.to_vec());
+        Ok(id)
+    }
+
     fn release(&mut self, seq: SeqId) {
         if let Some(toks) = self.live.remove(&seq) {
             self.bases.remove(&seq);
@@ -311,6 +357,7 @@ pub struct MockTokenBackend {
     vocab: Vec<Vec<u8>>,
     ends: Vec<Token>,
     logit_fn: Arc<LogitFn>,
+    chat_fn: Option<Arc<ChatFn>>,
     context: u32,
     bos: Option<Token>,
     chat_template: bool,
@@ -350,6 +397,7 @@ impl MockTokenBackend {
             vocab,
             ends: ends.to_vec(),
             logit_fn: Arc::new(logit_fn),
+            chat_fn: None,
             context: 4096,
             bos: None,
             chat_template: true,
@@ -360,6 +408,15 @@ impl MockTokenBackend {
 
     pub fn with_context(mut self, context: u32) -> Self {
         self.context = context;
+        self
+    }
+
+    /// What a sequence made by [`TokenSession::start_chat`] begins its history with.
+    pub fn with_chat_prompts(
+        mut self,
+        chat_fn: impl Fn(&[Message]) -> Vec<Token> + Send + Sync + 'static,
+    ) -> Self {
+        self.chat_fn = Some(Arc::new(chat_fn));
         self
     }
 
@@ -409,11 +466,7 @@ impl Backend for MockTokenBackend {
 
     async fn token_job(&self, request: ChatRequest, job: TokenJob) -> Result<(), BackendError> {
         request.validate()?;
-        let prompt_tokens: usize = request
-            .messages
-            .iter()
-            .map(|m| m.content.split_whitespace().count())
-            .sum();
+        let prompt_tokens = words(&request.messages);
         if let Ok(mut r) = self.requests.lock() {
             r.push(request);
         }
@@ -421,9 +474,10 @@ impl Backend for MockTokenBackend {
             self.vocab.clone(),
             self.ends.clone(),
             self.logit_fn.clone(),
-            prompt_tokens as u32,
+            prompt_tokens,
             self.context,
         );
+        session.chat_fn = self.chat_fn.clone();
         session.bos = self.bos;
         session.chat_template = self.chat_template;
         let result = job(&mut session);
@@ -494,6 +548,30 @@ mod tests {
         assert!(s.start(&[9]).is_err());
         assert!(matches!(
             s.start(&[1; 7]),
+            Err(BackendError::ContextOverflow { .. })
+        ));
+    }
+
+    #[test]
+    fn started_conversations_begin_with_their_mapped_tokens() {
+        let mut s = session();
+        s.chat_fn = Some(Arc::new(|m: &[Message]| match m.len() {
+            1 => vec![1],
+            _ => vec![2, 2],
+        }));
+        let one = s.start_chat(&[Message::user("x")]).unwrap();
+        // One cell for the word, one for its history: token 1 leads to token 2.
+        assert_eq!(s.logits(one).unwrap()[2], 5.0);
+        assert_eq!(s.remaining(one), 4);
+        let two = s
+            .start_chat(&[Message::system("be brief"), Message::user("y")])
+            .unwrap();
+        assert_eq!(s.logits(two).unwrap()[3], 5.0);
+        assert_eq!(s.stats().chats.len(), 2);
+        assert_eq!(s.usage().prompt_tokens, 3 + 2 + 5);
+        let long = Message::user("w w w w w w");
+        assert!(matches!(
+            s.start_chat(&[long]),
             Err(BackendError::ContextOverflow { .. })
         ));
     }

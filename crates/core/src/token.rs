@@ -8,7 +8,7 @@
 //! needs a prompt without the chat template starts its own sequence from raw tokens.
 
 use crate::error::BackendError;
-use crate::types::Usage;
+use crate::types::{Message, Usage};
 
 /// A token id of the model's vocabulary.
 pub type Token = i32;
@@ -56,6 +56,11 @@ pub trait TokenSession {
     /// (not after sequence 0's prompt): a prompt of the caller's making, such as one from
     /// [`tokenize_prompt`](Self::tokenize_prompt). Its tokens count as prompt tokens.
     fn start(&mut self, tokens: &[Token]) -> Result<SeqId, BackendError>;
+    /// A new sequence holding another conversation through the model's chat template,
+    /// as sequence 0 holds the request's (ready for the assistant's reply; one that ends
+    /// with an assistant message is continued), so a job can decode answers to other
+    /// prompts in the same batches. Its tokens count as prompt tokens.
+    fn start_chat(&mut self, messages: &[Message]) -> Result<SeqId, BackendError>;
     /// Frees a sequence.
     fn release(&mut self, seq: SeqId);
     /// Prompt tokens evaluated and tokens appended since the session began.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use llama_cpp_2::DecodeError;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
-use optillm_core::{BackendError, SeqId, Token, TokenSession, Usage};
+use optillm_core::{BackendError, Message, SeqId, Token, TokenSession, Usage};
 
 use crate::LlamaError;
 use crate::worker::Engine;
@@ -224,6 +224,16 @@ impl TokenSession for Session<'_, '_> {
         self.usage.completion_tokens = self.usage.completion_tokens.saturating_sub(n);
         self.usage.prompt_tokens = self.usage.prompt_tokens.saturating_add(n);
         Ok(new)
+    }
+
+    fn start_chat(&mut self, messages: &[Message]) -> Result<SeqId, BackendError> {
+        let tokens: Vec<Token> = self
+            .engine
+            .chat_tokens(messages)?
+            .into_iter()
+            .map(|t| t.0)
+            .collect();
+        self.start(&tokens)
     }
 
     fn release(&mut self, seq: SeqId) {

@@ -795,6 +795,51 @@ async fn token_session_starts_a_raw_prompt_beside_the_chat_prompt() {
 }
 
 #[tokio::test]
+async fn token_session_starts_another_conversation_beside_the_request() {
+    let b = backend();
+    let question = "What is the capital of France?";
+    let greedy = Sampling::default().with_temperature(0.0).with_max_tokens(1);
+    let alone = b.complete(ask(question, greedy)).await.unwrap();
+    let (first, continued, seq0_same, usage, request_prompt) =
+        run_token_job(b.as_ref(), ChatRequest::user("What is 2+2?"), move |s| {
+            let request_prompt = s.usage().prompt_tokens;
+            let before = s.logits(0)?;
+            let argmax = |l: Vec<f32>| {
+                l.iter()
+                    .enumerate()
+                    .max_by(|x, y| x.1.total_cmp(y.1))
+                    .map(|(i, _)| i as i32)
+                    .unwrap()
+            };
+            let asked = s.start_chat(&[Message::user(question)])?;
+            let first = s.detokenize(&[argmax(s.logits(asked)?)])?;
+            // A conversation that ends with the assistant's words is continued.
+            let begun = s.start_chat(&[
+                Message::user(question),
+                Message::assistant("The capital of France is"),
+            ])?;
+            let continued = s.detokenize(&[argmax(s.logits(begun)?)])?;
+            let seq0_same = s.logits(0)? == before;
+            s.release(asked);
+            s.release(begun);
+            Ok((first, continued, seq0_same, s.usage(), request_prompt))
+        })
+        .await
+        .unwrap();
+    // The started conversation reads as the same request sent alone.
+    assert_eq!(first, alone.text(), "{first:?} against {:?}", alone.text());
+    assert_eq!(continued.trim(), "Paris");
+    assert!(seq0_same);
+    // Its tokens count as prompt tokens: the question's prompt, then the same with the
+    // begun reply (a few tokens more), nothing generated.
+    assert!(
+        usage.prompt_tokens > request_prompt + 2 * alone.usage.prompt_tokens,
+        "{usage:?}"
+    );
+    assert_eq!(usage.completion_tokens, 0);
+}
+
+#[tokio::test]
 async fn waiting_requests_decode_together_and_read_as_alone() {
     // A backend of its own, so that the counters see this test's requests only.
     let b = own_backend();

@@ -441,8 +441,38 @@ pub struct Decoded {
     pub finish: FinishReason,
 }
 
+/// One chain of a token job and how it is decoded.
+#[derive(Debug, Clone)]
+pub(crate) struct Chain {
+    /// Its prompt: `None`, the request's (sequence 0, forked for the chains after the
+    /// first); else a conversation of its own ([`TokenSession::start_chat`]).
+    pub prompt: Option<Vec<Message>>,
+    pub sampler: SamplerConfig,
+    pub seed: u64,
+    pub max_tokens: usize,
+    /// Write the result of each arithmetic expression closed by `=`.
+    pub arithmetic: bool,
+    /// Run the Python block before an output fence and write what it prints.
+    pub run_code: bool,
+}
+
+impl Chain {
+    /// A greedy reply to `messages`, decoded as the model writes it (a program, say).
+    pub(crate) fn plain(messages: Vec<Message>, max_tokens: usize) -> Self {
+        Self {
+            prompt: Some(messages),
+            sampler: SamplerConfig::greedy(),
+            seed: 0,
+            max_tokens,
+            arithmetic: false,
+            run_code: false,
+        }
+    }
+}
+
 struct Branch {
     seq: SeqId,
+    chain: Chain,
     rng: Rng,
     tokens: Vec<Token>,
     text: Vec<u8>,
@@ -465,11 +495,7 @@ fn starts_with_digit(session: &dyn TokenSession, t: Token) -> Result<bool, Backe
 
 /// The next token of `b`: sampled, with the digit guard applied to the most likely
 /// tokens after a written result.
-fn next_token(
-    session: &dyn TokenSession,
-    b: &mut Branch,
-    sampler: &SamplerConfig,
-) -> Result<Option<Token>, BackendError> {
+fn next_token(session: &dyn TokenSession, b: &mut Branch) -> Result<Option<Token>, BackendError> {
     let mut logits = session.logits(b.seq)?;
     if b.guard {
         let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -491,25 +517,30 @@ fn next_token(
             }
         }
     }
-    Ok(sample(&logits, sampler, &mut b.rng))
+    Ok(sample(&logits, &b.chain.sampler, &mut b.rng))
 }
 
-/// Decodes `k` samples from the prompt of sequence 0, all in one batch per step, with
-/// the calculator writing the result of every arithmetic expression closed by `=`.
-fn decode(
+/// Decodes `chains` together, one batch per step: each from its prompt, with the
+/// calculator writing the result of every arithmetic expression closed by `=` and the
+/// output of every program, where its chain asks for them.
+pub(crate) fn decode_chains(
     session: &mut dyn TokenSession,
-    params: &Params,
-    max_tokens: usize,
-    seed: u64,
+    chains: Vec<Chain>,
     limits: &TokenLimits,
 ) -> Result<Vec<Decoded>, BackendError> {
-    let sampler = sampler_of(params);
-    let mut branches = Vec::new();
-    for i in 0..params.k {
-        let seq = if i == 0 { 0 } else { session.fork(0)? };
+    let mut branches: Vec<Branch> = Vec::with_capacity(chains.len());
+    let mut from_request = 0;
+    for chain in chains {
+        let seq = match &chain.prompt {
+            Some(messages) => session.start_chat(messages)?,
+            None if from_request == 0 => 0,
+            None => session.fork(0)?,
+        };
+        from_request += usize::from(chain.prompt.is_none());
         branches.push(Branch {
             seq,
-            rng: Rng::new(seed.wrapping_add(u64::from(i))),
+            rng: Rng::new(chain.seed),
+            chain,
             tokens: Vec::new(),
             text: Vec::new(),
             computed: 0,
@@ -525,11 +556,12 @@ fn decode(
         // Sequences whose number the calculator wrote instead of the model's.
         let mut replaced: Vec<(SeqId, Vec<Token>)> = Vec::new();
         for b in branches.iter_mut().filter(|b| b.finish.is_none()) {
+            let max_tokens = b.chain.max_tokens;
             if exhausted || b.tokens.len() >= max_tokens || session.remaining(b.seq) == 0 {
                 b.finish = Some(FinishReason::Length);
                 continue;
             }
-            let Some(t) = next_token(session, b, &sampler)? else {
+            let Some(t) = next_token(session, b)? else {
                 b.finish = Some(FinishReason::EndOfText);
                 continue;
             };
@@ -576,13 +608,13 @@ fn decode(
             session.append(*seq, tokens)?;
         }
         for b in branches.iter_mut().filter(|b| b.finish.is_none()) {
-            if params.run_code
+            if b.chain.run_code
                 && (b.text.ends_with(b"```output") || b.text.ends_with(b"```output\n"))
             {
                 let block = output_block(&String::from_utf8_lossy(&b.text));
                 if let Some(block) = block {
                     let tokens = session.tokenize(&block)?;
-                    let fits = b.tokens.len() + tokens.len() <= max_tokens
+                    let fits = b.tokens.len() + tokens.len() <= b.chain.max_tokens
                         && session.remaining(b.seq) as usize >= tokens.len();
                     if !fits {
                         b.finish = Some(FinishReason::Length);
@@ -599,8 +631,8 @@ fn decode(
                 }
             }
             let wrote_equals = match b.tokens.last() {
-                Some(t) => session.token_bytes(*t)?.contains(&b'='),
-                None => false,
+                Some(t) if b.chain.arithmetic => session.token_bytes(*t)?.contains(&b'='),
+                _ => false,
             };
             if wrote_equals {
                 b.pending = result_after(&String::from_utf8_lossy(&b.text)).map(|r| (r, 0));
@@ -623,7 +655,42 @@ fn decode(
     Ok(out)
 }
 
+/// Runs `chains` as one token job labelled `label` (sequence 0 holds the request's
+/// conversation).
+pub(crate) async fn decode_job(
+    ctx: &Ctx,
+    request: &StrategyRequest,
+    label: &str,
+    chains: Vec<Chain>,
+) -> Result<Vec<Decoded>, StrategyError> {
+    let chat = request.chat(request.messages.clone(), &Sampling::default());
+    ctx.token_job(label, chat, move |session, limits| {
+        let d = decode_chains(session, chains, limits)?;
+        let texts = d.iter().map(|x| x.text.clone()).collect();
+        Ok((d, texts))
+    })
+    .await
+}
+
 impl Calculator {
+    /// The request's `k` chains as this calculator decodes them where the backend gives
+    /// token control: from the request's prompt, sample `i` seeded `seed + i`.
+    pub(crate) fn chains(&self, request: &StrategyRequest) -> Vec<Chain> {
+        let p = &self.params;
+        let max_tokens = max_new_tokens(p.max_tokens, request.sampling.max_tokens) as usize;
+        let seed = run_seed(p.seed, request.sampling.seed);
+        (0..p.k)
+            .map(|i| Chain {
+                prompt: None,
+                sampler: sampler_of(p),
+                seed: seed.wrapping_add(u64::from(i)),
+                max_tokens,
+                arithmetic: true,
+                run_code: p.run_code,
+            })
+            .collect()
+    }
+
     /// Decodes the request's `k` samples: token by token (a token job labelled `label`
     /// in the trace) where the backend gives token control; elsewhere, with `run_code`,
     /// over chat calls that run the samples' programs (no arithmetic is intercepted
@@ -647,16 +714,7 @@ impl Calculator {
             };
             return chat_chains_running_code(ctx, request, label, &step, self.params.k).await;
         }
-        let max_tokens = max_new_tokens(self.params.max_tokens, request.sampling.max_tokens);
-        let seed = run_seed(self.params.seed, request.sampling.seed);
-        let params = self.params.clone();
-        let chat = request.chat(request.messages.clone(), &Sampling::default());
-        ctx.token_job(label, chat, move |session, limits| {
-            let d = decode(session, &params, max_tokens as usize, seed, limits)?;
-            let texts = d.iter().map(|x| x.text.clone()).collect();
-            Ok((d, texts))
-        })
-        .await
+        decode_job(ctx, request, label, self.chains(request)).await
     }
 }
 

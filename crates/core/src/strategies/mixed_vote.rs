@@ -26,9 +26,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
-use super::calculator::{self, Calculator};
+use super::calculator::{self, Calculator, Chain};
 use super::pot::{self, ProgramOfThought};
 use super::read_answer::answer_kind;
+use super::sampler::max_new_tokens;
 use super::util::{samples, temp};
 use crate::extract::{self, AnswerKind};
 use crate::spec::SpecError;
@@ -159,6 +160,75 @@ impl MixedVote {
     }
 }
 
+/// A voter's label and reply.
+type Voters = Result<Vec<(String, String)>, StrategyError>;
+
+/// Most tokens of the program in [`MixedVote::decode_together`] (a reply of `pot` over
+/// chat calls is bounded by the request's `max_tokens` alone).
+const PROGRAM_MAX_TOKENS: u32 = 512;
+
+impl MixedVote {
+    /// With `calculator` where the backend gives token control: the program, the greedy
+    /// chain and (with `samples`) the sampled chains decoded in one token job, one batch
+    /// a step. As separate calls they would not share batches: the native backend runs
+    /// a token job on its own.
+    async fn decode_together(
+        &self,
+        ctx: &Ctx,
+        request: &StrategyRequest,
+        samples: bool,
+    ) -> [Voters; 3] {
+        let mut chains = Vec::new();
+        if self.program.is_some() {
+            let query = match request.query() {
+                Ok(q) => q,
+                Err(e) => return [Err(e), Ok(Vec::new()), Ok(Vec::new())],
+            };
+            let max_tokens = max_new_tokens(PROGRAM_MAX_TOKENS, request.sampling.max_tokens);
+            chains.push(Chain::plain(
+                pot::messages(request.system(), query),
+                max_tokens as usize,
+            ));
+        }
+        let programs = chains.len();
+        if let Some(c) = &self.greedy_calculator {
+            chains.extend(c.chains(request));
+        }
+        let greedy = chains.len() - programs;
+        if let (true, Some(c)) = (samples, &self.samples_calculator) {
+            chains.extend(c.chains(request));
+        }
+        let decoded = match calculator::decode_job(ctx, request, "program and chains", chains).await
+        {
+            Ok(d) => d,
+            Err(e) => return [Err(e), Ok(Vec::new()), Ok(Vec::new())],
+        };
+        let mut texts = decoded.into_iter().map(|d| d.text);
+        let program_texts: Vec<String> = texts.by_ref().take(programs).collect();
+        let mut program = Vec::new();
+        if !program_texts.is_empty() {
+            let (answer, _) = pot::judge(&program_texts).await;
+            program.extend(
+                answer
+                    .choices
+                    .into_iter()
+                    .take(1)
+                    .map(|t| ("program".to_string(), t)),
+            );
+        }
+        let greedy = texts
+            .by_ref()
+            .take(greedy)
+            .map(|t| ("greedy chain".to_string(), t))
+            .collect();
+        let sampled = texts
+            .enumerate()
+            .map(|(i, t)| (format!("sampled chain {}", i + 1), t))
+            .collect();
+        [Ok(program), Ok(greedy), Ok(sampled)]
+    }
+}
+
 impl Approach for MixedVote {
     const SLUG: &'static str = SLUG;
     const DESCRIPTION: &'static str = "Vote of a program (pot), a greedy chain of thought and, where those two \
@@ -206,7 +276,8 @@ impl Strategy for MixedVote {
                 .map(|t| ("greedy chain".to_string(), t))
                 .collect())
         };
-        let sampled = async {
+        // A function: the samples are drawn in one of two places below.
+        let sampled = || async move {
             if p.samples == 0 {
                 return Ok(Vec::new());
             }
@@ -226,23 +297,31 @@ impl Strategy for MixedVote {
                 .map(|(i, t)| (format!("sampled chain {}", i + 1), t))
                 .collect())
         };
-        let parts: [Result<Vec<(String, String)>, StrategyError>; 3] =
-            if p.samples_when == SamplesWhen::Disagree && p.program && p.greedy {
-                let (a, b) = tokio::join!(program, greedy);
-                let c = if agree(&a, &b, kind) {
-                    tracing::debug!(
-                        approach = SLUG,
-                        "program and greedy chain agree: no samples"
-                    );
-                    Ok(Vec::new())
-                } else {
-                    sampled.await
-                };
-                [a, b, c]
-            } else {
-                let (a, b, c) = tokio::join!(program, greedy, sampled);
-                [a, b, c]
-            };
+        // The samples wait for the program and the greedy chain only where those two
+        // may agree and make them needless.
+        let samples_first = !(p.samples_when == SamplesWhen::Disagree && p.program && p.greedy);
+        let (a, b, c) = if p.calculator && ctx.backend().capabilities().token_control {
+            let [a, b, c] = self.decode_together(ctx, request, samples_first).await;
+            (a, b, samples_first.then_some(c))
+        } else if samples_first {
+            let (a, b, c) = tokio::join!(program, greedy, sampled());
+            (a, b, Some(c))
+        } else {
+            let (a, b) = tokio::join!(program, greedy);
+            (a, b, None)
+        };
+        let c = match c {
+            Some(c) => c,
+            None if agree(&a, &b, kind) => {
+                tracing::debug!(
+                    approach = SLUG,
+                    "program and greedy chain agree: no samples"
+                );
+                Ok(Vec::new())
+            }
+            None => sampled().await,
+        };
+        let parts: [Result<Vec<(String, String)>, StrategyError>; 3] = [a, b, c];
         let mut texts: Vec<(String, String)> = Vec::new();
         let mut first_error = None;
         for part in parts {
@@ -313,6 +392,7 @@ mod tests {
     use super::*;
     use crate::mock::MockBackend;
     use crate::strategy::{Budget, run};
+    use crate::token::Token;
     use crate::types::{ChatRequest, Role};
 
     const PROGRAM: &str =
@@ -544,6 +624,87 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("temperature"), "{e}");
+    }
+
+    /// A token backend whose program (pot's conversation) returns 2 + 2 and whose
+    /// chains of the request's own conversation answer `chain` (4 or 5).
+    fn together_backend(chain: &'static str) -> Arc<crate::mock_tokens::MockTokenBackend> {
+        use crate::mock_tokens::{MockTokenBackend, logits_with};
+        let vocab = [
+            "<eos>",
+            "PROGRAM",
+            "```python\ndef solution():\n    return 2 + 2\n```",
+            "The answer is",
+            " 4",
+            " 5",
+        ];
+        let answer = if chain == "4" { 4 } else { 5 };
+        let script = move |toks: &[Token]| {
+            let next = match toks {
+                [1] => 2,
+                [] => 3,
+                [3] => answer,
+                _ => 0,
+            };
+            logits_with(6, 0.0, &[(next, 10.0)])
+        };
+        Arc::new(
+            MockTokenBackend::new(&vocab, &[0], script).with_chat_prompts(|m| {
+                match m.first().is_some_and(|m| m.content == pot::SYSTEM) {
+                    true => vec![1],
+                    false => Vec::new(),
+                }
+            }),
+        )
+    }
+
+    #[tokio::test]
+    async fn with_token_control_program_and_chains_decode_in_one_batch() {
+        let calc = |samples_when| {
+            MixedVote::new(Params {
+                calculator: true,
+                samples_when,
+                ..Params::default()
+            })
+            .unwrap()
+        };
+        let ask = |b: Arc<crate::mock_tokens::MockTokenBackend>, when| async move {
+            run(
+                &calc(when),
+                b,
+                &StrategyRequest::user("What is 2 + 2?"),
+                Budget::default(),
+            )
+            .await
+            .unwrap()
+        };
+        // The program and the greedy chain agree: one token job, both decoded in the
+        // same batches (the program from pot's conversation), no samples.
+        let b = together_backend("4");
+        let out = ask(b.clone(), SamplesWhen::Disagree).await;
+        assert_eq!(out.vote.unwrap().winner, "4");
+        assert!(out.answer.ends_with("The answer is 4."), "{}", out.answer);
+        assert_eq!(b.requests().len(), 1);
+        let job = b.last_session().unwrap();
+        assert_eq!(job.chats.len(), 1);
+        assert_eq!(job.forks, 0);
+        assert_eq!(job.batch_sizes.first(), Some(&2));
+        // They disagree: the two samples follow in a second job and outvote the program.
+        let b = together_backend("5");
+        let out = ask(b.clone(), SamplesWhen::Disagree).await;
+        let vote = out.vote.unwrap();
+        assert_eq!((vote.winner.as_str(), vote.members.len()), ("5", 3));
+        assert_eq!(b.requests().len(), 2);
+        let job = b.last_session().unwrap();
+        assert_eq!((job.chats.len(), job.forks), (0, 1));
+        // Always: all four in one job, one batch of four a step.
+        let b = together_backend("5");
+        let out = ask(b.clone(), SamplesWhen::Always).await;
+        assert_eq!(out.vote.unwrap().winner, "5");
+        assert_eq!(b.requests().len(), 1);
+        let job = b.last_session().unwrap();
+        assert_eq!((job.chats.len(), job.forks), (1, 2));
+        assert_eq!(job.batch_sizes.first(), Some(&4));
     }
 
     #[test]

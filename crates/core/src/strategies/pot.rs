@@ -102,7 +102,7 @@ impl ProgramOfThought {
 
 /// The messages of the request: our system prompt (then the caller's, if any) and
 /// the query in [`USER`].
-fn messages(caller_system: Option<&str>, query: &str) -> Vec<Message> {
+pub(crate) fn messages(caller_system: Option<&str>, query: &str) -> Vec<Message> {
     let system = match caller_system.filter(|s| !s.trim().is_empty()) {
         Some(s) => format!("{SYSTEM}\n\n{s}"),
         None => SYSTEM.to_string(),
@@ -243,22 +243,7 @@ impl Strategy for ProgramOfThought {
         }
         let completion = ctx.call("program", chat).await?;
         let texts = completion.texts();
-        let codes: Vec<Option<String>> = texts.iter().map(|t| code_of(t)).collect();
-        let n = codes.len();
-        let runs = match tokio::task::spawn_blocking(move || run_programs(codes)).await {
-            Ok(runs) => runs,
-            Err(e) => {
-                tracing::warn!(approach = SLUG, error = %e, "the programs could not be run");
-                (0..n).map(|_| Run::NoCode).collect()
-            }
-        };
-        let results: Vec<Option<String>> = runs
-            .iter()
-            .map(|r| match r {
-                Run::Result(_, v) => Some(v.text()),
-                _ => None,
-            })
-            .collect();
+        let (answer, results) = judge(&texts).await;
         if k > 1 {
             ctx.record_samples(
                 completion
@@ -271,72 +256,98 @@ impl Strategy for ProgramOfThought {
                     }),
             );
         }
-        let ran = results.iter().filter(|r| r.is_some()).count();
-        let mut labels: Vec<String> = runs
-            .iter()
-            .map(|r| match r {
-                Run::NoCode => "[no program]".to_string(),
-                Run::Failed(e) => format!("[program failed: {e}]"),
-                Run::Result(_, v) => format!("[program: {}]", v.text()),
-            })
-            .collect();
-        let (answer, vote): (String, Option<Vote>) = match extract::vote(&results) {
-            Some(v) => {
-                let winner = v.members.first().copied().unwrap_or(0);
-                let code = match runs.get(winner) {
-                    Some(Run::Result(code, _)) => code.as_str(),
-                    _ => "",
-                };
-                tracing::info!(
-                    approach = SLUG,
-                    ran,
-                    of = n,
-                    winner = %v.winner,
-                    distribution = %v.summary(),
-                    "programs"
-                );
-                (answer_text(code, &v.winner), Some(v))
-            }
-            None => {
-                // No program gave a number: read the replies as `none` would.
-                let read: Vec<Option<String>> = texts
-                    .iter()
-                    .map(|t| extract::extract(t, AnswerKind::Number))
-                    .collect();
-                let v = extract::vote(&read);
-                let pick = v
-                    .as_ref()
-                    .and_then(|v| v.members.first().copied())
-                    .unwrap_or(0);
-                tracing::info!(
-                    approach = SLUG,
-                    of = n,
-                    fallback = v
-                        .as_ref()
-                        .map_or_else(|| "none".to_string(), |v| v.summary()),
-                    "no program ran; answer extracted from the replies"
-                );
-                for (label, r) in labels.iter_mut().zip(&read) {
-                    label.push_str(&format!(
-                        " [fallback: the reply's number, {}]",
-                        r.as_deref().unwrap_or("none")
-                    ));
-                }
-                (texts.get(pick).cloned().unwrap_or_default(), v)
-            }
-        };
-        ctx.offer(answer.clone());
-        let candidates = labels
-            .into_iter()
-            .zip(&texts)
-            .map(|(l, t)| format!("{l} {t}"))
-            .collect();
-        Ok(Answer {
-            choices: vec![answer],
-            candidates,
-            vote,
-        })
+        if let Some(text) = answer.choices.first() {
+            ctx.offer(text.clone());
+        }
+        Ok(answer)
     }
+}
+
+/// What replies come to: their programs run and vote on their results (the answer text
+/// shows the winning program and its result); where no program gives a number, the
+/// replies' own numbers vote. Also each reply's result.
+pub(crate) async fn judge(texts: &[String]) -> (Answer, Vec<Option<String>>) {
+    let codes: Vec<Option<String>> = texts.iter().map(|t| code_of(t)).collect();
+    let n = codes.len();
+    let runs = match tokio::task::spawn_blocking(move || run_programs(codes)).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            tracing::warn!(approach = SLUG, error = %e, "the programs could not be run");
+            (0..n).map(|_| Run::NoCode).collect()
+        }
+    };
+    let results: Vec<Option<String>> = runs
+        .iter()
+        .map(|r| match r {
+            Run::Result(_, v) => Some(v.text()),
+            _ => None,
+        })
+        .collect();
+    let ran = results.iter().filter(|r| r.is_some()).count();
+    let mut labels: Vec<String> = runs
+        .iter()
+        .map(|r| match r {
+            Run::NoCode => "[no program]".to_string(),
+            Run::Failed(e) => format!("[program failed: {e}]"),
+            Run::Result(_, v) => format!("[program: {}]", v.text()),
+        })
+        .collect();
+    let (answer, vote): (String, Option<Vote>) = match extract::vote(&results) {
+        Some(v) => {
+            let winner = v.members.first().copied().unwrap_or(0);
+            let code = match runs.get(winner) {
+                Some(Run::Result(code, _)) => code.as_str(),
+                _ => "",
+            };
+            tracing::info!(
+                approach = SLUG,
+                ran,
+                of = n,
+                winner = %v.winner,
+                distribution = %v.summary(),
+                "programs"
+            );
+            (answer_text(code, &v.winner), Some(v))
+        }
+        None => {
+            // No program gave a number: read the replies as `none` would.
+            let read: Vec<Option<String>> = texts
+                .iter()
+                .map(|t| extract::extract(t, AnswerKind::Number))
+                .collect();
+            let v = extract::vote(&read);
+            let pick = v
+                .as_ref()
+                .and_then(|v| v.members.first().copied())
+                .unwrap_or(0);
+            tracing::info!(
+                approach = SLUG,
+                of = n,
+                fallback = v
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), |v| v.summary()),
+                "no program ran; answer extracted from the replies"
+            );
+            for (label, r) in labels.iter_mut().zip(&read) {
+                label.push_str(&format!(
+                    " [fallback: the reply's number, {}]",
+                    r.as_deref().unwrap_or("none")
+                ));
+            }
+            (texts.get(pick).cloned().unwrap_or_default(), v)
+        }
+    };
+    let candidates = labels
+        .into_iter()
+        .zip(texts)
+        .map(|(l, t)| format!("{l} {t}"))
+        .collect();
+    let answer = Answer {
+        choices: vec![answer],
+        candidates,
+        vote,
+    };
+    (answer, results)
 }
 
 #[cfg(test)]

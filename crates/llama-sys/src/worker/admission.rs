@@ -144,8 +144,17 @@ impl Engine<'_> {
             check_prompt(tokens.len(), n_ctx)?;
             return Ok(tokens);
         }
-        check_messages(request.messages.len(), n_ctx)?;
-        let prompt = self.chat_prompt(&request.messages)?;
+        self.chat_tokens(&request.messages)
+    }
+
+    /// A conversation through the model's chat template, tokenized.
+    pub(crate) fn chat_tokens(
+        &self,
+        messages: &[Message],
+    ) -> Result<Vec<LlamaToken>, BackendError> {
+        let n_ctx = self.limit;
+        check_messages(messages.len(), n_ctx)?;
+        let prompt = self.chat_prompt(messages)?;
         let vocab = self.model.vocab();
         let mut tokens = vocab.tokenize(prompt.as_bytes(), true, true);
         // Templates that write the BOS token themselves would get it twice.
