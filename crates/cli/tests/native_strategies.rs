@@ -163,3 +163,36 @@ async fn calculator_runs_the_program_the_model_writes() {
         assert_eq!(written, calculator::program_output(&code), "{}", out.answer);
     }
 }
+
+/// Natively, `mixed_vote(calculator=true)` decodes its program (pot's conversation, in
+/// a sequence of its own) and its chains in one token job; the program runs, and the
+/// chains' programs run as they write them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_vote_decodes_program_and_chains_in_one_job() {
+    let backend: Arc<dyn Backend> = common::native();
+    let mut request = common::program_request();
+    request.sampling.seed = Some(3);
+    let spec = "mixed_vote(calculator=true,samples_when=always)";
+    let approach = strategies::build_spec(&spec::parse(spec).unwrap()).unwrap();
+    let out = strategy::run(approach.as_ref(), backend, &request, Budget::default())
+        .await
+        .unwrap();
+    assert_eq!(out.trace.len(), 1, "{:?}", out.trace);
+    let job = &out.trace[0];
+    assert_eq!(job.purpose, "program and chains");
+    // The program, the greedy chain and two samples, in that order.
+    assert_eq!(job.outputs.len(), 4, "{:?}", job.outputs);
+    assert_eq!(out.candidates.len(), 4);
+    assert!(
+        out.candidates[0].starts_with("[program:"),
+        "{}",
+        out.candidates[0]
+    );
+    assert!(out.candidates[1].starts_with("[greedy chain:"));
+    for chain in &job.outputs[1..] {
+        for (code, written) in common::output_blocks(chain) {
+            assert_eq!(written, calculator::program_output(&code), "{chain}");
+        }
+    }
+    assert!(out.usage.completion_tokens > 0);
+}
