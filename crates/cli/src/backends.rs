@@ -20,6 +20,19 @@ pub enum BackendKind {
     Openai,
 }
 
+/// What an OpenAI-compatible server is, for the fields outside OpenAI's spec it takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OpenaiServer {
+    /// Neither of the fields below (OpenAI and servers that refuse unknown fields).
+    #[default]
+    Generic,
+    /// llama.cpp's llama-server: GBNF grammars sent in `grammar`.
+    LlamaServer,
+    /// vLLM: a conversation that ends with an assistant message is continued
+    /// (`continue_final_message`), as `calculator`'s programs need.
+    Vllm,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BackendArgs {
     /// Backend kind.
@@ -71,6 +84,22 @@ pub struct BackendArgs {
     /// before the request fails as stalled and is cancelled (default 60).
     #[arg(long, value_name = "SECS", value_parser = parse_idle_timeout)]
     pub idle_timeout: Option<std::time::Duration>,
+    /// What the OpenAI-compatible server(s) are: `llama-server` takes GBNF grammars,
+    /// `vllm` continues a final assistant message when asked; `generic` (default) gets
+    /// no field outside OpenAI's spec.
+    #[arg(long, value_enum, default_value = "generic")]
+    pub openai_server: OpenaiServer,
+}
+
+/// `config` with the fields `server` takes.
+#[cfg(feature = "openai")]
+fn for_server(
+    config: optillm_openai::OpenAiConfig,
+    server: OpenaiServer,
+) -> optillm_openai::OpenAiConfig {
+    config
+        .with_grammar(server == OpenaiServer::LlamaServer)
+        .with_continue_final_message(server == OpenaiServer::Vllm)
 }
 
 /// A positive, finite number of seconds.
@@ -254,6 +283,7 @@ fn open_upstream(
             if let Some(d) = args.idle_timeout {
                 config = config.with_idle_timeout(d);
             }
+            let config = for_server(config, args.openai_server);
             Ok(Arc::new(optillm_openai::OpenAiBackend::new(config)?))
         }
         #[allow(unreachable_patterns)]
@@ -348,6 +378,7 @@ fn openai_config(args: &BackendArgs, model: &str) -> optillm_openai::OpenAiConfi
         Some(url) => optillm_openai::OpenAiConfig::new(url.clone(), model),
         None => optillm_openai::OpenAiConfig::from_env(model),
     };
+    let config = for_server(config, args.openai_server);
     match args.idle_timeout {
         Some(d) => config.with_idle_timeout(d),
         None => config,
@@ -599,6 +630,23 @@ mod tests {
         std::fs::remove_file(&key).unwrap();
         let missing = parse(&["--pool", "/no/such/pool.toml"]).unwrap();
         assert!(model_name(&missing, None).is_err());
+    }
+
+    #[cfg(feature = "openai")]
+    #[test]
+    fn the_openai_server_kind_chooses_the_extra_fields() {
+        let config = |argv: &[&str]| {
+            let mut all = vec!["--backend", "openai", "--url", "http://127.0.0.1:1/v1"];
+            all.extend_from_slice(argv);
+            openai_config(&parse(&all).unwrap(), "m")
+        };
+        let generic = config(&[]);
+        assert!(!generic.grammar && !generic.continue_final_message);
+        let llama = config(&["--openai-server", "llama-server"]);
+        assert!(llama.grammar && !llama.continue_final_message);
+        let vllm = config(&["--openai-server", "vllm"]);
+        assert!(!vllm.grammar && vllm.continue_final_message);
+        assert!(parse(&["--openai-server", "ollama"]).is_err());
     }
 
     #[test]

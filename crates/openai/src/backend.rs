@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use optillm_core::{
     Backend, BackendError, Capabilities, ChatRequest, Completion, CompletionStream, FormatSupport,
-    ResponseFormat, Sampling, StreamSender, Timings, Usage,
+    ResponseFormat, Role, Sampling, StreamSender, Timings, Usage,
 };
 use optillm_http::Remote;
 use optillm_http::answer::{self, Answer, Flow, FrameHandler, Received, WireSampling};
@@ -363,6 +363,12 @@ impl Inner {
         // A raw request is a text completion: its text as `prompt`, logprobs asked for
         // as a count.
         let raw = request.raw_text();
+        let prefill = raw.is_none()
+            && self.config.continue_final_message
+            && request
+                .messages
+                .last()
+                .is_some_and(|m| m.role == Role::Assistant);
         let body = ChatBody {
             model: &self.config.model,
             messages: raw.is_none().then_some(request.messages.as_slice()),
@@ -385,6 +391,8 @@ impl Inner {
                 Some(ResponseFormat::Grammar { grammar }) => Some(grammar.as_str()),
                 _ => None,
             },
+            continue_final_message: prefill.then_some(true),
+            add_generation_prompt: prefill.then_some(false),
         };
         serde_json::to_vec(&body)
             .map(Bytes::from)

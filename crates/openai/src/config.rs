@@ -37,6 +37,12 @@ pub struct OpenAiConfig {
     /// [`BackendError::Unsupported`](optillm_core::BackendError::Unsupported) rather than
     /// sent to a server that would ignore it.
     pub grammar: bool,
+    /// The server continues a final assistant message when told with vLLM's
+    /// `continue_final_message` (and `add_generation_prompt: false`): sent with such a
+    /// conversation only. Off by default: OpenAI refuses fields it does not know, and
+    /// llama-server (Jinja templates) and Ollama continue such a message unasked.
+    /// Without it vLLM starts a new turn after the message (no prefill).
+    pub continue_final_message: bool,
 }
 
 optillm_http::deref_remote_config!(OpenAiConfig);
@@ -49,6 +55,7 @@ impl fmt::Debug for OpenAiConfig {
             .field("api_key_env", &self.api_key_env)
             .field("stream_usage", &self.stream_usage)
             .field("grammar", &self.grammar)
+            .field("continue_final_message", &self.continue_final_message)
             .finish()
     }
 }
@@ -62,6 +69,7 @@ impl OpenAiConfig {
             api_key_env: DEFAULT_API_KEY_ENV.to_string(),
             stream_usage: true,
             grammar: false,
+            continue_final_message: false,
         }
     }
 
@@ -82,6 +90,12 @@ impl OpenAiConfig {
     /// Whether the server takes llama.cpp's `grammar` field (see [`OpenAiConfig::grammar`]).
     pub fn with_grammar(mut self, on: bool) -> Self {
         self.grammar = on;
+        self
+    }
+    /// Whether to send vLLM's `continue_final_message` with a conversation that ends
+    /// with an assistant message (see [`OpenAiConfig::continue_final_message`]).
+    pub fn with_continue_final_message(mut self, on: bool) -> Self {
+        self.continue_final_message = on;
         self
     }
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {

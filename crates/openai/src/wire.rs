@@ -40,6 +40,12 @@ pub(crate) struct ChatBody<'a> {
     /// llama-server's GBNF grammar (only sent when the configuration says it is taken).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grammar: Option<&'a str>,
+    /// vLLM's prefill: continue the final assistant message (sent as `true` with
+    /// `add_generation_prompt: false`, only when the configuration asks for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continue_final_message: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub add_generation_prompt: Option<bool>,
 }
 
 /// How each endpoint asks for logprobs: chat completions `true` (with `top_logprobs`

@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Received, Reply, TestServer};
-use optillm_core::{Backend, BackendError, ChatRequest, FinishReason, Sampling, StreamEvent};
+use optillm_core::{
+    Backend, BackendError, ChatRequest, FinishReason, Message, Sampling, StreamEvent,
+};
 use optillm_http::RemoteConfig;
 use optillm_http::test_suite::{self, Dialect, drain, eventually};
 use optillm_openai::{OpenAiBackend, OpenAiConfig, OpenAiError, UrlError};
@@ -768,6 +770,43 @@ async fn response_formats_are_sent_and_grammars_only_to_llama_server() {
     let sent = server.received()[3].json();
     assert_eq!(sent["grammar"], "root ::= \"{}\"");
     assert!(sent.get("response_format").is_none());
+}
+
+/// A conversation that ends with an assistant message asks vLLM to continue it when the
+/// configuration says so, and sends nothing new otherwise (OpenAI refuses unknown fields).
+#[tokio::test]
+async fn a_final_assistant_message_is_continued_on_vllm_when_configured() {
+    let body = format!(
+        "{}{}{}",
+        chunk(0, Some(" 42."), Some("stop")),
+        usage_chunk(1, 1),
+        DONE
+    );
+    let server = TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[])).await;
+    let begun = ChatRequest::new(vec![
+        Message::user("What is 6 * 7?"),
+        Message::assistant("The answer is"),
+    ]);
+    let vllm = OpenAiBackend::new(
+        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
+            .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE")
+            .with_continue_final_message(true),
+    )
+    .unwrap();
+    for (b, r) in [
+        (&backend(&server), begun.clone()),
+        (&vllm, begun),
+        (&vllm, ChatRequest::user("Hi")),
+    ] {
+        let (_, result) = drain(b, r).await;
+        result.unwrap();
+    }
+    let got: Vec<serde_json::Value> = server.received().iter().map(|r| r.json()).collect();
+    assert!(got[0].get("continue_final_message").is_none());
+    assert!(got[0].get("add_generation_prompt").is_none());
+    assert_eq!(got[1]["continue_final_message"], json!(true));
+    assert_eq!(got[1]["add_generation_prompt"], json!(false));
+    assert!(got[2].get("continue_final_message").is_none());
 }
 
 /// A raw request is a text completion: `POST /completions` with the text as `prompt`,
