@@ -5,6 +5,8 @@
 //! Run: `cargo bench -p optillm --bench strategies` (no model, no llama.cpp).
 //! `mock/none/direct_call` is one plain `Backend::complete` for comparison; the
 //! throughput of each approach is in backend calls, read from the run's usage.
+//! `sampler/...`: one draw of the token-level strategies' sampler over a vocabulary of
+//! Qwen2.5's size (151,936 logits), peaked as a model's usually are, and flat.
 #![allow(clippy::expect_used)] // a bench, like a test, stops on failure
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use optillm::strategies::{Params, build};
 use optillm::strategy::run;
 use optillm::{Backend, Budget, ChatRequest, StrategyRequest};
 use optillm_core::mock::MockBackend;
+use optillm_core::strategies::sampler::{Rng, SamplerConfig, sample};
 
 const ANSWER: &str =
     "Each box holds 6 apples and there are 7 boxes, so 6 * 7 = 42. The answer is 42.";
@@ -78,6 +81,36 @@ fn bench_strategies(c: &mut Criterion) {
     }
 }
 
+fn bench_sampler(c: &mut Criterion) {
+    let mut source = Rng::new(1);
+    // Roughly bell-shaped noise (a sum of three uniforms), spread as given.
+    let mut noise = |spread: f32| -> Vec<f32> {
+        (0..151_936)
+            .map(|_| (source.next_f32() + source.next_f32() + source.next_f32() - 1.5) * spread)
+            .collect()
+    };
+    let mut peaked = noise(5.0);
+    for (token, logit) in [(17, 18.0), (99, 17.0), (1234, 16.5), (5000, 15.0)] {
+        peaked[token] = logit;
+    }
+    let flat = noise(2.0);
+    let mut group = c.benchmark_group("sampler");
+    for (name, logits) in [("peaked", &peaked), ("flat", &flat)] {
+        for (label, top_p) in [("t0.6", 1.0), ("t0.6_top_p0.95", 0.95)] {
+            let config = SamplerConfig {
+                temperature: 0.6,
+                top_p,
+                ..SamplerConfig::greedy()
+            };
+            let mut rng = Rng::new(7);
+            group.bench_function(format!("{name}/{label}"), |b| {
+                b.iter(|| sample(logits, &config, &mut rng))
+            });
+        }
+    }
+    group.finish();
+}
+
 fn main() {
     let mut c = Criterion::default()
         .sample_size(10)
@@ -85,5 +118,6 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     bench_strategies(&mut c);
+    bench_sampler(&mut c);
     c.final_summary();
 }
