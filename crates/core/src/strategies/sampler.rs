@@ -167,6 +167,12 @@ pub fn sample(logits: &[f32], config: &SamplerConfig, rng: &mut Rng) -> Option<T
         0 => probs.len(),
         k => k.min(probs.len()),
     };
+    // Where even the head cannot hold half the mass, the draw mostly falls past it:
+    // sort everything at once.
+    let best = probs.iter().copied().fold(0.0f32, f32::max);
+    if best * (HEAD as f32) < 0.5 {
+        return sample_sorted(logits, &probs, limit, config, rng);
+    }
     let head = sorted_top(&probs, HEAD.min(limit));
     head.first()?;
     let unfiltered = limit == probs.len() && config.min_p <= 0.0 && config.top_p >= 1.0;
