@@ -71,3 +71,14 @@ def test_generate_raw_skips_the_chat_template(ollama_client, model):
     assert raw.done is True
     assert raw.response
     assert raw.prompt_eval_count + 5 < templated.prompt_eval_count
+
+
+def test_a_final_assistant_message_is_continued(ollama_client, model):
+    messages = [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is"},
+    ]
+    r = ollama_client.chat(
+        model=model, messages=messages, options={"temperature": 0, "num_predict": 4}
+    )
+    assert r.message.content.strip().startswith("Paris")

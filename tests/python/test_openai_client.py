@@ -183,3 +183,21 @@ def test_text_completion_with_an_approach_is_bad_request(openai_client, model):
     with pytest.raises(openai.BadRequestError) as e:
         openai_client.completions.create(model=f"moa-{model}", prompt=RAW, max_tokens=4)
     assert "none" in str(e.value)
+
+
+def test_a_final_assistant_message_is_continued(openai_client, model):
+    begun = "The capital of France is"
+    question = {"role": "user", "content": "What is the capital of France?"}
+    continued = openai_client.chat.completions.create(
+        model=model,
+        messages=[question, {"role": "assistant", "content": begun}],
+        max_tokens=4,
+        temperature=0,
+    )
+    fresh = openai_client.chat.completions.create(
+        model=model, messages=[question], max_tokens=4, temperature=0
+    )
+    # The reply goes on from the begun words (no new turn that restates them)...
+    assert continued.choices[0].message.content.strip().startswith("Paris")
+    # ... whose tokens are part of the prompt, with no end of turn after them.
+    assert continued.usage.prompt_tokens > fresh.usage.prompt_tokens + 3
