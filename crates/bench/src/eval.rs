@@ -218,6 +218,10 @@ pub struct ApproachSummary {
     /// the reference itself, or when there is none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_baseline: Option<PairedDiff>,
+    /// Tokens per question as a multiple of the reference's, on the questions both have
+    /// a record of (`None` as [`ApproachSummary::vs_baseline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_vs_baseline: Option<f64>,
 }
 
 /// The summary of an evaluation: `summary.json`.
@@ -243,7 +247,8 @@ impl EvalSummary {
         let mut out = String::from(
             "approach,items,correct,accuracy,ci_low,ci_high,mean_tokens,mean_prompt_tokens,\
              mean_completion_tokens,mean_calls,wall_s,mean_wall_s,no_answer,errors,pareto,\
-             reference,paired_items,diff,diff_ci_low,diff_ci_high,b,c,mcnemar_p\n",
+             reference,paired_items,diff,diff_ci_low,diff_ci_high,b,c,mcnemar_p,\
+             tokens_vs_reference\n",
         );
         for a in &self.approaches {
             let reference = self.baseline.as_deref() == Some(a.approach.as_str());
@@ -254,8 +259,12 @@ impl EvalSummary {
                 ),
                 None => ",,,,,,".to_string(),
             };
+            let tokens_ratio = a
+                .tokens_vs_baseline
+                .map(|r| format!("{r:.4}"))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "{},{},{},{:.6},{:.6},{:.6},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{},{},{},{},{}\n",
+                "{},{},{},{:.6},{:.6},{:.6},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{},{},{},{},{},{}\n",
                 csv_field(&a.approach),
                 a.items,
                 a.correct,
@@ -272,7 +281,8 @@ impl EvalSummary {
                 a.errors,
                 a.pareto,
                 reference,
-                paired
+                paired,
+                tokens_ratio
             ));
         }
         out
@@ -284,8 +294,8 @@ impl EvalSummary {
         let mut out = format!(
             "{} on {} ({} items, seed {})\n\n\
              | approach | accuracy | 95% CI | vs reference, points (95% CI) | b/c | McNemar p \
-             | tokens/q | calls/q | wall s | no answer | errors |\n\
-             |---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+             | tokens/q | x reference's tokens | calls/q | wall s | no answer | errors |\n\
+             |---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             self.model, self.dataset, self.items, self.seed
         );
         for a in &self.approaches {
@@ -305,8 +315,12 @@ impl EvalSummary {
                 None if reference => ("reference".to_string(), String::new(), String::new()),
                 None => (String::new(), String::new(), String::new()),
             };
+            let tokens_ratio = a
+                .tokens_vs_baseline
+                .map(|r| format!("{r:.1}x"))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "| {}{} | {:.1}% ({}/{}) | {:.1}-{:.1}% | {} | {} | {} | {:.0} | {:.2} | {:.1} | {} | {} |\n",
+                "| {}{} | {:.1}% ({}/{}) | {:.1}-{:.1}% | {} | {} | {} | {:.0} | {} | {:.2} | {:.1} | {} | {} |\n",
                 a.approach.replace('|', "\\|"),
                 if a.pareto { " *" } else { "" },
                 a.accuracy * 100.0,
@@ -318,6 +332,7 @@ impl EvalSummary {
                 bc,
                 p,
                 a.mean_tokens,
+                tokens_ratio,
                 a.mean_calls,
                 a.wall_s,
                 a.no_answer,
@@ -932,6 +947,17 @@ pub fn summarize(
                             .iter()
                             .filter_map(|i| Some((right(a, &i.id)?, right(b, &i.id)?))),
                     )
+                }),
+                tokens_vs_baseline: baseline.filter(|b| *b != a.as_str()).and_then(|b| {
+                    let (mine, theirs) = items
+                        .iter()
+                        .filter_map(|i| {
+                            let mine = by_pair.get(&(a.as_str(), i.id.as_str()))?;
+                            let theirs = by_pair.get(&(b, i.id.as_str()))?;
+                            Some((mine.total_tokens(), theirs.total_tokens()))
+                        })
+                        .fold((0u64, 0u64), |(x, y), (m, t)| (x + m, y + t));
+                    (theirs > 0).then(|| mine as f64 / theirs as f64)
                 }),
             }
         })

@@ -257,14 +257,13 @@ async fn scores_summarises_and_writes_every_file() {
         "{}",
         lines[3]
     );
-    assert!(lines[3].ends_with(",0,0,1.000000"), "{}", lines[3]);
+    assert!(lines[3].contains(",0,0,1.000000,"), "{}", lines[3]);
     // The reference row has empty paired columns.
-    assert!(lines[1].ends_with(",true,,,,,,,"), "{}", lines[1]);
-    assert!(
-        lines[0].ends_with(
-            ",pareto,reference,paired_items,diff,diff_ci_low,diff_ci_high,b,c,mcnemar_p"
-        )
-    );
+    assert!(lines[1].ends_with(",true,,,,,,,,"), "{}", lines[1]);
+    assert!(lines[0].ends_with(
+        ",pareto,reference,paired_items,diff,diff_ci_low,diff_ci_high,b,c,mcnemar_p,\
+         tokens_vs_reference"
+    ));
     assert!(dir.path().join(RUN_FILE).exists());
 
     let svg = std::fs::read_to_string(dir.path().join(PLOT_FILE)).unwrap();
@@ -290,6 +289,15 @@ async fn scores_summarises_and_writes_every_file() {
     assert_eq!((d.items, d.both, d.b, d.c, d.neither), (6, 3, 3, 0, 0));
     assert_eq!(d.diff, 0.5);
     assert_eq!(d.mcnemar_p, 0.25);
+    // Tokens as a multiple of the reference's, on the questions both ran (all 6 here).
+    assert!(none.tokens_vs_baseline.is_none());
+    let ratio = sc.tokens_vs_baseline.unwrap();
+    assert!(
+        (ratio - sc.mean_tokens / none.mean_tokens).abs() < 1e-9,
+        "{ratio}"
+    );
+    assert!(ratio > 1.0, "three samples cost more than one: {ratio}");
+    assert!(lines[2].ends_with(&format!(",{ratio:.4}")), "{}", lines[2]);
     let from_json = json.approaches[1].vs_baseline.unwrap();
     assert_eq!((from_json.b, from_json.c, from_json.items), (3, 0, 6));
     assert!((from_json.ci_low - d.ci_low).abs() < 1e-12);
@@ -306,9 +314,10 @@ async fn scores_summarises_and_writes_every_file() {
     // Bold when the interval leaves out zero.
     let bold = if d.excludes_zero() { "**" } else { "" };
     let cell = format!(
-        "| {bold}+50.0 ({:+.1} to {:+.1}){bold} | 3/0 | 0.250 |",
+        "| {bold}+50.0 ({:+.1} to {:+.1}){bold} | 3/0 | 0.250 | {:.0} | {ratio:.1}x |",
         d.ci_low * 100.0,
-        d.ci_high * 100.0
+        d.ci_high * 100.0,
+        sc.mean_tokens
     );
     assert!(md.contains(&cell), "{cell} in {md}");
     assert!(md.contains("Reference: `none`."));
