@@ -31,6 +31,7 @@ use super::pot::{self, ProgramOfThought};
 use super::read_answer::answer_kind;
 use super::sampler::max_new_tokens;
 use super::util::{samples, temp};
+use crate::error::BackendError;
 use crate::extract::{self, AnswerKind};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
@@ -171,19 +172,16 @@ impl MixedVote {
     /// With `calculator` where the backend gives token control: the program, the greedy
     /// chain and (with `samples`) the sampled chains decoded in one token job, one batch
     /// a step. As separate calls they would not share batches: the native backend runs
-    /// a token job on its own.
+    /// a token job on its own. An error is the job's.
     async fn decode_together(
         &self,
         ctx: &Ctx,
         request: &StrategyRequest,
         samples: bool,
-    ) -> [Voters; 3] {
+    ) -> Result<[Voters; 3], StrategyError> {
         let mut chains = Vec::new();
         if self.program.is_some() {
-            let query = match request.query() {
-                Ok(q) => q,
-                Err(e) => return [Err(e), Ok(Vec::new()), Ok(Vec::new())],
-            };
+            let query = request.query()?;
             let max_tokens = max_new_tokens(PROGRAM_MAX_TOKENS, request.sampling.max_tokens);
             chains.push(Chain::plain(
                 pot::messages(request.system(), query),
@@ -198,11 +196,7 @@ impl MixedVote {
         if let (true, Some(c)) = (samples, &self.samples_calculator) {
             chains.extend(c.chains(request));
         }
-        let decoded = match calculator::decode_job(ctx, request, "program and chains", chains).await
-        {
-            Ok(d) => d,
-            Err(e) => return [Err(e), Ok(Vec::new()), Ok(Vec::new())],
-        };
+        let decoded = calculator::decode_job(ctx, request, "program and chains", chains).await?;
         let mut texts = decoded.into_iter().map(|d| d.text);
         let program_texts: Vec<String> = texts.by_ref().take(programs).collect();
         let mut program = Vec::new();
@@ -225,7 +219,7 @@ impl MixedVote {
             .enumerate()
             .map(|(i, t)| (format!("sampled chain {}", i + 1), t))
             .collect();
-        [Ok(program), Ok(greedy), Ok(sampled)]
+        Ok([Ok(program), Ok(greedy), Ok(sampled)])
     }
 }
 
@@ -300,15 +294,28 @@ impl Strategy for MixedVote {
         // The samples wait for the program and the greedy chain only where those two
         // may agree and make them needless.
         let samples_first = !(p.samples_when == SamplesWhen::Disagree && p.program && p.greedy);
-        let (a, b, c) = if p.calculator && ctx.backend().capabilities().token_control {
-            let [a, b, c] = self.decode_together(ctx, request, samples_first).await;
-            (a, b, samples_first.then_some(c))
-        } else if samples_first {
-            let (a, b, c) = tokio::join!(program, greedy, sampled());
-            (a, b, Some(c))
-        } else {
-            let (a, b) = tokio::join!(program, greedy);
-            (a, b, None)
+        let together = match p.calculator && ctx.backend().capabilities().token_control {
+            true => match self.decode_together(ctx, request, samples_first).await {
+                // Together they overflow the context; one at a time each may fit.
+                Err(StrategyError::Backend(BackendError::ContextOverflow { .. })) => {
+                    tracing::debug!(approach = SLUG, "too long to decode together");
+                    None
+                }
+                decoded => Some(decoded),
+            },
+            false => None,
+        };
+        let (a, b, c) = match together {
+            Some(Ok([a, b, c])) => (a, b, samples_first.then_some(c)),
+            Some(Err(e)) => (Err(e), Ok(Vec::new()), Some(Ok(Vec::new()))),
+            None if samples_first => {
+                let (a, b, c) = tokio::join!(program, greedy, sampled());
+                (a, b, Some(c))
+            }
+            None => {
+                let (a, b) = tokio::join!(program, greedy);
+                (a, b, None)
+            }
         };
         let c = match c {
             Some(c) => c,
@@ -705,6 +712,80 @@ mod tests {
         let job = b.last_session().unwrap();
         assert_eq!((job.chats.len(), job.forks), (1, 2));
         assert_eq!(job.batch_sizes.first(), Some(&4));
+    }
+
+    /// Chat requests to one mock, token jobs to another (a native backend serves both).
+    struct ChatAndTokens {
+        chat: Arc<MockBackend>,
+        tokens: Arc<crate::mock_tokens::MockTokenBackend>,
+    }
+
+    #[async_trait]
+    impl crate::Backend for ChatAndTokens {
+        fn model(&self) -> &str {
+            "chat-and-tokens"
+        }
+        fn capabilities(&self) -> crate::types::Capabilities {
+            self.tokens.capabilities()
+        }
+        async fn stream(
+            &self,
+            request: ChatRequest,
+        ) -> Result<crate::CompletionStream, BackendError> {
+            self.chat.stream(request).await
+        }
+        async fn token_job(
+            &self,
+            request: ChatRequest,
+            job: crate::TokenJob,
+        ) -> Result<(), BackendError> {
+            self.tokens.token_job(request, job).await
+        }
+    }
+
+    #[tokio::test]
+    async fn too_long_to_decode_together_they_decode_one_after_the_other() {
+        // Room for the question and a chain, not for the program's long prompt beside it.
+        let tokens = Arc::new(
+            Arc::into_inner(together_backend("4"))
+                .unwrap()
+                .with_context(40),
+        );
+        let chat = backend(PROGRAM, "unused", &[]);
+        let both = Arc::new(ChatAndTokens {
+            chat: chat.clone(),
+            tokens: tokens.clone(),
+        });
+        let out = run(
+            &MixedVote::new(Params {
+                calculator: true,
+                samples: 0,
+                ..Params::default()
+            })
+            .unwrap(),
+            both,
+            &StrategyRequest::user("What is 2 + 2?"),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        // The program came as a chat request (it computes 18), the chain as a token job
+        // of its own (4); the tie goes to the program.
+        assert_eq!(chat.requests().len(), 1);
+        assert!(is_program(&chat.requests()[0]));
+        assert_eq!(
+            tokens.requests().len(),
+            2,
+            "the joint job, then the chain's"
+        );
+        assert_eq!(tokens.last_session().unwrap().chats.len(), 0);
+        let vote = out.vote.unwrap();
+        assert_eq!((vote.winner.as_str(), vote.members.len()), ("18", 1));
+        assert!(
+            out.candidates
+                .iter()
+                .any(|c| c.starts_with("[greedy chain: 4]"))
+        );
     }
 
     #[test]
