@@ -21,6 +21,11 @@
 //! always, for fewer tokens and, on a CPU, less time; the price is a second round on the
 //! questions where they disagree, which a batching GPU server would have run alongside
 //! (`samples_when=always` asks for all four at once; docs/results.md has the figures).
+//!
+//! With `calculator`, on a backend with token control (native), the program and the
+//! chains are decoded in one token job, one batch a step (the program from its own
+//! conversation, [`crate::TokenSession::start_chat`]); where they would overflow the
+//! context together, they run one after the other.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
