@@ -173,7 +173,7 @@ pub fn normalize(answer: &str) -> String {
 
 /// Whether two answers are the same after normalisation (numbers compared numerically,
 /// clock times as times: `3:30` is `3:30 p.m.`, `14:30` is `2:30 pm`, see
-/// [`ClockTime::same`]).
+/// `ClockTime::same`).
 pub fn answers_equal(a: &str, b: &str) -> bool {
     let (na, nb) = (normalize(a), normalize(b));
     if na == nb {

@@ -14,7 +14,7 @@
 //!   Spelled-out numbers count when the question asks for a quantity ("four more plums
 //!   ... How many plums ...").
 //! - Such a question whose answer is not a number ("What time does it end?", "Who has
-//!   more?", "Does she have enough money?", as [`asked_kind`] reads the wording):
+//!   more?", "Does she have enough money?", as `asked_kind` reads the wording):
 //!   `word_answer`, a vote of sampled chains (a program prints numbers).
 //! - Anything else: `other` (one completion).
 //!
@@ -47,7 +47,7 @@ pub const NUMERIC: &str = "mixed_vote";
 /// ASDiv's; it reads whole LaTeX answers, which `mixed_vote`'s numbers cannot hold.
 pub const MATH: &str = "majority_voting(weight=lowest_group,batch=2,stop_at=0.75)";
 
-/// The route of word problems whose answer is not a number ([`asked_kind`]: a name, a
+/// The route of word problems whose answer is not a number (`asked_kind`: a name, a
 /// time, yes / no): the same adaptive vote of sampled chains as `math`. A program prints
 /// numbers, so `mixed_vote` is the wrong tool there: on the 14 such questions of ASDiv's
 /// first 200, Qwen2.5-Coder-0.5B's programs answered 1, `mixed_vote` 2, greedy decoding

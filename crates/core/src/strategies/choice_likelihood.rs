@@ -170,7 +170,7 @@ pub struct Scored {
     /// Sum of the log probabilities of the option's tokens.
     pub logprob: f64,
     pub tokens: usize,
-    /// The same sum after [`UNCONDITIONAL_PROMPT`] (`normalize=unconditional` only).
+    /// The same sum after `UNCONDITIONAL_PROMPT` (`normalize=unconditional` only).
     pub unconditional: Option<f64>,
 }
 
