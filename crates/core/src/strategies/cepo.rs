@@ -18,9 +18,9 @@
 //! approach i; when no answer parses, the completions plan without one.
 //!
 //! The completions are then rated: `rating = "absolute"` asks the model, as an impartial
-//! judge, to rate each one 0 or 1 ("Rating: [[1]]"; the ratings run concurrently) and takes
+//! judge, to rate each one 0 or 1 (`"Rating: [[1]]"`; the ratings run concurrently) and takes
 //! the highest; `rating = "pairwise"` shows the judge every ordered pair of completions (both
-//! orders, so n * (n - 1) calls, concurrently), asks "Better Response: [[0]]" or "[[1]]" and
+//! orders, so n * (n - 1) calls, concurrently), asks `"Better Response: [[0]]"` or `"[[1]]"` and
 //! takes the completion with the most wins. Both break ties by the vote on extracted answers
 //! (and use the vote alone when nothing parses); an unparsable pairwise verdict counts for
 //! neither response (the reference credits the first shown, which with both orders asked
