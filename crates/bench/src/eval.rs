@@ -1,5 +1,5 @@
 //! The evaluation runner: every approach on every sampled item, one
-//! [`strategy::run`](optillm_core::strategy::run) each, recorded as it goes so that a
+//! [`strategy::run`] each, recorded as it goes so that a
 //! killed run resumes where it stopped.
 //!
 //! Files in the output directory:

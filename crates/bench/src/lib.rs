@@ -2,7 +2,7 @@
 //!
 //! - [`dataset`]: GSM8K, ARC-Easy, ARC-Challenge and ASDiv from the model cache as
 //!   [`Item`]s (question prompt, gold answer, answer kind);
-//! - [`score`]: scoring through the shared answer extraction of
+//! - [`score`](mod@score): scoring through the shared answer extraction of
 //!   [`optillm_core::extract`], accuracy with a 95% Wilson interval, paired comparisons
 //!   ([`PairedDiff`]: Newcombe's interval, McNemar's exact test);
 //! - [`baselines`]: what a multiple-choice set scores with no model (most frequent gold

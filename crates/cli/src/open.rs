@@ -139,7 +139,7 @@ pub fn model_from_env() -> Result<String, OpenError> {
 
 /// The local file of a model and the name to report it by: a path as it is (named by
 /// its file stem), a manifest model (or an Ollama name mapped to one, see
-/// [`crate::names`]) from the cache, a `hf:` spec or URL (named by its file stem) from
+/// `crate::names`) from the cache, a `hf:` spec or URL (named by its file stem) from
 /// the cache, each pulled first when `options` ask for it.
 pub async fn locate(
     name_or_path: &str,

@@ -5,7 +5,7 @@
 //! character can be split between two chunks: bytes are buffered, and a frame comes out
 //! only once complete. Frames are handed out as bytes, decoded (and UTF-8 checked) only
 //! once whole. [`Frames`] reads an opened body frame by frame with the cap of
-//! [`check_pending`](crate::check_pending) applied after each chunk, as every backend
+//! [`check_pending`] applied after each chunk, as every backend
 //! does; [`frames_of`] does the same over chunks in memory (tests, fuzzing).
 
 use optillm_core::BackendError;

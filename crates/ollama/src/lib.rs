@@ -21,7 +21,7 @@
 //! - Sampling settings are sent inside `options`; a request's settings override the
 //!   config's defaults field by field ([`optillm_core::Sampling::merged`]).
 //! - Ollama ignores `n`: a request for `n > 1` samples becomes `n` concurrent requests
-//!   (at most [`OllamaConfig::max_concurrency`] in flight per backend), sample `i` with
+//!   (at most [`OllamaConfig::max_concurrency`](optillm_http::RemoteConfig::max_concurrency) in flight per backend), sample `i` with
 //!   seed `seed + i`; without a seed a random base seed is drawn so the samples differ.
 //!   Usage then counts the prompt once per request.
 //! - `done_reason: "stop"` is reported both when the model ended its text and when one of
@@ -32,10 +32,10 @@
 //!   before any byte of the answer was streamed; never once streaming began). A request
 //!   whose connection closed before any byte of the answer (a reused keep-alive
 //!   connection the server had just closed) is sent again once, on a fresh connection.
-//! - A stream that sends nothing for [`OllamaConfig::idle_timeout`] (60 s) fails with
+//! - A stream that sends nothing for [`OllamaConfig::idle_timeout`](optillm_http::RemoteConfig::idle_timeout) (60 s) fails with
 //!   [`BackendError::Stalled`](optillm_core::BackendError::Stalled); a line longer than
-//!   [`OllamaConfig::max_line_bytes`] (8 MiB) or a whole answer larger than
-//!   [`OllamaConfig::max_body_bytes`] (64 MiB) with
+//!   [`OllamaConfig::max_line_bytes`](optillm_http::RemoteConfig::max_line_bytes) (8 MiB) or a whole answer larger than
+//!   [`OllamaConfig::max_body_bytes`](optillm_http::RemoteConfig::max_body_bytes) (64 MiB) with
 //!   [`BackendError::TooLarge`](optillm_core::BackendError::TooLarge). Either way the
 //!   connection is closed, which cancels the request upstream.
 

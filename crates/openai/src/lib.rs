@@ -44,10 +44,10 @@
 //!   streaming began; and a request whose connection closed before any byte of the
 //!   answer (a reused keep-alive connection the server had just closed: llama-server
 //!   and vLLM close idle ones after 5 s) is sent again once, on a fresh connection.
-//! - An answer that sends nothing for [`OpenAiConfig::idle_timeout`] (60 s) fails with
+//! - An answer that sends nothing for [`OpenAiConfig::idle_timeout`](optillm_http::RemoteConfig::idle_timeout) (60 s) fails with
 //!   [`BackendError::Stalled`](optillm_core::BackendError::Stalled); an event longer
-//!   than [`OpenAiConfig::max_line_bytes`] (8 MiB) or a whole answer larger than
-//!   [`OpenAiConfig::max_body_bytes`] (64 MiB) with
+//!   than [`OpenAiConfig::max_line_bytes`](optillm_http::RemoteConfig::max_line_bytes) (8 MiB) or a whole answer larger than
+//!   [`OpenAiConfig::max_body_bytes`](optillm_http::RemoteConfig::max_body_bytes) (64 MiB) with
 //!   [`BackendError::TooLarge`](optillm_core::BackendError::TooLarge). Either way the
 //!   connection is closed, which cancels the request upstream.
 //!
