@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use optillm::Backend;
-use optillm_pool::config::{PoolFile, UpstreamKind, UpstreamSpec};
+use optillm_pool::config::{OpenaiServer as PoolServer, PoolFile, UpstreamKind, UpstreamSpec};
 use optillm_pool::{Pool, PoolOptions, Upstream};
 
 /// Which kind of backend serves the model.
@@ -57,6 +57,7 @@ pub struct BackendArgs {
     ///   model = "smollm2-135m.gguf"     # optional: its name on that server
     ///   weight = 2                      # optional, default 1
     ///   max_concurrent = 4              # optional, default 8
+    ///   server = "vllm"                 # optional (openai): as --openai-server
     #[arg(
         long,
         value_name = "FILE.toml",
@@ -214,6 +215,7 @@ fn open_url_pool(args: &BackendArgs, model: &str) -> anyhow::Result<Pool> {
             weight: 1,
             max_concurrent: URL_POOL_MAX_CONCURRENT,
             name: None,
+            server: None,
         };
         let backend =
             open_upstream(args, &spec, model).with_context(|| format!("cannot use --url {url}"))?;
@@ -283,7 +285,13 @@ fn open_upstream(
             if let Some(d) = args.idle_timeout {
                 config = config.with_idle_timeout(d);
             }
-            let config = for_server(config, args.openai_server);
+            let server = match spec.server {
+                None => args.openai_server,
+                Some(PoolServer::Generic) => OpenaiServer::Generic,
+                Some(PoolServer::LlamaServer) => OpenaiServer::LlamaServer,
+                Some(PoolServer::Vllm) => OpenaiServer::Vllm,
+            };
+            let config = for_server(config, server);
             Ok(Arc::new(optillm_openai::OpenAiBackend::new(config)?))
         }
         #[allow(unreachable_patterns)]
@@ -647,6 +655,31 @@ mod tests {
         let vllm = config(&["--openai-server", "vllm"]);
         assert!(!vllm.grammar && vllm.continue_final_message);
         assert!(parse(&["--openai-server", "ollama"]).is_err());
+    }
+
+    #[cfg(feature = "openai")]
+    #[test]
+    fn a_pool_upstream_may_name_its_openai_server() {
+        let file = PoolFile::parse(
+            "model = \"m\"\n\
+             [[upstream]]\nkind = \"openai\"\nurl = \"http://127.0.0.1:1/v1\"\nserver = \"llama-server\"\n\
+             [[upstream]]\nkind = \"openai\"\nurl = \"http://127.0.0.1:2/v1\"\n",
+        )
+        .unwrap();
+        let grammar = |argv: &[&str], u: &UpstreamSpec| {
+            let args = parse(argv).unwrap();
+            open_upstream(&args, u, "m")
+                .unwrap()
+                .capabilities()
+                .formats
+                .grammar
+        };
+        let plain = ["--backend", "openai"];
+        assert!(grammar(&plain, &file.upstream[0]));
+        assert!(!grammar(&plain, &file.upstream[1]));
+        // Where the file says nothing, the command line's choice holds.
+        let llama = ["--backend", "openai", "--openai-server", "llama-server"];
+        assert!(grammar(&llama, &file.upstream[1]));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! model = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"   # its name on that server
 //! weight = 2                       # optional, default 1
 //! max_concurrent = 4               # optional, default 8
+//! server = "llama-server"          # openai only: "generic", "llama-server" or "vllm" (optional)
 //!
 //! [[upstream]]
 //! kind = "ollama"
@@ -47,6 +48,18 @@ pub enum UpstreamKind {
     Ollama,
 }
 
+/// What an OpenAI-compatible upstream is, for the fields outside OpenAI's spec it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpenaiServer {
+    /// No field outside OpenAI's spec.
+    Generic,
+    /// llama.cpp's llama-server: GBNF grammars in `grammar`.
+    LlamaServer,
+    /// vLLM: a final assistant message continued (`continue_final_message`).
+    Vllm,
+}
+
 /// One `[[upstream]]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +79,9 @@ pub struct UpstreamSpec {
     /// A name for logs and counters (default: the URL).
     #[serde(default)]
     pub name: Option<String>,
+    /// What an OpenAI-compatible upstream is (default: the caller's choice for all).
+    #[serde(default)]
+    pub server: Option<OpenaiServer>,
 }
 
 fn one() -> u32 {
@@ -170,6 +186,9 @@ impl PoolFile {
                     return Err(bad("api_key_env must be an environment variable name"));
                 }
             }
+            if u.server.is_some() && u.kind != UpstreamKind::Openai {
+                return Err(bad("server applies to an openai upstream only"));
+            }
             if u.model.as_deref().or(file.model.as_deref()).is_none() {
                 return Err(bad("no model: set `model` on the upstream or the pool"));
             }
@@ -244,6 +263,7 @@ mod tests {
         url = "http://127.0.0.1:8081/v1"
         api_key_env = "OPTILLM_POOL_TEST_KEY"
         weight = 2
+        server = "llama-server"
 
         [[upstream]]
         kind = "ollama"
@@ -255,6 +275,8 @@ mod tests {
     #[test]
     fn a_good_file_builds_a_pool_with_its_names_weights_and_models() {
         let file = PoolFile::parse(GOOD).unwrap();
+        assert_eq!(file.upstream[0].server, Some(OpenaiServer::LlamaServer));
+        assert_eq!(file.upstream[1].server, None);
         assert_eq!(file.options().backoff_min, Duration::from_millis(200));
         assert_eq!(
             file.options().backoff_max,
@@ -299,6 +321,8 @@ mod tests {
                 .contains("weight")
         );
         assert!(err("[[upstream]]\nkind = \"openai\"\nurl = \"http://x\"\nmodel = \"m\"\napi_key_env = \"A B\"").contains("api_key_env"));
+        assert!(err("[[upstream]]\nkind = \"ollama\"\nurl = \"http://x\"\nmodel = \"m\"\nserver = \"vllm\"").contains("openai upstream only"));
+        assert!(err("[[upstream]]\nkind = \"openai\"\nurl = \"http://x\"\nmodel = \"m\"\nserver = \"tgi\"").contains("server"));
         assert!(err("[[upstream]]\nkind = \"openai\"\nurl = \"http://x\"\nmodel = \"m\"\napi_key = \"sk-...\"").contains("not valid"), "keys never in the file");
         assert!(err(&"#".repeat(MAX_FILE_BYTES + 1)).contains("bytes"));
         let many = "[[upstream]]\nkind = \"openai\"\nurl = \"http://x\"\nmodel = \"m\"\n"
