@@ -143,8 +143,8 @@ fn sum(probs: impl Iterator<Item = f32>) -> f32 {
     probs.map(f64::from).sum::<f64>() as f32
 }
 
-/// Draws from `candidates` (most likely first) by their weights: `None` when the draw
-/// `r` falls past them, with what is left of it.
+/// Draws from `candidates` (most likely first) by their weights, `r` the draw; when it
+/// falls past them, `Err` with what is left of it.
 fn walk(candidates: &[(Token, f32)], mut r: f32) -> Result<Token, f32> {
     for (t, p) in candidates {
         if r < *p {
