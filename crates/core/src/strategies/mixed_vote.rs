@@ -299,16 +299,17 @@ impl Strategy for MixedVote {
         // The samples wait for the program and the greedy chain only where those two
         // may agree and make them needless.
         let samples_first = !(p.samples_when == SamplesWhen::Disagree && p.program && p.greedy);
-        let together = match p.calculator && ctx.backend().capabilities().token_control {
-            true => match self.decode_together(ctx, request, samples_first).await {
+        let together = if p.calculator && ctx.backend().capabilities().token_control {
+            match self.decode_together(ctx, request, samples_first).await {
                 // Together they overflow the context; one at a time each may fit.
                 Err(StrategyError::Backend(BackendError::ContextOverflow { .. })) => {
                     tracing::debug!(approach = SLUG, "too long to decode together");
                     None
                 }
                 decoded => Some(decoded),
-            },
-            false => None,
+            }
+        } else {
+            None
         };
         let (a, b, c) = match together {
             Some(Ok([a, b, c])) => (a, b, samples_first.then_some(c)),
@@ -333,7 +334,7 @@ impl Strategy for MixedVote {
             }
             None => sampled().await,
         };
-        let parts: [Result<Vec<(String, String)>, StrategyError>; 3] = [a, b, c];
+        let parts: [Voters; 3] = [a, b, c];
         let mut texts: Vec<(String, String)> = Vec::new();
         let mut first_error = None;
         for part in parts {
