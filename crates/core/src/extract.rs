@@ -227,6 +227,11 @@ pub struct Vote {
 }
 
 impl Vote {
+    /// The index of the answer that stands for the vote: the first of the winning group.
+    pub fn chosen(&self) -> Option<usize> {
+        self.members.first().copied()
+    }
+
     /// The winner's share of the votes, in 0..=1.
     pub fn share(&self) -> f64 {
         if self.voters == 0 {

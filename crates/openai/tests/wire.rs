@@ -55,6 +55,30 @@ fn backend(server: &TestServer) -> OpenAiBackend {
     OpenAi::open(&server.url(), &test_suite::quick)
 }
 
+/// A backend of `server` with `config` applied to its default configuration.
+fn configured(
+    server: &TestServer,
+    config: impl FnOnce(OpenAiConfig) -> OpenAiConfig,
+) -> OpenAiBackend {
+    OpenAiBackend::new(config(
+        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
+            .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE"),
+    ))
+    .unwrap()
+}
+
+/// A server that answers every request with one streamed choice `text`, finished by
+/// `finish`, and a usage chunk.
+async fn one_answer_server(text: &str, finish: &str) -> TestServer {
+    let body = format!(
+        "{}{}{}",
+        chunk(0, Some(text), Some(finish)),
+        usage_chunk(1, 1),
+        DONE
+    );
+    TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[])).await
+}
+
 /// The OpenAI wire for the transport tests every remote backend shares.
 struct OpenAi;
 
@@ -134,13 +158,7 @@ async fn events_and_utf8_split_across_chunks_survive() {
 
 #[tokio::test]
 async fn settings_api_key_and_extra_fields_are_sent() {
-    let body = format!(
-        "{}{}{}",
-        chunk(0, Some("ok"), Some("length")),
-        usage_chunk(1, 1),
-        DONE
-    );
-    let server = TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[])).await;
+    let server = one_answer_server("ok", "length").await;
     // `cargo test` sets CARGO_PKG_NAME for the test process: a variable known to be set.
     let b = OpenAiBackend::new(
         OpenAiConfig::new(format!("{}/v1/", server.url()), "m")
@@ -585,17 +603,6 @@ fn bad_configurations_are_typed_errors() {
     ));
 }
 
-fn limited(
-    server: &TestServer,
-    config: impl FnOnce(OpenAiConfig) -> OpenAiConfig,
-) -> OpenAiBackend {
-    OpenAiBackend::new(config(
-        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
-            .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE"),
-    ))
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_whole_answer_that_stalls_midway_is_a_stall_too() {
     let server = TestServer::start(|_, _| {
@@ -607,7 +614,7 @@ async fn a_whole_answer_that_stalls_midway_is_a_stall_too() {
         .stalling()
     })
     .await;
-    let b = limited(&server, |c| c.with_idle_timeout(Duration::from_millis(300)));
+    let b = configured(&server, |c| c.with_idle_timeout(Duration::from_millis(300)));
     let err = tokio::time::timeout(Duration::from_secs(10), b.complete(ChatRequest::user("Hi")))
         .await
         .expect("a stalled upstream must not hang the request")
@@ -624,7 +631,7 @@ async fn many_data_lines_without_a_blank_line_are_too_long_too() {
             .endless()
     })
     .await;
-    let b = limited(&server, |c| c.with_max_line_bytes(64 * 1024));
+    let b = configured(&server, |c| c.with_max_line_bytes(64 * 1024));
     let (_, result) =
         tokio::time::timeout(Duration::from_secs(10), drain(&b, ChatRequest::user("Hi")))
             .await
@@ -645,7 +652,7 @@ async fn a_whole_answer_over_the_body_limit_is_too_large() {
         Reply::split(200, "application/json", whole.as_bytes(), &[100, 5000])
     })
     .await;
-    let b = limited(&server, |c| c.with_max_body_bytes(4096));
+    let b = configured(&server, |c| c.with_max_body_bytes(4096));
     let err = b.complete(ChatRequest::user("Hi")).await.unwrap_err();
     assert!(
         matches!(&err, BackendError::TooLarge { what, limit: 4096 } if what == "an answer"),
@@ -655,7 +662,7 @@ async fn a_whole_answer_over_the_body_limit_is_too_large() {
         err.to_string(),
         "the upstream sent an answer longer than 4096 bytes"
     );
-    let b = limited(&server, |c| c.with_max_body_bytes(16 * 1024));
+    let b = configured(&server, |c| c.with_max_body_bytes(16 * 1024));
     assert_eq!(
         b.complete(ChatRequest::user("Hi"))
             .await
@@ -691,7 +698,7 @@ async fn a_reused_connection_closed_by_the_server_is_retried_once_on_a_fresh_one
     })
     .await;
     // No backoff retries: only the keep-alive retry can save a request.
-    let b = limited(&server, |c| c.with_max_retries(0));
+    let b = configured(&server, |c| c.with_max_retries(0));
     for i in 0..4 {
         let whole =
             tokio::time::timeout(Duration::from_secs(10), b.complete(ChatRequest::user("Hi")))
@@ -718,13 +725,7 @@ async fn a_reused_connection_closed_by_the_server_is_retried_once_on_a_fresh_one
 #[tokio::test]
 async fn response_formats_are_sent_and_grammars_only_to_llama_server() {
     use optillm_core::ResponseFormat;
-    let body = format!(
-        "{}{}{}",
-        chunk(0, Some("{}"), Some("stop")),
-        usage_chunk(1, 1),
-        DONE
-    );
-    let server = TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[])).await;
+    let server = one_answer_server("{}", "stop").await;
     let b = backend(&server);
     assert!(!b.capabilities().formats.grammar);
     let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
@@ -758,12 +759,7 @@ async fn response_formats_are_sent_and_grammars_only_to_llama_server() {
     assert!(got[0].json().get("grammar").is_none());
 
     // A llama-server: the grammar goes in `grammar`, no response_format.
-    let llama_server = OpenAiBackend::new(
-        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
-            .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE")
-            .with_grammar(true),
-    )
-    .unwrap();
+    let llama_server = configured(&server, |c| c.with_grammar(true));
     assert!(llama_server.capabilities().formats.grammar);
     let (_, result) = drain(&llama_server, ChatRequest::user("Hi").with_format(grammar)).await;
     result.unwrap();
@@ -776,23 +772,12 @@ async fn response_formats_are_sent_and_grammars_only_to_llama_server() {
 /// configuration says so, and sends nothing new otherwise (OpenAI refuses unknown fields).
 #[tokio::test]
 async fn a_final_assistant_message_is_continued_on_vllm_when_configured() {
-    let body = format!(
-        "{}{}{}",
-        chunk(0, Some(" 42."), Some("stop")),
-        usage_chunk(1, 1),
-        DONE
-    );
-    let server = TestServer::start(move |_, _| Reply::split(200, SSE, body.as_bytes(), &[])).await;
+    let server = one_answer_server(" 42.", "stop").await;
     let begun = ChatRequest::new(vec![
         Message::user("What is 6 * 7?"),
         Message::assistant("The answer is"),
     ]);
-    let vllm = OpenAiBackend::new(
-        OpenAiConfig::new(format!("{}/v1", server.url()), "m")
-            .with_api_key_env("OPTILLM_TEST_UNSET_VARIABLE")
-            .with_continue_final_message(true),
-    )
-    .unwrap();
+    let vllm = configured(&server, |c| c.with_continue_final_message(true));
     for (b, r) in [
         (&backend(&server), begun.clone()),
         (&vllm, begun),

@@ -397,10 +397,7 @@ impl Run<'_> {
         let answers: Vec<Option<String>> =
             verified.iter().map(|s| extract_as(&s.text, kind)).collect();
         let tally = vote(&answers);
-        let index = tally
-            .as_ref()
-            .and_then(|v| v.members.first().copied())
-            .unwrap_or(0);
+        let index = tally.as_ref().and_then(Vote::chosen).unwrap_or(0);
         verified.get(index).map(|s| (s.text.clone(), tally))
     }
 

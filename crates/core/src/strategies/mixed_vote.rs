@@ -37,7 +37,7 @@ use super::read_answer::answer_kind;
 use super::sampler::max_new_tokens;
 use super::util::{samples, temp};
 use crate::error::BackendError;
-use crate::extract::{self, AnswerKind};
+use crate::extract::{self, AnswerKind, Vote};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -351,10 +351,7 @@ impl Strategy for MixedVote {
             .map(|(_, t)| extract::extract_as(t, kind))
             .collect();
         let vote = extract::vote(&answers);
-        let pick = vote
-            .as_ref()
-            .and_then(|v| v.members.first().copied())
-            .unwrap_or(0);
+        let pick = vote.as_ref().and_then(Vote::chosen).unwrap_or(0);
         let answer = texts.get(pick).map(|(_, t)| t.clone()).unwrap_or_default();
         if !answer.is_empty() {
             ctx.offer(answer.clone());

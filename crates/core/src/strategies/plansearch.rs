@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::Approach;
 use super::read_answer::answer_kind;
 use super::util::{one, prompt, samples, temp};
-use crate::extract::{extract_as, vote};
+use crate::extract::{Vote, extract_as, vote};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -174,10 +174,7 @@ impl Strategy for PlanSearch {
         let kind = answer_kind(&query, None);
         let answers: Vec<Option<String>> = solutions.iter().map(|s| extract_as(s, kind)).collect();
         let tally = vote(&answers);
-        let index = tally
-            .as_ref()
-            .and_then(|v| v.members.first().copied())
-            .unwrap_or(0);
+        let index = tally.as_ref().and_then(Vote::chosen).unwrap_or(0);
         let answer = solutions.get(index).cloned().unwrap_or_default();
         Ok(Answer::one(answer)
             .with_candidates(solutions)

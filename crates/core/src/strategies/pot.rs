@@ -294,7 +294,7 @@ pub(crate) async fn judge(texts: &[String]) -> (Answer, Vec<Option<String>>) {
         .collect();
     let (answer, vote): (String, Option<Vote>) = match extract::vote(&results) {
         Some(v) => {
-            let winner = v.members.first().copied().unwrap_or(0);
+            let winner = v.chosen().unwrap_or(0);
             let code = match runs.get(winner) {
                 Some(Run::Result(code, _)) => code.as_str(),
                 _ => "",
@@ -316,10 +316,7 @@ pub(crate) async fn judge(texts: &[String]) -> (Answer, Vec<Option<String>>) {
                 .map(|t| extract::extract(t, AnswerKind::Number))
                 .collect();
             let v = extract::vote(&read);
-            let pick = v
-                .as_ref()
-                .and_then(|v| v.members.first().copied())
-                .unwrap_or(0);
+            let pick = v.as_ref().and_then(Vote::chosen).unwrap_or(0);
             tracing::info!(
                 approach = SLUG,
                 of = n,

@@ -21,7 +21,7 @@ pub(crate) struct SampleVote {
 impl SampleVote {
     /// The index of the sample returned for the vote: the first of the winning group.
     pub fn chosen(&self) -> Option<usize> {
-        self.vote.as_ref().and_then(|v| v.members.first().copied())
+        self.vote.as_ref().and_then(Vote::chosen)
     }
 
     /// One representative sample index per answer group, most votes first.

@@ -18,7 +18,7 @@ use super::Approach;
 use super::read_answer::{answer_kind, read_answer, read_kind, schema_for};
 use super::select::SampleVote;
 use super::util::temp;
-use crate::extract::{AnswerKind, extract, extract_as};
+use crate::extract::{AnswerKind, Vote, extract, extract_as};
 use crate::samples::{Sample, VoteRule, Weight, confidence_top_k};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
@@ -134,11 +134,7 @@ impl Voting {
                 .collect();
             drawn.extend(new);
             let texts: Vec<String> = drawn.iter().map(|s| s.text.clone()).collect();
-            if let Some(i) = self
-                .rule
-                .vote(&drawn)
-                .and_then(|v| v.members.first().copied())
-            {
+            if let Some(i) = self.rule.vote(&drawn).as_ref().and_then(Vote::chosen) {
                 if let Some(t) = texts.get(i) {
                     ctx.offer(t.clone());
                 }
