@@ -12,12 +12,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, stream};
-use optillm_core::{Message, ResponseFormat, Role, Sampling, TokenLogprob};
+use optillm_core::{Message, ResponseFormat, Role, Sampling};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, OllamaError};
 use crate::models::ModelInfo;
+use crate::openai::logprob_json;
 use crate::run::{EventStream, Final, RunEvent};
 use crate::{Answer, AppState, Incoming, parse_body, rfc3339_now};
 
@@ -393,19 +394,6 @@ fn finish(line: &mut Value, fin: &Final, elapsed: Duration) {
             line[key] = json!(value);
         }
     }
-}
-
-fn logprob_json(lp: &TokenLogprob) -> Value {
-    json!({
-        "token": lp.token,
-        "logprob": lp.logprob,
-        "bytes": lp.token.as_bytes(),
-        "top_logprobs": lp.top.iter().map(|t| json!({
-            "token": t.token,
-            "logprob": t.logprob,
-            "bytes": t.token.as_bytes(),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 struct LineState {

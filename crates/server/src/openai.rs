@@ -361,7 +361,9 @@ struct Chat {
     started: BTreeSet<u32>,
 }
 
-fn logprob_json(lp: &TokenLogprob) -> Value {
+/// One token's logprobs as OpenAI's chat completions write them; Ollama's answers use
+/// the same shape.
+pub(crate) fn logprob_json(lp: &TokenLogprob) -> Value {
     json!({
         "token": lp.token,
         "logprob": lp.logprob,
