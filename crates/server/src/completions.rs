@@ -6,12 +6,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
-use optillm_core::{Message, Sampling, TokenLogprob};
+use optillm_core::{Message, TokenLogprob};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, OpenAiError};
-use crate::openai::{Layout, Stop, StreamOptions, respond, response_format, seed_of, stop_list};
+use crate::openai::{Layout, Shared, log_ignored, respond};
 use crate::run::FinalChoice;
 use crate::{AppState, Incoming, parse_body};
 
@@ -25,52 +25,18 @@ struct CompletionBody {
     /// One string, or a list holding one (a batch of prompts is not served): read by
     /// [`prompt_text`], which says what is wrong with any other value.
     prompt: Value,
+    /// Before `extra`, which gets only the fields nothing else took.
+    #[serde(flatten)]
+    shared: Shared,
     #[serde(default)]
     suffix: Option<String>,
     #[serde(default)]
     echo: Option<bool>,
     #[serde(default)]
     best_of: Option<u32>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    temperature: Option<f32>,
-    #[serde(default)]
-    top_p: Option<f32>,
-    #[serde(default)]
-    top_k: Option<u32>,
-    #[serde(default)]
-    min_p: Option<f32>,
-    #[serde(default, alias = "repetition_penalty")]
-    repeat_penalty: Option<f32>,
-    #[serde(default)]
-    seed: Option<i64>,
-    #[serde(default)]
-    max_tokens: Option<u32>,
-    #[serde(default)]
-    stop: Option<Stop>,
-    #[serde(default)]
-    n: Option<u32>,
     /// The number of top alternatives per token (`0`: the chosen token's only).
     #[serde(default)]
     logprobs: Option<u32>,
-    #[serde(default)]
-    presence_penalty: Option<f32>,
-    #[serde(default)]
-    frequency_penalty: Option<f32>,
-    #[serde(default)]
-    logit_bias: Option<Map<String, Value>>,
-    #[serde(default)]
-    response_format: Option<Value>,
-    /// llama-server's GBNF grammar.
-    #[serde(default)]
-    grammar: Option<String>,
-    #[serde(default)]
-    optillm_approach: Option<String>,
-    #[serde(default)]
-    optillm_params: Option<Map<String, Value>>,
     #[serde(flatten)]
     extra: Map<String, Value>,
 }
@@ -88,16 +54,7 @@ impl CompletionBody {
         if self.echo == Some(true) {
             return unsupported("echo");
         }
-        if self.presence_penalty.is_some_and(|p| p != 0.0) {
-            return unsupported("presence_penalty");
-        }
-        if self.frequency_penalty.is_some_and(|p| p != 0.0) {
-            return unsupported("frequency_penalty");
-        }
-        if self.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
-            return unsupported("logit_bias");
-        }
-        let n = self.n.unwrap_or(1);
+        let n = self.shared.n.unwrap_or(1);
         if self.best_of.is_some_and(|b| b != n) {
             return Err(ApiError::bad_request(
                 "`best_of` other than `n` is not supported: ask for the `bon-` approach's \
@@ -105,30 +62,19 @@ impl CompletionBody {
             ));
         }
         let prompt = prompt_text(self.prompt)?;
-        let format = response_format(self.response_format.as_ref(), self.grammar)?;
-        for key in self.extra.keys() {
-            tracing::debug!(field = %key, "ignoring request field");
-        }
-        let sampling = Sampling {
-            temperature: self.temperature,
-            top_p: self.top_p,
-            top_k: self.top_k,
-            min_p: self.min_p,
-            repeat_penalty: self.repeat_penalty,
-            seed: seed_of(self.seed)?,
-            max_tokens: Some(self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
-            stop: stop_list(self.stop),
-        };
+        log_ignored(&self.extra);
+        let max_tokens = Some(self.shared.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS));
+        let read = self.shared.read(max_tokens)?;
         Ok(Incoming {
             model: self.model,
             messages: vec![Message::user(prompt)],
-            sampling,
+            sampling: read.sampling,
             n,
             logprobs: self.logprobs,
-            format,
+            format: read.format,
             raw: true,
-            approach: self.optillm_approach,
-            params: self.optillm_params,
+            approach: read.approach,
+            params: read.params,
         })
     }
 }
@@ -170,11 +116,7 @@ pub(crate) async fn complete(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
     let body: CompletionBody = parse_body(body)?;
-    let stream = body.stream.unwrap_or(false);
-    let include_usage = body
-        .stream_options
-        .as_ref()
-        .is_some_and(|o| o.include_usage);
+    let (stream, include_usage) = body.shared.streaming();
     let incoming = body.into_incoming()?;
     respond(&state, incoming, stream, include_usage, Text::default()).await
 }

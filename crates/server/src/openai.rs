@@ -55,10 +55,10 @@ pub(crate) struct StreamOptions {
     pub(crate) include_usage: bool,
 }
 
+/// The fields the chat and the text completions endpoints share: streaming, sampling,
+/// what this server refuses, structured output and the approach.
 #[derive(Debug, Deserialize)]
-struct ChatBody {
-    model: String,
-    messages: Vec<InMessage>,
+pub(crate) struct Shared {
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -76,17 +76,11 @@ struct ChatBody {
     #[serde(default)]
     seed: Option<i64>,
     #[serde(default)]
-    max_tokens: Option<u32>,
-    #[serde(default)]
-    max_completion_tokens: Option<u32>,
+    pub(crate) max_tokens: Option<u32>,
     #[serde(default)]
     stop: Option<Stop>,
     #[serde(default)]
-    n: Option<u32>,
-    #[serde(default)]
-    logprobs: Option<bool>,
-    #[serde(default)]
-    top_logprobs: Option<u32>,
+    pub(crate) n: Option<u32>,
     #[serde(default)]
     presence_penalty: Option<f32>,
     #[serde(default)]
@@ -99,11 +93,88 @@ struct ChatBody {
     #[serde(default)]
     grammar: Option<String>,
     #[serde(default)]
-    tools: Option<Vec<Value>>,
-    #[serde(default)]
     optillm_approach: Option<String>,
     #[serde(default)]
     optillm_params: Option<Map<String, Value>>,
+}
+
+/// What the shared fields ask for, checked ([`Shared::read`]).
+pub(crate) struct Read {
+    pub(crate) sampling: Sampling,
+    pub(crate) format: Option<ResponseFormat>,
+    pub(crate) approach: Option<String>,
+    pub(crate) params: Option<Map<String, Value>>,
+}
+
+impl Shared {
+    /// Whether the answer is streamed, and with a final usage chunk.
+    pub(crate) fn streaming(&self) -> (bool, bool) {
+        let include_usage = self
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
+        (self.stream.unwrap_or(false), include_usage)
+    }
+
+    /// The sampling settings (`max_tokens` as the endpoint resolved it), the response
+    /// format and the approach; a 400 for what this server does not do.
+    pub(crate) fn read(self, max_tokens: Option<u32>) -> Result<Read, ApiError> {
+        let unsupported = |what: &str| {
+            Err(ApiError::bad_request(format!(
+                "`{what}` is not supported by this server"
+            )))
+        };
+        if self.presence_penalty.is_some_and(|p| p != 0.0) {
+            return unsupported("presence_penalty");
+        }
+        if self.frequency_penalty.is_some_and(|p| p != 0.0) {
+            return unsupported("frequency_penalty");
+        }
+        if self.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
+            return unsupported("logit_bias");
+        }
+        let format = response_format(self.response_format.as_ref(), self.grammar)?;
+        let sampling = Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: seed_of(self.seed)?,
+            max_tokens,
+            stop: stop_list(self.stop),
+        };
+        Ok(Read {
+            sampling,
+            format,
+            approach: self.optillm_approach,
+            params: self.optillm_params,
+        })
+    }
+}
+
+/// Logs the fields a body sent that this server does not read.
+pub(crate) fn log_ignored(extra: &Map<String, Value>) {
+    for key in extra.keys() {
+        tracing::debug!(field = %key, "ignoring request field");
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatBody {
+    model: String,
+    messages: Vec<InMessage>,
+    /// Before `extra`, which gets only the fields nothing else took.
+    #[serde(flatten)]
+    shared: Shared,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<u32>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
     #[serde(flatten)]
     extra: Map<String, Value>,
 }
@@ -165,28 +236,15 @@ fn message(m: InMessage) -> Result<Message, ApiError> {
 
 impl ChatBody {
     fn into_incoming(self) -> Result<Incoming, ApiError> {
-        let unsupported = |what: &str| {
-            Err(ApiError::bad_request(format!(
-                "`{what}` is not supported by this server"
-            )))
-        };
-        if self.presence_penalty.is_some_and(|p| p != 0.0) {
-            return unsupported("presence_penalty");
-        }
-        if self.frequency_penalty.is_some_and(|p| p != 0.0) {
-            return unsupported("frequency_penalty");
-        }
-        if self.logit_bias.as_ref().is_some_and(|m| !m.is_empty()) {
-            return unsupported("logit_bias");
-        }
         if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-            return unsupported("tools");
+            return Err(ApiError::bad_request(
+                "`tools` is not supported by this server",
+            ));
         }
-        let format = response_format(self.response_format.as_ref(), self.grammar)?;
-        for key in self.extra.keys() {
-            tracing::debug!(field = %key, "ignoring request field");
-        }
-        let seed = seed_of(self.seed)?;
+        log_ignored(&self.extra);
+        let n = self.shared.n.unwrap_or(1);
+        let max_tokens = self.max_completion_tokens.or(self.shared.max_tokens);
+        let read = self.shared.read(max_tokens)?;
         let logprobs = match (self.logprobs, self.top_logprobs) {
             (Some(true), k) => Some(k.unwrap_or(0)),
             (_, Some(_)) => {
@@ -196,16 +254,6 @@ impl ChatBody {
             }
             _ => None,
         };
-        let sampling = Sampling {
-            temperature: self.temperature,
-            top_p: self.top_p,
-            top_k: self.top_k,
-            min_p: self.min_p,
-            repeat_penalty: self.repeat_penalty,
-            seed,
-            max_tokens: self.max_completion_tokens.or(self.max_tokens),
-            stop: stop_list(self.stop),
-        };
         Ok(Incoming {
             model: self.model,
             messages: self
@@ -213,13 +261,13 @@ impl ChatBody {
                 .into_iter()
                 .map(message)
                 .collect::<Result<_, _>>()?,
-            sampling,
-            n: self.n.unwrap_or(1),
+            sampling: read.sampling,
+            n,
             logprobs,
-            format,
+            format: read.format,
             raw: false,
-            approach: self.optillm_approach,
-            params: self.optillm_params,
+            approach: read.approach,
+            params: read.params,
         })
     }
 }
@@ -279,11 +327,7 @@ pub(crate) async fn chat(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
     let body: ChatBody = parse_body(body)?;
-    let stream = body.stream.unwrap_or(false);
-    let include_usage = body
-        .stream_options
-        .as_ref()
-        .is_some_and(|o| o.include_usage);
+    let (stream, include_usage) = body.shared.streaming();
     let incoming = body.into_incoming()?;
     respond(&state, incoming, stream, include_usage, Chat::default()).await
 }

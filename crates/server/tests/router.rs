@@ -127,7 +127,9 @@ async fn openai_completion_has_every_field() {
         json!({"model": "smollm2", "messages": [
             {"role": "system", "content": "Be nice."},
             {"role": "user", "content": [{"type": "text", "text": "say hi"}]}
-        ], "temperature": 0.2, "top_k": 5, "seed": 11, "stop": "END"}),
+        ], "temperature": 0.2, "top_k": 5, "seed": 11, "stop": "END", "top_p": 0.9,
+           "min_p": 0.05, "repetition_penalty": 1.1, "max_tokens": 100,
+           "max_completion_tokens": 9, "presence_penalty": 0, "unknown_field": [1]}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -149,6 +151,12 @@ async fn openai_completion_has_every_field() {
     assert_eq!(sent.sampling.top_k, Some(5));
     assert_eq!(sent.sampling.seed, Some(11));
     assert_eq!(sent.sampling.stop, vec!["END".to_string()]);
+    assert_eq!(sent.sampling.top_p, Some(0.9));
+    assert_eq!(sent.sampling.min_p, Some(0.05));
+    // vLLM's spelling of llama.cpp's `repeat_penalty`.
+    assert_eq!(sent.sampling.repeat_penalty, Some(1.1));
+    // The newer name wins over the deprecated one.
+    assert_eq!(sent.sampling.max_tokens, Some(9));
     assert_eq!(sent.messages[0].role, Role::System);
 }
 
@@ -1392,7 +1400,8 @@ async fn openai_text_completion_continues_the_prompt_as_it_is() {
     let r = post(
         &app,
         "/v1/completions",
-        json!({"model": "m", "prompt": "Q: capital of France?\nA:", "temperature": 0, "stop": ["\n"]}),
+        json!({"model": "m", "prompt": "Q: capital of France?\nA:", "temperature": 0, "stop": ["\n"],
+               "top_k": 4, "repeat_penalty": 1.2, "seed": 3, "unknown_field": {}}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -1410,6 +1419,9 @@ async fn openai_text_completion_continues_the_prompt_as_it_is() {
     assert_eq!(sent.raw_text(), Some("Q: capital of France?\nA:"));
     assert_eq!(sent.sampling.temperature, Some(0.0));
     assert_eq!(sent.sampling.stop, vec!["\n".to_string()]);
+    assert_eq!(sent.sampling.top_k, Some(4));
+    assert_eq!(sent.sampling.repeat_penalty, Some(1.2));
+    assert_eq!(sent.sampling.seed, Some(3));
     // OpenAI's default for this endpoint: 16 tokens.
     assert_eq!(sent.sampling.max_tokens, Some(16));
 
@@ -1506,6 +1518,19 @@ async fn text_completions_refuse_what_they_cannot_do() {
         ),
         (json!({"model": "m", "prompt": []}), "must be a string"),
         (json!({"model": "m"}), "missing field `prompt`"),
+        (
+            json!({"model": "m", "prompt": "p", "presence_penalty": 0.5}),
+            "presence_penalty",
+        ),
+        (
+            json!({"model": "m", "prompt": "p", "logit_bias": {"7": 1}}),
+            "logit_bias",
+        ),
+        (json!({"model": "m", "prompt": "p", "seed": -1}), "seed"),
+        (
+            json!({"model": "m", "prompt": "p", "temperature": "hot"}),
+            "invalid type",
+        ),
     ] {
         let r = post(&app, "/v1/completions", body.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
