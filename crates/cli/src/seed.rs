@@ -293,9 +293,7 @@ fn request(query: &str, system_prompt: &str, sampling: Sampling) -> StrategyRequ
         messages.push(Message::system(system_prompt));
     }
     messages.push(Message::user(query));
-    let mut request = StrategyRequest::new(messages);
-    request.sampling = sampling;
-    request
+    StrategyRequest::new(messages).with_sampling(sampling)
 }
 
 async fn run_approach(

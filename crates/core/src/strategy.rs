@@ -33,7 +33,6 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, StreamEvent, run_token_job};
 use crate::error::BackendError;
 use crate::extract::Vote;
-use crate::format::ResponseFormat;
 use crate::samples::Sample;
 use crate::spec::SpecError;
 use crate::token::TokenSession;
@@ -124,46 +123,18 @@ pub struct TraceEntry {
     pub raw: bool,
 }
 
-/// The input of a strategy: the conversation and the caller's base settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StrategyRequest {
-    pub messages: Vec<Message>,
-    /// The caller's sampling settings; strategies layer their own per step on top.
-    pub sampling: Sampling,
-    /// Choices wanted in the final answer: strategies that can give several honour it,
-    /// and [`run_in`] runs the others again until there are `n`.
-    pub n: u32,
-    /// Top logprobs per token of the answer (`none` only: see [`Strategy::passes_through`]).
-    pub logprobs: Option<u32>,
-    /// Structured output of the answer (`none` only: an approach's answer is not one
-    /// constrained model call).
-    pub format: Option<ResponseFormat>,
-    /// A plain text completion of the one user message, without the chat template
-    /// (`none` only: see [`ChatRequest::raw`]).
-    pub raw: bool,
-}
+/// The input of a strategy: the same request a backend takes, so an approach is called
+/// as a model is. For a strategy its fields mean:
+/// - `sampling`: the caller's settings; strategies layer their own per step on top
+///   ([`ChatRequest::chat`]);
+/// - `n`: choices wanted in the final answer: strategies that can give several honour it,
+///   and [`run_in`] runs the others again until there are `n`;
+/// - `logprobs`, `format`, `raw`: honoured by `none` only (see
+///   [`Strategy::passes_through`]): an approach's answer is not one constrained model call.
+pub type StrategyRequest = ChatRequest;
 
-impl StrategyRequest {
-    pub fn new(messages: Vec<Message>) -> Self {
-        Self {
-            messages,
-            sampling: Sampling::default(),
-            n: 1,
-            logprobs: None,
-            format: None,
-            raw: false,
-        }
-    }
-    pub fn user(prompt: impl Into<String>) -> Self {
-        Self::new(vec![Message::user(prompt)])
-    }
-    /// A plain text completion of `text` (see [`ChatRequest::raw`]).
-    pub fn completion(text: impl Into<String>) -> Self {
-        Self {
-            raw: true,
-            ..Self::user(text)
-        }
-    }
+/// What strategies ask of their request.
+impl ChatRequest {
     /// The system prompt, if any.
     pub fn system(&self) -> Option<&str> {
         self.messages

@@ -62,12 +62,11 @@ impl Strategy for NoneStrategy {
             temperature: self.params.temperature,
             ..Sampling::default()
         };
-        let mut chat = request
-            .chat(request.messages.clone(), &step)
-            .with_n(request.n);
-        chat.logprobs = request.logprobs;
-        chat.format = request.format.clone();
-        chat.raw = request.raw;
+        // The request as it came (n, logprobs, format, raw), at the step's settings.
+        let chat = StrategyRequest {
+            sampling: request.sampling.merged(&step),
+            ..request.clone()
+        };
         let completion = ctx.final_call("completion", chat).await?;
         Ok(Answer {
             choices: completion.texts(),
