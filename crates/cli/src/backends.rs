@@ -81,6 +81,11 @@ pub struct BackendArgs {
     /// reuse off).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
     pub prefix_cache: Option<u32>,
+    /// Seconds the native backend waits idle before it frees the KV cache that requests
+    /// grew (a long prompt, n > 1 samples), back to what it allocated at load; `never`
+    /// keeps it (default 60).
+    #[arg(long, value_name = "SECS|never", value_parser = parse_release_after)]
+    pub release_after: Option<ReleaseAfter>,
     /// Remote backends: seconds to wait for the next chunk once an answer has begun,
     /// before the request fails as stalled and is cancelled (default 60).
     #[arg(long, value_name = "SECS", value_parser = parse_idle_timeout)]
@@ -101,6 +106,38 @@ fn for_server(
     config
         .with_grammar(server == OpenaiServer::LlamaServer)
         .with_continue_final_message(server == OpenaiServer::Vllm)
+}
+
+/// `--release-after`: a number of seconds, or never.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReleaseAfter {
+    After(std::time::Duration),
+    Never,
+}
+
+impl std::fmt::Display for ReleaseAfter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::After(d) => write!(f, "{}", d.as_secs_f64()),
+            Self::Never => f.write_str("never"),
+        }
+    }
+}
+
+fn parse_release_after(s: &str) -> Result<ReleaseAfter, String> {
+    if s.trim() == "never" {
+        return Ok(ReleaseAfter::Never);
+    }
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is neither a number of seconds nor `never`"))?;
+    if secs.is_nan() || secs < 0.0 {
+        return Err("the seconds must be 0 or more".to_string());
+    }
+    std::time::Duration::try_from_secs_f64(secs)
+        .map(ReleaseAfter::After)
+        .map_err(|e| e.to_string())
 }
 
 /// A positive, finite number of seconds.
@@ -153,6 +190,10 @@ impl BackendArgs {
         if let Some(n) = self.prefix_cache {
             out.push("--prefix-cache".to_string());
             out.push(n.to_string());
+        }
+        if let Some(r) = self.release_after {
+            out.push("--release-after".to_string());
+            out.push(r.to_string());
         }
         if let Some(d) = self.idle_timeout {
             out.push("--idle-timeout".to_string());
@@ -310,6 +351,12 @@ async fn open_native(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn 
     }
     if let Some(n) = args.prefix_cache {
         options = options.prefix_cache(n);
+    }
+    if let Some(r) = args.release_after {
+        options = options.release_after(match r {
+            ReleaseAfter::After(d) => Some(d),
+            ReleaseAfter::Never => None,
+        });
     }
     if let Some(t) = &args.kv_type {
         options = options.kv_type(t.parse().map_err(anyhow::Error::msg)?);
@@ -691,5 +738,26 @@ mod tests {
         assert!(parse_idle_timeout("NaN").is_err());
         assert!(parse_idle_timeout("inf").is_err());
         assert!(parse_idle_timeout("soon").is_err());
+    }
+
+    #[test]
+    fn release_after_is_seconds_or_never_and_reaches_a_child() {
+        let after = |s| parse_release_after(s);
+        assert_eq!(
+            after("60"),
+            Ok(ReleaseAfter::After(Duration::from_secs(60)))
+        );
+        assert_eq!(after("0"), Ok(ReleaseAfter::After(Duration::ZERO)));
+        assert_eq!(after("never"), Ok(ReleaseAfter::Never));
+        assert!(after("-1").is_err());
+        assert!(after("NaN").is_err());
+        assert!(after("inf").is_err());
+        assert!(after("later").is_err());
+        for argv in [["--release-after", "never"], ["--release-after", "2.5"]] {
+            let args = parse(&argv).unwrap();
+            let child = args.child_args();
+            let i = child.iter().position(|a| a == "--release-after").unwrap();
+            assert_eq!(child[i + 1], argv[1]);
+        }
     }
 }

@@ -107,6 +107,13 @@ impl OpenOptions {
         self.llama.prefix_cache = prompts;
         self
     }
+    /// How long the idle backend keeps the KV cache requests grew (default
+    /// [`optillm_llama::RELEASE_AFTER`]; `None`: always).
+    #[cfg(feature = "llama")]
+    pub fn release_after(mut self, after: Option<std::time::Duration>) -> Self {
+        self.llama.release_after = after;
+        self
+    }
     /// KV cache type (default f16; q8_0 halves the cache's memory).
     #[cfg(feature = "llama")]
     pub fn kv_type(mut self, kv_type: optillm_llama::KvType) -> Self {

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use optillm_core::{
@@ -75,7 +75,17 @@ pub struct LlamaConfig {
     pub n_gpu_layers: u32,
     /// Requests waiting beyond the one in progress; more are refused with `Busy`.
     pub queue: usize,
+    /// After this long with no work, the worker frees the KV cache requests grew: the
+    /// per-stream context of n > 1 samples (with its kept prompts) and the main
+    /// context's cells beyond `n_ctx_start` (its kept prompts stay: they are saved beside
+    /// the cache). The next request that needs them makes them again. `None`: keep them
+    /// (llama.cpp's server keeps its whole cache). Default [`RELEASE_AFTER`].
+    pub release_after: Option<Duration>,
 }
+
+/// How long an idle worker keeps the KV cache requests grew by default
+/// ([`LlamaConfig::release_after`]).
+pub const RELEASE_AFTER: Duration = Duration::from_secs(60);
 
 /// Most prompts kept for prefix reuse ([`LlamaConfig::prefix_cache`]).
 pub const PREFIX_CACHE_MAX: u32 = 64;
@@ -273,6 +283,7 @@ impl Default for LlamaConfig {
             flash_attention: None,
             n_gpu_layers: 0,
             queue: 64,
+            release_after: Some(RELEASE_AFTER),
         }
     }
 }
@@ -319,6 +330,11 @@ pub struct Stats {
     pub context_grown: AtomicU64,
     /// Cells of the main context's KV cache now (it grows on demand up to `n_ctx`).
     pub context_cells: AtomicU64,
+    /// Cells of the per-stream context now, all streams together (0: there is none).
+    pub stream_cells: AtomicU64,
+    /// Times the idle worker freed the KV cache requests had grown
+    /// ([`LlamaConfig::release_after`]).
+    pub idle_releases: AtomicU64,
     /// Prompt tokens evaluated (those taken from a kept prompt are not).
     pub prompt_tokens_evaluated: AtomicU64,
     /// Prompts that started from a kept prompt's cells.
@@ -751,6 +767,11 @@ impl Backend for LlamaBackend {
                 "context_grown",
                 "Times the KV cache grew to hold a request (it starts small)",
                 &s.context_grown,
+            ),
+            counter(
+                "idle_releases",
+                "Times the idle worker freed the KV cache requests had grown",
+                &s.idle_releases,
             ),
         ]
     }

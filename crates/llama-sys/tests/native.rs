@@ -355,6 +355,57 @@ async fn a_token_session_grows_the_cache_as_it_appends() {
     assert_eq!(grown.context_cells(), 512);
 }
 
+#[tokio::test]
+async fn an_idle_worker_frees_the_cache_requests_grew() {
+    let config = LlamaConfig {
+        n_ctx: Some(2048),
+        n_ctx_start: Some(256),
+        n_threads: Some(2),
+        // Whole evaluations, so the text after the release is comparable to the bit.
+        prefix_cache: 0,
+        release_after: Some(std::time::Duration::from_millis(100)),
+        ..LlamaConfig::default()
+    };
+    let b = LlamaBackend::load(model_path(), config).expect("load model");
+    let stats = b.stats();
+    assert_eq!(b.context_cells(), 256);
+    let long = ChatRequest::user(format!("{}\nHow many words?", "word ".repeat(400)))
+        .with_sampling(Sampling::default().with_temperature(0.0).with_max_tokens(8));
+    let before = b.complete(long.clone()).await.unwrap();
+    assert!(before.usage.prompt_tokens > 256, "{:?}", before.usage);
+    let samples = ChatRequest::user("Name a colour.")
+        .with_sampling(
+            Sampling::default()
+                .with_temperature(0.8)
+                .with_seed(1)
+                .with_max_tokens(8),
+        )
+        .with_n(2);
+    assert_eq!(b.complete(samples).await.unwrap().choices.len(), 2);
+    // Whatever was grown is freed once the worker has been idle for 100 ms; waiting
+    // up to 30 s leaves room for a loaded machine.
+    let freed = || {
+        b.context_cells() == 256
+            && stats.stream_cells.load(Ordering::Relaxed) == 0
+            && stats.idle_releases.load(Ordering::Relaxed) >= 1
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !freed() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        freed(),
+        "cells {}, stream cells {}, releases {}",
+        b.context_cells(),
+        stats.stream_cells.load(Ordering::Relaxed),
+        stats.idle_releases.load(Ordering::Relaxed)
+    );
+    // The next request grows it again and answers as before.
+    let after = b.complete(long).await.unwrap();
+    assert_eq!(after.choices[0].text, before.choices[0].text);
+    assert!(b.context_cells() > 256);
+}
+
 /// A backend that evaluates every prompt whole (`prefix_cache: 0`), to compare against.
 fn no_reuse_backend() -> LlamaBackend {
     let config = LlamaConfig {

@@ -83,6 +83,8 @@ pub(crate) fn run(
             return;
         }
     };
+    // What llama.cpp made of `start` (it rounds a context up to 256 cells).
+    let ctx_start = ctx.n_ctx();
     // A base model's GGUF has no chat template: chat requests get ChatML.
     let own_template = model.chat_template(None);
     let has_template = own_template.is_ok();
@@ -118,6 +120,7 @@ pub(crate) fn run(
         backend,
         model: &model,
         ctx,
+        start: ctx_start,
         limit,
         prefix: PrefixCache::new(config.prefix_cache, crate::PREFIX_CACHE_BYTES),
         streams: None,
@@ -136,9 +139,20 @@ pub(crate) fn run(
         lingering.retain_mut(|o| o.flush() == Delivery::Held);
         let job = match waiting.pop_front() {
             Some(job) => job,
-            None if lingering.is_empty() => match queue.recv() {
-                Ok(job) => job,
-                Err(_) => break,
+            // Idle with a cache requests grew: wait so long, then free it.
+            None if lingering.is_empty() => match engine.release_after() {
+                None => match queue.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+                Some(after) => match queue.recv_timeout(after) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        engine.release_grown();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
             },
             // Look at the consumers that have not read everything now and then.
             None => match queue.recv_timeout(LINGER_WAIT) {
@@ -190,6 +204,8 @@ pub(crate) struct Engine<'m> {
     /// The main context: one KV cache shared by all sequences (`kv_unified`), the whole
     /// context length available to any of them.
     pub(crate) ctx: LlamaContext<'m>,
+    /// Cells of the main context as made at load, which an idle worker returns to.
+    start: u32,
     /// The most cells the main context grows to ([`LlamaConfig::n_ctx`]).
     pub(crate) limit: u32,
     /// Recent prompts (and replies) of the main context, their cells saved.
@@ -355,6 +371,34 @@ impl<'m> Engine<'m> {
                 per_stream: false,
             },
         }
+    }
+
+    /// How long to wait idle before freeing the cache requests grew; `None` when there
+    /// is nothing grown or the configuration keeps it.
+    fn release_after(&self) -> Option<Duration> {
+        let grown = self.streams.is_some() || self.ctx.n_ctx() > self.start;
+        self.config.release_after.filter(|_| grown)
+    }
+
+    /// Frees the cache requests grew (the worker is idle): the per-stream context with
+    /// its kept prompts, and the main context's cells past its size at load (its kept
+    /// prompts stay, saved beside the cache). Every round clears the main context
+    /// before it starts, so nothing in it is lost.
+    fn release_grown(&mut self) {
+        self.streams = None;
+        self.stats.stream_cells.store(0, Ordering::Relaxed);
+        if self.ctx.n_ctx() > self.start {
+            let params = context_params(&self.config, self.start, self.config.n_seq_max, true);
+            match self.model.new_context(self.backend, params) {
+                Ok(ctx) => self.ctx = ctx,
+                Err(e) => tracing::warn!("the grown context was kept: {e}"),
+            }
+        }
+        self.stats
+            .context_cells
+            .store(u64::from(self.ctx.n_ctx()), Ordering::Relaxed);
+        self.stats.idle_releases.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(cells = self.ctx.n_ctx(), "idle: grown KV cache freed");
     }
 
     fn token_job(

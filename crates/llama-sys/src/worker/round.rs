@@ -746,6 +746,9 @@ impl<'m> Engine<'m> {
             Ok(ctx) => {
                 let cells = ctx.n_ctx() / streams;
                 tracing::debug!(streams, cells, "per-stream context made");
+                self.stats
+                    .stream_cells
+                    .store(u64::from(ctx.n_ctx()), Ordering::Relaxed);
                 self.streams = Some(Streams {
                     ctx,
                     streams,
