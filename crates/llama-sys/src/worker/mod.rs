@@ -391,7 +391,11 @@ impl<'m> Engine<'m> {
             let params = context_params(&self.config, self.start, self.config.n_seq_max, true);
             match self.model.new_context(self.backend, params) {
                 Ok(ctx) => self.ctx = ctx,
-                Err(e) => tracing::warn!("the grown context was kept: {e}"),
+                Err(e) => {
+                    // Kept as it is, and not tried again at every idle moment.
+                    tracing::warn!("the grown context was kept: {e}");
+                    self.start = self.ctx.n_ctx();
+                }
             }
         }
         self.stats
