@@ -128,28 +128,29 @@ fn parse_release_after(s: &str) -> Result<ReleaseAfter, String> {
     if s.trim() == "never" {
         return Ok(ReleaseAfter::Never);
     }
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is neither a number of seconds nor `never`"))?;
-    if secs.is_nan() || secs < 0.0 {
-        return Err("the seconds must be 0 or more".to_string());
-    }
-    std::time::Duration::try_from_secs_f64(secs)
+    parse_seconds(s)
+        .map_err(|_| format!("{s:?} is neither a number of seconds nor `never`"))
         .map(ReleaseAfter::After)
-        .map_err(|e| e.to_string())
 }
 
-/// A positive, finite number of seconds.
-fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
+/// A finite number of seconds, 0 or more.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = s
         .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if secs.is_nan() || secs <= 0.0 {
-        return Err("the idle timeout must be above zero".to_string());
+    if secs.is_nan() || secs < 0.0 {
+        return Err("the seconds must be 0 or more".to_string());
     }
     std::time::Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+/// A positive, finite number of seconds.
+fn parse_idle_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match parse_seconds(s)? {
+        std::time::Duration::ZERO => Err("the idle timeout must be above zero".to_string()),
+        d => Ok(d),
+    }
 }
 
 impl BackendArgs {

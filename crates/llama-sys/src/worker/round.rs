@@ -760,6 +760,8 @@ impl<'m> Engine<'m> {
                 true
             }
             Err(e) => {
+                // The old one, if any, is gone too.
+                self.stats.stream_cells.store(0, Ordering::Relaxed);
                 tracing::warn!("per-stream context failed, using the shared one: {e}");
                 false
             }
