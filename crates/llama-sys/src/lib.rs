@@ -24,9 +24,9 @@ mod session;
 mod text;
 mod worker;
 
+use crossbeam_channel::{Sender, TrySendError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -73,7 +73,8 @@ pub struct LlamaConfig {
     pub flash_attention: Option<bool>,
     /// Layers offloaded to a GPU (only with a GPU feature).
     pub n_gpu_layers: u32,
-    /// Requests waiting beyond the one in progress; more are refused with `Busy`.
+    /// Requests waiting beyond the one in progress; more are refused with `Busy`. Token
+    /// jobs (which run beside the generation requests) have a queue of this size too.
     pub queue: usize,
     /// After this long with no work, the worker frees the KV cache requests grew: the
     /// per-stream context of n > 1 samples (with its kept prompts) and the main
@@ -288,17 +289,18 @@ impl Default for LlamaConfig {
     }
 }
 
-pub(crate) enum Job {
-    Generate {
-        request: ChatRequest,
-        sender: optillm_core::StreamSender,
-        submitted: Instant,
-    },
-    Tokens {
-        request: ChatRequest,
-        job: TokenJob,
-        reply: tokio::sync::oneshot::Sender<Result<(), BackendError>>,
-    },
+/// A generation request, for the worker's queue.
+pub(crate) struct Job {
+    pub(crate) request: ChatRequest,
+    pub(crate) sender: optillm_core::StreamSender,
+    pub(crate) submitted: Instant,
+}
+
+/// A token-level job, for the token lane's queue.
+pub(crate) struct TokenWork {
+    pub(crate) request: ChatRequest,
+    pub(crate) job: TokenJob,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<(), BackendError>>,
 }
 
 /// What the worker reports once the model is loaded.
@@ -321,6 +323,9 @@ pub struct Stats {
     pub tokens_generated: AtomicU64,
     /// Token-level jobs run.
     pub token_jobs: AtomicU64,
+    /// Cells of the token lane's context now (0: there is none; it is made for the first
+    /// token job and dropped with the other grown caches when idle).
+    pub token_cells: AtomicU64,
     /// Rounds of n > 1 samples decoded in the per-stream context (one KV stream per
     /// sample) rather than the shared cache.
     pub stream_rounds: AtomicU64,
@@ -349,7 +354,8 @@ pub struct LlamaBackend {
     stats: Arc<Stats>,
     name: String,
     path: PathBuf,
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
+    token_jobs: Sender<TokenWork>,
     loaded: Loaded,
     load_time: std::time::Duration,
 }
@@ -597,7 +603,8 @@ impl LlamaBackend {
             config.n_batch = config.n_batch.min(n_ctx);
         }
         let started = Instant::now();
-        let (jobs, queue) = std::sync::mpsc::sync_channel(config.queue);
+        let (jobs, queue) = crossbeam_channel::bounded(config.queue);
+        let (token_jobs, token_queue) = crossbeam_channel::bounded(config.queue);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let name = config.name.clone().unwrap_or_else(|| {
             path.file_stem()
@@ -614,7 +621,10 @@ impl LlamaBackend {
                     worker_name,
                     config,
                     worker_stats,
-                    queue,
+                    worker::Queues {
+                        jobs: queue,
+                        tokens: token_queue,
+                    },
                     ready_tx,
                 )
             })
@@ -625,6 +635,7 @@ impl LlamaBackend {
             name,
             path,
             jobs,
+            token_jobs,
             loaded,
             load_time: started.elapsed(),
         })
@@ -665,8 +676,8 @@ impl LlamaBackend {
         (self.loaded.n_params, self.loaded.size)
     }
 
-    fn submit(&self, job: Job) -> Result<(), BackendError> {
-        self.jobs.try_send(job).map_err(|e| match e {
+    fn submit<T>(queue: &Sender<T>, job: T) -> Result<(), BackendError> {
+        queue.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => BackendError::Busy("the native request queue is full".into()),
             TrySendError::Disconnected(_) => BackendError::Closed,
         })
@@ -695,22 +706,28 @@ impl Backend for LlamaBackend {
     async fn stream(&self, request: ChatRequest) -> Result<CompletionStream, BackendError> {
         request.validate()?;
         let (sender, stream) = stream_channel();
-        self.submit(Job::Generate {
-            request,
-            sender,
-            submitted: Instant::now(),
-        })?;
+        Self::submit(
+            &self.jobs,
+            Job {
+                request,
+                sender,
+                submitted: Instant::now(),
+            },
+        )?;
         Ok(stream)
     }
 
     async fn token_job(&self, request: ChatRequest, job: TokenJob) -> Result<(), BackendError> {
         request.validate()?;
         let (reply, done) = tokio::sync::oneshot::channel();
-        self.submit(Job::Tokens {
-            request,
-            job,
-            reply,
-        })?;
+        Self::submit(
+            &self.token_jobs,
+            TokenWork {
+                request,
+                job,
+                reply,
+            },
+        )?;
         done.await.map_err(|_| BackendError::Closed)?
     }
 

@@ -352,7 +352,9 @@ async fn a_token_session_grows_the_cache_as_it_appends() {
     assert_eq!(remaining[0] - remaining[299], 299);
     assert!(remaining[299] < 512 - 300);
     assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-3));
-    assert_eq!(grown.context_cells(), 512);
+    // The token lane's context grew; the generation rounds' one is left as it was.
+    assert_eq!(grown.stats().token_cells.load(Ordering::Relaxed), 512);
+    assert_eq!(grown.context_cells(), 256);
 }
 
 #[tokio::test]
@@ -744,6 +746,105 @@ async fn concurrent_callers_both_get_their_answers() {
     );
     assert_eq!(x.unwrap().text(), alone_a.text());
     assert_eq!(y.unwrap().text(), alone_b.text());
+}
+
+/// Token jobs run in a lane of their own: a generation request sent while a job is in
+/// progress is answered before the job ends, as it is alone, and the job goes on from
+/// where it was. Idle, the lane's context is freed.
+#[tokio::test]
+async fn a_token_job_does_not_hold_up_generation_requests() {
+    let config = LlamaConfig {
+        n_ctx: Some(2048),
+        n_threads: Some(2),
+        release_after: Some(std::time::Duration::from_millis(100)),
+        ..LlamaConfig::default()
+    };
+    let b = Arc::new(LlamaBackend::load(model_path(), config).expect("load model"));
+    let greedy = Sampling::default()
+        .with_temperature(0.0)
+        .with_max_tokens(12);
+    let alone = b
+        .complete(ask("Name a colour.", greedy.clone()))
+        .await
+        .unwrap();
+    let walk = |held: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::sync::mpsc::Receiver<()>,
+    )>| {
+        let b = b.clone();
+        tokio::spawn(async move {
+            run_token_job(b.as_ref(), ChatRequest::user("What is 2+2?"), move |s| {
+                let first = s.logits(0)?;
+                if let Some((started, go)) = held {
+                    let _ = started.send(());
+                    // Held until the test has its answer (two minutes at most: a
+                    // request that never comes fails the test instead of hanging it).
+                    let wait = std::time::Duration::from_secs(120);
+                    if go.recv_timeout(wait).is_err() {
+                        return Err(BackendError::Timeout(wait));
+                    }
+                }
+                let best = (0..first.len())
+                    .max_by(|&i, &j| first[i].total_cmp(&first[j]))
+                    .unwrap_or(0);
+                s.append(0, &[best as i32])?;
+                s.logits(0)
+            })
+            .await
+        })
+    };
+    let (started, started_rx) = tokio::sync::oneshot::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let job = walk(Some((started, go_rx)));
+    started_rx.await.unwrap();
+    assert!(b.stats().token_cells.load(Ordering::Relaxed) > 0);
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        b.complete(ask("Name a colour.", greedy)),
+    )
+    .await
+    .expect("a generation request is answered while a token job is in progress")
+    .unwrap();
+    assert_eq!(reply.text(), alone.text());
+    go.send(()).unwrap();
+    let held = job.await.unwrap().unwrap();
+    let unheld = walk(None).await.unwrap().unwrap();
+    assert!(held.iter().zip(&unheld).all(|(x, y)| (x - y).abs() < 1e-2));
+    // Idle for 100 ms, the lane's context goes (30 s of room for a loaded machine).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while b.stats().token_cells.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(b.stats().token_cells.load(Ordering::Relaxed), 0);
+}
+
+/// A job that panics (a bug in a strategy) is that job's error, not the backend's end.
+#[tokio::test]
+async fn a_token_job_that_panics_is_an_error_and_the_backend_goes_on() {
+    let b = own_backend();
+    let err = run_token_job(&b, ChatRequest::user("What is 2+2?"), |s| {
+        s.append(0, &[0])?;
+        if s.usage().completion_tokens > 0 {
+            panic!("a strategy bug");
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+    let logits = run_token_job(&b, ChatRequest::user("What is 2+2?"), |s| s.logits(0))
+        .await
+        .unwrap();
+    assert!(!logits.is_empty());
+    let greedy = Sampling::default().with_temperature(0.0).with_max_tokens(4);
+    assert!(
+        !b.complete(ask("Hi.", greedy))
+            .await
+            .unwrap()
+            .text()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

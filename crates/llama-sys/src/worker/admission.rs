@@ -2,9 +2,9 @@
 //! checked against the context, and the requests waiting behind it join its round while
 //! their samples fit the round's sequences and their cells fit the context.
 
+use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use llama_cpp_2::model::LlamaChatMessage;
@@ -52,7 +52,7 @@ impl Admitted {
 
     /// Back to a job of the queue (to be served later).
     fn into_job(self, sender: StreamSender) -> Job {
-        Job::Generate {
+        Job {
             request: self.request,
             sender,
             submitted: self.submitted,
@@ -272,15 +272,11 @@ impl Engine<'_> {
                     Err(_) => break,
                 },
             };
-            let Job::Generate {
+            let Job {
                 request,
                 sender,
                 submitted,
-            } = next
-            else {
-                waiting.push_front(next);
-                break;
-            };
+            } = next;
             let next = match self.admit(request, submitted) {
                 Ok(next) => next,
                 Err(e) => {

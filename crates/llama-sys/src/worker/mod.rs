@@ -1,13 +1,16 @@
-//! The worker thread: owns the model and the context and serves the jobs of the queue in
-//! order; generation requests waiting together decode together in one round.
+//! The worker thread: owns the model and its contexts and serves the jobs of the queue
+//! in order; generation requests waiting together decode together in one round, and
+//! token-level jobs run beside them in the token lane.
 //!
-//! - this module: the thread, its loop over the queue, the [`Engine`] it serves with;
+//! - this module: the thread, its loop over the queues, the [`Engine`] it serves with;
 //! - [`admission`]: prompts tokenized and checked, which waiting requests join a round;
 //! - [`round`]: the batched round (prompts evaluated, samples decoded together);
 //! - [`sampling`]: sampler chains, grammar-constrained sampling, logprobs;
-//! - [`outbox`]: each request's events delivered without blocking the worker.
+//! - [`outbox`]: each request's events delivered without blocking the worker;
+//! - [`lane`]: token jobs, their operations run between the rounds' steps.
 
 mod admission;
+pub(crate) mod lane;
 mod outbox;
 mod prefix;
 mod round;
@@ -17,11 +20,12 @@ use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
 use std::task::Waker;
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, Select};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
@@ -29,8 +33,9 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use optillm_core::{BackendError, ChatRequest};
 
-use crate::session::Session;
-use crate::{Job, LlamaConfig, LlamaError, Loaded, Stats, llama};
+use crate::session::Begun;
+use crate::{Job, LlamaConfig, LlamaError, Loaded, Stats, TokenWork, llama};
+use lane::TokenLane;
 use outbox::{Delivery, Outbox, thread_waker};
 use prefix::PrefixCache;
 use round::{Streams, eval_prompts};
@@ -43,13 +48,39 @@ const FLASH_ATTN_ENABLED: i32 = 1;
 /// How often an idle worker looks at consumers that have not read all of their events.
 const LINGER_WAIT: Duration = Duration::from_millis(20);
 
+/// The worker's two queues: generation requests, and token-level jobs (served by the
+/// token lane beside the generation rounds).
+pub(crate) struct Queues {
+    pub(crate) jobs: Receiver<Job>,
+    pub(crate) tokens: Receiver<TokenWork>,
+}
+
+/// Which of a model's two contexts an [`Engine`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Generation requests, batched in rounds.
+    Rounds,
+    /// Token-level jobs, one at a time.
+    Tokens,
+}
+
+impl Lane {
+    /// The gauge of the cells of this lane's main context.
+    fn cells(self, stats: &Stats) -> &AtomicU64 {
+        match self {
+            Lane::Rounds => &stats.context_cells,
+            Lane::Tokens => &stats.token_cells,
+        }
+    }
+}
+
 /// Thread entry: load, report, then serve until every sender is dropped.
 pub(crate) fn run(
     path: PathBuf,
     name: String,
     config: LlamaConfig,
     stats: Arc<Stats>,
-    queue: Receiver<Job>,
+    queues: Queues,
     ready: Sender<Result<Loaded, LlamaError>>,
 ) {
     let backend = match llama() {
@@ -61,46 +92,28 @@ pub(crate) fn run(
     };
     let params = LlamaModelParams::default().with_n_gpu_layers(config.n_gpu_layers);
     let model = match LlamaModel::load_from_file(backend, &path, &params) {
-        Ok(m) => m,
+        Ok(m) => Arc::new(m),
         Err(_) => {
             let _ = ready.send(Err(LlamaError::LoadFailed { path }));
             return;
         }
     };
-    let limit = config
-        .n_ctx
-        .unwrap_or_else(|| model.n_ctx_train().clamp(512, 8192));
-    let start = config
-        .n_ctx_start
-        .unwrap_or(crate::N_CTX_START)
-        .clamp(crate::N_CTX_MIN.max(config.n_seq_max), limit);
-    let params = context_params(&config, start, config.n_seq_max, true);
-    let threads = params.n_threads();
-    let ctx = match model.new_context(backend, params) {
-        Ok(c) => c,
+    let parts = Parts {
+        backend,
+        model: &model,
+        name: &name,
+        config: &config,
+        stats: &stats,
+    };
+    let mut engine = match Engine::new(parts, Lane::Rounds) {
+        Ok(engine) => engine,
         Err(e) => {
-            let _ = ready.send(Err(LlamaError::Context(e.to_string())));
+            let _ = ready.send(Err(e));
             return;
         }
     };
-    // What llama.cpp made of `start` (it rounds a context up to 256 cells).
-    let ctx_start = ctx.n_ctx();
-    // A base model's GGUF has no chat template: chat requests get ChatML.
-    let own_template = model.chat_template(None);
-    let has_template = own_template.is_ok();
-    let template = own_template.or_else(|_| LlamaChatTemplate::new("chatml"));
-    let template = match template {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = ready.send(Err(LlamaError::Template(e.to_string())));
-            return;
-        }
-    };
-    stats
-        .context_cells
-        .store(u64::from(ctx.n_ctx()), Ordering::Relaxed);
     let loaded = Loaded {
-        n_ctx: limit.max(ctx.n_ctx()),
+        n_ctx: engine.limit,
         n_ctx_train: model.n_ctx_train(),
         n_params: model.n_params(),
         size: model.size(),
@@ -108,84 +121,77 @@ pub(crate) fn run(
     tracing::info!(
         path = %path.display(),
         n_ctx = loaded.n_ctx,
-        allocated = ctx.n_ctx(),
-        threads,
+        allocated = engine.ctx.n_ctx(),
+        threads = context_params(&config, 1, 1, true).n_threads(),
         "model loaded"
     );
-    let limit = loaded.n_ctx;
     if ready.send(Ok(loaded)).is_err() {
         return;
     }
-    let mut engine = Engine {
-        backend,
-        model: &model,
-        ctx,
-        start: ctx_start,
-        limit,
-        prefix: PrefixCache::new(config.prefix_cache, crate::PREFIX_CACHE_BYTES),
-        streams: None,
-        template,
-        has_template,
-        name,
-        config,
-        stats,
-        waker: thread_waker(),
-    };
+    let Queues { jobs, tokens } = queues;
+    let mut lane = TokenLane::new(parts, Arc::clone(&model), tokens);
+    serve(&mut engine, &mut lane, &jobs);
+    tracing::debug!("native worker stopped");
+}
+
+/// What the idle worker waits for.
+enum Wake {
+    Job(Job),
+    Lane,
+    /// Nothing came in the time given.
+    Timeout,
+    /// The backend is gone.
+    Closed,
+}
+
+/// The worker's loop: generation jobs of the queue in order (requests waiting together
+/// decode together in one round), and the token lane's work between the rounds' steps
+/// and whenever the rounds are idle.
+fn serve(engine: &mut Engine, lane: &mut TokenLane, queue: &Receiver<Job>) {
     // Jobs taken off the queue that did not join a round, served next in order.
     let mut waiting: VecDeque<Job> = VecDeque::new();
     // Outboxes of requests already answered whose consumers have not read everything.
     let mut lingering: Vec<Outbox> = Vec::new();
     loop {
         lingering.retain_mut(|o| o.flush() == Delivery::Held);
+        lane.serve();
         let job = match waiting.pop_front() {
             Some(job) => job,
-            // Idle with a cache requests grew: wait so long, then free it.
-            None if lingering.is_empty() => match engine.release_after() {
-                None => match queue.recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
-                },
-                Some(after) => match queue.recv_timeout(after) {
-                    Ok(job) => job,
-                    Err(RecvTimeoutError::Timeout) => {
-                        engine.release_grown();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-            },
-            // Look at the consumers that have not read everything now and then.
-            None => match queue.recv_timeout(LINGER_WAIT) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-        };
-        match job {
-            Job::Generate {
-                request,
-                sender,
-                submitted,
-            } => {
-                let first = match engine.admit(request, submitted) {
-                    Ok(first) => first,
-                    Err(e) => {
-                        lingering.push(engine.refuse(sender, e));
-                        continue;
-                    }
+            None => {
+                // Idle with a cache grown or a lane context made: wait so long, then
+                // free it. Consumers that have not read everything: look now and then.
+                let wait = if lingering.is_empty() {
+                    engine.release_after(lane)
+                } else {
+                    Some(LINGER_WAIT)
                 };
-                let group = engine.gather((first, sender), &mut waiting, &queue, &mut lingering);
-                lingering.extend(engine.generate(group));
+                match wait_for_work(queue, lane, wait) {
+                    Wake::Job(job) => job,
+                    Wake::Lane => continue,
+                    Wake::Timeout if lingering.is_empty() => {
+                        engine.release_grown();
+                        lane.release();
+                        continue;
+                    }
+                    Wake::Timeout => continue,
+                    Wake::Closed => break,
+                }
             }
-            Job::Tokens {
-                request,
-                job,
-                reply,
-            } => {
-                let result = engine.token_job(&request, job);
-                let _ = reply.send(result);
+        };
+        let Job {
+            request,
+            sender,
+            submitted,
+        } = job;
+        let first = match engine.admit(request, submitted) {
+            Ok(first) => first,
+            Err(e) => {
+                lingering.push(engine.refuse(sender, e));
+                continue;
             }
-        }
+        };
+        let group = engine.gather((first, sender), &mut waiting, queue, &mut lingering);
+        lingering.extend(engine.generate(group, &mut || lane.serve()));
     }
     // The backend is gone: deliver what its consumers still wait for.
     loop {
@@ -195,7 +201,56 @@ pub(crate) fn run(
         }
         std::thread::park_timeout(LINGER_WAIT);
     }
-    tracing::debug!("native worker stopped");
+}
+
+/// Waits (at most `wait`; `None`: as long as it takes) for a generation job, or for
+/// the token lane's next message: its running job's operation, else a new job. A
+/// lane message is handled here.
+fn wait_for_work(queue: &Receiver<Job>, lane: &mut TokenLane, wait: Option<Duration>) -> Wake {
+    let mut select = Select::new();
+    let jobs = select.recv(queue);
+    let from_lane = if lane.running() {
+        select.recv(&lane.ops)
+    } else {
+        select.recv(&lane.starts)
+    };
+    let ready = match wait {
+        Some(wait) => match select.select_timeout(wait) {
+            Ok(ready) => ready,
+            Err(_) => return Wake::Timeout,
+        },
+        None => select.select(),
+    };
+    match ready.index() {
+        i if i == jobs => match ready.recv(queue) {
+            Ok(job) => Wake::Job(job),
+            Err(_) => Wake::Closed,
+        },
+        i if i == from_lane && lane.running() => {
+            if let Ok(msg) = ready.recv(&lane.ops) {
+                lane.handle(msg);
+            }
+            Wake::Lane
+        }
+        _ => {
+            match ready.recv(&lane.starts) {
+                Ok(work) => lane.start(work),
+                // The backend is gone (it holds the only sender of new token jobs).
+                Err(_) => return Wake::Closed,
+            }
+            Wake::Lane
+        }
+    }
+}
+
+/// What making an engine takes (the generation rounds' and the token lane's).
+#[derive(Clone, Copy)]
+pub(crate) struct Parts<'a, 'm> {
+    backend: &'static llama_cpp_2::llama_backend::LlamaBackend,
+    model: &'m LlamaModel,
+    name: &'a str,
+    config: &'a LlamaConfig,
+    stats: &'a Arc<Stats>,
 }
 
 pub(crate) struct Engine<'m> {
@@ -218,6 +273,8 @@ pub(crate) struct Engine<'m> {
     name: String,
     pub(crate) config: LlamaConfig,
     stats: Arc<Stats>,
+    /// The lane this engine serves.
+    lane: Lane,
     /// Wakes the worker when a consumer it waits for reads.
     waker: Waker,
 }
@@ -246,6 +303,9 @@ pub(crate) struct Maker<'a, 'm> {
     pub(crate) model: &'m LlamaModel,
     pub(crate) config: &'a LlamaConfig,
     pub(crate) stats: &'a Stats,
+    /// The gauge of the main context's cells ([`Stats::context_cells`] or
+    /// [`Stats::token_cells`]).
+    cells: &'a AtomicU64,
     /// The most cells of the main context.
     limit: u32,
 }
@@ -298,9 +358,7 @@ impl<'m> Maker<'_, 'm> {
         tracing::debug!(from = current, to = grown.n_ctx(), "context grown");
         *ctx = grown;
         self.stats.context_grown.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .context_cells
-            .store(u64::from(ctx.n_ctx()), Ordering::Relaxed);
+        self.cells.store(u64::from(ctx.n_ctx()), Ordering::Relaxed);
         ctx.n_ctx() >= cells
     }
 }
@@ -341,6 +399,59 @@ fn kv_type(t: crate::KvType) -> KvCacheType {
 }
 
 impl<'m> Engine<'m> {
+    /// An engine for `lane` with its main context made at its starting size.
+    fn new(parts: Parts<'_, 'm>, lane: Lane) -> Result<Self, LlamaError> {
+        let Parts {
+            backend,
+            model,
+            config,
+            ..
+        } = parts;
+        let limit = config
+            .n_ctx
+            .unwrap_or_else(|| model.n_ctx_train().clamp(512, 8192));
+        let start = config
+            .n_ctx_start
+            .unwrap_or(crate::N_CTX_START)
+            .clamp(crate::N_CTX_MIN.max(config.n_seq_max), limit);
+        let params = context_params(config, start, config.n_seq_max, true);
+        let ctx = model
+            .new_context(backend, params)
+            .map_err(|e| LlamaError::Context(e.to_string()))?;
+        // A base model's GGUF has no chat template: chat requests get ChatML.
+        let own_template = model.chat_template(None);
+        let has_template = own_template.is_ok();
+        let template = own_template
+            .or_else(|_| LlamaChatTemplate::new("chatml"))
+            .map_err(|e| LlamaError::Template(e.to_string()))?;
+        let engine = Self {
+            backend,
+            model,
+            // What llama.cpp made of `start` (it rounds a context up to 256 cells).
+            start: ctx.n_ctx(),
+            limit: limit.max(ctx.n_ctx()),
+            ctx,
+            prefix: PrefixCache::new(config.prefix_cache, crate::PREFIX_CACHE_BYTES),
+            streams: None,
+            template,
+            has_template,
+            name: parts.name.to_owned(),
+            config: config.clone(),
+            stats: Arc::clone(parts.stats),
+            lane,
+            waker: thread_waker(),
+        };
+        engine
+            .cells()
+            .store(u64::from(engine.ctx.n_ctx()), Ordering::Relaxed);
+        Ok(engine)
+    }
+
+    /// The gauge of this engine's main context.
+    fn cells(&self) -> &AtomicU64 {
+        self.lane.cells(&self.stats)
+    }
+
     /// The context to decode in, with what growing it takes: the per-stream context
     /// when `per_stream` and there is one (sized for its round, it does not grow),
     /// else the main one.
@@ -350,6 +461,7 @@ impl<'m> Engine<'m> {
             model: self.model,
             config: &self.config,
             stats: &self.stats,
+            cells: self.lane.cells(&self.stats),
             limit: self.limit,
         };
         let share = self.prefix.enabled();
@@ -373,11 +485,13 @@ impl<'m> Engine<'m> {
         }
     }
 
-    /// How long to wait idle before freeing the cache requests grew; `None` when there
-    /// is nothing grown or the configuration keeps it.
-    fn release_after(&self) -> Option<Duration> {
+    /// How long to wait idle before freeing the cache requests grew and the token
+    /// lane's context; `None` when there is nothing to free or the configuration keeps it.
+    fn release_after(&self, lane: &TokenLane) -> Option<Duration> {
         let grown = self.streams.is_some() || self.ctx.n_ctx() > self.start;
-        self.config.release_after.filter(|_| grown)
+        self.config
+            .release_after
+            .filter(|_| grown || lane.holds_context())
     }
 
     /// Frees the cache requests grew (the worker is idle): the per-stream context with
@@ -398,18 +512,14 @@ impl<'m> Engine<'m> {
                 }
             }
         }
-        self.stats
-            .context_cells
+        self.cells()
             .store(u64::from(self.ctx.n_ctx()), Ordering::Relaxed);
         self.stats.idle_releases.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(cells = self.ctx.n_ctx(), "idle: grown KV cache freed");
     }
 
-    fn token_job(
-        &mut self,
-        request: &ChatRequest,
-        job: optillm_core::TokenJob,
-    ) -> Result<(), BackendError> {
+    /// Evaluates a token job's prompt (the lane's engine) into sequence 0.
+    pub(crate) fn begin_tokens(&mut self, request: &ChatRequest) -> Result<Begun, BackendError> {
         if request.format.is_some() {
             return Err(BackendError::unsupported(
                 "the native token-level interface",
@@ -426,9 +536,13 @@ impl<'m> Engine<'m> {
             .first()
             .copied()
             .ok_or_else(|| round::decode_error("an empty prompt".into()))?;
-        let logits = self.ctx.get_logits_ith(last).to_vec();
-        self.stats.token_jobs.fetch_add(1, Ordering::Relaxed);
-        let mut session = Session::new(self, tokens.len() as u32, logits);
-        job(&mut session)
+        Ok(Begun {
+            prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
+            logits: self.ctx.get_logits_ith(last).to_vec(),
+            limit: self.limit,
+            n_seq_max: self.config.n_seq_max,
+            n_batch: self.config.n_batch,
+            has_template: self.has_template,
+        })
     }
 }

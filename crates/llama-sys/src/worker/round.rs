@@ -104,6 +104,8 @@ pub(super) enum Stopped {
 /// Receives a part of a round when it ends: its index, its samples (or why it has none)
 /// and its timings; returns the event that answers its request, if any.
 type OnEnd<'f> = dyn FnMut(usize, Result<Vec<Choice>, Stopped>, &Timings) -> Option<Event> + 'f;
+/// Work run before every decoding step of a round (the token lane's pending step).
+pub(super) type Between<'b, 'f> = &'b mut (dyn FnMut() + 'f);
 
 /// A request's share of a round: its samples `first..first + count`.
 pub(super) struct Part<'a> {
@@ -305,9 +307,11 @@ pub(super) fn ended_parts(
 }
 
 /// Waits until one of the paused parts `held` can go on: its consumer read (its outbox
-/// is under its limit again) or left.
-fn wait_for_room(outboxes: &mut [Outbox], held: &[usize]) {
+/// is under its limit again) or left. The token lane goes on meanwhile (its job's
+/// operations wake the worker).
+fn wait_for_room(outboxes: &mut [Outbox], held: &[usize], between: Between) {
     loop {
+        between();
         let mut free = false;
         for &p in held {
             free |= match outboxes.get_mut(p) {
@@ -362,13 +366,14 @@ impl<'m> Engine<'m> {
     /// Serves a group of requests: one alone as [`Engine::generate_all`], several in
     /// one round; each request's answer (or error) goes to its caller. Returns their
     /// outboxes, which may still hold events for consumers that have not read them.
-    pub(super) fn generate(&mut self, group: Vec<Entry>) -> Vec<Outbox> {
+    /// `between` runs before every decoding step (the token lane's pending step).
+    pub(super) fn generate(&mut self, group: Vec<Entry>, between: Between) -> Vec<Outbox> {
         let (group, mut outboxes): (Vec<Admitted>, Vec<Outbox>) = group
             .into_iter()
             .map(|(a, sender)| (a, Outbox::new(sender, self.waker.clone())))
             .unzip();
         if let ([one], [outbox]) = (group.as_slice(), outboxes.as_mut_slice()) {
-            let result = self.generate_all(one, outbox);
+            let result = self.generate_all(one, outbox, between);
             if let Some(event) = answer(&self.stats, result) {
                 outbox.push(event);
             }
@@ -377,7 +382,7 @@ impl<'m> Engine<'m> {
         self.stats
             .batched_requests
             .fetch_add(group.len() as u64, Ordering::Relaxed);
-        self.generate_together(&group, &mut outboxes);
+        self.generate_together(&group, &mut outboxes, between);
         outboxes
     }
 
@@ -386,6 +391,7 @@ impl<'m> Engine<'m> {
         &mut self,
         a: &Admitted,
         outbox: &mut Outbox,
+        between: Between,
     ) -> Result<Option<Completion>, BackendError> {
         let request = &a.request;
         let mut usage = Usage::default();
@@ -413,6 +419,7 @@ impl<'m> Engine<'m> {
                     ended = Some(samples);
                     None
                 },
+                &mut *between,
             )?;
             match ended {
                 Some(Ok(mut samples)) => choices.append(&mut samples),
@@ -434,7 +441,7 @@ impl<'m> Engine<'m> {
     /// Several requests (admitted by [`super::admission::joins`]) in one round: each
     /// prompt evaluated once, every sample of every request decoded in the same batch
     /// per step, each request answered as soon as its own samples end.
-    fn generate_together(&mut self, group: &[Admitted], outboxes: &mut [Outbox]) {
+    fn generate_together(&mut self, group: &[Admitted], outboxes: &mut [Outbox], between: Between) {
         let seqs: u32 = group.iter().map(|a| a.request.n).sum();
         let cells = group
             .iter()
@@ -483,6 +490,7 @@ impl<'m> Engine<'m> {
                 };
                 answer(&stats, completion)
             },
+            between,
         );
         if let Err(e) = outcome {
             let message = e.to_string();
@@ -509,6 +517,7 @@ impl<'m> Engine<'m> {
         per_stream: bool,
         timings: &mut [Timings],
         on_end: &mut OnEnd,
+        between: Between,
     ) -> Result<(), BackendError> {
         if per_stream {
             self.stats.stream_rounds.fetch_add(1, Ordering::Relaxed);
@@ -674,9 +683,11 @@ impl<'m> Engine<'m> {
                     break;
                 }
                 // Only requests whose consumers do not read are left: wait for one.
-                wait_for_room(outboxes, &held);
+                wait_for_room(outboxes, &held, &mut *between);
                 continue;
             }
+            // The token lane's pending step first: the two alternate.
+            between();
             let mut decoded = ctx.decode(&mut batch);
             while grows && matches!(decoded, Err(DecodeError::NoKvCacheSlot)) {
                 // The main context is full: it grows, its cache kept, up to its limit.

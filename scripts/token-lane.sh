@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# How long a short chat request waits behind a token-level job in `optillm serve`
+# (native backend), for docs/benchmarks.md: a `calculator` request (token by token,
+# up to 400 tokens) is sent, and 1 s later a short greedy chat request to the plain
+# model. Each wall is curl's `time_total`; "alone" is the same request with nothing
+# else in flight. Also the server's resident memory once the token job is done.
+#
+#   scripts/token-lane.sh [BINARY] [MODEL] [ROUNDS]
+#
+# BINARY defaults to target/release/optillm, MODEL to smollm2-135m (pulled already),
+# ROUNDS to 3. Run it on a quiet machine.
+set -euo pipefail
+bin=${1:-target/release/optillm}
+model=${2:-smollm2-135m}
+rounds=${3:-3}
+port=18125
+"$bin" serve --port "$port" --model "$model" --threads 2 >/dev/null 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+rss() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status"; }
+wall() { # body (JSON): prints the request's wall in seconds
+  curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/chat/completions" \
+    -H 'Content-Type: application/json' -d "$1"
+}
+calc="{\"model\":\"calculator-$model\",\"max_tokens\":400,\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"A shop sells 48 apples on Monday, half as many on Tuesday, and 3 times as many on Wednesday as on Tuesday. Each apple costs 0.75 dollars. Work out step by step how much money the shop made in the three days.\"}]}"
+chat="{\"model\":\"$model\",\"max_tokens\":16,\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"Name a colour.\"}]}"
+
+wall "$chat" >/dev/null # warm-up
+echo "loaded: $(rss) MiB"
+echo "| round | chat alone s | calculator alone s | chat during calculator s | calculator with chat s |"
+echo "|---:|---:|---:|---:|---:|"
+for r in $(seq 1 "$rounds"); do
+  chat_alone=$(wall "$chat")
+  calc_alone=$(wall "$calc")
+  out=$(mktemp)
+  wall "$calc" >"$out" &
+  sleep 1
+  chat_during=$(wall "$chat")
+  wait $!
+  echo "| $r | $chat_alone | $calc_alone | $chat_during | $(cat "$out") |"
+  rm -f "$out"
+done
+echo "after the token jobs: $(rss) MiB"
