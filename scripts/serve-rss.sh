@@ -12,17 +12,8 @@ set -euo pipefail
 bin=${1:-target/release/optillm}
 model=${2:-smollm2-135m}
 release=${3:-5}
-port=18124
-"$bin" serve --port "$port" --model "$model" --threads 2 --release-after "$release" \
-  >/dev/null 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-
-rss() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status"; }
+source "$(dirname "$0")/serve-common.sh"
+start_serve "$bin" "$model" 18124 --release-after "$release"
 ask() { # body (JSON)
   curl -sf "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: application/json' \
     -d "$1" >/dev/null

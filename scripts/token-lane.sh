@@ -13,16 +13,8 @@ set -euo pipefail
 bin=${1:-target/release/optillm}
 model=${2:-smollm2-135m}
 rounds=${3:-3}
-port=18125
-"$bin" serve --port "$port" --model "$model" --threads 2 >/dev/null 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-
-rss() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status"; }
+source "$(dirname "$0")/serve-common.sh"
+start_serve "$bin" "$model" 18125
 wall() { # body (JSON): prints the request's wall in seconds
   curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/chat/completions" \
     -H 'Content-Type: application/json' -d "$1"
