@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use llama_cpp_2::model::LlamaModel;
 use optillm_core::BackendError;
 
@@ -93,7 +93,7 @@ impl<'p, 'm> TokenLane<'p, 'm> {
             } else {
                 match self.starts.try_recv() {
                     Ok(work) => self.start(work),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+                    Err(_) => return,
                 }
             }
         }
