@@ -5,7 +5,10 @@
 //!   as [`split_choices`] reads them) on a backend with token-level access: the options
 //!   are ranked by likelihood (`multiple_choice`). Measured on ARC-Easy with
 //!   SmolLM2-135M, likelihood is the only approach that beats greedy decoding; every
-//!   generating approach scored at or below it. Without token access: `other`.
+//!   generating approach scored at or below it. A model that picks an option well in
+//!   its own words loses by it (ARC-Challenge with Qwen2.5-Coder-1.5B: greedy 57.5%,
+//!   likelihood 38.0%); the rule does not look at the model, so set
+//!   `auto(multiple_choice="none")` for such a model. Without token access: `other`.
 //! - A math question written in LaTeX (it asks for the answer in `\boxed{}`, or uses a
 //!   LaTeX command such as `\frac`), as MATH-style problems are: `math`, a vote that
 //!   compares whole LaTeX answers (a point, an interval, `\frac{\pi}{2}`).
