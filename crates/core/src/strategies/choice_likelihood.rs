@@ -16,6 +16,16 @@
 //! `The answer is (B) text`. Tiny models that cannot follow an answer format, or that
 //! always write the same letter, can still rank the options they know.
 //!
+//! `score=letter` asks the question as a model that can pick answers is asked: the stem
+//! with its lettered options and `Answer with the letter of the correct option.`, each
+//! option scored as the reply `The answer is (X)` in the model's chat template (` (X)`
+//! after `Answer:` in plain text for a model without one; `format` is about the texts).
+//! A model that reads the options well gains by it (ARC-Challenge with
+//! Qwen2.5-Coder-1.5B), a small one that cannot yet bind letters to options loses
+//! (docs/results.md). `score=auto` scores the letters first and answers by them when the
+//! best letter holds at least `letter_confidence` of the probability the letters share;
+//! else it scores the texts.
+//!
 //! `normalize=unconditional` scores each option by how much the question raises its
 //! likelihood: its summed log probability minus the same after the bare text `Answer:`
 //! (the unconditional normalisation Brown et al. 2020 used for ARC, a pointwise mutual
@@ -67,6 +77,22 @@ pub enum Format {
     Plain,
 }
 
+/// What is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Score {
+    /// Each option's text after the stem (cloze scoring, as the harnesses do for ARC).
+    Text,
+    /// Each option's letter after the stem with its options (as MMLU is scored).
+    Letter,
+    /// The letters when the best holds at least `letter_confidence` of their shared
+    /// probability, else the texts.
+    Auto,
+}
+
+/// Instruction after the options when their letters are scored.
+const LETTER_INSTRUCTION: &str = "Answer with the letter of the correct option.";
+
 /// The parameters of `choice_likelihood`; a field a spec leaves out takes its default here
 /// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,8 +101,12 @@ pub struct Params {
     pub normalize: Normalize,
     pub format: Format,
     /// Keep the lettered options in the prompt the options are scored after (default:
-    /// the stem alone, as the harnesses do).
+    /// the stem alone, as the harnesses do). Letters are always scored with them.
     pub show_options: bool,
+    pub score: Score,
+    /// With `score=auto`: the share of the letters' probability the best letter needs
+    /// for the answer to go by the letters (0 to 1).
+    pub letter_confidence: f64,
 }
 
 impl Default for Params {
@@ -85,6 +115,8 @@ impl Default for Params {
             normalize: Normalize::Chars,
             format: Format::Auto,
             show_options: false,
+            score: Score::Text,
+            letter_confidence: 0.5,
         }
     }
 }
@@ -100,6 +132,30 @@ impl ChoiceLikelihood {
     pub fn new(params: Params) -> Self {
         Self { params }
     }
+}
+
+/// The question as the letters are scored after it: the stem, its options, the instruction.
+fn letter_question(choices: &Choices) -> String {
+    let mut q = choices.stem.clone();
+    q.push('\n');
+    for (letter, text) in &choices.options {
+        q.push_str(&format!("\n({letter}) {text}"));
+    }
+    format!("{q}\n\n{LETTER_INSTRUCTION}")
+}
+
+/// The share of the options' summed probability that the best one holds (the softmax
+/// of their log probabilities).
+fn confidence(scored: &[Scored]) -> f64 {
+    let max = scored
+        .iter()
+        .map(|s| s.logprob)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return 0.0;
+    }
+    let sum: f64 = scored.iter().map(|s| (s.logprob - max).exp()).sum();
+    1.0 / sum
 }
 
 /// A question split into its stem and its lettered options.
@@ -283,14 +339,87 @@ fn best(scored: &[Scored], normalize: Normalize) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// The prompts and replies of `score=letter`.
+struct Letters {
+    chat: Vec<Message>,
+    plain: String,
+}
+
+impl Letters {
+    fn new(system: Option<&str>, choices: &Choices) -> Self {
+        let question = letter_question(choices);
+        let mut chat = Vec::with_capacity(2);
+        if let Some(system) = system {
+            chat.push(Message::system(system));
+        }
+        chat.push(Message::user(question.clone()));
+        Self {
+            chat,
+            plain: plain_prompt(system, &question),
+        }
+    }
+
+    /// Every option's letter scored as the reply: `The answer is (X)` in the chat
+    /// template, ` (X)` after the plain prompt. The scores keep the options' texts.
+    fn score(
+        &self,
+        session: &mut dyn TokenSession,
+        plain: bool,
+        options: &[(char, String)],
+        limits: &TokenLimits,
+    ) -> Result<Option<Vec<Scored>>, BackendError> {
+        let base = if plain {
+            let tokens = session.tokenize_prompt(&self.plain)?;
+            session.start(&tokens)?
+        } else {
+            session.start_chat(&self.chat)?
+        };
+        let (prefix, replies): (&str, Vec<(char, String)>) = if plain {
+            (
+                " ",
+                options
+                    .iter()
+                    .map(|(l, _)| (*l, format!("({l})")))
+                    .collect(),
+            )
+        } else {
+            let reply = |l: &char| format!("The answer is ({l})");
+            ("", options.iter().map(|(l, _)| (*l, reply(l))).collect())
+        };
+        let scored = score_options(session, base, prefix, &replies, limits);
+        session.release(base);
+        Ok(scored?.map(|scored| {
+            scored
+                .into_iter()
+                .zip(options)
+                .map(|(s, (_, text))| Scored {
+                    text: text.clone(),
+                    ..s
+                })
+                .collect()
+        }))
+    }
+}
+
 impl Approach for ChoiceLikelihood {
     const SLUG: &'static str = SLUG;
     const DESCRIPTION: &'static str = "Multiple choice by likelihood: every lettered option scored as the \
          reply to the question stem (summed token log-probabilities, per \
-         character by default), forked from one prompt; the best option wins";
+         character by default), forked from one prompt; the best option wins. \
+         score=letter scores the options' letters after the question with its \
+         options; score=auto the letters when the best is sure, else the texts";
     type Params = Params;
 
     fn from_params(params: Params) -> Result<Self, SpecError> {
+        if !(0.0..=1.0).contains(&params.letter_confidence) {
+            return Err(SpecError::BadParameter {
+                approach: SLUG.into(),
+                message: format!(
+                    "letter_confidence must be between 0 and 1, not {}",
+                    params.letter_confidence
+                ),
+            });
+        }
         Ok(Self::new(params))
     }
 }
@@ -329,15 +458,34 @@ impl Strategy for ChoiceLikelihood {
             Format::Plain => messages.push(Message::user(plain.clone())),
         }
         let chat = request.chat(messages, &Sampling::default());
+        let letters = Letters::new(request.system(), &choices);
         let options = choices.options;
         let normalize = self.params.normalize;
-        let scored = ctx
+        let (score, threshold) = (self.params.score, self.params.letter_confidence);
+        let (scored, normalize) = ctx
             .token_job("option likelihoods", chat, move |session, limits| {
                 let use_plain = match format {
                     Format::Chat => false,
                     Format::Plain => true,
                     Format::Auto => !session.has_chat_template(),
                 };
+                if score != Score::Text {
+                    // Asked as the model is asked questions (`format` is about the texts).
+                    let plain = !session.has_chat_template();
+                    let Some(by_letter) = letters.score(session, plain, &options, limits)? else {
+                        return Ok(((None, normalize), Vec::new()));
+                    };
+                    let sure = confidence(&by_letter);
+                    tracing::debug!(confidence = sure, "letters scored");
+                    if score == Score::Letter || sure >= threshold {
+                        let texts = by_letter
+                            .iter()
+                            .map(|s| format!("({}) by letter: {:.3}", s.letter, s.logprob))
+                            .collect();
+                        // One token or so each, the same for every option: the plain sum.
+                        return Ok(((Some(by_letter), Normalize::None), texts));
+                    }
+                }
                 let mut scored = if use_plain {
                     let tokens = session.tokenize_prompt(&plain)?;
                     // The chat prompt of sequence 0 is not needed: free its cells.
@@ -368,10 +516,10 @@ impl Strategy for ChoiceLikelihood {
                     .flatten()
                     .map(|s| format!("({}) {}: {:.3}", s.letter, s.text, s.logprob))
                     .collect();
-                Ok((scored, texts))
+                Ok(((scored, normalize), texts))
             })
-            .await?
-            .ok_or(StrategyError::BudgetExhausted)?;
+            .await?;
+        let scored = scored.ok_or(StrategyError::BudgetExhausted)?;
         let chosen = best(&scored, normalize)
             .and_then(|i| scored.get(i))
             .ok_or(StrategyError::BudgetExhausted)?;
@@ -491,6 +639,104 @@ mod tests {
             crate::extract::extract(&out.answer, crate::extract::AnswerKind::Choice).as_deref(),
             Some("B")
         );
+    }
+
+    // Letters: 5 "The answer is (", 6-8 the letters, 9 the letter prompt (the chat
+    // template's rendering of the question with its options and the instruction).
+    const LETTER_VOCAB: [&str; 10] = [
+        "<eos>",
+        "Moon",
+        "Mars",
+        " red",
+        "Sun",
+        "The answer is (",
+        "A)",
+        "B)",
+        "C)",
+        "<letters>",
+    ];
+
+    /// The texts as in `script` (per character "Mars red" wins); the letters favour (C),
+    /// by far when `sure`, by a little otherwise.
+    fn letter_script(sure: bool, toks: &[Token]) -> Vec<f32> {
+        let c = if sure { 6.0 } else { 1.2 };
+        match toks {
+            [9] => logits_with(10, 0.0, &[(5, 12.0)]),
+            [9, 5] => logits_with(10, 0.0, &[(6, 1.0), (7, 1.0), (8, c)]),
+            [] => logits_with(10, 0.0, &[(1, 3.0), (2, 2.5), (4, 0.5)]),
+            [2] => logits_with(10, 0.0, &[(3, 12.0)]),
+            _ => logits_with(10, 0.0, &[(0, 5.0)]),
+        }
+    }
+
+    async fn by_letter(score: Score, sure: bool) -> String {
+        let backend = MockTokenBackend::new(&LETTER_VOCAB, &[0], move |t| letter_script(sure, t))
+            .with_chat_prompts(|messages| {
+                // The letter prompt: the question with its options and the instruction.
+                let asked = messages.last().map(|m| m.content.as_str()).unwrap_or("");
+                let whole = asked.contains("(C) Sun") && asked.ends_with(LETTER_INSTRUCTION);
+                if whole { vec![9] } else { vec![] }
+            });
+        let strategy = ChoiceLikelihood::new(Params {
+            score,
+            ..Params::default()
+        });
+        let request = StrategyRequest::user(QUERY);
+        run(&strategy, Arc::new(backend), &request, Budget::default())
+            .await
+            .unwrap()
+            .answer
+    }
+
+    #[tokio::test]
+    async fn letters_answer_when_asked_for_or_when_sure() {
+        // By letter, sure or not.
+        assert_eq!(
+            by_letter(Score::Letter, true).await,
+            "The answer is (C) Sun"
+        );
+        assert_eq!(
+            by_letter(Score::Letter, false).await,
+            "The answer is (C) Sun"
+        );
+        // `auto`: the letter when it holds most of the letters' probability (here 0.99),
+        // else the texts (0.38 < 0.5: per character, "Mars red").
+        assert_eq!(by_letter(Score::Auto, true).await, "The answer is (C) Sun");
+        assert_eq!(
+            by_letter(Score::Auto, false).await,
+            "The answer is (B) Mars red"
+        );
+        // The texts alone, as before.
+        assert_eq!(
+            by_letter(Score::Text, true).await,
+            "The answer is (B) Mars red"
+        );
+    }
+
+    #[test]
+    fn the_letter_confidence_is_a_share() {
+        let scored = |lps: &[f64]| -> Vec<Scored> {
+            lps.iter()
+                .map(|lp| Scored {
+                    letter: 'A',
+                    text: String::new(),
+                    logprob: *lp,
+                    tokens: 1,
+                    unconditional: None,
+                })
+                .collect()
+        };
+        let half = 0.5f64.ln();
+        assert!((confidence(&scored(&[half, half])) - 0.5).abs() < 1e-12);
+        assert!((confidence(&scored(&[0.0, f64::NEG_INFINITY])) - 1.0).abs() < 1e-12);
+        assert_eq!(confidence(&scored(&[f64::NEG_INFINITY; 2])), 0.0);
+        let params = |v: f64| Params {
+            letter_confidence: v,
+            ..Params::default()
+        };
+        assert!(ChoiceLikelihood::from_params(params(1.5)).is_err());
+        assert!(ChoiceLikelihood::from_params(params(f64::NAN)).is_err());
+        assert!(ChoiceLikelihood::from_params(params(0.7)).is_ok());
     }
 
     #[test]
