@@ -67,6 +67,32 @@ async fn choice_likelihood_ranks_the_options_by_the_model() {
     assert!(out.usage.prompt_tokens > 5, "{:?}", out.usage);
 }
 
+/// By letter: the question with its options in the chat template, each letter scored as
+/// the reply `The answer is (X)`; the real model puts the capital's letter first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choice_likelihood_by_letter_scores_the_letters_after_the_options() {
+    let backend: Arc<dyn Backend> = common::native();
+    let spec = spec::parse("choice_likelihood(score=letter)").unwrap();
+    let approach = strategies::build_spec(&spec).unwrap();
+    let out = strategy::run(
+        approach.as_ref(),
+        backend,
+        &StrategyRequest::user(CAPITAL),
+        Budget::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out.answer, "The answer is (B) Paris",
+        "{:?}",
+        out.candidates
+    );
+    assert_eq!(out.usage.calls, 1);
+    // The options' letters were asked, with the options and the instruction, in a
+    // sequence of their own: its prompt counts beside the stem's.
+    assert!(out.usage.prompt_tokens > 30, "{:?}", out.usage);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_strategy_runs_natively_with_consistent_accounting() {
     let backend: Arc<dyn Backend> = common::native();
