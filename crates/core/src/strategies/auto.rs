@@ -3,12 +3,13 @@
 //!
 //! - A multiple-choice question (lettered options `(A) ...`, `(B) ...` after the stem,
 //!   as [`split_choices`] reads them) on a backend with token-level access: the options
-//!   are ranked by likelihood (`multiple_choice`). Measured on ARC-Easy with
-//!   SmolLM2-135M, likelihood is the only approach that beats greedy decoding; every
-//!   generating approach scored at or below it. A model that picks an option well in
-//!   its own words loses by it (ARC-Challenge with Qwen2.5-Coder-1.5B: greedy 57.5%,
-//!   likelihood 38.0%); the rule does not look at the model, so set
-//!   `auto(multiple_choice="none")` for such a model. Without token access: `other`.
+//!   are ranked by likelihood (`multiple_choice`, [`MULTIPLE_CHOICE`]): their letters
+//!   after the question with its options when the model is sure of one, else their
+//!   texts. Measured on ARC-Easy with SmolLM2-135M, likelihood is the only approach that
+//!   beats greedy decoding; every generating approach scored at or below it. A model
+//!   that reads the options well loses by the texts (ARC-Challenge with
+//!   Qwen2.5-Coder-1.5B: greedy 57.5%, the texts 38.0%) and not by its sure letters
+//!   (55.5%). Without token access: `other`.
 //! - A math question written in LaTeX (it asks for the answer in `\boxed{}`, or uses a
 //!   LaTeX command such as `\frac`), as MATH-style problems are: `math`, a vote that
 //!   compares whole LaTeX answers (a point, an interval, `\frac{\pi}{2}`).
@@ -57,6 +58,13 @@ pub const MATH: &str = "majority_voting(weight=lowest_group,batch=2,stop_at=0.75
 /// 4 and this vote 7 (docs/results.md).
 pub const WORD_ANSWER: &str = MATH;
 
+/// The route for multiple-choice questions: the options' letters when the model is sure
+/// of one (a model that reads the options picks by letter: ARC-Challenge with
+/// Qwen2.5-Coder-1.5B 55.5% against 38.0% by the texts), else the texts' summed
+/// likelihood after the plain question (ARC-Easy with SmolLM2-135M 51.5%, as 52.0% by
+/// the texts alone: it is seldom sure of a letter). docs/results.md, "Letters or texts".
+pub const MULTIPLE_CHOICE: &str = "choice_likelihood(format=plain,normalize=none,score=auto)";
+
 /// The parameters of `auto`; a field a spec leaves out takes its default here
 /// (`optillm approaches` lists them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,7 +85,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Self {
-            multiple_choice: "choice_likelihood(format=plain,normalize=none)".into(),
+            multiple_choice: MULTIPLE_CHOICE.into(),
             math: MATH.into(),
             numeric: NUMERIC.into(),
             word_answer: WORD_ANSWER.into(),
