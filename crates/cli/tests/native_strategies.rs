@@ -44,10 +44,10 @@ fn small(slug: &str) -> String {
 const CAPITAL: &str = "What is the capital of France?\n\n(A) Banana\n(B) Paris\n(C) Seven\n\n\
                        Answer with the letter.";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn choice_likelihood_ranks_the_options_by_the_model() {
+/// `spec`'s answer to [`CAPITAL`] on the real model, checked to be Paris.
+async fn capital(spec: &str) -> strategy::Outcome {
     let backend: Arc<dyn Backend> = common::native();
-    let approach = strategies::build_spec(&spec::parse("choice_likelihood").unwrap()).unwrap();
+    let approach = strategies::build_spec(&spec::parse(spec).unwrap()).unwrap();
     let out = strategy::run(
         approach.as_ref(),
         backend,
@@ -61,6 +61,12 @@ async fn choice_likelihood_ranks_the_options_by_the_model() {
         "{:?}",
         out.candidates
     );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choice_likelihood_ranks_the_options_by_the_model() {
+    let out = capital("choice_likelihood").await;
     assert_eq!(out.candidates.len(), 3);
     // One token job: the stem's prompt, then the options' tokens after their first.
     assert_eq!(out.usage.calls, 1);
@@ -71,22 +77,7 @@ async fn choice_likelihood_ranks_the_options_by_the_model() {
 /// the reply `The answer is (X)`; the real model puts the capital's letter first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn choice_likelihood_by_letter_scores_the_letters_after_the_options() {
-    let backend: Arc<dyn Backend> = common::native();
-    let spec = spec::parse("choice_likelihood(score=letter)").unwrap();
-    let approach = strategies::build_spec(&spec).unwrap();
-    let out = strategy::run(
-        approach.as_ref(),
-        backend,
-        &StrategyRequest::user(CAPITAL),
-        Budget::default(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        out.answer, "The answer is (B) Paris",
-        "{:?}",
-        out.candidates
-    );
+    let out = capital("choice_likelihood(score=letter)").await;
     assert_eq!(out.usage.calls, 1);
     // The options' letters were asked, with the options and the instruction, in a
     // sequence of their own: its prompt counts beside the stem's.
