@@ -77,9 +77,9 @@ pub struct LlamaConfig {
     /// jobs (which run beside the generation requests) have a queue of this size too.
     pub queue: usize,
     /// After this long with no work, the worker frees the KV cache requests grew: the
-    /// per-stream context of n > 1 samples (with its kept prompts) and the main
-    /// context's cells beyond `n_ctx_start` (its kept prompts stay: they are saved beside
-    /// the cache). The next request that needs them makes them again. `None`: keep them
+    /// per-stream context of n > 1 samples (with its kept prompts), the token lane's
+    /// context of token-level jobs (with its kept prompts) and the main context's cells
+    /// beyond `n_ctx_start` (its kept prompts stay: they are saved beside the cache). The next request that needs them makes them again. `None`: keep them
     /// (llama.cpp's server keeps its whole cache). Default [`RELEASE_AFTER`].
     pub release_after: Option<Duration>,
 }
