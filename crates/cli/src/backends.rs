@@ -82,7 +82,8 @@ pub struct BackendArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
     pub prefix_cache: Option<u32>,
     /// Seconds the native backend waits idle before it frees the KV cache that requests
-    /// grew (a long prompt, n > 1 samples), back to what it allocated at load; `never`
+    /// grew (a long prompt, n > 1 samples, token-level jobs), back to what it allocated
+    /// at load; `never`
     /// keeps it (default 60).
     #[arg(long, value_name = "SECS|never", value_parser = parse_release_after)]
     pub release_after: Option<ReleaseAfter>,
