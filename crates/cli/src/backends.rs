@@ -83,8 +83,7 @@ pub struct BackendArgs {
     pub prefix_cache: Option<u32>,
     /// Seconds the native backend waits idle before it frees the KV cache that requests
     /// grew (a long prompt, n > 1 samples, token-level jobs), back to what it allocated
-    /// at load; `never`
-    /// keeps it (default 60).
+    /// at load; `never` keeps it (default 60).
     #[arg(long, value_name = "SECS|never", value_parser = parse_release_after)]
     pub release_after: Option<ReleaseAfter>,
     /// Remote backends: seconds to wait for the next chunk once an answer has begun,
