@@ -328,9 +328,10 @@ fn mentions_auto(spec: &Spec) -> bool {
 impl Approach for Auto {
     const SLUG: &'static str = SLUG;
     const DESCRIPTION: &'static str = "Picks per question: multiple choice -> likelihood of the letters \
-         when the model is sure of one, else of the texts (with token access), LaTeX math -> an adaptive vote on whole answers, a number in the question -> a program and \
-         chains of thought voting (mixed_vote), or the adaptive vote where it asks for a word, a \
-         time or yes / no; else none";
+         when the model is sure of one, else of the texts (with token access), LaTeX math -> an \
+         adaptive vote on whole answers, a number in the question -> a program and chains of \
+         thought voting (mixed_vote), or the adaptive vote where it asks for a word, a time or \
+         yes / no; else none";
     type Params = Params;
 
     fn from_params(params: Params) -> Result<Self, SpecError> {
