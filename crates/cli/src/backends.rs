@@ -86,6 +86,11 @@ pub struct BackendArgs {
     /// at load; `never` keeps it (default 60).
     #[arg(long, value_name = "SECS|never", value_parser = parse_release_after)]
     pub release_after: Option<ReleaseAfter>,
+    /// Token-level jobs (`calculator`, `choice_likelihood`, ...) the native backend runs
+    /// at once, each in a KV cache of its own, their steps taking turns; more wait
+    /// (default 2).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub token_jobs: Option<u32>,
     /// Remote backends: seconds to wait for the next chunk once an answer has begun,
     /// before the request fails as stalled and is cancelled (default 60).
     #[arg(long, value_name = "SECS", value_parser = parse_idle_timeout)]
@@ -195,6 +200,10 @@ impl BackendArgs {
         if let Some(r) = self.release_after {
             out.push("--release-after".to_string());
             out.push(r.to_string());
+        }
+        if let Some(n) = self.token_jobs {
+            out.push("--token-jobs".to_string());
+            out.push(n.to_string());
         }
         if let Some(d) = self.idle_timeout {
             out.push("--idle-timeout".to_string());
@@ -358,6 +367,9 @@ async fn open_native(args: &BackendArgs, model: &str) -> anyhow::Result<Arc<dyn 
             ReleaseAfter::After(d) => Some(d),
             ReleaseAfter::Never => None,
         });
+    }
+    if let Some(n) = args.token_jobs {
+        options = options.token_jobs(n);
     }
     if let Some(t) = &args.kv_type {
         options = options.kv_type(t.parse().map_err(anyhow::Error::msg)?);
@@ -760,5 +772,16 @@ mod tests {
             let i = child.iter().position(|a| a == "--release-after").unwrap();
             assert_eq!(child[i + 1], argv[1]);
         }
+    }
+
+    #[test]
+    fn token_jobs_are_bounded_and_reach_a_child() {
+        assert!(parse(&["--token-jobs", "0"]).is_err());
+        assert!(parse(&["--token-jobs", "17"]).is_err());
+        let args = parse(&["--token-jobs", "3"]).unwrap();
+        assert_eq!(args.token_jobs, Some(3));
+        let child = args.child_args();
+        let i = child.iter().position(|a| a == "--token-jobs").unwrap();
+        assert_eq!(child[i + 1], "3");
     }
 }

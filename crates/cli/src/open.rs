@@ -114,6 +114,13 @@ impl OpenOptions {
         self.llama.release_after = after;
         self
     }
+    /// Token-level jobs run at once, each in a context of its own (default
+    /// [`optillm_llama::TOKEN_JOBS`]).
+    #[cfg(feature = "llama")]
+    pub fn token_jobs(mut self, jobs: u32) -> Self {
+        self.llama.token_jobs = jobs;
+        self
+    }
     /// KV cache type (default f16; q8_0 halves the cache's memory).
     #[cfg(feature = "llama")]
     pub fn kv_type(mut self, kv_type: optillm_llama::KvType) -> Self {

@@ -82,11 +82,21 @@ pub struct LlamaConfig {
     /// beyond `n_ctx_start` (its kept prompts stay: they are saved beside the cache). The next request that needs them makes them again. `None`: keep them
     /// (llama.cpp's server keeps its whole cache). Default [`RELEASE_AFTER`].
     pub release_after: Option<Duration>,
+    /// Token-level jobs (`calculator`, `choice_likelihood`, ...) that run at once, each
+    /// in a context of its own made when needed (freed with the other grown caches when
+    /// idle); their steps take turns on the worker thread. More wait in their queue.
+    /// Default [`TOKEN_JOBS`], at most [`TOKEN_JOBS_MAX`].
+    pub token_jobs: u32,
 }
 
 /// How long an idle worker keeps the KV cache requests grew by default
 /// ([`LlamaConfig::release_after`]).
 pub const RELEASE_AFTER: Duration = Duration::from_secs(60);
+
+/// Token-level jobs that run at once by default ([`LlamaConfig::token_jobs`]).
+pub const TOKEN_JOBS: u32 = 2;
+/// Most token-level jobs at once ([`LlamaConfig::token_jobs`]): each holds a context.
+pub const TOKEN_JOBS_MAX: u32 = 16;
 
 /// Most prompts kept for prefix reuse ([`LlamaConfig::prefix_cache`]).
 pub const PREFIX_CACHE_MAX: u32 = 64;
@@ -240,6 +250,13 @@ impl LlamaConfig {
                 ));
             }
         }
+        if !(1..=TOKEN_JOBS_MAX).contains(&self.token_jobs) {
+            return Err(ConfigError::new(
+                "token_jobs",
+                self.token_jobs,
+                format!("1..={TOKEN_JOBS_MAX}"),
+            ));
+        }
         if self.queue > QUEUE_MAX {
             return Err(ConfigError::new(
                 "queue",
@@ -285,6 +302,7 @@ impl Default for LlamaConfig {
             n_gpu_layers: 0,
             queue: 64,
             release_after: Some(RELEASE_AFTER),
+            token_jobs: TOKEN_JOBS,
         }
     }
 }
@@ -323,8 +341,9 @@ pub struct Stats {
     pub tokens_generated: AtomicU64,
     /// Token-level jobs run.
     pub token_jobs: AtomicU64,
-    /// Cells of the token lane's context now (0: there is none; it is made for the first
-    /// token job and dropped with the other grown caches when idle).
+    /// Cells of the token lane's contexts now, together (0: there is none; one is made
+    /// for each token job running beside others, and they are dropped with the other
+    /// grown caches when idle).
     pub token_cells: AtomicU64,
     /// Rounds of n > 1 samples decoded in the per-stream context (one KV stream per
     /// sample) rather than the shared cache.
@@ -841,6 +860,13 @@ mod tests {
         }
         assert!(with(|c| c.n_seq_max = 0).validate().is_err());
         assert!(with(|c| c.n_seq_max = 257).validate().is_err());
+        assert!(with(|c| c.token_jobs = 0).validate().is_err());
+        assert!(
+            with(|c| c.token_jobs = TOKEN_JOBS_MAX + 1)
+                .validate()
+                .is_err()
+        );
+        assert!(with(|c| c.token_jobs = TOKEN_JOBS_MAX).validate().is_ok());
         assert!(with(|c| c.queue = usize::MAX).validate().is_err());
     }
 

@@ -819,6 +819,70 @@ async fn a_token_job_does_not_hold_up_generation_requests() {
     assert_eq!(b.stats().token_cells.load(Ordering::Relaxed), 0);
 }
 
+/// Two token jobs run at once, each in a context of its own: a job held until the
+/// other has finished does not keep it waiting, and each reads its own prompt's logits.
+#[tokio::test]
+async fn two_token_jobs_run_at_once_each_in_a_context_of_its_own() {
+    let b = Arc::new(own_backend());
+    // The job: one greedy step after the prompt, the logits after it; `held` waits first
+    // for a signal (two minutes at most: if jobs ran one after the other it would never
+    // come, and the test fails instead of hanging).
+    let step = |b: &Arc<LlamaBackend>,
+                prompt: &'static str,
+                held: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::sync::mpsc::Receiver<()>,
+    )>| {
+        let b = b.clone();
+        tokio::spawn(async move {
+            run_token_job(b.as_ref(), ChatRequest::user(prompt), move |s| {
+                if let Some((started, go)) = held {
+                    let _ = started.send(());
+                    let wait = std::time::Duration::from_secs(120);
+                    go.recv_timeout(wait)
+                        .map_err(|_| BackendError::Timeout(wait))?;
+                }
+                let first = s.logits(0)?;
+                let best = (0..first.len())
+                    .max_by(|&i, &j| first[i].total_cmp(&first[j]))
+                    .unwrap_or(0);
+                s.append(0, &[best as i32])?;
+                s.logits(0)
+            })
+            .await
+        })
+    };
+    let alone_first = step(&b, "What is 2+2?", None).await.unwrap().unwrap();
+    let alone_second = step(&b, "Name a colour.", None).await.unwrap().unwrap();
+
+    let (go, held) = std::sync::mpsc::channel();
+    let (started, first_started) = tokio::sync::oneshot::channel();
+    let first = step(&b, "What is 2+2?", Some((started, held)));
+    first_started.await.expect("the first job starts");
+    let second = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        step(&b, "Name a colour.", None),
+    )
+    .await
+    .expect("a second token job runs while the first is held")
+    .unwrap()
+    .unwrap();
+    // Both contexts are there while the first job is held.
+    let cells = b.stats().token_cells.load(Ordering::Relaxed);
+    assert!(
+        cells >= 2 * u64::from(optillm_llama::N_CTX_START),
+        "{cells} cells"
+    );
+    go.send(()).unwrap();
+    let first = first.await.unwrap().unwrap();
+    let close = |x: &[f32], y: &[f32]| {
+        x.len() == y.len() && x.iter().zip(y).all(|(a, b)| (a - b).abs() < 1e-2)
+    };
+    assert!(close(&first, &alone_first));
+    assert!(close(&second, &alone_second));
+    assert!(!close(&first, &second));
+}
+
 /// A job that panics (a bug in a strategy) is that job's error, not the backend's end.
 #[tokio::test]
 async fn a_token_job_that_panics_is_an_error_and_the_backend_goes_on() {

@@ -3,9 +3,11 @@
 //! A job's closure runs on a thread of its own with a [`Session`]; what it asks of the
 //! model alone (tokens, their text, end-of-generation tokens) it gets there, and each
 //! operation on the KV cache (evaluate tokens, copy or clear a sequence) it sends to the
-//! worker thread, which runs it in the lane's own context between two steps of the
-//! rounds. So a long job does not hold up generation requests, a generation round does
-//! not hold up a job, and they share the CPU step by step.
+//! worker thread, which runs it in the job's context between two steps of the rounds.
+//! So a long job does not hold up generation requests, a generation round does not hold
+//! up a job, and they share the CPU step by step. Up to `token_jobs` jobs run at once,
+//! each in a context of its own, their operations taking turns: a short job
+//! (`choice_likelihood`) does not wait for a long one (`calculator`) to end.
 //!
 //! Every decode stays on the worker thread: llama.cpp's OpenMP threads belong to the
 //! thread that decodes, and a second decoding thread makes a second team of them that
@@ -27,24 +29,52 @@ use crate::{LlamaError, TokenWork};
 /// An operation of the running job's session, run by the worker on the lane's engine.
 pub(crate) type LaneOp = Box<dyn for<'e, 'm> FnOnce(&'e mut Engine<'m>) + Send>;
 
-/// What the running job's thread sends to the worker.
+/// What a running job's thread sends to the worker.
 pub(crate) enum LaneMsg {
     Op(LaneOp),
     /// The job returned: its session and sequences are gone.
     End,
 }
 
-/// The worker's side of the lane: the jobs' queue, the running job's operations, and
-/// the context they run in (made for the first job, dropped when the worker is idle).
+/// One job at a time: its context (made for its first job, kept for the next until the
+/// worker is idle) and the running job's operations.
+struct Slot<'m> {
+    engine: Option<Engine<'m>>,
+    ops: Receiver<LaneMsg>,
+    ops_sender: Sender<LaneMsg>,
+    running: bool,
+}
+
+/// The worker's side of the lane: the jobs' queue, and [`LlamaConfig::token_jobs`]
+/// slots, each running one job at a time in a context of its own (jobs in one context
+/// would share its cells, and a context that grows is made anew). The running jobs'
+/// operations take turns.
+///
+/// [`LlamaConfig::token_jobs`]: crate::LlamaConfig::token_jobs
 pub(crate) struct TokenLane<'p, 'm> {
     parts: Parts<'p, 'm>,
     /// The model for the jobs' threads.
     model: Arc<LlamaModel>,
     pub(super) starts: Receiver<TokenWork>,
-    pub(super) ops: Receiver<LaneMsg>,
-    ops_sender: Sender<LaneMsg>,
-    engine: Option<Engine<'m>>,
-    running: bool,
+    slots: Vec<Slot<'m>>,
+}
+
+/// What the idle worker listens to of the lane ([`TokenLane::receivers`]).
+pub(super) struct Listening {
+    /// Each running job's slot and operations.
+    pub(super) running: Vec<(usize, Receiver<LaneMsg>)>,
+    /// New jobs, when a slot is free.
+    pub(super) starts: Option<Receiver<TokenWork>>,
+}
+
+/// What the idle worker heard from the lane ([`TokenLane::receivers`]).
+pub(super) enum Heard {
+    /// An operation or the end of the job in this slot.
+    Op(usize, LaneMsg),
+    /// A new job.
+    Start(TokenWork),
+    /// The backend is gone.
+    Closed,
 }
 
 impl<'p, 'm> TokenLane<'p, 'm> {
@@ -53,91 +83,140 @@ impl<'p, 'm> TokenLane<'p, 'm> {
         model: Arc<LlamaModel>,
         starts: Receiver<TokenWork>,
     ) -> Self {
-        let (ops_sender, ops) = crossbeam_channel::unbounded();
+        let slots = (0..parts.config.token_jobs.max(1))
+            .map(|_| {
+                let (ops_sender, ops) = crossbeam_channel::unbounded();
+                Slot {
+                    engine: None,
+                    ops,
+                    ops_sender,
+                    running: false,
+                }
+            })
+            .collect();
         Self {
             parts,
             model,
             starts,
-            ops,
-            ops_sender,
-            engine: None,
-            running: false,
+            slots,
         }
     }
 
-    /// Whether a job is running (its operations are what to wait for; else new jobs).
-    pub(super) fn running(&self) -> bool {
-        self.running
+    /// The first slot free for a new job: one whose context is made, else any.
+    fn free_slot(&self) -> Option<usize> {
+        let free = |s: &&Slot| !s.running;
+        let made = self
+            .slots
+            .iter()
+            .position(|s| free(&s) && s.engine.is_some());
+        made.or_else(|| self.slots.iter().position(|s| free(&s)))
     }
 
-    /// Whether the lane holds a context an idle worker can free.
+    /// What the idle worker waits for from the lane: each running job's operations
+    /// (with its slot), and new jobs when a slot is free.
+    pub(super) fn receivers(&self) -> Listening {
+        let running = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.running)
+            .map(|(i, s)| (i, s.ops.clone()))
+            .collect();
+        let starts = self.free_slot().map(|_| self.starts.clone());
+        Listening { running, starts }
+    }
+
+    /// Handles what the idle worker heard.
+    pub(super) fn heard(&mut self, heard: Heard) {
+        match heard {
+            Heard::Op(slot, msg) => self.handle(slot, msg),
+            Heard::Start(work) => self.start(work),
+            Heard::Closed => {}
+        }
+    }
+
+    /// Whether a slot holds a context an idle worker can free.
     pub(super) fn holds_context(&self) -> bool {
-        self.engine.is_some() && !self.running
+        self.slots.iter().any(|s| s.engine.is_some() && !s.running)
     }
 
-    /// Serves what is there without waiting: the running job's pending operation, or
-    /// the next job when none runs. A job waits for each operation's answer, so this
-    /// serves at most one of its operations per call: called between two steps of a
-    /// round, the two alternate.
+    /// Serves what is there without waiting: one pending operation of each running job,
+    /// then new jobs while slots are free. A job waits for each operation's answer, so
+    /// called between two steps of a round, the round and the jobs take turns.
     pub(super) fn serve(&mut self) {
-        loop {
-            if self.running {
-                match self.ops.try_recv() {
-                    Ok(msg) => self.handle(msg),
-                    Err(_) => return,
-                }
-                // The job has the answer; its next operation is not there yet.
-                if self.running {
-                    return;
-                }
-            } else {
-                match self.starts.try_recv() {
-                    Ok(work) => self.start(work),
-                    Err(_) => return,
-                }
+        for slot in 0..self.slots.len() {
+            if !self.slots[slot].running {
+                continue;
+            }
+            if let Ok(msg) = self.slots[slot].ops.try_recv() {
+                self.handle(slot, msg);
+            }
+        }
+        while self.free_slot().is_some() {
+            match self.starts.try_recv() {
+                Ok(work) => self.start(work),
+                Err(_) => return,
             }
         }
     }
 
-    /// Handles one message of the running job.
-    pub(super) fn handle(&mut self, msg: LaneMsg) {
+    /// Handles one message of the job running in `slot`.
+    fn handle(&mut self, slot: usize, msg: LaneMsg) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
         match msg {
-            LaneMsg::Op(op) => match self.engine.as_mut() {
+            LaneMsg::Op(op) => match s.engine.as_mut() {
                 Some(engine) => op(engine),
-                // Not reached: a job runs only with the lane's engine made. Dropping the
+                // Not reached: a job runs only with its slot's engine made. Dropping the
                 // operation drops its reply sender, and the job reads `Closed`.
                 None => drop(op),
             },
-            LaneMsg::End => self.running = false,
+            LaneMsg::End => s.running = false,
         }
+        self.count_cells();
     }
 
-    /// Starts a job: its prompt evaluated in the lane's context, then its closure on a
-    /// thread of its own. A job that cannot start gets its error at once.
-    pub(super) fn start(&mut self, work: TokenWork) {
+    /// Starts a job in a free slot: its prompt evaluated in the slot's context, then
+    /// its closure on a thread of its own. A job that cannot start gets its error at
+    /// once. (Called only with a slot free.)
+    fn start(&mut self, work: TokenWork) {
         let TokenWork {
             request,
             job,
             reply,
         } = work;
-        let engine = match self.engine.as_mut() {
+        // What running jobs sent before this job came is handled first: a job that has
+        // ended (its caller may already have sent the next) frees its slot, and its
+        // context's kept prompt is where the next job may start from.
+        self.settle();
+        let Some(slot) = self.free_slot() else {
+            let _ = reply.send(Err(BackendError::Busy("no token-job slot is free".into())));
+            return;
+        };
+        let parts = self.parts;
+        let s = &mut self.slots[slot];
+        let engine = match s.engine.as_mut() {
             Some(engine) => engine,
-            None => match Engine::new(self.parts, Lane::Tokens) {
-                Ok(made) => self.engine.insert(made),
+            None => match Engine::new(parts, Lane::Tokens) {
+                Ok(made) => s.engine.insert(made),
                 Err(e) => {
                     let _ = reply.send(Err(BackendError::from(e)));
                     return;
                 }
             },
         };
-        let begun = match engine.begin_tokens(&request) {
+        let begun = engine.begin_tokens(&request);
+        self.count_cells();
+        let begun = match begun {
             Ok(begun) => begun,
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return;
             }
         };
-        let mut session = Session::new(Arc::clone(&self.model), self.ops_sender.clone(), begun);
+        let s = &mut self.slots[slot];
+        let mut session = Session::new(Arc::clone(&self.model), s.ops_sender.clone(), begun);
         let spawned = std::thread::Builder::new()
             .name("optillm-token-job".into())
             .spawn(move || {
@@ -152,7 +231,7 @@ impl<'p, 'm> TokenLane<'p, 'm> {
             });
         match spawned {
             Ok(_) => {
-                self.running = true;
+                s.running = true;
                 self.parts.stats.token_jobs.fetch_add(1, Ordering::Relaxed);
             }
             // The closure (with the reply) is gone: the caller reads `Closed`.
@@ -160,12 +239,39 @@ impl<'p, 'm> TokenLane<'p, 'm> {
         }
     }
 
-    /// Frees the lane's context (the worker is idle and no job runs).
-    pub(super) fn release(&mut self) {
-        if self.holds_context() {
-            self.engine = None;
-            self.parts.stats.token_cells.store(0, Ordering::Relaxed);
-            tracing::debug!("idle: the token lane's context freed");
+    /// Handles every message the running jobs have sent so far.
+    fn settle(&mut self) {
+        for slot in 0..self.slots.len() {
+            while self.slots[slot].running {
+                match self.slots[slot].ops.try_recv() {
+                    Ok(msg) => self.handle(slot, msg),
+                    Err(_) => break,
+                }
+            }
         }
+    }
+
+    /// Frees the contexts of the slots with no job (the worker is idle).
+    pub(super) fn release(&mut self) {
+        let mut freed = false;
+        for s in self.slots.iter_mut().filter(|s| !s.running) {
+            freed |= s.engine.take().is_some();
+        }
+        if freed {
+            self.count_cells();
+            tracing::debug!("idle: the token lane's contexts freed");
+        }
+    }
+
+    /// Sets the gauge of the lane's cells: all slots' contexts together (an engine
+    /// sets it to its own size when made or grown).
+    fn count_cells(&self) {
+        let cells: u64 = self
+            .slots
+            .iter()
+            .filter_map(|s| s.engine.as_ref())
+            .map(|e| u64::from(e.ctx.n_ctx()))
+            .sum();
+        self.parts.stats.token_cells.store(cells, Ordering::Relaxed);
     }
 }

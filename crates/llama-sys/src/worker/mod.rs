@@ -35,7 +35,7 @@ use optillm_core::{BackendError, ChatRequest};
 
 use crate::session::Begun;
 use crate::{Job, LlamaConfig, LlamaError, Loaded, Stats, TokenWork, llama};
-use lane::TokenLane;
+use lane::{Heard, TokenLane};
 use outbox::{Delivery, Outbox, thread_waker};
 use prefix::PrefixCache;
 use round::{Streams, eval_prompts};
@@ -60,7 +60,7 @@ pub(crate) struct Queues {
 pub(crate) enum Lane {
     /// Generation requests, batched in rounds.
     Rounds,
-    /// Token-level jobs, one at a time.
+    /// Token-level jobs, each in a context of its own.
     Tokens,
 }
 
@@ -204,16 +204,16 @@ fn serve(engine: &mut Engine, lane: &mut TokenLane, queue: &Receiver<Job>) {
 }
 
 /// Waits (at most `wait`; `None`: as long as it takes) for a generation job, or for
-/// the token lane's next message: its running job's operation, else a new job. A
-/// lane message is handled here.
+/// the token lane's next message: a running job's operation, or a new job when a slot
+/// is free. A lane message is handled here.
 fn wait_for_work(queue: &Receiver<Job>, lane: &mut TokenLane, wait: Option<Duration>) -> Wake {
+    let lane::Listening { running, starts } = lane.receivers();
     let mut select = Select::new();
     let jobs = select.recv(queue);
-    let from_lane = if lane.running() {
-        select.recv(&lane.ops)
-    } else {
-        select.recv(&lane.starts)
-    };
+    let ops: Vec<usize> = running.iter().map(|(_, r)| select.recv(r)).collect();
+    if let Some(r) = &starts {
+        select.recv(r);
+    }
     let ready = match wait {
         Some(wait) => match select.select_timeout(wait) {
             Ok(ready) => ready,
@@ -221,26 +221,28 @@ fn wait_for_work(queue: &Receiver<Job>, lane: &mut TokenLane, wait: Option<Durat
         },
         None => select.select(),
     };
-    match ready.index() {
-        i if i == jobs => match ready.recv(queue) {
+    let index = ready.index();
+    let heard = if index == jobs {
+        return match ready.recv(queue) {
             Ok(job) => Wake::Job(job),
             Err(_) => Wake::Closed,
-        },
-        i if i == from_lane && lane.running() => {
-            if let Ok(msg) = ready.recv(&lane.ops) {
-                lane.handle(msg);
-            }
-            Wake::Lane
+        };
+    } else if let Some(k) = ops.iter().position(|&i| i == index) {
+        let (slot, receiver) = &running[k];
+        match ready.recv(receiver) {
+            Ok(msg) => Heard::Op(*slot, msg),
+            // Not reached: the slot holds a sender of its own.
+            Err(_) => Heard::Closed,
         }
-        _ => {
-            match ready.recv(&lane.starts) {
-                Ok(work) => lane.start(work),
-                // The backend is gone (it holds the only sender of new token jobs).
-                Err(_) => return Wake::Closed,
-            }
-            Wake::Lane
+    } else {
+        match starts.as_ref().map(|r| ready.recv(r)) {
+            Some(Ok(work)) => Heard::Start(work),
+            // The backend is gone (it holds the only sender of new token jobs).
+            _ => return Wake::Closed,
         }
-    }
+    };
+    lane.heard(heard);
+    Wake::Lane
 }
 
 /// What making an engine takes (the generation rounds' and the token lane's).
