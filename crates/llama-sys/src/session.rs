@@ -1,9 +1,10 @@
-//! [`TokenSession`] of a token job, on the job's own thread: the prompt in sequence 0,
-//! branches forked from it by KV-cache copy, one-token steps of several branches in
-//! one batch. What needs only the model is answered here; what touches the KV cache
+//! [`TokenSession`] of a token job, on the job's own thread: the prompt in sequence 0
+//! (evaluated when the job first uses it), branches forked from it by KV-cache copy,
+//! one-token steps of several branches in one batch. What needs only the model is answered here; what touches the KV cache
 //! is sent to the worker, which runs it in the token lane's context
 //! ([`crate::worker::lane`]).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,11 +19,10 @@ use crate::LlamaError;
 use crate::worker::Engine;
 use crate::worker::lane::LaneMsg;
 
-/// A job's prompt as the lane evaluated it, with the lane's settings.
+/// A job's prompt as the lane tokenized it, with the lane's settings.
 pub(crate) struct Begun {
-    pub(crate) prompt_tokens: u32,
-    /// Logits after the prompt's last token.
-    pub(crate) logits: Vec<f32>,
+    /// The request's prompt, for sequence 0.
+    pub(crate) prompt: Vec<Token>,
     /// Most cells of the lane's context.
     pub(crate) limit: u32,
     pub(crate) n_seq_max: u32,
@@ -46,8 +46,23 @@ pub(crate) struct Session {
     n_seq_max: u32,
     n_batch: u32,
     has_template: bool,
+    /// What the job's steps change; in a cell because reading sequence 0's logits may
+    /// first evaluate its prompt.
+    state: RefCell<State>,
+}
+
+struct State {
     seqs: HashMap<SeqId, SeqState>,
     usage: Usage,
+    /// Sequence 0's prompt while not evaluated yet (the job has not used it).
+    first: Option<Vec<Token>>,
+    /// Nothing evaluated in the job's context yet: sequence 0's prompt may start from a
+    /// kept prompt's cells (restored into the emptied context).
+    fresh: bool,
+}
+
+fn no_seq(seq: SeqId) -> BackendError {
+    BackendError::InvalidRequest(format!("no sequence {seq} in this session"))
 }
 
 /// Tokens to evaluate: (sequence, token, position, whether its logits are wanted).
@@ -60,8 +75,8 @@ impl Session {
         seqs.insert(
             0,
             SeqState {
-                pos: begun.prompt_tokens as i32,
-                logits: begun.logits,
+                pos: 0,
+                logits: Vec::new(),
             },
         );
         Self {
@@ -72,11 +87,12 @@ impl Session {
             n_seq_max: begun.n_seq_max,
             n_batch: begun.n_batch,
             has_template: begun.has_template,
-            seqs,
-            usage: Usage {
-                prompt_tokens: begun.prompt_tokens,
-                completion_tokens: 0,
-            },
+            state: RefCell::new(State {
+                seqs,
+                usage: Usage::default(),
+                first: Some(begun.prompt),
+                fresh: true,
+            }),
         }
     }
 
@@ -107,23 +123,57 @@ impl Session {
         self.worker.unpark();
     }
 
-    fn state(&self, seq: SeqId) -> Result<&SeqState, BackendError> {
-        self.seqs.get(&seq).ok_or_else(|| {
-            BackendError::InvalidRequest(format!("no sequence {seq} in this session"))
-        })
+    /// Evaluates sequence 0's prompt if `seq` is sequence 0 and the job has not used it
+    /// yet: from a kept prompt when nothing else is in the context, else as a new
+    /// sequence's tokens.
+    fn ready(&self, seq: SeqId) -> Result<(), BackendError> {
+        let (tokens, fresh) = {
+            let mut state = self.state.borrow_mut();
+            if seq != 0 || !state.seqs.contains_key(&0) {
+                return Ok(());
+            }
+            match state.first.take() {
+                Some(tokens) => (tokens, state.fresh),
+                None => return Ok(()),
+            }
+        };
+        let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        if fresh {
+            let prompt: Vec<LlamaToken> = tokens.iter().map(|t| LlamaToken(*t)).collect();
+            let logits = self.call(move |engine| engine.eval_first(&prompt))??;
+            let mut state = self.state.borrow_mut();
+            state.fresh = false;
+            state.seqs.insert(
+                0,
+                SeqState {
+                    pos: i32::try_from(n).unwrap_or(i32::MAX),
+                    logits,
+                },
+            );
+        } else {
+            let items: Vec<(SeqId, Token)> = tokens.iter().map(|t| (0, *t)).collect();
+            self.decode(&items)?;
+            // `decode` counted them as appended tokens: they are a prompt.
+            let mut state = self.state.borrow_mut();
+            state.usage.completion_tokens = state.usage.completion_tokens.saturating_sub(n);
+        }
+        let mut state = self.state.borrow_mut();
+        state.usage.prompt_tokens = state.usage.prompt_tokens.saturating_add(n);
+        Ok(())
     }
 
     /// The lowest sequence id not in use.
     fn free_seq(&self) -> Result<SeqId, BackendError> {
         let max = i32::try_from(self.n_seq_max).unwrap_or(i32::MAX);
+        let state = self.state.borrow();
         (0..max)
-            .find(|id| !self.seqs.contains_key(id))
+            .find(|id| !state.seqs.contains_key(id))
             .ok_or_else(|| BackendError::InvalidRequest(format!("at most {max} sequences at once")))
     }
 
     /// Decodes `items` (sequence, token) in batches of `n_batch`, logits kept for each
     /// sequence's last token.
-    fn decode(&mut self, items: &[(SeqId, Token)]) -> Result<(), BackendError> {
+    fn decode(&self, items: &[(SeqId, Token)]) -> Result<(), BackendError> {
         let chunk = self.n_batch.max(1) as usize;
         for part in items.chunks(chunk) {
             // Only the last token of each sequence needs its logits: computing them for
@@ -132,24 +182,29 @@ impl Session {
             for (i, (seq, _)) in part.iter().enumerate() {
                 last_of.insert(*seq, i);
             }
-            let mut batch: Items = Vec::with_capacity(part.len());
-            for (i, (seq, token)) in part.iter().enumerate() {
-                let state = self
-                    .seqs
-                    .get_mut(seq)
-                    .ok_or_else(|| BackendError::InvalidRequest(format!("no sequence {seq}")))?;
-                batch.push((*seq, *token, state.pos, last_of.get(seq) == Some(&i)));
-                state.pos += 1;
-            }
-            let prompt_tokens = self.usage.prompt_tokens;
+            let (batch, prompt_tokens) = {
+                let mut state = self.state.borrow_mut();
+                state.fresh = false;
+                let mut batch: Items = Vec::with_capacity(part.len());
+                for (i, (seq, token)) in part.iter().enumerate() {
+                    let s = state.seqs.get_mut(seq).ok_or_else(|| {
+                        BackendError::InvalidRequest(format!("no sequence {seq}"))
+                    })?;
+                    batch.push((*seq, *token, s.pos, last_of.get(seq) == Some(&i)));
+                    s.pos += 1;
+                }
+                (batch, state.usage.prompt_tokens)
+            };
             let logits = self.call(move |engine| engine.decode_items(&batch, prompt_tokens))??;
+            let mut state = self.state.borrow_mut();
             for (seq, logits) in logits {
-                if let Some(state) = self.seqs.get_mut(&seq) {
-                    state.logits = logits;
+                if let Some(s) = state.seqs.get_mut(&seq) {
+                    s.logits = logits;
                 }
             }
         }
-        self.usage.completion_tokens += items.len() as u32;
+        let mut state = self.state.borrow_mut();
+        state.usage.completion_tokens += items.len() as u32;
         Ok(())
     }
 }
@@ -210,8 +265,13 @@ impl TokenSession for Session {
     }
 
     fn remaining(&self, seq: SeqId) -> u32 {
-        let used = self.seqs.get(&seq).map_or(0, |s| s.pos.max(0) as u32);
-        self.limit.saturating_sub(used)
+        let state = self.state.borrow();
+        let pending = match (seq, &state.first) {
+            (0, Some(tokens)) => u32::try_from(tokens.len()).unwrap_or(u32::MAX),
+            _ => 0,
+        };
+        let used = state.seqs.get(&seq).map_or(0, |s| s.pos.max(0) as u32);
+        self.limit.saturating_sub(used.saturating_add(pending))
     }
 
     fn is_end(&self, token: Token) -> bool {
@@ -256,10 +316,17 @@ impl TokenSession for Session {
     }
 
     fn logits(&self, seq: SeqId) -> Result<Vec<f32>, BackendError> {
-        Ok(self.state(seq)?.logits.clone())
+        self.ready(seq)?;
+        self.state
+            .borrow()
+            .seqs
+            .get(&seq)
+            .map(|s| s.logits.clone())
+            .ok_or_else(|| no_seq(seq))
     }
 
     fn append(&mut self, seq: SeqId, tokens: &[Token]) -> Result<(), BackendError> {
+        self.ready(seq)?;
         let items: Vec<(SeqId, Token)> = tokens.iter().map(|t| (seq, *t)).collect();
         self.decode(&items)
     }
@@ -271,12 +338,17 @@ impl TokenSession for Session {
                 "append_batch takes one token per sequence".into(),
             ));
         }
+        if tokens.iter().any(|(s, _)| *s == 0) {
+            self.ready(0)?;
+        }
         self.decode(tokens)
     }
 
     fn fork(&mut self, seq: SeqId) -> Result<SeqId, BackendError> {
+        self.ready(seq)?;
         let (pos, logits) = {
-            let s = self.state(seq)?;
+            let state = self.state.borrow();
+            let s = state.seqs.get(&seq).ok_or_else(|| no_seq(seq))?;
             (s.pos, s.logits.clone())
         };
         let new = self.free_seq()?;
@@ -286,7 +358,9 @@ impl TokenSession for Session {
                 .copy_kv_cache_seq(seq, new, None, None)
                 .map_err(|e| BackendError::from(LlamaError::Decode(e.to_string())))
         })??;
-        self.seqs.insert(new, SeqState { pos, logits });
+        let mut state = self.state.borrow_mut();
+        state.fresh = false;
+        state.seqs.insert(new, SeqState { pos, logits });
         Ok(new)
     }
 
@@ -299,7 +373,7 @@ impl TokenSession for Session {
         let new = self.free_seq()?;
         // A released sequence's cells are already gone; make sure of it.
         self.send(move |engine| engine.clear_seq(new));
-        self.seqs.insert(
+        self.state.borrow_mut().seqs.insert(
             new,
             SeqState {
                 pos: 0,
@@ -313,8 +387,9 @@ impl TokenSession for Session {
         }
         // `decode` counted them as appended tokens: they are a prompt.
         let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
-        self.usage.completion_tokens = self.usage.completion_tokens.saturating_sub(n);
-        self.usage.prompt_tokens = self.usage.prompt_tokens.saturating_add(n);
+        let mut state = self.state.borrow_mut();
+        state.usage.completion_tokens = state.usage.completion_tokens.saturating_sub(n);
+        state.usage.prompt_tokens = state.usage.prompt_tokens.saturating_add(n);
         Ok(new)
     }
 
@@ -329,12 +404,19 @@ impl TokenSession for Session {
     }
 
     fn release(&mut self, seq: SeqId) {
-        if self.seqs.remove(&seq).is_some() {
-            self.send(move |engine| engine.clear_seq(seq));
+        let mut state = self.state.borrow_mut();
+        if state.seqs.remove(&seq).is_none() {
+            return;
         }
+        if seq == 0 && state.first.take().is_some() {
+            // Never evaluated: no cells to free.
+            return;
+        }
+        drop(state);
+        self.send(move |engine| engine.clear_seq(seq));
     }
 
     fn usage(&self) -> Usage {
-        self.usage
+        self.state.borrow().usage
     }
 }

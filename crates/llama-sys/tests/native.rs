@@ -819,6 +819,53 @@ async fn a_token_job_does_not_hold_up_generation_requests() {
     assert_eq!(b.stats().token_cells.load(Ordering::Relaxed), 0);
 }
 
+/// The request's prompt (sequence 0) is evaluated when the job first uses it: a job
+/// that starts prompts of its own does not pay for it, and one that reads sequence 0
+/// after them reads what it reads first.
+#[tokio::test]
+async fn a_token_job_evaluates_its_request_prompt_only_when_used() {
+    let b = own_backend();
+    let raw = "Question: What is the capital of France?\nAnswer:";
+    let evaluated = || b.stats().prompt_tokens_evaluated.load(Ordering::Relaxed);
+    let first = |s: &mut dyn optillm_core::TokenSession| -> Result<_, BackendError> {
+        Ok((s.logits(0)?, s.usage().prompt_tokens))
+    };
+    let (seq0, chat_tokens) = run_token_job(&b, ChatRequest::user("What is 2+2?"), first)
+        .await
+        .unwrap();
+    // Only a prompt of its own: the request's is not evaluated, nor counted.
+    let before = evaluated();
+    let (usage, raw_tokens, room) =
+        run_token_job(&b, ChatRequest::user("What is 2+2?"), move |s| {
+            let room = s.remaining(0);
+            let tokens = s.tokenize_prompt(raw)?;
+            let a = s.start(&tokens)?;
+            s.release(a);
+            s.release(0);
+            Ok((s.usage(), tokens.len(), room))
+        })
+        .await
+        .unwrap();
+    assert_eq!(usage.prompt_tokens as usize, raw_tokens);
+    // (The gauge counts the prompts evaluated for requests and jobs, not a job's own
+    // sequences: nothing here.)
+    assert_eq!(evaluated(), before);
+    // Room counts the prompt not evaluated yet.
+    assert_eq!(room + chat_tokens, 2048);
+    // Sequence 0 read after another prompt: evaluated then, beside it, the same logits.
+    let (late, usage) = run_token_job(&b, ChatRequest::user("What is 2+2?"), move |s| {
+        let tokens = s.tokenize_prompt(raw)?;
+        let a = s.start(&tokens)?;
+        let late = s.logits(0)?;
+        s.release(a);
+        Ok((late, s.usage().prompt_tokens as usize))
+    })
+    .await
+    .unwrap();
+    assert_eq!(usage, raw_tokens + chat_tokens as usize);
+    assert!(seq0.iter().zip(&late).all(|(x, y)| (x - y).abs() < 1e-2));
+}
+
 /// Two token jobs run at once, each in a context of its own: a job held until the
 /// other has finished does not keep it waiting, and each reads its own prompt's logits.
 #[tokio::test]

@@ -177,8 +177,9 @@ impl<'p, 'm> TokenLane<'p, 'm> {
         self.count_cells();
     }
 
-    /// Starts a job in a free slot: its prompt evaluated in the slot's context, then
-    /// its closure on a thread of its own. A job that cannot start gets its error at
+    /// Starts a job in a free slot: its prompt tokenized and the slot's context emptied
+    /// (the prompt is evaluated there when the job first uses it), then its closure on
+    /// a thread of its own. A job that cannot start gets its error at
     /// once. (Called only with a slot free.)
     fn start(&mut self, work: TokenWork) {
         let TokenWork {

@@ -520,7 +520,10 @@ impl<'m> Engine<'m> {
         tracing::debug!(cells = self.ctx.n_ctx(), "idle: grown KV cache freed");
     }
 
-    /// Evaluates a token job's prompt (the lane's engine) into sequence 0.
+    /// Begins a token job (the lane's engine): its prompt tokenized (checked against
+    /// the context) and the context emptied. The prompt is evaluated into sequence 0
+    /// when the job first uses it ([`Engine::eval_first`]): a job that starts prompts of
+    /// its own may never need it.
     pub(crate) fn begin_tokens(&mut self, request: &ChatRequest) -> Result<Begun, BackendError> {
         if request.format.is_some() {
             return Err(BackendError::unsupported(
@@ -529,22 +532,31 @@ impl<'m> Engine<'m> {
             ));
         }
         let tokens = self.prompt_tokens(request)?;
-        let mut main = self.context(false);
-        // Room for the prompt and a first step; decoding grows it further.
-        let cells = u64::try_from(tokens.len())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        let last = eval_prompts(&mut main, &[(&tokens, 0)], cells)?
-            .first()
-            .copied()
-            .ok_or_else(|| round::decode_error("an empty prompt".into()))?;
+        self.ctx.clear_kv_cache();
         Ok(Begun {
-            prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
-            logits: self.ctx.get_logits_ith(last).to_vec(),
+            prompt: tokens.into_iter().map(|t| t.0).collect(),
             limit: self.limit,
             n_seq_max: self.config.n_seq_max,
             n_batch: self.config.n_batch,
             has_template: self.has_template,
         })
+    }
+
+    /// Evaluates a job's prompt into sequence 0 of the emptied context, from a kept
+    /// prompt where one shares its beginning; the logits after its last token.
+    pub(crate) fn eval_first(
+        &mut self,
+        tokens: &[llama_cpp_2::token::LlamaToken],
+    ) -> Result<Vec<f32>, BackendError> {
+        let mut main = self.context(false);
+        // Room for the prompt and a first step; decoding grows it further.
+        let cells = u64::try_from(tokens.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = eval_prompts(&mut main, &[(tokens, 0)], cells)?
+            .first()
+            .copied()
+            .ok_or_else(|| round::decode_error("an empty prompt".into()))?;
+        Ok(self.ctx.get_logits_ith(last).to_vec())
     }
 }
