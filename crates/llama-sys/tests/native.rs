@@ -748,6 +748,37 @@ async fn concurrent_callers_both_get_their_answers() {
     assert_eq!(y.unwrap().text(), alone_b.text());
 }
 
+/// A token job (spawned) of one greedy step after the prompt, answering the logits
+/// after it. With `held` it first signals `started`, then waits for `go` (two minutes at
+/// most: a signal that never comes fails the test instead of hanging it).
+fn greedy_step(
+    b: &Arc<LlamaBackend>,
+    prompt: &'static str,
+    held: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::sync::mpsc::Receiver<()>,
+    )>,
+) -> tokio::task::JoinHandle<Result<Vec<f32>, BackendError>> {
+    let b = b.clone();
+    tokio::spawn(async move {
+        run_token_job(b.as_ref(), ChatRequest::user(prompt), move |s| {
+            if let Some((started, go)) = held {
+                let _ = started.send(());
+                let wait = std::time::Duration::from_secs(120);
+                go.recv_timeout(wait)
+                    .map_err(|_| BackendError::Timeout(wait))?;
+            }
+            let first = s.logits(0)?;
+            let best = (0..first.len())
+                .max_by(|&i, &j| first[i].total_cmp(&first[j]))
+                .unwrap_or(0);
+            s.append(0, &[best as i32])?;
+            s.logits(0)
+        })
+        .await
+    })
+}
+
 /// Token jobs run in a lane of their own: a generation request sent while a job is in
 /// progress is answered before the job ends, as it is alone, and the job goes on from
 /// where it was. Idle, the lane's context is freed.
@@ -767,35 +798,9 @@ async fn a_token_job_does_not_hold_up_generation_requests() {
         .complete(ask("Name a colour.", greedy.clone()))
         .await
         .unwrap();
-    let walk = |held: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        std::sync::mpsc::Receiver<()>,
-    )>| {
-        let b = b.clone();
-        tokio::spawn(async move {
-            run_token_job(b.as_ref(), ChatRequest::user("What is 2+2?"), move |s| {
-                let first = s.logits(0)?;
-                if let Some((started, go)) = held {
-                    let _ = started.send(());
-                    // Held until the test has its answer (two minutes at most: a
-                    // request that never comes fails the test instead of hanging it).
-                    let wait = std::time::Duration::from_secs(120);
-                    if go.recv_timeout(wait).is_err() {
-                        return Err(BackendError::Timeout(wait));
-                    }
-                }
-                let best = (0..first.len())
-                    .max_by(|&i, &j| first[i].total_cmp(&first[j]))
-                    .unwrap_or(0);
-                s.append(0, &[best as i32])?;
-                s.logits(0)
-            })
-            .await
-        })
-    };
     let (started, started_rx) = tokio::sync::oneshot::channel();
     let (go, go_rx) = std::sync::mpsc::channel();
-    let job = walk(Some((started, go_rx)));
+    let job = greedy_step(&b, "What is 2+2?", Some((started, go_rx)));
     started_rx.await.unwrap();
     assert!(b.stats().token_cells.load(Ordering::Relaxed) > 0);
     let reply = tokio::time::timeout(
@@ -808,7 +813,10 @@ async fn a_token_job_does_not_hold_up_generation_requests() {
     assert_eq!(reply.text(), alone.text());
     go.send(()).unwrap();
     let held = job.await.unwrap().unwrap();
-    let unheld = walk(None).await.unwrap().unwrap();
+    let unheld = greedy_step(&b, "What is 2+2?", None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(held.iter().zip(&unheld).all(|(x, y)| (x - y).abs() < 1e-2));
     // Idle for 100 ms, the lane's context goes (30 s of room for a loaded machine).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -871,44 +879,22 @@ async fn a_token_job_evaluates_its_request_prompt_only_when_used() {
 #[tokio::test]
 async fn two_token_jobs_run_at_once_each_in_a_context_of_its_own() {
     let b = Arc::new(own_backend());
-    // The job: one greedy step after the prompt, the logits after it; `held` waits first
-    // for a signal (two minutes at most: if jobs ran one after the other it would never
-    // come, and the test fails instead of hanging).
-    let step = |b: &Arc<LlamaBackend>,
-                prompt: &'static str,
-                held: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        std::sync::mpsc::Receiver<()>,
-    )>| {
-        let b = b.clone();
-        tokio::spawn(async move {
-            run_token_job(b.as_ref(), ChatRequest::user(prompt), move |s| {
-                if let Some((started, go)) = held {
-                    let _ = started.send(());
-                    let wait = std::time::Duration::from_secs(120);
-                    go.recv_timeout(wait)
-                        .map_err(|_| BackendError::Timeout(wait))?;
-                }
-                let first = s.logits(0)?;
-                let best = (0..first.len())
-                    .max_by(|&i, &j| first[i].total_cmp(&first[j]))
-                    .unwrap_or(0);
-                s.append(0, &[best as i32])?;
-                s.logits(0)
-            })
-            .await
-        })
-    };
-    let alone_first = step(&b, "What is 2+2?", None).await.unwrap().unwrap();
-    let alone_second = step(&b, "Name a colour.", None).await.unwrap().unwrap();
+    let alone_first = greedy_step(&b, "What is 2+2?", None)
+        .await
+        .unwrap()
+        .unwrap();
+    let alone_second = greedy_step(&b, "Name a colour.", None)
+        .await
+        .unwrap()
+        .unwrap();
 
     let (go, held) = std::sync::mpsc::channel();
     let (started, first_started) = tokio::sync::oneshot::channel();
-    let first = step(&b, "What is 2+2?", Some((started, held)));
+    let first = greedy_step(&b, "What is 2+2?", Some((started, held)));
     first_started.await.expect("the first job starts");
     let second = tokio::time::timeout(
         std::time::Duration::from_secs(120),
-        step(&b, "Name a colour.", None),
+        greedy_step(&b, "Name a colour.", None),
     )
     .await
     .expect("a second token job runs while the first is held")
