@@ -55,6 +55,27 @@ def samples(r, k):
     return [s.get("answer") for s in r["samples"][:k]], r["prompt_tokens"] + per * k
 
 
+def adaptive(p, g, s, k, batch=2, lead=2):
+    """The vote of the program, the greedy chain and samples drawn `batch` at a time
+    where the first two disagree, until one answer leads the next by `lead` votes or
+    cannot be overtaken, at most `k`; each batch pays the prompt again."""
+    spent = tokens(p) + tokens(g)
+    if p["extracted"] is not None and num(p["extracted"]) == num(g["extracted"]):
+        return p["extracted"], spent
+    answers = [p["extracted"], g["extracted"]]
+    drawn = [x.get("answer") for x in s["samples"]]
+    per = s["completion_tokens"] / len(s["samples"])
+    n = 0
+    while n < k:
+        answers += drawn[n:n + batch]
+        n += batch
+        spent += s["prompt_tokens"] + per * batch
+        counts = sorted(collections.Counter(num(a) for a in answers if a is not None).values(), reverse=True) + [0, 0]
+        if counts[0] - counts[1] >= lead or counts[0] - counts[1] > k - n:
+            break
+    return vote(answers), spent
+
+
 def report(by, name, answer_and_cost):
     greedy = by["none(temperature=0)"]
     items = sorted(greedy, key=int)
@@ -109,6 +130,11 @@ for d in sys.argv[1:]:
                 )
             ),
         )
+    # Samples drawn where the program and the greedy chain disagree, 2 at a time, until
+    # the leading answer leads by 2 votes (or cannot be overtaken), at most k.
+    for k in (4, 8):
+        report(by, f"program + greedy chain, then samples 2 at a time until one answer leads by 2, at most {k}",
+               lambda i: adaptive(P[i], G[i], S[i], k))
     # Sampled programs, when a `pot(k=8,...)` run recorded them on every question.
     # Kept in a directory of their own (`<dir>-pot8`): with every program's text the
     # records would make one file too large to commit.
