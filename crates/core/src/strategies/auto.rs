@@ -63,8 +63,8 @@ pub const WORD_ANSWER: &str = MATH;
 /// ARC-Challenge with Qwen2.5-Coder-1.5B 54.5% against 32.5% by the texts), else the
 /// texts' likelihood per character after the question in the model's chat template
 /// (plain text for a base model). Per character rather than the plain sum, which favours
-/// short options: over the eleven set and model pairs measured it is ahead on eight and
-/// by 3.9 points on average; the plain sum wins on ARC-Easy (by 8.5-9 points with
+/// short options: over the twelve set and model pairs measured it is ahead on eight,
+/// level on one, and by 3.5 points on average; the plain sum wins on ARC-Easy (by 8.5-9 points with
 /// SmolLM2-135M and Qwen2.5-Coder-0.5B) and loses badly on OpenBookQA, whose right options
 /// are often the long ones (by 19.5 and 20.5 with the same models; there it fell below
 /// greedy decoding). docs/results.md, "OpenBookQA and CommonsenseQA".
