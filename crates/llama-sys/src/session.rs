@@ -1,8 +1,8 @@
 //! [`TokenSession`] of a token job, on the job's own thread: the prompt in sequence 0
 //! (evaluated when the job first uses it), branches forked from it by KV-cache copy,
-//! one-token steps of several branches in one batch. What needs only the model is answered here; what touches the KV cache
-//! is sent to the worker, which runs it in the token lane's context
-//! ([`crate::worker::lane`]).
+//! one-token steps of several branches in one batch. What needs only the model is
+//! answered here; what touches the KV cache is sent to the worker, which runs it in the
+//! job's context of the token lane ([`crate::worker::lane`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use crate::worker::lane::LaneMsg;
 /// A job's prompt as the lane tokenized it, with the lane's settings.
 pub(crate) struct Begun {
     /// The request's prompt, for sequence 0.
-    pub(crate) prompt: Vec<Token>,
+    pub(crate) prompt: Vec<LlamaToken>,
     /// Most cells of the lane's context.
     pub(crate) limit: u32,
     pub(crate) n_seq_max: u32,
@@ -55,7 +55,7 @@ struct State {
     seqs: HashMap<SeqId, SeqState>,
     usage: Usage,
     /// Sequence 0's prompt while not evaluated yet (the job has not used it).
-    first: Option<Vec<Token>>,
+    first: Option<Vec<LlamaToken>>,
     /// Nothing evaluated in the job's context yet: sequence 0's prompt may start from a
     /// kept prompt's cells (restored into the emptied context).
     fresh: bool,
@@ -125,7 +125,7 @@ impl Session {
 
     /// Evaluates sequence 0's prompt if `seq` is sequence 0 and the job has not used it
     /// yet: from a kept prompt when nothing else is in the context, else as a new
-    /// sequence's tokens.
+    /// sequence's tokens. If that fails, sequence 0 is gone (its later use is an error).
     fn ready(&self, seq: SeqId) -> Result<(), BackendError> {
         let (tokens, fresh) = {
             let mut state = self.state.borrow_mut();
@@ -137,27 +137,39 @@ impl Session {
                 None => return Ok(()),
             }
         };
-        let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
-        if fresh {
-            let prompt: Vec<LlamaToken> = tokens.iter().map(|t| LlamaToken(*t)).collect();
-            let logits = self.call(move |engine| engine.eval_first(&prompt))??;
-            let mut state = self.state.borrow_mut();
-            state.fresh = false;
-            state.seqs.insert(
-                0,
-                SeqState {
-                    pos: i32::try_from(n).unwrap_or(i32::MAX),
-                    logits,
-                },
-            );
+        let evaluated = if fresh {
+            let n = tokens.len();
+            self.call(move |engine| engine.eval_first(&tokens))
+                .and_then(|logits| logits)
+                .map(|logits| {
+                    let mut state = self.state.borrow_mut();
+                    state.fresh = false;
+                    let pos = i32::try_from(n).unwrap_or(i32::MAX);
+                    state.seqs.insert(0, SeqState { pos, logits });
+                    state.usage.prompt_tokens = state
+                        .usage
+                        .prompt_tokens
+                        .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+                })
         } else {
-            let items: Vec<(SeqId, Token)> = tokens.iter().map(|t| (0, *t)).collect();
-            self.decode(&items)?;
-            // `decode` counted them as appended tokens: they are a prompt.
-            let mut state = self.state.borrow_mut();
-            state.usage.completion_tokens = state.usage.completion_tokens.saturating_sub(n);
+            let tokens: Vec<Token> = tokens.iter().map(|t| t.0).collect();
+            self.decode_prompt(0, &tokens)
+        };
+        if evaluated.is_err() {
+            self.state.borrow_mut().seqs.remove(&0);
+            self.send(|engine| engine.clear_seq(0));
         }
+        evaluated
+    }
+
+    /// Decodes `tokens` as the prompt of sequence `seq` (counted as prompt tokens).
+    fn decode_prompt(&self, seq: SeqId, tokens: &[Token]) -> Result<(), BackendError> {
+        let items: Vec<(SeqId, Token)> = tokens.iter().map(|t| (seq, *t)).collect();
+        self.decode(&items)?;
+        // `decode` counted them as appended tokens: they are a prompt.
+        let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
         let mut state = self.state.borrow_mut();
+        state.usage.completion_tokens = state.usage.completion_tokens.saturating_sub(n);
         state.usage.prompt_tokens = state.usage.prompt_tokens.saturating_add(n);
         Ok(())
     }
@@ -380,16 +392,10 @@ impl TokenSession for Session {
                 logits: Vec::new(),
             },
         );
-        let items: Vec<(SeqId, Token)> = tokens.iter().map(|t| (new, *t)).collect();
-        if let Err(e) = self.decode(&items) {
+        if let Err(e) = self.decode_prompt(new, tokens) {
             self.release(new);
             return Err(e);
         }
-        // `decode` counted them as appended tokens: they are a prompt.
-        let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
-        let mut state = self.state.borrow_mut();
-        state.usage.completion_tokens = state.usage.completion_tokens.saturating_sub(n);
-        state.usage.prompt_tokens = state.usage.prompt_tokens.saturating_add(n);
         Ok(new)
     }
 

@@ -55,7 +55,7 @@ pub(crate) struct TokenLane<'p, 'm> {
     parts: Parts<'p, 'm>,
     /// The model for the jobs' threads.
     model: Arc<LlamaModel>,
-    pub(super) starts: Receiver<TokenWork>,
+    starts: Receiver<TokenWork>,
     slots: Vec<Slot<'m>>,
 }
 
@@ -73,8 +73,6 @@ pub(super) enum Heard {
     Op(usize, LaneMsg),
     /// A new job.
     Start(TokenWork),
-    /// The backend is gone.
-    Closed,
 }
 
 impl<'p, 'm> TokenLane<'p, 'm> {
@@ -104,12 +102,11 @@ impl<'p, 'm> TokenLane<'p, 'm> {
 
     /// The first slot free for a new job: one whose context is made, else any.
     fn free_slot(&self) -> Option<usize> {
-        let free = |s: &&Slot| !s.running;
         let made = self
             .slots
             .iter()
-            .position(|s| free(&s) && s.engine.is_some());
-        made.or_else(|| self.slots.iter().position(|s| free(&s)))
+            .position(|s| !s.running && s.engine.is_some());
+        made.or_else(|| self.slots.iter().position(|s| !s.running))
     }
 
     /// What the idle worker waits for from the lane: each running job's operations
@@ -131,7 +128,6 @@ impl<'p, 'm> TokenLane<'p, 'm> {
         match heard {
             Heard::Op(slot, msg) => self.handle(slot, msg),
             Heard::Start(work) => self.start(work),
-            Heard::Closed => {}
         }
     }
 

@@ -232,7 +232,7 @@ fn wait_for_work(queue: &Receiver<Job>, lane: &mut TokenLane, wait: Option<Durat
         match ready.recv(receiver) {
             Ok(msg) => Heard::Op(*slot, msg),
             // Not reached: the slot holds a sender of its own.
-            Err(_) => Heard::Closed,
+            Err(_) => return Wake::Lane,
         }
     } else {
         match starts.as_ref().map(|r| ready.recv(r)) {
@@ -534,7 +534,7 @@ impl<'m> Engine<'m> {
         let tokens = self.prompt_tokens(request)?;
         self.ctx.clear_kv_cache();
         Ok(Begun {
-            prompt: tokens.into_iter().map(|t| t.0).collect(),
+            prompt: tokens,
             limit: self.limit,
             n_seq_max: self.config.n_seq_max,
             n_batch: self.config.n_batch,
