@@ -26,18 +26,24 @@
 //! chains are decoded in one token job, one batch a step (the program from its own
 //! conversation, [`crate::TokenSession::start_chat`]); where they would overflow the
 //! context together, they run one after the other.
+//!
+//! Every voter is recorded as a [`Sample`] in the vote's order (the program, the greedy
+//! chain, the samples), with its confidence where the backend reports log-probabilities
+//! over chat calls, so `optillm eval --rescore` can score other rules on the same voters
+//! (`vote(k=4)` is this vote: a tie goes to the first voter).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
-use super::calculator::{self, Calculator, Chain};
-use super::pot::{self, ProgramOfThought};
+use super::calculator::{self, Calculator, Chain, Decoded};
+use super::pot;
 use super::read_answer::answer_kind;
 use super::sampler::max_new_tokens;
-use super::util::{samples, temp};
+use super::util::temp;
 use crate::error::BackendError;
 use crate::extract::{self, AnswerKind, Vote};
+use crate::samples::{Sample, confidence_top_k};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -95,8 +101,6 @@ impl Default for Params {
 #[derive(Debug, Clone)]
 pub struct MixedVote {
     params: Params,
-    /// The program's `pot` (greedy, one program), when the program votes.
-    program: Option<ProgramOfThought>,
     /// With `calculator`: the greedy chain's and the sampled chains' decoders.
     greedy_calculator: Option<Calculator>,
     samples_calculator: Option<Calculator>,
@@ -116,11 +120,6 @@ impl MixedVote {
         if !params.temperature.is_finite() || params.temperature < 0.0 {
             return Err(bad("temperature must be a number >= 0"));
         }
-        let program = if params.program {
-            Some(ProgramOfThought::new(pot::Params::default())?)
-        } else {
-            None
-        };
         let chains = |k: u32, temperature: f32| {
             Calculator::new(calculator::Params {
                 k,
@@ -136,38 +135,107 @@ impl MixedVote {
             .transpose()?;
         Ok(Self {
             params,
-            program,
             greedy_calculator,
             samples_calculator,
         })
     }
 
-    /// The texts of `n` chains at `temperature`: without a decoder, one chat request;
-    /// with one, `calculator`'s decoding (token by token where the backend gives token
-    /// control, else chat calls that run the chains' programs between them).
+    /// `n` chains at `temperature`, read as `kind`: without a decoder, one chat request
+    /// (with log-probabilities where the backend has them, for the samples'
+    /// confidences); with one, `calculator`'s decoding (token by token where the backend
+    /// gives token control, else chat calls that run the chains' programs between them).
     async fn chains(
         ctx: &Ctx,
         request: &StrategyRequest,
         purpose: &str,
         decoder: Option<&Calculator>,
-        temperature: f32,
-        n: u32,
-    ) -> Result<Vec<String>, StrategyError> {
+        (temperature, n): (f32, u32),
+        kind: Option<AnswerKind>,
+    ) -> Result<Vec<Sample>, StrategyError> {
         match decoder {
             Some(c) => {
                 let decoded = c.decode(ctx, request, purpose).await?;
-                Ok(decoded.into_iter().map(|d| d.text).collect())
+                Ok(decoded.into_iter().map(|d| decoded_sample(d, kind)).collect())
             }
             None => {
-                let step = temp(temperature);
-                samples(ctx, request, purpose, request.messages.clone(), &step, n).await
+                let mut chat = request
+                    .chat(request.messages.clone(), &temp(temperature))
+                    .with_n(n.max(1));
+                if let Some(k) = confidence_top_k(&ctx.backend().capabilities()) {
+                    chat = chat.with_logprobs(k);
+                }
+                let completion = ctx.call(purpose, chat).await?;
+                Ok(completion
+                    .choices
+                    .iter()
+                    .map(|c| Sample::from_choice(c, kind))
+                    .collect())
             }
+        }
+    }
+
+    /// The greedy program over a chat call (`pot`'s request), as a voter (none when the
+    /// backend returns no choice).
+    async fn program(
+        ctx: &Ctx,
+        request: &StrategyRequest,
+        kind: Option<AnswerKind>,
+    ) -> Result<Option<Sample>, StrategyError> {
+        let query = request.query()?;
+        let mut chat = request.chat(pot::messages(request.system(), query), &temp(0.0));
+        if let Some(k) = confidence_top_k(&ctx.backend().capabilities()) {
+            chat = chat.with_logprobs(k);
+        }
+        let completion = ctx.without_sink().call("program", chat).await?;
+        match completion.choices.first() {
+            Some(c) => Ok(Some(program_voter(Sample::from_choice(c, None), kind).await)),
+            None => Ok(None),
         }
     }
 }
 
-/// A voter's label and reply.
-type Voters = Result<Vec<(String, String)>, StrategyError>;
+/// A chain decoded by `calculator` as a sample (no confidence: the decoder keeps none).
+fn decoded_sample(d: Decoded, kind: Option<AnswerKind>) -> Sample {
+    Sample {
+        answer: extract::extract_as(&d.text, kind),
+        text: d.text,
+        completion_tokens: d.tokens,
+        finish_reason: Some(d.finish),
+        confidence: None,
+    }
+}
+
+/// A program reply as a voter: its text becomes what `pot` answers for it (the program
+/// run and its result, or the reply itself when no program gives a number), read as
+/// `kind`; tokens, end and confidence stay the reply's.
+async fn program_voter(reply: Sample, kind: Option<AnswerKind>) -> Sample {
+    let (answer, _) = pot::judge(std::slice::from_ref(&reply.text)).await;
+    let text = answer.choices.into_iter().next().unwrap_or_default();
+    Sample {
+        answer: extract::extract_as(&text, kind),
+        text,
+        ..reply
+    }
+}
+
+/// A voter: its label and its reply as a sample.
+#[derive(Debug, Clone)]
+struct Voter {
+    label: String,
+    sample: Sample,
+}
+
+impl Voter {
+    fn new(label: impl Into<String>, sample: Sample) -> Self {
+        Self {
+            label: label.into(),
+            sample,
+        }
+    }
+}
+
+/// Voters of one kind, or why there are none.
+type Voters = Result<Vec<Voter>, StrategyError>;
 
 /// Most tokens of the program in [`MixedVote::decode_together`] (a reply of `pot` over
 /// chat calls is bounded by the request's `max_tokens` alone).
@@ -183,9 +251,10 @@ impl MixedVote {
         ctx: &Ctx,
         request: &StrategyRequest,
         samples: bool,
+        kind: Option<AnswerKind>,
     ) -> Result<[Voters; 3], StrategyError> {
         let mut chains = Vec::new();
-        if self.program.is_some() {
+        if self.params.program {
             let query = request.query()?;
             let max_tokens = max_new_tokens(PROGRAM_MAX_TOKENS, request.sampling.max_tokens);
             chains.push(Chain::plain(
@@ -202,27 +271,20 @@ impl MixedVote {
             chains.extend(c.chains(request));
         }
         let decoded = calculator::decode_job(ctx, request, "program and chains", chains).await?;
-        let mut texts = decoded.into_iter().map(|d| d.text);
-        let program_texts: Vec<String> = texts.by_ref().take(programs).collect();
+        let mut decoded = decoded.into_iter();
         let mut program = Vec::new();
-        if !program_texts.is_empty() {
-            let (answer, _) = pot::judge(&program_texts).await;
-            program.extend(
-                answer
-                    .choices
-                    .into_iter()
-                    .take(1)
-                    .map(|t| ("program".to_string(), t)),
-            );
+        for d in decoded.by_ref().take(programs) {
+            let voter = program_voter(decoded_sample(d, None), kind).await;
+            program.push(Voter::new("program", voter));
         }
-        let greedy = texts
+        let greedy = decoded
             .by_ref()
             .take(greedy)
-            .map(|t| ("greedy chain".to_string(), t))
+            .map(|d| Voter::new("greedy chain", decoded_sample(d, kind)))
             .collect();
-        let sampled = texts
+        let sampled = decoded
             .enumerate()
-            .map(|(i, t)| (format!("sampled chain {}", i + 1), t))
+            .map(|(i, d)| Voter::new(format!("sampled chain {}", i + 1), decoded_sample(d, kind)))
             .collect();
         Ok([Ok(program), Ok(greedy), Ok(sampled)])
     }
@@ -252,27 +314,23 @@ impl Strategy for MixedVote {
         let p = &self.params;
         // Each voter with its label; the order is the tie-break order.
         let program = async {
-            let Some(pot) = &self.program else {
+            if !p.program {
                 return Ok(Vec::new());
-            };
-            let answer = pot.run(&ctx.without_sink(), request).await?;
-            Ok(answer
-                .choices
-                .into_iter()
-                .take(1)
-                .map(|t| ("program".to_string(), t))
-                .collect())
+            }
+            let voter = Self::program(ctx, request, kind).await?;
+            Ok(voter.map(|s| Voter::new("program", s)).into_iter().collect())
         };
         let greedy = async {
             if !p.greedy {
                 return Ok(Vec::new());
             }
             let decoder = self.greedy_calculator.as_ref();
-            let texts = Self::chains(ctx, request, "greedy chain", decoder, 0.0, 1).await?;
-            Ok(texts
+            let chains = Self::chains(ctx, request, "greedy chain", decoder, (0.0, 1), kind);
+            Ok(chains
+                .await?
                 .into_iter()
                 .take(1)
-                .map(|t| ("greedy chain".to_string(), t))
+                .map(|s| Voter::new("greedy chain", s))
                 .collect())
         };
         // A function: the samples are drawn in one of two places below.
@@ -281,26 +339,20 @@ impl Strategy for MixedVote {
                 return Ok(Vec::new());
             }
             let decoder = self.samples_calculator.as_ref();
-            let texts = Self::chains(
-                ctx,
-                request,
-                "sampled chain",
-                decoder,
-                p.temperature,
-                p.samples,
-            )
-            .await?;
-            Ok(texts
+            let drawn = (p.temperature, p.samples);
+            let chains = Self::chains(ctx, request, "sampled chain", decoder, drawn, kind);
+            Ok(chains
+                .await?
                 .into_iter()
                 .enumerate()
-                .map(|(i, t)| (format!("sampled chain {}", i + 1), t))
+                .map(|(i, s)| Voter::new(format!("sampled chain {}", i + 1), s))
                 .collect())
         };
         // The samples wait for the program and the greedy chain only where those two
         // may agree and make them needless.
         let samples_first = !(p.samples_when == SamplesWhen::Disagree && p.program && p.greedy);
         let together = if p.calculator && ctx.backend().capabilities().token_control {
-            match self.decode_together(ctx, request, samples_first).await {
+            match self.decode_together(ctx, request, samples_first, kind).await {
                 // Together they overflow the context; one at a time each may fit.
                 Err(StrategyError::Backend(BackendError::ContextOverflow { .. })) => {
                     tracing::debug!(approach = SLUG, "too long to decode together");
@@ -325,7 +377,7 @@ impl Strategy for MixedVote {
         };
         let c = match c {
             Some(c) => c,
-            None if agree(&a, &b, kind) => {
+            None if agree(&a, &b) => {
                 tracing::debug!(
                     approach = SLUG,
                     "program and greedy chain agree: no samples"
@@ -335,24 +387,26 @@ impl Strategy for MixedVote {
             None => sampled().await,
         };
         let parts: [Voters; 3] = [a, b, c];
-        let mut texts: Vec<(String, String)> = Vec::new();
+        let mut voters: Vec<Voter> = Vec::new();
         let mut first_error = None;
         for part in parts {
             match part {
-                Ok(voters) => texts.extend(voters),
+                Ok(v) => voters.extend(v),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
+        // What was drawn is kept, even when a part failed.
+        ctx.record_samples(voters.iter().map(|v| v.sample.clone()));
 
-        let answers: Vec<Option<String>> = texts
-            .iter()
-            .map(|(_, t)| extract::extract_as(t, kind))
-            .collect();
+        let answers: Vec<Option<String>> = voters.iter().map(|v| v.sample.answer.clone()).collect();
         let vote = extract::vote(&answers);
         let pick = vote.as_ref().and_then(Vote::chosen).unwrap_or(0);
-        let answer = texts.get(pick).map(|(_, t)| t.clone()).unwrap_or_default();
+        let answer = voters
+            .get(pick)
+            .map(|v| v.sample.text.clone())
+            .unwrap_or_default();
         if !answer.is_empty() {
             ctx.offer(answer.clone());
         }
@@ -364,10 +418,12 @@ impl Strategy for MixedVote {
             distribution = %vote.as_ref().map_or_else(|| "no answer".to_string(), |v| v.summary()),
             "mixed vote"
         );
-        let candidates = texts
+        let candidates = voters
             .iter()
-            .zip(&answers)
-            .map(|((label, t), a)| format!("[{label}: {}] {t}", a.as_deref().unwrap_or("none")))
+            .map(|v| {
+                let a = v.sample.answer.as_deref().unwrap_or("none");
+                format!("[{}: {a}] {}", v.label, v.sample.text)
+            })
             .collect();
         Ok(Answer {
             choices: vec![answer],
@@ -377,17 +433,13 @@ impl Strategy for MixedVote {
     }
 }
 
-/// Whether two voters' replies state the same answer (read as `kind`).
-fn agree(
-    a: &Result<Vec<(String, String)>, StrategyError>,
-    b: &Result<Vec<(String, String)>, StrategyError>,
-    kind: Option<AnswerKind>,
-) -> bool {
-    let answer = |r: &Result<Vec<(String, String)>, StrategyError>| {
+/// Whether the first voters of two parts state the same answer.
+fn agree(a: &Voters, b: &Voters) -> bool {
+    let answer = |r: &Voters| {
         r.as_ref()
             .ok()
             .and_then(|v| v.first())
-            .and_then(|(_, t)| extract::extract_as(t, kind))
+            .and_then(|v| v.sample.answer.clone())
     };
     match (answer(a), answer(b)) {
         (Some(x), Some(y)) => extract::answers_equal(&x, &y),
@@ -516,6 +568,35 @@ mod tests {
         .await;
         assert_eq!(out.answer, "The answer is 17.");
         assert!(!b.requests().iter().any(is_program));
+    }
+
+    #[tokio::test]
+    async fn every_voter_is_recorded_in_vote_order_and_a_plain_rescore_is_the_vote() {
+        // Four answers, one vote each: the program's wins the tie.
+        let b = backend(
+            PROGRAM,
+            "The answer is 17.",
+            &["The answer is 20.", "The answer is 21."],
+        );
+        let out = mixed(b.clone(), Params::default()).await;
+        let answers: Vec<Option<&str>> = out.samples.iter().map(|s| s.answer.as_deref()).collect();
+        assert_eq!(answers, [Some("18"), Some("17"), Some("20"), Some("21")]);
+        // The program's sample is what the vote saw of it: the program and its result.
+        assert!(out.samples[0].text.contains("The answer is 18."));
+        assert!(out.samples[0].text.contains("```python"));
+        // Log-probabilities were asked of every call, so every voter has a confidence.
+        assert!(b.requests().iter().all(|r| r.logprobs.is_some()));
+        assert!(out.samples.iter().all(|s| s.confidence.is_some()));
+        assert!(out.samples.iter().all(|s| s.completion_tokens > 0));
+        // The rescore's plain vote over the recorded voters is the live vote.
+        let rescored = crate::samples::VoteRule::default().vote(&out.samples).unwrap();
+        assert_eq!(rescored.winner, out.vote.unwrap().winner);
+        assert_eq!(rescored.winner, "18");
+
+        // Where program and greedy chain agree, only those two are recorded.
+        let b = backend(PROGRAM, "The answer is 18.", &["The answer is 20."; 2]);
+        let out = mixed(b, Params::default()).await;
+        assert_eq!(out.samples.len(), 2);
     }
 
     #[tokio::test]
@@ -692,6 +773,10 @@ mod tests {
         // same batches (the program from pot's conversation), no samples.
         let b = together_backend("4");
         let out = ask(b.clone(), SamplesWhen::Disagree).await;
+        // Both voters are recorded, the program first, with the tokens each decoded.
+        let recorded: Vec<Option<&str>> = out.samples.iter().map(|s| s.answer.as_deref()).collect();
+        assert_eq!(recorded, [Some("4"), Some("4")]);
+        assert!(out.samples.iter().all(|s| s.completion_tokens > 0));
         assert_eq!(out.vote.unwrap().winner, "4");
         assert!(out.answer.ends_with("The answer is 4."), "{}", out.answer);
         assert_eq!(b.requests().len(), 1);
