@@ -155,7 +155,10 @@ impl MixedVote {
         match decoder {
             Some(c) => {
                 let decoded = c.decode(ctx, request, purpose).await?;
-                Ok(decoded.into_iter().map(|d| decoded_sample(d, kind)).collect())
+                Ok(decoded
+                    .into_iter()
+                    .map(|d| decoded_sample(d, kind))
+                    .collect())
             }
             None => {
                 let mut chat = request
@@ -188,7 +191,9 @@ impl MixedVote {
         }
         let completion = ctx.without_sink().call("program", chat).await?;
         match completion.choices.first() {
-            Some(c) => Ok(Some(program_voter(Sample::from_choice(c, None), kind).await)),
+            Some(c) => Ok(Some(
+                program_voter(Sample::from_choice(c, None), kind).await,
+            )),
             None => Ok(None),
         }
     }
@@ -318,7 +323,10 @@ impl Strategy for MixedVote {
                 return Ok(Vec::new());
             }
             let voter = Self::program(ctx, request, kind).await?;
-            Ok(voter.map(|s| Voter::new("program", s)).into_iter().collect())
+            Ok(voter
+                .map(|s| Voter::new("program", s))
+                .into_iter()
+                .collect())
         };
         let greedy = async {
             if !p.greedy {
@@ -352,7 +360,10 @@ impl Strategy for MixedVote {
         // may agree and make them needless.
         let samples_first = !(p.samples_when == SamplesWhen::Disagree && p.program && p.greedy);
         let together = if p.calculator && ctx.backend().capabilities().token_control {
-            match self.decode_together(ctx, request, samples_first, kind).await {
+            match self
+                .decode_together(ctx, request, samples_first, kind)
+                .await
+            {
                 // Together they overflow the context; one at a time each may fit.
                 Err(StrategyError::Backend(BackendError::ContextOverflow { .. })) => {
                     tracing::debug!(approach = SLUG, "too long to decode together");
@@ -589,7 +600,9 @@ mod tests {
         assert!(out.samples.iter().all(|s| s.confidence.is_some()));
         assert!(out.samples.iter().all(|s| s.completion_tokens > 0));
         // The rescore's plain vote over the recorded voters is the live vote.
-        let rescored = crate::samples::VoteRule::default().vote(&out.samples).unwrap();
+        let rescored = crate::samples::VoteRule::default()
+            .vote(&out.samples)
+            .unwrap();
         assert_eq!(rescored.winner, out.vote.unwrap().winner);
         assert_eq!(rescored.winner, "18");
 
