@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::Approach;
 use super::read_answer::answer_kind;
 use super::select::{SampleVote, argmax, best_guess, rate_all, settle};
-use super::util::temp;
+use super::util::{temp, with_confidences};
 use crate::extract::{AnswerKind, extract};
-use crate::samples::{Sample, VoteRule, Weight, confidence_top_k};
+use crate::samples::{Sample, VoteRule, Weight};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -137,15 +137,11 @@ impl Strategy for Diverse {
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         let kind = answer_kind(request.query()?, self.params.answer_kind);
-        let top_k = confidence_top_k(&ctx.backend().capabilities());
         let calls = self.ladder().into_iter().enumerate().map(|(i, t)| {
             let mut step = temp(t);
             // Distinct seeds, so a seeded run does not repeat one sample n times.
             step.seed = request.sampling.seed_for(i as u32);
-            let mut chat = request.chat(request.messages.clone(), &step);
-            if let Some(k) = top_k {
-                chat = chat.with_logprobs(k);
-            }
+            let chat = with_confidences(ctx, request.chat(request.messages.clone(), &step));
             async move {
                 let purpose = format!("sample {} (temperature {t:.2})", i + 1);
                 let completion = ctx.call(purpose, chat).await?;

@@ -40,10 +40,10 @@ use super::calculator::{self, Calculator, Chain, Decoded};
 use super::pot;
 use super::read_answer::answer_kind;
 use super::sampler::max_new_tokens;
-use super::util::temp;
+use super::util::{temp, with_confidences};
 use crate::error::BackendError;
 use crate::extract::{self, AnswerKind, Vote};
-use crate::samples::{Sample, confidence_top_k};
+use crate::samples::Sample;
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -161,13 +161,10 @@ impl MixedVote {
                     .collect())
             }
             None => {
-                let mut chat = request
+                let chat = request
                     .chat(request.messages.clone(), &temp(temperature))
                     .with_n(n.max(1));
-                if let Some(k) = confidence_top_k(&ctx.backend().capabilities()) {
-                    chat = chat.with_logprobs(k);
-                }
-                let completion = ctx.call(purpose, chat).await?;
+                let completion = ctx.call(purpose, with_confidences(ctx, chat)).await?;
                 Ok(completion
                     .choices
                     .iter()
@@ -184,11 +181,7 @@ impl MixedVote {
         request: &StrategyRequest,
         kind: Option<AnswerKind>,
     ) -> Result<Option<Sample>, StrategyError> {
-        let query = request.query()?;
-        let mut chat = request.chat(pot::messages(request.system(), query), &temp(0.0));
-        if let Some(k) = confidence_top_k(&ctx.backend().capabilities()) {
-            chat = chat.with_logprobs(k);
-        }
+        let chat = pot::program_chat(ctx, request, (1, 0.0), true)?;
         let completion = ctx.without_sink().call("program", chat).await?;
         match completion.choices.first() {
             Some(c) => Ok(Some(

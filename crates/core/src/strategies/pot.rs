@@ -16,13 +16,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
-use super::util::temp;
+use super::util::{temp, with_confidences};
 use crate::extract::{self, AnswerKind, Vote};
 use crate::pyeval::{self, Limits, Number, PyFailure};
-use crate::samples::{Sample, confidence_top_k};
+use crate::samples::Sample;
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
-use crate::types::Message;
+use crate::types::{ChatRequest, Message};
 
 pub const SLUG: &str = "pot";
 
@@ -98,6 +98,24 @@ impl ProgramOfThought {
         }
         Ok(Self { params })
     }
+}
+
+/// The request for `k` programs at `temperature` (greedy at 0), asking for
+/// log-probabilities where `confidences` and the backend has them.
+pub(crate) fn program_chat(
+    ctx: &Ctx,
+    request: &StrategyRequest,
+    (k, temperature): (u32, f32),
+    confidences: bool,
+) -> Result<ChatRequest, StrategyError> {
+    let query = request.query()?;
+    let chat = request
+        .chat(messages(request.system(), query), &temp(temperature))
+        .with_n(k);
+    Ok(match confidences {
+        true => with_confidences(ctx, chat),
+        false => chat,
+    })
 }
 
 /// The messages of the request: our system prompt (then the caller's, if any) and
@@ -225,22 +243,10 @@ impl Strategy for ProgramOfThought {
     }
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
-        let query = request.query()?;
         let k = self.params.k;
-        let mut chat = request
-            .chat(
-                messages(request.system(), query),
-                &temp(self.params.temperature),
-            )
-            .with_n(k);
         // A vote of k > 1 programs records its samples, with their confidences where
         // the backend reports log-probabilities, so other rules can be scored offline.
-        let top_k = (k > 1)
-            .then(|| confidence_top_k(&ctx.backend().capabilities()))
-            .flatten();
-        if let Some(top) = top_k {
-            chat = chat.with_logprobs(top);
-        }
+        let chat = program_chat(ctx, request, (k, self.params.temperature), k > 1)?;
         let completion = ctx.call("program", chat).await?;
         let texts = completion.texts();
         let (answer, results) = judge(&texts).await;

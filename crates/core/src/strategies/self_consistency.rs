@@ -17,9 +17,9 @@ use futures::future::join_all;
 use super::Approach;
 use super::read_answer::{answer_kind, read_answer, read_kind, schema_for};
 use super::select::SampleVote;
-use super::util::temp;
+use super::util::{temp, with_confidences};
 use crate::extract::{AnswerKind, Vote, extract, extract_as};
-use crate::samples::{Sample, VoteRule, Weight, confidence_top_k};
+use crate::samples::{Sample, VoteRule, Weight};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
 
@@ -103,7 +103,6 @@ impl Voting {
 
     pub async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         let kind = answer_kind(request.query()?, self.answer_kind);
-        let top_k = confidence_top_k(&ctx.backend().capabilities());
         let step = temp(self.temperature);
         let batch = match self.rule.batch {
             0 => self.k,
@@ -113,12 +112,10 @@ impl Voting {
         while (drawn.len() as u32) < self.k {
             let offset = drawn.len() as u32;
             let m = batch.min(self.k - offset);
-            let mut chat = request.chat(request.messages.clone(), &step).with_n(m);
+            let mut chat =
+                with_confidences(ctx, request.chat(request.messages.clone(), &step).with_n(m));
             // Batch at offset d takes the seeds of samples d.. of one k-sample request.
             chat.sampling.seed = chat.sampling.seed.map(|s| s.wrapping_add(offset));
-            if let Some(k) = top_k {
-                chat = chat.with_logprobs(k);
-            }
             let completion = match ctx.call("sample", chat).await {
                 Ok(c) => c,
                 Err(e) => {

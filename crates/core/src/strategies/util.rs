@@ -1,8 +1,9 @@
 //! Small helpers shared by the strategies: prompts with the caller's system prompt,
 //! step sampling, n-sample calls, and parsing of model ratings.
 
+use crate::samples::confidence_top_k;
 use crate::strategy::{Ctx, StrategyError, StrategyRequest};
-use crate::types::{Message, Sampling};
+use crate::types::{ChatRequest, Message, Sampling};
 
 /// `system` (when there is one) then one user message.
 pub(crate) fn prompt(system: Option<&str>, user: impl Into<String>) -> Vec<Message> {
@@ -12,6 +13,15 @@ pub(crate) fn prompt(system: Option<&str>, user: impl Into<String>) -> Vec<Messa
     }
     messages.push(Message::user(user));
     messages
+}
+
+/// `chat` asking for the log-probabilities a sample's confidence is made of, where the
+/// backend reports them (else unchanged).
+pub(crate) fn with_confidences(ctx: &Ctx, chat: ChatRequest) -> ChatRequest {
+    match confidence_top_k(&ctx.backend().capabilities()) {
+        Some(k) => chat.with_logprobs(k),
+        None => chat,
+    }
 }
 
 /// Step settings with a temperature.
