@@ -87,6 +87,10 @@ for d in sys.argv[1:]:
         n, right, t = buckets[key]
         label = f"{key * 100}-{key * 100 + 99}" if key < 5 else "500+"
         print(f"| {label} | {n} | {right} ({100 * right / n:.1f}%) | {100 * t / total:.1f}% |")
+    mean = lambda rows, f: sum(f(r) for r in rows.values()) / len(rows)
+    print(f"\nprogram: {mean(P, lambda r: r['prompt_tokens']):.0f} prompt + "
+          f"{mean(P, lambda r: r['completion_tokens']):.0f} completion tokens; program + greedy chain "
+          f"{(mean(P, tokens) + mean(G, tokens)) / mean(G, tokens):.2f}x greedy's tokens")
     print("\n| program + greedy chain + k samples where they disagree, samples capped | accuracy | vs greedy, points (95% CI) | b/c | x greedy tokens |")
     print("|---|---:|---|---:|---:|")
     for k in (2, 3, 4, 8):
