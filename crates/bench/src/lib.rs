@@ -1,7 +1,9 @@
 //! Benchmark and evaluation harness for optillm-rs.
 //!
-//! - [`dataset`]: GSM8K, ARC-Easy, ARC-Challenge and ASDiv from the model cache as
-//!   [`Item`]s (question prompt, gold answer, answer kind);
+//! - [`dataset`]: GSM8K, ARC-Easy, ARC-Challenge, ASDiv, MATH-500, OpenBookQA,
+//!   CommonsenseQA and HumanEval from the model cache as [`Item`]s (question prompt,
+//!   gold answer, answer kind);
+//! - [`code`]: programs judged by running a data set's unit tests (HumanEval);
 //! - [`score`](mod@score): scoring through the shared answer extraction of
 //!   [`optillm_core::extract`], accuracy with a 95% Wilson interval, paired comparisons
 //!   ([`PairedDiff`]: Newcombe's interval, McNemar's exact test);
@@ -14,6 +16,7 @@
 //! - [`speed`]: [`measure_speed`], the speed table of one backend.
 
 pub mod baselines;
+pub mod code;
 pub mod dataset;
 pub mod error;
 pub mod eval;

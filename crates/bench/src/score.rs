@@ -35,10 +35,12 @@ pub fn score_answer(extracted: Option<String>, gold: &str, kind: AnswerKind) -> 
 }
 
 /// Whether an answer already read equals `gold` for a question of `kind`
-/// ([`math_answers_equal`] for math, else [`answers_equal`]).
+/// ([`math_answers_equal`] for math, the unit tests of [`crate::code`] for code, else
+/// [`answers_equal`]).
 pub fn answer_matches(answer: &str, gold: &str, kind: AnswerKind) -> bool {
     match kind {
         AnswerKind::Math => math_answers_equal(answer, gold),
+        AnswerKind::Code => crate::code::passes(answer, gold),
         _ => answers_equal(answer, gold),
     }
 }

@@ -12,13 +12,14 @@ use optillm_core::extract::AnswerKind;
 
 /// The data sets these tests pull when missing (MATH-500 is only read from the cache,
 /// see [`math_500_test_set`]).
-const PULLED: [Dataset; 6] = [
+const PULLED: [Dataset; 7] = [
     Dataset::Gsm8k,
     Dataset::ArcEasy,
     Dataset::ArcChallenge,
     Dataset::Asdiv,
     Dataset::OpenBookQa,
     Dataset::Csqa,
+    Dataset::HumanEval,
 ];
 
 /// The items of `dataset` (one of [`PULLED`]) from the cache; the first call pulls
@@ -186,6 +187,71 @@ async fn arc_challenge_test_split() {
         (266, 311, 310, 285)
     );
     assert!(items.iter().all(|i| i.kind == AnswerKind::Choice));
+}
+
+/// HumanEval's 164 problems, and the package's own canonical solutions pass their
+/// tests through our runner (so its guard and limits leave correct programs alone),
+/// while a wrong completion of each of a few fails.
+#[tokio::test]
+async fn humaneval_problems_and_their_canonical_solutions() {
+    let items = items(Dataset::HumanEval).await;
+    assert_eq!(items.len(), 164);
+    let ids = by_id(&items);
+    assert_eq!(ids.len(), 164, "ids are unique");
+    let first = ids["HumanEval/0"];
+    assert_eq!(first.kind, AnswerKind::Code);
+    assert!(
+        first
+            .prompt
+            .starts_with("```python\nfrom typing import List\n\n\ndef has_close_elements(")
+    );
+    assert!(first.prompt.contains("```python code block"));
+    // The canonical solutions, read from the file itself (items do not keep them).
+    let path = Dataset::HumanEval.local_path().unwrap().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let solutions: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["task_id"].as_str().unwrap().to_string(),
+                v["canonical_solution"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(solutions.len(), 164);
+    let judged = tokio::task::spawn_blocking(move || {
+        solutions
+            .iter()
+            .map(|(id, body)| {
+                let item = items.iter().find(|i| &i.id == id).unwrap();
+                let right = score(&format!("```python\n{body}\n```"), &item.gold, item.kind);
+                (id.clone(), right.correct)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let failed: Vec<&String> = judged
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "canonical solutions judged wrong: {failed:?}"
+    );
+    // A body that returns nothing fails the first problems' tests.
+    let items = crate::items(Dataset::HumanEval).await;
+    for item in items.iter().take(5) {
+        let wrong = score("```python\n    return None\n```", &item.gold, item.kind);
+        assert!(!wrong.correct, "{}", item.id);
+    }
 }
 
 #[tokio::test]

@@ -31,6 +31,9 @@ pub enum AnswerKind {
     /// `(-\infty, 0]`, `\text{east}`. Compared by [`normalize_math`] (numbers
     /// numerically, everything else as normalised LaTeX), see [`math_answers_equal`].
     Math,
+    /// A program (HumanEval): the Python code of the reply ([`extract_code`]), judged by
+    /// running unit tests, not by comparing text (the evaluation harness does that).
+    Code,
 }
 
 macro_rules! pattern {
@@ -101,7 +104,46 @@ pub fn extract(text: &str, kind: AnswerKind) -> Option<String> {
         AnswerKind::YesNo => extract_yes_no(text).map(String::from),
         AnswerKind::Text => extract_text(text),
         AnswerKind::Math => extract_math(text),
+        AnswerKind::Code => extract_code(text),
     }
+}
+
+/// The program in a reply: the first fenced block that defines a function (`def `),
+/// else the last non-empty fenced block (an unclosed fence runs to the end of the
+/// reply), else, without fences, the lines from the first that starts with `def `,
+/// `import ` or `from ` on; `None` when none of these holds code.
+pub fn extract_code(text: &str) -> Option<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            match current.take() {
+                Some(lines) => blocks.push(lines.join("\n")),
+                None => current = Some(Vec::new()),
+            }
+        } else if let Some(lines) = current.as_mut() {
+            lines.push(line);
+        }
+    }
+    if let Some(lines) = current {
+        blocks.push(lines.join("\n"));
+    }
+    let code = match blocks.iter().find(|b| b.contains("def ")) {
+        Some(b) => b.clone(),
+        None => match blocks.iter().rev().find(|b| !b.trim().is_empty()) {
+            Some(b) => b.clone(),
+            None => {
+                let lines: Vec<&str> = text.lines().collect();
+                let start = lines.iter().position(|l| {
+                    let t = l.trim_start();
+                    t.starts_with("def ") || t.starts_with("import ") || t.starts_with("from ")
+                })?;
+                lines.get(start..).unwrap_or_default().join("\n")
+            }
+        },
+    };
+    let code = code.trim_end();
+    (!code.trim().is_empty()).then(|| code.to_string())
 }
 
 /// The final answer of `text` when the kind is unknown: a `\boxed{}` answer, else an
@@ -1090,6 +1132,32 @@ fn closing_brace(chars: &[char], open: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use AnswerKind::*;
+
+    #[test]
+    fn code_is_the_first_block_that_defines_a_function() {
+        let reply = "Here it is:\n```python\nfrom typing import List\n\ndef f(xs: List[int]) -> int:\n    return sum(xs)\n```\nUsage:\n```python\nprint(f([1, 2]))\n```\n";
+        assert_eq!(
+            extract(reply, Code).as_deref(),
+            Some("from typing import List\n\ndef f(xs: List[int]) -> int:\n    return sum(xs)")
+        );
+        // No block defines a function: the last non-empty one (a body, say).
+        assert_eq!(
+            extract("```\n```\n```py\n    return 1\n```", Code).as_deref(),
+            Some("    return 1")
+        );
+        // An unclosed fence runs to the end.
+        assert_eq!(
+            extract("```python\ndef g():\n    return 2", Code).as_deref(),
+            Some("def g():\n    return 2")
+        );
+        // No fences: from the first `def` / `import` line on.
+        assert_eq!(
+            extract("Sure.\nimport math\ndef h():\n    return math.pi", Code).as_deref(),
+            Some("import math\ndef h():\n    return math.pi")
+        );
+        assert_eq!(extract("I cannot write that.", Code), None);
+        assert_eq!(extract("```python\n\n```", Code), None);
+    }
 
     #[test]
     fn all_patterns_compile() {

@@ -12,12 +12,13 @@ use optillm_core::extract::{
 };
 use proptest::prelude::*;
 
-const KINDS: [AnswerKind; 5] = [
+const KINDS: [AnswerKind; 6] = [
     AnswerKind::Number,
     AnswerKind::Choice,
     AnswerKind::YesNo,
     AnswerKind::Text,
     AnswerKind::Math,
+    AnswerKind::Code,
 ];
 
 /// Whether an answer extracted from (or normalised from) `text` is made of what the text
@@ -63,6 +64,10 @@ fn check_text(text: &str) {
                 AnswerKind::Text => assert!(!a.trim().is_empty(), "{a:?} from {text:?}"),
                 AnswerKind::Math => assert!(
                     !a.is_empty() && !a.chars().any(char::is_whitespace),
+                    "{a:?} from {text:?}"
+                ),
+                AnswerKind::Code => assert!(
+                    !a.trim().is_empty() && a.lines().all(|l| text.contains(l)),
                     "{a:?} from {text:?}"
                 ),
             }

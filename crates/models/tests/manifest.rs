@@ -67,6 +67,7 @@ fn builtin_has_the_required_entries() {
         ("math-500", ArtifactKind::Dataset),
         ("openbookqa", ArtifactKind::Dataset),
         ("csqa", ArtifactKind::Dataset),
+        ("humaneval", ArtifactKind::Dataset),
     ] {
         let a = m.find(name).unwrap();
         assert_eq!(a.kind, kind, "{name}");

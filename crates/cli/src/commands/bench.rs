@@ -95,7 +95,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// gsm8k, arc-easy, arc-challenge, asdiv, math-500, openbookqa, csqa, or a JSON Lines file of your own
+    /// gsm8k, arc-easy, arc-challenge, asdiv, math-500, openbookqa, csqa, humaneval, or a JSON Lines file of your own
     /// (PATH.jsonl, or .jsonl.gz), one question a line:
     /// {"id": "q1", "question": "...", "answer": "B", "options": ["...", "..."], "kind": "choice"}.
     /// `question` and `answer` are required; `options` (2-5) make it multiple choice,
