@@ -10,6 +10,10 @@
 //!   that reads the options well loses by the texts (ARC-Challenge with
 //!   Qwen2.5-Coder-1.5B: greedy 57.5%, the texts 38.0%) and not by its sure letters
 //!   (55.5%). Without token access: `other`.
+//! - A request that holds code (a fenced block, or a line that opens a Python `def` or
+//!   `class`, as HumanEval's function stubs do) and is not multiple choice: `code`, by
+//!   default `none`. Its docstring's examples hold numbers, so without this it would
+//!   take the word-problem route, whose program and votes answer with numbers.
 //! - A math question written in LaTeX (it asks for the answer in `\boxed{}`, or uses a
 //!   LaTeX command such as `\frac`), as MATH-style problems are: `math`, a vote that
 //!   compares whole LaTeX answers (a point, an interval, `\frac{\pi}{2}`).
@@ -22,7 +26,7 @@
 //!   `word_answer`, a vote of sampled chains (a program prints numbers).
 //! - Anything else: `other` (one completion).
 //!
-//! The five routes are approach specs, so a user can change them
+//! The six routes are approach specs, so a user can change them
 //! (`auto(numeric="pot")`); a route may not itself contain `auto`.
 
 use async_trait::async_trait;
@@ -77,6 +81,8 @@ pub const MULTIPLE_CHOICE: &str = "choice_likelihood(score=auto)";
 pub struct Params {
     /// For multiple-choice questions, when the backend gives token-level access.
     pub multiple_choice: String,
+    /// For requests that hold code.
+    pub code: String,
     /// For math questions written in LaTeX.
     pub math: String,
     /// For other questions with a number and no options.
@@ -91,6 +97,7 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             multiple_choice: MULTIPLE_CHOICE.into(),
+            code: "none".into(),
             math: MATH.into(),
             numeric: NUMERIC.into(),
             word_answer: WORD_ANSWER.into(),
@@ -103,6 +110,7 @@ impl Default for Params {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     MultipleChoice,
+    Code,
     Math,
     Numeric,
     WordAnswer,
@@ -113,6 +121,8 @@ pub enum Route {
 pub fn classify(query: &str) -> Route {
     if split_choices(query).is_some() {
         Route::MultipleChoice
+    } else if holds_code(query) {
+        Route::Code
     } else if latex(query) {
         Route::Math
     } else if query.chars().any(|c| c.is_ascii_digit()) || spelled_quantity_question(query) {
@@ -124,6 +134,34 @@ pub fn classify(query: &str) -> Route {
     } else {
         Route::Other
     }
+}
+
+/// Whether `query` holds code: a line that opens a fenced block, or one that opens a
+/// Python function or class definition (`def name(`, `class Name`).
+fn holds_code(query: &str) -> bool {
+    query.lines().any(|line| {
+        let t = line.trim_start();
+        t.starts_with("```")
+            || t.strip_prefix("def ").is_some_and(|rest| {
+                rest.split_once('(')
+                    .is_some_and(|(name, _)| is_identifier(name))
+            })
+            || t.strip_prefix("class ").is_some_and(|rest| {
+                is_identifier(
+                    rest.trim_end()
+                        .trim_end_matches(':')
+                        .split('(')
+                        .next()
+                        .unwrap_or_default(),
+                )
+            })
+    })
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// What the question of `query` asks for when it is not a number, from its wording:
@@ -286,7 +324,7 @@ fn spelled_quantity_question(query: &str) -> bool {
 /// The `auto` strategy (the module documentation describes it): built from typed
 /// [`Params`] with `new`, or by name through [`crate::strategies::build`].
 pub struct Auto {
-    routes: [(Route, String, Box<dyn Strategy>); 5],
+    routes: [(Route, String, Box<dyn Strategy>); 6],
 }
 
 impl Auto {
@@ -303,6 +341,7 @@ impl Auto {
                 Ok((parsed.to_string(), build_spec(&parsed)?))
             };
         let (mc, mc_s) = route(&params.multiple_choice, "multiple_choice")?;
+        let (code, code_s) = route(&params.code, "code")?;
         let (math, math_s) = route(&params.math, "math")?;
         let (num, num_s) = route(&params.numeric, "numeric")?;
         let (word, word_s) = route(&params.word_answer, "word_answer")?;
@@ -310,6 +349,7 @@ impl Auto {
         Ok(Self {
             routes: [
                 (Route::MultipleChoice, mc, mc_s),
+                (Route::Code, code, code_s),
                 (Route::Math, math, math_s),
                 (Route::Numeric, num, num_s),
                 (Route::WordAnswer, word, word_s),
@@ -333,7 +373,7 @@ fn mentions_auto(spec: &Spec) -> bool {
 impl Approach for Auto {
     const SLUG: &'static str = SLUG;
     const DESCRIPTION: &'static str = "Picks per question: multiple choice -> likelihood of the letters \
-         when the model is sure of one, else of the texts (with token access), LaTeX math -> an \
+         when the model is sure of one, else of the texts (with token access), code -> none, LaTeX math -> an \
          adaptive vote on whole answers, a number in the question -> a program and chains of \
          thought voting (mixed_vote), or the adaptive vote where it asks for a word, a time or \
          yes / no; else none";
@@ -502,6 +542,23 @@ mod tests {
         );
         // Without a number it is no word problem.
         assert_eq!(classify("Who wrote Hamlet?"), Route::Other);
+        // Code: a fenced block or a Python definition, though its examples hold numbers.
+        assert_eq!(
+            classify(
+                "```python\ndef add(x: int, y: int) -> int:\n    \"\"\"add(2, 3) == 5\"\"\"\n```\nComplete the function."
+            ),
+            Route::Code
+        );
+        assert_eq!(
+            classify("def f(n):\n    # return the 3rd power of n\n"),
+            Route::Code
+        );
+        assert_eq!(classify("class Stack:\n    pass"), Route::Code);
+        // Words that only look like it are not code.
+        assert_eq!(
+            classify("How would you define 3 friends who class things?"),
+            Route::Numeric
+        );
     }
 
     #[tokio::test]

@@ -48,7 +48,7 @@ pub(crate) fn read_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerK
     answer_kind(query, kind).or_else(|| match classify(query) {
         Route::Numeric => Some(AnswerKind::Number),
         Route::Math => Some(AnswerKind::Math),
-        Route::MultipleChoice | Route::WordAnswer | Route::Other => None,
+        Route::MultipleChoice | Route::Code | Route::WordAnswer | Route::Other => None,
     })
 }
 
