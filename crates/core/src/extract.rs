@@ -108,11 +108,9 @@ pub fn extract(text: &str, kind: AnswerKind) -> Option<String> {
     }
 }
 
-/// The program in a reply: the first fenced block that defines a function (`def `),
-/// else the last non-empty fenced block (an unclosed fence runs to the end of the
-/// reply), else, without fences, the lines from the first that starts with `def `,
-/// `import ` or `from ` on; `None` when none of these holds code.
-pub fn extract_code(text: &str) -> Option<String> {
+/// The fenced blocks of `text` in order, without their fence lines (the info string,
+/// such as `python`, goes with the opening fence); an unclosed fence runs to the end.
+pub fn fenced_blocks(text: &str) -> Vec<String> {
     let mut blocks: Vec<String> = Vec::new();
     let mut current: Option<Vec<&str>> = None;
     for line in text.lines() {
@@ -128,6 +126,15 @@ pub fn extract_code(text: &str) -> Option<String> {
     if let Some(lines) = current {
         blocks.push(lines.join("\n"));
     }
+    blocks
+}
+
+/// The program in a reply: the first fenced block that defines a function (`def `),
+/// else the last non-empty fenced block (an unclosed fence runs to the end of the
+/// reply), else, without fences, the lines from the first that starts with `def `,
+/// `import ` or `from ` on; `None` when none of these holds code.
+pub fn extract_code(text: &str) -> Option<String> {
+    let blocks = fenced_blocks(text);
     let code = match blocks.iter().find(|b| b.contains("def ")) {
         Some(b) => b.clone(),
         None => match blocks.iter().rev().find(|b| !b.trim().is_empty()) {

@@ -135,21 +135,7 @@ pub(crate) fn messages(caller_system: Option<&str>, query: &str) -> Vec<Message>
 /// last non-empty fenced block (an unclosed fence runs to the end of the reply), else,
 /// without fences, the code-looking lines from the first `def` / `import` on.
 pub fn code_of(reply: &str) -> Option<String> {
-    let mut blocks: Vec<String> = Vec::new();
-    let mut current: Option<Vec<&str>> = None;
-    for line in reply.lines() {
-        if line.trim_start().starts_with("```") {
-            match current.take() {
-                Some(lines) => blocks.push(lines.join("\n")),
-                None => current = Some(Vec::new()),
-            }
-        } else if let Some(lines) = current.as_mut() {
-            lines.push(line);
-        }
-    }
-    if let Some(lines) = current {
-        blocks.push(lines.join("\n"));
-    }
+    let blocks = crate::extract::fenced_blocks(reply);
     if let Some(b) = blocks.iter().find(|b| b.contains("def solution")) {
         return Some(b.clone());
     }
