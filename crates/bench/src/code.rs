@@ -142,7 +142,7 @@ pub fn run_tests(code: &str, gold: &CodeGold, limits: Limits) -> std::io::Result
     std::fs::write(&program, gold.program(code))?;
     std::fs::write(&guard, GUARD)?;
     let stderr = std::fs::File::create(&errors)?;
-    let interpreter = std::env::var("OPTILLM_PYTHON").unwrap_or_else(|_| "python3".into());
+    let interpreter = interpreter();
     // Beyond the wall-clock timeout, so that it is the one that ends a busy loop (CPU
     // time never runs ahead of wall time in one thread); the limit is the backstop.
     let cpu_seconds = limits.timeout.as_secs() + 2;
@@ -185,6 +185,38 @@ pub fn run_tests(code: &str, gold: &CodeGold, limits: Limits) -> std::io::Result
         Some(s) if s.success() => Verdict::Passed,
         Some(s) => Verdict::Failed(last_error_line(&errors).unwrap_or_else(|| s.to_string())),
     })
+}
+
+/// The interpreter the tests run in: `OPTILLM_PYTHON`, else `python3`.
+pub fn interpreter() -> String {
+    std::env::var("OPTILLM_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Checks that `interpreter` runs and has the `resource` module the guard needs (a
+/// POSIX Python 3), so that a run does not judge every program wrong for want of one.
+pub fn check_interpreter(interpreter: &str) -> Result<(), crate::BenchError> {
+    let failed = |message: String| crate::BenchError::NoInterpreter {
+        interpreter: interpreter.to_string(),
+        message,
+    };
+    let output = Command::new(interpreter)
+        .args([
+            "-I",
+            "-c",
+            "import resource, sys; assert sys.version_info >= (3, 8)",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| failed(e.to_string()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        Err(failed(
+            last.unwrap_or("it exited with an error").trim().to_string(),
+        ))
+    }
 }
 
 /// Whether `code` passes the tests kept in `gold` ([`CodeGold::to_gold`]'s JSON) with
@@ -272,6 +304,17 @@ mod tests {
             "def total(xs):\n    return sum(xs)",
             "not a code gold"
         ));
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_a_clear_error() {
+        assert!(check_interpreter(&interpreter()).is_ok());
+        let e = check_interpreter("/nonexistent/python3").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`/nonexistent/python3` cannot be run"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -56,6 +56,15 @@ pub enum BenchError {
     /// Drawing the plot failed.
     #[error("plot: {0}")]
     Plot(String),
+    /// A code data set's tests need a Python interpreter, and it cannot be run.
+    #[error(
+        "the tests of code questions run in Python, and `{interpreter}` cannot be run \
+         ({message}); install python3 or name an interpreter in OPTILLM_PYTHON"
+    )]
+    NoInterpreter {
+        interpreter: String,
+        message: String,
+    },
 }
 
 impl BenchError {

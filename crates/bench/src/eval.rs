@@ -503,6 +503,12 @@ pub async fn run_eval(
         options.limit,
         options.shuffle.then_some(options.seed),
     );
+    if items.iter().any(|i| i.kind == AnswerKind::Code) {
+        let interpreter = crate::code::interpreter();
+        tokio::task::spawn_blocking(move || crate::code::check_interpreter(&interpreter))
+            .await
+            .map_err(|e| BenchError::InvalidArgument(format!("interpreter check failed: {e}")))??;
+    }
     let info = RunInfo {
         dataset: dataset.name.clone(),
         model: backend.model().to_string(),
