@@ -1,5 +1,6 @@
 //! Evaluation data sets: GSM8K, ARC-Easy, ARC-Challenge, ASDiv, MATH-500, OpenBookQA,
-//! CommonsenseQA and HumanEval, read from the files of the model cache (see [`optillm_models`]) into [`Item`]s.
+//! CommonsenseQA and HumanEval, read from the files of the model cache (see
+//! [`optillm_models`]) into [`Item`]s.
 //!
 //! File formats (as shipped, see `vendor/models.toml`):
 //!
@@ -496,8 +497,6 @@ struct HumanEvalLine {
     prompt: String,
     test: String,
     entry_point: String,
-    #[allow(dead_code)]
-    canonical_solution: Option<String>,
 }
 
 /// HumanEval: the function's code in a fenced block, then the instruction; the gold is
@@ -892,6 +891,11 @@ mod tests {
         ));
         assert_eq!(line, 3);
         assert!(message.contains("not a number"), "{message}");
+        // A program needs unit tests to be judged by; a line of your own has none.
+        let (_, message) = bad_line(
+            "{\"question\": \"Write f.\", \"answer\": \"def f(): pass\", \"kind\": \"code\"}\n",
+        );
+        assert!(message.contains("kind code needs unit tests"), "{message}");
         let six = "{\"question\": \"q\", \"options\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\"], \"answer\": \"A\"}\n";
         assert!(bad_line(six).1.contains("6 options"));
         let (line, message) = bad_line(
