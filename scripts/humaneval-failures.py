@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Why the failed HumanEval programs of an eval directory failed: each one is rebuilt as
-crates/bench/src/code.rs builds it (the reply's program, or the prompt and the body; then
-the tests and check(entry_point)), run again with python3 (10 s timeout) in an empty
-temporary directory, and the exception of its last error line is counted.
+"""Why the failed HumanEval programs of an eval directory failed, counted by the exception
+of the last error line: from each record's `failure` (written since 2026-12-07), else by
+running the program again as crates/bench/src/code.rs builds it (the reply's program, or
+the prompt and the body; then the tests and check(entry_point)) with python3 (10 s
+timeout) in an empty temporary directory.
 
     scripts/humaneval-failures.py docs/results/humaneval-qwen2.5-coder-0.5b [APPROACH]
 
@@ -36,7 +37,7 @@ def failure(source):
             run = subprocess.run(["python3", "-I", path], capture_output=True, text=True,
                                  timeout=10, cwd=tmp, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            return "timeout"
+            return "timed out"
     lines = [l for l in run.stderr.splitlines() if l.strip()]
     return lines[-1].split(":")[0].strip() if lines else "exit %d" % run.returncode
 
@@ -50,7 +51,12 @@ def main():
             r = json.loads(line)
             if r["approach"] != approach or r["correct"]:
                 continue
-            why = "no program" if r.get("extracted") is None else failure(program(r["gold"], r["extracted"]))
+            if r.get("failure"):
+                why = r["failure"].split(":")[0].strip()
+            elif r.get("extracted") is None:
+                why = "no program"
+            else:
+                why = failure(program(r["gold"], r["extracted"]))
             counts[why] += 1
             example.setdefault(why, r["item"])
     for why, n in counts.most_common():

@@ -107,6 +107,15 @@ impl Verdict {
     pub fn passed(&self) -> bool {
         matches!(self, Verdict::Passed)
     }
+
+    /// Why the program failed, for a record: the error line, or the timeout.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            Verdict::Passed => None,
+            Verdict::Failed(line) => Some(line.clone()),
+            Verdict::TimedOut => Some("timed out".into()),
+        }
+    }
 }
 
 /// Runs before the program, inside the interpreter: limits, then the guard.
@@ -219,19 +228,17 @@ pub fn check_interpreter(interpreter: &str) -> Result<(), crate::BenchError> {
     }
 }
 
-/// Whether `code` passes the tests kept in `gold` ([`CodeGold::to_gold`]'s JSON) with
-/// the default [`Limits`]; false when `gold` is not such JSON or the run cannot be made.
-pub fn passes(code: &str, gold: &str) -> bool {
+/// The verdict on `code` against the tests kept in `gold` ([`CodeGold::to_gold`]'s JSON)
+/// with the default [`Limits`]. When `gold` is not such JSON or the run cannot be made,
+/// the program is judged wrong, and the verdict says why.
+pub fn judge(code: &str, gold: &str) -> Verdict {
     let Some(gold) = CodeGold::from_gold(gold) else {
-        return false;
+        return Verdict::Failed("the question's tests could not be read".into());
     };
-    match run_tests(code, &gold, Limits::default()) {
-        Ok(verdict) => verdict.passed(),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not run a program's tests; judged wrong");
-            false
-        }
-    }
+    run_tests(code, &gold, Limits::default()).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "could not run a program's tests; judged wrong");
+        Verdict::Failed(format!("the tests could not be run: {e}"))
+    })
 }
 
 /// The last non-empty line of the error output (a traceback's exception line).
@@ -299,11 +306,12 @@ mod tests {
             matches!(&broken, Verdict::Failed(m) if m.starts_with("SyntaxError")),
             "{broken:?}"
         );
-        assert!(passes("def total(xs):\n    return sum(xs)", &g.to_gold()));
-        assert!(!passes(
-            "def total(xs):\n    return sum(xs)",
-            "not a code gold"
-        ));
+        assert!(judge("def total(xs):\n    return sum(xs)", &g.to_gold()).passed());
+        let unreadable = judge("def total(xs):\n    return sum(xs)", "not a code gold");
+        assert_eq!(
+            unreadable.failure().as_deref(),
+            Some("the question's tests could not be read")
+        );
     }
 
     #[test]

@@ -159,6 +159,10 @@ pub struct ItemRecord {
     /// Why the run gave no answer (it counts as wrong).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the answer was judged wrong, where the judge says more than "not equal": a
+    /// program's "no program", the last error line of its test run, or "timed out".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Every sample a voting approach drew, with its answer and confidence, so other
     /// aggregation rules can be scored later without generating again
     /// ([`crate::rescore`]).
@@ -631,6 +635,7 @@ async fn run_one(
         budget_exhausted: false,
         vote: None,
         error: None,
+        failure: None,
         samples: Vec::new(),
     };
     match result {
@@ -643,6 +648,7 @@ async fn run_one(
             record.output = outcome.answer;
             record.extracted = s.extracted;
             record.correct = s.correct;
+            record.failure = s.failure;
             record.calls = outcome.usage.calls;
             record.prompt_tokens = outcome.usage.prompt_tokens;
             record.completion_tokens = outcome.usage.completion_tokens;

@@ -136,6 +136,7 @@ impl Rule {
             output,
             extracted: s.extracted,
             correct: s.correct,
+            failure: s.failure,
             calls: decision.batches as u32,
             prompt_tokens: per_call * decision.batches as u64,
             completion_tokens: completion,
@@ -249,6 +250,7 @@ mod tests {
             budget_exhausted: false,
             vote: None,
             error: None,
+            failure: None,
             samples,
         }
     }

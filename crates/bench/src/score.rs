@@ -16,6 +16,10 @@ pub struct Score {
     pub extracted: Option<String>,
     /// The extracted answer equals the gold answer.
     pub correct: bool,
+    /// Why a wrong answer is wrong, where the judge can say more than "not equal": for
+    /// a program, "no program", its run's last error line, or "timed out".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Scores `output` against `gold` for a question of `kind`: the final answer is
@@ -28,10 +32,25 @@ pub fn score(output: &str, gold: &str, kind: AnswerKind) -> Score {
 
 /// Scores an answer already read (a recorded sample's) against `gold`.
 pub fn score_answer(extracted: Option<String>, gold: &str, kind: AnswerKind) -> Score {
+    if kind == AnswerKind::Code {
+        let failure = match extracted.as_deref() {
+            None => Some("no program".to_string()),
+            Some(code) => crate::code::judge(code, gold).failure(),
+        };
+        return Score {
+            correct: failure.is_none(),
+            extracted,
+            failure,
+        };
+    }
     let correct = extracted
         .as_deref()
         .is_some_and(|answer| answer_matches(answer, gold, kind));
-    Score { extracted, correct }
+    Score {
+        extracted,
+        correct,
+        failure: None,
+    }
 }
 
 /// Whether an answer already read equals `gold` for a question of `kind`
@@ -40,7 +59,7 @@ pub fn score_answer(extracted: Option<String>, gold: &str, kind: AnswerKind) -> 
 pub fn answer_matches(answer: &str, gold: &str, kind: AnswerKind) -> bool {
     match kind {
         AnswerKind::Math => math_answers_equal(answer, gold),
-        AnswerKind::Code => crate::code::passes(answer, gold),
+        AnswerKind::Code => crate::code::judge(answer, gold).passed(),
         _ => answers_equal(answer, gold),
     }
 }
@@ -352,7 +371,8 @@ mod tests {
             score("I cannot solve it.", "18", AnswerKind::Number),
             Score {
                 extracted: None,
-                correct: false
+                correct: false,
+                failure: None,
             }
         );
         assert!(
@@ -377,6 +397,38 @@ mod tests {
     }
 
     /// Gold answers of MATH-500 items as the reference solutions write them.
+    #[test]
+    fn a_wrong_program_says_why() {
+        let gold = crate::code::CodeGold {
+            prompt: "def double(x):\n    \"\"\"Twice x.\"\"\"\n".into(),
+            test: "def check(candidate):\n    assert candidate(2) == 4\n".into(),
+            entry_point: "double".into(),
+        }
+        .to_gold();
+        let code = |body: &str| score(&format!("```python\n{body}\n```"), &gold, AnswerKind::Code);
+        let right = code("def double(x):\n    return 2 * x");
+        assert!(right.correct);
+        assert_eq!(right.failure, None);
+        let wrong = code("def double(x):\n    return x + 1");
+        assert!(!wrong.correct);
+        assert_eq!(wrong.failure.as_deref(), Some("AssertionError"));
+        let crashing = code("def double(x):\n    return x / 0");
+        assert_eq!(
+            crashing.failure.as_deref(),
+            Some("ZeroDivisionError: division by zero")
+        );
+        let prose = score("I would double it.", &gold, AnswerKind::Code);
+        assert_eq!(
+            (prose.correct, prose.failure.as_deref()),
+            (false, Some("no program"))
+        );
+        // Other kinds compare answers: nothing more to say than "not equal".
+        assert_eq!(
+            score("The answer is 5", "4", AnswerKind::Number).failure,
+            None
+        );
+    }
+
     #[test]
     fn scores_math_answers() {
         let math = |output: &str, gold: &str| score(output, gold, AnswerKind::Math);
