@@ -144,7 +144,7 @@ pub fn classify(query: &str) -> Route {
 
 /// Whether `query` holds code: a line that opens a fenced block, or one that opens a
 /// Python function or class definition (`def name(`, `class Name`).
-fn holds_code(query: &str) -> bool {
+pub(crate) fn holds_code(query: &str) -> bool {
     query.lines().any(|line| {
         let t = line.trim_start();
         t.starts_with("```")

@@ -5,8 +5,9 @@
 //! come from one n-request; each chain then derives `derived` new observations from its
 //! own, writes a natural-language plan from all of them, and implements the plan as the
 //! final solution. Several plans are searched, as in the paper: the answer is the
-//! majority answer over the solutions when one exists (by [`crate::extract`]), else the
-//! first solution; the other solutions are returned as candidates.
+//! majority answer over the solutions when one exists (by [`crate::extract`]; for a
+//! function to complete, the solutions' programs), else the first solution; the other
+//! solutions are returned as candidates.
 
 use async_trait::async_trait;
 use futures::future::join_all;
@@ -244,5 +245,47 @@ mod tests {
             .collect();
         assert_eq!(solves.len(), 3);
         assert!(solves.iter().all(|r| r.sampling.temperature == Some(0.1)));
+    }
+
+    #[tokio::test]
+    async fn a_code_question_votes_on_programs_not_on_their_numbers() {
+        // Plans 0 and 1 write the same program with different prose and numbers around
+        // it; plan 2 another program. Read as numbers, plan 2's "returns 3" would tie.
+        let mock = Arc::new(MockBackend::new(|r, i| {
+            let u = &r.messages.last().unwrap().content;
+            Ok(if u.contains("non-obvious observations") {
+                format!("OBS{i}")
+            } else if u.contains("step-by-step plan") {
+                let k = u.split("OBS").nth(1).unwrap().chars().next().unwrap();
+                format!("PLAN{k}")
+            } else if u.contains("Carry out the plan") {
+                let k = u.split("PLAN").nth(1).unwrap().chars().next().unwrap();
+                match k {
+                    '2' => "```python\ndef add(a, b):\n    return 3\n```\nIt returns 3.".into(),
+                    _ => format!(
+                        "Plan {k}, step {}:\n```python\ndef add(a, b):\n    return a + b\n```",
+                        7 + i
+                    ),
+                }
+            } else {
+                "DER".into()
+            })
+        }));
+        let query = "Complete the function.\n\ndef add(a, b):\n    \"\"\"add(1, 2) == 3\"\"\"\n";
+        let out = run(
+            &PlanSearch::new(Params::default()).unwrap(),
+            mock,
+            &StrategyRequest::user(query),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert!(out.answer.contains("return a + b"), "{}", out.answer);
+        let vote = out.vote.unwrap();
+        // Programs are grouped with their whitespace collapsed, as every vote's answers.
+        assert_eq!(
+            vote.summary(),
+            "def add(a, b): return a + b: 2, def add(a, b): return 3: 1"
+        );
     }
 }

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use super::auto::{Route, asked_kind, classify};
+use super::auto::{Route, asked_kind, classify, holds_code};
 use super::choice_likelihood::split_choices;
 use crate::extract::AnswerKind;
 use crate::format::ResponseFormat;
@@ -25,12 +25,16 @@ const READ_TOKENS: u32 = 32;
 /// asks for it in `\boxed{}` (MATH-style prompts: `\left( 3, \frac{\pi}{2} \right)` and
 /// `(3,\dfrac{\pi}{2})` are one answer), else yes / no for a yes / no question ("Does
 /// she have enough money?", see [`asked_kind`]: a number in its reasoning is not its
-/// answer), else unknown, where any final answer counts
-/// ([`crate::extract::extract_any`]: a boxed answer, a number, yes / no, ...).
+/// answer), else a program when the question holds code ([`holds_code`]: a function to
+/// complete; the numbers in its docstring are not its answer), else unknown, where any
+/// final answer counts ([`crate::extract::extract_any`]: a boxed answer, a number,
+/// yes / no, ...).
 pub(crate) fn answer_kind(query: &str, kind: Option<AnswerKind>) -> Option<AnswerKind> {
     kind.or_else(|| {
         if split_choices(query).is_some() {
             Some(AnswerKind::Choice)
+        } else if holds_code(query) {
+            Some(AnswerKind::Code)
         } else if query.contains("\\boxed") {
             Some(AnswerKind::Math)
         } else if asked_kind(query) == Some(AnswerKind::YesNo) {
@@ -139,6 +143,11 @@ mod tests {
             Some(AnswerKind::Number),
             "a given kind wins"
         );
+        // A function to complete is answered by a program, not by its docstring's numbers;
+        // nothing is read from it by a constrained call.
+        let code = "def double(x: int) -> int:\n    \"\"\"double(2) == 4\"\"\"\n";
+        assert_eq!(answer_kind(code, None), Some(AnswerKind::Code));
+        assert_eq!(schema_for(code, None), None);
     }
 
     #[test]
