@@ -1,31 +1,64 @@
 //! `pyeval`: a small, safe interpreter of a subset of Python, for program-of-thought
-//! (`pot`): the model writes `def solution(): ...`, this module runs it.
+//! (`pot`: the model writes `def solution(): ...`, this module runs it) and for checking
+//! the programs of code questions on their examples (`doctest`).
 //!
 //! Nothing is executed outside this interpreter: no real Python, no imports beyond
-//! `math`, no attributes beyond a few `math` functions and list/dict/str methods, no
-//! files, no network. Every resource is bounded by [`Limits`]: source length, nesting
-//! of the parsed program (the parser refuses deeper input, so no recursion an input
-//! controls goes beyond a fixed depth), interpreter steps (every statement, expression
-//! and element of a bulk operation counts), call depth, collection lengths, the
-//! elements and characters allocated over the whole run, and the size of integers
-//! (`i128`, overflow is an error). Anything outside the subset is a typed [`PyError`],
-//! never a panic.
+//! `math` (and `typing`, whose names only annotate), no attributes beyond `math`'s and
+//! the methods below, no files, no network. Every resource is bounded by [`Limits`]:
+//! source length, nesting of the parsed program (the parser refuses deeper input, so no
+//! recursion an input controls goes beyond a fixed depth), interpreter steps (every
+//! statement, expression and element of a bulk operation counts; a method over a string
+//! counts its characters), call depth, collection lengths, the elements and characters
+//! allocated over the whole run (a result over the length limit is refused before it is
+//! built), and the size of integers (`i128`, overflow is an error). Anything outside the
+//! subset is a typed [`PyError`], never a panic.
 //!
-//! The subset: integers, floats, strings (f-strings with `{expr}` and `{expr:.2f}`),
-//! `True`/`False`/`None`, lists, tuples, dicts, `+ - * / // % **`, unary `-`/`+`,
-//! comparisons (chained, `in`, `not in`, `is`), `and`/`or`/`not`, conditional
-//! expressions, assignment (also to tuples, list and dict items, annotated), augmented
-//! assignment, `if/elif/else`, `for ... in` (range, lists, tuples, strings, dicts),
-//! `while`, `break`/`continue`/`pass`, `def` with positional, default and keyword
-//! arguments, `return`, list comprehensions and generator arguments (`sum(x for x in
-//! xs)`), indexing and slicing, `import math` / `from math import ...`, `assert`.
+//! The subset: integers, floats, strings (escapes, f-strings and `str.format` with
+//! Python's format specs: fill, alignment, sign, `#`, `0`, width, `,`/`_`, precision,
+//! `s d b o x X c e f g %`), `True`/`False`/`None`, lists, tuples, dicts, sets;
+//! `+ - * / // % **`, `& | ^ << >> ~` (ints and bools), `| & - ^` (sets), unary `-`/`+`,
+//! comparisons (chained, `in`, `not in`, `is`; subsets for sets), `and`/`or`/`not`,
+//! conditional expressions, `lambda`; assignment (also to tuples, list and dict items,
+//! list slices, annotated), augmented assignment, `if/elif/else`, `for ... in` (range, lists, tuples,
+//! strings, dicts, sets) and `while`, both with `else`, `break`/`continue`/`pass`, `def`
+//! with positional, default and keyword arguments (also inside functions), `return`,
+//! `try`/`except`/`else`/`finally`, `raise`, list, set and dict comprehensions and
+//! generator arguments (`sum(x for x in xs)`), indexing and slicing (negative bounds,
+//! steps), `import math` / `from math import ...`, `from typing import ...`, `assert`.
+//!
 //! Built-ins: `print` (captured), `len sum min max abs round int float str bool list
-//! tuple range sorted reversed enumerate zip divmod pow`; `math.floor ceil sqrt trunc
-//! fabs pow exp log log10 gcd lcm factorial prod isclose pi e inf`; list `append extend
-//! pop insert remove count index sort reverse copy`; dict `get keys values items`.
+//! tuple dict set range sorted reversed enumerate zip divmod pow all any map filter chr
+//! ord bin hex oct isinstance type format` (`key=` and `reverse=` on `sorted` and
+//! `list.sort`, `key=` and `default=` on `min`/`max`; `map` and `filter` give lists);
+//! `math.floor ceil sqrt trunc fabs pow exp log log10 gcd lcm factorial prod isclose pi
+//! e inf`; list `append extend pop insert remove count index sort reverse copy clear`;
+//! dict `get keys values items update pop clear`; set `add remove discard pop clear
+//! update union intersection difference symmetric_difference issubset issuperset
+//! isdisjoint copy`; str `split rsplit splitlines join strip lstrip rstrip lower upper
+//! casefold capitalize swapcase title startswith endswith find rfind index rindex count
+//! replace zfill ljust rjust center partition rpartition removeprefix removesuffix format
+//! isalpha isdigit isdecimal isnumeric isalnum isspace isupper islower istitle`, with
+//! Python's results (the character classes and case mappings are Unicode's as Rust has
+//! them: exact on ASCII, `isdigit` and `isnumeric` alike beyond it). A method that does
+//! not change its object is also a value: `key=d.get`, `map(str.strip, lines)`.
 //!
-//! Lists and dicts have value semantics (`b = a; b.append(1)` leaves `a` alone), which
-//! keeps values acyclic; methods that mutate need a plain variable (`xs.append(1)`).
+//! Where it departs from Python:
+//! - Lists, dicts and sets have value semantics (`b = a; b.append(1)` leaves `a` alone),
+//!   which keeps values acyclic; methods that mutate need a plain variable
+//!   (`xs.append(1)`).
+//! - Sets keep their elements sorted, and iterate and print in that order: Python's own
+//!   order for small non-negative ints; for strings and tuples Python's order changes
+//!   from run to run anyway.
+//! - A function defined inside another one sees that function's variables as Python
+//!   does while that call runs; once it has returned, the inner function reads them as
+//!   they were when it was made, and may not change them in place (a typed error).
+//! - `try` catches what Python programs raise and catch: `ValueError`, `TypeError`,
+//!   `IndexError` and `KeyError` (one error here: `except KeyError` also catches an
+//!   index out of range), `ZeroDivisionError`, `AssertionError`, and what `raise`
+//!   raises. Never a limit (steps, memory, recursion, the size of integers, which
+//!   Python's are not bounded by), a name the program does not define (it may be one
+//!   the subset lacks), or what the subset does not support; `finally` does not run
+//!   after those. `except ... as e` binds the error's message, a string.
 //!
 //! Parsing is char-aware: source text is never sliced by byte index.
 
@@ -97,6 +130,10 @@ pub enum PyError {
     Memory(String),
     #[error("assertion failed")]
     Assertion,
+    /// An exception the program raised whose class has no variant of its own
+    /// (`raise RuntimeError("...")`): the class and the message.
+    #[error("{0}: {1}")]
+    Raised(String, String),
     #[error("no numeric result: {0}")]
     NoResult(String),
     #[error("the interpreter could not run: {0}")]
@@ -447,7 +484,39 @@ impl Lexer<'_> {
                     'n' => out.push('\n'),
                     't' => out.push('\t'),
                     'r' => out.push('\r'),
-                    '0' => out.push('\0'),
+                    'a' => out.push('\u{7}'),
+                    'b' => out.push('\u{8}'),
+                    'f' => out.push('\u{c}'),
+                    'v' => out.push('\u{b}'),
+                    'x' | 'u' | 'U' => {
+                        let digits = match e {
+                            'x' => 2,
+                            'u' => 4,
+                            _ => 8,
+                        };
+                        let hex: String = (0..digits).map(|k| self.at(k)).collect();
+                        let c = u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .filter(|_| hex.chars().all(|h| h.is_ascii_hexdigit()))
+                            .and_then(char::from_u32)
+                            .ok_or_else(|| self.err(format!("bad escape \\{e}{hex}")))?;
+                        out.push(c);
+                        self.i += digits;
+                    }
+                    '0'..='7' => {
+                        // Up to three octal digits.
+                        let mut code = e.to_digit(8).unwrap_or(0);
+                        for _ in 0..2 {
+                            match self.at(0).to_digit(8) {
+                                Some(d) => {
+                                    code = code * 8 + d;
+                                    self.i += 1;
+                                }
+                                None => break,
+                            }
+                        }
+                        out.push(char::from_u32(code).unwrap_or('\0'));
+                    }
                     '\\' => out.push('\\'),
                     '\'' => out.push('\''),
                     '"' => out.push('"'),
@@ -642,6 +711,11 @@ enum BinOp {
     FloorDiv,
     Mod,
     Pow,
+    BitAnd,
+    BitOr,
+    BitXor,
+    LShift,
+    RShift,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -665,7 +739,9 @@ enum Expr {
     List(Vec<Expr>),
     Tuple(Vec<Expr>),
     Dict(Vec<(Expr, Expr)>),
+    Set(Vec<Expr>),
     Neg(Box<Expr>),
+    Invert(Box<Expr>),
     Pos(Box<Expr>),
     Not(Box<Expr>),
     Chain(Box<Expr>, Vec<(BinOp, Expr)>),
@@ -679,6 +755,10 @@ enum Expr {
     Index(Box<Expr>, Box<Expr>),
     Slice(Box<Expr>, [Option<Box<Expr>>; 3]),
     Comp(Box<Expr>, Vec<Clause>),
+    SetComp(Box<Expr>, Vec<Clause>),
+    /// `{k: v for ...}`; the element is the tuple `(k, v)`.
+    DictComp(Box<Expr>, Vec<Clause>),
+    Lambda(Rc<FuncDef>),
     FStr(Vec<FPart>),
 }
 
@@ -698,6 +778,8 @@ enum FPart {
 enum Target {
     Name(String),
     Item(String, Expr),
+    /// `xs[a:b:c] = ...` on the list variable `xs`.
+    Slice(String, Box<[Option<Expr>; 3]>),
     Tuple(Vec<Target>),
 }
 
@@ -713,14 +795,34 @@ enum StmtKind {
     Assign(Vec<Target>, Expr),
     Aug(Target, BinOp, Expr),
     If(Expr, Vec<Stmt>, Vec<Stmt>),
-    While(Expr, Vec<Stmt>),
-    For(Target, Expr, Vec<Stmt>),
+    /// The condition, the body, and the `else` block (run unless `break` ended it).
+    While(Expr, Vec<Stmt>, Vec<Stmt>),
+    For(Target, Expr, Vec<Stmt>, Vec<Stmt>),
     Def(Rc<FuncDef>),
     Return(Option<Expr>),
     Pass,
     Break,
     Continue,
     Assert(Expr),
+    Try(Box<TryStmt>),
+    /// `raise`, `raise Class` or `raise Class(message)` (`from ...` is ignored).
+    Raise(Option<(String, Option<Expr>)>),
+}
+
+#[derive(Debug, Clone)]
+struct TryStmt {
+    body: Vec<Stmt>,
+    handlers: Vec<Handler>,
+    orelse: Vec<Stmt>,
+    finally: Vec<Stmt>,
+}
+
+/// `except (A, B) as name:`; no classes for a bare `except:`.
+#[derive(Debug, Clone)]
+struct Handler {
+    classes: Vec<String>,
+    name: Option<String>,
+    body: Vec<Stmt>,
 }
 
 #[derive(Debug)]
@@ -728,6 +830,194 @@ struct FuncDef {
     name: String,
     params: Vec<(String, Option<Expr>)>,
     body: Vec<Stmt>,
+    /// Names the body uses that are not its parameters: what a function defined
+    /// inside another one captures from it (defaults are evaluated where it is defined).
+    free: Vec<String>,
+}
+
+impl FuncDef {
+    fn new(name: String, params: Vec<(String, Option<Expr>)>, body: Vec<Stmt>) -> Self {
+        let mut names = Vec::new();
+        for s in &body {
+            names_in_stmt(s, &mut names);
+        }
+        names.sort();
+        names.dedup();
+        names.retain(|n| !params.iter().any(|(p, _)| p == n));
+        Self {
+            name,
+            params,
+            body,
+            free: names,
+        }
+    }
+}
+
+/// The names a statement reads or changes in place (recursion bounded by the parser's
+/// nesting limit).
+fn names_in_stmt(s: &Stmt, out: &mut Vec<String>) {
+    let block = |b: &[Stmt], out: &mut Vec<String>| {
+        for s in b {
+            names_in_stmt(s, out);
+        }
+    };
+    match &s.kind {
+        StmtKind::Expr(e) | StmtKind::Assert(e) | StmtKind::Return(Some(e)) => {
+            names_in_expr(e, out);
+        }
+        StmtKind::Assign(targets, e) => {
+            for t in targets {
+                names_in_target(t, out);
+            }
+            names_in_expr(e, out);
+        }
+        StmtKind::Aug(t, _, e) => {
+            names_in_target(t, out);
+            names_in_expr(e, out);
+        }
+        StmtKind::If(c, body, orelse) => {
+            names_in_expr(c, out);
+            block(body, out);
+            block(orelse, out);
+        }
+        StmtKind::While(c, body, orelse) => {
+            names_in_expr(c, out);
+            block(body, out);
+            block(orelse, out);
+        }
+        StmtKind::For(t, e, body, orelse) => {
+            names_in_target(t, out);
+            names_in_expr(e, out);
+            block(body, out);
+            block(orelse, out);
+        }
+        StmtKind::Def(f) => out.extend(f.free.iter().cloned()),
+        StmtKind::Try(t) => {
+            block(&t.body, out);
+            for h in &t.handlers {
+                block(&h.body, out);
+            }
+            block(&t.orelse, out);
+            block(&t.finally, out);
+        }
+        StmtKind::Raise(Some((class, message))) => {
+            out.push(class.clone());
+            if let Some(m) = message {
+                names_in_expr(m, out);
+            }
+        }
+        StmtKind::Return(None)
+        | StmtKind::Raise(None)
+        | StmtKind::Pass
+        | StmtKind::Break
+        | StmtKind::Continue => {}
+    }
+}
+
+fn names_in_target(t: &Target, out: &mut Vec<String>) {
+    match t {
+        Target::Name(_) => {}
+        Target::Item(n, e) => {
+            out.push(n.clone());
+            names_in_expr(e, out);
+        }
+        Target::Slice(n, parts) => {
+            out.push(n.clone());
+            for p in parts.iter().flatten() {
+                names_in_expr(p, out);
+            }
+        }
+        Target::Tuple(items) => {
+            for t in items {
+                names_in_target(t, out);
+            }
+        }
+    }
+}
+
+fn names_in_expr(e: &Expr, out: &mut Vec<String>) {
+    let all = |items: &[Expr], out: &mut Vec<String>| {
+        for e in items {
+            names_in_expr(e, out);
+        }
+    };
+    let clauses = |cs: &[Clause], out: &mut Vec<String>| {
+        for c in cs {
+            match c {
+                Clause::For(t, e) => {
+                    names_in_target(t, out);
+                    names_in_expr(e, out);
+                }
+                Clause::If(e) => names_in_expr(e, out),
+            }
+        }
+    };
+    match e {
+        Expr::Const(_) => {}
+        Expr::Name(n) => out.push(n.clone()),
+        Expr::List(items)
+        | Expr::Tuple(items)
+        | Expr::Set(items)
+        | Expr::And(items)
+        | Expr::Or(items) => {
+            all(items, out);
+        }
+        Expr::Dict(pairs) => {
+            for (k, v) in pairs {
+                names_in_expr(k, out);
+                names_in_expr(v, out);
+            }
+        }
+        Expr::Neg(x) | Expr::Pos(x) | Expr::Not(x) | Expr::Invert(x) | Expr::Attr(x, _) => {
+            names_in_expr(x, out);
+        }
+        Expr::Chain(first, rest) => {
+            names_in_expr(first, out);
+            for (_, e) in rest {
+                names_in_expr(e, out);
+            }
+        }
+        Expr::Compare(first, rest) => {
+            names_in_expr(first, out);
+            for (_, e) in rest {
+                names_in_expr(e, out);
+            }
+        }
+        Expr::Pow(a, b) | Expr::Index(a, b) => {
+            names_in_expr(a, out);
+            names_in_expr(b, out);
+        }
+        Expr::IfElse(a, b, c) => {
+            names_in_expr(a, out);
+            names_in_expr(b, out);
+            names_in_expr(c, out);
+        }
+        Expr::Call(f, args, kwargs) => {
+            names_in_expr(f, out);
+            all(args, out);
+            for (_, v) in kwargs {
+                names_in_expr(v, out);
+            }
+        }
+        Expr::Slice(base, parts) => {
+            names_in_expr(base, out);
+            for p in parts.iter().flatten() {
+                names_in_expr(p, out);
+            }
+        }
+        Expr::Comp(elt, cs) | Expr::SetComp(elt, cs) | Expr::DictComp(elt, cs) => {
+            names_in_expr(elt, out);
+            clauses(cs, out);
+        }
+        Expr::Lambda(f) => out.extend(f.free.iter().cloned()),
+        Expr::FStr(parts) => {
+            for p in parts {
+                if let FPart::Field(e, _) = p {
+                    names_in_expr(e, out);
+                }
+            }
+        }
+    }
 }
 
 const KEYWORDS: [&str; 35] = [
@@ -866,10 +1156,12 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 let cond = self.expr()?;
                 let body = self.block()?;
-                if self.is_kw("else") {
-                    return Err(self.unsupported("while ... else"));
-                }
-                StmtKind::While(cond, body)
+                let orelse = if self.eat_kw("else") {
+                    self.block()?
+                } else {
+                    Vec::new()
+                };
+                StmtKind::While(cond, body, orelse)
             }
             "for" => {
                 self.pos += 1;
@@ -879,17 +1171,23 @@ impl<'a> Parser<'a> {
                 }
                 let iter = self.expr_list()?;
                 let body = self.block()?;
-                if self.is_kw("else") {
-                    return Err(self.unsupported("for ... else"));
-                }
-                StmtKind::For(target, iter, body)
+                let orelse = if self.eat_kw("else") {
+                    self.block()?
+                } else {
+                    Vec::new()
+                };
+                StmtKind::For(target, iter, body, orelse)
             }
             "def" => {
                 self.pos += 1;
                 StmtKind::Def(Rc::new(self.def_rest()?))
             }
-            "class" | "try" | "with" | "async" | "lambda" | "global" | "nonlocal" | "del"
-            | "raise" | "yield" | "except" | "finally" => {
+            "try" => {
+                self.pos += 1;
+                StmtKind::Try(Box::new(self.try_rest()?))
+            }
+            "except" | "finally" => return Err(self.err(format!("`{kw}` without `try`"))),
+            "class" | "with" | "async" | "global" | "nonlocal" | "del" | "yield" => {
                 return Err(self.unsupported(format!("`{kw}`")));
             }
             _ => {
@@ -942,6 +1240,60 @@ impl<'a> Parser<'a> {
         Ok(StmtKind::If(cond, body, orelse))
     }
 
+    /// After `try`: its block, the `except` clauses, `else` and `finally`.
+    fn try_rest(&mut self) -> PResult<TryStmt> {
+        let body = self.block()?;
+        let mut handlers = Vec::new();
+        while self.eat_kw("except") {
+            if self.is_op("*") {
+                return Err(self.unsupported("except*"));
+            }
+            let mut classes = Vec::new();
+            let mut name = None;
+            if !self.is_op(":") {
+                let items = match self.expr()? {
+                    Expr::Tuple(items) => items,
+                    one => vec![one],
+                };
+                for item in items {
+                    match item {
+                        Expr::Name(n) => classes.push(n),
+                        _ => return Err(self.unsupported("an exception class that is not a name")),
+                    }
+                }
+                if self.eat_kw("as") {
+                    name = Some(self.name()?);
+                }
+            }
+            let body = self.block()?;
+            handlers.push(Handler {
+                classes,
+                name,
+                body,
+            });
+        }
+        let orelse = if !handlers.is_empty() && self.eat_kw("else") {
+            self.block()?
+        } else {
+            Vec::new()
+        };
+        let has_finally = self.eat_kw("finally");
+        let finally = if has_finally {
+            self.block()?
+        } else {
+            Vec::new()
+        };
+        if handlers.is_empty() && !has_finally {
+            return Err(self.err("expected `except` or `finally`"));
+        }
+        Ok(TryStmt {
+            body,
+            handlers,
+            orelse,
+            finally,
+        })
+    }
+
     fn def_rest(&mut self) -> PResult<FuncDef> {
         let name = self.name()?;
         self.expect_op("(")?;
@@ -969,7 +1321,7 @@ impl<'a> Parser<'a> {
             self.expr()?;
         }
         let body = self.block()?;
-        Ok(FuncDef { name, params, body })
+        Ok(FuncDef::new(name, params, body))
     }
 
     /// `:` then simple statements on the same line, or an indented block.
@@ -1050,6 +1402,28 @@ impl<'a> Parser<'a> {
                     }
                     return Ok(Some(StmtKind::Return(Some(self.expr_list()?))));
                 }
+                "raise" => {
+                    self.pos += 1;
+                    if matches!(self.peek(), Tok::Newline | Tok::End | Tok::Dedent)
+                        || self.is_op(";")
+                    {
+                        return Ok(Some(StmtKind::Raise(None)));
+                    }
+                    let class = self.name()?;
+                    if self.is_op(".") {
+                        return Err(self.unsupported("raise of a dotted class"));
+                    }
+                    let message = if self.eat_op("(") {
+                        let (args, _) = self.nested(|p| p.call_args())?;
+                        args.into_iter().next()
+                    } else {
+                        None
+                    };
+                    if self.eat_kw("from") {
+                        self.expr()?;
+                    }
+                    return Ok(Some(StmtKind::Raise(Some((class, message)))));
+                }
                 "assert" => {
                     self.pos += 1;
                     let e = self.expr()?;
@@ -1062,11 +1436,14 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                     loop {
                         let m = self.name()?;
-                        if m != "math" {
+                        if m != "math" && m != "typing" {
                             return Err(self.unsupported(format!("import of `{m}`")));
                         }
                         if self.eat_kw("as") {
-                            return Err(self.unsupported("import ... as"));
+                            if m != "typing" {
+                                return Err(self.unsupported("import ... as"));
+                            }
+                            self.name()?;
                         }
                         if !self.eat_op(",") {
                             break;
@@ -1077,11 +1454,16 @@ impl<'a> Parser<'a> {
                 "from" => {
                     self.pos += 1;
                     let m = self.name()?;
-                    if m != "math" {
+                    if m != "math" && m != "typing" {
                         return Err(self.unsupported(format!("import from `{m}`")));
                     }
                     if !self.eat_kw("import") {
                         return Err(self.err("expected `import`"));
+                    }
+                    if m == "typing" {
+                        // Type hints are parsed and ignored: nothing to bind.
+                        self.typing_names()?;
+                        return Ok(None);
                     }
                     // The names are bound to what `math.<name>` is.
                     let mut names = Vec::new();
@@ -1142,6 +1524,11 @@ impl<'a> Parser<'a> {
             ("//=", BinOp::FloorDiv),
             ("%=", BinOp::Mod),
             ("**=", BinOp::Pow),
+            ("&=", BinOp::BitAnd),
+            ("|=", BinOp::BitOr),
+            ("^=", BinOp::BitXor),
+            ("<<=", BinOp::LShift),
+            (">>=", BinOp::RShift),
         ];
         if let Some((_, op)) = aug.iter().find(|(s, _)| self.is_op(s)) {
             self.pos += 1;
@@ -1170,6 +1557,28 @@ impl<'a> Parser<'a> {
         Ok(Some(StmtKind::Expr(first)))
     }
 
+    /// The names of `from typing import ...`: `*`, or names (in parentheses or not,
+    /// each perhaps `as` another).
+    fn typing_names(&mut self) -> PResult<()> {
+        if self.eat_op("*") {
+            return Ok(());
+        }
+        let paren = self.eat_op("(");
+        loop {
+            self.name()?;
+            if self.eat_kw("as") {
+                self.name()?;
+            }
+            if !self.eat_op(",") || (paren && self.is_op(")")) {
+                break;
+            }
+        }
+        if paren {
+            self.expect_op(")")?;
+        }
+        Ok(())
+    }
+
     fn to_target(&self, e: Expr) -> PResult<Target> {
         match e {
             Expr::Name(n) => Ok(Target::Name(n)),
@@ -1184,7 +1593,13 @@ impl<'a> Parser<'a> {
                     .collect::<PResult<_>>()?,
             )),
             Expr::Attr(..) => Err(self.unsupported("assignment to an attribute")),
-            Expr::Slice(..) => Err(self.unsupported("assignment to a slice")),
+            Expr::Slice(base, parts) => match *base {
+                Expr::Name(n) => {
+                    let [a, b, c] = parts;
+                    Ok(Target::Slice(n, Box::new([a.map(|x| *x), b.map(|x| *x), c.map(|x| *x)])))
+                }
+                _ => Err(self.unsupported("assignment into a nested slice")),
+            },
             _ => Err(self.err("cannot assign to this expression")),
         }
     }
@@ -1230,14 +1645,16 @@ impl<'a> Parser<'a> {
     fn ends_list(&self) -> bool {
         matches!(self.peek(), Tok::Newline | Tok::End | Tok::Dedent)
             || ["=", ")", "]", "}", ":", ";"].iter().any(|o| self.is_op(o))
-            || ["+=", "-=", "*=", "/=", "//=", "%=", "**="]
-                .iter()
-                .any(|o| self.is_op(o))
+            || [
+                "+=", "-=", "*=", "/=", "//=", "%=", "**=", "&=", "|=", "^=", "<<=", ">>=",
+            ]
+            .iter()
+            .any(|o| self.is_op(o))
     }
 
     fn expr(&mut self) -> PResult<Expr> {
-        if self.is_kw("lambda") {
-            return Err(self.unsupported("lambda"));
+        if self.eat_kw("lambda") {
+            return self.nested(|p| p.lambda_rest());
         }
         if self.is_kw("yield") || self.is_kw("await") {
             return Err(self.unsupported("yield / await"));
@@ -1259,6 +1676,38 @@ impl<'a> Parser<'a> {
             return Err(self.unsupported("`:=`"));
         }
         Ok(body)
+    }
+
+    /// After `lambda`: parameters (perhaps with defaults), `:`, the body.
+    fn lambda_rest(&mut self) -> PResult<Expr> {
+        let line = self.line();
+        let mut params = Vec::new();
+        while !self.is_op(":") {
+            if self.is_op("*") || self.is_op("**") || self.is_op("/") {
+                return Err(self.unsupported("*args, **kwargs and / in parameters"));
+            }
+            let p = self.name()?;
+            let default = if self.eat_op("=") {
+                Some(self.expr()?)
+            } else {
+                None
+            };
+            params.push((p, default));
+            if !self.eat_op(",") {
+                break;
+            }
+        }
+        self.expect_op(":")?;
+        let body = self.expr()?;
+        let ret = Stmt {
+            line,
+            kind: StmtKind::Return(Some(body)),
+        };
+        Ok(Expr::Lambda(Rc::new(FuncDef::new(
+            "<lambda>".into(),
+            params,
+            vec![ret],
+        ))))
     }
 
     fn or_test(&mut self) -> PResult<Expr> {
@@ -1294,7 +1743,7 @@ impl<'a> Parser<'a> {
     }
 
     fn comparison(&mut self) -> PResult<Expr> {
-        let first = self.arith()?;
+        let first = self.bit_or()?;
         let mut rest = Vec::new();
         loop {
             let op = match self.peek() {
@@ -1322,13 +1771,48 @@ impl<'a> Parser<'a> {
                 _ => break,
             };
             self.pos += 1;
-            rest.push((op, self.arith()?));
+            rest.push((op, self.bit_or()?));
         }
         if rest.is_empty() {
             Ok(first)
         } else {
             Ok(Expr::Compare(Box::new(first), rest))
         }
+    }
+
+    /// One level of left-associative binary operators: `next (op next)*`.
+    fn binary_level(
+        &mut self,
+        ops: &[(&str, BinOp)],
+        next: fn(&mut Self) -> PResult<Expr>,
+    ) -> PResult<Expr> {
+        let first = next(self)?;
+        let mut rest = Vec::new();
+        while let Some((_, op)) = ops.iter().find(|(o, _)| self.is_op(o)) {
+            self.pos += 1;
+            rest.push((*op, next(self)?));
+        }
+        if rest.is_empty() {
+            Ok(first)
+        } else {
+            Ok(Expr::Chain(Box::new(first), rest))
+        }
+    }
+
+    fn bit_or(&mut self) -> PResult<Expr> {
+        self.binary_level(&[("|", BinOp::BitOr)], Self::bit_xor)
+    }
+
+    fn bit_xor(&mut self) -> PResult<Expr> {
+        self.binary_level(&[("^", BinOp::BitXor)], Self::bit_and)
+    }
+
+    fn bit_and(&mut self) -> PResult<Expr> {
+        self.binary_level(&[("&", BinOp::BitAnd)], Self::shift)
+    }
+
+    fn shift(&mut self) -> PResult<Expr> {
+        self.binary_level(&[("<<", BinOp::LShift), (">>", BinOp::RShift)], Self::arith)
     }
 
     fn arith(&mut self) -> PResult<Expr> {
@@ -1338,9 +1822,6 @@ impl<'a> Parser<'a> {
             let op = match self.peek() {
                 Tok::Op("+") => BinOp::Add,
                 Tok::Op("-") => BinOp::Sub,
-                Tok::Op(o @ ("<<" | ">>" | "&" | "|" | "^")) => {
-                    return Err(self.unsupported(format!("operator `{o}`")));
-                }
                 _ => break,
             };
             self.pos += 1;
@@ -1384,8 +1865,9 @@ impl<'a> Parser<'a> {
             let inner = self.nested(|p| p.factor())?;
             return Ok(Expr::Pos(Box::new(inner)));
         }
-        if self.is_op("~") {
-            return Err(self.unsupported("operator `~`"));
+        if self.eat_op("~") {
+            let inner = self.nested(|p| p.factor())?;
+            return Ok(Expr::Invert(Box::new(inner)));
         }
         self.power()
     }
@@ -1559,7 +2041,7 @@ impl<'a> Parser<'a> {
                 "True" => Ok(Expr::Const(Value::Bool(true))),
                 "False" => Ok(Expr::Const(Value::Bool(false))),
                 "None" => Ok(Expr::Const(Value::None)),
-                "lambda" => Err(self.unsupported("lambda")),
+                "lambda" => Err(self.err("a lambda here needs parentheses")),
                 kw if KEYWORDS.contains(&kw) => {
                     self.pos = self.pos.saturating_sub(1);
                     Err(self.err(format!("unexpected keyword `{kw}`")))
@@ -1611,20 +2093,45 @@ impl<'a> Parser<'a> {
                 Ok(Expr::List(items))
             }),
             Tok::Op("{") => self.nested(|p| {
-                let mut items = Vec::new();
-                while !p.is_op("}") {
-                    let k = p.expr()?;
-                    if !p.eat_op(":") {
-                        return Err(p.unsupported("sets"));
-                    }
-                    let v = p.expr()?;
+                if p.eat_op("}") {
+                    return Ok(Expr::Dict(Vec::new()));
+                }
+                if p.is_op("**") {
+                    return Err(p.unsupported("`**` in a dict"));
+                }
+                let first = p.expr()?;
+                if !p.eat_op(":") {
+                    // A set: `{1, 2}` or `{x for x in xs}`.
                     if p.is_kw("for") {
-                        return Err(p.unsupported("dict comprehensions"));
+                        let clauses = p.comp_clauses()?;
+                        p.expect_op("}")?;
+                        return Ok(Expr::SetComp(Box::new(first), clauses));
                     }
-                    items.push((k, v));
-                    if !p.eat_op(",") {
+                    let mut items = vec![first];
+                    while p.eat_op(",") {
+                        if p.is_op("}") {
+                            break;
+                        }
+                        items.push(p.expr()?);
+                    }
+                    p.expect_op("}")?;
+                    return Ok(Expr::Set(items));
+                }
+                let v = p.expr()?;
+                if p.is_kw("for") {
+                    let clauses = p.comp_clauses()?;
+                    p.expect_op("}")?;
+                    let pair = Expr::Tuple(vec![first, v]);
+                    return Ok(Expr::DictComp(Box::new(pair), clauses));
+                }
+                let mut items = vec![(first, v)];
+                while p.eat_op(",") {
+                    if p.is_op("}") {
                         break;
                     }
+                    let k = p.expr()?;
+                    p.expect_op(":")?;
+                    items.push((k, p.expr()?));
                 }
                 p.expect_op("}")?;
                 Ok(Expr::Dict(items))
@@ -1770,11 +2277,43 @@ enum Value {
     Tuple(Rc<Seq>),
     /// Keys and values, in insertion order (small dicts; linear lookup).
     Dict(Rc<Seq>),
+    /// Distinct hashable elements, kept in [`set_order`] (binary search).
+    Set(Rc<Seq>),
     Range(i128, i128, i128),
-    Func(Rc<FuncDef>),
+    Func(Rc<Function>),
+    Method(Rc<Method>),
     Builtin(&'static str),
     Module,
 }
+
+/// A function value: its definition, the frame of the function it was made in (by
+/// index and activation id, see [`Scope`]), and what it used of that frame's
+/// variables, as they were then (for calls after that function returned).
+#[derive(Debug)]
+struct Function {
+    def: Rc<FuncDef>,
+    /// The parameters' default values, evaluated when the function was made.
+    defaults: Vec<Option<Value>>,
+    home: Option<(usize, u64)>,
+    env: Vec<(String, Value)>,
+    depth: u32,
+}
+
+/// A method as a value: `d.get` (bound to `d`), or `str.lower` (of the class `str`,
+/// the object comes first among the arguments). Only methods that do not change
+/// their object are called this way.
+#[derive(Debug)]
+struct Method {
+    receiver: Option<Value>,
+    class: &'static str,
+    name: String,
+}
+
+/// The methods that change their object: called on a variable only.
+const MUTATING: [&str; 11] = [
+    "append", "extend", "pop", "insert", "remove", "sort", "reverse", "clear", "update", "add",
+    "discard",
+];
 
 impl Value {
     fn type_name(&self) -> &'static str {
@@ -1787,15 +2326,19 @@ impl Value {
             Value::List(_) => "list",
             Value::Tuple(_) => "tuple",
             Value::Dict(_) => "dict",
+            Value::Set(_) => "set",
             Value::Range(..) => "range",
             Value::Func(_) | Value::Builtin(_) => "function",
+            Value::Method(_) => "method",
             Value::Module => "module",
         }
     }
 
     fn depth(&self) -> u32 {
         match self {
-            Value::List(s) | Value::Tuple(s) | Value::Dict(s) => s.depth,
+            Value::List(s) | Value::Tuple(s) | Value::Dict(s) | Value::Set(s) => s.depth,
+            Value::Func(f) => f.depth,
+            Value::Method(m) => m.receiver.as_ref().map_or(0, |r| r.depth() + 1),
             _ => 0,
         }
     }
@@ -1808,9 +2351,9 @@ impl Value {
             Value::Float(f) => *f != 0.0,
             Value::Str(s) => !s.is_empty(),
             Value::List(s) | Value::Tuple(s) => !s.items.is_empty(),
-            Value::Dict(s) => !s.items.is_empty(),
+            Value::Dict(s) | Value::Set(s) => !s.items.is_empty(),
             Value::Range(a, b, st) => range_len(*a, *b, *st) > 0,
-            Value::Func(_) | Value::Builtin(_) | Value::Module => true,
+            Value::Func(_) | Value::Method(_) | Value::Builtin(_) | Value::Module => true,
         }
     }
 
@@ -1845,16 +2388,46 @@ fn range_len(a: i128, b: i128, step: i128) -> i128 {
     }
 }
 
+/// A float as Python's `repr` shows it: the shortest digits that read back as it,
+/// in fixed point from 1e-4 to 1e16 (with at least one decimal), else as `1.5e+16`.
 fn float_text(f: f64) -> String {
-    if f.is_finite() && f == f.trunc() && f.abs() < 1e16 {
-        format!("{f:.1}")
-    } else if f.is_nan() {
-        "nan".into()
-    } else if f.is_infinite() {
-        if f > 0.0 { "inf".into() } else { "-inf".into() }
-    } else {
-        format!("{f}")
+    if f.is_nan() {
+        return "nan".into();
     }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    }
+    let sign = if f < 0.0 { "-" } else { "" };
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let body = if (-4..16).contains(&exp) {
+        match usize::try_from(exp) {
+            Ok(e) => {
+                let int: String = digits
+                    .chars()
+                    .chain(std::iter::repeat('0'))
+                    .take(e + 1)
+                    .collect();
+                let frac: String = digits.chars().skip(e + 1).collect();
+                let frac = if frac.is_empty() {
+                    "0".to_string()
+                } else {
+                    frac
+                };
+                format!("{int}.{frac}")
+            }
+            Err(_) => format!("0.{}{digits}", "0".repeat(exp.unsigned_abs() as usize - 1)),
+        }
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.unsigned_abs())
+    };
+    format!("{sign}{body}")
 }
 
 const MATH_NAMES: [&str; 17] = [
@@ -1901,7 +2474,19 @@ fn math_member(name: &str) -> Option<Value> {
     })
 }
 
-const BUILTINS: [&str; 22] = [
+const BUILTINS: [&str; 34] = [
+    "format",
+    "all",
+    "any",
+    "chr",
+    "ord",
+    "map",
+    "filter",
+    "bin",
+    "hex",
+    "oct",
+    "set",
+    "type",
     "print",
     "len",
     "sum",
@@ -1938,11 +2523,30 @@ enum Flow {
     Return(Value),
 }
 
+/// What a frame's names resolve to beyond it. A function defined inside another one
+/// sees that function's variables as Python does (their current values, changed in
+/// place by either) for as long as that call runs: `home` is its frame, by index and
+/// activation id. After it returned, the function has what it captured when it was
+/// made (`borrowed`), which it may read but not change in place: that change would be
+/// lost, where Python's would last.
+#[derive(Debug, Default)]
+struct Scope {
+    id: u64,
+    home: Option<(usize, u64)>,
+    borrowed: Vec<String>,
+}
+
 struct Interp<'a> {
     limits: &'a Limits,
     steps: u64,
     alloc: u64,
     frames: Vec<HashMap<String, Value>>,
+    /// Per frame, where its names are looked up after it (see [`Scope`]).
+    scopes: Vec<Scope>,
+    next_scope: u64,
+    /// The exceptions being handled (innermost last), with the name an `except ... as`
+    /// bound: what a bare `raise` raises again.
+    handling: Vec<(Option<String>, PyError)>,
     line: usize,
     printed: Vec<String>,
 }
@@ -1954,6 +2558,9 @@ impl<'a> Interp<'a> {
             steps: 0,
             alloc: 0,
             frames: vec![HashMap::new()],
+            scopes: vec![Scope::default()],
+            next_scope: 1,
+            handling: Vec::new(),
             line: 0,
             printed: Vec::new(),
         }
@@ -2021,11 +2628,36 @@ impl<'a> Interp<'a> {
         Ok(Value::Str(Rc::from(s.as_str())))
     }
 
-    fn lookup(&self, name: &str) -> EResult<Value> {
-        if let Some(v) = self.frames.last().and_then(|f| f.get(name)) {
-            return Ok(v.clone());
+    /// Whether the frame at `index` is still the activation `id`.
+    fn live(&self, (index, id): (usize, u64)) -> bool {
+        self.scopes.get(index).is_some_and(|s| s.id == id)
+    }
+
+    /// The frame that holds the variable `name`: the current one, the frames of the
+    /// functions it is defined in while they run, else the globals (`None`: nowhere).
+    fn frame_of(&self, name: &str) -> Option<usize> {
+        let mut index = self.frames.len().checked_sub(1)?;
+        loop {
+            if self.frames.get(index).is_some_and(|f| f.contains_key(name)) {
+                return Some(index);
+            }
+            match self.scopes.get(index).and_then(|s| s.home) {
+                Some(home) if home.0 < index && self.live(home) => index = home.0,
+                _ => break,
+            }
         }
-        if let Some(v) = self.frames.first().and_then(|f| f.get(name)) {
+        self.frames
+            .first()
+            .is_some_and(|f| f.contains_key(name))
+            .then_some(0)
+    }
+
+    fn lookup(&self, name: &str) -> EResult<Value> {
+        if let Some(v) = self
+            .frame_of(name)
+            .and_then(|i| self.frames.get(i))
+            .and_then(|f| f.get(name))
+        {
             return Ok(v.clone());
         }
         if let Some(b) = BUILTINS.iter().find(|b| **b == name) {
@@ -2060,13 +2692,26 @@ impl<'a> Interp<'a> {
         if let Some(f) = self.frames.last_mut() {
             f.insert(name.to_string(), v);
         }
+        if let Some(s) = self.scopes.last_mut() {
+            s.borrowed.retain(|n| n != name);
+        }
     }
 
-    /// The variable `name` for mutation in place (current frame, else globals).
+    /// The variable `name` for mutation in place (where [`Self::lookup`] finds it).
     fn var_mut(&mut self, name: &str) -> EResult<&mut Value> {
-        let n = self.frames.len();
-        let in_local = self.frames.last().is_some_and(|f| f.contains_key(name));
-        let idx = if in_local { n.saturating_sub(1) } else { 0 };
+        let idx = self
+            .frame_of(name)
+            .ok_or_else(|| PyError::Name(name.to_string()))?;
+        let borrowed = idx + 1 == self.frames.len()
+            && self
+                .scopes
+                .last()
+                .is_some_and(|s| s.borrowed.iter().any(|x| x == name));
+        if borrowed {
+            return Err(PyError::Unsupported(format!(
+                "changing `{name}` of a function that has returned, in place"
+            )));
+        }
         self.frames
             .get_mut(idx)
             .and_then(|f| f.get_mut(name))
@@ -2112,6 +2757,11 @@ impl<'a> Interp<'a> {
                         let v = self.binop(*op, cur, rhs)?;
                         self.set_item(n, i, v)?;
                     }
+                    Target::Slice(..) => {
+                        return Err(PyError::Unsupported(
+                            "augmented assignment to a slice".into(),
+                        ));
+                    }
                     Target::Tuple(_) => {
                         return Err(PyError::Syntax("augmented assignment to a tuple".into()));
                     }
@@ -2121,10 +2771,10 @@ impl<'a> Interp<'a> {
                 let c = self.eval(cond)?.truthy();
                 return self.exec_block(if c { body } else { orelse });
             }
-            StmtKind::While(cond, body) => loop {
+            StmtKind::While(cond, body, orelse) => loop {
                 self.tick(1)?;
                 if !self.eval(cond)?.truthy() {
-                    break;
+                    return self.exec_block(orelse);
                 }
                 match self.exec_block(body)? {
                     Flow::Break => break,
@@ -2132,23 +2782,33 @@ impl<'a> Interp<'a> {
                     Flow::Normal | Flow::Continue => {}
                 }
             },
-            StmtKind::For(target, iter, body) => {
+            StmtKind::For(target, iter, body, orelse) => {
                 let it = self.eval(iter)?;
-                let mut flow = Flow::Normal;
+                let mut flow = None;
                 self.for_each(&it, &mut |me, v| {
                     me.assign(target, v)?;
                     match me.exec_block(body)? {
-                        Flow::Break => Ok(false),
+                        Flow::Break => {
+                            flow = Some(Flow::Normal);
+                            Ok(false)
+                        }
                         Flow::Return(v) => {
-                            flow = Flow::Return(v);
+                            flow = Some(Flow::Return(v));
                             Ok(false)
                         }
                         Flow::Normal | Flow::Continue => Ok(true),
                     }
                 })?;
-                return Ok(flow);
+                // `else` runs when no `break` (nor `return`) ended the loop.
+                return match flow {
+                    Some(flow) => Ok(flow),
+                    None => self.exec_block(orelse),
+                };
             }
-            StmtKind::Def(f) => self.set(&f.name, Value::Func(f.clone())),
+            StmtKind::Def(f) => {
+                let v = self.make_function(f)?;
+                self.set(&f.name, v);
+            }
             StmtKind::Return(e) => {
                 let v = match e {
                     Some(e) => self.eval(e)?,
@@ -2164,8 +2824,107 @@ impl<'a> Interp<'a> {
                     return Err(PyError::Assertion);
                 }
             }
+            StmtKind::Try(t) => return self.exec_try(t),
+            StmtKind::Raise(None) => {
+                return Err(self.handling.last().map_or_else(
+                    || {
+                        PyError::Raised(
+                            "RuntimeError".into(),
+                            "no active exception to reraise".into(),
+                        )
+                    },
+                    |(_, e)| e.clone(),
+                ));
+            }
+            StmtKind::Raise(Some((class, message))) => {
+                // `raise e` in `except ... as e:` raises the handled exception again.
+                if let Some((_, e)) = self
+                    .handling
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n.as_deref() == Some(class.as_str()))
+                {
+                    return Err(e.clone());
+                }
+                let text = match message {
+                    Some(m) => display(&self.eval(m)?),
+                    None => String::new(),
+                };
+                return Err(raised(class, text));
+            }
         }
         Ok(Flow::Normal)
+    }
+
+    /// `try`: the handlers catch the errors a Python program can catch, never a limit
+    /// (steps, memory, recursion, integer size) or what the subset lacks.
+    fn exec_try(&mut self, t: &TryStmt) -> EResult<Flow> {
+        let mut outcome = self.exec_block(&t.body);
+        match &outcome {
+            Err(e) if catchable(e) => {
+                let e = e.clone();
+                if let Some(h) = t.handlers.iter().find(|h| handles(h, &e)) {
+                    if let Some(n) = &h.name {
+                        let v = self.string(error_message(&e))?;
+                        self.set(n, v);
+                    }
+                    self.handling.push((h.name.clone(), e));
+                    outcome = self.exec_block(&h.body);
+                    self.handling.pop();
+                }
+            }
+            Ok(Flow::Normal) => outcome = self.exec_block(&t.orelse),
+            _ => {}
+        }
+        if outcome.as_ref().err().is_none_or(catchable) {
+            match self.exec_block(&t.finally)? {
+                Flow::Normal => {}
+                other => return Ok(other),
+            }
+        }
+        outcome
+    }
+
+    /// A function value for `def` or `lambda`: inside a function, it knows that
+    /// function's frame and captures the variables of it its body uses, as they are now.
+    fn make_function(&mut self, def: &Rc<FuncDef>) -> EResult<Value> {
+        let mut env = Vec::new();
+        let mut home = None;
+        if self.frames.len() > 1 {
+            let index = self.frames.len() - 1;
+            home = self.scopes.get(index).map(|s| (index, s.id));
+            // What this frame sees itself (its own and its home's variables).
+            for name in &def.free {
+                if self.frame_of(name).is_some_and(|i| i > 0) {
+                    env.push((name.clone(), self.lookup(name)?));
+                }
+            }
+        }
+        self.tick(def.free.len() as u64)?;
+        let mut defaults = Vec::with_capacity(def.params.len());
+        for (_, d) in &def.params {
+            defaults.push(match d {
+                Some(e) => Some(self.eval(e)?),
+                None => None,
+            });
+        }
+        let depth = env
+            .iter()
+            .map(|(_, v)| v)
+            .chain(defaults.iter().flatten())
+            .map(|v| v.depth() + 1)
+            .max()
+            .unwrap_or(0);
+        if depth > self.limits.max_value_depth {
+            return Err(PyError::Memory("values nested too deeply".into()));
+        }
+        Ok(Value::Func(Rc::new(Function {
+            def: def.clone(),
+            defaults,
+            home,
+            env,
+            depth,
+        })))
     }
 
     /// Calls `f` on each element of `it` until it returns false; every element is a step.
@@ -2188,7 +2947,7 @@ impl<'a> Interp<'a> {
                     };
                 }
             }
-            Value::List(s) | Value::Tuple(s) => {
+            Value::List(s) | Value::Tuple(s) | Value::Set(s) => {
                 let s = s.clone();
                 for v in &s.items {
                     self.tick(1)?;
@@ -2255,6 +3014,10 @@ impl<'a> Interp<'a> {
             Target::Item(n, idx) => {
                 let i = self.eval(idx)?;
                 self.set_item(n, i, v)
+            }
+            Target::Slice(n, parts) => {
+                let bounds = self.slice_bounds_of(parts.iter().map(Option::as_ref))?;
+                self.set_slice(n, bounds, v)
             }
             Target::Tuple(targets) => {
                 let items = match &v {
@@ -2364,21 +3127,27 @@ impl<'a> Interp<'a> {
                 Ok(Value::Tuple(self.seq(vs)?))
             }
             Expr::Dict(items) => {
-                let mut pairs: Vec<Value> = Vec::new();
+                let mut entries = Vec::with_capacity(items.len());
                 for (k, v) in items {
                     let k = self.eval(k)?;
-                    let v = self.eval(v)?;
-                    let pair = Value::Tuple(self.seq(vec![k.clone(), v])?);
-                    match pairs.iter_mut().find(|p| match p {
-                        Value::Tuple(kv) => kv.items.first().is_some_and(|x| keys_equal(x, &k)),
-                        _ => false,
-                    }) {
-                        Some(p) => *p = pair,
-                        None => pairs.push(pair),
-                    }
+                    entries.push((k, self.eval(v)?));
                 }
-                Ok(Value::Dict(self.seq(pairs)?))
+                self.dict_of(entries)
             }
+            Expr::Set(items) => {
+                let vs = items
+                    .iter()
+                    .map(|i| self.eval(i))
+                    .collect::<EResult<Vec<_>>>()?;
+                self.make_set(vs)
+            }
+            Expr::Invert(x) => {
+                let v = self.eval(x)?;
+                v.as_int()
+                    .map(|i| Value::Int(!i))
+                    .ok_or_else(|| PyError::Type(format!("bad operand for ~: {}", v.type_name())))
+            }
+            Expr::Lambda(def) => self.make_function(def),
             Expr::Neg(x) => match self.eval(x)? {
                 Value::Float(f) => Ok(Value::Float(-f)),
                 v => match v.as_int() {
@@ -2453,15 +3222,10 @@ impl<'a> Interp<'a> {
                 }
             }
             Expr::Call(f, args, kwargs) => self.call(f, args, kwargs),
-            Expr::Attr(obj, name) => match self.eval(obj)? {
-                Value::Module => {
-                    math_member(name).ok_or_else(|| PyError::Unsupported(format!("math.{name}")))
-                }
-                other => Err(PyError::Unsupported(format!(
-                    "attribute `{name}` of a {}",
-                    other.type_name()
-                ))),
-            },
+            Expr::Attr(obj, name) => {
+                let obj = self.eval(obj)?;
+                self.attribute(obj, name)
+            }
             Expr::Index(base, idx) => {
                 let b = self.eval(base)?;
                 let i = self.eval(idx)?;
@@ -2469,23 +3233,33 @@ impl<'a> Interp<'a> {
             }
             Expr::Slice(base, parts) => {
                 let b = self.eval(base)?;
-                let mut bounds = [None, None, None];
-                for (slot, part) in bounds.iter_mut().zip(parts.iter()) {
-                    if let Some(p) = part {
-                        let v = self.eval(p)?;
-                        if !matches!(v, Value::None) {
-                            *slot = Some(v.as_int().ok_or_else(|| {
-                                PyError::Type("slice bounds must be ints".into())
-                            })?);
-                        }
-                    }
-                }
+                let bounds = self.slice_bounds_of(parts.iter().map(|p| p.as_deref()))?;
                 self.slice(&b, bounds)
             }
             Expr::Comp(elt, clauses) => {
                 let mut out = Vec::new();
                 self.comprehension(elt, clauses, &mut out)?;
                 self.list(out)
+            }
+            Expr::SetComp(elt, clauses) => {
+                let mut out = Vec::new();
+                self.comprehension(elt, clauses, &mut out)?;
+                self.make_set(out)
+            }
+            Expr::DictComp(pair, clauses) => {
+                let mut out = Vec::new();
+                self.comprehension(pair, clauses, &mut out)?;
+                let entries = out
+                    .into_iter()
+                    .map(|pair| match pair {
+                        Value::Tuple(kv) => match kv.items.as_slice() {
+                            [k, v] => (k.clone(), v.clone()),
+                            _ => (Value::None, Value::None),
+                        },
+                        other => (other, Value::None),
+                    })
+                    .collect();
+                self.dict_of(entries)
             }
             Expr::FStr(parts) => {
                 let mut s = String::new();
@@ -2494,13 +3268,31 @@ impl<'a> Interp<'a> {
                         FPart::Lit(l) => s.push_str(l),
                         FPart::Field(e, spec) => {
                             let v = self.eval(e)?;
-                            s.push_str(&format_spec(&v, spec)?);
+                            s.push_str(&format_spec(&v, spec, self.limits.max_len)?);
                         }
                     }
                 }
                 self.string(s)
             }
         }
+    }
+
+    /// A dict of `entries` in order, a later value for an equal key replacing the
+    /// earlier one where it stands.
+    fn dict_of(&mut self, entries: Vec<(Value, Value)>) -> EResult<Value> {
+        let mut pairs: Vec<Value> = Vec::new();
+        for (k, v) in entries {
+            self.tick(pairs.len() as u64 / 8)?;
+            let pair = Value::Tuple(self.seq(vec![k.clone(), v])?);
+            match pairs.iter_mut().find(|p| match p {
+                Value::Tuple(kv) => kv.items.first().is_some_and(|x| keys_equal(x, &k)),
+                _ => false,
+            }) {
+                Some(p) => *p = pair,
+                None => pairs.push(pair),
+            }
+        }
+        Ok(Value::Dict(self.seq(pairs)?))
     }
 
     fn comprehension(
@@ -2572,39 +3364,90 @@ impl<'a> Interp<'a> {
         }
     }
 
+    /// The values of a slice's `start:stop:step` (ints or `None`).
+    fn slice_bounds_of<'e>(
+        &mut self,
+        parts: impl Iterator<Item = Option<&'e Expr>>,
+    ) -> EResult<[Option<i128>; 3]> {
+        let mut bounds = [None, None, None];
+        for (slot, part) in bounds.iter_mut().zip(parts) {
+            if let Some(p) = part {
+                let v = self.eval(p)?;
+                if !matches!(v, Value::None) {
+                    *slot = Some(
+                        v.as_int()
+                            .ok_or_else(|| PyError::Type("slice bounds must be ints".into()))?,
+                    );
+                }
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// `name[start:stop:step] = v` on a list: a plain slice is replaced by the elements
+    /// of `v` (any number), a slice with a step by as many as it has.
+    fn set_slice(&mut self, name: &str, bounds: [Option<i128>; 3], v: Value) -> EResult<()> {
+        if bounds[2] == Some(0) {
+            return Err(PyError::Value("slice step cannot be zero".into()));
+        }
+        let new = self.items(&v)?;
+        let max_len = self.limits.max_len;
+        let new_depth = 1 + new.iter().map(Value::depth).max().unwrap_or(0);
+        if new_depth > self.limits.max_value_depth {
+            return Err(PyError::Memory("values nested too deeply".into()));
+        }
+        let added = new.len();
+        let slot = self.var_mut(name)?;
+        let Value::List(s) = slot else {
+            return Err(PyError::Type(format!(
+                "a {} does not support slice assignment",
+                slot.type_name()
+            )));
+        };
+        let copied = if Rc::strong_count(s) > 1 {
+            s.items.len()
+        } else {
+            0
+        };
+        let len = s.items.len();
+        // What moves: the elements after a plain slice, and the new ones.
+        let mut moved = added;
+        if bounds[2].unwrap_or(1) == 1 {
+            let (start, stop, _) = slice_bounds(len, bounds);
+            let start = usize::try_from(start).unwrap_or(0).min(len);
+            let stop = usize::try_from(stop).unwrap_or(0).clamp(start, len);
+            if len - (stop - start) + added > max_len {
+                return Err(PyError::Memory(format!("a list longer than {max_len}")));
+            }
+            moved += len - stop;
+            let seq = Rc::make_mut(s);
+            seq.items.splice(start..stop, new);
+            seq.depth = seq.depth.max(new_depth);
+        } else {
+            let picked = slice_indices(len, bounds);
+            if picked.len() != added {
+                return Err(PyError::Value(format!(
+                    "attempt to assign a sequence of size {added} to an extended slice of size {}",
+                    picked.len()
+                )));
+            }
+            let seq = Rc::make_mut(s);
+            for (i, v) in picked.into_iter().zip(new) {
+                if let Some(slot) = seq.items.get_mut(i) {
+                    *slot = v;
+                }
+            }
+            seq.depth = seq.depth.max(new_depth);
+        }
+        self.charge(copied + moved)
+    }
+
     fn slice(&mut self, base: &Value, bounds: [Option<i128>; 3]) -> EResult<Value> {
         let step = bounds[2].unwrap_or(1);
         if step == 0 {
             return Err(PyError::Value("slice step cannot be zero".into()));
         }
-        let pick = |len: usize| -> Vec<usize> {
-            let len = len as i128;
-            let clamp = |v: Option<i128>, default: i128| -> i128 {
-                match v {
-                    None => default,
-                    Some(v) => {
-                        let v = if v < 0 { v + len } else { v };
-                        if step > 0 {
-                            v.clamp(0, len)
-                        } else {
-                            v.clamp(-1, len - 1)
-                        }
-                    }
-                }
-            };
-            let (start, stop) = if step > 0 {
-                (clamp(bounds[0], 0), clamp(bounds[1], len))
-            } else {
-                (clamp(bounds[0], len - 1), clamp(bounds[1], -1))
-            };
-            let mut out = Vec::new();
-            let mut i = start;
-            while (step > 0 && i < stop) || (step < 0 && i > stop) {
-                out.push(i as usize);
-                i += step;
-            }
-            out
-        };
+        let pick = |len: usize| slice_indices(len, bounds);
         match base {
             Value::List(s) | Value::Tuple(s) => {
                 let idx = pick(s.items.len());
@@ -2635,6 +3478,14 @@ impl<'a> Interp<'a> {
     }
 
     fn binop(&mut self, op: BinOp, a: Value, b: Value) -> EResult<Value> {
+        if let (Value::Bool(x), Value::Bool(y)) = (&a, &b) {
+            match op {
+                BinOp::BitAnd => return Ok(Value::Bool(*x & *y)),
+                BinOp::BitOr => return Ok(Value::Bool(*x | *y)),
+                BinOp::BitXor => return Ok(Value::Bool(*x ^ *y)),
+                _ => {}
+            }
+        }
         if let (Some(x), Some(y)) = (a.as_int(), b.as_int()) {
             return int_op(op, x, y);
         }
@@ -2665,6 +3516,11 @@ impl<'a> Interp<'a> {
                 self.repeat(&b, n.as_int().unwrap_or(0))
             }
             (BinOp::Mod, Value::Str(_), _) => Err(PyError::Unsupported("%-formatting".into())),
+            (
+                BinOp::BitOr | BinOp::BitAnd | BinOp::Sub | BinOp::BitXor,
+                Value::Set(x),
+                Value::Set(y),
+            ) => self.set_op(op, x, y),
             _ => Err(PyError::Type(format!(
                 "unsupported operand types for {op:?}: {} and {}",
                 a.type_name(),
@@ -2711,6 +3567,10 @@ impl<'a> Interp<'a> {
                         self.tick(s.items.len() as u64 / 8)?;
                         dict_get(s, a).is_some()
                     }
+                    Value::Set(s) => {
+                        check_hashable(a)?;
+                        set_contains(s, a)
+                    }
                     Value::Range(x, y, st) => match a.as_int() {
                         Some(i) => {
                             let len = range_len(*x, *y, *st);
@@ -2744,6 +3604,20 @@ impl<'a> Interp<'a> {
             }
             CmpOp::Eq => Ok(values_equal(a, b)),
             CmpOp::Ne => Ok(!values_equal(a, b)),
+            _ if matches!((a, b), (Value::Set(_), Value::Set(_))) => {
+                let (Value::Set(x), Value::Set(y)) = (a, b) else {
+                    return Ok(false);
+                };
+                self.tick((x.items.len() + y.items.len()) as u64 / 4)?;
+                // Subsets: `<=` and `<`, supersets: `>=` and `>`.
+                let within = |x: &Seq, y: &Seq| x.items.iter().all(|v| set_contains(y, v));
+                Ok(match op {
+                    CmpOp::Lt => x.items.len() < y.items.len() && within(x, y),
+                    CmpOp::Le => within(x, y),
+                    CmpOp::Gt => x.items.len() > y.items.len() && within(y, x),
+                    _ => within(y, x),
+                })
+            }
             _ => {
                 let ord = order(a, b)?;
                 Ok(match op {
@@ -2769,9 +3643,35 @@ impl<'a> Interp<'a> {
             .iter()
             .map(|(k, v)| Ok((k.clone(), self.eval(v)?)))
             .collect::<EResult<Vec<_>>>()?;
-        match fv {
-            Value::Func(def) => self.call_func(&def, argv, kw),
-            Value::Builtin(name) => self.builtin(name, argv, kw),
+        self.call_value(&fv, argv, kw)
+    }
+
+    /// Calls a function value (a `def`, a lambda or a built-in).
+    fn call_value(
+        &mut self,
+        f: &Value,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> EResult<Value> {
+        match f {
+            Value::Func(func) => self.call_func(func, args, kwargs),
+            Value::Builtin(name) => self.builtin(name, args, kwargs),
+            Value::Method(m) => {
+                let (receiver, args) = match &m.receiver {
+                    Some(r) => (r.clone(), args),
+                    None => {
+                        let mut args = args.into_iter();
+                        let r = args
+                            .next()
+                            .filter(|r| r.type_name() == m.class)
+                            .ok_or_else(|| {
+                                PyError::Type(format!("{}.{}() needs a {0}", m.class, m.name))
+                            })?;
+                        (r, args.collect())
+                    }
+                };
+                self.value_method(&receiver, &m.name, args, kwargs)
+            }
             other => Err(PyError::Type(format!(
                 "a {} is not callable",
                 other.type_name()
@@ -2781,10 +3681,11 @@ impl<'a> Interp<'a> {
 
     fn call_func(
         &mut self,
-        def: &Rc<FuncDef>,
+        func: &Rc<Function>,
         args: Vec<Value>,
         kwargs: Vec<(String, Value)>,
     ) -> EResult<Value> {
+        let def = &func.def;
         if self.frames.len() > self.limits.max_call_depth {
             return Err(PyError::Recursion(self.limits.max_call_depth));
         }
@@ -2797,14 +3698,29 @@ impl<'a> Interp<'a> {
             )));
         }
         let mut frame: HashMap<String, Value> = HashMap::new();
+        let home = func.home.filter(|h| self.live(*h));
+        let mut borrowed = Vec::new();
+        if home.is_none() && func.home.is_some() {
+            // The function it was made in has returned: what it captured then.
+            self.tick(func.env.len() as u64)?;
+            for (name, v) in &func.env {
+                if !def.params.iter().any(|(p, _)| p == name) {
+                    frame.insert(name.clone(), v.clone());
+                    borrowed.push(name.clone());
+                }
+            }
+            if def.name != "<lambda>" && !frame.contains_key(&def.name) {
+                frame.insert(def.name.clone(), Value::Func(func.clone()));
+            }
+        }
         let mut args = args.into_iter();
-        for (name, default) in &def.params {
+        for (k, (name, _)) in def.params.iter().enumerate() {
             let v = match args.next() {
                 Some(v) => v,
                 None => match kwargs.iter().find(|(k, _)| k == name) {
                     Some((_, v)) => v.clone(),
-                    None => match default {
-                        Some(d) => self.eval(d)?,
+                    None => match func.defaults.get(k).cloned().flatten() {
+                        Some(d) => d,
                         None => {
                             return Err(PyError::Type(format!(
                                 "{}() is missing the argument `{name}`",
@@ -2827,8 +3743,15 @@ impl<'a> Interp<'a> {
         }
         let line = self.line;
         self.frames.push(frame);
+        self.scopes.push(Scope {
+            id: self.next_scope,
+            home,
+            borrowed,
+        });
+        self.next_scope += 1;
         let out = self.exec_block(&def.body);
         self.frames.pop();
+        self.scopes.pop();
         // On an error the line stays where it happened.
         let out = out?;
         self.line = line;
@@ -2845,9 +3768,6 @@ impl<'a> Interp<'a> {
         args: &[Expr],
         kwargs: &[(String, Expr)],
     ) -> EResult<Value> {
-        const MUTATING: [&str; 9] = [
-            "append", "extend", "pop", "insert", "remove", "sort", "reverse", "clear", "update",
-        ];
         let argv = args
             .iter()
             .map(|a| self.eval(a))
@@ -2868,7 +3788,63 @@ impl<'a> Interp<'a> {
             }
         }
         let target = self.eval(obj)?;
-        match (&target, method) {
+        if let Value::Builtin(_) = target {
+            // `str.upper("abc")`: the object is the first argument.
+            let m = self.attribute(target, method)?;
+            return self.call_value(&m, argv, kw);
+        }
+        self.value_method(&target, method, argv, kw)
+    }
+
+    /// `obj.name` as a value: a `math` member, or a method that does not change its
+    /// object.
+    fn attribute(&mut self, obj: Value, name: &str) -> EResult<Value> {
+        let (receiver, class) = match obj {
+            Value::Module => {
+                return math_member(name)
+                    .ok_or_else(|| PyError::Unsupported(format!("math.{name}")));
+            }
+            Value::Builtin(class @ ("str" | "list" | "tuple" | "dict" | "set")) => (None, class),
+            v @ (Value::Str(_)
+            | Value::List(_)
+            | Value::Tuple(_)
+            | Value::Dict(_)
+            | Value::Set(_)) => {
+                let class = v.type_name();
+                (Some(v), class)
+            }
+            other => {
+                return Err(PyError::Unsupported(format!(
+                    "attribute `{name}` of a {}",
+                    other.type_name()
+                )));
+            }
+        };
+        if MUTATING.contains(&name) {
+            return Err(PyError::Unsupported(format!(
+                "the method `{name}` as a value"
+            )));
+        }
+        let m = Value::Method(Rc::new(Method {
+            receiver,
+            class,
+            name: name.to_string(),
+        }));
+        if m.depth() > self.limits.max_value_depth {
+            return Err(PyError::Memory("values nested too deeply".into()));
+        }
+        Ok(m)
+    }
+
+    /// A method that does not change its object, called on the value `target`.
+    fn value_method(
+        &mut self,
+        target: &Value,
+        method: &str,
+        argv: Vec<Value>,
+        kw: Vec<(String, Value)>,
+    ) -> EResult<Value> {
+        match (target, method) {
             (Value::Module, _) => match math_member(method) {
                 Some(Value::Builtin(b)) => self.builtin(b, argv, kw),
                 _ => Err(PyError::Unsupported(format!("math.{method}"))),
@@ -2914,29 +3890,13 @@ impl<'a> Interp<'a> {
                     .collect();
                 self.list(items)
             }
-            (Value::Str(s), "upper") => self.string(s.to_uppercase()),
-            (Value::Str(s), "lower") => self.string(s.to_lowercase()),
-            (Value::Str(s), "strip") => self.string(s.trim().to_string()),
-            (Value::Str(s), "format") => {
-                // `"{} and {:.2f}".format(a, b)`: positional fields only.
-                let mut parts = Vec::new();
-                let mut rest: &str = s;
-                let mut k = 0usize;
-                while let Some(open) = rest.find('{') {
-                    let Some(close) = rest.get(open..).and_then(|r| r.find('}')) else {
-                        break;
-                    };
-                    let before = rest.get(..open).unwrap_or("");
-                    let field = rest.get(open + 1..open + close).unwrap_or("");
-                    parts.push(before.to_string());
-                    let spec = field.split_once(':').map_or("", |(_, s)| s);
-                    let v = argv.get(k).ok_or(PyError::Index)?;
-                    parts.push(format_spec(v, spec)?);
-                    k += 1;
-                    rest = rest.get(open + close + 1..).unwrap_or("");
-                }
-                parts.push(rest.to_string());
-                self.string(parts.concat())
+            (Value::Str(s), _) => {
+                let s = s.clone();
+                self.str_method(&s, method, &argv, &kw)
+            }
+            (Value::Set(s), _) => {
+                let s = s.clone();
+                self.set_method(&s, method, &argv)
             }
             (other, _) => Err(PyError::Unsupported(format!(
                 "method `{method}` of a {}",
@@ -2945,24 +3905,685 @@ impl<'a> Interp<'a> {
         }
     }
 
+    /// A method of a string (which never changes it).
+    fn str_method(
+        &mut self,
+        s: &str,
+        method: &str,
+        argv: &[Value],
+        kw: &[(String, Value)],
+    ) -> EResult<Value> {
+        let most_args = match method {
+            "upper" | "lower" | "casefold" | "capitalize" | "swapcase" | "title" | "isalpha"
+            | "isdigit" | "isdecimal" | "isnumeric" | "isalnum" | "isspace" | "isupper"
+            | "islower" | "istitle" => 0,
+            "strip" | "lstrip" | "rstrip" | "join" | "zfill" | "partition" | "rpartition"
+            | "removeprefix" | "removesuffix" | "splitlines" => 1,
+            "split" | "rsplit" | "ljust" | "rjust" | "center" => 2,
+            "startswith" | "endswith" | "find" | "rfind" | "index" | "rindex" | "count"
+            | "replace" => 3,
+            "format" => usize::MAX,
+            _ => {
+                return Err(PyError::Unsupported(format!("method `{method}` of a str")));
+            }
+        };
+        if argv.len() > most_args {
+            return Err(PyError::Type(format!(
+                "str.{method}() takes at most {most_args} arguments, {} given",
+                argv.len()
+            )));
+        }
+        let keywords: &[&str] = match method {
+            "split" | "rsplit" => &["sep", "maxsplit"],
+            "splitlines" => &["keepends"],
+            "replace" => &["count"],
+            _ => &[],
+        };
+        if method != "format" {
+            if let Some((k, _)) = kw.iter().find(|(k, _)| !keywords.contains(&k.as_str())) {
+                return Err(PyError::Type(format!(
+                    "str.{method}() has no argument `{k}`"
+                )));
+            }
+        }
+        let chars: Vec<char> = s.chars().collect();
+        let n = chars.len();
+        self.tick(n as u64 / 8)?;
+        match method {
+            "upper" => self.string(s.to_uppercase()),
+            "lower" | "casefold" => self.string(s.to_lowercase()),
+            "capitalize" => {
+                let mut out = String::new();
+                for (k, c) in chars.iter().enumerate() {
+                    if k == 0 {
+                        out.extend(c.to_uppercase());
+                    } else {
+                        out.extend(c.to_lowercase());
+                    }
+                }
+                self.string(out)
+            }
+            "swapcase" => {
+                let mut out = String::new();
+                for c in &chars {
+                    if c.is_uppercase() {
+                        out.extend(c.to_lowercase());
+                    } else if c.is_lowercase() {
+                        out.extend(c.to_uppercase());
+                    } else {
+                        out.push(*c);
+                    }
+                }
+                self.string(out)
+            }
+            "title" => {
+                // Python's rule: a cased character after a cased one is lowered, any other
+                // is raised ("they're" gives "They'Re").
+                let mut out = String::new();
+                let mut previous_cased = false;
+                for c in &chars {
+                    if previous_cased {
+                        out.extend(c.to_lowercase());
+                    } else {
+                        out.extend(c.to_uppercase());
+                    }
+                    previous_cased = c.is_uppercase() || c.is_lowercase();
+                }
+                self.string(out)
+            }
+            "isalpha" => Ok(Value::Bool(
+                n > 0 && chars.iter().all(|c| c.is_alphabetic()),
+            )),
+            "isdigit" | "isdecimal" | "isnumeric" => Ok(Value::Bool(
+                n > 0
+                    && chars
+                        .iter()
+                        .all(|c| c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric())),
+            )),
+            "isalnum" => Ok(Value::Bool(
+                n > 0 && chars.iter().all(|c| c.is_alphanumeric()),
+            )),
+            "isspace" => Ok(Value::Bool(n > 0 && chars.iter().all(|c| py_space(*c)))),
+            "isupper" | "islower" => {
+                // At least one cased character, and none of the other case.
+                let upper = method == "isupper";
+                let mut cased = false;
+                for c in &chars {
+                    let (this, other) = if upper {
+                        (c.is_uppercase(), c.is_lowercase())
+                    } else {
+                        (c.is_lowercase(), c.is_uppercase())
+                    };
+                    if other {
+                        return Ok(Value::Bool(false));
+                    }
+                    cased |= this;
+                }
+                Ok(Value::Bool(cased))
+            }
+            "istitle" => {
+                let mut cased = false;
+                let mut previous_cased = false;
+                for c in &chars {
+                    if c.is_uppercase() {
+                        if previous_cased {
+                            return Ok(Value::Bool(false));
+                        }
+                        previous_cased = true;
+                        cased = true;
+                    } else if c.is_lowercase() {
+                        if !previous_cased {
+                            return Ok(Value::Bool(false));
+                        }
+                        previous_cased = true;
+                        cased = true;
+                    } else {
+                        previous_cased = false;
+                    }
+                }
+                Ok(Value::Bool(cased))
+            }
+            "strip" | "lstrip" | "rstrip" => {
+                let set: Option<Vec<char>> = match argv.first() {
+                    None | Some(Value::None) => None,
+                    Some(Value::Str(cs)) => {
+                        let mut v: Vec<char> = cs.chars().collect();
+                        self.tick(v.len() as u64 / 8)?;
+                        v.sort_unstable();
+                        v.dedup();
+                        Some(v)
+                    }
+                    Some(other) => {
+                        return Err(PyError::Type(format!(
+                            "{method} arg must be None or str, not {}",
+                            other.type_name()
+                        )));
+                    }
+                };
+                let strip = |c: char| match &set {
+                    None => py_space(c),
+                    Some(cs) => cs.binary_search(&c).is_ok(),
+                };
+                let out = match method {
+                    "strip" => s.trim_matches(strip),
+                    "lstrip" => s.trim_start_matches(strip),
+                    _ => s.trim_end_matches(strip),
+                };
+                self.string(out.to_string())
+            }
+            "split" | "rsplit" => {
+                let maxsplit =
+                    int_arg(keyword_arg(argv, kw, 1, "maxsplit"), "maxsplit")?.unwrap_or(-1);
+                // A negative maxsplit is no limit.
+                let limit = usize::try_from(maxsplit).unwrap_or(usize::MAX);
+                let pieces: Vec<String> = match keyword_arg(argv, kw, 0, "sep") {
+                    None | Some(Value::None) => {
+                        if method == "split" {
+                            split_on_space(&chars, limit)
+                        } else {
+                            let reversed: Vec<char> = chars.iter().rev().copied().collect();
+                            split_on_space(&reversed, limit)
+                                .into_iter()
+                                .rev()
+                                .map(|p| p.chars().rev().collect())
+                                .collect()
+                        }
+                    }
+                    Some(Value::Str(sep)) => {
+                        if sep.is_empty() {
+                            return Err(PyError::Value("empty separator".into()));
+                        }
+                        let parts = limit.saturating_add(1);
+                        if method == "split" {
+                            s.splitn(parts, &**sep).map(String::from).collect()
+                        } else {
+                            let mut v: Vec<String> =
+                                s.rsplitn(parts, &**sep).map(String::from).collect();
+                            v.reverse();
+                            v
+                        }
+                    }
+                    Some(other) => {
+                        return Err(PyError::Type(format!(
+                            "must be str or None, not {}",
+                            other.type_name()
+                        )));
+                    }
+                };
+                self.str_list(pieces)
+            }
+            "splitlines" => {
+                let keep = keyword_arg(argv, kw, 0, "keepends").is_some_and(Value::truthy);
+                let mut lines = Vec::new();
+                let mut line = String::new();
+                let mut k = 0usize;
+                while let Some(&c) = chars.get(k) {
+                    k += 1;
+                    if !line_break(c) {
+                        line.push(c);
+                        continue;
+                    }
+                    if keep {
+                        line.push(c);
+                    }
+                    if c == '\r' && chars.get(k) == Some(&'\n') {
+                        k += 1;
+                        if keep {
+                            line.push('\n');
+                        }
+                    }
+                    lines.push(std::mem::take(&mut line));
+                }
+                if !line.is_empty() {
+                    lines.push(line);
+                }
+                self.str_list(lines)
+            }
+            "join" => {
+                let items = self.items(one_arg(argv)?)?;
+                let max_len = self.limits.max_len;
+                let mut total = 0usize;
+                for (k, v) in items.iter().enumerate() {
+                    let Value::Str(x) = v else {
+                        return Err(PyError::Type(format!(
+                            "sequence item {k}: expected str instance, {} found",
+                            v.type_name()
+                        )));
+                    };
+                    let sep = if k > 0 { n } else { 0 };
+                    total = total.saturating_add(sep + x.chars().count());
+                    if total > max_len {
+                        return Err(PyError::Memory(format!(
+                            "a joined string longer than {max_len}"
+                        )));
+                    }
+                }
+                let mut out = String::new();
+                for (k, v) in items.iter().enumerate() {
+                    if k > 0 {
+                        out.push_str(s);
+                    }
+                    if let Value::Str(x) = v {
+                        out.push_str(x);
+                    }
+                }
+                self.string(out)
+            }
+            "startswith" | "endswith" => {
+                let affixes: Vec<Rc<str>> = match argv.first() {
+                    Some(Value::Str(p)) => vec![p.clone()],
+                    Some(Value::Tuple(t)) => t
+                        .items
+                        .iter()
+                        .map(|v| match v {
+                            Value::Str(p) => Ok(p.clone()),
+                            other => Err(PyError::Type(format!(
+                                "a tuple for {method} must only contain str, not {}",
+                                other.type_name()
+                            ))),
+                        })
+                        .collect::<EResult<_>>()?,
+                    other => {
+                        return Err(PyError::Type(format!(
+                            "{method} first arg must be str or a tuple of str, not {}",
+                            other.map_or("nothing", Value::type_name)
+                        )));
+                    }
+                };
+                self.tick(affixes.len() as u64)?;
+                let start = int_arg(argv.get(1), "start")?;
+                let end = int_arg(argv.get(2), "end")?;
+                let Some((text, _)) = window(&chars, start, end) else {
+                    return Ok(Value::Bool(false));
+                };
+                Ok(Value::Bool(affixes.iter().any(|a| {
+                    if method == "startswith" {
+                        text.starts_with(&**a)
+                    } else {
+                        text.ends_with(&**a)
+                    }
+                })))
+            }
+            "find" | "rfind" | "index" | "rindex" | "count" => {
+                let sub = match argv.first() {
+                    Some(Value::Str(x)) => x.clone(),
+                    other => {
+                        return Err(PyError::Type(format!(
+                            "{method}() needs a str, not {}",
+                            other.map_or("nothing", Value::type_name)
+                        )));
+                    }
+                };
+                let start = int_arg(argv.get(1), "start")?;
+                let end = int_arg(argv.get(2), "end")?;
+                let found = window(&chars, start, end).map(|(text, offset)| {
+                    let at = match method {
+                        "count" => return text.matches(&*sub).count(),
+                        "find" | "index" => text.find(&*sub),
+                        _ => text.rfind(&*sub),
+                    };
+                    at.map_or(usize::MAX, |b| offset + char_offset(&text, b))
+                });
+                match (method, found) {
+                    ("count", n) => Ok(Value::Int(n.unwrap_or(0) as i128)),
+                    (_, Some(i)) if i != usize::MAX => Ok(Value::Int(i as i128)),
+                    ("find" | "rfind", _) => Ok(Value::Int(-1)),
+                    _ => Err(PyError::Value("substring not found".into())),
+                }
+            }
+            "replace" => {
+                let (old, new) = match (argv.first(), argv.get(1)) {
+                    (Some(Value::Str(a)), Some(Value::Str(b))) => (a.clone(), b.clone()),
+                    _ => return Err(PyError::Type("replace() needs two strs".into())),
+                };
+                let count = int_arg(keyword_arg(argv, kw, 2, "count"), "count")?.unwrap_or(-1);
+                let found = s.matches(&*old).count();
+                let k = usize::try_from(count).map_or(found, |c| c.min(found));
+                let len = n
+                    .saturating_sub(k.saturating_mul(old.chars().count()))
+                    .saturating_add(k.saturating_mul(new.chars().count()));
+                if len > self.limits.max_len {
+                    return Err(PyError::Memory(format!("a string of {len} characters")));
+                }
+                self.string(s.replacen(&*old, &new, k))
+            }
+            "zfill" | "ljust" | "rjust" | "center" => {
+                let width = int_arg(argv.first(), "width")?
+                    .ok_or_else(|| PyError::Type(format!("{method}() needs a width")))?;
+                let fill = match argv.get(1) {
+                    None => ' ',
+                    Some(Value::Str(f)) if f.chars().count() == 1 => {
+                        f.chars().next().unwrap_or(' ')
+                    }
+                    Some(_) => {
+                        return Err(PyError::Type(
+                            "the fill character must be exactly one character long".into(),
+                        ));
+                    }
+                };
+                if width > self.limits.max_len as i128 {
+                    return Err(PyError::Memory(format!("a string of {width} characters")));
+                }
+                let pad = usize::try_from(width).unwrap_or(0).saturating_sub(n);
+                let (left, right) = match method {
+                    "ljust" => (0, pad),
+                    "rjust" | "zfill" => (pad, 0),
+                    // Python's centring: the odd space goes left when the width is odd.
+                    _ => {
+                        let left = pad / 2 + (pad & usize::try_from(width).unwrap_or(0) & 1);
+                        (left, pad - left)
+                    }
+                };
+                let fill = if method == "zfill" { '0' } else { fill };
+                let mut out = String::new();
+                let mut rest = chars.as_slice();
+                if method == "zfill" && pad > 0 {
+                    if let Some((&sign @ ('+' | '-'), tail)) = chars.split_first() {
+                        out.push(sign);
+                        rest = tail;
+                    }
+                }
+                out.extend(std::iter::repeat_n(fill, left));
+                out.extend(rest.iter());
+                out.extend(std::iter::repeat_n(fill, right));
+                self.string(out)
+            }
+            "partition" | "rpartition" => {
+                let sep = match argv.first() {
+                    Some(Value::Str(x)) if !x.is_empty() => x.clone(),
+                    Some(Value::Str(_)) => return Err(PyError::Value("empty separator".into())),
+                    _ => return Err(PyError::Type(format!("{method}() needs a str"))),
+                };
+                let split = if method == "partition" {
+                    s.split_once(&*sep)
+                } else {
+                    s.rsplit_once(&*sep)
+                };
+                let parts = match (split, method) {
+                    (Some((a, b)), _) => [a, &*sep, b],
+                    (None, "partition") => [s, "", ""],
+                    (None, _) => ["", "", s],
+                };
+                let mut items = Vec::new();
+                for p in parts {
+                    items.push(self.string(p.to_string())?);
+                }
+                Ok(Value::Tuple(self.seq(items)?))
+            }
+            "removeprefix" | "removesuffix" => {
+                let Some(Value::Str(a)) = argv.first() else {
+                    return Err(PyError::Type(format!("{method}() needs a str")));
+                };
+                let out = if method == "removeprefix" {
+                    s.strip_prefix(&**a)
+                } else {
+                    s.strip_suffix(&**a)
+                };
+                self.string(out.unwrap_or(s).to_string())
+            }
+            "format" => {
+                let out = self.format_fields(&chars, argv, kw)?;
+                self.string(out)
+            }
+            _ => Err(PyError::Unsupported(format!("method `{method}` of a str"))),
+        }
+    }
+
+    /// `str.format`: `{}`, `{0}` and `{name}` fields with `!r`/`!s` and a spec, `{{`
+    /// and `}}`.
+    fn format_fields(
+        &mut self,
+        chars: &[char],
+        argv: &[Value],
+        kw: &[(String, Value)],
+    ) -> EResult<String> {
+        let mut out = String::new();
+        let mut auto = 0usize;
+        let mut i = 0usize;
+        while let Some(&c) = chars.get(i) {
+            let next = chars.get(i + 1).copied();
+            if (c == '{' || c == '}') && next == Some(c) {
+                out.push(c);
+                i += 2;
+                continue;
+            }
+            if c == '}' {
+                return Err(PyError::Value("single '}' in a format string".into()));
+            }
+            if c != '{' {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            let close = (i + 1..chars.len())
+                .find(|&k| chars.get(k) == Some(&'}'))
+                .ok_or_else(|| PyError::Value("single '{' in a format string".into()))?;
+            let field: String = chars.get(i + 1..close).unwrap_or(&[]).iter().collect();
+            i = close + 1;
+            let (head, spec) = field.split_once(':').unwrap_or((field.as_str(), ""));
+            let (name, conversion) = match head.split_once('!') {
+                Some((n, c)) => (n, Some(c)),
+                None => (head, None),
+            };
+            let v = if name.is_empty() {
+                auto += 1;
+                argv.get(auto - 1)
+            } else if let Ok(k) = name.parse::<usize>() {
+                argv.get(k)
+            } else if name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                kw.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+            } else {
+                return Err(PyError::Unsupported(format!("the format field {{{name}}}")));
+            }
+            .ok_or(PyError::Index)?;
+            let max_len = self.limits.max_len;
+            let text = match conversion {
+                None | Some("s") => format_spec(v, spec, max_len)?,
+                Some("r") => format_spec(&Value::Str(Rc::from(repr(v).as_str())), spec, max_len)?,
+                Some(other) => {
+                    return Err(PyError::Unsupported(format!("the conversion !{other}")));
+                }
+            };
+            out.push_str(&text);
+            if out.len() > self.limits.max_len.saturating_mul(4) {
+                return Err(PyError::Memory("a formatted string too long".into()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Strings as a list, each accounted for.
+    fn str_list(&mut self, pieces: Vec<String>) -> EResult<Value> {
+        let mut items = Vec::with_capacity(pieces.len());
+        for p in pieces {
+            items.push(self.string(p)?);
+        }
+        self.list(items)
+    }
+
+    /// A set of `items` (unhashable ones refused): sorted by [`set_order`], the first of
+    /// equal elements kept.
+    fn make_set(&mut self, items: Vec<Value>) -> EResult<Value> {
+        for v in &items {
+            check_hashable(v)?;
+        }
+        self.tick(items.len() as u64 * 2)?;
+        let order = merge_sort(
+            items.len(),
+            &mut |i, j| match (items.get(i), items.get(j)) {
+                (Some(a), Some(b)) => Ok(set_order(a, b)),
+                _ => Ok(std::cmp::Ordering::Equal),
+            },
+        )?;
+        let mut out: Vec<Value> = Vec::with_capacity(items.len());
+        for i in order {
+            let Some(v) = items.get(i) else { continue };
+            if out
+                .last()
+                .is_some_and(|last| set_order(last, v) == std::cmp::Ordering::Equal)
+            {
+                continue;
+            }
+            out.push(v.clone());
+        }
+        Ok(Value::Set(self.seq(out)?))
+    }
+
+    /// `a | b`, `a & b`, `a - b`, `a ^ b` of two sets (merges of sorted elements).
+    fn set_op(&mut self, op: BinOp, a: &Seq, b: &Seq) -> EResult<Value> {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        self.tick((a.items.len() + b.items.len()) as u64 / 4 + 1)?;
+        let (mut i, mut j) = (0usize, 0usize);
+        let mut out = Vec::new();
+        loop {
+            let (x, y) = (a.items.get(i), b.items.get(j));
+            let ord = match (x, y) {
+                (None, None) => break,
+                (Some(_), None) => Less,
+                (None, Some(_)) => Greater,
+                (Some(x), Some(y)) => set_order(x, y),
+            };
+            // Union: all; intersection: in both; difference: only in `a`; symmetric
+            // difference: in one only.
+            let keep = matches!(
+                (op, ord),
+                (BinOp::BitOr, _)
+                    | (BinOp::BitAnd, Equal)
+                    | (BinOp::Sub | BinOp::BitXor, Less)
+                    | (BinOp::BitXor, Greater)
+            );
+            let picked = if ord == Greater { y } else { x };
+            if keep {
+                if let Some(v) = picked {
+                    out.push(v.clone());
+                }
+            }
+            if ord != Greater {
+                i += 1;
+            }
+            if ord != Less {
+                j += 1;
+            }
+        }
+        Ok(Value::Set(self.seq(out)?))
+    }
+
+    /// The set of an iterable's elements (a set as it is).
+    fn set_of(&mut self, v: &Value) -> EResult<Rc<Seq>> {
+        if let Value::Set(s) = v {
+            return Ok(s.clone());
+        }
+        let items = self.items(v)?;
+        match self.make_set(items)? {
+            Value::Set(s) => Ok(s),
+            _ => Err(PyError::Internal("a set that is not one".into())),
+        }
+    }
+
+    /// A method of a set that does not change it.
+    fn set_method(&mut self, s: &Rc<Seq>, method: &str, argv: &[Value]) -> EResult<Value> {
+        let op = match method {
+            "union" => BinOp::BitOr,
+            "intersection" => BinOp::BitAnd,
+            "difference" => BinOp::Sub,
+            "symmetric_difference" => BinOp::BitXor,
+            "copy" => return Ok(Value::Set(self.seq(s.items.clone())?)),
+            "issubset" | "issuperset" | "isdisjoint" => {
+                let other = self.set_of(one_arg(argv)?)?;
+                self.tick((s.items.len() + other.items.len()) as u64 / 4)?;
+                let within = |x: &Seq, y: &Seq| x.items.iter().all(|v| set_contains(y, v));
+                return Ok(Value::Bool(match method {
+                    "issubset" => within(s, &other),
+                    "issuperset" => within(&other, s),
+                    _ => !s.items.iter().any(|v| set_contains(&other, v)),
+                }));
+            }
+            _ => return Err(PyError::Unsupported(format!("method `{method}` of a set"))),
+        };
+        if op == BinOp::BitXor && argv.len() != 1 {
+            return Err(PyError::Type(
+                "symmetric_difference() takes 1 argument".into(),
+            ));
+        }
+        let mut acc = Value::Set(s.clone());
+        for a in argv {
+            let other = self.set_of(a)?;
+            if let Value::Set(cur) = &acc {
+                let cur = cur.clone();
+                acc = self.set_op(op, &cur, &other)?;
+            }
+        }
+        if argv.is_empty() {
+            acc = Value::Set(self.seq(s.items.clone())?);
+        }
+        Ok(acc)
+    }
+
+    /// `items` sorted (stably, as Python sorts) by `key` of each, or by themselves.
+    fn sort_values(
+        &mut self,
+        items: Vec<Value>,
+        key: Option<&Value>,
+        reverse: bool,
+    ) -> EResult<Vec<Value>> {
+        self.tick(items.len() as u64 * 4)?;
+        let keys = match key {
+            Some(k) if !matches!(k, Value::None) => items
+                .iter()
+                .map(|v| self.call_value(k, vec![v.clone()], Vec::new()))
+                .collect::<EResult<Vec<_>>>()?,
+            _ => items.clone(),
+        };
+        let order = merge_sort(items.len(), &mut |i, j| match (keys.get(i), keys.get(j)) {
+            (Some(a), Some(b)) => order(a, b).map(|o| if reverse { o.reverse() } else { o }),
+            _ => Ok(std::cmp::Ordering::Equal),
+        })?;
+        Ok(order
+            .into_iter()
+            .filter_map(|i| items.get(i).cloned())
+            .collect())
+    }
+
     /// A mutating method on the variable `name`, in place.
     fn mutate(
         &mut self,
         name: &str,
         method: &str,
         argv: Vec<Value>,
-        _kw: Vec<(String, Value)>,
+        kw: Vec<(String, Value)>,
     ) -> EResult<Value> {
+        if method == "sort" {
+            return self.sort_in_place(name, argv, kw);
+        }
+        if matches!(self.lookup(name)?, Value::Set(_)) {
+            return self.mutate_set(name, method, argv);
+        }
         let max_len = self.limits.max_len;
         let max_depth = self.limits.max_value_depth;
         let extra = match (method, argv.first()) {
             ("extend", Some(v)) => self.items(v)?,
             ("update", Some(Value::Dict(d))) => d.items.clone(),
+            ("update", Some(other)) => {
+                // Pairs: `d.update([("a", 1)])`.
+                let mut pairs = Vec::new();
+                for p in self.items(other)? {
+                    match &p {
+                        Value::Tuple(s) | Value::List(s) if s.items.len() == 2 => {
+                            pairs.push(Value::Tuple(self.seq(s.items.clone())?));
+                        }
+                        _ => {
+                            return Err(PyError::Type(
+                                "dict.update() needs pairs of a key and a value".into(),
+                            ));
+                        }
+                    }
+                }
+                pairs
+            }
             _ => Vec::new(),
         };
         let arg_depth = argv.iter().map(Value::depth).max().unwrap_or(0);
         let mut copied = 0usize;
-        let mut sort_work = 0usize;
         let slot = self.var_mut(name)?;
         let out = match slot {
             Value::List(s) => {
@@ -3033,23 +4654,6 @@ impl<'a> Interp<'a> {
                             .ok_or_else(|| PyError::Value("not in list".into()))?;
                         seq.items.remove(i);
                         copied += seq.items.len();
-                        Value::None
-                    }
-                    "sort" => {
-                        let mut err = None;
-                        seq.items.sort_by(|a, b| {
-                            order(a, b).unwrap_or_else(|e| {
-                                err = Some(e);
-                                std::cmp::Ordering::Equal
-                            })
-                        });
-                        if let Some(e) = err {
-                            return Err(e);
-                        }
-                        if _kw.iter().any(|(k, v)| k == "reverse" && v.truthy()) {
-                            seq.items.reverse();
-                        }
-                        sort_work = seq.items.len() * 4;
                         Value::None
                     }
                     "reverse" => {
@@ -3130,7 +4734,127 @@ impl<'a> Interp<'a> {
         };
         self.alloc(1)?;
         self.charge(copied)?;
-        self.tick(sort_work as u64)?;
+        Ok(out)
+    }
+
+    /// `xs.sort(key=..., reverse=...)` on the list variable `name`.
+    fn sort_in_place(
+        &mut self,
+        name: &str,
+        argv: Vec<Value>,
+        kw: Vec<(String, Value)>,
+    ) -> EResult<Value> {
+        if !argv.is_empty() {
+            return Err(PyError::Type("sort() takes no positional arguments".into()));
+        }
+        if let Some((k, _)) = kw.iter().find(|(k, _)| k != "key" && k != "reverse") {
+            return Err(PyError::Type(format!("sort() has no argument `{k}`")));
+        }
+        let current = self.lookup(name)?;
+        let Value::List(s) = &current else {
+            return Err(PyError::Unsupported(format!(
+                "method `sort` of a {}",
+                current.type_name()
+            )));
+        };
+        let key = kw.iter().find(|(k, _)| k == "key").map(|(_, v)| v);
+        let reverse = kw.iter().any(|(k, v)| k == "reverse" && v.truthy());
+        let depth = s.depth;
+        let sorted = self.sort_values(s.items.clone(), key, reverse)?;
+        drop(current);
+        let len = sorted.len();
+        let slot = self.var_mut(name)?;
+        *slot = Value::List(Rc::new(Seq {
+            items: sorted,
+            depth,
+        }));
+        self.charge(len).map(|()| Value::None)
+    }
+
+    /// A mutating method on the set variable `name`, in place.
+    fn mutate_set(&mut self, name: &str, method: &str, argv: Vec<Value>) -> EResult<Value> {
+        let extra: Vec<Value> = match method {
+            "add" | "remove" | "discard" => vec![one_arg(&argv)?.clone()],
+            "update" => {
+                let mut all = Vec::new();
+                for a in &argv {
+                    all.extend(self.items(a)?);
+                }
+                all
+            }
+            "pop" | "clear" => {
+                if !argv.is_empty() {
+                    return Err(PyError::Type(format!("set.{method}() takes no arguments")));
+                }
+                Vec::new()
+            }
+            _ => return Err(PyError::Unsupported(format!("method `{method}` of a set"))),
+        };
+        for v in &extra {
+            check_hashable(v)?;
+        }
+        let max_len = self.limits.max_len;
+        let max_depth = self.limits.max_value_depth;
+        let slot = self.var_mut(name)?;
+        let Value::Set(s) = slot else {
+            return Err(PyError::Internal("a set that is not one".into()));
+        };
+        let copied = if Rc::strong_count(s) > 1 {
+            s.items.len()
+        } else {
+            0
+        };
+        let seq = Rc::make_mut(s);
+        let mut shifted = 0usize;
+        let mut added = 0usize;
+        let out = match method {
+            "add" | "update" => {
+                for v in extra {
+                    let Err(pos) = seq.items.binary_search_by(|x| set_order(x, &v)) else {
+                        continue;
+                    };
+                    if seq.items.len() >= max_len {
+                        return Err(PyError::Memory(format!("a set larger than {max_len}")));
+                    }
+                    if v.depth() + 1 > max_depth {
+                        return Err(PyError::Memory("values nested too deeply".into()));
+                    }
+                    seq.depth = seq.depth.max(v.depth() + 1);
+                    shifted += seq.items.len() - pos;
+                    added += 1;
+                    seq.items.insert(pos, v);
+                }
+                Value::None
+            }
+            "remove" | "discard" => {
+                let found = extra
+                    .first()
+                    .and_then(|v| seq.items.binary_search_by(|x| set_order(x, v)).ok());
+                match found {
+                    Some(pos) => {
+                        shifted += seq.items.len() - pos;
+                        seq.items.remove(pos);
+                    }
+                    None if method == "remove" => return Err(PyError::Index),
+                    None => {}
+                }
+                Value::None
+            }
+            "pop" => {
+                if seq.items.is_empty() {
+                    return Err(PyError::Index);
+                }
+                shifted += seq.items.len();
+                seq.items.remove(0)
+            }
+            _ => {
+                seq.items.clear();
+                Value::None
+            }
+        };
+        self.alloc(1)?;
+        self.charge(copied + added)?;
+        self.tick(shifted as u64 / 16)?;
         Ok(out)
     }
 
@@ -3141,8 +4865,16 @@ impl<'a> Interp<'a> {
         kwargs: Vec<(String, Value)>,
     ) -> EResult<Value> {
         let kw = |k: &str| kwargs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        if name != "print" && name != "sorted" && name != "round" && !kwargs.is_empty() {
-            if let Some((k, _)) = kwargs.first() {
+        let keywords: &[&str] = match name {
+            "print" => &["sep", "end", "flush"],
+            "sorted" => &["key", "reverse"],
+            "min" | "max" => &["key", "default"],
+            "round" => &["ndigits"],
+            "dict" => &[],
+            _ => &[],
+        };
+        if name != "dict" {
+            if let Some((k, _)) = kwargs.iter().find(|(k, _)| !keywords.contains(&k.as_str())) {
                 return Err(PyError::Unsupported(format!("{name}() with `{k}=`")));
             }
         }
@@ -3166,7 +4898,9 @@ impl<'a> Interp<'a> {
                 let v = one_arg(&args)?;
                 Ok(Value::Int(match v {
                     Value::Str(s) => s.chars().count() as i128,
-                    Value::List(s) | Value::Tuple(s) | Value::Dict(s) => s.items.len() as i128,
+                    Value::List(s) | Value::Tuple(s) | Value::Dict(s) | Value::Set(s) => {
+                        s.items.len() as i128
+                    }
                     Value::Range(a, b, st) => range_len(*a, *b, *st),
                     other => {
                         return Err(PyError::Type(format!(
@@ -3189,31 +4923,161 @@ impl<'a> Interp<'a> {
                 Ok(acc)
             }
             "min" | "max" => {
-                if kwargs.iter().any(|(k, _)| k == "key") {
-                    return Err(PyError::Unsupported(format!("{name}() with key=")));
-                }
+                let key = kw("key").filter(|k| !matches!(k, Value::None));
                 let items = if args.len() == 1 {
                     self.items(one_arg(&args)?)?
                 } else {
+                    if kw("default").is_some() {
+                        return Err(PyError::Type(format!(
+                            "{name}() takes default= only with one iterable"
+                        )));
+                    }
                     args
                 };
-                let mut best: Option<Value> = None;
+                // The first of the smallest (largest) keys, as Python picks.
+                let mut best: Option<(Value, Value)> = None;
                 for v in items {
                     self.tick(1)?;
+                    let k = match &key {
+                        Some(f) => self.call_value(f, vec![v.clone()], Vec::new())?,
+                        None => v.clone(),
+                    };
                     best = Some(match best {
-                        None => v,
-                        Some(b) => {
-                            let ord = order(&v, &b)?;
+                        None => (k, v),
+                        Some((bk, bv)) => {
+                            let ord = order(&k, &bk)?;
                             let better = if name == "min" {
                                 ord == std::cmp::Ordering::Less
                             } else {
                                 ord == std::cmp::Ordering::Greater
                             };
-                            if better { v } else { b }
+                            if better { (k, v) } else { (bk, bv) }
                         }
                     });
                 }
-                best.ok_or_else(|| PyError::Value(format!("{name}() of an empty sequence")))
+                match (best, kw("default")) {
+                    (Some((_, v)), _) => Ok(v),
+                    (None, Some(d)) => Ok(d),
+                    (None, None) => Err(PyError::Value(format!("{name}() of an empty sequence"))),
+                }
+            }
+            "format" => {
+                let spec = match args.as_slice() {
+                    [_] => "",
+                    [_, Value::Str(spec)] => spec,
+                    _ => return Err(PyError::Type("format() takes a value and a str".into())),
+                };
+                let v = args.first().cloned().unwrap_or(Value::None);
+                let text = format_spec(&v, spec, self.limits.max_len)?;
+                self.string(text)
+            }
+            "all" | "any" => {
+                let items = self.items(one_arg(&args)?)?;
+                let want = name == "any";
+                Ok(Value::Bool(
+                    items.iter().any(|v| v.truthy() == want) == want,
+                ))
+            }
+            "chr" => {
+                let i = one_arg(&args)?
+                    .as_int()
+                    .ok_or_else(|| PyError::Type("chr() needs an int".into()))?;
+                u32::try_from(i)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .map(|c| Value::Str(Rc::from(c.to_string().as_str())))
+                    .ok_or_else(|| PyError::Value(format!("chr() arg {i} not in range")))
+            }
+            "ord" => match one_arg(&args)? {
+                Value::Str(s) => {
+                    let mut cs = s.chars();
+                    match (cs.next(), cs.next()) {
+                        (Some(c), None) => Ok(Value::Int(i128::from(u32::from(c)))),
+                        _ => Err(PyError::Type(format!(
+                            "ord() expected a character, but a string of length {} found",
+                            s.chars().count()
+                        ))),
+                    }
+                }
+                other => Err(PyError::Type(format!(
+                    "ord() expected a string of length 1, but {} found",
+                    other.type_name()
+                ))),
+            },
+            "bin" | "hex" | "oct" => {
+                let v = one_arg(&args)?;
+                let i = v.as_int().ok_or_else(|| {
+                    PyError::Type(format!("{name}() needs an int, not {}", v.type_name()))
+                })?;
+                let sign = if i < 0 { "-" } else { "" };
+                let m = i.unsigned_abs();
+                let digits = match name {
+                    "bin" => format!("0b{m:b}"),
+                    "hex" => format!("0x{m:x}"),
+                    _ => format!("0o{m:o}"),
+                };
+                self.string(format!("{sign}{digits}"))
+            }
+            "map" => {
+                let (f, iterables) = args
+                    .split_first()
+                    .ok_or_else(|| PyError::Type("map() needs a function".into()))?;
+                if iterables.is_empty() {
+                    return Err(PyError::Type("map() needs an iterable".into()));
+                }
+                let lists = iterables
+                    .iter()
+                    .map(|a| self.items(a))
+                    .collect::<EResult<Vec<_>>>()?;
+                let n = lists.iter().map(Vec::len).min().unwrap_or(0);
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    let row: Vec<Value> = lists.iter().filter_map(|l| l.get(i).cloned()).collect();
+                    out.push(self.call_value(f, row, Vec::new())?);
+                }
+                self.list(out)
+            }
+            "filter" => {
+                let (f, it) = two_args(&args)?;
+                let items = self.items(it)?;
+                let mut out = Vec::new();
+                for v in items {
+                    let keep = match f {
+                        Value::None => v.truthy(),
+                        f => self.call_value(f, vec![v.clone()], Vec::new())?.truthy(),
+                    };
+                    if keep {
+                        out.push(v);
+                    }
+                }
+                self.list(out)
+            }
+            "set" => match args.first() {
+                None => self.make_set(Vec::new()),
+                Some(v) if args.len() == 1 => {
+                    let items = self.items(v)?;
+                    self.make_set(items)
+                }
+                Some(_) => Err(PyError::Type("set() takes at most 1 argument".into())),
+            },
+            "type" => {
+                let t = match one_arg(&args)? {
+                    Value::Bool(_) => "bool",
+                    Value::Int(_) => "int",
+                    Value::Float(_) => "float",
+                    Value::Str(_) => "str",
+                    Value::List(_) => "list",
+                    Value::Tuple(_) => "tuple",
+                    Value::Dict(_) => "dict",
+                    Value::Set(_) => "set",
+                    other => {
+                        return Err(PyError::Unsupported(format!(
+                            "type() of a {}",
+                            other.type_name()
+                        )));
+                    }
+                };
+                Ok(Value::Builtin(t))
             }
             "abs" => match one_arg(&args)? {
                 Value::Float(f) => Ok(Value::Float(f.abs())),
@@ -3312,16 +5176,39 @@ impl<'a> Interp<'a> {
                 })
             }
             "dict" => {
-                if !args.is_empty() {
-                    return Err(PyError::Unsupported("dict() with arguments".into()));
+                // `dict(mapping)` or `dict(pairs)`, then the keyword arguments.
+                let mut entries: Vec<(Value, Value)> = Vec::new();
+                match args.as_slice() {
+                    [] => {}
+                    [Value::Dict(d)] => {
+                        for pair in &d.items {
+                            if let Value::Tuple(kv) = pair {
+                                if let [k, v] = kv.items.as_slice() {
+                                    entries.push((k.clone(), v.clone()));
+                                }
+                            }
+                        }
+                    }
+                    [it] => {
+                        for p in self.items(it)? {
+                            let kv = match &p {
+                                Value::Tuple(s) | Value::List(s) => s.items.as_slice(),
+                                _ => &[],
+                            };
+                            let [k, v] = kv else {
+                                return Err(PyError::Type(
+                                    "dict() needs pairs of a key and a value".into(),
+                                ));
+                            };
+                            entries.push((k.clone(), v.clone()));
+                        }
+                    }
+                    _ => return Err(PyError::Type("dict() takes at most 1 argument".into())),
                 }
-                let mut pairs = Vec::new();
                 for (k, v) in kwargs {
-                    pairs.push(Value::Tuple(
-                        self.seq(vec![Value::Str(Rc::from(k.as_str())), v])?,
-                    ));
+                    entries.push((Value::Str(Rc::from(k.as_str())), v));
                 }
-                Ok(Value::Dict(self.seq(pairs)?))
+                self.dict_of(entries)
             }
             "range" => {
                 let ints = args
@@ -3344,25 +5231,10 @@ impl<'a> Interp<'a> {
                 Ok(Value::Range(a, b, st))
             }
             "sorted" => {
-                if kwargs.iter().any(|(k, _)| k == "key") {
-                    return Err(PyError::Unsupported("sorted() with key=".into()));
-                }
-                let mut items = self.items(one_arg(&args)?)?;
-                self.tick(items.len() as u64 * 4)?;
-                let mut err = None;
-                items.sort_by(|a, b| {
-                    order(a, b).unwrap_or_else(|e| {
-                        err = Some(e);
-                        std::cmp::Ordering::Equal
-                    })
-                });
-                if let Some(e) = err {
-                    return Err(e);
-                }
-                if kw("reverse").is_some_and(|v| v.truthy()) {
-                    items.reverse();
-                }
-                self.list(items)
+                let items = self.items(one_arg(&args)?)?;
+                let reverse = kw("reverse").is_some_and(|v| v.truthy());
+                let sorted = self.sort_values(items, kw("key").as_ref(), reverse)?;
+                self.list(sorted)
             }
             "reversed" => {
                 let mut items = self.items(one_arg(&args)?)?;
@@ -3406,7 +5278,37 @@ impl<'a> Interp<'a> {
                 let (a, b) = two_args(&args)?;
                 self.binop(BinOp::Pow, a.clone(), b.clone())
             }
-            "isinstance" => Err(PyError::Unsupported("isinstance()".into())),
+            "isinstance" => {
+                let (v, classes) = two_args(&args)?;
+                let classes = match classes {
+                    Value::Tuple(t) => t.items.clone(),
+                    one => vec![one.clone()],
+                };
+                self.tick(classes.len() as u64 / 8)?;
+                let mut yes = false;
+                for c in &classes {
+                    let Value::Builtin(t) = c else {
+                        return Err(PyError::Type(
+                            "isinstance() arg 2 must be a type or a tuple of types".into(),
+                        ));
+                    };
+                    yes |= match *t {
+                        // bool is a subclass of int.
+                        "int" => matches!(v, Value::Int(_) | Value::Bool(_)),
+                        "bool" => matches!(v, Value::Bool(_)),
+                        "float" => matches!(v, Value::Float(_)),
+                        "str" => matches!(v, Value::Str(_)),
+                        "list" => matches!(v, Value::List(_)),
+                        "tuple" => matches!(v, Value::Tuple(_)),
+                        "dict" => matches!(v, Value::Dict(_)),
+                        "set" => matches!(v, Value::Set(_)),
+                        other => {
+                            return Err(PyError::Unsupported(format!("isinstance() of `{other}`")));
+                        }
+                    };
+                }
+                Ok(Value::Bool(yes))
+            }
             "math.floor" | "math.ceil" | "math.trunc" => {
                 let v = one_arg(&args)?;
                 if let Some(i) = v.as_int() {
@@ -3505,6 +5407,249 @@ impl<'a> Interp<'a> {
     }
 }
 
+/// Whether `try` may catch `e`: what Python programs raise and catch, never a limit
+/// of the interpreter (steps, memory, recursion, nesting, the size of integers, which
+/// Python's are not bounded), nor what the subset lacks, nor a name it does not know.
+fn catchable(e: &PyError) -> bool {
+    matches!(
+        e,
+        PyError::Type(_)
+            | PyError::Value(_)
+            | PyError::ZeroDivision
+            | PyError::Index
+            | PyError::Assertion
+            | PyError::Raised(..)
+    )
+}
+
+/// Whether the `except` clause `h` catches `e` (following Python's classes: `KeyError`
+/// and `IndexError` are both the interpreter's `Index`).
+fn handles(h: &Handler, e: &PyError) -> bool {
+    h.classes.is_empty()
+        || h.classes.iter().any(|class| match class.as_str() {
+            "Exception" | "BaseException" => true,
+            "ValueError" => matches!(e, PyError::Value(_)),
+            "TypeError" => matches!(e, PyError::Type(_)),
+            "IndexError" | "KeyError" | "LookupError" => matches!(e, PyError::Index),
+            "ZeroDivisionError" => matches!(e, PyError::ZeroDivision),
+            "ArithmeticError" => {
+                matches!(e, PyError::ZeroDivision)
+                    || matches!(e, PyError::Raised(c, _) if c == "OverflowError")
+            }
+            "AssertionError" => matches!(e, PyError::Assertion),
+            other => matches!(e, PyError::Raised(c, _) if c == other),
+        })
+}
+
+/// What `str(e)` gives for an exception `except ... as e` caught.
+fn error_message(e: &PyError) -> String {
+    match e {
+        PyError::Value(m) | PyError::Type(m) | PyError::Raised(_, m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The error `raise Class(message)` raises.
+fn raised(class: &str, message: String) -> PyError {
+    match class {
+        "ValueError" => PyError::Value(message),
+        "TypeError" => PyError::Type(message),
+        "IndexError" | "KeyError" | "LookupError" => PyError::Index,
+        "ZeroDivisionError" => PyError::ZeroDivision,
+        "AssertionError" => PyError::Assertion,
+        _ => PyError::Raised(class.to_string(), message),
+    }
+}
+
+/// Python's `str.isspace` for one character (Unicode white space and the separators
+/// `\x1c`-`\x1f`).
+fn py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// The line boundaries of `str.splitlines`.
+fn line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r'
+            | '\u{b}'
+            | '\u{c}'
+            | '\u{1c}'
+            | '\u{1d}'
+            | '\u{1e}'
+            | '\u{85}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
+}
+
+/// `str.split()` with no separator: runs of white space separate, at most `limit`
+/// splits, the rest (from its first non-space character) is the last piece.
+fn split_on_space(chars: &[char], limit: usize) -> Vec<String> {
+    let n = chars.len();
+    let space = |i: usize| chars.get(i).is_some_and(|c| py_space(*c));
+    let piece = |a: usize, b: usize| -> String { chars.get(a..b).unwrap_or(&[]).iter().collect() };
+    let mut out = Vec::new();
+    let mut left = limit;
+    let mut i = 0usize;
+    while left > 0 {
+        while i < n && space(i) {
+            i += 1;
+        }
+        if i == n {
+            break;
+        }
+        let start = i;
+        while i < n && !space(i) {
+            i += 1;
+        }
+        out.push(piece(start, i));
+        left -= 1;
+    }
+    while i < n && space(i) {
+        i += 1;
+    }
+    if i < n {
+        out.push(piece(i, n));
+    }
+    out
+}
+
+/// The characters `s[start:end]` as `find`, `count` and `startswith` see them (Python's
+/// index adjustment), with the index they start at; `None` when `start` is past `end`.
+fn window(chars: &[char], start: Option<i128>, end: Option<i128>) -> Option<(String, usize)> {
+    let len = chars.len() as i128;
+    let adjust = |v: i128| if v < 0 { (v + len).max(0) } else { v };
+    let end = end.map_or(len, adjust).min(len);
+    let start = start.map_or(0, adjust);
+    if start > end {
+        return None;
+    }
+    let (start, end) = (usize::try_from(start).ok()?, usize::try_from(end).ok()?);
+    let text = chars.get(start..end)?.iter().collect();
+    Some((text, start))
+}
+
+/// The character index of the byte offset `byte` of `text`.
+fn char_offset(text: &str, byte: usize) -> usize {
+    text.char_indices().take_while(|(b, _)| *b < byte).count()
+}
+
+/// An optional int argument (`None` also means absent).
+fn int_arg(v: Option<&Value>, what: &str) -> EResult<Option<i128>> {
+    match v {
+        None | Some(Value::None) => Ok(None),
+        Some(v) => v
+            .as_int()
+            .map(Some)
+            .ok_or_else(|| PyError::Type(format!("{what} must be an int, not {}", v.type_name()))),
+    }
+}
+
+/// Positional argument `i`, else the keyword argument `name`.
+fn keyword_arg<'v>(
+    argv: &'v [Value],
+    kw: &'v [(String, Value)],
+    i: usize,
+    name: &str,
+) -> Option<&'v Value> {
+    argv.get(i)
+        .or_else(|| kw.iter().find(|(k, _)| k == name).map(|(_, v)| v))
+}
+
+/// Set elements: `None`, numbers, strings and tuples of those.
+fn check_hashable(v: &Value) -> EResult<()> {
+    match v {
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Str(_) => Ok(()),
+        Value::Tuple(s) => s.items.iter().try_for_each(check_hashable),
+        Value::List(_) | Value::Dict(_) | Value::Set(_) => Err(PyError::Type(format!(
+            "unhashable type: '{}'",
+            v.type_name()
+        ))),
+        other => Err(PyError::Unsupported(format!(
+            "a {} in a set",
+            other.type_name()
+        ))),
+    }
+}
+
+/// The order sets keep their elements in (and iterate them in): `None`, then numbers
+/// by value (nan last), then strings, then tuples, each in Python's order. Elements
+/// equal under it are equal as Python compares them (`1`, `1.0` and `True`).
+fn set_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering::Equal;
+    let rank = |v: &Value| match v {
+        Value::None => 0u8,
+        Value::Bool(_) | Value::Int(_) | Value::Float(_) => 1,
+        Value::Str(_) => 2,
+        Value::Tuple(_) => 3,
+        _ => 4,
+    };
+    match rank(a).cmp(&rank(b)) {
+        Equal => {}
+        other => return other,
+    }
+    match (a, b) {
+        (Value::Str(x), Value::Str(y)) => x.cmp(y),
+        (Value::Tuple(x), Value::Tuple(y)) => {
+            for (p, q) in x.items.iter().zip(&y.items) {
+                let o = set_order(p, q);
+                if o != Equal {
+                    return o;
+                }
+            }
+            x.items.len().cmp(&y.items.len())
+        }
+        _ => match (a.as_int(), b.as_int(), a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y), _, _) => x.cmp(&y),
+            (_, _, Some(x), Some(y)) => x
+                .partial_cmp(&y)
+                .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan())),
+            _ => Equal,
+        },
+    }
+}
+
+fn set_contains(s: &Seq, v: &Value) -> bool {
+    s.items.binary_search_by(|x| set_order(x, v)).is_ok()
+}
+
+/// The indices `0..n` sorted stably by `cmp` (a bottom-up merge sort: a comparison
+/// that fails stops it, and one that is not a total order cannot make it panic).
+fn merge_sort(
+    n: usize,
+    cmp: &mut dyn FnMut(usize, usize) -> EResult<std::cmp::Ordering>,
+) -> EResult<Vec<usize>> {
+    let mut src: Vec<usize> = (0..n).collect();
+    let mut width = 1usize;
+    while width < n {
+        let mut dst = Vec::with_capacity(n);
+        let mut start = 0usize;
+        while start < n {
+            let mid = start.saturating_add(width).min(n);
+            let end = start.saturating_add(width.saturating_mul(2)).min(n);
+            let (mut i, mut j) = (start, mid);
+            while let (true, true, Some(&a), Some(&b)) = (i < mid, j < end, src.get(i), src.get(j))
+            {
+                // The right one goes first only when strictly smaller: stable.
+                if cmp(b, a)? == std::cmp::Ordering::Less {
+                    dst.push(b);
+                    j += 1;
+                } else {
+                    dst.push(a);
+                    i += 1;
+                }
+            }
+            dst.extend_from_slice(src.get(i..mid).unwrap_or(&[]));
+            dst.extend_from_slice(src.get(j..end).unwrap_or(&[]));
+            start = end;
+        }
+        src = dst;
+        width = width.saturating_mul(2);
+    }
+    Ok(src)
+}
+
 fn one_arg(args: &[Value]) -> EResult<&Value> {
     match args {
         [v] => Ok(v),
@@ -3540,6 +5685,48 @@ fn float_to_int(f: f64) -> EResult<Value> {
         return Err(PyError::Overflow);
     }
     Ok(Value::Int(f as i128))
+}
+
+/// Python's clamped `start` and `stop` of `s[start:stop:step]` over a sequence of `len`.
+fn slice_bounds(len: usize, bounds: [Option<i128>; 3]) -> (i128, i128, i128) {
+    let step = bounds[2].unwrap_or(1);
+    let len = len as i128;
+    let clamp = |v: Option<i128>, default: i128| -> i128 {
+        match v {
+            None => default,
+            Some(v) => {
+                let v = if v < 0 { v.saturating_add(len) } else { v };
+                if step > 0 {
+                    v.clamp(0, len)
+                } else {
+                    v.clamp(-1, len - 1)
+                }
+            }
+        }
+    };
+    if step > 0 {
+        (clamp(bounds[0], 0), clamp(bounds[1], len), step)
+    } else {
+        (clamp(bounds[0], len - 1), clamp(bounds[1], -1), step)
+    }
+}
+
+/// The indices `s[start:stop:step]` picks from a sequence of `len` (the step is not
+/// zero).
+fn slice_indices(len: usize, bounds: [Option<i128>; 3]) -> Vec<usize> {
+    let (start, stop, step) = slice_bounds(len, bounds);
+    let mut out = Vec::new();
+    let mut i = start;
+    while (step > 0 && i < stop) || (step < 0 && i > stop) {
+        if let Ok(k) = usize::try_from(i) {
+            out.push(k);
+        }
+        match i.checked_add(step) {
+            Some(next) => i = next,
+            None => break,
+        }
+    }
+    out
 }
 
 fn norm_index(key: &Value, len: usize) -> EResult<usize> {
@@ -3589,6 +5776,10 @@ fn values_equal(a: &Value, b: &Value) -> bool {
                     _ => false,
                 })
         }
+        (Value::Set(x), Value::Set(y)) => {
+            x.items.len() == y.items.len() && x.items.iter().all(|v| set_contains(y, v))
+        }
+        (Value::Builtin(x), Value::Builtin(y)) => x == y,
         (Value::Range(a1, b1, s1), Value::Range(a2, b2, s2)) => (a1, b1, s1) == (a2, b2, s2),
         _ => match (a.as_int(), b.as_int()) {
             (Some(x), Some(y)) => x == y,
@@ -3664,6 +5855,25 @@ fn int_op(op: BinOp, x: i128, y: i128) -> EResult<Value> {
                 }
             })
         }
+        BinOp::BitAnd => Some(x & y),
+        BinOp::BitOr => Some(x | y),
+        BinOp::BitXor => Some(x ^ y),
+        BinOp::LShift | BinOp::RShift => {
+            if y < 0 {
+                return Err(PyError::Value("negative shift count".into()));
+            }
+            let by = u32::try_from(y).unwrap_or(u32::MAX).min(127);
+            if op == BinOp::RShift {
+                // Floor division by a power of two, as Python shifts.
+                Some(x >> by)
+            } else if x == 0 {
+                Some(0)
+            } else {
+                // Overflow when shifting back does not give `x` again.
+                let r = x.checked_shl(by).filter(|r| r >> by == x);
+                if y > 127 { None } else { r }
+            }
+        }
         BinOp::Pow => {
             if y < 0 {
                 if x == 0 {
@@ -3720,6 +5930,11 @@ fn float_op(op: BinOp, x: f64, y: f64) -> EResult<Value> {
             }
             x.powf(y)
         }
+        BinOp::BitAnd | BinOp::BitOr | BinOp::BitXor | BinOp::LShift | BinOp::RShift => {
+            return Err(PyError::Type(format!(
+                "unsupported operand types for {op:?}: float"
+            )));
+        }
     };
     finite(v)
 }
@@ -3736,6 +5951,9 @@ fn display(v: &Value) -> String {
             "[{}]",
             s.items.iter().map(repr).collect::<Vec<_>>().join(", ")
         ),
+        Value::Tuple(s) if s.items.len() == 1 => {
+            format!("({},)", s.items.iter().map(repr).collect::<String>())
+        }
         Value::Tuple(s) => format!(
             "({})",
             s.items.iter().map(repr).collect::<Vec<_>>().join(", ")
@@ -3756,7 +5974,13 @@ fn display(v: &Value) -> String {
                 .join(", ")
         ),
         Value::Range(a, b, s) => format!("range({a}, {b}, {s})"),
-        Value::Func(f) => format!("<function {}>", f.name),
+        Value::Set(s) if s.items.is_empty() => "set()".into(),
+        Value::Set(s) => format!(
+            "{{{}}}",
+            s.items.iter().map(repr).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Func(f) => format!("<function {}>", f.def.name),
+        Value::Method(m) => format!("<method {}>", m.name),
         Value::Builtin(b) => format!("<built-in function {b}>"),
         Value::Module => "<module 'math'>".into(),
     }
@@ -3764,81 +5988,321 @@ fn display(v: &Value) -> String {
 
 fn repr(v: &Value) -> String {
     match v {
-        Value::Str(s) => format!("'{s}'"),
+        Value::Str(s) => str_repr(s),
         other => display(other),
     }
 }
 
-/// `format(v, spec)` for the common numeric specs: `.2f`, `,`, `,.2f`, `d`, `.1%`.
-fn format_spec(v: &Value, spec: &str) -> EResult<String> {
-    let spec = spec.trim();
+/// A string as Python shows it: in single quotes unless it holds one and no double
+/// quote, with escapes for backslashes, the quote and control characters.
+fn str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::new();
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() || (c.is_whitespace() && c != ' ') => {
+                let code = u32::from(c);
+                if code < 0x100 {
+                    out.push_str(&format!("\\x{code:02x}"));
+                } else {
+                    out.push_str(&format!("\\u{code:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// `format(v, spec)`: Python's format mini-language,
+/// `[[fill]align][sign][#][0][width][,|_][.precision][type]` with the types
+/// `s d n b o x X c e E f F g G %` and none. A width or precision over `max_len` is
+/// refused before anything is built.
+fn format_spec(v: &Value, spec: &str, max_len: usize) -> EResult<String> {
     if spec.is_empty() {
         return Ok(display(v));
     }
-    let comma = spec.contains(',') || spec.contains('_');
-    let kind = spec
-        .chars()
-        .last()
-        .filter(|c| c.is_ascii_alphabetic() || *c == '%');
-    let precision: Option<usize> = spec
-        .split_once('.')
-        .map(|(_, p)| {
-            p.chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-        })
-        .and_then(|p| p.parse().ok())
-        .map(|p: usize| p.min(30));
-    let body = match (kind, v) {
-        (Some('%'), v) => {
-            let f = v
-                .as_f64()
-                .ok_or_else(|| PyError::Type("% format needs a number".into()))?;
-            return Ok(format!("{:.*}%", precision.unwrap_or(6), f * 100.0));
+    let cs: Vec<char> = spec.chars().collect();
+    let at = |k: usize| cs.get(k).copied();
+    let is_align = |c: Option<char>| matches!(c, Some('<' | '>' | '^' | '='));
+    let mut i = 0usize;
+    let (mut fill, mut align, mut explicit_fill) = (' ', None, false);
+    if is_align(at(1)) {
+        fill = at(0).unwrap_or(' ');
+        align = at(1);
+        explicit_fill = true;
+        i = 2;
+    } else if is_align(at(0)) {
+        align = at(0);
+        i = 1;
+    }
+    let sign = match at(i) {
+        Some(c @ ('+' | '-' | ' ')) => {
+            i += 1;
+            Some(c)
         }
-        (Some('f' | 'F'), v) => {
-            let f = v
-                .as_f64()
-                .ok_or_else(|| PyError::Type("f format needs a number".into()))?;
-            format!("{:.*}", precision.unwrap_or(6), f)
+        _ => None,
+    };
+    let alt = at(i) == Some('#');
+    if alt {
+        i += 1;
+    }
+    if at(i) == Some('0') {
+        // Zero padding after the sign, unless a fill or an alignment says otherwise.
+        i += 1;
+        if !explicit_fill {
+            fill = '0';
         }
-        (Some('d'), v) => v
-            .as_int()
-            .ok_or_else(|| PyError::Value("d format needs an int".into()))?
-            .to_string(),
-        (Some('e' | 'g' | 'E' | 'G'), v) => {
-            let f = v
-                .as_f64()
-                .ok_or_else(|| PyError::Type("format needs a number".into()))?;
-            format!("{f}")
+        if align.is_none() {
+            align = Some('=');
         }
-        (_, Value::Float(f)) => match precision {
-            Some(p) => format!("{f:.p$}"),
-            None => float_text(*f),
+    }
+    let number = |i: &mut usize| -> Option<usize> {
+        let mut n: Option<usize> = None;
+        while let Some(d) = at(*i).and_then(|c| c.to_digit(10)) {
+            n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize));
+            *i += 1;
+        }
+        n
+    };
+    let width = number(&mut i).unwrap_or(0);
+    let group = match at(i) {
+        Some(c @ (',' | '_')) => {
+            i += 1;
+            Some(c)
+        }
+        _ => None,
+    };
+    let precision = if at(i) == Some('.') {
+        i += 1;
+        Some(
+            number(&mut i)
+                .ok_or_else(|| PyError::Value("format specifier missing precision".into()))?,
+        )
+    } else {
+        None
+    };
+    let ty = at(i);
+    if i + usize::from(ty.is_some()) < cs.len() {
+        return Err(PyError::Value(format!("invalid format specifier {spec:?}")));
+    }
+    if width > max_len || precision.is_some_and(|p| p > max_len) {
+        return Err(PyError::Memory(format!(
+            "a format of {} characters",
+            width.max(precision.unwrap_or(0))
+        )));
+    }
+    let (negative, prefix, body) = match v {
+        Value::Str(s) => {
+            if !matches!(ty, None | Some('s')) {
+                return Err(PyError::Value(format!(
+                    "unknown format code {:?} for a str",
+                    ty.unwrap_or(' ')
+                )));
+            }
+            if sign.is_some() || alt || group.is_some() || align == Some('=') {
+                return Err(PyError::Value(format!(
+                    "the format specifier {spec:?} is not allowed for a str"
+                )));
+            }
+            let body: String = match precision {
+                Some(p) => s.chars().take(p).collect(),
+                None => s.to_string(),
+            };
+            (false, "", body)
+        }
+        Value::Int(_) | Value::Bool(_)
+            if matches!(ty, None | Some('d' | 'n' | 'b' | 'o' | 'x' | 'X' | 'c')) =>
+        {
+            let n = v.as_int().unwrap_or(0);
+            if precision.is_some() {
+                return Err(PyError::Value(
+                    "precision not allowed in integer format specifier".into(),
+                ));
+            }
+            let m = n.unsigned_abs();
+            let (prefix, digits, every) = match ty {
+                Some('b') => ("0b", format!("{m:b}"), 4),
+                Some('o') => ("0o", format!("{m:o}"), 4),
+                Some('x') => ("0x", format!("{m:x}"), 4),
+                Some('X') => ("0X", format!("{m:X}"), 4),
+                Some('c') => {
+                    let c = u32::try_from(n)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .ok_or_else(|| PyError::Value(format!("%c arg {n} not in range")))?;
+                    ("", c.to_string(), 0)
+                }
+                _ => ("", m.to_string(), 3),
+            };
+            let body = match group {
+                Some(',') if every == 4 => {
+                    return Err(PyError::Value(format!(
+                        "cannot specify ',' with {:?}",
+                        ty.unwrap_or(' ')
+                    )));
+                }
+                Some(g) if every > 0 => group_digits(&digits, g, every),
+                _ => digits,
+            };
+            (n < 0, if alt { prefix } else { "" }, body)
+        }
+        Value::Int(_) | Value::Bool(_) | Value::Float(_) => {
+            let f = v.as_f64().unwrap_or(0.0);
+            if let Some(c @ ('d' | 'n' | 'b' | 'o' | 'x' | 'X' | 'c' | 's')) = ty {
+                return Err(PyError::Value(format!(
+                    "unknown format code {c:?} for a float"
+                )));
+            }
+            let mut body = float_body(f.abs(), ty, precision, alt)?;
+            if let Some(g) = group {
+                let int_len = body.chars().take_while(char::is_ascii_digit).count();
+                let int: String = body.chars().take(int_len).collect();
+                let rest: String = body.chars().skip(int_len).collect();
+                body = group_digits(&int, g, 3) + &rest;
+            }
+            (f.is_sign_negative() && !f.is_nan(), "", body)
+        }
+        other => {
+            return Err(PyError::Type(format!(
+                "unsupported format string passed to {}.__format__",
+                other.type_name()
+            )));
+        }
+    };
+    let sign_text = match (negative, sign) {
+        (true, _) => "-",
+        (false, Some('+')) => "+",
+        (false, Some(' ')) => " ",
+        _ => "",
+    };
+    let len = sign_text.len() + prefix.len() + body.chars().count();
+    let pad = width.saturating_sub(len);
+    let fills = |n: usize| -> String { std::iter::repeat_n(fill, n).collect() };
+    let align = align.unwrap_or(if matches!(v, Value::Str(_)) { '<' } else { '>' });
+    Ok(match align {
+        '<' => format!("{sign_text}{prefix}{body}{}", fills(pad)),
+        '^' => format!(
+            "{}{sign_text}{prefix}{body}{}",
+            fills(pad / 2),
+            fills(pad - pad / 2)
+        ),
+        '=' => format!("{sign_text}{prefix}{}{body}", fills(pad)),
+        _ => format!("{}{sign_text}{prefix}{body}", fills(pad)),
+    })
+}
+
+/// `digits` with `sep` between groups of `every`, from the right.
+fn group_digits(digits: &str, sep: char, every: usize) -> String {
+    let n = digits.chars().count();
+    let mut out = String::new();
+    for (k, c) in digits.chars().enumerate() {
+        if k > 0 && (n - k) % every == 0 {
+            out.push(sep);
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A non-negative float (or nan) in the format type `ty` (`e f g %`, upper case, none).
+fn float_body(f: f64, ty: Option<char>, precision: Option<usize>, alt: bool) -> EResult<String> {
+    let upper = matches!(ty, Some('E' | 'F' | 'G'));
+    if !f.is_finite() {
+        let word = match (f.is_nan(), upper) {
+            (true, false) => "nan",
+            (true, true) => "NAN",
+            (false, false) => "inf",
+            (false, true) => "INF",
+        };
+        let percent = if ty == Some('%') { "%" } else { "" };
+        return Ok(format!("{word}{percent}"));
+    }
+    let point = |s: String, p: usize| if alt && p == 0 { s + "." } else { s };
+    Ok(match ty {
+        Some('f' | 'F') => {
+            let p = precision.unwrap_or(6);
+            point(format!("{f:.p$}"), p)
+        }
+        Some('%') => {
+            let p = precision.unwrap_or(6);
+            point(format!("{:.p$}", f * 100.0), p) + "%"
+        }
+        Some('e' | 'E') => scientific(f, precision.unwrap_or(6), upper, alt),
+        Some('g' | 'G') => general(f, precision.unwrap_or(6), upper, alt, false),
+        None => match precision {
+            None => float_text(f),
+            Some(p) => general(f, p, false, alt, true),
         },
-        (_, other) => display(other),
-    };
-    if !comma {
-        return Ok(body);
-    }
-    // Thousands separators on the integer part.
-    let (sign, rest) = match body.strip_prefix('-') {
-        Some(r) => ("-", r),
-        None => ("", body.as_str()),
-    };
-    let (int_part, frac) = match rest.split_once('.') {
-        Some((i, f)) => (i.to_string(), format!(".{f}")),
-        None => (rest.to_string(), String::new()),
-    };
-    let digits: Vec<char> = int_part.chars().collect();
-    let mut grouped = String::new();
-    for (k, c) in digits.iter().enumerate() {
-        if k > 0 && (digits.len() - k) % 3 == 0 {
-            grouped.push(',');
+        Some(other) => {
+            return Err(PyError::Value(format!(
+                "unknown format code {other:?} for a number"
+            )));
         }
-        grouped.push(*c);
+    })
+}
+
+/// `f` as `d.ddde+XX` with `p` decimals.
+fn scientific(f: f64, p: usize, upper: bool, alt: bool) -> String {
+    let s = format!("{f:.p$e}");
+    let (mantissa, exp) = s.split_once('e').unwrap_or((s.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let dot = if alt && p == 0 { "." } else { "" };
+    let e = if upper { 'E' } else { 'e' };
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}{dot}{e}{sign}{:02}", exp.unsigned_abs())
+}
+
+/// The `g` format with `p` significant digits: fixed point unless the exponent is below
+/// -4 or from `p` on, trailing zeros removed (unless `#`). With `repr_like` (a float
+/// formatted with a precision and no type), scientific from `p - 1` on and fixed point
+/// keeps a `.0`.
+fn general(f: f64, p: usize, upper: bool, alt: bool, repr_like: bool) -> String {
+    let p = p.max(1);
+    let exp: i64 = if f == 0.0 {
+        0
+    } else {
+        let s = format!("{:.*e}", p - 1, f);
+        s.split_once('e')
+            .and_then(|(_, e)| e.parse().ok())
+            .unwrap_or(0)
+    };
+    let limit = if repr_like { p as i64 - 1 } else { p as i64 };
+    let trim = |s: &str| -> String {
+        if alt || !s.contains('.') {
+            s.to_string()
+        } else {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    };
+    if exp >= -4 && exp < limit {
+        let decimals = usize::try_from(p as i64 - 1 - exp).unwrap_or(0);
+        let mut s = trim(&format!("{f:.decimals$}"));
+        if repr_like && !s.contains('.') {
+            s.push_str(".0");
+        }
+        s
+    } else {
+        let s = scientific(f, p - 1, upper, alt);
+        match s.split_once(['e', 'E']) {
+            Some((m, e)) => format!("{}{}{e}", trim(m), if upper { 'E' } else { 'e' }),
+            None => s,
+        }
     }
-    Ok(format!("{sign}{grouped}{frac}"))
 }
 
 #[cfg(test)]
@@ -4031,9 +6495,10 @@ def solution():
             ("class A:\n    pass\n", |e| {
                 matches!(e, PyError::Unsupported(_))
             }),
-            ("def solution():\n    return (lambda: 1)()\n", |e| {
-                matches!(e, PyError::Unsupported(_))
-            }),
+            (
+                "def solution():\n    with open('x') as f:\n        return 1\n",
+                |e| matches!(e, PyError::Unsupported(_)),
+            ),
             ("def solution():\n    return y\n", |e| {
                 matches!(e, PyError::Name(_))
             }),
@@ -4230,5 +6695,1410 @@ def solution():
         assert_eq!(Number::Float(2.5).text(), "2.5");
         assert_eq!(Number::Float(1.0 / 3.0).text(), "0.3333333333");
         assert_eq!(Number::Float(-0.0).text(), "0");
+    }
+
+    /// `print([expr])` and what Python 3 prints for it.
+    const STRING_CASES: &[(&str, &str)] = &[
+        (r#""a b".split()"#, r#"[['a', 'b']]"#),
+        (r#""  a  b \t c\n".split()"#, r#"[['a', 'b', 'c']]"#),
+        (r#""".split()"#, r#"[[]]"#),
+        (r#""   ".split()"#, r#"[[]]"#),
+        (r#"" a ".split(" ")"#, r#"[['', 'a', '']]"#),
+        (r#""a,b,,c".split(",")"#, r#"[['a', 'b', '', 'c']]"#),
+        (r#""".split(",")"#, r#"[['']]"#),
+        (r#""a,b,c".split(",", 1)"#, r#"[['a', 'b,c']]"#),
+        (r#""a,b,c".split(",", 0)"#, r#"[['a,b,c']]"#),
+        (r#""a,b,c".split(",", -1)"#, r#"[['a', 'b', 'c']]"#),
+        (r#""  a b  c  ".split(None, 1)"#, r#"[['a', 'b  c  ']]"#),
+        (r#""  a b  c  ".split(maxsplit=1)"#, r#"[['a', 'b  c  ']]"#),
+        (r#""a b c".split(sep=" ", maxsplit=1)"#, r#"[['a', 'b c']]"#),
+        (r#""aaa".split("aa")"#, r#"[['', 'a']]"#),
+        (r#""a,b,c".rsplit(",", 1)"#, r#"[['a,b', 'c']]"#),
+        (r#""  a b  c  ".rsplit(None, 1)"#, r#"[['  a b', 'c']]"#),
+        (r#""  a b  c  ".rsplit()"#, r#"[['a', 'b', 'c']]"#),
+        (r#""aaa".rsplit("aa")"#, r#"[['a', '']]"#),
+        (r#""a\x1cb".split()"#, r#"[['a', 'b']]"#),
+        (r#""a\u00a0b".split()"#, r#"[['a', 'b']]"#),
+        (
+            r#""ab\ncd\r\nef\rgh\x0bij".splitlines()"#,
+            r#"[['ab', 'cd', 'ef', 'gh', 'ij']]"#,
+        ),
+        (r#""ab\n".splitlines()"#, r#"[['ab']]"#),
+        (r#""\n".splitlines()"#, r#"[['']]"#),
+        (r#""".splitlines()"#, r#"[[]]"#),
+        (r#""ab\r\ncd".splitlines(True)"#, r#"[['ab\r\n', 'cd']]"#),
+        (r#"",".join(["a", "b", "c"])"#, r#"['a,b,c']"#),
+        (r#""".join([])"#, r#"['']"#),
+        (r#""-".join("abc")"#, r#"['a-b-c']"#),
+        (r#"", ".join(str(i) for i in range(3))"#, r#"['0, 1, 2']"#),
+        (r#""".join(reversed("hello"))"#, r#"['olleh']"#),
+        (r#""  hi  ".strip()"#, r#"['hi']"#),
+        (r#""  hi  ".lstrip()"#, r#"['hi  ']"#),
+        (r#""  hi  ".rstrip()"#, r#"['  hi']"#),
+        (r#""xxhixyx".strip("xy")"#, r#"['hi']"#),
+        (r#""xxhixyx".lstrip("x")"#, r#"['hixyx']"#),
+        (r#""xxhixyx".rstrip("xy")"#, r#"['xxhi']"#),
+        (r#""\t\n hi \x1f".strip()"#, r#"['hi']"#),
+        (r#""hi".strip("")"#, r#"['hi']"#),
+        (r#""hi".strip(None)"#, r#"['hi']"#),
+        (r#""Héllo World".lower()"#, r#"['héllo world']"#),
+        (r#""Héllo World".upper()"#, r#"['HÉLLO WORLD']"#),
+        (r#""straße".upper()"#, r#"['STRASSE']"#),
+        (r#""abc".isalpha()"#, r#"[True]"#),
+        (r#""".isalpha()"#, r#"[False]"#),
+        (r#""ab1".isalpha()"#, r#"[False]"#),
+        (r#""é".isalpha()"#, r#"[True]"#),
+        (r#""123".isdigit()"#, r#"[True]"#),
+        (r#""".isdigit()"#, r#"[False]"#),
+        (r#""12.3".isdigit()"#, r#"[False]"#),
+        (r#""-1".isdigit()"#, r#"[False]"#),
+        (r#""a1".isalnum()"#, r#"[True]"#),
+        (r#""".isalnum()"#, r#"[False]"#),
+        (r#""a 1".isalnum()"#, r#"[False]"#),
+        (r#"" \t\n".isspace()"#, r#"[True]"#),
+        (r#""".isspace()"#, r#"[False]"#),
+        (r#"" a".isspace()"#, r#"[False]"#),
+        (r#""ABC1".isupper()"#, r#"[True]"#),
+        (r#""ABc".isupper()"#, r#"[False]"#),
+        (r#""123".isupper()"#, r#"[False]"#),
+        (r#""".isupper()"#, r#"[False]"#),
+        (r#""abc1".islower()"#, r#"[True]"#),
+        (r#""aBc".islower()"#, r#"[False]"#),
+        (r#""123".islower()"#, r#"[False]"#),
+        (r#""Hello World".istitle()"#, r#"[True]"#),
+        (r#""Hello world".istitle()"#, r#"[False]"#),
+        (r#""123".istitle()"#, r#"[False]"#),
+        (r#""hello".startswith("he")"#, r#"[True]"#),
+        (r#""hello".startswith(("x", "he"))"#, r#"[True]"#),
+        (r#""hello".startswith("")"#, r#"[True]"#),
+        (r#""hello".startswith("lo", 3)"#, r#"[True]"#),
+        (r#""hello".startswith("", 5)"#, r#"[True]"#),
+        (r#""hello".startswith("", 6)"#, r#"[False]"#),
+        (r#""hello".endswith("lo")"#, r#"[True]"#),
+        (r#""hello".endswith(("x", "y"))"#, r#"[False]"#),
+        (r#""hello".endswith("hel", 0, 3)"#, r#"[True]"#),
+        (r#""hello".endswith("", -1)"#, r#"[True]"#),
+        (r#""hello".replace("l", "L")"#, r#"['heLLo']"#),
+        (r#""hello".replace("l", "L", 1)"#, r#"['heLlo']"#),
+        (r#""hello".replace("", "-")"#, r#"['-h-e-l-l-o-']"#),
+        (r#""hello".replace("", "-", 2)"#, r#"['-h-ello']"#),
+        (r#""hello".replace("x", "y")"#, r#"['hello']"#),
+        (r#""aaaa".replace("aa", "b")"#, r#"['bb']"#),
+        (r#""hello".replace("l", "", -1)"#, r#"['heo']"#),
+        (r#""banana".count("a")"#, r#"[3]"#),
+        (r#""banana".count("an")"#, r#"[2]"#),
+        (r#""aaaa".count("aa")"#, r#"[2]"#),
+        (r#""banana".count("")"#, r#"[7]"#),
+        (r#""banana".count("a", 2)"#, r#"[2]"#),
+        (r#""banana".count("a", 2, 4)"#, r#"[1]"#),
+        (r#""banana".count("", 10)"#, r#"[0]"#),
+        (r#""banana".count("", 6)"#, r#"[1]"#),
+        (r#""".count("")"#, r#"[1]"#),
+        (r#""banana".find("an")"#, r#"[1]"#),
+        (r#""banana".find("an", 2)"#, r#"[3]"#),
+        (r#""banana".find("x")"#, r#"[-1]"#),
+        (r#""banana".find("")"#, r#"[0]"#),
+        (r#""banana".find("", 6)"#, r#"[6]"#),
+        (r#""banana".find("", 7)"#, r#"[-1]"#),
+        (r#""banana".find("a", -2)"#, r#"[5]"#),
+        (r#""banana".rfind("an")"#, r#"[3]"#),
+        (r#""banana".rfind("")"#, r#"[6]"#),
+        (r#""banana".rfind("x")"#, r#"[-1]"#),
+        (r#""banana".index("n")"#, r#"[2]"#),
+        (r#""banana".rindex("n")"#, r#"[4]"#),
+        (r#""héllo wörld".find("wö")"#, r#"[6]"#),
+        (r#""héllo wörld".rfind("l")"#, r#"[9]"#),
+        (r#""hello world".capitalize()"#, r#"['Hello world']"#),
+        (r#""hELLO wORLD".capitalize()"#, r#"['Hello world']"#),
+        (r#""".capitalize()"#, r#"['']"#),
+        (r#""1abc".capitalize()"#, r#"['1abc']"#),
+        (r#""Hello World 123".swapcase()"#, r#"['hELLO wORLD 123']"#),
+        (
+            r#""they're bill's friends".title()"#,
+            r#"["They'Re Bill'S Friends"]"#,
+        ),
+        (
+            r#""hello2world foo_bar".title()"#,
+            r#"['Hello2World Foo_Bar']"#,
+        ),
+        (r#""".title()"#, r#"['']"#),
+        (r#""42".zfill(5)"#, r#"['00042']"#),
+        (r#""-42".zfill(5)"#, r#"['-0042']"#),
+        (r#""+".zfill(3)"#, r#"['+00']"#),
+        (r#""abc".zfill(2)"#, r#"['abc']"#),
+        (r#""ab".ljust(5, "*")"#, r#"['ab***']"#),
+        (r#""ab".rjust(5)"#, r#"['   ab']"#),
+        (r#""ab".center(5)"#, r#"['  ab ']"#),
+        (r#""abc".center(6, "-")"#, r#"['-abc--']"#),
+        (r#""ab".center(6)"#, r#"['  ab  ']"#),
+        (r#""a".center(4)"#, r#"[' a  ']"#),
+        (r#""a-b-c".partition("-")"#, r#"[('a', '-', 'b-c')]"#),
+        (r#""a-b-c".rpartition("-")"#, r#"[('a-b', '-', 'c')]"#),
+        (r#""abc".partition("x")"#, r#"[('abc', '', '')]"#),
+        (r#""abc".rpartition("x")"#, r#"[('', '', 'abc')]"#),
+        (r#""prefix_body".removeprefix("prefix_")"#, r#"['body']"#),
+        (r#""body.py".removesuffix(".py")"#, r#"['body']"#),
+        (r#""abc".removeprefix("x")"#, r#"['abc']"#),
+        (r#""{} and {}".format(1, "b")"#, r#"['1 and b']"#),
+        (r#""{1}{0}".format("a", "b")"#, r#"['ba']"#),
+        (r#""{x}-{y:.2f}".format(x=1, y=2.5)"#, r#"['1-2.50']"#),
+        (r#""{{}} {}".format(7)"#, r#"['{} 7']"#),
+        (r#""{!r}".format("a")"#, r#"["'a'"]"#),
+        (r#""{:.1f}%".format(12.345)"#, r#"['12.3%']"#),
+        (r#""hello"[::-1]"#, r#"['olleh']"#),
+        (r#""hello"[1:4]"#, r#"['ell']"#),
+        (r#""hello"[-3:]"#, r#"['llo']"#),
+        (r#""hello"[::2]"#, r#"['hlo']"#),
+        (r#""hello"[4:1:-1]"#, r#"['oll']"#),
+        (r#""hello"[-1]"#, r#"['o']"#),
+        (r#""héllo"[1]"#, r#"['é']"#),
+        (r#""ab" * 3"#, r#"['ababab']"#),
+        (r#"3 * "ab""#, r#"['ababab']"#),
+        (r#""ab" * 0"#, r#"['']"#),
+        (r#""ab" * -1"#, r#"['']"#),
+    ];
+
+    /// `print([expr])` and what Python 3 prints for it.
+    const BUILTIN_CASES: &[(&str, &str)] = &[
+        (r#"all([])"#, r#"[True]"#),
+        (r#"all([1, 2, 0])"#, r#"[False]"#),
+        (r#"all(x > 0 for x in [1, 2])"#, r#"[True]"#),
+        (r#"any([])"#, r#"[False]"#),
+        (r#"any([0, "", None, 3])"#, r#"[True]"#),
+        (r#"any(c.isdigit() for c in "ab1")"#, r#"[True]"#),
+        (r#"chr(97)"#, r#"['a']"#),
+        (r#"chr(0x1F600)"#, r#"['😀']"#),
+        (r#"ord("a")"#, r#"[97]"#),
+        (r#"ord("é")"#, r#"[233]"#),
+        (r#"isinstance(1, int)"#, r#"[True]"#),
+        (r#"isinstance(True, int)"#, r#"[True]"#),
+        (r#"isinstance(1, bool)"#, r#"[False]"#),
+        (r#"isinstance(1.0, int)"#, r#"[False]"#),
+        (r#"isinstance(1, (str, float))"#, r#"[False]"#),
+        (r#"isinstance(1.5, (str, float))"#, r#"[True]"#),
+        (r#"isinstance("s", str)"#, r#"[True]"#),
+        (r#"isinstance([], list)"#, r#"[True]"#),
+        (r#"isinstance((), tuple)"#, r#"[True]"#),
+        (r#"isinstance({}, dict)"#, r#"[True]"#),
+        (r#"isinstance({1}, set)"#, r#"[True]"#),
+        (r#"isinstance([], (tuple, dict))"#, r#"[False]"#),
+        (r#"list(map(int, "1 2 3".split()))"#, r#"[[1, 2, 3]]"#),
+        (
+            r#"list(map(lambda x, y: x * y, [1, 2, 3], [4, 5]))"#,
+            r#"[[4, 10]]"#,
+        ),
+        (r#"sum(map(int, "123"))"#, r#"[6]"#),
+        (r#""".join(map(str, [1, 2, 3]))"#, r#"['123']"#),
+        (
+            r#"list(filter(None, [0, 1, "", "a", None, [], [0]]))"#,
+            r#"[[1, 'a', [0]]]"#,
+        ),
+        (
+            r#"list(filter(lambda x: x % 2, range(10)))"#,
+            r#"[[1, 3, 5, 7, 9]]"#,
+        ),
+        (r#"bin(10)"#, r#"['0b1010']"#),
+        (r#"bin(0)"#, r#"['0b0']"#),
+        (r#"bin(-5)"#, r#"['-0b101']"#),
+        (r#"hex(255)"#, r#"['0xff']"#),
+        (r#"hex(-255)"#, r#"['-0xff']"#),
+        (r#"oct(8)"#, r#"['0o10']"#),
+        (r#"bin(True)"#, r#"['0b1']"#),
+        (r#"type(1) == int"#, r#"[True]"#),
+        (r#"type(True) == int"#, r#"[False]"#),
+        (r#"type("a") is str"#, r#"[True]"#),
+        (r#"type([]) == list"#, r#"[True]"#),
+    ];
+
+    /// `print([expr])` and what Python 3 prints for it.
+    const KEY_AND_LAMBDA_CASES: &[(&str, &str)] = &[
+        (r#"sorted([3, 1, 2], key=lambda x: -x)"#, r#"[[3, 2, 1]]"#),
+        (
+            r#"sorted(["bb", "a", "ccc"], key=len)"#,
+            r#"[['a', 'bb', 'ccc']]"#,
+        ),
+        (
+            r#"sorted(["bb", "a", "ccc"], key=len, reverse=True)"#,
+            r#"[['ccc', 'bb', 'a']]"#,
+        ),
+        (
+            r#"sorted([(1, "b"), (0, "c"), (1, "a")], key=lambda p: p[0])"#,
+            r#"[[(0, 'c'), (1, 'b'), (1, 'a')]]"#,
+        ),
+        (
+            r#"sorted([(1, "b"), (0, "c"), (1, "a")], key=lambda p: p[0], reverse=True)"#,
+            r#"[[(1, 'b'), (1, 'a'), (0, 'c')]]"#,
+        ),
+        (r#"sorted([3, 1, 2], reverse=True)"#, r#"[[3, 2, 1]]"#),
+        (r#"sorted("hello")"#, r#"[['e', 'h', 'l', 'l', 'o']]"#),
+        (r#"sorted({3: "a", 1: "b"})"#, r#"[[1, 3]]"#),
+        (r#"sorted([1, -2, 3], key=abs)"#, r#"[[1, -2, 3]]"#),
+        (r#"min([3, 1, 2], key=lambda x: -x)"#, r#"[3]"#),
+        (r#"max(["bb", "a", "ccc", "ddd"], key=len)"#, r#"['ccc']"#),
+        (r#"min(["bb", "a", "c"], key=len)"#, r#"['a']"#),
+        (r#"max([], default=7)"#, r#"[7]"#),
+        (r#"min([], key=len, default=None)"#, r#"[None]"#),
+        (r#"max(1, 5, 3)"#, r#"[5]"#),
+        (r#"max("abc", "b", key=len)"#, r#"['abc']"#),
+        (r#"(lambda: 5)()"#, r#"[5]"#),
+        (r#"(lambda x, y=2: x ** y)(3)"#, r#"[9]"#),
+        (r#"(lambda x: lambda y: x + y)(1)(2)"#, r#"[3]"#),
+    ];
+
+    /// `print([expr])` and what Python 3 prints for it.
+    const SET_AND_DICT_CASES: &[(&str, &str)] = &[
+        (r#"{1, 2, 3}"#, r#"[{1, 2, 3}]"#),
+        (r#"{3, 1, 2, 1}"#, r#"[{1, 2, 3}]"#),
+        (r#"set()"#, r#"[set()]"#),
+        (r#"set([3, 1, 2, 1])"#, r#"[{1, 2, 3}]"#),
+        (r#"sorted(set("hello"))"#, r#"[['e', 'h', 'l', 'o']]"#),
+        (r#"list({5, 1, 3})"#, r#"[[1, 3, 5]]"#),
+        (r#"len({1, 2, 2})"#, r#"[2]"#),
+        (r#"2 in {1, 2}"#, r#"[True]"#),
+        (r#"4 not in {1, 2}"#, r#"[True]"#),
+        (r#"{1, 2, 3} | {3, 4}"#, r#"[{1, 2, 3, 4}]"#),
+        (r#"{1, 2, 3} & {2, 3, 4}"#, r#"[{2, 3}]"#),
+        (r#"{1, 2, 3} - {2}"#, r#"[{1, 3}]"#),
+        (r#"{1, 2, 3} ^ {3, 4}"#, r#"[{1, 2, 4}]"#),
+        (r#"{1, 2} == {2, 1}"#, r#"[True]"#),
+        (r#"{1, 2} <= {1, 2, 3}"#, r#"[True]"#),
+        (r#"{1, 2} < {1, 2}"#, r#"[False]"#),
+        (r#"{1, 2, 3} > {1}"#, r#"[True]"#),
+        (r#"{1, True, 1.0}"#, r#"[{1}]"#),
+        (r#"{x % 3 for x in range(10)}"#, r#"[{0, 1, 2}]"#),
+        (r#"sum({1, 2, 3})"#, r#"[6]"#),
+        (r#"{1, 2}.union([5, 0])"#, r#"[{0, 1, 2, 5}]"#),
+        (r#"{1, 2, 3}.intersection([2, 3], {3})"#, r#"[{3}]"#),
+        (r#"{1, 2, 3}.difference([1])"#, r#"[{2, 3}]"#),
+        (r#"{1, 2}.issubset([1, 2, 3])"#, r#"[True]"#),
+        (r#"{1, 2}.issuperset({1})"#, r#"[True]"#),
+        (r#"{1, 2}.isdisjoint({3})"#, r#"[True]"#),
+        (r#"{1, 2}.symmetric_difference([2, 3])"#, r#"[{1, 3}]"#),
+        (
+            r#"{x: x * x for x in range(4)}"#,
+            r#"[{0: 0, 1: 1, 2: 4, 3: 9}]"#,
+        ),
+        (
+            r#"{c: i for i, c in enumerate("abca")}"#,
+            r#"[{'a': 3, 'b': 1, 'c': 2}]"#,
+        ),
+    ];
+
+    /// `print([expr])` and what Python 3 prints for it.
+    const BIT_CASES: &[(&str, &str)] = &[
+        (r#"5 & 3"#, r#"[1]"#),
+        (r#"5 | 3"#, r#"[7]"#),
+        (r#"5 ^ 3"#, r#"[6]"#),
+        (r#"~5"#, r#"[-6]"#),
+        (r#"1 << 10"#, r#"[1024]"#),
+        (r#"-8 >> 1"#, r#"[-4]"#),
+        (r#"-1 >> 100"#, r#"[-1]"#),
+        (r#"True & False"#, r#"[False]"#),
+        (r#"True | False"#, r#"[True]"#),
+        (r#"True ^ True"#, r#"[False]"#),
+        (r#"6 & True"#, r#"[0]"#),
+        (r#"1 + 2 | 4"#, r#"[7]"#),
+        (r#"1 | 2 == 3"#, r#"[True]"#),
+        (r#"dict([("a", 1), ("b", 2)])"#, r#"[{'a': 1, 'b': 2}]"#),
+    ];
+
+    /// `print([expr])` and what Python 3 prints for it.
+    const FORMAT_CASES: &[(&str, &str)] = &[
+        (r#"format(True, '>5')"#, r#"['    1']"#),
+        (r#"format(True, '')"#, r#"['True']"#),
+        (r#"format(True, 'd')"#, r#"['1']"#),
+        (r#"format(None, '')"#, r#"['None']"#),
+        (r#"format(2.0, '.3')"#, r#"['2.0']"#),
+        (r#"format(123.0, '.3')"#, r#"['1.23e+02']"#),
+        (r#"format(0.0001, '.3')"#, r#"['0.0001']"#),
+        (r#"format(0.00001, '.3')"#, r#"['1e-05']"#),
+        (r#"format(1e16, '')"#, r#"['1e+16']"#),
+        (r#"format(float('inf'), 'f')"#, r#"['inf']"#),
+        (r#"format(float('nan'), 'F')"#, r#"['NAN']"#),
+        (r#"format(-0.0, 'f')"#, r#"['-0.000000']"#),
+        (r#"format(5, '<05')"#, r#"['50000']"#),
+        (r#"format(5, 'x<05')"#, r#"['5xxxx']"#),
+        (r#"format(1234.5, 'e')"#, r#"['1.234500e+03']"#),
+        (r#"format(1234.5, '.2E')"#, r#"['1.23E+03']"#),
+        (r#"format(0.0, 'e')"#, r#"['0.000000e+00']"#),
+        (r#"format(1e-5, 'g')"#, r#"['1e-05']"#),
+        (r#"format(123456789.0, 'g')"#, r#"['1.23457e+08']"#),
+        (r#"format(100000.0, 'g')"#, r#"['100000']"#),
+        (r#"format(1e6, 'g')"#, r#"['1e+06']"#),
+        (r#"format(0.5, '.0%')"#, r#"['50%']"#),
+        (r#"format(2.5, '.0f')"#, r#"['2']"#),
+        (r#"format(3.5, '.0f')"#, r#"['4']"#),
+        (r#"format(1234567, ',')"#, r#"['1,234,567']"#),
+        (r#"format(255, '#x')"#, r#"['0xff']"#),
+        (r#"format(255, '#010b')"#, r#"['0b11111111']"#),
+        (r#"format(-5, '05')"#, r#"['-0005']"#),
+        (r#"format(65, 'c')"#, r#"['A']"#),
+        (r#"format('abc', '.2')"#, r#"['ab']"#),
+        (r#"format('ab', '*^7')"#, r#"['**ab***']"#),
+        (r#"format(3.14159, '+.2f')"#, r#"['+3.14']"#),
+        (r#"format(42, ' d')"#, r#"[' 42']"#),
+        (r#"format(10**6, '_')"#, r#"['1_000_000']"#),
+        (r#"format(255, '_x')"#, r#"['ff']"#),
+        (r#"format(65535, '_b')"#, r#"['1111_1111_1111_1111']"#),
+        (r#"format(0.0, 'g')"#, r#"['0']"#),
+        (r#"format(1.0, '.0e')"#, r#"['1e+00']"#),
+        (r#"format(9.99, '.1f')"#, r#"['10.0']"#),
+        (r#"format(0.000123456, '.3g')"#, r#"['0.000123']"#),
+        (r#"format(2.0, '#g')"#, r#"['2.00000']"#),
+        (r#"format(1.5, '')"#, r#"['1.5']"#),
+        (r#"format(12.0, '5')"#, r#"[' 12.0']"#),
+        (r#"format(1e22, '')"#, r#"['1e+22']"#),
+        (r#"format(1e22, '.3')"#, r#"['1e+22']"#),
+        (r#"format(1234567.891, ',.2f')"#, r#"['1,234,567.89']"#),
+        (r#"format(-1234.5, '010,.1f')"#, r#"['-001,234.5']"#),
+        (r#"format(5, 'b')"#, r#"['101']"#),
+        (r#"format(5, '08b')"#, r#"['00000101']"#),
+        (r#"format(-5, 'b')"#, r#"['-101']"#),
+        (r#"format(255, 'X')"#, r#"['FF']"#),
+        (r#"format(7, '>3')"#, r#"['  7']"#),
+        (r#"format(7, '^5')"#, r#"['  7  ']"#),
+        (r#"format(-7, '=+6')"#, r#"['-    7']"#),
+        (r#"format(12, '%')"#, r#"['1200.000000%']"#),
+        (r#"format(0.125, '.1%')"#, r#"['12.5%']"#),
+        (r#"format(1/3, '.4')"#, r#"['0.3333']"#),
+        (r#"format(2/3, '')"#, r#"['0.6666666666666666']"#),
+        (r#"format(1e-7, '')"#, r#"['1e-07']"#),
+        (r#"format(123.456, 'e')"#, r#"['1.234560e+02']"#),
+        (r#"format(-2.5, 'g')"#, r#"['-2.5']"#),
+        (r#"format(5, '.2f')"#, r#"['5.00']"#),
+        (r#"format('x', '>3s')"#, r#"['  x']"#),
+        (r#"format(3, '')"#, r#"['3']"#),
+        (
+            r#""{:>5}|{:<5}|{:^5}|".format("a", "b", "c")"#,
+            r#"['    a|b    |  c  |']"#,
+        ),
+        (
+            r#"f"{3:03d} {255:x} {5:b} {7:>3}""#,
+            r#"['003 ff 101   7']"#,
+        ),
+        (
+            r#"f"{3.14159:.2f} {1e-7} {1e16} {0.1 + 0.2}""#,
+            r#"['3.14 1e-07 1e+16 0.30000000000000004']"#,
+        ),
+        (r#"f"{'abc':>6}|{'abc':<6}|""#, r#"['   abc|abc   |']"#),
+        (
+            r#"str(1e-05) + str(1.5e300) + str(-0.0) + str(123456789012345678.0)"#,
+            r#"['1e-051.5e+300-0.01.2345678901234568e+17']"#,
+        ),
+        (
+            r#"str(0.1) + " " + str(100.0) + " " + str(1/3)"#,
+            r#"['0.1 100.0 0.3333333333333333']"#,
+        ),
+    ];
+
+    /// A program and what Python 3 prints running it.
+    const TRY_PROGRAM: (&str, &str) = (
+        r#"def parse(s):
+    try:
+        return int(s)
+    except ValueError:
+        return -1
+print(parse("12"), parse("x"))
+def safe_div(a, b):
+    try:
+        r = a // b
+    except ZeroDivisionError:
+        print("caught")
+        return None
+    else:
+        print("no error")
+        return r
+    finally:
+        print("finally", a, b)
+print(safe_div(7, 2), safe_div(1, 0))
+def get(d, k):
+    try:
+        return d[k]
+    except (IndexError, KeyError):
+        return "missing"
+print(get({"a": 1}, "a"), get({"a": 1}, "b"), get([1], 3))
+def nested():
+    try:
+        try:
+            raise ValueError("inner")
+        except TypeError:
+            print("wrong")
+        finally:
+            print("inner finally")
+    except ValueError as e:
+        print("outer", e)
+nested()
+def reraise():
+    try:
+        try:
+            [][0]
+        except IndexError:
+            print("handling")
+            raise
+    except Exception:
+        print("re-raised caught")
+reraise()
+def raise_custom():
+    try:
+        raise RuntimeError("boom")
+    except ValueError:
+        print("no")
+    except RuntimeError as e:
+        print("runtime", e)
+raise_custom()
+def loop():
+    out = []
+    for x in ["1", "a", "3"]:
+        try:
+            out.append(int(x))
+        except:
+            continue
+    return out
+print(loop())
+def ret_finally():
+    try:
+        return 1
+    finally:
+        print("cleanup")
+print(ret_finally())
+try:
+    assert 1 == 2, "msg"
+except AssertionError:
+    print("assertion caught")
+def raise_as_e():
+    try:
+        int("q")
+    except ValueError as err:
+        raise err
+try:
+    raise_as_e()
+except ValueError:
+    print("raise err caught")
+try:
+    x = 1
+except ValueError:
+    x = 2
+else:
+    x = x + 10
+finally:
+    x = x * 2
+print(x)
+for i in range(3):
+    try:
+        if i == 1:
+            break
+    finally:
+        print("fin", i)
+def raise_from():
+    try:
+        {}["k"]
+    except KeyError as e:
+        raise ValueError("bad key") from e
+try:
+    raise_from()
+except ValueError as e:
+    print(e)
+try:
+    1 / 0
+except ArithmeticError:
+    print("arith")
+"#,
+        r#"12 -1
+no error
+finally 7 2
+caught
+finally 1 0
+3 None
+1 missing missing
+inner finally
+outer inner
+handling
+re-raised caught
+runtime boom
+[1, 3]
+cleanup
+1
+assertion caught
+raise err caught
+22
+fin 0
+fin 1
+bad key
+arith
+"#,
+    );
+
+    /// A program and what Python 3 prints running it.
+    const LAMBDA_PROGRAM: (&str, &str) = (
+        r#"def outer(k):
+    add = lambda x: x + k
+    return [add(i) for i in range(3)]
+print(outer(10))
+def counts(words):
+    freq = {}
+    for w in words:
+        freq[w] = freq.get(w, 0) + 1
+    return sorted(freq, key=lambda w: (-freq[w], w))
+print(counts("b a c b a b".split()))
+def helper_user(n):
+    def is_even(m):
+        return m % 2 == 0
+    def fact(m):
+        return 1 if m <= 1 else m * fact(m - 1)
+    return [x for x in range(n) if is_even(x)], fact(5)
+print(helper_user(6))
+def uses_outer(xs):
+    limit = 3
+    def small(x):
+        return x < limit
+    return list(filter(small, xs))
+print(uses_outer([1, 5, 2, 7]))
+def sort_pairs():
+    pairs = [(1, 'b'), (2, 'a'), (1, 'a')]
+    pairs.sort(key=lambda p: p[1])
+    print(pairs)
+    pairs.sort(key=lambda p: p[0], reverse=True)
+    print(pairs)
+    xs = [3, 1, 2]
+    xs.sort(reverse=True)
+    print(xs)
+    xs.sort()
+    print(xs)
+sort_pairs()
+make_adder = lambda n: (lambda x: x + n)
+print(make_adder(5)(1))
+print(max({'a': 3, 'b': 7, 'c': 1}.items(), key=lambda kv: kv[1]))
+print(sorted(range(10), key=lambda x: (x % 3, -x)))
+def compose(f, g):
+    return lambda x: f(g(x))
+inc_then_double = compose(lambda x: x * 2, lambda x: x + 1)
+print(inc_then_double(3))
+print(list(map(lambda p: p[0] * p[1], zip([1, 2, 3], [4, 5, 6]))))
+def local_sibling():
+    def a(x):
+        return x + 1
+    def b(x):
+        return a(x) * 2
+    return b(3)
+print(local_sibling())
+def default_args():
+    f = lambda x, y=10: x + y
+    return f(1), f(1, 2), f(y=5, x=1)
+print(default_args())
+"#,
+        r#"[10, 11, 12]
+['b', 'a', 'c']
+([0, 2, 4], 120)
+[1, 2]
+[(2, 'a'), (1, 'a'), (1, 'b')]
+[(2, 'a'), (1, 'a'), (1, 'b')]
+[3, 2, 1]
+[1, 2, 3]
+6
+('b', 7)
+[9, 6, 3, 0, 7, 4, 1, 8, 5, 2]
+8
+[4, 10, 18]
+8
+(11, 3, 6)
+"#,
+    );
+
+    /// A program and what Python 3 prints running it.
+    const SET_PROGRAM: (&str, &str) = (
+        r#"s = set()
+s.add(3); s.add(1); s.add(3)
+print(s, len(s))
+s.update([5, 2], "")
+print(s)
+s.discard(10); s.remove(1)
+print(s, 2 in s)
+t = {2, 9}
+s |= t
+print(s)
+s -= {9}
+print(s)
+seen = set()
+out = []
+for x in [3, 1, 3, 2, 1]:
+    if x not in seen:
+        seen.add(x)
+        out.append(x)
+print(out, sorted(seen))
+try:
+    s.remove(42)
+except KeyError:
+    print("no 42")
+print(s.pop(), s)
+print({c for c in "mississippi"} == set("misp"))
+print(set([1, 2]) == {2, 1}, {1} != {1, 2}, bool(set()), bool({0}))
+s.clear()
+print(s, len(s))
+print(sorted({-3, 10, -1, 4}), max({4, 9, 2}), min({4, 9, 2}))
+print(list(set([5, 5, 1, 3])), sum(set([1, 1, 2])))
+print(len(set(range(100))), sorted(set(range(5)) - {1, 3}))
+"#,
+        r#"{1, 3} 2
+{1, 2, 3, 5}
+{2, 3, 5} True
+{2, 3, 5, 9}
+{2, 3, 5}
+[3, 1, 2] [1, 2, 3]
+no 42
+2 {3, 5}
+True
+True True False True
+set() 0
+[-3, -1, 4, 10] 9 2
+[1, 3, 5] 3
+100 [0, 2, 4]
+"#,
+    );
+
+    /// A program and what Python 3 prints running it.
+    const STRING_PROGRAM: (&str, &str) = (
+        r#"def words_string(s):
+    s = s.replace(",", " ")
+    return s.split()
+print(words_string("Hi, my name is John"))
+def count_upper(s):
+    return sum(1 for i in range(0, len(s), 2) if s[i] in "AEIOU")
+print(count_upper("aBCdEf"))
+def anti_shuffle(s):
+    return " ".join("".join(sorted(list(w))) for w in s.split(" "))
+print(anti_shuffle("Hello World!!!"))
+def encrypt(s):
+    return "".join(chr((ord(c) - 97 + 4) % 26 + 97) if c.isalpha() else c for c in s)
+print(encrypt("hi there"))
+def is_palindrome(s):
+    return s == s[::-1]
+print(is_palindrome("aba"), is_palindrome("ab"))
+print("-" * 5, "ab" * 2)
+print("ok")
+print(5 & 3, 5 | 3, 5 ^ 3, ~5, 1 << 4, 256 >> 2, -9 >> 1)
+x = 6
+x &= 3
+x |= 8
+x ^= 1
+x <<= 2
+x >>= 1
+print(x)
+print(isinstance(3, (int, float)), isinstance("a", (list, tuple)))
+print(type(3) == int, type(3.0) == float, type("") == str)
+print(dict(zip("abc", range(3))), dict([(1, 2)], x=3), dict({"a": 1}))
+print({k: v for k, v in [("a", 1), ("b", 2), ("a", 3)]})
+print("\x41\u00e9\x0a".split(), "\101")
+"#,
+        r#"['Hi', 'my', 'name', 'is', 'John']
+1
+Hello !!!Wdlor
+lm xlivi
+True False
+----- abab
+ok
+1 7 6 -6 16 64 -5
+22
+True False
+True True True
+{'a': 0, 'b': 1, 'c': 2} {1: 2, 'x': 3} {'a': 1}
+{'a': 3, 'b': 2}
+['Aé'] A
+"#,
+    );
+
+    /// A program and what Python 3 prints running it.
+    const CLOSURE_PROGRAM: (&str, &str) = (
+        r#"def solve(grid):
+    n = len(grid)
+    visited = set()
+    def ok(i):
+        return 0 <= i < n and i not in visited
+    out = []
+    for i in range(-1, n + 1):
+        if ok(i):
+            visited.add(i)
+            out.append(ok(i))
+    return out, sorted(visited)
+print(solve([1, 2, 3]))
+def memo_fib(n):
+    memo = {}
+    def fib(k):
+        if k in memo:
+            return memo[k]
+        r = k if k < 2 else fib(k - 1) + fib(k - 2)
+        memo[k] = r
+        return r
+    return fib(n), len(memo)
+print(memo_fib(30))
+def collect(xs):
+    result = []
+    def add(x):
+        result.append(x * 2)
+    for x in xs:
+        add(x)
+    return result
+print(collect([1, 2, 3]))
+def later():
+    def b():
+        return a() + 1
+    def a():
+        return 41
+    return b()
+print(later())
+def counter():
+    count = 0
+    def get():
+        return count
+    count = 5
+    return get()
+print(counter())
+def make_multipliers():
+    return [lambda x, i=i: x * i for i in range(3)]
+print([m(10) for m in make_multipliers()])
+def make_adder(n):
+    def add(x):
+        return x + n
+    return add
+add5 = make_adder(5)
+print(add5(1), make_adder(2)(2))
+def outer():
+    def rec(n):
+        return 0 if n == 0 else 1 + rec(n - 1)
+    return rec
+print(outer()(5))
+def apply(f, x):
+    return f(x)
+def user():
+    k = 3
+    return apply(lambda v: v * k, 7)
+print(user())
+def shadow(x):
+    f = lambda x: x + 1
+    return f(10), x
+print(shadow(1))
+"#,
+        r#"([False, False, False], [0, 1, 2])
+(832040, 31)
+[2, 4, 6]
+42
+5
+[0, 10, 20]
+6 4
+5
+21
+(11, 1)
+"#,
+    );
+
+    /// What `print([expr])` prints, else the error.
+    fn shown(expr: &str) -> String {
+        let out = run_script(&format!("print([{expr}])\n"), &Limits::default());
+        match out.failure {
+            None => out.printed.join("\n"),
+            Some(f) => format!("error: {}", f.error),
+        }
+    }
+
+    fn check_cases(cases: &[(&str, &str)]) {
+        for (expr, want) in cases {
+            assert_eq!(shown(expr), *want, "{expr}");
+        }
+    }
+
+    /// Runs a program that must print what Python prints for it.
+    fn check_program((src, want): (&str, &str)) {
+        let out = run_script(src, &Limits::default());
+        assert_eq!(out.failure, None, "{src}");
+        assert_eq!(out.printed.join("\n") + "\n", want);
+    }
+
+    /// Runs a script, which must fail fast; its error.
+    fn script_error(src: &str) -> PyError {
+        let t = Instant::now();
+        let out = run_script(src, &Limits::default());
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
+        match out.failure {
+            Some(f) => f.error,
+            None => panic!(
+                "expected an error from {src:?}, it printed {:?}",
+                out.printed
+            ),
+        }
+    }
+
+    /// What a script prints, which must not fail.
+    fn script_prints(src: &str) -> String {
+        let out = run_script(src, &Limits::default());
+        assert_eq!(out.failure, None, "{src}");
+        out.printed.join("\n")
+    }
+
+    #[test]
+    fn typing_imports_are_accepted_and_ignored() {
+        let src = "from typing import List, Tuple, Optional, Any, Dict, Union
+import typing
+from typing import (
+    Callable,
+    Set,
+)
+import math, typing
+from typing import *
+from typing import List as L
+
+def f(xs: List[int], d: Optional[Dict[str, Tuple[int, ...]]] = None) -> Union[int, typing.Any]:
+    total: int = sum(xs)
+    return total
+
+print(f([1, 2, 3]))
+";
+        assert_eq!(script_prints(src), "6");
+        for src in [
+            "import os\n",
+            "from collections import Counter\n",
+            "import typing, os\n",
+            "import math as m\n",
+            "from os import path\n",
+        ] {
+            assert!(
+                matches!(script_error(src), PyError::Unsupported(_)),
+                "{src}"
+            );
+        }
+    }
+
+    #[test]
+    fn string_methods_are_pythons() {
+        check_cases(STRING_CASES);
+        check_program(STRING_PROGRAM);
+    }
+
+    #[test]
+    fn format_specs_and_float_reprs_are_pythons() {
+        check_cases(FORMAT_CASES);
+    }
+
+    #[test]
+    fn new_builtins_and_operators_are_pythons() {
+        check_cases(BUILTIN_CASES);
+        check_cases(BIT_CASES);
+    }
+
+    #[test]
+    fn lambdas_keys_and_closures_are_pythons() {
+        check_cases(KEY_AND_LAMBDA_CASES);
+        check_program(LAMBDA_PROGRAM);
+        check_program(CLOSURE_PROGRAM);
+        // A function whose maker has returned reads what it captured, may rebind it,
+        // but may not change it in place (Python would change the maker's value).
+        let made = "def outer():\n    xs = [1]\n    def add(v):\n        BODY\n    return add\nprint(outer()(2))\n";
+        let src = made.replace("BODY", "return xs + [v]");
+        assert_eq!(script_prints(&src), "[1, 2]");
+        let src = made.replace(
+            "BODY",
+            "xs = xs + [v]\n        xs.append(3)\n        return xs",
+        );
+        assert_eq!(script_prints(&src), "[1, 2, 3]");
+        let src = made.replace("BODY", "xs.append(v)\n        return xs");
+        assert!(matches!(script_error(&src), PyError::Unsupported(_)));
+        let src = made.replace("BODY", "xs[0] = v\n        return xs");
+        assert!(matches!(script_error(&src), PyError::Unsupported(_)));
+        // Keyword arguments the functions do not take.
+        assert!(matches!(
+            script_error("x = sorted([1], cmp=1)\n"),
+            PyError::Unsupported(_)
+        ));
+        assert!(matches!(
+            script_error("xs = [2, 1]\nxs.sort(1)\n"),
+            PyError::Type(_)
+        ));
+        assert!(matches!(
+            script_error("x = (lambda *a: 1)()\n"),
+            PyError::Unsupported(_)
+        ));
+    }
+
+    #[test]
+    fn sets_are_pythons() {
+        check_cases(SET_AND_DICT_CASES);
+        check_program(SET_PROGRAM);
+        // Sets keep their elements sorted: Python's order for small ints, where its
+        // own order for strings and tuples changes from run to run.
+        assert_eq!(shown("{'b', 'c', 'a'}"), "[{'a', 'b', 'c'}]");
+        assert_eq!(shown("list({(1, 2), (0, 5)})"), "[[(0, 5), (1, 2)]]");
+        assert_eq!(shown("{'a', 2, None, (1,)}"), "[{None, 2, 'a', (1,)}]");
+        assert!(matches!(script_error("x = {[1]}\n"), PyError::Type(_)));
+        assert!(matches!(script_error("x = [1] in {1}\n"), PyError::Type(_)));
+        assert!(matches!(
+            script_error("s = {1}\ns.add({2})\n"),
+            PyError::Type(_)
+        ));
+        assert!(matches!(
+            script_error("s = {1}\ns.remove(2)\n"),
+            PyError::Index
+        ));
+        assert!(matches!(
+            script_error("s = set()\ns.pop()\n"),
+            PyError::Index
+        ));
+        assert!(matches!(script_error("x = {1} | [2]\n"), PyError::Type(_)));
+    }
+
+    #[test]
+    fn try_except_catches_what_python_raises() {
+        check_program(TRY_PROGRAM);
+        // Each error is caught by Python's class for it, not by another class.
+        let cases = [
+            ("''.split('')", "ValueError"),
+            ("'abc'.index('x')", "ValueError"),
+            ("int('x')", "ValueError"),
+            ("chr(-1)", "ValueError"),
+            ("1 << -1", "ValueError"),
+            ("','.join([1])", "TypeError"),
+            ("ord('ab')", "TypeError"),
+            ("1.5 & 1", "TypeError"),
+            ("isinstance(1, 5)", "TypeError"),
+            ("'a'.center(3, 'ab')", "TypeError"),
+            ("'a' + 1", "TypeError"),
+            ("[1][5]", "IndexError"),
+            ("{'a': 1}['b']", "KeyError"),
+            ("1 // 0", "ZeroDivisionError"),
+            ("1 % 0.0", "ArithmeticError"),
+        ];
+        for (expr, class) in cases {
+            let src = format!("try:\n    x = {expr}\nexcept {class}:\n    print('caught')\n");
+            assert_eq!(script_prints(&src), "caught", "{expr}");
+            let other = if class == "TypeError" {
+                "ValueError"
+            } else {
+                "TypeError"
+            };
+            let src = format!("try:\n    x = {expr}\nexcept {other}:\n    print('caught')\n");
+            let e = script_error(&src);
+            assert!(catchable(&e), "{expr}: {e:?}");
+        }
+        // Raised and not caught: typed errors.
+        assert_eq!(
+            script_error("raise ValueError('bad')\n"),
+            PyError::Value("bad".into())
+        );
+        assert_eq!(script_error("raise KeyError('k')\n"), PyError::Index);
+        assert_eq!(
+            script_error("raise ZeroDivisionError\n"),
+            PyError::ZeroDivision
+        );
+        assert_eq!(
+            script_error("raise RuntimeError('boom')\n"),
+            PyError::Raised("RuntimeError".into(), "boom".into())
+        );
+        assert_eq!(
+            script_error("raise NotImplementedError\n"),
+            PyError::Raised("NotImplementedError".into(), String::new())
+        );
+        assert!(matches!(script_error("raise\n"), PyError::Raised(..)));
+        // A handler's own error goes on, after `finally`.
+        let src = "try:\n    try:\n        1 / 0\n    except ZeroDivisionError:\n        [][1]\n    finally:\n        print('fin')\nexcept IndexError:\n    print('outer')\n";
+        assert_eq!(script_prints(src), "fin\nouter");
+        for src in [
+            "try:\n    pass\n",
+            "except:\n    pass\n",
+            "finally:\n    pass\n",
+            "try:\n    pass\nelse:\n    pass\n",
+            "try:\npass\nexcept:\n    pass\n",
+        ] {
+            assert!(matches!(script_error(src), PyError::Syntax(_)), "{src}");
+        }
+        for src in [
+            "try:\n    pass\nexcept* ValueError:\n    pass\n",
+            "try:\n    pass\nexcept a.b:\n    pass\n",
+            "raise a.B()\n",
+        ] {
+            assert!(
+                matches!(script_error(src), PyError::Unsupported(_)),
+                "{src}"
+            );
+        }
+    }
+
+    #[test]
+    fn try_never_catches_a_limit() {
+        type Check = fn(&PyError) -> bool;
+        let bodies: [(&str, Check); 7] = [
+            ("while True:\n        pass", |e| {
+                matches!(e, PyError::Steps(_))
+            }),
+            ("x = [0] * 10**9", |e| matches!(e, PyError::Memory(_))),
+            ("x = 2 ** 200", |e| matches!(e, PyError::Overflow)),
+            ("x = f(0)", |e| matches!(e, PyError::Recursion(_))),
+            ("x = open('x')", |e| matches!(e, PyError::Unsupported(_))),
+            ("x = undefined_name", |e| matches!(e, PyError::Name(_))),
+            ("x = 'a'.ljust(10**9)", |e| matches!(e, PyError::Memory(_))),
+        ];
+        for handler in [
+            "except Exception:",
+            "except:",
+            "except (OverflowError, RecursionError, MemoryError, NameError):",
+        ] {
+            for (body, ok) in bodies {
+                let src = format!(
+                    "def f(n):\n    return f(n + 1)\ntry:\n    {body}\n{handler}\n    print('caught')\nfinally:\n    print('finally')\n"
+                );
+                let out = run_script(&src, &Limits::default());
+                let e = out.failure.map(|f| f.error);
+                assert!(e.as_ref().is_some_and(ok), "{src}: {e:?}");
+                // Neither the handler nor `finally` ran.
+                assert!(out.printed.is_empty(), "{src}");
+            }
+        }
+        // Caught errors in a loop still meet the step limit.
+        assert!(matches!(
+            script_error(
+                "while True:\n    try:\n        1 / 0\n    except ZeroDivisionError:\n        pass\n"
+            ),
+            PyError::Steps(_)
+        ));
+        assert!(matches!(
+            script_error(
+                "while True:\n    try:\n        raise ValueError\n    except:\n        pass\n    finally:\n        pass\n"
+            ),
+            PyError::Steps(_)
+        ));
+    }
+
+    #[test]
+    fn new_features_stay_bounded() {
+        let memory = |src: &str| {
+            let e = script_error(src);
+            assert!(matches!(e, PyError::Memory(_)), "{src}: {e:?}");
+        };
+        let memory_or_steps = |src: &str| {
+            let e = script_error(src);
+            assert!(
+                matches!(e, PyError::Memory(_) | PyError::Steps(_)),
+                "{src}: {e:?}"
+            );
+        };
+        let steps = |src: &str| {
+            let e = script_error(src);
+            assert!(matches!(e, PyError::Steps(_)), "{src}: {e:?}");
+        };
+        // One huge result, refused before it is built.
+        memory("x = ','.join(['x' * 1000] * 100)\n");
+        memory("x = ('a' * 5000).replace('a', 'aaaa')\n");
+        memory("x = ('a' * 5000).replace('', 'bc')\n");
+        memory("x = 'a'.ljust(10**9)\n");
+        memory("x = 'a'.center(10**30)\n");
+        memory("x = '7'.zfill(10**6)\n");
+        memory("x = f'{1:>1000000000}'\n");
+        memory("x = format(1.5, '.100000f')\n");
+        memory("x = '{:>99999999}'.format(1)\n");
+        memory("x = set(range(10**9))\n");
+        memory("x = {i: i for i in range(10**9)}\n");
+        // Many results: the allocation bound over the run.
+        memory_or_steps("s = 'a' * 5000\nfor i in range(1000):\n    t = ''.join([s, s])\n");
+        memory_or_steps("s = 'a ' * 5000\nfor i in range(1000):\n    t = s.split()\n");
+        memory_or_steps("s = 'a,' * 5000\nfor i in range(1000):\n    t = s.split(',')\n");
+        memory_or_steps(
+            "s = ' a ' * 3000\nfor i in range(1000):\n    t = s.strip().upper().title()\n",
+        );
+        memory_or_steps("s = set()\ni = 0\nwhile True:\n    s.add(i)\n    i += 1\n");
+        memory_or_steps("s = set()\ni = 0\nwhile True:\n    s.add(-i)\n    i += 1\n");
+        // Work on long values counts.
+        steps("xs = list(range(5000))\nwhile True:\n    ys = sorted(xs, key=lambda v: -v)\n");
+        steps("xs = list(range(5000))\nwhile True:\n    xs.sort(key=lambda v: -v)\n");
+        steps("while True:\n    x = list(map(lambda v: v, range(100)))\n");
+        steps("s = 'ab' * 4000\nwhile True:\n    n = s.count('b') + s.find('x')\n");
+        memory_or_steps(
+            "a = set(range(5000))\nb = set(range(2500, 7500))\nwhile True:\n    c = a | b\n",
+        );
+        // Calls and nesting.
+        assert!(matches!(
+            script_error("f = lambda n: f(n + 1)\nf(0)\n"),
+            PyError::Recursion(_)
+        ));
+        assert!(matches!(
+            script_error(
+                "def outer():\n    def inner(n):\n        return inner(n + 1)\n    return inner(0)\nouter()\n"
+            ),
+            PyError::Recursion(_)
+        ));
+        memory(
+            "def f():\n    x = []\n    for i in range(100):\n        g = lambda: x\n        x = [g]\n    return x\nf()\n",
+        );
+        memory(
+            "def f():\n    x = 0\n    for i in range(100):\n        g = lambda y=x: y\n        x = [g]\n    return x\nf()\n",
+        );
+        memory("s = {1}\nfor i in range(100):\n    s.add(tuple(x for x in s))\n");
+        for src in ["x = 1 << 200\n", "x = 1 << 10**30\n", "x = -1 << 128\n"] {
+            assert!(matches!(script_error(src), PyError::Overflow), "{src}");
+        }
+        // Odd input never panics.
+        for src in [
+            "try:",
+            "try:\n    pass\nexcept",
+            "try:\n    pass\nexcept ValueError as:\n    pass\n",
+            "lambda",
+            "f = lambda x",
+            "f = lambda: ",
+            "x = 1 + lambda: 2",
+            "{1,",
+            "{1: 2 for",
+            "{x for x in}",
+            "raise",
+            "raise ValueError(",
+            "x = '\\x4'",
+            "x = '\\u12'",
+            "x = '\\U0011ffff'",
+            "x = '{'.format(1)",
+            "x = '}'.format(1)",
+            "x = '{0[1]}'.format([1, 2])",
+            "x = '{:%%}'.format(1)",
+            "x = format(1, '.')",
+            "x = 1 <<",
+            "x = ~",
+            "s = {1}\ns |= [1]",
+            "def f():\n    try:\n        return 1\n    finally:\n        return 2\nprint(f())",
+        ] {
+            let out = run_script(src, &Limits::default());
+            assert!(
+                !out.failure
+                    .is_some_and(|f| matches!(f.error, PyError::Internal(_))),
+                "{src}"
+            );
+        }
+    }
+
+    /// A program and what Python 3 prints running it.
+    const METHOD_AND_ELSE_PROGRAM: (&str, &str) = (
+        r#"counts = {"a": 3, "b": 7, "c": 1}
+print(max(counts, key=counts.get), sorted(counts, key=counts.get))
+print(list(map(str.strip, [" a ", "b  "])), sorted(["b", "A", "c"], key=str.lower))
+print(list(filter(str.isdigit, ["1", "x", "23"])), list(map("-".join, ["ab", "cd"])))
+words = ["x", "yy"]
+print(list(map(len, words)), sorted(words, key=words.index))
+find = "hello".find
+print(find("l"), str.upper("abc"), dict.get({1: 2}, 1))
+def is_prime(n):
+    for k in range(2, n):
+        if n % k == 0:
+            break
+    else:
+        return n > 1
+    return False
+print([n for n in range(12) if is_prime(n)])
+i = 0
+while i < 3:
+    i += 1
+else:
+    print("while done", i)
+while True:
+    break
+else:
+    print("never")
+for x in []:
+    pass
+else:
+    print("empty for else")
+"#,
+        r#"b ['c', 'a', 'b']
+['a', 'b'] ['A', 'b', 'c']
+['1', '23'] ['a-b', 'c-d']
+[1, 2] ['x', 'yy']
+2 ABC 2
+[2, 3, 5, 7, 11]
+while done 3
+empty for else
+"#,
+    );
+
+    #[test]
+    fn methods_as_values_and_loop_else_are_pythons() {
+        check_program(METHOD_AND_ELSE_PROGRAM);
+        for src in [
+            "xs = [1]\nf = xs.append\n",
+            "f = list.append\n",
+            "x = (1).real\n",
+        ] {
+            assert!(
+                matches!(script_error(src), PyError::Unsupported(_)),
+                "{src}"
+            );
+        }
+        assert!(matches!(
+            script_error("x = str.upper(1)\n"),
+            PyError::Type(_)
+        ));
+    }
+
+    /// A program and what Python 3 prints running it.
+    const SLICE_PROGRAM: (&str, &str) = (
+        r#"def sort_third(l):
+    l = list(l)
+    l[::3] = sorted(l[::3])
+    return l
+print(sort_third([5, 6, 3, 4, 8, 9, 2]))
+xs = [0, 1, 2, 3, 4, 5]
+xs[1:3] = ["a", "b", "c"]
+print(xs)
+xs[:] = []
+print(xs)
+ys = list(range(6))
+ys[::-2] = [10, 20, 30]
+print(ys)
+ys[10:] = [7]
+print(ys)
+ys[-2:] = "xy"
+print(ys)
+ys[2:1] = [99]
+print(ys)
+try:
+    ys[::2] = [1]
+except ValueError:
+    print("sizes differ")
+s = "hello world"
+print(s[::-1], s[-5:], s[:-6], s[::3], s[100:], s[-100:2], s[3:-3:2])
+"#,
+        r#"[2, 6, 3, 4, 8, 9, 5]
+[0, 'a', 'b', 'c', 3, 4, 5]
+[]
+[0, 30, 2, 20, 4, 10]
+[0, 30, 2, 20, 4, 10, 7]
+[0, 30, 2, 20, 4, 'x', 'y']
+[0, 30, 99, 2, 20, 4, 'x', 'y']
+sizes differ
+dlrow olleh world hello hlwl  he l o
+"#,
+    );
+
+    #[test]
+    fn slices_and_slice_assignment_are_pythons() {
+        check_program(SLICE_PROGRAM);
+        for src in [
+            "xs = [0] * 5000\nwhile True:\n    xs[0:1] = [1, 2]\n",
+            "xs = []\nxs[:] = range(10**9)\n",
+            "xs = [0] * 5000\nwhile True:\n    xs[100:200] = xs[100:200]\n",
+        ] {
+            let e = script_error(src);
+            assert!(
+                matches!(e, PyError::Memory(_) | PyError::Steps(_)),
+                "{src}: {e:?}"
+            );
+        }
+        assert!(matches!(
+            script_error("s = 'abc'\ns[0:1] = 'x'\n"),
+            PyError::Type(_)
+        ));
+        assert!(matches!(
+            script_error("xs = [1, 2]\nxs[0:1] += [3]\n"),
+            PyError::Unsupported(_)
+        ));
+        assert!(matches!(
+            script_error("xs = [1, 2]\nxs[::0] = []\n"),
+            PyError::Value(_)
+        ));
+        assert_eq!(shown("'abc'[::2**126]"), "['a']");
+        assert_eq!(
+            shown("'abc'[1::170141183460469231731687303715884105727]"),
+            "['b']"
+        );
+    }
+
+    #[test]
+    #[ignore]
+    fn zz_humaneval_canonical_tmp() {
+        let text = std::fs::read_to_string("/tmp/pyeval_work/programs.txt").unwrap();
+        let mut ok = 0;
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let src = v["src"].as_str().unwrap();
+            let out = run_script(src, &Limits::default());
+            match out.failure {
+                None => ok += 1,
+                Some(f) => {
+                    println!("{} {}", v["id"], f);
+                    let k = format!("{:?}", f.error);
+                    let k: String = k.chars().take(40).collect();
+                    *kinds.entry(k).or_default() += 1;
+                }
+            }
+        }
+        for (k, n) in kinds {
+            println!("{n:4} {k}");
+        }
+        println!("passed {ok}");
+    }
+
+    #[test]
+    #[ignore]
+    fn zz_cases_tmp() {
+        let text = std::fs::read_to_string("/tmp/pyeval_work/exprs.txt").unwrap();
+        let mut out = String::new();
+        for e in text.lines() {
+            let r = run_script(&format!("print([{e}])\n"), &Limits::default());
+            match r.failure {
+                None => out.push_str(&r.printed.join("|")),
+                Some(f) => out.push_str(&format!("ERR {:?}", f.error)),
+            }
+            out.push('\n');
+        }
+        std::fs::write("/tmp/pyeval_work/ours.txt", out).unwrap();
+    }
+
+    #[test]
+    #[ignore]
+    fn zz_progs_tmp() {
+        for entry in std::fs::read_dir("/tmp/pyeval_work/progs").unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "py") {
+                let src = std::fs::read_to_string(&path).unwrap();
+                let r = run_script(&src, &Limits::default());
+                let mut out = r.printed.join("\n");
+                out.push('\n');
+                if let Some(f) = r.failure {
+                    out.push_str(&format!("FAILURE {f}\n"));
+                }
+                std::fs::write(path.with_extension("ours"), out).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn zz_doctest_tmp() {
+        use crate::strategies::doctest::{check, examples};
+        let text = std::fs::read_to_string("/tmp/pyeval_work/prompts.txt").unwrap();
+        let (mut pass, mut fail, mut unknown, mut none) = (0, 0, 0, 0);
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let Some(found) = examples(v["prompt"].as_str().unwrap()) else {
+                none += 1;
+                continue;
+            };
+            let c = check(v["reply"].as_str().unwrap(), &found);
+            if !c.passes() {
+                let code = crate::extract::extract_code(v["reply"].as_str().unwrap()).unwrap();
+                for e in &found.examples {
+                    let prog = format!("{code}\n\nassert {} == {}\n", e.call, e.expected);
+                    let r = run_script(&prog, &Limits::default());
+                    if let Some(f) = r.failure {
+                        println!("  {} == {} -> {f}", e.call, e.expected);
+                    }
+                }
+            }
+            if c.passes() {
+                pass += 1;
+            } else if c.failed > 0 {
+                fail += 1;
+                println!("FAIL {} {c:?}", v["id"]);
+            } else {
+                unknown += 1;
+                println!("UNKNOWN {} {c:?}", v["id"]);
+            }
+        }
+        println!("pass {pass} fail {fail} unknown {unknown} no-examples {none}");
     }
 }

@@ -39,6 +39,7 @@ pub mod cot_reflection;
 pub mod deepconf;
 pub mod deepthink;
 pub mod diverse;
+pub mod doctest;
 pub mod entropy_decoding;
 pub mod genselect;
 pub mod leap;
@@ -168,6 +169,7 @@ const REGISTRY: &[Entry] = &[
     entry::<cot_reflection::CotReflection>(),
     entry::<genselect::GenSelect>(),
     entry::<rto::RoundTrip>(),
+    entry::<doctest::Doctest>(),
     // Logit-level approaches (need a backend with `token_control`).
     entry::<cot_decoding::CotDecoding>(),
     entry::<calculator::Calculator>(),
