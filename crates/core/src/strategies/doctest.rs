@@ -11,7 +11,8 @@
 //! one on ties).
 //!
 //! An example fails only on what Python would fail on too: a false assertion, a
-//! division by zero, a missing index or key, a value error. A name the subset does
+//! division by zero, a missing index or key, a value error, an exception the program
+//! raises itself. A name the subset does
 //! not know, a type error, a recursion or step limit may be the interpreter's limits
 //! rather than the program's fault, and count as "cannot tell".
 
@@ -288,7 +289,11 @@ pub fn check(reply: &str, examples: &Examples) -> Check {
         match run.failure.map(|f| f.error) {
             None => c.passed += 1,
             Some(
-                PyError::Assertion | PyError::ZeroDivision | PyError::Index | PyError::Value(_),
+                PyError::Assertion
+                | PyError::ZeroDivision
+                | PyError::Index
+                | PyError::Value(_)
+                | PyError::Raised(..),
             ) => c.failed += 1,
             Some(_) => c.unknown += 1,
         }
@@ -433,10 +438,7 @@ mod tests {
             }
         );
         assert!(check("```python\n    return a + b\n```", &found).passes());
-        let wrong = check(
-            "```python\ndef add(a, b):\n    return a * b\n```",
-            &found,
-        );
+        let wrong = check("```python\ndef add(a, b):\n    return a * b\n```", &found);
         assert_eq!((wrong.passed, wrong.failed), (0, 2));
         let half = check(
             "```python\ndef add(a, b):\n    return 5 if a == 2 else 1\n```",
@@ -449,6 +451,11 @@ mod tests {
             &found,
         );
         assert_eq!((unknown.failed, unknown.unknown), (0, 2));
+        let raises = check(
+            "```python\ndef add(a, b):\n    raise NotImplementedError\n```",
+            &found,
+        );
+        assert_eq!(raises.failed, 2);
         assert_eq!(check("no code here", &found).failed, 2);
     }
 
