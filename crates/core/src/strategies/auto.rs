@@ -12,8 +12,10 @@
 //!   (55.5%). Without token access: `other`.
 //! - A request that holds code (a fenced block, or a line that opens a Python `def` or
 //!   `class`, as HumanEval's function stubs do) and is not multiple choice: `code`, by
-//!   default greedy `none` ([`CODE`]). Its docstring's examples hold numbers, so without this it would
-//!   take the word-problem route, whose program and votes answer with numbers.
+//!   default `doctest` ([`CODE`]): the greedy program, checked on the question's own
+//!   examples, with others sampled only where it fails one. Its docstring's examples
+//!   hold numbers, so without this it would take the word-problem route, whose program
+//!   and votes answer with numbers.
 //! - A math question written in LaTeX (it asks for the answer in `\boxed{}`, or uses a
 //!   LaTeX command such as `\frac`), as MATH-style problems are: `math`, a vote that
 //!   compares whole LaTeX answers (a point, an interval, `\frac{\pi}{2}`).
@@ -74,11 +76,14 @@ pub const WORD_ANSWER: &str = MATH;
 /// greedy decoding). docs/results.md, "OpenBookQA and CommonsenseQA".
 pub const MULTIPLE_CHOICE: &str = "choice_likelihood(score=auto)";
 
-/// The code route: one greedy completion. On HumanEval's first 72 problems with
-/// Qwen2.5-Coder-0.5B, greedy decoding passed 76.4%, a sampled completion (T 0.8, the
-/// route's first default) 65.3% (-11.1 points, -21.2 to -0.8), and no approach measured
-/// beat greedy decoding (`rto` +1.4 at 5.4x the tokens; docs/results.md, "HumanEval").
-pub const CODE: &str = "none(temperature=0)";
+/// The code route: the greedy program, checked on the question's own examples in the
+/// bounded interpreter, other programs sampled only where it fails one (`doctest`;
+/// without examples it is greedy decoding). On HumanEval with Qwen2.5-Coder-0.5B it is
+/// the one approach measured above greedy decoding (docs/results.md, "HumanEval"):
+/// sampling alone costs (a sampled completion, T 0.8, the route's first default: -11.1
+/// points, -21.2 to -0.8, on the first 72 problems), and `rto` only ties greedy at 5.4x
+/// the tokens.
+pub const CODE: &str = "doctest";
 
 /// The parameters of `auto`; a field a spec leaves out takes its default here
 /// (`optillm approaches` lists them).
@@ -587,6 +592,31 @@ mod tests {
         assert_eq!(requests[0].n, 2);
         assert!(requests[0].messages.iter().all(|m| m.role != Role::System));
         assert_eq!(out.vote.unwrap().winner, "yes");
+    }
+
+    #[tokio::test]
+    async fn code_is_checked_on_its_examples() {
+        let question = "Complete the function.\n```python\ndef add(a, b):\n    \"\"\"\n    >>> add(2, 3)\n    5\n    \"\"\"\n```";
+        let wrong = "```python\ndef add(a, b):\n    return a - b\n```";
+        let right = "```python\ndef add(a, b):\n    return a + b\n```";
+        let mock = Arc::new(MockBackend::scripted([wrong, wrong, right]));
+        let auto = Auto::new(Params::default()).unwrap();
+        let out = run(
+            &auto,
+            mock.clone(),
+            &StrategyRequest::user(question),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        // The greedy program fails `add(2, 3) == 5`: two sampled, the one that passes wins.
+        let sent: Vec<_> = mock
+            .requests()
+            .iter()
+            .map(|r| (r.n, r.sampling.temperature))
+            .collect();
+        assert_eq!(sent, vec![(1, Some(0.0)), (2, Some(0.8))]);
+        assert_eq!(out.answer, right);
     }
 
     #[test]
