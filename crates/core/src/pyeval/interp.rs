@@ -612,23 +612,22 @@ impl<'a> Interp<'a> {
         Ok(())
     }
 
+    /// The values of `items`, in order.
+    fn eval_all(&mut self, items: &[Expr]) -> EResult<Vec<Value>> {
+        items.iter().map(|i| self.eval(i)).collect()
+    }
+
     fn eval(&mut self, e: &Expr) -> EResult<Value> {
         self.tick(1)?;
         match e {
             Expr::Const(v) => Ok(v.clone()),
             Expr::Name(n) => self.lookup(n),
             Expr::List(items) => {
-                let vs = items
-                    .iter()
-                    .map(|i| self.eval(i))
-                    .collect::<EResult<Vec<_>>>()?;
+                let vs = self.eval_all(items)?;
                 self.list(vs)
             }
             Expr::Tuple(items) => {
-                let vs = items
-                    .iter()
-                    .map(|i| self.eval(i))
-                    .collect::<EResult<Vec<_>>>()?;
+                let vs = self.eval_all(items)?;
                 Ok(Value::Tuple(self.seq(vs)?))
             }
             Expr::Dict(items) => {
@@ -640,10 +639,7 @@ impl<'a> Interp<'a> {
                 self.dict_of(entries)
             }
             Expr::Set(items) => {
-                let vs = items
-                    .iter()
-                    .map(|i| self.eval(i))
-                    .collect::<EResult<Vec<_>>>()?;
+                let vs = self.eval_all(items)?;
                 self.make_set(vs)
             }
             Expr::Invert(x) => {
