@@ -320,7 +320,10 @@ impl Strategy for Doctest {
 
     async fn run(&self, ctx: &Ctx, request: &StrategyRequest) -> Result<Answer, StrategyError> {
         let p = &self.params;
-        let found = examples(request.query()?);
+        // Reading the examples runs the interpreter (to drop unparsable ones): off the
+        // async threads, while the greedy program is written.
+        let query = request.query()?.to_string();
+        let reading = tokio::task::spawn_blocking(move || examples(&query));
         let greedy = one(
             ctx,
             request,
@@ -330,7 +333,7 @@ impl Strategy for Doctest {
         )
         .await?;
         ctx.offer(greedy.clone());
-        let Some(found) = found else {
+        let Some(found) = reading.await.ok().flatten() else {
             tracing::info!(approach = Self::SLUG, "no examples to check: greedy");
             return Ok(Answer::one(greedy));
         };
