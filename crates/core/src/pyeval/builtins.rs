@@ -9,6 +9,19 @@ use super::interp::{EResult, Interp};
 use super::values::{Value, finite, order, range_len};
 
 impl<'a> Interp<'a> {
+    /// The i-th elements of `iterables` together, for each i up to the shortest (`zip`'s
+    /// rows, `map`'s argument lists).
+    fn rows(&mut self, iterables: &[Value]) -> EResult<Vec<Vec<Value>>> {
+        let lists = iterables
+            .iter()
+            .map(|a| self.items(a))
+            .collect::<EResult<Vec<_>>>()?;
+        let n = lists.iter().map(Vec::len).min().unwrap_or(0);
+        Ok((0..n)
+            .map(|i| lists.iter().filter_map(|l| l.get(i).cloned()).collect())
+            .collect())
+    }
+
     pub(super) fn builtin(
         &mut self,
         name: &str,
@@ -176,14 +189,8 @@ impl<'a> Interp<'a> {
                 if iterables.is_empty() {
                     return Err(PyError::Type("map() needs an iterable".into()));
                 }
-                let lists = iterables
-                    .iter()
-                    .map(|a| self.items(a))
-                    .collect::<EResult<Vec<_>>>()?;
-                let n = lists.iter().map(Vec::len).min().unwrap_or(0);
-                let mut out = Vec::with_capacity(n);
-                for i in 0..n {
-                    let row: Vec<Value> = lists.iter().filter_map(|l| l.get(i).cloned()).collect();
+                let mut out = Vec::new();
+                for row in self.rows(iterables)? {
                     out.push(self.call_value(f, row, Vec::new())?);
                 }
                 self.list(out)
@@ -211,25 +218,20 @@ impl<'a> Interp<'a> {
                 }
                 Some(_) => Err(PyError::Type("set() takes at most 1 argument".into())),
             },
-            "type" => {
-                let t = match one_arg(&args)? {
-                    Value::Bool(_) => "bool",
-                    Value::Int(_) => "int",
-                    Value::Float(_) => "float",
-                    Value::Str(_) => "str",
-                    Value::List(_) => "list",
-                    Value::Tuple(_) => "tuple",
-                    Value::Dict(_) => "dict",
-                    Value::Set(_) => "set",
-                    other => {
-                        return Err(PyError::Unsupported(format!(
-                            "type() of a {}",
-                            other.type_name()
-                        )));
-                    }
-                };
-                Ok(Value::Builtin(t))
-            }
+            "type" => match one_arg(&args)? {
+                v @ (Value::Bool(_)
+                | Value::Int(_)
+                | Value::Float(_)
+                | Value::Str(_)
+                | Value::List(_)
+                | Value::Tuple(_)
+                | Value::Dict(_)
+                | Value::Set(_)) => Ok(Value::Builtin(v.type_name())),
+                other => Err(PyError::Unsupported(format!(
+                    "type() of a {}",
+                    other.type_name()
+                ))),
+            },
             "abs" => match one_arg(&args)? {
                 Value::Float(f) => Ok(Value::Float(f.abs())),
                 v => v
@@ -407,14 +409,8 @@ impl<'a> Interp<'a> {
                 self.list(out)
             }
             "zip" => {
-                let lists = args
-                    .iter()
-                    .map(|a| self.items(a))
-                    .collect::<EResult<Vec<_>>>()?;
-                let n = lists.iter().map(Vec::len).min().unwrap_or(0);
-                let mut out = Vec::with_capacity(n);
-                for i in 0..n {
-                    let row: Vec<Value> = lists.iter().filter_map(|l| l.get(i).cloned()).collect();
+                let mut out = Vec::new();
+                for row in self.rows(&args)? {
                     out.push(Value::Tuple(self.seq(row)?));
                 }
                 self.list(out)

@@ -16,6 +16,8 @@ use super::values::{
 use super::{Limits, Number, PyError, PyFailure, parse_number_text};
 
 pub(super) type EResult<T> = Result<T, PyError>;
+/// A call's evaluated arguments: positional, then keyword.
+type Args = (Vec<Value>, Vec<(String, Value)>);
 
 pub(super) enum Flow {
     Normal,
@@ -612,6 +614,16 @@ impl<'a> Interp<'a> {
         Ok(())
     }
 
+    /// The values of a call's positional and keyword arguments, in order.
+    fn eval_args(&mut self, args: &[Expr], kwargs: &[(String, Expr)]) -> EResult<Args> {
+        let argv = self.eval_all(args)?;
+        let kw = kwargs
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), self.eval(v)?)))
+            .collect::<EResult<Vec<_>>>()?;
+        Ok((argv, kw))
+    }
+
     /// The values of `items`, in order.
     fn eval_all(&mut self, items: &[Expr]) -> EResult<Vec<Value>> {
         items.iter().map(|i| self.eval(i)).collect()
@@ -1145,14 +1157,7 @@ impl<'a> Interp<'a> {
             return self.method(obj, method, args, kwargs);
         }
         let fv = self.eval(f)?;
-        let argv = args
-            .iter()
-            .map(|a| self.eval(a))
-            .collect::<EResult<Vec<_>>>()?;
-        let kw = kwargs
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), self.eval(v)?)))
-            .collect::<EResult<Vec<_>>>()?;
+        let (argv, kw) = self.eval_args(args, kwargs)?;
         self.call_value(&fv, argv, kw)
     }
 
@@ -1278,14 +1283,7 @@ impl<'a> Interp<'a> {
         args: &[Expr],
         kwargs: &[(String, Expr)],
     ) -> EResult<Value> {
-        let argv = args
-            .iter()
-            .map(|a| self.eval(a))
-            .collect::<EResult<Vec<_>>>()?;
-        let kw = kwargs
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), self.eval(v)?)))
-            .collect::<EResult<Vec<_>>>()?;
+        let (argv, kw) = self.eval_args(args, kwargs)?;
         if MUTATING.contains(&method) {
             let Expr::Name(name) = obj else {
                 return Err(PyError::Unsupported(format!(
