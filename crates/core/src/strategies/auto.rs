@@ -169,7 +169,8 @@ pub(crate) fn holds_code(query: &str) -> bool {
     })
 }
 
-fn is_identifier(name: &str) -> bool {
+/// A Python identifier: a letter or `_`, then letters, digits or `_`.
+pub(crate) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || c == '_')

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Approach;
+use super::auto::is_identifier;
 use super::util::{one, temp};
 use crate::extract::{extract_code, fenced_blocks};
 use crate::pyeval::{self, Limits, PyError};
@@ -164,12 +165,6 @@ fn defined_function(line: &str) -> Option<String> {
     let (name, _) = rest.split_once('(')?;
     let name = name.trim();
     is_identifier(name).then(|| name.to_string())
-}
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
-        && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// The length in chars of the call of one of `functions` that `text` starts with
