@@ -99,6 +99,10 @@ pub struct Examples {
 /// Most examples read from one question.
 const MAX_EXAMPLES: usize = 16;
 
+/// Most candidate example lines parsed (each parse runs the interpreter), so that a
+/// question full of unparsable examples costs a bounded amount of work.
+const MAX_CANDIDATES: usize = 4 * MAX_EXAMPLES;
+
 /// Separators between a call and its value in prose examples (`f(1) ==> 2`), longest
 /// first.
 const SEPARATORS: &[&str] = &[
@@ -122,12 +126,17 @@ pub fn examples(query: &str) -> Option<Examples> {
         .into_iter()
         .find(|b| b.contains("def "))
         .or_else(|| extract_code(query))?;
+    // Longer than the interpreter runs, no program built on it could be checked.
+    if code.chars().count() > Limits::default().max_source_chars {
+        return None;
+    }
     let functions: Vec<String> = code.lines().filter_map(defined_function).collect();
     if functions.is_empty() {
         return None;
     }
     let lines: Vec<&str> = code.lines().map(str::trim).collect();
     let mut found = Vec::new();
+    let mut tried = 0;
     for (i, line) in lines.iter().enumerate() {
         let example = match line.strip_prefix(">>>") {
             Some(call) => {
@@ -143,12 +152,13 @@ pub fn examples(query: &str) -> Option<Examples> {
             }
             None => prose_example(line, &functions),
         };
-        if let Some(e) = example.filter(parses) {
-            if !found.contains(&e) {
+        if let Some(e) = example {
+            tried += 1;
+            if parses(&e) && !found.contains(&e) {
                 found.push(e);
             }
         }
-        if found.len() == MAX_EXAMPLES {
+        if found.len() == MAX_EXAMPLES || tried == MAX_CANDIDATES {
             break;
         }
     }
@@ -412,6 +422,16 @@ mod tests {
                 ("f(1, 2)", "True")
             ]
         );
+        // The work is bounded: past MAX_CANDIDATES unparsable lines, nothing more is
+        // read; a question longer than the interpreter runs is not read at all.
+        let mut hostile = String::from("def f(x):\n");
+        for _ in 0..MAX_CANDIDATES {
+            hostile.push_str("    f(1) ==> (\n");
+        }
+        hostile.push_str("    f(1) ==> 2\n");
+        assert_eq!(examples(&hostile), None);
+        let long = format!("def f(x):\n    f(1) ==> 2\n#{}", "x".repeat(20_000));
+        assert_eq!(examples(&long), None);
         // No function, or no example: nothing to check.
         assert_eq!(examples("What is 2 + 3?"), None);
         assert_eq!(examples("```python\ndef f(x):\n    pass\n```"), None);
