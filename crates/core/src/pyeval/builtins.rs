@@ -4,9 +4,9 @@ use std::rc::Rc;
 
 use super::PyError;
 use super::ast::BinOp;
-use super::format::{display, format_spec};
+use super::format::{display, format_spec, repr};
 use super::interp::{EResult, Interp};
-use super::values::{Value, finite, order, range_len};
+use super::values::{Kind, Value, finite, order, range_len};
 
 impl<'a> Interp<'a> {
     /// The i-th elements of `iterables` together, for each i up to the shortest (`zip`'s
@@ -34,10 +34,15 @@ impl<'a> Interp<'a> {
             "sorted" => &["key", "reverse"],
             "min" | "max" => &["key", "default"],
             "round" => &["ndigits"],
+            "collections.deque" => &["maxlen"],
             _ => &[],
         };
         // `dict(a=1)`: any keyword is a key.
-        if name != "dict" {
+        let any_keyword = matches!(
+            name,
+            "dict" | "collections.Counter" | "collections.defaultdict" | "collections.OrderedDict"
+        );
+        if !any_keyword {
             if let Some((k, _)) = kwargs.iter().find(|(k, _)| !keywords.contains(&k.as_str())) {
                 return Err(PyError::Unsupported(format!("{name}() with `{k}=`")));
             }
@@ -226,7 +231,7 @@ impl<'a> Interp<'a> {
                 | Value::List(_)
                 | Value::Tuple(_)
                 | Value::Dict(_)
-                | Value::Set(_)) => Ok(Value::Builtin(v.type_name())),
+                | Value::Set(_)) => Ok(Value::Builtin(v.class_name())),
                 other => Err(PyError::Unsupported(format!(
                     "type() of a {}",
                     other.type_name()
@@ -315,6 +320,10 @@ impl<'a> Interp<'a> {
                 let s = args.first().map(display).unwrap_or_default();
                 self.string(s)
             }
+            "repr" => {
+                let s = args.first().map(repr).unwrap_or_default();
+                self.string(s)
+            }
             "bool" => Ok(Value::Bool(args.first().is_some_and(Value::truthy))),
             "list" | "tuple" => {
                 let items = match args.first() {
@@ -328,40 +337,80 @@ impl<'a> Interp<'a> {
                     Value::Tuple(seq)
                 })
             }
-            "dict" => {
-                // `dict(mapping)` or `dict(pairs)`, then the keyword arguments.
-                let mut entries: Vec<(Value, Value)> = Vec::new();
-                match args.as_slice() {
-                    [] => {}
-                    [Value::Dict(d)] => {
-                        for pair in &d.items {
-                            if let Value::Tuple(kv) = pair {
-                                if let [k, v] = kv.items.as_slice() {
-                                    entries.push((k.clone(), v.clone()));
-                                }
-                            }
-                        }
-                    }
-                    [it] => {
-                        for p in self.items(it)? {
-                            let kv = match &p {
-                                Value::Tuple(s) | Value::List(s) => s.items.as_slice(),
-                                _ => &[],
-                            };
-                            let [k, v] = kv else {
-                                return Err(PyError::Type(
-                                    "dict() needs pairs of a key and a value".into(),
-                                ));
-                            };
-                            entries.push((k.clone(), v.clone()));
-                        }
-                    }
-                    _ => return Err(PyError::Type("dict() takes at most 1 argument".into())),
+            "dict" | "collections.OrderedDict" => {
+                let entries = self.dict_entries(&args, kwargs)?;
+                let kind = if name == "dict" {
+                    Kind::Plain
+                } else {
+                    Kind::OrderedDict
+                };
+                self.dict_of_kind(entries, kind)
+            }
+            "collections.defaultdict" => {
+                let (factory, rest) = match args.split_first() {
+                    Some((f, rest)) => (f.clone(), rest),
+                    None => (Value::None, &[][..]),
+                };
+                if !matches!(
+                    factory,
+                    Value::None | Value::Func(_) | Value::Builtin(_) | Value::Method(_)
+                ) {
+                    return Err(PyError::Type(
+                        "first argument must be callable or None".into(),
+                    ));
                 }
-                for (k, v) in kwargs {
-                    entries.push((Value::Str(Rc::from(k.as_str())), v));
+                let entries = self.dict_entries(rest, kwargs)?;
+                self.dict_of_kind(entries, Kind::DefaultDict(factory))
+            }
+            "collections.Counter" => {
+                if args.len() > 1 {
+                    return Err(PyError::Type(format!(
+                        "Counter() takes at most 1 argument, {} given",
+                        args.len()
+                    )));
                 }
-                self.dict_of(entries)
+                let mut deltas = match args.first() {
+                    Some(source) => self.count_deltas(source)?,
+                    None => Vec::new(),
+                };
+                deltas.extend(
+                    kwargs
+                        .into_iter()
+                        .map(|(k, v)| (Value::Str(Rc::from(k.as_str())), v)),
+                );
+                let mut entries = Vec::new();
+                self.add_counts(&mut entries, deltas, BinOp::Add)?;
+                Ok(Value::Dict(self.seq_of(entries, Kind::Counter)?))
+            }
+            "collections.deque" => {
+                if args.len() > 2 {
+                    return Err(PyError::Type(format!(
+                        "deque() takes at most 2 arguments, {} given",
+                        args.len()
+                    )));
+                }
+                let maxlen = match args.get(1).cloned().or_else(|| kw("maxlen")) {
+                    None | Some(Value::None) => None,
+                    Some(v) => {
+                        let n = v.as_int().ok_or_else(|| {
+                            PyError::Type("maxlen must be an integer or None".into())
+                        })?;
+                        if n < 0 {
+                            return Err(PyError::Value("maxlen must be non-negative".into()));
+                        }
+                        Some(usize::try_from(n).unwrap_or(usize::MAX))
+                    }
+                };
+                let mut items = match args.first() {
+                    Some(v) => self.items(v)?,
+                    None => Vec::new(),
+                };
+                // Only the last `maxlen` stay.
+                if let Some(m) = maxlen {
+                    let over = items.len().saturating_sub(m);
+                    items.drain(..over);
+                }
+                Ok(Value::List(self.seq_of(items, Kind::Deque(maxlen))?))
             }
             "range" => {
                 let ints = args
@@ -453,9 +502,14 @@ impl<'a> Interp<'a> {
                         "bool" => matches!(v, Value::Bool(_)),
                         "float" => matches!(v, Value::Float(_)),
                         "str" => matches!(v, Value::Str(_)),
-                        "list" => matches!(v, Value::List(_)),
                         "tuple" => matches!(v, Value::Tuple(_)),
+                        // Counter, defaultdict and OrderedDict are dicts; a deque is no list.
                         "dict" => matches!(v, Value::Dict(_)),
+                        "list" => v.class_name() == "list",
+                        c @ ("collections.Counter"
+                        | "collections.defaultdict"
+                        | "collections.OrderedDict"
+                        | "collections.deque") => v.class_name() == c,
                         "set" => matches!(v, Value::Set(_)),
                         other => {
                             return Err(PyError::Unsupported(format!("isinstance() of `{other}`")));
@@ -559,6 +613,47 @@ impl<'a> Interp<'a> {
             }
             other => Err(PyError::Unsupported(format!("{other}()"))),
         }
+    }
+
+    /// The entries of `dict(...)`: of a mapping or of pairs, then of the keyword
+    /// arguments.
+    fn dict_entries(
+        &mut self,
+        args: &[Value],
+        kwargs: Vec<(String, Value)>,
+    ) -> EResult<Vec<(Value, Value)>> {
+        let mut entries: Vec<(Value, Value)> = Vec::new();
+        match args {
+            [] => {}
+            [Value::Dict(d)] => {
+                for pair in &d.items {
+                    if let Value::Tuple(kv) = pair {
+                        if let [k, v] = kv.items.as_slice() {
+                            entries.push((k.clone(), v.clone()));
+                        }
+                    }
+                }
+            }
+            [it] => {
+                for p in self.items(it)? {
+                    let kv = match &p {
+                        Value::Tuple(s) | Value::List(s) => s.items.as_slice(),
+                        _ => &[],
+                    };
+                    let [k, v] = kv else {
+                        return Err(PyError::Type(
+                            "dict() needs pairs of a key and a value".into(),
+                        ));
+                    };
+                    entries.push((k.clone(), v.clone()));
+                }
+            }
+            _ => return Err(PyError::Type("dict() takes at most 1 argument".into())),
+        }
+        for (k, v) in kwargs {
+            entries.push((Value::Str(Rc::from(k.as_str())), v));
+        }
+        Ok(entries)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::PyError;
 use super::interp::EResult;
-use super::values::Value;
+use super::values::{Kind, Seq, Value, is_class, most_common_order, pair};
 
 /// A float as Python's `repr` shows it: the shortest digits that read back as it,
 /// in fixed point from 1e-4 to 1e16 (with at least one decimal), else as `1.5e+16`.
@@ -54,10 +54,17 @@ pub(super) fn display(v: &Value) -> String {
         Value::Int(i) => i.to_string(),
         Value::Float(f) => float_text(*f),
         Value::Str(s) => s.to_string(),
-        Value::List(s) => format!(
-            "[{}]",
-            s.items.iter().map(repr).collect::<Vec<_>>().join(", ")
-        ),
+        Value::List(s) => {
+            let items = format!(
+                "[{}]",
+                s.items.iter().map(repr).collect::<Vec<_>>().join(", ")
+            );
+            match s.kind {
+                Kind::Deque(Some(m)) => format!("deque({items}, maxlen={m})"),
+                Kind::Deque(None) => format!("deque({items})"),
+                _ => items,
+            }
+        }
         Value::Tuple(s) if s.items.len() == 1 => {
             format!("({},)", s.items.iter().map(repr).collect::<String>())
         }
@@ -65,21 +72,7 @@ pub(super) fn display(v: &Value) -> String {
             "({})",
             s.items.iter().map(repr).collect::<Vec<_>>().join(", ")
         ),
-        Value::Dict(s) => format!(
-            "{{{}}}",
-            s.items
-                .iter()
-                .map(|p| match p {
-                    Value::Tuple(kv) => format!(
-                        "{}: {}",
-                        kv.items.first().map(repr).unwrap_or_default(),
-                        kv.items.get(1).map(repr).unwrap_or_default()
-                    ),
-                    other => repr(other),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Value::Dict(s) => dict_text(s),
         Value::Range(a, b, 1) => format!("range({a}, {b})"),
         Value::Range(a, b, s) => format!("range({a}, {b}, {s})"),
         Value::Set(s) if s.items.is_empty() => "set()".into(),
@@ -89,8 +82,39 @@ pub(super) fn display(v: &Value) -> String {
         ),
         Value::Func(f) => format!("<function {}>", f.def.name),
         Value::Method(m) => format!("<method {}>", m.name),
+        Value::Builtin(b) if is_class(b) => format!("<class '{b}'>"),
         Value::Builtin(b) => format!("<built-in function {b}>"),
-        Value::Module => "<module 'math'>".into(),
+        Value::Module(m) => format!("<module '{m}'>"),
+    }
+}
+
+/// A dict as Python 3.11 shows it: a Counter's entries by count (largest first, as
+/// `most_common()` orders them, or as they are when the counts do not compare), a
+/// defaultdict with its factory, an OrderedDict as a list of pairs.
+fn dict_text(s: &Seq) -> String {
+    let entries = |order: &mut dyn Iterator<Item = &Value>| -> String {
+        let texts: Vec<String> = order
+            .filter_map(pair)
+            .map(|(k, v)| format!("{}: {}", repr(k), repr(v)))
+            .collect();
+        format!("{{{}}}", texts.join(", "))
+    };
+    match &s.kind {
+        Kind::Counter if s.items.is_empty() => "Counter()".into(),
+        Kind::Counter => {
+            let order = most_common_order(s).unwrap_or_else(|_| (0..s.items.len()).collect());
+            let text = entries(&mut order.iter().filter_map(|i| s.items.get(*i)));
+            format!("Counter({text})")
+        }
+        Kind::DefaultDict(f) => {
+            format!("defaultdict({}, {})", repr(f), entries(&mut s.items.iter()))
+        }
+        Kind::OrderedDict if s.items.is_empty() => "OrderedDict()".into(),
+        Kind::OrderedDict => {
+            let pairs: Vec<String> = s.items.iter().map(repr).collect();
+            format!("OrderedDict([{}])", pairs.join(", "))
+        }
+        _ => entries(&mut s.items.iter()),
     }
 }
 

@@ -9,13 +9,15 @@ use super::ast::{
 };
 use super::format::{display, format_spec};
 use super::values::{
-    BUILTINS, Function, MUTATING, Method, Seq, Value, check_hashable, dict_get, float_op, int_op,
-    keys_equal, math_member, norm_index, order, range_len, set_contains, slice_bounds,
-    slice_indices, values_equal,
+    BUILTINS, Function, Kind, MUTATING, Method, Seq, Value, check_hashable, dict_get, float_op,
+    int_op, keys_equal, makes_default, module_member, norm_index, order, pair, range_len,
+    set_contains, slice_bounds, slice_indices, values_equal,
 };
 use super::{Limits, Number, PyError, PyFailure, parse_number_text};
 
 pub(super) type EResult<T> = Result<T, PyError>;
+/// The variable an item changed in place is while it changes (no program can name it).
+const ITEM: &str = "<item>";
 /// A call's evaluated arguments: positional, then keyword.
 type Args = (Vec<Value>, Vec<(String, Value)>);
 
@@ -114,12 +116,18 @@ impl<'a> Interp<'a> {
     }
 
     pub(super) fn seq(&mut self, items: Vec<Value>) -> EResult<Rc<Seq>> {
+        self.seq_of(items, Kind::Plain)
+    }
+
+    /// A sequence of `kind` (a `defaultdict`'s factory is one of the values it holds).
+    pub(super) fn seq_of(&mut self, items: Vec<Value>, kind: Kind) -> EResult<Rc<Seq>> {
         self.alloc(items.len())?;
-        let depth = 1 + items.iter().map(Value::depth).max().unwrap_or(0);
+        let inner = items.iter().chain(kind.factory()).map(Value::depth).max();
+        let depth = 1 + inner.unwrap_or(0);
         if depth > self.limits.max_value_depth {
             return Err(PyError::Memory("values nested too deeply".into()));
         }
-        Ok(Rc::new(Seq { items, depth }))
+        Ok(Rc::new(Seq { items, depth, kind }))
     }
 
     pub(super) fn list(&mut self, items: Vec<Value>) -> EResult<Value> {
@@ -167,7 +175,7 @@ impl<'a> Interp<'a> {
             return Ok(Value::Builtin(b));
         }
         if name == "math" {
-            return Ok(Value::Module);
+            return Ok(Value::Module("math"));
         }
         if name == "__name__" {
             // A program runs as a script: `if __name__ == "__main__":` blocks run.
@@ -588,6 +596,7 @@ impl<'a> Interp<'a> {
                         seq.items.push(Value::Tuple(Rc::new(Seq {
                             items: vec![key, v],
                             depth,
+                            kind: Kind::Plain,
                         })));
                         grew = true;
                     }
@@ -612,6 +621,125 @@ impl<'a> Interp<'a> {
             }
         }
         Ok(())
+    }
+
+    /// `name[key].method(...)` with a method that changes its object (`groups[k].append(x)`):
+    /// the item is taken out of the list or dict (a `defaultdict` makes a missing one),
+    /// changed as a variable is, and put back, also when the method fails (Python keeps
+    /// what it changed before the error).
+    fn mutate_item(
+        &mut self,
+        name: &str,
+        key: Value,
+        method: &str,
+        argv: Vec<Value>,
+        kw: Vec<(String, Value)>,
+    ) -> EResult<Value> {
+        // `sort` copies the list anyway, and calls the program's key function, which may
+        // read the container: the item stays in it.
+        let (item, keep) = match self.take_item(name, &key, method != "sort")? {
+            Some(item) => (item, true),
+            None => {
+                let base = self.lookup(name)?;
+                let keep = makes_default(&base, &key);
+                (self.index(&base, &key)?, keep)
+            }
+        };
+        self.set(ITEM, item);
+        let out = self.mutate(ITEM, method, argv, kw);
+        let item = self.frames.last_mut().and_then(|f| f.remove(ITEM));
+        if let (Some(item), true) = (item, keep) {
+            self.set_item(name, key, item)?;
+        }
+        out
+    }
+
+    /// The item `name[key]` of a list or dict variable (`None`: a dict without the key),
+    /// taken out of it (`None` left in its place) so that changing it copies nothing, or
+    /// else a copy.
+    fn take_item(&mut self, name: &str, key: &Value, take: bool) -> EResult<Option<Value>> {
+        let slot = self.var_mut(name)?;
+        let (len, shared) = match slot {
+            Value::List(s) | Value::Dict(s) => (s.items.len(), Rc::strong_count(s) > 1),
+            other => {
+                return Err(PyError::Unsupported(format!(
+                    "changing an item of a {} in place",
+                    other.type_name()
+                )));
+            }
+        };
+        let item = match slot {
+            Value::List(s) => {
+                let i = norm_index(key, len)?;
+                if take {
+                    Rc::make_mut(s)
+                        .items
+                        .get_mut(i)
+                        .map(|v| std::mem::replace(v, Value::None))
+                } else {
+                    s.items.get(i).cloned()
+                }
+            }
+            Value::Dict(s) if take => Rc::make_mut(s).items.iter_mut().find_map(|p| match p {
+                Value::Tuple(kv) if kv.items.first().is_some_and(|k| keys_equal(k, key)) => {
+                    Rc::make_mut(kv)
+                        .items
+                        .get_mut(1)
+                        .map(|v| std::mem::replace(v, Value::None))
+                }
+                _ => None,
+            }),
+            Value::Dict(s) => dict_get(s, key),
+            _ => None,
+        };
+        self.tick(len as u64 / 8)?;
+        if take && shared {
+            self.charge(len)?;
+        }
+        Ok(item)
+    }
+
+    /// `a + b`, `a - b`, `a | b`, `a & b` of two Counters, as Python computes them: the
+    /// counts of `a`'s keys, then those of `b`'s others, where they are positive.
+    fn counter_op(&mut self, op: BinOp, a: &Seq, b: &Seq) -> EResult<Value> {
+        let zero = Value::Int(0);
+        let mut out = Vec::new();
+        for (k, x) in a.items.iter().filter_map(pair) {
+            self.tick(b.items.len() as u64 / 8 + 1)?;
+            let y = dict_get(b, k).unwrap_or(Value::Int(0));
+            let n = match op {
+                BinOp::Add | BinOp::Sub => self.binop(op, x.clone(), y)?,
+                // The larger (`|`) or smaller (`&`) count, the first when equal.
+                _ => {
+                    let x_smaller = order(x, &y)? == std::cmp::Ordering::Less;
+                    if x_smaller == (op == BinOp::BitOr) {
+                        y
+                    } else {
+                        x.clone()
+                    }
+                }
+            };
+            if order(&n, &zero)? == std::cmp::Ordering::Greater {
+                out.push(Value::Tuple(self.seq(vec![k.clone(), n])?));
+            }
+        }
+        if op != BinOp::BitAnd {
+            for (k, y) in b.items.iter().filter_map(pair) {
+                self.tick(a.items.len() as u64 / 8 + 1)?;
+                if dict_get(a, k).is_some() {
+                    continue;
+                }
+                let n = if op == BinOp::Sub {
+                    self.binop(BinOp::Sub, zero.clone(), y.clone())?
+                } else {
+                    y.clone()
+                };
+                if order(&n, &zero)? == std::cmp::Ordering::Greater {
+                    out.push(Value::Tuple(self.seq(vec![k.clone(), n])?));
+                }
+            }
+        }
+        Ok(Value::Dict(self.seq_of(out, Kind::Counter)?))
     }
 
     /// The values of a call's positional and keyword arguments, in order.
@@ -742,6 +870,13 @@ impl<'a> Interp<'a> {
             Expr::Index(base, idx) => {
                 let b = self.eval(base)?;
                 let i = self.eval(idx)?;
+                // A `defaultdict` variable keeps what it made for a missing key.
+                if let (Expr::Name(name), true) = (&**base, makes_default(&b, &i)) {
+                    let v = self.index(&b, &i)?;
+                    drop(b);
+                    self.set_item(name, i, v.clone())?;
+                    return Ok(v);
+                }
                 self.index(&b, &i)
             }
             Expr::Slice(base, parts) => {
@@ -793,6 +928,15 @@ impl<'a> Interp<'a> {
     /// A dict of `entries` in order, a later value for an equal key replacing the
     /// earlier one where it stands.
     pub(super) fn dict_of(&mut self, entries: Vec<(Value, Value)>) -> EResult<Value> {
+        self.dict_of_kind(entries, Kind::Plain)
+    }
+
+    /// [`Self::dict_of`], a dict of `kind`.
+    pub(super) fn dict_of_kind(
+        &mut self,
+        entries: Vec<(Value, Value)>,
+        kind: Kind,
+    ) -> EResult<Value> {
         let mut pairs: Vec<Value> = Vec::new();
         for (k, v) in entries {
             self.tick(pairs.len() as u64 / 8)?;
@@ -805,7 +949,7 @@ impl<'a> Interp<'a> {
                 None => pairs.push(pair),
             }
         }
-        Ok(Value::Dict(self.seq(pairs)?))
+        Ok(Value::Dict(self.seq_of(pairs, kind)?))
     }
 
     fn comprehension(
@@ -857,7 +1001,10 @@ impl<'a> Interp<'a> {
             }
             Value::Dict(s) => {
                 self.tick(s.items.len() as u64 / 8)?;
-                dict_get(s, key).ok_or(PyError::Index)
+                match dict_get(s, key) {
+                    Some(v) => Ok(v),
+                    None => self.missing(s, key),
+                }
             }
             Value::Range(a, b, st) => {
                 let len = range_len(*a, *b, *st);
@@ -874,6 +1021,20 @@ impl<'a> Interp<'a> {
                 "a {} is not subscriptable",
                 other.type_name()
             ))),
+        }
+    }
+
+    /// What reading the missing `key` of the dict `d` gives: 0 from a `Counter`, what
+    /// the factory of a `defaultdict` makes, else a `KeyError`.
+    pub(super) fn missing(&mut self, d: &Seq, key: &Value) -> EResult<Value> {
+        match &d.kind {
+            Kind::Counter => check_hashable(key).map(|()| Value::Int(0)),
+            Kind::DefaultDict(f) if !matches!(f, Value::None) => {
+                check_hashable(key)?;
+                let f = f.clone();
+                self.call_value(&f, Vec::new(), Vec::new())
+            }
+            _ => Err(PyError::Index),
         }
     }
 
@@ -1043,6 +1204,13 @@ impl<'a> Interp<'a> {
                 Value::Set(x),
                 Value::Set(y),
             ) => self.set_op(op, x, y),
+            (
+                BinOp::Add | BinOp::Sub | BinOp::BitOr | BinOp::BitAnd,
+                Value::Dict(x),
+                Value::Dict(y),
+            ) if matches!((&x.kind, &y.kind), (Kind::Counter, Kind::Counter)) => {
+                self.counter_op(op, x, y)
+            }
             _ => Err(PyError::Type(format!(
                 "unsupported operand types for {op:?}: {} and {}",
                 a.type_name(),
@@ -1285,14 +1453,26 @@ impl<'a> Interp<'a> {
     ) -> EResult<Value> {
         let (argv, kw) = self.eval_args(args, kwargs)?;
         if MUTATING.contains(&method) {
-            let Expr::Name(name) = obj else {
-                return Err(PyError::Unsupported(format!(
-                    ".{method}() on anything but a variable"
-                )));
+            let elsewhere = || {
+                PyError::Unsupported(format!(
+                    ".{method}() on anything but a variable or an item of one"
+                ))
             };
-            // A module attribute (`math.pow`) is not a mutation.
-            if !matches!(self.lookup(name)?, Value::Module) {
-                return self.mutate(name, method, argv, kw);
+            match obj {
+                // A module attribute is not a mutation.
+                Expr::Name(name) => {
+                    if !matches!(self.lookup(name)?, Value::Module(_)) {
+                        return self.mutate(name, method, argv, kw);
+                    }
+                }
+                Expr::Index(base, idx) => {
+                    let Expr::Name(name) = &**base else {
+                        return Err(elsewhere());
+                    };
+                    let key = self.eval(idx)?;
+                    return self.mutate_item(name, key, method, argv, kw);
+                }
+                _ => return Err(elsewhere()),
             }
         }
         let target = self.eval(obj)?;
@@ -1308,9 +1488,9 @@ impl<'a> Interp<'a> {
     /// object.
     fn attribute(&mut self, obj: Value, name: &str) -> EResult<Value> {
         let (receiver, class) = match obj {
-            Value::Module => {
-                return math_member(name)
-                    .ok_or_else(|| PyError::Unsupported(format!("math.{name}")));
+            Value::Module(m) => {
+                return module_member(m, name)
+                    .ok_or_else(|| PyError::Unsupported(format!("{m}.{name}")));
             }
             Value::Builtin(class @ ("str" | "list" | "tuple" | "dict" | "set")) => (None, class),
             v @ (Value::Str(_)

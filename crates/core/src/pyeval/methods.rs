@@ -8,8 +8,8 @@ use super::builtins::one_arg;
 use super::format::{format_spec, repr};
 use super::interp::{EResult, Interp};
 use super::values::{
-    Seq, Value, check_hashable, dict_get, keys_equal, math_member, merge_sort, norm_index, order,
-    set_contains, set_order, values_equal,
+    Kind, Seq, Value, check_hashable, dict_get, keys_equal, merge_sort, module_member,
+    most_common_order, norm_index, order, pair, set_contains, set_order, values_equal,
 };
 
 impl<'a> Interp<'a> {
@@ -22,9 +22,9 @@ impl<'a> Interp<'a> {
         kw: Vec<(String, Value)>,
     ) -> EResult<Value> {
         match (target, method) {
-            (Value::Module, _) => match math_member(method) {
+            (Value::Module(m), _) => match module_member(m, method) {
                 Some(Value::Builtin(b)) => self.builtin(b, argv, kw),
-                _ => Err(PyError::Unsupported(format!("math.{method}"))),
+                _ => Err(PyError::Unsupported(format!("{m}.{method}"))),
             },
             (Value::List(s) | Value::Tuple(s), "count") => {
                 let x = one_arg(&argv)?;
@@ -42,7 +42,20 @@ impl<'a> Interp<'a> {
                     .map(|i| Value::Int(i as i128))
                     .ok_or_else(|| PyError::Value("not in list".into()))
             }
-            (Value::List(s), "copy") => self.list(s.items.clone()),
+            // A copy is of the same kind (a deque's is a deque, a Counter's a Counter).
+            (Value::List(s) | Value::Dict(s), "copy") => {
+                let seq = self.seq_of(s.items.clone(), s.kind.clone())?;
+                Ok(match target {
+                    Value::List(_) => Value::List(seq),
+                    _ => Value::Dict(seq),
+                })
+            }
+            (Value::Dict(s), "most_common" | "elements" | "total")
+                if matches!(s.kind, Kind::Counter) =>
+            {
+                let s = s.clone();
+                self.counter_method(&s, method, &argv, &kw)
+            }
             (Value::Dict(s), "get") => {
                 let key = argv
                     .first()
@@ -79,6 +92,73 @@ impl<'a> Interp<'a> {
                 "method `{method}` of a {}",
                 other.type_name()
             ))),
+        }
+    }
+
+    /// `most_common`, `elements` and `total` of a Counter.
+    fn counter_method(
+        &mut self,
+        s: &Seq,
+        method: &str,
+        argv: &[Value],
+        kw: &[(String, Value)],
+    ) -> EResult<Value> {
+        let keywords: &[&str] = if method == "most_common" { &["n"] } else { &[] };
+        if let Some((k, _)) = kw.iter().find(|(k, _)| !keywords.contains(&k.as_str())) {
+            return Err(PyError::Type(format!("{method}() has no argument `{k}`")));
+        }
+        if argv.len() > keywords.len() {
+            return Err(PyError::Type(format!(
+                "{method}() takes at most {} arguments",
+                keywords.len()
+            )));
+        }
+        let entries = s.items.iter().filter_map(pair);
+        match method {
+            "most_common" => {
+                let n = int_arg(keyword_arg(argv, kw, 0, "n"), "n")?;
+                self.tick(s.items.len() as u64 * 4)?;
+                let ranked = most_common_order(s)?;
+                let n = n.map_or(ranked.len(), |n| usize::try_from(n).unwrap_or(0));
+                let items = ranked
+                    .into_iter()
+                    .take(n)
+                    .filter_map(|i| s.items.get(i).cloned())
+                    .collect();
+                self.list(items)
+            }
+            "elements" => {
+                // Each key as many times as its count (none when not positive).
+                let mut times = Vec::new();
+                for (k, n) in entries {
+                    let n = match n {
+                        Value::Float(_) => {
+                            return Err(PyError::Type("elements() needs int counts".into()));
+                        }
+                        n => n
+                            .as_int()
+                            .ok_or_else(|| PyError::Type("elements() needs int counts".into()))?,
+                    };
+                    times.push((k, usize::try_from(n).unwrap_or(0)));
+                }
+                let total = times.iter().fold(0usize, |t, (_, n)| t.saturating_add(*n));
+                if total > self.limits.max_len {
+                    return Err(PyError::Memory(format!("a list of {total} elements")));
+                }
+                let items = times
+                    .into_iter()
+                    .flat_map(|(k, n)| std::iter::repeat_n(k.clone(), n))
+                    .collect();
+                self.list(items)
+            }
+            _ => {
+                let mut acc = Value::Int(0);
+                for (_, n) in entries {
+                    self.tick(1)?;
+                    acc = self.binop(BinOp::Add, acc, n.clone())?;
+                }
+                Ok(acc)
+            }
         }
     }
 
@@ -736,10 +816,20 @@ impl<'a> Interp<'a> {
         if matches!(self.lookup(name)?, Value::Set(_)) {
             return self.mutate_set(name, method, argv);
         }
+        let counter =
+            matches!(self.lookup(name)?, Value::Dict(d) if matches!(d.kind, Kind::Counter));
+        if counter && matches!(method, "update" | "subtract") {
+            return self.update_counter(name, method, argv, kw);
+        }
         let max_len = self.limits.max_len;
         let max_depth = self.limits.max_value_depth;
         let extra = match (method, argv.first()) {
-            ("extend", Some(v)) => self.items(v)?,
+            ("extend" | "extendleft", Some(v)) => self.items(v)?,
+            ("setdefault", Some(k)) => {
+                check_hashable(k)?;
+                let default = argv.get(1).cloned().unwrap_or(Value::None);
+                vec![Value::Tuple(self.seq(vec![k.clone(), default])?)]
+            }
             ("update", Some(Value::Dict(d))) => d.items.clone(),
             ("update", Some(other)) => {
                 // Pairs: `d.update([("a", 1)])`.
@@ -762,6 +852,8 @@ impl<'a> Interp<'a> {
         };
         let arg_depth = argv.iter().map(Value::depth).max().unwrap_or(0);
         let mut copied = 0usize;
+        // Elements moved within a deque (a step per 64: Python's deque moves none).
+        let mut shifted = 0usize;
         let slot = self.var_mut(name)?;
         let out = match slot {
             Value::List(s) => {
@@ -769,6 +861,17 @@ impl<'a> Interp<'a> {
                     copied = s.items.len();
                 }
                 let seq = Rc::make_mut(s);
+                // `Some(maxlen)` for a deque.
+                let deque = match seq.kind {
+                    Kind::Deque(maxlen) => Some(maxlen),
+                    _ => None,
+                };
+                let maxlen = deque.flatten();
+                if deque.is_none()
+                    && matches!(method, "appendleft" | "extendleft" | "popleft" | "rotate")
+                {
+                    return Err(PyError::Unsupported(format!("list.{method}")));
+                }
                 let new_depth = seq
                     .depth
                     .max(1 + arg_depth)
@@ -778,15 +881,22 @@ impl<'a> Interp<'a> {
                 }
                 seq.depth = new_depth;
                 let grow = |seq: &Seq, n: usize| -> EResult<()> {
-                    if seq.items.len() + n > max_len {
+                    // A deque with a `maxlen` drops elements at the other end.
+                    if (seq.items.len() + n).min(maxlen.unwrap_or(usize::MAX)) > max_len {
                         return Err(PyError::Memory(format!("a list longer than {max_len}")));
                     }
                     Ok(())
                 };
-                match method {
+                let out = match method {
                     "append" => {
                         grow(seq, 1)?;
                         seq.items.push(one_arg(&argv)?.clone());
+                        Value::None
+                    }
+                    "appendleft" => {
+                        grow(seq, 1)?;
+                        shifted += seq.items.len();
+                        seq.items.insert(0, one_arg(&argv)?.clone());
                         Value::None
                     }
                     "extend" => {
@@ -794,6 +904,37 @@ impl<'a> Interp<'a> {
                         copied += extra.len();
                         seq.items.extend(extra);
                         Value::None
+                    }
+                    "extendleft" => {
+                        // One by one at the front: in reverse order.
+                        grow(seq, extra.len())?;
+                        copied += extra.len();
+                        shifted += seq.items.len();
+                        seq.items.splice(0..0, extra.into_iter().rev());
+                        Value::None
+                    }
+                    "popleft" => {
+                        if seq.items.is_empty() {
+                            return Err(PyError::Index);
+                        }
+                        shifted += seq.items.len();
+                        seq.items.remove(0)
+                    }
+                    "rotate" => {
+                        let n = int_arg(argv.first(), "rotate()")?.unwrap_or(1);
+                        let len = seq.items.len();
+                        if len > 0 {
+                            let k = usize::try_from(n.rem_euclid(len as i128)).unwrap_or(0);
+                            seq.items.rotate_right(k);
+                            shifted += len;
+                        }
+                        Value::None
+                    }
+                    "pop" if deque.is_some() && !argv.is_empty() => {
+                        return Err(PyError::Type("pop() takes no arguments".into()));
+                    }
+                    "insert" if maxlen.is_some_and(|m| seq.items.len() >= m) => {
+                        return Err(PyError::Index);
                     }
                     "insert" => {
                         grow(seq, 1)?;
@@ -845,18 +986,98 @@ impl<'a> Interp<'a> {
                     _ => {
                         return Err(PyError::Unsupported(format!("list.{method}")));
                     }
+                };
+                // A full deque drops what is over its `maxlen` at the other end.
+                if let Some(m) = maxlen {
+                    if matches!(method, "appendleft" | "extendleft") {
+                        seq.items.truncate(m);
+                    } else if seq.items.len() > m {
+                        let over = seq.items.len() - m;
+                        seq.items.drain(..over);
+                        shifted += seq.items.len();
+                    }
                 }
+                out
             }
             Value::Dict(s) => match method {
-                "update" | "clear" | "pop" => {
+                "update" | "clear" | "pop" | "popitem" | "move_to_end" | "setdefault" => {
                     if Rc::strong_count(s) > 1 {
                         copied = s.items.len();
                     }
                     let seq = Rc::make_mut(s);
+                    let ordered = matches!(seq.kind, Kind::OrderedDict);
+                    let position = |seq: &Seq, key: &Value| {
+                        seq.items
+                            .iter()
+                            .position(|p| pair(p).is_some_and(|(k, _)| keys_equal(k, key)))
+                    };
+                    // `last=` of an OrderedDict's `popitem` and `move_to_end`.
+                    let last = |at: usize| match keyword_arg(&argv, &kw, at, "last") {
+                        Some(_) if !ordered => Err(PyError::Type(format!(
+                            "dict.{method}() takes no `last` argument"
+                        ))),
+                        v => Ok(v.is_none_or(Value::truthy)),
+                    };
                     match method {
                         "clear" => {
                             seq.items.clear();
                             Value::None
+                        }
+                        "popitem" => {
+                            let i = if last(0)? {
+                                seq.items.len().checked_sub(1)
+                            } else {
+                                Some(0)
+                            };
+                            match i.filter(|i| *i < seq.items.len()) {
+                                Some(i) => {
+                                    copied += seq.items.len() - i;
+                                    seq.items.remove(i)
+                                }
+                                None => return Err(PyError::Index),
+                            }
+                        }
+                        "move_to_end" if ordered => {
+                            let key = argv
+                                .first()
+                                .ok_or_else(|| PyError::Type("move_to_end() needs a key".into()))?;
+                            let i = position(seq, key).ok_or(PyError::Index)?;
+                            let entry = seq.items.remove(i);
+                            if last(1)? {
+                                seq.items.push(entry);
+                            } else {
+                                seq.items.insert(0, entry);
+                            }
+                            copied += seq.items.len();
+                            Value::None
+                        }
+                        "move_to_end" => {
+                            return Err(PyError::Unsupported("dict.move_to_end".into()));
+                        }
+                        "setdefault" => {
+                            let Some((key, default)) = extra.first().and_then(pair) else {
+                                return Err(PyError::Type("setdefault() needs a key".into()));
+                            };
+                            match position(seq, key)
+                                .and_then(|i| seq.items.get(i))
+                                .and_then(pair)
+                            {
+                                Some((_, v)) => v.clone(),
+                                None => {
+                                    if seq.items.len() >= max_len {
+                                        return Err(PyError::Memory("a dict too long".into()));
+                                    }
+                                    let default = default.clone();
+                                    seq.depth = seq.depth.max(arg_depth + 2);
+                                    if seq.depth > max_depth {
+                                        return Err(PyError::Memory(
+                                            "values nested too deeply".into(),
+                                        ));
+                                    }
+                                    seq.items.extend(extra);
+                                    default
+                                }
+                            }
                         }
                         "pop" => {
                             let key = one_arg(&argv)?;
@@ -912,7 +1133,111 @@ impl<'a> Interp<'a> {
         };
         self.alloc(1)?;
         self.charge(copied)?;
+        self.tick(shifted as u64 / 64)?;
         Ok(out)
+    }
+
+    /// `update` and `subtract` of the Counter variable `name`: a mapping's counts, or one
+    /// for each element of an iterable, added or subtracted; then the keyword arguments'.
+    fn update_counter(
+        &mut self,
+        name: &str,
+        method: &str,
+        argv: Vec<Value>,
+        kw: Vec<(String, Value)>,
+    ) -> EResult<Value> {
+        if argv.len() > 1 {
+            return Err(PyError::Type(format!(
+                "{method}() takes at most 1 argument, {} given",
+                argv.len()
+            )));
+        }
+        let mut deltas = match argv.first() {
+            Some(source) => self.count_deltas(source)?,
+            None => Vec::new(),
+        };
+        deltas.extend(
+            kw.into_iter()
+                .map(|(k, v)| (Value::Str(Rc::from(k.as_str())), v)),
+        );
+        let op = if method == "update" {
+            BinOp::Add
+        } else {
+            BinOp::Sub
+        };
+        // Taken out of the variable while it changes, so that nothing is copied.
+        let slot = self.var_mut(name)?;
+        let Value::Dict(mut d) = std::mem::replace(slot, Value::None) else {
+            return Err(PyError::Internal("a Counter that is not a dict".into()));
+        };
+        let copied = if Rc::strong_count(&d) > 1 {
+            d.items.len()
+        } else {
+            0
+        };
+        let seq = Rc::make_mut(&mut d);
+        let out = self.add_counts(&mut seq.items, deltas, op);
+        seq.depth = 1 + seq.items.iter().map(Value::depth).max().unwrap_or(0);
+        let too_deep = seq.depth > self.limits.max_value_depth;
+        *self.var_mut(name)? = Value::Dict(d);
+        out?;
+        if too_deep {
+            return Err(PyError::Memory("values nested too deeply".into()));
+        }
+        self.charge(copied)?;
+        Ok(Value::None)
+    }
+
+    /// What a Counter counts of `source`: a mapping's values, else 1 for each element.
+    pub(super) fn count_deltas(&mut self, source: &Value) -> EResult<Vec<(Value, Value)>> {
+        Ok(match source {
+            Value::None => Vec::new(),
+            Value::Dict(d) => d
+                .items
+                .iter()
+                .filter_map(pair)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            other => self
+                .items(other)?
+                .into_iter()
+                .map(|k| (k, Value::Int(1)))
+                .collect(),
+        })
+    }
+
+    /// Adds (`op` is `Add`) or subtracts (`Sub`) counts to the entries of a Counter
+    /// (a missing key counts 0); new keys go last.
+    pub(super) fn add_counts(
+        &mut self,
+        entries: &mut Vec<Value>,
+        deltas: Vec<(Value, Value)>,
+        op: BinOp,
+    ) -> EResult<()> {
+        for (key, n) in deltas {
+            check_hashable(&key)?;
+            self.tick(entries.len() as u64 / 8 + 1)?;
+            let at = entries
+                .iter()
+                .position(|p| pair(p).is_some_and(|(k, _)| keys_equal(k, &key)));
+            let (key, count) = match at.and_then(|i| entries.get(i)).and_then(pair) {
+                // The key first added stays (`1` for a later `1.0`).
+                Some((k, old)) => (k.clone(), self.binop(op, old.clone(), n)?),
+                None if op == BinOp::Add => (key, n),
+                None => (key, self.binop(op, Value::Int(0), n)?),
+            };
+            let entry = Value::Tuple(self.seq(vec![key, count])?);
+            match at.and_then(|i| entries.get_mut(i)) {
+                Some(slot) => *slot = entry,
+                None => {
+                    if entries.len() >= self.limits.max_len {
+                        return Err(PyError::Memory("a Counter too long".into()));
+                    }
+                    entries.push(entry);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `xs.sort(key=..., reverse=...)` on the list variable `name`.
@@ -935,6 +1260,9 @@ impl<'a> Interp<'a> {
                 current.type_name()
             )));
         };
+        if matches!(s.kind, Kind::Deque(_)) {
+            return Err(PyError::Unsupported("method `sort` of a deque".into()));
+        }
         let key = kw.iter().find(|(k, _)| k == "key").map(|(_, v)| v);
         let reverse = kw.iter().any(|(k, v)| k == "reverse" && v.truthy());
         let depth = s.depth;
@@ -945,6 +1273,7 @@ impl<'a> Interp<'a> {
         *slot = Value::List(Rc::new(Seq {
             items: sorted,
             depth,
+            kind: Kind::Plain,
         }));
         self.charge(len).map(|()| Value::None)
     }

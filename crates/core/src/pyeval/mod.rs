@@ -3,15 +3,16 @@
 //! the programs of code questions on their examples (`doctest`).
 //!
 //! Nothing is executed outside this interpreter: no real Python, no imports beyond
-//! `math` (and `typing`, whose names only annotate), no attributes beyond `math`'s and
-//! the methods below, no files, no network. Every resource is bounded by [`Limits`]:
-//! source length, nesting of the parsed program (the parser refuses deeper input, so no
-//! recursion an input controls goes beyond a fixed depth), interpreter steps (every
-//! statement, expression and element of a bulk operation counts; a method over a string
-//! counts its characters), call depth, collection lengths, the elements and characters
-//! allocated over the whole run (a result over the length limit is refused before it is
-//! built), and the size of integers (`i128`, overflow is an error). Anything outside the
-//! subset is a typed [`PyError`], never a panic.
+//! `math` and `collections` (and `typing`, whose names only annotate), no attributes
+//! beyond theirs and the methods below, no files, no network. Every resource is bounded
+//! by [`Limits`]: source length, nesting of the parsed program (the parser refuses
+//! deeper input, so no recursion an input controls goes beyond a fixed depth),
+//! interpreter steps (every statement, expression and element of a bulk operation
+//! counts; a method over a string counts its characters), call depth, collection
+//! lengths, the elements and characters allocated over the whole run (a result over the
+//! length limit is refused before it is built), and the size of integers (`i128`,
+//! overflow is an error). Anything outside the subset is a typed [`PyError`], never a
+//! panic.
 //!
 //! The subset: integers, floats, strings (escapes, f-strings and `str.format` with
 //! Python's format specs: fill, alignment, sign, `#`, `0`, width, `,`/`_`, precision,
@@ -25,29 +26,44 @@
 //! inside functions; defaults evaluated when `def` runs), `return`,
 //! `try`/`except`/`else`/`finally`, `raise`, list, set and dict comprehensions and
 //! generator arguments (`sum(x for x in xs)`), indexing and slicing (negative bounds,
-//! steps), `import math` / `from math import ...`, `from typing import ...`, `assert`.
+//! steps), `import math`, `import collections`, `from math import ...`, `from
+//! collections import ...` (each also with `as`, and `*`), `from typing import ...`,
+//! `assert`.
 //!
 //! Built-ins: `print` (captured), `len sum min max abs round int float str bool list
 //! tuple dict set range sorted reversed enumerate zip divmod pow all any map filter chr
-//! ord bin hex oct isinstance type format` (`pow` also with a modulus; `key=` and
+//! ord bin hex oct isinstance type format repr` (`pow` also with a modulus; `key=` and
 //! `reverse=` on `sorted` and `list.sort`, `key=` and `default=` on `min`/`max`; `map`
 //! and `filter` give lists), and `__name__` (`"__main__"`); `math.floor ceil sqrt trunc
 //! fabs pow exp log log10 gcd lcm factorial prod isclose pi e inf`; list `append extend
 //! pop insert remove count index sort reverse copy clear`; dict `get keys values items
-//! update pop clear`; set `add remove discard pop clear update union intersection
-//! difference symmetric_difference issubset issuperset isdisjoint copy`; str `split
-//! rsplit splitlines join strip lstrip rstrip lower upper casefold capitalize swapcase
-//! title startswith endswith find rfind index rindex count replace zfill ljust rjust
-//! center partition rpartition removeprefix removesuffix format isalpha isdigit
-//! isdecimal isnumeric isalnum isspace isupper islower istitle`, with Python's results
-//! (the character classes and case mappings are Unicode's as Rust has them: exact on
-//! ASCII, `isdigit` and `isnumeric` alike beyond it). A method that does not change its
-//! object is also a value: `key=d.get`, `map(str.strip, lines)`.
+//! update pop popitem setdefault copy clear`; set `add remove discard pop clear update
+//! union intersection difference symmetric_difference issubset issuperset isdisjoint
+//! copy`; str `split rsplit splitlines join strip lstrip rstrip lower upper casefold
+//! capitalize swapcase title startswith endswith find rfind index rindex count replace
+//! zfill ljust rjust center partition rpartition removeprefix removesuffix format
+//! isalpha isdigit isdecimal isnumeric isalnum isspace isupper islower istitle`, with
+//! Python's results (the character classes and case mappings are Unicode's as Rust has
+//! them: exact on ASCII, `isdigit` and `isnumeric` alike beyond it). A method that does
+//! not change its object is also a value: `key=d.get`, `map(str.strip, lines)`.
+//!
+//! `collections`: `Counter` (a dict whose missing keys read as 0; `most_common elements
+//! total update subtract`, `+ - | &`, equal to another when the counts are, shown in
+//! `most_common()` order), `defaultdict` (a dict whose missing key, read from a
+//! variable, is added as what its factory makes: `int`, `list`, `set`, a lambda...),
+//! `OrderedDict` (a dict; `move_to_end`, `popitem(last=)`, order-sensitive equality
+//! between two of them) and `deque` (a list; `append appendleft pop popleft extend
+//! extendleft rotate`, `maxlen`, never equal to a list). They are dicts and a list that
+//! carry their kind (`values::Kind`), which `type`, `isinstance`, `repr` and `==`
+//! follow (`repr` as Python 3.11: `OrderedDict([('a', 1)])`).
 //!
 //! Where it departs from Python:
 //! - Lists, dicts and sets have value semantics (`b = a; b.append(1)` leaves `a` alone),
-//!   which keeps values acyclic; methods that mutate need a plain variable
-//!   (`xs.append(1)`).
+//!   which keeps values acyclic; methods that mutate need a plain variable or an item of
+//!   one (`xs.append(1)`, `groups[k].append(x)`), and a defaultdict keeps what a missing
+//!   key made only when read through a variable (`d[k]`).
+//! - A deque is a list underneath: slicing and `+` give lists where Python refuses them;
+//!   a move of its elements (`popleft`, `appendleft`) costs a step per 64 of them.
 //! - Sets keep their elements sorted, and iterate and print in that order: Python's own
 //!   order for small non-negative ints; for strings and tuples Python's order changes
 //!   from run to run anyway.

@@ -6,7 +6,7 @@ use super::ast::{
     BinOp, Clause, CmpOp, Expr, FPart, FuncDef, Handler, Stmt, StmtKind, Target, TryStmt,
 };
 use super::lexer::{Tok, Token, tokenize};
-use super::values::{MATH_NAMES, Value, math_member};
+use super::values::{Value, module, module_member, module_names};
 use super::{Limits, PyError, PyFailure};
 
 const KEYWORDS: [&str; 35] = [
@@ -419,28 +419,29 @@ impl<'a> Parser<'a> {
                     return Ok(Some(StmtKind::Assert(e)));
                 }
                 "import" => {
+                    // `import math, collections as c`: each name bound to its module.
                     self.pos += 1;
+                    let mut bound = Vec::new();
                     loop {
                         let m = self.name()?;
-                        if m != "math" && m != "typing" {
+                        let value = module(&m);
+                        if value.is_none() && m != "typing" {
                             return Err(self.unsupported(format!("import of `{m}`")));
                         }
-                        if self.eat_kw("as") {
-                            if m != "typing" {
-                                return Err(self.unsupported("import ... as"));
-                            }
-                            self.name()?;
+                        let name = if self.eat_kw("as") { self.name()? } else { m };
+                        if let Some(v) = value {
+                            bound.push((name, v));
                         }
                         if !self.eat_op(",") {
                             break;
                         }
                     }
-                    return Ok(None);
+                    return Ok(bind(bound));
                 }
                 "from" => {
                     self.pos += 1;
                     let m = self.name()?;
-                    if m != "math" && m != "typing" {
+                    if module(&m).is_none() && m != "typing" {
                         return Err(self.unsupported(format!("import from `{m}`")));
                     }
                     if !self.eat_kw("import") {
@@ -451,22 +452,26 @@ impl<'a> Parser<'a> {
                         self.typing_names()?;
                         return Ok(None);
                     }
-                    // The names are bound to what `math.<name>` is.
-                    let mut names = Vec::new();
+                    // The names are bound to what `<module>.<name>` is.
+                    let mut bound = Vec::new();
                     if self.eat_op("*") {
-                        names.extend(MATH_NAMES.iter().map(|n| n.to_string()));
+                        for n in module_names(&m) {
+                            bound.extend(module_member(&m, n).map(|v| (n.to_string(), v)));
+                        }
                     } else {
                         let paren = self.eat_op("(");
                         loop {
                             let name = self.name()?;
-                            if math_member(&name).is_none() {
-                                return Err(self.unsupported(format!("math.{name}")));
-                            }
-                            if self.eat_kw("as") {
-                                return Err(self.unsupported("import ... as"));
-                            }
-                            names.push(name);
-                            if !self.eat_op(",") {
+                            let Some(v) = module_member(&m, &name) else {
+                                return Err(self.unsupported(format!("{m}.{name}")));
+                            };
+                            let name = if self.eat_kw("as") {
+                                self.name()?
+                            } else {
+                                name
+                            };
+                            bound.push((name, v));
+                            if !self.eat_op(",") || (paren && self.is_op(")")) {
                                 break;
                             }
                         }
@@ -474,15 +479,7 @@ impl<'a> Parser<'a> {
                             self.expect_op(")")?;
                         }
                     }
-                    let values = names
-                        .iter()
-                        .filter_map(|n| math_member(n).map(Expr::Const))
-                        .collect();
-                    let targets = names.into_iter().map(Target::Name).collect();
-                    return Ok(Some(StmtKind::Assign(
-                        vec![Target::Tuple(targets)],
-                        Expr::Tuple(values),
-                    )));
+                    return Ok(bind(bound));
                 }
                 _ => {}
             }
@@ -1244,4 +1241,19 @@ fn describe(t: &Tok) -> String {
         Tok::Dedent => "a dedent".into(),
         Tok::End => "the end of the program".into(),
     }
+}
+
+/// `import` as an assignment: each name to its value (nothing for none).
+fn bind(bound: Vec<(String, Value)>) -> Option<StmtKind> {
+    if bound.is_empty() {
+        return None;
+    }
+    let (names, values): (Vec<_>, Vec<_>) = bound
+        .into_iter()
+        .map(|(n, v)| (Target::Name(n), Expr::Const(v)))
+        .unzip();
+    Some(StmtKind::Assign(
+        vec![Target::Tuple(names)],
+        Expr::Tuple(values),
+    ))
 }

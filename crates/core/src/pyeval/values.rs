@@ -11,6 +11,35 @@ use super::interp::EResult;
 pub(super) struct Seq {
     pub(super) items: Vec<Value>,
     pub(super) depth: u32,
+    /// Which of `collections`' types a dict or a list is ([`Kind::Plain`] for all
+    /// other values).
+    pub(super) kind: Kind,
+}
+
+/// The types of `collections`: dicts and a list that behave a little differently.
+#[derive(Debug, Clone, Default)]
+pub(super) enum Kind {
+    #[default]
+    Plain,
+    /// A `Counter` (a dict): a missing key reads as 0, and is not added.
+    Counter,
+    /// A `defaultdict` (a dict): a missing key reads as what its factory makes, which
+    /// a variable's dict keeps (`None`: no factory, a missing key is a `KeyError`).
+    DefaultDict(Value),
+    /// An `OrderedDict` (a dict; equality of two of them also compares the order).
+    OrderedDict,
+    /// A `deque` (a list), with its `maxlen`.
+    Deque(Option<usize>),
+}
+
+impl Kind {
+    /// The `defaultdict` factory, a value the dict holds (its depth counts).
+    pub(super) fn factory(&self) -> Option<&Value> {
+        match self {
+            Kind::DefaultDict(f) => Some(f),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -30,7 +59,8 @@ pub(super) enum Value {
     Func(Rc<Function>),
     Method(Rc<Method>),
     Builtin(&'static str),
-    Module,
+    /// `math` or `collections`.
+    Module(&'static str),
 }
 
 /// A function value: its definition, the frame of the function it was made in (by
@@ -57,9 +87,26 @@ pub(super) struct Method {
 }
 
 /// The methods that change their object: called on a variable only.
-pub(super) const MUTATING: [&str; 11] = [
-    "append", "extend", "pop", "insert", "remove", "sort", "reverse", "clear", "update", "add",
+pub(super) const MUTATING: [&str; 19] = [
+    "append",
+    "extend",
+    "pop",
+    "insert",
+    "remove",
+    "sort",
+    "reverse",
+    "clear",
+    "update",
+    "add",
     "discard",
+    "appendleft",
+    "extendleft",
+    "popleft",
+    "rotate",
+    "subtract",
+    "popitem",
+    "move_to_end",
+    "setdefault",
 ];
 
 impl Value {
@@ -77,7 +124,21 @@ impl Value {
             Value::Range(..) => "range",
             Value::Func(_) | Value::Builtin(_) => "function",
             Value::Method(_) => "method",
-            Value::Module => "module",
+            Value::Module(_) => "module",
+        }
+    }
+
+    /// What `type(v)` names: the type, or the `collections` class of a dict or a list.
+    pub(super) fn class_name(&self) -> &'static str {
+        match self {
+            Value::Dict(s) | Value::List(s) => match s.kind {
+                Kind::Plain => self.type_name(),
+                Kind::Counter => "collections.Counter",
+                Kind::DefaultDict(_) => "collections.defaultdict",
+                Kind::OrderedDict => "collections.OrderedDict",
+                Kind::Deque(_) => "collections.deque",
+            },
+            other => other.type_name(),
         }
     }
 
@@ -100,7 +161,7 @@ impl Value {
             Value::List(s) | Value::Tuple(s) => !s.items.is_empty(),
             Value::Dict(s) | Value::Set(s) => !s.items.is_empty(),
             Value::Range(a, b, st) => range_len(*a, *b, *st) > 0,
-            Value::Func(_) | Value::Method(_) | Value::Builtin(_) | Value::Module => true,
+            Value::Func(_) | Value::Method(_) | Value::Builtin(_) | Value::Module(_) => true,
         }
     }
 
@@ -179,7 +240,67 @@ pub(super) fn math_member(name: &str) -> Option<Value> {
     })
 }
 
-pub(super) const BUILTINS: [&str; 34] = [
+/// The classes of `collections` the subset has, as built-in names.
+pub(super) const COLLECTIONS: [(&str, &str); 4] = [
+    ("Counter", "collections.Counter"),
+    ("defaultdict", "collections.defaultdict"),
+    ("OrderedDict", "collections.OrderedDict"),
+    ("deque", "collections.deque"),
+];
+
+/// The module `import <name>` imports.
+pub(super) fn module(name: &str) -> Option<Value> {
+    match name {
+        "math" => Some(Value::Module("math")),
+        "collections" => Some(Value::Module("collections")),
+        _ => None,
+    }
+}
+
+/// The names `from <module> import *` binds.
+pub(super) fn module_names(module: &str) -> Vec<&'static str> {
+    match module {
+        "math" => MATH_NAMES.to_vec(),
+        "collections" => COLLECTIONS.iter().map(|(n, _)| *n).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What `<module>.<name>` is.
+pub(super) fn module_member(module: &str, name: &str) -> Option<Value> {
+    match module {
+        "math" => math_member(name),
+        "collections" => COLLECTIONS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| Value::Builtin(b)),
+        _ => None,
+    }
+}
+
+/// The built-in names that are classes (`<class 'int'>`).
+pub(super) fn is_class(builtin: &str) -> bool {
+    matches!(
+        builtin,
+        "int"
+            | "float"
+            | "str"
+            | "bool"
+            | "list"
+            | "tuple"
+            | "dict"
+            | "set"
+            | "range"
+            | "type"
+            | "map"
+            | "filter"
+            | "reversed"
+            | "enumerate"
+            | "zip"
+    ) || builtin.starts_with("collections.")
+}
+
+pub(super) const BUILTINS: [&str; 35] = [
     "format",
     "all",
     "any",
@@ -193,6 +314,7 @@ pub(super) const BUILTINS: [&str; 34] = [
     "set",
     "type",
     "print",
+    "repr",
     "len",
     "sum",
     "min",
@@ -372,6 +494,41 @@ pub(super) fn norm_index(key: &Value, len: usize) -> EResult<usize> {
     usize::try_from(i).map_err(|_| PyError::Index)
 }
 
+/// The key and the value of a dict's entry.
+pub(super) fn pair(entry: &Value) -> Option<(&Value, &Value)> {
+    match entry {
+        Value::Tuple(kv) => match kv.items.as_slice() {
+            [k, v] => Some((k, v)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether reading the missing `key` of `base` makes a value a variable's dict keeps:
+/// `base` is a `defaultdict` with a factory, without that key.
+pub(super) fn makes_default(base: &Value, key: &Value) -> bool {
+    match base {
+        Value::Dict(d) => {
+            matches!(&d.kind, Kind::DefaultDict(f) if !matches!(f, Value::None))
+                && dict_get(d, key).is_none()
+        }
+        _ => false,
+    }
+}
+
+/// The entries of a `Counter` in `most_common()`'s order: by count, largest first, equal
+/// counts in the order they were added (a stable sort, as Python's).
+pub(super) fn most_common_order(d: &Seq) -> EResult<Vec<usize>> {
+    merge_sort(d.items.len(), &mut |i, j| match (
+        d.items.get(i).and_then(pair),
+        d.items.get(j).and_then(pair),
+    ) {
+        (Some((_, a)), Some((_, b))) => order(b, a),
+        _ => Ok(std::cmp::Ordering::Equal),
+    })
+}
+
 pub(super) fn dict_get(d: &Seq, key: &Value) -> Option<Value> {
     d.items.iter().find_map(|pair| match pair {
         Value::Tuple(kv) if kv.items.first().is_some_and(|k| keys_equal(k, key)) => {
@@ -391,22 +548,26 @@ pub(super) fn values_equal(a: &Value, b: &Value) -> bool {
         (Value::None, Value::None) => true,
         (Value::Str(x), Value::Str(y)) => x == y,
         (Value::List(x), Value::List(y)) | (Value::Tuple(x), Value::Tuple(y)) => {
-            x.items.len() == y.items.len()
+            // A deque is never equal to a list.
+            matches!(x.kind, Kind::Deque(_)) == matches!(y.kind, Kind::Deque(_))
+                && x.items.len() == y.items.len()
                 && x.items
                     .iter()
                     .zip(&y.items)
                     .all(|(p, q)| values_equal(p, q))
         }
-        (Value::Dict(x), Value::Dict(y)) => {
-            x.items.len() == y.items.len()
-                && x.items.iter().all(|p| match p {
-                    Value::Tuple(kv) => match (kv.items.first(), kv.items.get(1)) {
-                        (Some(k), Some(v)) => dict_get(y, k).is_some_and(|w| values_equal(v, &w)),
-                        _ => false,
-                    },
-                    _ => false,
-                })
-        }
+        (Value::Dict(x), Value::Dict(y)) => match (&x.kind, &y.kind) {
+            // Two Counters: a missing key counts 0 (Python 3.10 on).
+            (Kind::Counter, Kind::Counter) => counts_within(x, y) && counts_within(y, x),
+            // Two OrderedDicts: also in the same order.
+            (Kind::OrderedDict, Kind::OrderedDict) => {
+                dicts_equal(x, y)
+                    && x.items.iter().zip(&y.items).all(|(p, q)| {
+                        matches!((pair(p), pair(q)), (Some((a, _)), Some((b, _))) if keys_equal(a, b))
+                    })
+            }
+            _ => dicts_equal(x, y),
+        },
         (Value::Set(x), Value::Set(y)) => {
             x.items.len() == y.items.len() && x.items.iter().all(|v| set_contains(y, v))
         }
@@ -420,6 +581,22 @@ pub(super) fn values_equal(a: &Value, b: &Value) -> bool {
             },
         },
     }
+}
+
+fn dicts_equal(x: &Seq, y: &Seq) -> bool {
+    x.items.len() == y.items.len()
+        && x.items.iter().all(|p| match pair(p) {
+            Some((k, v)) => dict_get(y, k).is_some_and(|w| values_equal(v, &w)),
+            None => false,
+        })
+}
+
+/// Whether each count of the Counter `x` is the one `y` has (0 when missing).
+fn counts_within(x: &Seq, y: &Seq) -> bool {
+    x.items.iter().all(|p| match pair(p) {
+        Some((k, v)) => values_equal(v, &dict_get(y, k).unwrap_or(Value::Int(0))),
+        None => false,
+    })
 }
 
 pub(super) fn order(a: &Value, b: &Value) -> EResult<std::cmp::Ordering> {

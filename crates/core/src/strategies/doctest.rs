@@ -10,6 +10,11 @@
 //! none does, the answer is the program that passed the most examples (the greedy
 //! one on ties).
 //!
+//! With `feedback=true` the samples are repairs instead (self-debugging, Chen et al.
+//! 2023): the request carries the best program so far and the first example it fails,
+//! with the value it returned or the error it raised, and asks for the corrected
+//! function.
+//!
 //! An example fails only on what Python would fail on too: a false assertion, a
 //! division by zero, a missing index or key, a value error, an exception the program
 //! raises itself. A name the subset does
@@ -26,6 +31,7 @@ use crate::extract::{extract_code, fenced_blocks};
 use crate::pyeval::{self, Limits, PyError};
 use crate::spec::SpecError;
 use crate::strategy::{Answer, Ctx, Strategy, StrategyError, StrategyRequest};
+use crate::types::Message;
 
 /// The parameters of `doctest`; a field a spec leaves out takes its default here
 /// (`optillm approaches` lists them).
@@ -38,6 +44,10 @@ pub struct Params {
     pub batch: u32,
     /// Temperature of the sampled programs.
     pub temperature: f32,
+    /// Sample from a repair request (self-debugging): the best program so far and the
+    /// first example it fails, with what it gave instead, rather than from the question
+    /// alone.
+    pub feedback: bool,
 }
 
 impl Default for Params {
@@ -46,6 +56,7 @@ impl Default for Params {
             k: 4,
             batch: 2,
             temperature: 0.8,
+            feedback: false,
         }
     }
 }
@@ -116,11 +127,22 @@ const SEPARATORS: &[&str] = &[
     "=",
 ];
 
+/// Words that may come before a prose example's call (`assert f(1) == 2`).
+const LEADS: &[&str] = &["assert ", "for ", "For "];
+
 /// The code and examples of `query`: the first fenced block that defines a function
-/// (else the query from its first `def`), and in it, `>>> f(...)` lines with the value
-/// on the next line, or lines `f(...) ==> value` (also `=>`, `->`, `➞`, `==`, `=`,
-/// `returns`, `should return`), where `f` is a function the code defines. An example
-/// whose assertion the interpreter cannot parse is dropped.
+/// (else the query from its first `def`), and in it the examples of a function the code
+/// defines, written as
+/// - `>>> f(...)` with the value on the next line (the call may sit inside an expression,
+///   `>>> round(f(x), 2)`), or `>>> f(...) == value`;
+/// - `f(...) ==> value` (also `=>`, `->`, `➞`, `==`, `=`, `returns`, `should return`,
+///   after a `#`, or after `assert`), where a value that shows its working
+///   (`-> 19 - 5 - 6 = 8`) counts by its last part;
+/// - `Input: x = 1, y = [2]` with `Output: value` on one of the next lines, and
+///   `For x = 1 the output should be value`: calls of the last function the code
+///   defines, arguments in the order of its parameters.
+///
+/// An example whose assertion the interpreter cannot parse is dropped.
 pub fn examples(query: &str) -> Option<Examples> {
     let code = fenced_blocks(query)
         .into_iter()
@@ -131,30 +153,31 @@ pub fn examples(query: &str) -> Option<Examples> {
         return None;
     }
     let functions: Vec<String> = code.lines().filter_map(defined_function).collect();
-    if functions.is_empty() {
-        return None;
-    }
+    let last = code.lines().rev().find_map(signature)?;
+    let code_runs = pyeval::run_script(&code, &Limits::default())
+        .failure
+        .is_none();
     let lines: Vec<&str> = code.lines().map(str::trim).collect();
     let mut found = Vec::new();
     let mut tried = 0;
     for (i, line) in lines.iter().enumerate() {
-        let example = match line.strip_prefix(">>>") {
-            Some(call) => {
-                let call = call.trim();
-                let expected = lines.get(i + 1).copied().unwrap_or_default();
-                (calls_one_of(call, &functions).is_some()
-                    && !expected.is_empty()
-                    && !expected.starts_with(">>>"))
-                .then(|| Example {
-                    call: call.to_string(),
-                    expected: expected.to_string(),
-                })
-            }
-            None => prose_example(line, &functions),
+        let next = lines.get(i + 1..).unwrap_or_default();
+        let example = if let Some(call) = line.strip_prefix(">>>") {
+            doctest_example(call, next, &functions)
+        } else if let Some(input) = line.strip_prefix("Input:") {
+            input_example(input, next, &last)
+        } else if let Some((input, value)) = LEADS
+            .iter()
+            .find_map(|l| line.strip_prefix(l))
+            .and_then(|rest| rest.split_once(" the output should be "))
+        {
+            call_with(&last, input).and_then(|call| example(call, value))
+        } else {
+            prose_example(line, &functions)
         };
         if let Some(e) = example {
             tried += 1;
-            if parses(&e) && !found.contains(&e) {
+            if usable(&e, &code, code_runs) && !found.contains(&e) {
                 found.push(e);
             }
         }
@@ -171,10 +194,89 @@ pub fn examples(query: &str) -> Option<Examples> {
 
 /// The name a `def name(` line defines.
 fn defined_function(line: &str) -> Option<String> {
+    signature(line).map(|s| s.name)
+}
+
+/// A function of the question: its name and its parameters' names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Signature {
+    name: String,
+    parameters: Vec<String>,
+}
+
+/// The signature a one-line `def name(a, b: int = 1) -> T:` defines.
+fn signature(line: &str) -> Option<Signature> {
     let rest = line.trim_start().strip_prefix("def ")?;
-    let (name, _) = rest.split_once('(')?;
+    let (name, rest) = rest.split_once('(')?;
     let name = name.trim();
-    is_identifier(name).then(|| name.to_string())
+    if !is_identifier(name) {
+        return None;
+    }
+    let (inside, _) = rest.rsplit_once(')')?;
+    let parameters = split_top_level(inside)
+        .iter()
+        .filter_map(|p| {
+            let p = p.split([':', '=']).next().unwrap_or_default().trim();
+            is_identifier(p).then(|| p.to_string())
+        })
+        .collect();
+    Some(Signature {
+        name: name.to_string(),
+        parameters,
+    })
+}
+
+/// Where each char of `text` stands: its bracket depth, or `None` inside a string.
+fn depths(text: &str) -> Vec<Option<usize>> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    text.chars()
+        .map(|c| {
+            if let Some(q) = quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+                return None;
+            }
+            match c {
+                '\'' | '"' => {
+                    quote = Some(c);
+                    return None;
+                }
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            Some(depth)
+        })
+        .collect()
+}
+
+/// `text` split at its commas outside brackets and strings.
+fn split_top_level(text: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    for (c, d) in text.chars().zip(depths(text)) {
+        match parts.last_mut() {
+            Some(_) if c == ',' && d == Some(0) => parts.push(String::new()),
+            Some(part) => part.push(c),
+            None => {}
+        }
+    }
+    parts
+}
+
+/// `text` up to a `#` comment outside strings.
+fn without_comment(text: &str) -> String {
+    text.chars()
+        .zip(depths(text))
+        .take_while(|&(c, d)| !(c == '#' && d.is_some()))
+        .map(|(c, _)| c)
+        .collect()
 }
 
 /// The length in chars of the call of one of `functions` that `text` starts with
@@ -184,64 +286,148 @@ fn calls_one_of(text: &str, functions: &[String]) -> Option<usize> {
         text.strip_prefix(f.as_str())
             .is_some_and(|r| r.starts_with('('))
     })?;
-    let mut depth = 0usize;
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for (i, c) in text.chars().enumerate().skip(name.chars().count()) {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            '\'' | '"' => quote = Some(c),
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+    let open = name.chars().count();
+    text.chars()
+        .zip(depths(text))
+        .enumerate()
+        .skip(open)
+        .find(|&(_, (c, d))| c == ')' && d == Some(0))
+        .map(|(i, _)| i + 1)
 }
 
-/// `f(1, 2) ==> 3` and the like (see [`SEPARATORS`]).
+/// Whether `text` calls one of `functions` somewhere (`round(f(x), 2)`).
+fn mentions_one_of(text: &str, functions: &[String]) -> bool {
+    functions.iter().any(|f| {
+        text.match_indices(&format!("{f}(")).any(|(at, _)| {
+            text.get(..at)
+                .and_then(|before| before.chars().last())
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'))
+        })
+    })
+}
+
+fn example(call: String, value: &str) -> Option<Example> {
+    let value = value.trim().trim_end_matches([',', '.']).trim_end();
+    // A value that shows its working (`19 - 5 - 6 = 8`) counts by its last part.
+    let value = match value.rsplit_once(" = ") {
+        Some((_, last)) if !value.contains(['\'', '"']) => last.trim(),
+        _ => value,
+    };
+    // `f(3) = f(2) + f(1)` states a recurrence, not an example.
+    let recurrence = call
+        .split_once('(')
+        .is_some_and(|(name, _)| value.contains(&format!("{name}(")));
+    (!value.is_empty() && !recurrence).then(|| Example {
+        call,
+        expected: value.to_string(),
+    })
+}
+
+/// `>>> f(x)` with the value on the next line, or `>>> f(x) == value`.
+fn doctest_example(call: &str, next: &[&str], functions: &[String]) -> Option<Example> {
+    let call = without_comment(call);
+    let call = call.trim();
+    if let Some(e) = prose_example(call, functions) {
+        return Some(e);
+    }
+    let expected = next.first().copied().unwrap_or_default();
+    // What `print` shows is not the value's repr.
+    if call.starts_with("print(")
+        || !mentions_one_of(call, functions)
+        || expected.is_empty()
+        || expected.starts_with(">>>")
+    {
+        return None;
+    }
+    example(call.to_string(), expected)
+}
+
+/// `f(1, 2) ==> 3` and the like (see [`SEPARATORS`] and [`LEADS`]).
 fn prose_example(line: &str, functions: &[String]) -> Option<Example> {
+    let line = LEADS
+        .iter()
+        .find_map(|l| line.strip_prefix(l))
+        .unwrap_or(line);
     let end = calls_one_of(line, functions)?;
     let call: String = line.chars().take(end).collect();
     let rest: String = line.chars().skip(end).collect();
     let rest = rest.trim_start();
-    let value = SEPARATORS
+    let rest = rest.strip_prefix('#').unwrap_or(rest).trim_start();
+    let value = SEPARATORS.iter().find_map(|s| rest.strip_prefix(s))?;
+    example(call, value)
+}
+
+/// `Input: x = 1, y = 2` (or `Input: 1`) with `Output: value` on one of the next three
+/// lines.
+fn input_example(input: &str, next: &[&str], function: &Signature) -> Option<Example> {
+    let value = next
         .iter()
-        .find_map(|s| rest.strip_prefix(s))?
-        .trim()
-        .trim_end_matches(',');
-    (!value.is_empty()).then(|| Example {
-        call,
-        expected: value.to_string(),
-    })
+        .take(3)
+        .find_map(|l| l.strip_prefix("Output:"))?;
+    example(call_with(function, input)?, value)
+}
+
+/// The call of `function` with the arguments `text` names: `x = 1, y = [2]` (in the
+/// order of its parameters; a part that is not `name = value` ends them), or one value.
+fn call_with(function: &Signature, text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let named: Vec<(String, String)> = split_top_level(text)
+        .iter()
+        .map_while(|part| {
+            let (name, value) = part.split_once('=')?;
+            let name = name.trim();
+            let value = value.trim();
+            (is_identifier(name) && !value.is_empty() && !value.starts_with('='))
+                .then(|| (name.to_string(), value.to_string()))
+        })
+        .collect();
+    let args = if named.is_empty() {
+        text.to_string()
+    } else {
+        let position = |name: &str| {
+            function
+                .parameters
+                .iter()
+                .position(|p| p == name)
+                .unwrap_or(usize::MAX)
+        };
+        let mut named = named;
+        named.sort_by_key(|(name, _)| position(name));
+        named
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(format!("{}({args})", function.name))
 }
 
 fn assertion(e: &Example) -> String {
     format!("assert {} == {}", e.call, e.expected)
 }
 
-/// Whether the interpreter parses `e`'s assertion (run alone, it can only fail for
-/// want of the function).
-fn parses(e: &Example) -> bool {
-    let run = pyeval::run_script(&assertion(e), &Limits::default());
-    !matches!(
-        run.failure.map(|f| f.error),
-        Some(PyError::Syntax(_) | PyError::Unsupported(_) | PyError::TooDeep(_))
-    )
+/// Whether `e` can check a program: the interpreter parses its assertion, and, after
+/// the question's own code (its functions, with a docstring for a body, return `None`),
+/// the assertion names nothing undefined (`f(a) == true` in a docstring is prose, not
+/// Python). When the question's code does not run in the interpreter, only the parse
+/// is checked.
+fn usable(e: &Example, code: &str, code_runs: bool) -> bool {
+    let script = if code_runs {
+        format!("{code}\n\n{}\n", assertion(e))
+    } else {
+        assertion(e)
+    };
+    match pyeval::run_script(&script, &Limits::default()).failure {
+        Some(f) => match f.error {
+            PyError::Syntax(_) | PyError::Unsupported(_) | PyError::TooDeep(_) => false,
+            PyError::Name(_) => !code_runs,
+            _ => true,
+        },
+        None => true,
+    }
 }
 
 /// What one program did on the examples.
@@ -261,21 +447,16 @@ impl Check {
     }
 }
 
-/// Runs `reply`'s program on the examples: the reply's code when it defines one of the
-/// question's functions (after the question's imports), else the question's code
-/// followed by the reply's (a body).
-pub fn check(reply: &str, examples: &Examples) -> Check {
-    let Some(code) = extract_code(reply) else {
-        return Check {
-            failed: examples.examples.len(),
-            ..Check::default()
-        };
-    };
+/// `reply`'s program, ready to run the examples after it: the reply's code when it
+/// defines one of the question's functions (after the question's imports), else the
+/// question's code followed by the reply's (a body). `None` when the reply holds no code.
+fn program(reply: &str, examples: &Examples) -> Option<String> {
+    let code = extract_code(reply)?;
     let defines = code
         .lines()
         .filter_map(defined_function)
         .any(|f| examples.functions.contains(&f));
-    let program = if defines {
+    Some(if defines {
         let imports: Vec<&str> = examples
             .code
             .lines()
@@ -284,6 +465,66 @@ pub fn check(reply: &str, examples: &Examples) -> Check {
         format!("{}\n\n{code}", imports.join("\n"))
     } else {
         format!("{}\n{code}", examples.code)
+    })
+}
+
+/// Whether an error is one Python would raise too (the program's fault, not the
+/// subset's limits): besides the errors Python raises alike, a name that is neither
+/// defined nor one of Python's builtins (a `NameError` in Python too), and source that
+/// no Python reads (an unclosed bracket or string: a program cut short).
+fn fails_in_python(error: &PyError) -> bool {
+    match error {
+        PyError::Assertion
+        | PyError::ZeroDivision
+        | PyError::Index
+        | PyError::Value(_)
+        | PyError::Raised(..) => true,
+        PyError::Name(name) => !python_builtin(name),
+        PyError::Syntax(message) => {
+            message == "unclosed bracket" || message == "unterminated string"
+        }
+        _ => false,
+    }
+}
+
+/// Python 3's builtin functions and constants.
+#[rustfmt::skip]
+const PYTHON_BUILTINS: &[&str] = &[
+    "abs", "aiter", "all", "anext", "any", "ascii", "bin", "bool", "breakpoint",
+    "bytearray", "bytes", "callable", "chr", "classmethod", "compile", "complex", "delattr",
+    "dict", "dir", "divmod", "enumerate", "eval", "exec", "exit", "filter", "float",
+    "format", "frozenset", "getattr", "globals", "hasattr", "hash", "help", "hex", "id",
+    "input", "int", "isinstance", "issubclass", "iter", "len", "list", "locals", "map",
+    "max", "memoryview", "min", "next", "object", "oct", "open", "ord", "pow", "print",
+    "property", "quit", "range", "repr", "reversed", "round", "set", "setattr", "slice",
+    "sorted", "staticmethod", "str", "sum", "super", "tuple", "type", "vars", "zip",
+    "__import__", "__name__", "__file__", "__doc__", "True", "False", "None",
+    "NotImplemented", "Ellipsis",
+];
+
+/// Whether `name` is one of Python 3's builtins (functions, constants, exceptions):
+/// one the interpreter may lack where Python has it.
+fn python_builtin(name: &str) -> bool {
+    PYTHON_BUILTINS.contains(&name)
+        || [
+            "Error",
+            "Exception",
+            "Warning",
+            "Exit",
+            "Interrupt",
+            "Iteration",
+        ]
+        .iter()
+        .any(|end| name.ends_with(end))
+}
+
+/// Runs `reply`'s program on the examples.
+pub fn check(reply: &str, examples: &Examples) -> Check {
+    let Some(program) = program(reply, examples) else {
+        return Check {
+            failed: examples.examples.len(),
+            ..Check::default()
+        };
     };
     let mut c = Check::default();
     for e in &examples.examples {
@@ -293,17 +534,49 @@ pub fn check(reply: &str, examples: &Examples) -> Check {
         );
         match run.failure.map(|f| f.error) {
             None => c.passed += 1,
-            Some(
-                PyError::Assertion
-                | PyError::ZeroDivision
-                | PyError::Index
-                | PyError::Value(_)
-                | PyError::Raised(..),
-            ) => c.failed += 1,
+            Some(error) if fails_in_python(&error) => c.failed += 1,
             Some(_) => c.unknown += 1,
         }
     }
     c
+}
+
+/// The repair request for `reply`'s program: the first example it fails, what it gave
+/// instead (its value, or the error it raised), and the request to correct it. `None`
+/// when it fails none the interpreter can tell about.
+pub fn feedback(reply: &str, examples: &Examples) -> Option<String> {
+    let program = program(reply, examples);
+    let Some(program) = program else {
+        return Some(
+            "Your reply has no Python code block. Write the complete function in one \
+             ```python code block."
+                .to_string(),
+        );
+    };
+    examples.examples.iter().find_map(|e| {
+        let failure = pyeval::run_script(
+            &format!("{program}\n\n{}\n", assertion(e)),
+            &Limits::default(),
+        )
+        .failure?;
+        if !fails_in_python(&failure.error) {
+            return None;
+        }
+        let shown = pyeval::run_script(
+            &format!("{program}\n\nprint(repr({}))\n", e.call),
+            &Limits::default(),
+        );
+        let got = match (shown.failure, shown.printed.last()) {
+            (None, Some(value)) => format!("it returns `{value}`"),
+            (Some(f), _) if fails_in_python(&f.error) => format!("it fails: {}", f.error),
+            _ => "it does not".to_string(),
+        };
+        Some(format!(
+            "The function is wrong. `{}` should return `{}`, but {got}. Find the mistake \
+             and write the complete corrected function in one ```python code block.",
+            e.call, e.expected
+        ))
+    })
 }
 
 /// [`check`] off the async threads (the interpreter runs on a thread of its own).
@@ -315,6 +588,14 @@ async fn check_off_thread(reply: String, examples: Examples) -> Check {
             failed,
             ..Check::default()
         })
+}
+
+/// [`feedback`] off the async threads.
+async fn feedback_off_thread(reply: String, examples: Examples) -> Option<String> {
+    tokio::task::spawn_blocking(move || feedback(&reply, &examples))
+        .await
+        .ok()
+        .flatten()
 }
 
 #[async_trait]
@@ -353,7 +634,14 @@ impl Strategy for Doctest {
         let mut drawn = 0;
         while drawn < p.k {
             let n = p.batch.min(p.k - drawn);
-            let mut chat = request.chat(request.messages.clone(), &step).with_n(n);
+            let mut messages = request.messages.clone();
+            if p.feedback {
+                if let Some(repair) = feedback_off_thread(best.0.clone(), found.clone()).await {
+                    messages.push(Message::assistant(best.0.clone()));
+                    messages.push(Message::user(repair));
+                }
+            }
+            let mut chat = request.chat(messages, &step).with_n(n);
             // A batch at offset d takes the seeds of samples d.. of one k-sample request.
             chat.sampling.seed = chat.sampling.seed.map(|s| s.wrapping_add(drawn));
             let texts = ctx.call("sampled programs", chat).await?.texts();
@@ -444,6 +732,52 @@ mod tests {
     }
 
     #[test]
+    fn examples_are_read_in_the_other_forms_questions_use() {
+        let pairs = |query: &str| -> Vec<(String, String)> {
+            examples(query)
+                .map(|e| e.examples)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| (e.call, e.expected))
+                .collect()
+        };
+        let doctests = "def f(x, y):\n    \"\"\"\n    >>> f(1, 2) == 3\n    >>> round(f(2, 0.5), 1)  # a comment\n    2.5\n    >>> print(f(1, 1))\n    2\n    >>> f(3, 3)\n    >>> f(4, 4)\n    8\n    \"\"\"\n";
+        assert_eq!(
+            pairs(doctests),
+            [
+                ("f(1, 2)", "3"),
+                ("round(f(2, 0.5), 1)", "2.5"),
+                ("f(4, 4)", "8")
+            ]
+            .map(|(c, v)| (c.to_string(), v.to_string()))
+        );
+        let prose = "def f(x, y):\n    \"\"\"\n    f(1, 2) # returns \"3\"\n    assert f(2, 2) => 4\n    for f(3, 3) == 6\n    f(4, 4) should return True.\n    f(5, 5) -> 5 + 5 = 10\n    f(6, 6) = f(5, 5) + 2\n    \"\"\"\n";
+        assert_eq!(
+            pairs(prose),
+            [
+                ("f(1, 2)", "\"3\""),
+                ("f(2, 2)", "4"),
+                ("f(3, 3)", "6"),
+                ("f(4, 4)", "True"),
+                ("f(5, 5)", "10")
+            ]
+            .map(|(c, v)| (c.to_string(), v.to_string()))
+        );
+        // Inputs by name, in the order of the last function's parameters.
+        let inputs = "def helper(a):\n    pass\n\ndef g(x: int, y: list = [1, 2]) -> int:\n    \"\"\"\n    Example 1:\n        Input: y = [3], x = 2\n        Output: 5\n    Example 2:\n        Input: 7\n        Explanation: one line\n        Output: (7, 0)\n    For x = 1, y = [0] the output should be 1\n    For x = 4, the sum is 1 the output should be \"4\".\n    \"\"\"\n";
+        assert_eq!(
+            pairs(inputs),
+            [
+                ("g(2, [3])", "5"),
+                ("g(7)", "(7, 0)"),
+                ("g(1, [0])", "1"),
+                ("g(4)", "\"4\"")
+            ]
+            .map(|(c, v)| (c.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
     fn programs_are_checked_whole_or_as_a_body() {
         let found = examples(QUERY).unwrap();
         let whole = "```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```";
@@ -465,7 +799,7 @@ mod tests {
         assert_eq!((half.passed, half.failed), (1, 1));
         // Beyond the subset: cannot tell, not a failure.
         let unknown = check(
-            "```python\ndef add(a, b):\n    return frobnicate(a, b)\n```",
+            "```python\ndef add(a, b):\n    return a + b + len(memoryview(b''))\n```",
             &found,
         );
         assert_eq!((unknown.failed, unknown.unknown), (0, 2));
@@ -475,6 +809,15 @@ mod tests {
         );
         assert_eq!(raises.failed, 2);
         assert_eq!(check("no code here", &found).failed, 2);
+        // A name Python does not know either, and a program cut short, fail as in
+        // Python (a builtin of Python's the subset lacks cannot tell, above).
+        let undefined = check("```python\ndef add(a, b):\n    return true\n```", &found);
+        assert_eq!(undefined.failed, 2);
+        let cut = check(
+            "```python\ndef add(a, b):\n    return sum([a, b\n```",
+            &found,
+        );
+        assert_eq!(cut.failed, 2);
     }
 
     const RIGHT: &str = "```python\ndef add(a, b):\n    return a + b\n```";
@@ -538,6 +881,66 @@ mod tests {
         let (answer, sent) = doctest(vec![HALF, WRONG, HALF.trim_end_matches('`')], params).await;
         assert_eq!(answer, HALF);
         assert_eq!(sent.len(), 2);
+    }
+
+    #[test]
+    fn feedback_names_the_failing_example_and_what_the_program_gave() {
+        let found = examples(QUERY).unwrap();
+        let text = feedback(WRONG, &found).unwrap();
+        assert!(
+            text.contains("`add(2, 3)` should return `5`, but it returns `-1`"),
+            "{text}"
+        );
+        let raises = "```python\ndef add(a, b):\n    raise ValueError('no')\n```";
+        let text = feedback(raises, &found).unwrap();
+        assert!(text.contains("but it fails: value error: no"), "{text}");
+        let strings = "```python\ndef add(a, b):\n    return str(a + b)\n```";
+        let text = feedback(strings, &found).unwrap();
+        assert!(text.contains("but it returns `'5'`"), "{text}");
+        assert!(
+            feedback("no code", &found)
+                .unwrap()
+                .contains("no Python code")
+        );
+        // Nothing to repair: it passes, or the interpreter cannot tell.
+        assert_eq!(feedback(RIGHT, &found), None);
+        let unknown = "```python\ndef add(a, b):\n    return a + b + len(memoryview(b''))\n```";
+        assert_eq!(feedback(unknown, &found), None);
+    }
+
+    #[tokio::test]
+    async fn with_feedback_the_samples_repair_the_best_program() {
+        let mock = Arc::new(MockBackend::scripted([WRONG, HALF, WRONG, RIGHT, WRONG]));
+        let params = Params {
+            feedback: true,
+            ..Params::default()
+        };
+        let out = run(
+            &Doctest::new(params).unwrap(),
+            mock.clone(),
+            &StrategyRequest::user(QUERY),
+            Budget::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.answer, RIGHT);
+        let sent = mock.requests();
+        assert_eq!(sent.len(), 3);
+        assert_eq!(sent[0].messages.len(), 1);
+        // The first repair shows the greedy program and its first failing example ...
+        assert_eq!(sent[1].messages[1], Message::assistant(WRONG));
+        assert!(
+            sent[1].messages[2]
+                .content
+                .contains("`add(2, 3)` should return `5`")
+        );
+        // ... the next one the sample that passed more (HALF fails only add(-1, 1)).
+        assert_eq!(sent[2].messages[1], Message::assistant(HALF));
+        assert!(
+            sent[2].messages[2]
+                .content
+                .contains("`add(-1, 1)` should return `0`")
+        );
     }
 
     #[tokio::test]

@@ -392,6 +392,10 @@ pub(super) const FORMAT_CASES: &[(&str, &str)] = &[
         r#"str(0.1) + " " + str(100.0) + " " + str(1/3)"#,
         r#"['0.1 100.0 0.3333333333333333']"#,
     ),
+    (
+        r#"repr("it's") + repr('a\nb') + repr([1, 'a']) + repr(2.5) + repr(None)"#,
+        r#"['"it\'s"\'a\\nb\'[1, \'a\']2.5None']"#,
+    ),
 ];
 
 /// A program and what Python 3 prints running it.
@@ -790,5 +794,184 @@ print(shadow(1))
 5
 21
 (11, 1)
+"#,
+);
+
+/// A program using `collections` as programs do, and what Python 3 (3.11) prints running
+/// it.
+pub(super) const COLLECTIONS_PROGRAM: (&str, &str) = (
+    r#"from collections import Counter, defaultdict, OrderedDict, deque
+import collections
+def word_counts(text):
+    return Counter(text.lower().split())
+c = word_counts("the quick fox the lazy dog The end quick")
+print(c)
+print(c["the"], c["cat"], "cat" in c, len(c), c.get("cat"))
+print(c.most_common(2))
+print(Counter("abracadabra").most_common(3), Counter("bca").most_common())
+c["cat"] += 1
+c.update(["dog", "dog"])
+c.subtract({"the": 3})
+print(c, c.total())
+print(sorted(c.elements()), sorted(c, key=lambda k: (-c[k], k))[:2])
+print(Counter(a=2, b=1) == {"a": 2, "b": 1}, Counter("listen") == Counter("silent"))
+print(Counter(a=1, b=0) == Counter(a=1), Counter("ab") == Counter("abb"))
+print(Counter("aab") + Counter("bcc"), Counter("aab") - Counter("abc"))
+print(Counter("aab") | Counter("abb"), Counter("aab") & Counter("abb"))
+print(Counter(), Counter({"x": 3, "y": 5}), dict(Counter("aab")))
+groups = defaultdict(list)
+for w in ["apple", "avocado", "banana", "blueberry", "cherry"]:
+    groups[w[0]].append(w)
+print(groups)
+print(groups == {"a": ["apple", "avocado"], "b": ["banana", "blueberry"], "c": ["cherry"]})
+print(groups["z"], len(groups), groups.get("y"), "y" in groups, len(groups))
+counts = defaultdict(int)
+for ch in "mississippi":
+    counts[ch] += 1
+print(counts, dict(counts) == {"m": 1, "i": 4, "s": 4, "p": 2})
+seen = defaultdict(set)
+seen["x"].add(2)
+seen["x"].add(1)
+names = defaultdict(lambda: "?")
+print(seen, names["k"], dict(names))
+text = defaultdict(str)
+total = defaultdict(float)
+text["a"] += "x"
+total["b"] += 1.5
+print(text, total)
+od = OrderedDict([("b", 1), ("a", 2)])
+od["c"] = 3
+od.move_to_end("b")
+print(od, list(od), od == {"a": 2, "b": 1, "c": 3})
+q = deque([1, 2, 3])
+q.append(4)
+q.appendleft(0)
+print(q, len(q), q[0], q[-1], bool(q), bool(deque()))
+print(q.popleft(), q.pop(), q, q == deque([1, 2, 3]), q == [1, 2, 3])
+q.extend([7, 8])
+q.rotate(2)
+print(q, list(q), [x * 2 for x in q])
+window = deque(maxlen=3)
+for i in range(5):
+    window.append(i)
+print(window, sum(window))
+def bfs(start, goal):
+    queue = deque([(start, 0)])
+    visited = {start}
+    while queue:
+        node, dist = queue.popleft()
+        if node == goal:
+            return dist
+        for nxt in (node + 1, node * 2):
+            if nxt <= goal and nxt not in visited:
+                visited.add(nxt)
+                queue.append((nxt, dist + 1))
+    return -1
+print(bfs(1, 37))
+try:
+    empty = deque()
+    empty.popleft()
+except IndexError:
+    print("empty deque")
+print(collections.Counter("aab"), collections.deque([1]), type(c), isinstance(c, dict))
+"#,
+    r#"Counter({'the': 3, 'quick': 2, 'fox': 1, 'lazy': 1, 'dog': 1, 'end': 1})
+3 0 False 6 None
+[('the', 3), ('quick', 2)]
+[('a', 5), ('b', 2), ('r', 2)] [('b', 1), ('c', 1), ('a', 1)]
+Counter({'dog': 3, 'quick': 2, 'fox': 1, 'lazy': 1, 'end': 1, 'cat': 1, 'the': 0}) 9
+['cat', 'dog', 'dog', 'dog', 'end', 'fox', 'lazy', 'quick', 'quick'] ['dog', 'quick']
+True True
+True False
+Counter({'a': 2, 'b': 2, 'c': 2}) Counter({'a': 1})
+Counter({'a': 2, 'b': 2}) Counter({'a': 1, 'b': 1})
+Counter() Counter({'y': 5, 'x': 3}) {'a': 2, 'b': 1}
+defaultdict(<class 'list'>, {'a': ['apple', 'avocado'], 'b': ['banana', 'blueberry'], 'c': ['cherry']})
+True
+[] 4 None False 4
+defaultdict(<class 'int'>, {'m': 1, 'i': 4, 's': 4, 'p': 2}) True
+defaultdict(<class 'set'>, {'x': {1, 2}}) ? {'k': '?'}
+defaultdict(<class 'str'>, {'a': 'x'}) defaultdict(<class 'float'>, {'b': 1.5})
+OrderedDict([('a', 2), ('c', 3), ('b', 1)]) ['a', 'c', 'b'] True
+deque([0, 1, 2, 3, 4]) 5 0 4 True False
+0 4 deque([1, 2, 3]) True False
+deque([7, 8, 1, 2, 3]) [7, 8, 1, 2, 3] [14, 16, 2, 4, 6]
+deque([2, 3, 4], maxlen=3) 9
+7
+empty deque
+Counter({'a': 2, 'b': 1}) deque([1]) <class 'collections.Counter'> True
+"#,
+);
+
+/// Imports of `collections` (and `math`) with `as` and `*`, methods that change an item
+/// of a variable in place, and the rest of `OrderedDict` and `deque`; what Python 3
+/// (3.11) prints.
+pub(super) const COLLECTIONS_MORE_PROGRAM: (&str, &str) = (
+    r#"from collections import Counter as C, deque as dq
+from collections import *
+import collections as co, math as m
+print(C("aab"), dq([1]), co.OrderedDict(a=1), m.sqrt(16), type(defaultdict(int)))
+index = {"x": [1]}
+index["x"].append(2)
+rows = [[3], [2]]
+rows[1].append(1)
+rows[0].extend([5, 4])
+rows[0].sort()
+print(index, rows)
+nested = defaultdict(list)
+nested["a"].extend([3, 1, 2])
+nested["a"].sort(reverse=True)
+nested["b"].sort()
+top = nested["a"].pop()
+print(top, nested)
+letters = defaultdict(Counter)
+letters["w"].update("hello")
+print(letters, letters["w"]["l"])
+hits = C()
+for w in "a b a c b a".split():
+    hits[w] += 1
+print(hits.most_common(1)[0][0], max(hits, key=hits.get), hits.get("q", 0), hits["q"], hits)
+snapshot = hits.copy()
+snapshot["a"] = 0
+print(snapshot, snapshot == hits, type(snapshot))
+od = OrderedDict()
+od["a"] = 1
+od["b"] = 2
+od["c"] = 3
+first = od.popitem(last=False)
+final = od.popitem()
+print(first, final, od, OrderedDict(a=1, b=2) == OrderedDict(b=2, a=1))
+d = {"x": 1, "y": 2}
+p = d.popitem()
+z = d.setdefault("z", 5)
+x = d.setdefault("x", 9)
+print(p, z, x, d)
+e = dq([1, 2, 3], maxlen=5)
+e.extend(range(4, 9))
+print(e)
+e.extendleft("ab")
+print(e)
+r = dq([3, 1, 2])
+print(r.count(1), r.index(2), 2 in r, list(reversed(r)), sorted(r), r.copy())
+r.remove(1)
+r.insert(0, 9)
+r.rotate(-1)
+print(r)
+r.clear()
+print(r, deque("abc", 2))
+"#,
+    r#"Counter({'a': 2, 'b': 1}) deque([1]) OrderedDict([('a', 1)]) 4.0 <class 'collections.defaultdict'>
+{'x': [1, 2]} [[3, 4, 5], [2, 1]]
+1 defaultdict(<class 'list'>, {'a': [3, 2], 'b': []})
+defaultdict(<class 'collections.Counter'>, {'w': Counter({'l': 2, 'h': 1, 'e': 1, 'o': 1})}) 2
+a a 0 0 Counter({'a': 3, 'b': 2, 'c': 1})
+Counter({'b': 2, 'c': 1, 'a': 0}) False <class 'collections.Counter'>
+('a', 1) ('c', 3) OrderedDict([('b', 2)]) False
+('y', 2) 5 1 {'x': 1, 'z': 5}
+deque([4, 5, 6, 7, 8], maxlen=5)
+deque(['b', 'a', 4, 5, 6], maxlen=5)
+1 2 True [2, 1, 3] [1, 2, 3] deque([3, 1, 2])
+deque([3, 2, 9])
+deque([]) deque(['b', 'c'], maxlen=2)
 "#,
 );

@@ -5,8 +5,9 @@ use super::*;
 
 mod cases;
 use cases::{
-    BIT_CASES, BUILTIN_CASES, CLOSURE_PROGRAM, FORMAT_CASES, KEY_AND_LAMBDA_CASES, LAMBDA_PROGRAM,
-    SET_AND_DICT_CASES, SET_PROGRAM, STRING_CASES, STRING_PROGRAM, TRY_PROGRAM,
+    BIT_CASES, BUILTIN_CASES, CLOSURE_PROGRAM, COLLECTIONS_MORE_PROGRAM, COLLECTIONS_PROGRAM,
+    FORMAT_CASES, KEY_AND_LAMBDA_CASES, LAMBDA_PROGRAM, SET_AND_DICT_CASES, SET_PROGRAM,
+    STRING_CASES, STRING_PROGRAM, TRY_PROGRAM,
 };
 
 fn run(src: &str) -> Result<Number, PyError> {
@@ -463,9 +464,9 @@ print(f([1, 2, 3]))
     assert_eq!(script_prints(src), "6");
     for src in [
         "import os\n",
-        "from collections import Counter\n",
+        "from collections import namedtuple\n",
         "import typing, os\n",
-        "import math as m\n",
+        "import numpy as np\n",
         "from os import path\n",
     ] {
         assert!(
@@ -967,4 +968,91 @@ fn slices_and_slice_assignment_are_pythons() {
         shown("'abc'[1::170141183460469231731687303715884105727]"),
         "['b']"
     );
+}
+
+#[test]
+fn collections_are_pythons() {
+    check_program(COLLECTIONS_PROGRAM);
+    check_program(COLLECTIONS_MORE_PROGRAM);
+    // A missing key of a Counter reads as 0 and is not added; a defaultdict's is added.
+    assert_eq!(
+        script_prints(
+            "from collections import Counter, defaultdict\nc = Counter('aab')\nd = defaultdict(int)\nprint(c['z'], len(c), d['z'], len(d))\n"
+        ),
+        "0 2 0 1"
+    );
+    // Equal counts keep the order their keys came in.
+    assert_eq!(
+        script_prints(
+            "from collections import Counter\nprint(Counter('cbbaac').most_common(), Counter('xyz').most_common(1))\n"
+        ),
+        "[('c', 2), ('b', 2), ('a', 2)] [('x', 1)]"
+    );
+    // Errors Python raises, as its classes.
+    let prelude = "from collections import Counter, defaultdict, deque, OrderedDict\n";
+    type Check = fn(&PyError) -> bool;
+    let cases: [(&str, Check); 9] = [
+        ("q = deque()\nq.popleft()\n", |e| {
+            matches!(e, PyError::Index)
+        }),
+        ("q = deque([1])\nq.pop()\nq.pop()\n", |e| {
+            matches!(e, PyError::Index)
+        }),
+        ("d = {}\nd['k'].append(1)\n", |e| {
+            matches!(e, PyError::Index)
+        }),
+        ("d = defaultdict()\nx = d['k']\n", |e| {
+            matches!(e, PyError::Index)
+        }),
+        ("c = Counter([[1]])\n", |e| matches!(e, PyError::Type(_))),
+        ("d = defaultdict(5)\n", |e| matches!(e, PyError::Type(_))),
+        ("q = deque([], -1)\n", |e| matches!(e, PyError::Value(_))),
+        ("od = OrderedDict()\nod.popitem()\n", |e| {
+            matches!(e, PyError::Index)
+        }),
+        ("xs = [1]\nxs.popleft()\n", |e| {
+            matches!(e, PyError::Unsupported(_))
+        }),
+    ];
+    for (src, ok) in cases {
+        let src = format!("{prelude}{src}");
+        let e = script_error(&src);
+        assert!(ok(&e), "{src}: {e:?}");
+    }
+    // Not imported: not defined.
+    assert!(matches!(script_error("c = Counter()\n"), PyError::Name(_)));
+    // Bounded as the rest: huge inputs and endless growth are typed errors, fast.
+    for src in [
+        "c = Counter(range(10**9))\n",
+        "c = Counter(range(10**4))\n",
+        "c = Counter()\ni = 0\nwhile True:\n    c[i] += 1\n    i += 1\n",
+        "n = len(Counter({'a': 10**9}).elements())\n",
+        "q = deque(range(10**9))\n",
+        "q = deque()\nwhile True:\n    q.append(1)\n",
+        "q = deque(maxlen=5)\nwhile True:\n    q.appendleft(1)\n",
+        "q = deque(range(5000))\nwhile True:\n    q.rotate(1)\n",
+        "d = defaultdict(list)\ni = 0\nwhile True:\n    d[i % 7].append(i)\n    i += 1\n",
+        "d = defaultdict(int)\ni = 0\nwhile True:\n    d[i] += 1\n    i += 1\n",
+    ] {
+        let src = format!("{prelude}{src}");
+        let e = script_error(&src);
+        assert!(
+            matches!(e, PyError::Memory(_) | PyError::Steps(_)),
+            "{src}: {e:?}"
+        );
+    }
+    // A factory that reads its own dict recurses as Python's does, to the bound.
+    assert!(matches!(
+        script_error(&format!(
+            "{prelude}d = defaultdict(lambda: d[0])\nx = d[1]\n"
+        )),
+        PyError::Recursion(_)
+    ));
+    // A factory's captured values count for the nesting of values.
+    assert!(matches!(
+        script_error(&format!(
+            "{prelude}def f():\n    d = defaultdict(int)\n    for i in range(100):\n        d = defaultdict(lambda: d)\n    return d\nf()\n"
+        )),
+        PyError::Memory(_)
+    ));
 }
