@@ -142,7 +142,8 @@ const LEADS: &[&str] = &["assert ", "for ", "For "];
 ///   `For x = 1 the output should be value`: calls of the last function the code
 ///   defines, arguments in the order of its parameters.
 ///
-/// An example whose assertion the interpreter cannot parse is dropped.
+/// An example whose assertion the interpreter cannot parse, or that names something the
+/// question's code leaves undefined (`f(a) == true` in prose), is dropped.
 pub fn examples(query: &str) -> Option<Examples> {
     let code = fenced_blocks(query)
         .into_iter()
