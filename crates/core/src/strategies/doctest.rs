@@ -519,6 +519,15 @@ fn python_builtin(name: &str) -> bool {
         .any(|end| name.ends_with(end))
 }
 
+/// How `program` fails example `e` (`None`: it passes).
+fn run_example(program: &str, e: &Example) -> Option<pyeval::PyFailure> {
+    pyeval::run_script(
+        &format!("{program}\n\n{}\n", assertion(e)),
+        &Limits::default(),
+    )
+    .failure
+}
+
 /// Runs `reply`'s program on the examples.
 pub fn check(reply: &str, examples: &Examples) -> Check {
     let Some(program) = program(reply, examples) else {
@@ -529,11 +538,7 @@ pub fn check(reply: &str, examples: &Examples) -> Check {
     };
     let mut c = Check::default();
     for e in &examples.examples {
-        let run = pyeval::run_script(
-            &format!("{program}\n\n{}\n", assertion(e)),
-            &Limits::default(),
-        );
-        match run.failure.map(|f| f.error) {
+        match run_example(&program, e).map(|f| f.error) {
             None => c.passed += 1,
             Some(error) if fails_in_python(&error) => c.failed += 1,
             Some(_) => c.unknown += 1,
@@ -546,8 +551,7 @@ pub fn check(reply: &str, examples: &Examples) -> Check {
 /// instead (its value, or the error it raised), and the request to correct it. `None`
 /// when it fails none the interpreter can tell about.
 pub fn feedback(reply: &str, examples: &Examples) -> Option<String> {
-    let program = program(reply, examples);
-    let Some(program) = program else {
+    let Some(program) = program(reply, examples) else {
         return Some(
             "Your reply has no Python code block. Write the complete function in one \
              ```python code block."
@@ -555,11 +559,7 @@ pub fn feedback(reply: &str, examples: &Examples) -> Option<String> {
         );
     };
     examples.examples.iter().find_map(|e| {
-        let failure = pyeval::run_script(
-            &format!("{program}\n\n{}\n", assertion(e)),
-            &Limits::default(),
-        )
-        .failure?;
+        let failure = run_example(&program, e)?;
         if !fails_in_python(&failure.error) {
             return None;
         }
